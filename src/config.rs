@@ -1,0 +1,691 @@
+//! The one typed settings struct.
+//!
+//! Layers, later wins: built-in defaults → `config/examroom.toml` (or `--config FILE`)
+//! → environment variables `EXAMROOM__SECTION__KEY` → command-line flags.
+//! Unknown keys and invalid values are refused at start with a message naming the key.
+//! Secrets are [`Secret`]s: they print as `[redacted]` in every `Debug` and log line.
+//!
+//! `config/examroom.toml` documents every key, its default and its unit; a test checks
+//! that every key of [`Settings`] appears there.
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// A value that must never be logged (signing keys, shared secrets, passwords).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "[unset]"
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub signalling: SignallingSettings,
+    pub visit: VisitSettings,
+    pub identity: IdentitySettings,
+    pub live: LiveSettings,
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub ice: IceSettings,
+    pub records: RecordsSettings,
+    pub media: MediaSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub addr: SocketAddr,
+    /// Folder for durable data (SQLite database, generated secrets, record store). Default `./data`.
+    pub data_dir: PathBuf,
+    /// Public base URL used in join links and sign-in hints, e.g. `https://visits.clinic.example`.
+    /// Empty: derived from `addr`.
+    pub public_url: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS directly (reloaded when the files change).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For`/`-Proto` headers are believed. Default none.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Longest a graceful shutdown may take, seconds. Default 10.
+    pub shutdown_grace_secs: u64,
+    /// Largest HTTP request body, bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".parse().expect("valid default"),
+            data_dir: PathBuf::from("data"),
+            public_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            shutdown_grace_secs: 10,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `human` or `json`. Default `human`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info,examroom=debug`. Default `info`. `RUST_LOG` overrides.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignallingSettings {
+    /// Largest WebSocket message accepted, bytes. Default 65536; a message of this size or more is refused.
+    pub max_message_bytes: usize,
+    /// Sustained messages per second one connection may send. Default 50.
+    pub rate_per_sec: u32,
+    /// Burst of messages above the sustained rate. Default 200.
+    pub rate_burst: u32,
+    /// Messages queued to one client before it counts as too slow and is dropped. Default 256.
+    pub outbox_capacity: usize,
+    /// Server ping interval, seconds. Default 10.
+    pub heartbeat_interval_secs: u64,
+    /// A peer silent for this long is dead, seconds. Default 30.
+    pub heartbeat_timeout_secs: u64,
+    /// Seconds a new connection has to send `hello`. Default 10.
+    pub hello_timeout_secs: u64,
+    /// Most WebSocket connections one node holds. Default 20000.
+    pub max_connections: usize,
+    /// WebSocket read buffer per connection, bytes. Default 4096 (tungstenite's own is 128 KiB).
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for SignallingSettings {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            rate_per_sec: 50,
+            rate_burst: 200,
+            outbox_capacity: 256,
+            heartbeat_interval_secs: 10,
+            heartbeat_timeout_secs: 30,
+            hello_timeout_secs: 10,
+            max_connections: 20_000,
+            read_buffer_bytes: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisitSettings {
+    /// How long a disconnected participant keeps their place, seconds. Default 120.
+    pub reconnect_grace_secs: u64,
+    /// How long a walk-in physician has to accept an offered patient, seconds. Default 30.
+    pub walk_in_offer_secs: u64,
+    /// Default longest wait before a patient is marked `no_show`, seconds (rooms may override). Default 3600.
+    pub max_wait_secs: u64,
+    /// Messages kept for a disconnected participant and replayed on resume. Default 64.
+    pub replay_buffer: usize,
+    /// Most participants in one visit (mesh). Default 4.
+    pub max_participants: usize,
+}
+
+impl Default for VisitSettings {
+    fn default() -> Self {
+        Self {
+            reconnect_grace_secs: 120,
+            walk_in_offer_secs: 30,
+            max_wait_secs: 3600,
+            replay_buffer: 64,
+            max_participants: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySettings {
+    /// HMAC key for the tokens examroom issues (≥ 32 bytes). Empty: generated on first start
+    /// and kept in `<data_dir>/secrets.toml`.
+    pub token_secret: Secret,
+    /// Lifetime of a patient token, seconds (refreshed over the open WebSocket). Default 900.
+    pub patient_token_secs: u64,
+    /// Lifetime of a staff session, seconds. Default 43200 (12 h).
+    pub staff_session_secs: u64,
+    /// Lifetime of a join link when the minting call gives none, seconds. Default 604800 (7 days).
+    pub join_link_secs: u64,
+    /// External identity provider: issuer (`iss`) of its JWTs. Empty: local accounts only.
+    pub oidc_issuer: String,
+    /// External identity provider: expected audience (`aud`).
+    pub oidc_audience: String,
+    /// External identity provider: JWKS URL.
+    pub oidc_jwks_url: String,
+    /// External identity provider: claim that lists the roles (`physician`, `admin`). Default `roles`.
+    pub oidc_role_claim: String,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            token_secret: Secret::default(),
+            patient_token_secs: 900,
+            staff_session_secs: 12 * 3600,
+            join_link_secs: 7 * 24 * 3600,
+            oidc_issuer: String::new(),
+            oidc_audience: String::new(),
+            oidc_jwks_url: String::new(),
+            oidc_role_claim: "roles".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveBackend {
+    /// In-process: one node.
+    #[default]
+    Memory,
+    /// Redis: several nodes share presence, queues and the signalling bus.
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    /// `memory` (one node) or `redis` (several nodes). Default `memory`.
+    pub backend: LiveBackend,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Redis URL, used when `live.backend = "redis"`. Default `redis://127.0.0.1:6379`.
+    pub url: Secret,
+    /// Timeout of one Redis command, milliseconds. Default 2000.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("redis://127.0.0.1:6379"),
+            timeout_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Database URL. Empty (default): SQLite at `<data_dir>/examroom.db`.
+    /// `postgres://…` for PostgreSQL (several nodes).
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceSettings {
+    /// STUN URLs given to every participant, e.g. `stun:stun.clinic.example:3478`. Default none.
+    pub stun_urls: Vec<String>,
+    /// TURN URLs (`turn:` / `turns:`, `?transport=udp|tcp`). Default none: STUN only.
+    pub turn_urls: Vec<String>,
+    /// Shared secret with the TURN server (coturn `static-auth-secret`).
+    pub turn_secret: Secret,
+    /// Lifetime of a minted TURN credential, seconds. Default 3600.
+    pub turn_credential_secs: u64,
+}
+
+impl Default for IceSettings {
+    fn default() -> Self {
+        Self {
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: Secret::default(),
+            turn_credential_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordsBackend {
+    /// FHIR bundles in `<data_dir>/records`, with demo patients.
+    #[default]
+    Embedded,
+    /// The clinic's FHIR R4 server with SMART Backend Services.
+    Fhir,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsSettings {
+    /// `embedded` or `fhir`. Default `embedded`.
+    pub source: RecordsBackend,
+    /// Minutes after a visit ends that its physician may still open the record. Default 30.
+    pub after_visit_minutes: u64,
+    /// FHIR R4 base URL, e.g. `https://ehr.example/fhir`.
+    pub fhir_base_url: String,
+    /// SMART Backend Services token endpoint.
+    pub fhir_token_url: String,
+    /// Client id registered with the EHR.
+    pub fhir_client_id: String,
+    /// `RS384` or `ES384`. Default `ES384`.
+    pub fhir_signing_alg: String,
+    /// Timeout of one FHIR request, milliseconds. Default 5000.
+    pub fhir_timeout_ms: u64,
+}
+
+impl Default for RecordsSettings {
+    fn default() -> Self {
+        Self {
+            source: RecordsBackend::Embedded,
+            after_visit_minutes: 30,
+            fhir_base_url: String::new(),
+            fhir_token_url: String::new(),
+            fhir_client_id: String::new(),
+            fhir_signing_alg: "ES384".into(),
+            fhir_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Most connection checks running at once. Default 8.
+    pub max_concurrent_checks: usize,
+    /// Longest a connection check may run, seconds. Default 30.
+    pub check_max_secs: u64,
+    /// UDP port for the server-side peer (one port, muxed). 0 (default): any free port.
+    pub udp_port: u16,
+    /// Address the server-side peer binds and advertises. Default `127.0.0.1`.
+    pub udp_ip: IpAddr,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_checks: 8,
+            check_max_secs: 30,
+            udp_port: 0,
+            udp_ip: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+/// Where settings come from, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE`; else `config/examroom.toml` when it exists.
+    pub file: Option<PathBuf>,
+    /// Environment variables to read; `None` reads the process environment.
+    pub env: Option<Vec<(String, String)>>,
+    /// Flags that override everything (`--addr`, `--data-dir`).
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Load and validate: defaults → file → environment → flags.
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        let file = match &sources.file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError::Load(format!(
+                        "config file {} not found",
+                        f.display()
+                    )));
+                }
+                Some(f.clone())
+            }
+            None => Some(PathBuf::from("config/examroom.toml")).filter(|p| p.exists()),
+        };
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let env = match &sources.env {
+            Some(vars) => vars.clone(),
+            None => std::env::vars().collect(),
+        };
+        let ours: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("EXAMROOM__"))
+            .collect();
+        for (k, v) in &ours {
+            let path = k["EXAMROOM__".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            // Parse each value as TOML when it parses (numbers, booleans, arrays), else a string.
+            let value: figment::value::Value = v
+                .parse::<toml_value::Value>()
+                .map(|t| t.0)
+                .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
+            fig = fig.merge(Serialized::default(&path, value));
+        }
+        let mut settings: Settings = fig.extract().map_err(|e| {
+            ConfigError::Load(
+                e.into_iter()
+                    .map(|e| describe(&e))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        if let Some(a) = sources.addr {
+            settings.server.addr = a;
+        }
+        if let Some(d) = &sources.data_dir {
+            settings.server.data_dir = d.clone();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuse values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.signalling;
+        if s.max_message_bytes < 1024 || s.max_message_bytes > 1 << 20 {
+            return Err(invalid(
+                "signalling.max_message_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if s.rate_per_sec == 0 {
+            return Err(invalid("signalling.rate_per_sec", "must be at least 1"));
+        }
+        if s.outbox_capacity == 0 {
+            return Err(invalid("signalling.outbox_capacity", "must be at least 1"));
+        }
+        if s.heartbeat_interval_secs == 0 || s.heartbeat_interval_secs >= s.heartbeat_timeout_secs {
+            return Err(invalid(
+                "signalling.heartbeat_interval_secs",
+                "must be at least 1 and less than heartbeat_timeout_secs",
+            ));
+        }
+        if s.heartbeat_timeout_secs > 30 {
+            return Err(invalid(
+                "signalling.heartbeat_timeout_secs",
+                "must be at most 30 so a dead peer is noticed within 30 s",
+            ));
+        }
+        if s.read_buffer_bytes < 1024 {
+            return Err(invalid(
+                "signalling.read_buffer_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.visit.max_participants < 2 || self.visit.max_participants > 8 {
+            return Err(invalid("visit.max_participants", "must be between 2 and 8"));
+        }
+        let secret = &self.identity.token_secret;
+        if !secret.is_empty() && secret.expose().len() < 32 {
+            return Err(invalid(
+                "identity.token_secret",
+                "must be at least 32 bytes (or empty to generate one)",
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(invalid(
+                "server.tls_cert",
+                "tls_cert and tls_key must be given together",
+            ));
+        }
+        if !self.ice.turn_urls.is_empty() && self.ice.turn_secret.is_empty() {
+            return Err(invalid(
+                "ice.turn_secret",
+                "required when ice.turn_urls is set",
+            ));
+        }
+        for u in self.ice.stun_urls.iter() {
+            if !u.starts_with("stun:") && !u.starts_with("stuns:") {
+                return Err(invalid(
+                    "ice.stun_urls",
+                    format!("`{u}` is not a stun: or stuns: URL"),
+                ));
+            }
+        }
+        for u in self.ice.turn_urls.iter() {
+            if !u.starts_with("turn:") && !u.starts_with("turns:") {
+                return Err(invalid(
+                    "ice.turn_urls",
+                    format!("`{u}` is not a turn: or turns: URL"),
+                ));
+            }
+        }
+        if self.live.backend == LiveBackend::Redis && !self.redis.url.expose().starts_with("redis")
+        {
+            return Err(invalid("redis.url", "must be a redis:// or rediss:// URL"));
+        }
+        if self.records.source == RecordsBackend::Fhir && self.records.fhir_base_url.is_empty() {
+            return Err(invalid(
+                "records.fhir_base_url",
+                "required when records.source = \"fhir\"",
+            ));
+        }
+        if !matches!(self.records.fhir_signing_alg.as_str(), "RS384" | "ES384") {
+            return Err(invalid(
+                "records.fhir_signing_alg",
+                "must be RS384 or ES384",
+            ));
+        }
+        if self.media.max_concurrent_checks == 0 {
+            return Err(invalid("media.max_concurrent_checks", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Base URL for links we hand out.
+    pub fn public_url(&self) -> String {
+        if !self.server.public_url.is_empty() {
+            return self.server.public_url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.server.addr)
+    }
+
+    pub fn data_path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.server.data_dir.join(rel)
+    }
+}
+
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let src = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(s) => format!(" (from {s})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("{}{src}", e.kind)
+    } else {
+        format!("key `{key}`: {}{src}", e.kind)
+    }
+}
+
+/// Environment values are written as TOML scalars/arrays (`30`, `true`, `["a","b"]`);
+/// anything that does not parse as TOML is taken as a plain string.
+mod toml_value {
+    pub struct Value(pub figment::value::Value);
+
+    impl std::str::FromStr for Value {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let doc = format!("v = {s}");
+            let fig = {
+                use figment::providers::Format;
+                figment::Figment::from(figment::providers::Toml::string(&doc))
+            };
+            let v: figment::value::Value = fig.find_value("v").map_err(|_| ())?;
+            Ok(Value(v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(env: &[(&str, &str)], file: Option<&str>) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.map(|text| {
+            let p = dir.path().join("x.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        Settings::load(&Sources {
+            file: path,
+            env: Some(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = load_with(&[], None).unwrap();
+        assert_eq!(s.server.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let s = load_with(
+            &[
+                ("EXAMROOM__SIGNALLING__RATE_PER_SEC", "7"),
+                ("EXAMROOM__LOG__FORMAT", "json"),
+            ],
+            Some("[signalling]\nrate_per_sec = 3\noutbox_capacity = 9\n"),
+        )
+        .unwrap();
+        assert_eq!(s.signalling.rate_per_sec, 7);
+        assert_eq!(s.signalling.outbox_capacity, 9);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_with(&[], Some("[signalling]\nrate_per_secs = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rate_per_secs"), "{e}");
+        let e = load_with(&[("EXAMROOM__SERVER__COLOUR", "red")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn invalid_value_is_named() {
+        let e = load_with(&[("EXAMROOM__SIGNALLING__RATE_PER_SEC", "fast")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signalling.rate_per_sec"), "{e}");
+        let e = load_with(&[("EXAMROOM__IDENTITY__TOKEN_SECRET", "short")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.token_secret"), "{e}");
+        assert!(
+            !e.contains("short"),
+            "the secret itself must not be echoed: {e}"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut s = Settings::default();
+        s.identity.token_secret = Secret::new("x".repeat(40));
+        assert!(!format!("{s:?}").contains("xxxx"));
+    }
+
+    /// Every key of the settings struct is documented in config/examroom.toml.
+    #[test]
+    fn example_config_documents_every_key() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/examroom.toml"))
+                .unwrap();
+        let value = serde_json::to_value(Settings::default()).unwrap();
+        for (section, fields) in value.as_object().unwrap() {
+            assert!(
+                doc.contains(&format!("[{section}]")),
+                "section [{section}] undocumented"
+            );
+            for key in fields.as_object().unwrap().keys() {
+                let needle = format!("\n# {key} =");
+                let needle2 = format!("\n{key} =");
+                assert!(
+                    doc.contains(&needle) || doc.contains(&needle2),
+                    "key {section}.{key} is not documented in config/examroom.toml"
+                );
+            }
+        }
+    }
+}
