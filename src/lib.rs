@@ -11,4 +11,5 @@
 pub mod config;
 pub mod identity;
 pub mod ids;
+pub mod protocol;
 pub mod visit;

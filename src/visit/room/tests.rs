@@ -1,0 +1,836 @@
+//! One test per transition and per refusal, with explicit time.
+
+use super::*;
+
+const SEC: Millis = 1000;
+
+fn pid(s: &str) -> ParticipantId {
+    ParticipantId::parse(s).unwrap()
+}
+fn vid(s: &str) -> VisitId {
+    VisitId::parse(s).unwrap()
+}
+fn sid(s: &str) -> StaffId {
+    StaffId::parse(s).unwrap()
+}
+
+fn config(kind: RoomKind, physicians: &[&str]) -> RoomConfig {
+    RoomConfig {
+        id: RoomId::parse("r_a").unwrap(),
+        name: "Room A".into(),
+        kind,
+        physicians: physicians.iter().map(|s| sid(s)).collect(),
+        waiting_message: "The doctor will be with you shortly.".into(),
+        max_wait_secs: 600,
+        max_participants: 4,
+        chat_allowed: true,
+        invites_allowed: true,
+        archived: false,
+    }
+}
+
+fn room(kind: RoomKind, physicians: &[&str]) -> Room {
+    Room::new(
+        config(kind, physicians),
+        Timing {
+            grace_ms: 120 * SEC,
+            offer_ms: 30 * SEC,
+            replay_buffer: 8,
+        },
+    )
+}
+
+fn doctor(id: &str) -> Member {
+    Member {
+        id: pid(id),
+        role: Role::Physician,
+        name: format!("Dr {id}"),
+        staff: Some(sid(id)),
+        visit: None,
+        patient_ref: None,
+        reason: None,
+        lang: None,
+        prefers_gender: None,
+        languages: vec!["en".into()],
+        gender: None,
+    }
+}
+
+fn patient(id: &str, visit: &str) -> Member {
+    Member {
+        id: pid(id),
+        role: Role::Patient,
+        name: format!("Patient {id}"),
+        staff: None,
+        visit: Some(vid(visit)),
+        patient_ref: Some(PatientRef::parse("demo-patient-1").unwrap()),
+        reason: Some("cough".into()),
+        lang: None,
+        prefers_gender: None,
+        languages: vec![],
+        gender: None,
+    }
+}
+
+fn connect(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
+    r.handle(
+        Input::Connect {
+            member: m,
+            resume: None,
+            new_resume_token: "t0".into(),
+        },
+        now,
+    )
+}
+
+fn act(r: &mut Room, who: &str, a: Act, now: Millis) -> Vec<Output> {
+    r.handle(
+        Input::Act {
+            who: pid(who),
+            act: a,
+        },
+        now,
+    )
+}
+
+fn sent_to<'a>(out: &'a [Output], who: &str) -> Vec<&'a ServerMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg } if to.as_str() == who => Some(msg),
+            _ => None,
+        })
+        .collect()
+}
+
+fn error_code(out: &[Output], who: &str) -> Option<ErrorCode> {
+    sent_to(out, who).into_iter().find_map(|m| match m {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+fn recorded(out: &[Output]) -> Vec<VisitState> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Record(t) => Some(t.state),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Doctor `s_doc` and patient `p_pat` in visit `v_1`, admitted.
+fn admitted_room() -> Room {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_pat", "v_1"), SEC);
+    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+    r
+}
+
+#[test]
+fn patient_arrival_creates_a_waiting_visit_and_prefetches() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    let out = connect(&mut r, patient("p_pat", "v_1"), SEC);
+    assert_eq!(recorded(&out), vec![VisitState::Waiting]);
+    assert!(out.iter().any(|o| matches!(o, Output::Prefetch { .. })));
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. }))
+    );
+    let queue = sent_to(&out, "s_doc");
+    assert!(queue.iter().any(|m| matches!(m, ServerMsg::Queue { entries, .. } if entries.len() == 1 && entries[0].reason == "cough")));
+}
+
+#[test]
+fn early_arrival_waits_until_a_physician_comes() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Waiting));
+    let out = connect(&mut r, doctor("s_doc"), 60 * SEC);
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Queue { entries, .. } if entries.len() == 1))
+    );
+    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 61 * SEC);
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+}
+
+#[test]
+fn waiting_to_admitted_tells_both_with_opposite_politeness() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_pat", "v_1"), SEC);
+    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    assert_eq!(recorded(&out), vec![VisitState::Admitted]);
+    let polite = |who: &str| {
+        sent_to(&out, who).iter().find_map(|m| match m {
+            ServerMsg::Admitted { peers, .. } => Some(peers[0].polite),
+            _ => None,
+        })
+    };
+    assert_eq!(polite("s_doc").unwrap(), !polite("p_pat").unwrap());
+}
+
+#[test]
+fn patient_cannot_admit_themself() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    let out = act(&mut r, "p_pat", Act::Admit { visit: vid("v_1") }, SEC);
+    assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Waiting));
+}
+
+#[test]
+fn physician_of_another_room_cannot_join_or_admit() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    let out = connect(&mut r, doctor("s_other"), SEC);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            msg: ServerMsg::Error {
+                code: ErrorCode::NotYourRoom,
+                ..
+            },
+            ..
+        }
+    )));
+    let out = act(&mut r, "s_other", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    assert_eq!(
+        error_code(&out, "s_other"),
+        None,
+        "not present: nothing is sent to them"
+    );
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Waiting));
+}
+
+#[test]
+fn admitted_to_in_call_on_first_answer() {
+    let mut r = admitted_room();
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::Relay {
+            to: pid("p_pat"),
+            msg: ServerMsg::Offer {
+                from: pid("s_doc"),
+                sdp: "o".into(),
+            },
+        },
+        3 * SEC,
+    );
+    assert!(recorded(&out).is_empty());
+    assert!(matches!(sent_to(&out, "p_pat")[0], ServerMsg::Offer { .. }));
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::Relay {
+            to: pid("s_doc"),
+            msg: ServerMsg::Answer {
+                from: pid("p_pat"),
+                sdp: "a".into(),
+            },
+        },
+        4 * SEC,
+    );
+    assert_eq!(recorded(&out), vec![VisitState::InCall]);
+}
+
+#[test]
+fn relay_only_reaches_the_same_visit() {
+    let mut r = admitted_room();
+    connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
+    // A waiting patient cannot relay at all, nor be reached.
+    let out = act(
+        &mut r,
+        "p_two",
+        Act::Relay {
+            to: pid("s_doc"),
+            msg: ServerMsg::Offer {
+                from: pid("p_two"),
+                sdp: "x".into(),
+            },
+        },
+        4 * SEC,
+    );
+    assert_eq!(error_code(&out, "p_two"), Some(ErrorCode::NotInVisit));
+    assert!(sent_to(&out, "s_doc").is_empty());
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::Relay {
+            to: pid("p_two"),
+            msg: ServerMsg::Offer {
+                from: pid("s_doc"),
+                sdp: "x".into(),
+            },
+        },
+        5 * SEC,
+    );
+    assert_eq!(error_code(&out, "s_doc"), Some(ErrorCode::UnknownPeer));
+    assert!(sent_to(&out, "p_two").is_empty());
+}
+
+#[test]
+fn waiting_to_denied() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_pat", "v_1"), SEC);
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::Deny {
+            visit: vid("v_1"),
+            reason: None,
+        },
+        2 * SEC,
+    );
+    assert_eq!(recorded(&out), vec![VisitState::Denied]);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Denied { .. }))
+    );
+    // Final: cannot be admitted any more, and the patient cannot come back to it.
+    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 3 * SEC);
+    assert_eq!(
+        error_code(&out, "s_doc"),
+        Some(ErrorCode::IllegalTransition)
+    );
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 4 * SEC);
+    r.handle(Input::Tick, 200 * SEC);
+    let out = connect(&mut r, patient("p_pat", "v_1"), 201 * SEC);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            msg: ServerMsg::Error {
+                code: ErrorCode::VisitClosed,
+                ..
+            },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn waiting_to_left_on_leave() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    let out = act(&mut r, "p_pat", Act::Leave, SEC);
+    assert_eq!(recorded(&out), vec![VisitState::Left]);
+}
+
+#[test]
+fn waiting_to_left_after_grace() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    r.handle(Input::Disconnect { who: pid("p_pat") }, SEC);
+    assert!(
+        recorded(&r.handle(Input::Tick, 100 * SEC)).is_empty(),
+        "still within grace"
+    );
+    assert_eq!(
+        recorded(&r.handle(Input::Tick, 121 * SEC)),
+        vec![VisitState::Left]
+    );
+}
+
+#[test]
+fn reload_within_grace_keeps_queue_position() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_a", "v_a"), SEC);
+    connect(&mut r, patient("p_b", "v_b"), 2 * SEC);
+    r.handle(Input::Disconnect { who: pid("p_a") }, 3 * SEC);
+    let out = connect(&mut r, patient("p_a", "v_a"), 60 * SEC);
+    assert!(
+        sent_to(&out, "p_a")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. }))
+    );
+    assert!(recorded(&out).is_empty(), "no new visit");
+}
+
+#[test]
+fn waiting_to_no_show_after_room_limit() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, patient("p_pat", "v_1"), 0);
+    assert!(recorded(&r.handle(Input::Tick, 599 * SEC)).is_empty());
+    let out = r.handle(Input::Tick, 600 * SEC);
+    assert_eq!(recorded(&out), vec![VisitState::NoShow]);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: false, .. }))
+    );
+}
+
+#[test]
+fn in_call_back_to_waiting_keeps_original_place() {
+    let mut r = admitted_room();
+    connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::SendBack { visit: vid("v_1") },
+        4 * SEC,
+    );
+    assert_eq!(recorded(&out), vec![VisitState::Waiting]);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::SentBack { .. }))
+    );
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. })),
+        "arrived first, still first"
+    );
+    // And can be admitted again.
+    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 5 * SEC);
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+}
+
+#[test]
+fn physician_ends_visit_and_patient_gets_the_survey() {
+    let mut r = admitted_room();
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::EndVisit { visit: vid("v_1") },
+        10 * SEC,
+    );
+    assert_eq!(recorded(&out), vec![VisitState::Ended]);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: true, .. }))
+    );
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: false, .. }))
+    );
+}
+
+#[test]
+fn patient_cannot_end_or_send_back() {
+    let mut r = admitted_room();
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::EndVisit { visit: vid("v_1") },
+        3 * SEC,
+    );
+    assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::SendBack { visit: vid("v_1") },
+        3 * SEC,
+    );
+    assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn last_participant_leaving_ends_the_visit() {
+    let mut r = admitted_room();
+    let out = act(&mut r, "p_pat", Act::Leave, 3 * SEC);
+    assert!(recorded(&out).is_empty(), "the physician is still there");
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerLeft { .. }))
+    );
+    let out = act(&mut r, "s_doc", Act::Leave, 4 * SEC);
+    assert_eq!(recorded(&out), vec![VisitState::Ended]);
+}
+
+#[test]
+fn physician_drop_never_locks_the_patient_out() {
+    let mut r = admitted_room();
+    let out = r.handle(Input::Disconnect { who: pid("s_doc") }, 3 * SEC);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerReconnecting { .. }))
+    );
+    // Comes back within grace with its resume token: the call resumes, no re-admission.
+    let out = r.handle(
+        Input::Connect {
+            member: doctor("s_doc"),
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+        },
+        30 * SEC,
+    );
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerResumed { .. }))
+    );
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+    // Drops for good: the patient goes back to waiting, where any physician can admit.
+    r.handle(Input::Disconnect { who: pid("s_doc") }, 40 * SEC);
+    let out = r.handle(Input::Tick, 161 * SEC);
+    assert_eq!(recorded(&out), vec![VisitState::Waiting]);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::SentBack { .. }))
+    );
+}
+
+#[test]
+fn fresh_page_gets_the_call_state_and_peers_rebuild() {
+    let mut r = admitted_room();
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
+    let out = connect(&mut r, patient("p_pat", "v_1"), 5 * SEC);
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Admitted { .. }))
+    );
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerJoined { .. }))
+    );
+}
+
+#[test]
+fn messages_missed_while_reconnecting_are_replayed_on_resume() {
+    let mut r = admitted_room();
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::Relay {
+            to: pid("p_pat"),
+            msg: ServerMsg::Offer {
+                from: pid("s_doc"),
+                sdp: "restart".into(),
+            },
+        },
+        4 * SEC,
+    );
+    assert!(
+        sent_to(&out, "p_pat").is_empty(),
+        "held, not sent to a dead socket"
+    );
+    let out = r.handle(
+        Input::Connect {
+            member: patient("p_pat", "v_1"),
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+        },
+        5 * SEC,
+    );
+    assert!(
+        sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Offer { sdp, .. } if sdp == "restart"))
+    );
+}
+
+#[test]
+fn chat_reaches_the_visit_only_and_respects_the_room_setting() {
+    let mut r = admitted_room();
+    connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::Chat {
+            text: "hello".into(),
+        },
+        4 * SEC,
+    );
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "hello"))
+    );
+    assert!(sent_to(&out, "p_two").is_empty());
+    let mut cfg = r.config().clone();
+    cfg.chat_allowed = false;
+    r.reconfigure(cfg);
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::Chat {
+            text: "hello".into(),
+        },
+        5 * SEC,
+    );
+    assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::ChatDisabled));
+}
+
+#[test]
+fn physician_message_reaches_a_waiting_patient() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_pat", "v_1"), SEC);
+    let out = act(
+        &mut r,
+        "s_doc",
+        Act::MessagePatient {
+            visit: vid("v_1"),
+            text: "running 5 minutes late".into(),
+        },
+        2 * SEC,
+    );
+    assert!(
+        sent_to(&out, "p_pat").iter().any(
+            |m| matches!(m, ServerMsg::PhysicianMessage { text, .. } if text.contains("late"))
+        )
+    );
+}
+
+#[test]
+fn device_check_shows_in_the_queue() {
+    let mut r = room(RoomKind::Physician, &["s_doc"]);
+    connect(&mut r, doctor("s_doc"), 0);
+    connect(&mut r, patient("p_pat", "v_1"), SEC);
+    let out = act(
+        &mut r,
+        "p_pat",
+        Act::DeviceCheck {
+            ok: true,
+            summary: "camera, mic, 40 ms".into(),
+        },
+        2 * SEC,
+    );
+    assert!(sent_to(&out, "s_doc").iter().any(
+        |m| matches!(m, ServerMsg::Queue { entries, .. } if entries[0].device_ok == Some(true))
+    ));
+}
+
+#[test]
+fn physician_busy_in_a_call_cannot_admit_another() {
+    let mut r = admitted_room();
+    connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
+    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_2") }, 4 * SEC);
+    assert_eq!(error_code(&out, "s_doc"), Some(ErrorCode::Busy));
+}
+
+#[test]
+fn guest_joins_an_admitted_visit_up_to_the_limit() {
+    let mut r = admitted_room();
+    let guest = |id: &str| Member {
+        role: Role::Guest,
+        reason: None,
+        patient_ref: None,
+        ..patient(id, "v_1")
+    };
+    let out = connect(&mut r, guest("p_g1"), 3 * SEC);
+    assert!(
+        sent_to(&out, "p_g1")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Admitted { peers, .. } if peers.len() == 2))
+    );
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerJoined { .. }))
+    );
+    connect(&mut r, guest("p_g2"), 4 * SEC);
+    let out = connect(&mut r, guest("p_g3"), 5 * SEC);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            msg: ServerMsg::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            },
+            ..
+        }
+    )));
+    // A guest for a visit that has not started is refused.
+    let out = connect(
+        &mut r,
+        Member {
+            visit: Some(vid("v_9")),
+            ..guest("p_g4")
+        },
+        6 * SEC,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            msg: ServerMsg::Error {
+                code: ErrorCode::VisitClosed,
+                ..
+            },
+            ..
+        }
+    )));
+}
+
+// ---- walk-in ------------------------------------------------------------------
+
+fn offers(out: &[Output]) -> Vec<(String, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: ServerMsg::WalkInOffer { visit, .. },
+            } => Some((to.to_string(), visit.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn walk_in_offers_to_one_free_physician_at_a_time() {
+    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
+    connect(&mut r, doctor("s_d1"), 0);
+    connect(&mut r, doctor("s_d2"), SEC);
+    let out = connect(&mut r, patient("p_a", "v_a"), 2 * SEC);
+    let o = offers(&out);
+    assert_eq!(o.len(), 1, "exactly one offer: {o:?}");
+    assert_eq!(o[0].0, "s_d1", "free longest goes first");
+    let out = connect(&mut r, patient("p_b", "v_b"), 3 * SEC);
+    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_b".to_string())]);
+    // Admitting a patient not offered to you is refused.
+    let out = act(
+        &mut r,
+        "s_d1",
+        Act::WalkInAccept { visit: vid("v_b") },
+        4 * SEC,
+    );
+    assert_eq!(error_code(&out, "s_d1"), Some(ErrorCode::NotOfferedToYou));
+    act(
+        &mut r,
+        "s_d1",
+        Act::WalkInAccept { visit: vid("v_a") },
+        5 * SEC,
+    );
+    assert_eq!(r.visit_state(&vid("v_a")), Some(VisitState::Admitted));
+}
+
+#[test]
+fn walk_in_pass_and_timeout_offer_to_the_next() {
+    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
+    connect(&mut r, doctor("s_d1"), 0);
+    connect(&mut r, doctor("s_d2"), SEC);
+    connect(&mut r, patient("p_a", "v_a"), 2 * SEC);
+    let out = act(
+        &mut r,
+        "s_d1",
+        Act::WalkInPass { visit: vid("v_a") },
+        3 * SEC,
+    );
+    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_a".to_string())]);
+    // s_d2 does not answer in 30 s: back to s_d1 (everyone has passed: a new round).
+    let out = r.handle(Input::Tick, 34 * SEC);
+    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
+    assert!(
+        sent_to(&out, "s_d2")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::WalkInWithdrawn { .. }))
+    );
+}
+
+#[test]
+fn walk_in_prefers_language_then_tells_the_patient_when_unmet() {
+    let mut r = room(RoomKind::WalkIn, &["s_en", "s_es"]);
+    connect(&mut r, doctor("s_en"), 0);
+    connect(
+        &mut r,
+        Member {
+            languages: vec!["es".into()],
+            ..doctor("s_es")
+        },
+        SEC,
+    );
+    let out = connect(
+        &mut r,
+        Member {
+            lang: Some("es-MX".into()),
+            ..patient("p_a", "v_a")
+        },
+        2 * SEC,
+    );
+    assert_eq!(offers(&out), vec![("s_es".to_string(), "v_a".to_string())]);
+    // A French speaker: nobody matches, told so, offered to the next free physician.
+    let out = connect(
+        &mut r,
+        Member {
+            lang: Some("fr".into()),
+            ..patient("p_b", "v_b")
+        },
+        3 * SEC,
+    );
+    assert_eq!(offers(&out), vec![("s_en".to_string(), "v_b".to_string())]);
+    assert!(
+        sent_to(&out, "p_b")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PreferenceUnavailable { .. }))
+    );
+}
+
+#[test]
+fn walk_in_away_physician_gets_no_offer_and_drop_withdraws_it() {
+    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
+    connect(&mut r, doctor("s_d1"), 0);
+    connect(&mut r, doctor("s_d2"), SEC);
+    act(
+        &mut r,
+        "s_d1",
+        Act::Availability { available: false },
+        2 * SEC,
+    );
+    let out = connect(&mut r, patient("p_a", "v_a"), 3 * SEC);
+    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_a".to_string())]);
+    let out = r.handle(Input::Disconnect { who: pid("s_d2") }, 4 * SEC);
+    assert!(offers(&out).is_empty(), "the only other physician is away");
+    let out = act(
+        &mut r,
+        "s_d1",
+        Act::Availability { available: true },
+        5 * SEC,
+    );
+    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
+}
+
+#[test]
+fn every_walk_in_patient_is_admitted_exactly_once() {
+    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
+    connect(&mut r, doctor("s_d1"), 0);
+    connect(&mut r, doctor("s_d2"), 0);
+    for i in 0..5 {
+        connect(
+            &mut r,
+            patient(&format!("p_{i}"), &format!("v_{i}")),
+            SEC + i,
+        );
+    }
+    let mut admitted = Vec::new();
+    let mut now = 10 * SEC;
+    while admitted.len() < 5 && now < 1000 * SEC {
+        let out = r.handle(Input::Tick, now);
+        let _ = out;
+        for d in ["s_d1", "s_d2"] {
+            let offered: Option<VisitId> = r
+                .visits
+                .values()
+                .find(|v| v.offer.as_ref().is_some_and(|(x, _)| x.as_str() == d))
+                .map(|v| v.id.clone());
+            if let Some(v) = offered {
+                let out = act(&mut r, d, Act::WalkInAccept { visit: v.clone() }, now);
+                assert!(recorded(&out).contains(&VisitState::Admitted));
+                admitted.push(v.clone());
+                act(&mut r, d, Act::EndVisit { visit: v }, now + 1);
+            }
+        }
+        now += SEC;
+    }
+    admitted.sort();
+    admitted.dedup();
+    assert_eq!(admitted.len(), 5);
+}
