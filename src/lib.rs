@@ -8,7 +8,9 @@
 //! Data flows one way: the edge (HTTP, signalling) calls the domain (visit, identity,
 //! records), which calls the stores (live, durable). Nothing below calls back up.
 
+pub mod audit;
 pub mod config;
+pub mod durable;
 pub mod identity;
 pub mod ids;
 pub mod protocol;
