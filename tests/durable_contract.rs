@@ -176,6 +176,7 @@ contract!(
     data_survives_a_restart,
     concurrent_events_of_one_visit_all_count,
     open_refuses_an_unknown_database_url,
+    audit_verify_pages_through_a_long_log,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1237,4 +1238,19 @@ async fn open_refuses_an_unknown_database_url(ctx: Ctx) {
         Err(e) => panic!("expected Invalid{{database.url}}, got {e:?}"),
         Ok(_) => panic!("expected Invalid{{database.url}}, got a store"),
     }
+}
+
+async fn audit_verify_pages_through_a_long_log(ctx: Ctx) {
+    let s = &ctx.store;
+    // More than one verification page (1000 rows).
+    for i in 1..=1003 {
+        s.append_audit(audit_entry(i)).await.unwrap();
+    }
+    let v = s.verify_audit().await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.entries, 1003);
+    ctx.exec_raw("UPDATE audit_log SET actor = 's_other' WHERE seq = 1002")
+        .await;
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!((v.ok, v.first_bad_seq), (false, Some(1002)));
 }
