@@ -149,69 +149,130 @@ impl AuditVerification {
     }
 }
 
-/// Check a whole chain, given in the order it is stored (ascending `seq`, starting at 1).
-///
-/// Detects: an edited entry (its hash no longer matches its content), a deleted entry
-/// (a gap in `seq`, or a `prev_hash` that does not match the entry before), and a reordered
-/// one (out-of-order `seq` or broken links). `head` is the store's record of the last
-/// `(seq, hash)` appended, which also catches entries deleted from the end.
-pub fn verify(entries: &[AuditEntry], head: Option<(i64, &str)>) -> AuditVerification {
-    let n = entries.len() as u64;
-    let mut prev_hash = GENESIS.to_owned();
-    let mut expected_seq = 1i64;
-    for e in entries {
-        if e.seq != expected_seq {
-            return AuditVerification::bad(
-                n,
-                expected_seq.min(e.seq),
+/// Checks a chain one entry at a time, so a long log can be verified page by page
+/// without holding it all in memory. Feed entries in stored order (ascending `seq`).
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    prev_hash: String,
+    expected_seq: i64,
+    entries: u64,
+    failure: Option<(i64, String)>,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier {
+            prev_hash: GENESIS.to_owned(),
+            expected_seq: 1,
+            entries: 0,
+            failure: None,
+        }
+    }
+}
+
+impl ChainVerifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Check the next entry. Returns `false` once the chain is known to be broken (the
+    /// first break is kept; later entries are only counted).
+    pub fn push(&mut self, e: &AuditEntry) -> bool {
+        self.entries += 1;
+        if self.failure.is_some() {
+            return false;
+        }
+        let expected = self.expected_seq;
+        let problem = if e.seq != expected {
+            Some((
+                expected.min(e.seq),
                 format!(
-                    "sequence gap or reorder: expected entry {expected_seq}, found {}",
+                    "sequence gap or reorder: expected entry {expected}, found {}",
                     e.seq
                 ),
-            );
-        }
-        if e.prev_hash != prev_hash {
-            return AuditVerification::bad(
-                n,
+            ))
+        } else if e.prev_hash != self.prev_hash {
+            Some((
                 e.seq,
                 format!(
                     "entry {} does not link to the entry before it (deleted or reordered)",
                     e.seq
                 ),
-            );
-        }
-        if chain_hash(&e.prev_hash, e) != e.hash {
-            return AuditVerification::bad(
-                n,
+            ))
+        } else if chain_hash(&e.prev_hash, e) != e.hash {
+            Some((
                 e.seq,
                 format!(
                     "entry {} was altered: its hash does not match its content",
                     e.seq
                 ),
-            );
-        }
-        prev_hash = e.hash.clone();
-        expected_seq += 1;
-    }
-    if let Some((head_seq, head_hash)) = head {
-        let last_seq = expected_seq - 1;
-        if head_seq != last_seq || (head_seq > 0 && head_hash != prev_hash) {
-            return AuditVerification::bad(
-                n,
-                last_seq + 1,
-                format!(
-                    "the chain ends at entry {last_seq} but {head_seq} entries were appended \
-                     (entries removed from the end, or the last one altered)"
-                ),
-            );
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.failure = Some(p);
+                false
+            }
+            None => {
+                self.prev_hash = e.hash.clone();
+                self.expected_seq += 1;
+                true
+            }
         }
     }
-    AuditVerification {
-        entries: n,
-        ok: true,
-        first_bad_seq: None,
-        problem: None,
+
+    /// Count an entry that could not even be decoded (a value no entry could hold).
+    pub fn unreadable(&mut self, seq: i64) -> bool {
+        self.entries += 1;
+        if self.failure.is_none() {
+            self.failure = Some((seq, format!("entry {seq} holds values no entry can have")));
+        }
+        false
     }
+
+    /// The verdict. `head` is the store's record of the last `(seq, hash)` appended, which
+    /// also catches entries deleted from the end (they leave no gap).
+    pub fn finish(self, head: Option<(i64, &str)>) -> AuditVerification {
+        let n = self.entries;
+        if let Some((seq, problem)) = self.failure {
+            return AuditVerification::bad(n, seq, problem);
+        }
+        if let Some((head_seq, head_hash)) = head {
+            let last_seq = self.expected_seq - 1;
+            if head_seq != last_seq || (head_seq > 0 && head_hash != self.prev_hash) {
+                return AuditVerification::bad(
+                    n,
+                    last_seq + 1,
+                    format!(
+                        "the chain ends at entry {last_seq} but {head_seq} entries were appended \
+                         (entries removed from the end, or the last one altered)"
+                    ),
+                );
+            }
+        }
+        AuditVerification {
+            entries: n,
+            ok: true,
+            first_bad_seq: None,
+            problem: None,
+        }
+    }
+}
+
+/// Check a whole chain, given in the order it is stored (ascending `seq`, starting at 1).
+///
+/// Detects: an edited entry (its hash no longer matches its content), a deleted entry
+/// (a gap in `seq`, or a `prev_hash` that does not match the entry before), and a reordered
+/// one (out-of-order `seq` or broken links). With `head` (see [`ChainVerifier::finish`])
+/// it also detects entries removed from the end.
+pub fn verify(entries: &[AuditEntry], head: Option<(i64, &str)>) -> AuditVerification {
+    let mut v = ChainVerifier::new();
+    for e in entries {
+        v.push(e);
+    }
+    v.finish(head)
 }
 
 #[cfg(test)]

@@ -174,6 +174,9 @@ contract!(
     audit_verify_detects_a_deleted_row,
     concurrent_audit_appends_do_not_fork_the_chain,
     data_survives_a_restart,
+    concurrent_events_of_one_visit_all_count,
+    open_refuses_an_unknown_database_url,
+    audit_verify_pages_through_a_long_log,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1077,6 +1080,11 @@ async fn audit_verify_detects_an_edited_row(ctx: Ctx) {
     assert!(!v.ok);
     assert_eq!(v.first_bad_seq, Some(3));
     assert!(v.problem.unwrap().contains("altered"));
+    // A value no entry could hold is reported as damage, not as a store error.
+    ctx.exec_raw("UPDATE audit_log SET outcome = 'maybe' WHERE seq = 1")
+        .await;
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!((v.ok, v.first_bad_seq, v.entries), (false, Some(1), 5));
 }
 
 async fn audit_verify_detects_a_deleted_row(ctx: Ctx) {
@@ -1168,4 +1176,81 @@ async fn data_survives_a_restart(mut ctx: Ctx) {
     if ctx.backend == Backend::Sqlite {
         assert!(ctx.settings.server.data_dir.join("examroom.db").exists());
     }
+}
+
+async fn concurrent_events_of_one_visit_all_count(ctx: Ctx) {
+    let s = &ctx.store;
+    let doc = physician(s, "doc@clinic.example").await;
+    let room = s.create_room(new_room("GP", vec![])).await.unwrap();
+    for round in 0..10 {
+        let v = VisitId::new();
+        let states = [
+            (VisitState::Waiting, T0),
+            (VisitState::Admitted, T0 + 10_000),
+            (VisitState::InCall, T0 + 12_000),
+            (VisitState::Ended, T0 + 72_000),
+        ];
+        let tasks: Vec<_> = states
+            .into_iter()
+            .map(|(state, at)| {
+                let (s, v, room, doc) = (s.clone(), v.clone(), room.id.clone(), doc.id.clone());
+                tokio::spawn(async move {
+                    let mut e = ev(&v, &room, state, at);
+                    e.physician = (state == VisitState::Admitted).then_some(doc);
+                    s.record_visit_event(e).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let r = s.visit(&v).await.unwrap().unwrap();
+        assert_eq!(r.transitions.len(), 4, "round {round}");
+        assert_eq!(
+            (r.created_at, r.admitted_at, r.call_started_at, r.ended_at),
+            (T0, Some(T0 + 10_000), Some(T0 + 12_000), Some(T0 + 72_000)),
+            "round {round}: the summary saw every transition"
+        );
+        assert_eq!(r.admitted_by, Some(doc.id.clone()));
+        assert_eq!(
+            (r.state, r.outcome),
+            (VisitState::Ended, Some(VisitState::Ended))
+        );
+        assert_eq!((r.wait_secs, r.call_secs), (Some(10.0), Some(60.0)));
+    }
+}
+
+async fn open_refuses_an_unknown_database_url(ctx: Ctx) {
+    let mut settings = ctx.settings.clone();
+    settings.database.url = Secret::new("mysql://user:hunter2@db/examroom");
+    match open(&settings).await {
+        Err(
+            e @ DurableError::Invalid {
+                field: "database.url",
+                ..
+            },
+        ) => {
+            assert!(
+                !e.to_string().contains("hunter2"),
+                "never echo the URL: {e}"
+            );
+        }
+        Err(e) => panic!("expected Invalid{{database.url}}, got {e:?}"),
+        Ok(_) => panic!("expected Invalid{{database.url}}, got a store"),
+    }
+}
+
+async fn audit_verify_pages_through_a_long_log(ctx: Ctx) {
+    let s = &ctx.store;
+    // More than one verification page (1000 rows).
+    for i in 1..=1003 {
+        s.append_audit(audit_entry(i)).await.unwrap();
+    }
+    let v = s.verify_audit().await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.entries, 1003);
+    ctx.exec_raw("UPDATE audit_log SET actor = 's_other' WHERE seq = 1002")
+        .await;
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!((v.ok, v.first_bad_seq), (false, Some(1002)));
 }

@@ -903,19 +903,32 @@ macro_rules! impl_durable_store {
                     sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
                         .fetch_one(&self.pool)
                         .await?;
-                let entries = sqlx::query_as::<_, AuditRow>(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_log WHERE seq <= $1 ORDER BY seq"
-                ))
-                .bind(head_seq)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(AuditRow::into_entry)
-                .collect::<Result<Vec<_>, _>>()?;
-                Ok($crate::audit::verify(
-                    &entries,
-                    Some((head_seq, head_hash.as_str())),
-                ))
+                // Page through the log so a long one never sits in memory whole.
+                let mut verifier = $crate::audit::ChainVerifier::new();
+                let mut after = 0i64;
+                loop {
+                    let page = sqlx::query_as::<_, AuditRow>(&format!(
+                        "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 AND seq <= $2 \
+                         ORDER BY seq LIMIT 1000"
+                    ))
+                    .bind(after)
+                    .bind(head_seq)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let Some(last) = page.last().map(|r| r.seq) else {
+                        break;
+                    };
+                    after = last;
+                    for row in page {
+                        let seq = row.seq;
+                        match row.into_entry() {
+                            Ok(e) => verifier.push(&e),
+                            // A value no entry could hold is tampering too, not a crash.
+                            Err(_) => verifier.unreadable(seq),
+                        };
+                    }
+                }
+                Ok(verifier.finish(Some((head_seq, head_hash.as_str()))))
             }
         }
     };

@@ -489,7 +489,7 @@ pub(super) const AUDIT_COLS: &str =
 
 #[derive(sqlx::FromRow)]
 pub(super) struct AuditRow {
-    seq: i64,
+    pub(super) seq: i64,
     at: i64,
     actor: String,
     action: String,
