@@ -1,17 +1,31 @@
 //! examroom: a telehealth consultation server.
 //!
 //! # Layout
+//! - [`cli`] / [`app`]: the command line; building the server from settings and running it.
 //! - [`config`]: the one typed settings struct (defaults → file → environment → flags).
-//! - [`ids`]: typed identifiers (`RoomId`, `VisitId`, …).
-//! - [`identity`]: roles and the tokens examroom signs.
+//! - [`http`]: thin HTTP handlers (health, pages, the `/ws` upgrade, APIs).
+//! - [`signalling`]: one WebSocket session per connection (reader, writer, outbox).
+//! - [`protocol`]: the versioned JSON wire messages.
+//! - [`visit`]: the visit lifecycle and waiting room as pure state machines.
+//! - [`identity`]: roles, tokens, who may be where.
+//! - [`live`]: what is happening now — presence, room ownership, delivery (memory | Redis).
+//! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
+//! - [`metrics`]: Prometheus counters.
+//! - [`ids`]: typed identifiers.
 //!
-//! Data flows one way: the edge (HTTP, signalling) calls the domain (visit, identity,
-//! records), which calls the stores (live, durable). Nothing below calls back up.
+//! Data flows one way: the edge (http, signalling) calls the domain (visit, identity),
+//! which calls the stores (live, durable). Nothing below calls back up.
 
+pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod durable;
+pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod live;
+pub mod metrics;
 pub mod protocol;
+pub mod signalling;
 pub mod visit;

@@ -121,6 +121,33 @@ pub enum ClientMsg {
     },
 }
 
+impl ClientMsg {
+    /// The wire `type` of this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMsg::Hello { .. } => "hello",
+            ClientMsg::Ping {} => "ping",
+            ClientMsg::Pong {} => "pong",
+            ClientMsg::Profile { .. } => "profile",
+            ClientMsg::DeviceCheck { .. } => "device_check",
+            ClientMsg::Availability { .. } => "availability",
+            ClientMsg::Admit { .. } => "admit",
+            ClientMsg::Deny { .. } => "deny",
+            ClientMsg::SendBack { .. } => "send_back",
+            ClientMsg::MessagePatient { .. } => "message_patient",
+            ClientMsg::WalkInAccept { .. } => "walk_in_accept",
+            ClientMsg::WalkInPass { .. } => "walk_in_pass",
+            ClientMsg::EndVisit { .. } => "end_visit",
+            ClientMsg::Leave {} => "leave",
+            ClientMsg::Offer { .. } => "offer",
+            ClientMsg::Answer { .. } => "answer",
+            ClientMsg::Candidate { .. } => "candidate",
+            ClientMsg::EndOfCandidates { .. } => "end_of_candidates",
+            ClientMsg::Chat { .. } => "chat",
+        }
+    }
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

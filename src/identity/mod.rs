@@ -32,3 +32,12 @@ impl Role {
         }
     }
 }
+
+pub mod access;
+
+/// The stored form of a random secret (session id, join code, setup token): hex SHA-256.
+/// These secrets carry ≥128 bits of randomness, so a fast hash is enough.
+pub fn hash_secret(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}

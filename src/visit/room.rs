@@ -485,12 +485,6 @@ impl Room {
                 (false, VecDeque::new())
             }
         };
-        for msg in replay {
-            self.out.push(Output::Send {
-                to: id.clone(),
-                msg,
-            });
-        }
         match member.role {
             Role::Physician => {
                 self.queue_dirty = true;
@@ -501,6 +495,13 @@ impl Room {
             Role::Patient => self.patient_connected(&member, resumed, now),
             Role::Guest => self.guest_connected(&member, resumed),
             Role::Admin => {}
+        }
+        // After the visit's state, so the client knows its visit before replayed signalling.
+        for msg in replay {
+            self.out.push(Output::Send {
+                to: id.clone(),
+                msg,
+            });
         }
     }
 
@@ -635,9 +636,11 @@ impl Room {
     /// A participant of an active visit is back: they get the visit as it is, the others
     /// learn whether to restart ICE (resumed) or build a new peer connection (fresh page).
     fn rejoin_call(&mut self, vid: &VisitId, who: &ParticipantId, resumed: bool) {
+        // The returning side always learns the visit as it is now; a page that kept its
+        // peer connections keeps those and only builds the ones it lacks.
+        let msg = self.admitted_msg(&self.visits[vid], who);
+        self.send(who, msg);
         if !resumed {
-            let msg = self.admitted_msg(&self.visits[vid], who);
-            self.send(who, msg);
             self.announce_joined(vid, who);
         } else {
             let others: Vec<ParticipantId> = self.visits[vid]

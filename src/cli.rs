@@ -1,0 +1,103 @@
+//! The command line: `examroom serve` and the admin commands.
+
+use crate::config::{Settings, Sources};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "examroom", version, about = "Telehealth consultation server")]
+pub struct Cli {
+    /// Settings file (default: config/examroom.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Folder for durable data.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (also EXAMROOM_ADDR).
+        #[arg(long, env = "EXAMROOM_ADDR")]
+        addr: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] crate::app::StartError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn init_logging(settings: &Settings, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json || settings.log.format == crate::config::LogFormat::Json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let mut sources = Sources {
+        file: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        ..Default::default()
+    };
+    match cli.command {
+        Command::Serve { addr } => {
+            sources.addr = addr;
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            serve(settings).await
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(settings.server.addr)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", settings.server.addr)))?;
+    let state = crate::app::build(settings).await?;
+    let url = state.settings.public_url();
+    crate::app::announce(&state, &url).await;
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: telling clients to reconnect");
+        shutdown.cancel();
+    });
+    crate::app::run(listener, state).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,60 @@
+//! `/healthz` (the process is alive), `/readyz` (ready to take visits: stores reachable)
+//! and `/metrics` (Prometheus).
+
+use crate::app::AppState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let limit = Duration::from_secs(2);
+    let durable = match tokio::time::timeout(limit, state.durable.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("unavailable: {e}"),
+        Err(_) => "unavailable: timed out".to_owned(),
+    };
+    let live = match tokio::time::timeout(limit, state.live.ready()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("unavailable: {e}"),
+        Err(_) => "unavailable: timed out".to_owned(),
+    };
+    let shutting_down = state.shutdown.is_cancelled();
+    let ready = durable == "ok" && live == "ok" && !shutting_down;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": { "durable": durable, "live": live, "shutting_down": shutting_down },
+    });
+    (status, Json(body))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = state.live.stats();
+    let body = state.metrics.render(&stats.visits);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}

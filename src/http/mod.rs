@@ -1,0 +1,20 @@
+//! The HTTP edge: thin handlers over the domain. Each sub-module owns a group of
+//! routes; [`router`] puts them together.
+
+mod health;
+mod pages;
+mod ws;
+
+use crate::app::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.server.max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .merge(ws::routes())
+        .merge(pages::routes())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,93 @@
+//! What is happening now: where each participant is connected, and which task owns
+//! each room's state machine. One trait, two implementations chosen once at start-up:
+//! [`memory::MemoryLive`] (one node, the default) and a Redis one for several nodes.
+//! The signalling code only sees [`Live`].
+
+pub mod memory;
+
+use crate::ids::{ParticipantId, PatientRef, RoomId};
+use crate::protocol::ServerMsg;
+use crate::visit::room::{Input, Transition};
+use crate::visit::{RoomConfig, VisitState};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("live store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the writer half of a connection receives.
+#[derive(Debug)]
+pub enum Outgoing {
+    Msg(ServerMsg),
+    /// Send this, then close the connection.
+    Close(ServerMsg),
+}
+
+/// Where one connection's messages go. Bounded: a client that cannot keep up is
+/// dropped (its `kill` token fires) rather than stalling anyone else.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pub conn: u64,
+    pub tx: mpsc::Sender<Outgoing>,
+    pub kill: CancellationToken,
+}
+
+impl Outbox {
+    /// Never blocks. Returns false when the client was too slow and is being dropped.
+    pub fn push(&self, msg: Outgoing) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Side effects of room outputs that are not deliveries: history and prefetch.
+pub trait Effects: Send + Sync + 'static {
+    fn record(&self, t: Transition);
+    fn prefetch(&self, patient: PatientRef);
+    /// A relayed or sent message, for metrics.
+    fn delivered(&self, msg: &ServerMsg);
+}
+
+/// Where rooms' configuration comes from (the durable store).
+#[async_trait]
+pub trait RoomLoader: Send + Sync + 'static {
+    async fn load(&self, room: &RoomId) -> Result<Option<RoomConfig>, LiveError>;
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LiveStats {
+    pub rooms: usize,
+    pub participants: usize,
+    pub visits: HashMap<VisitState, usize>,
+}
+
+#[async_trait]
+pub trait Live: Send + Sync + 'static {
+    /// `who` is now reached through `outbox` on this node. Returns the outbox it
+    /// replaces (a second connection of the same participant supersedes the first).
+    fn attach(&self, who: &ParticipantId, outbox: Outbox) -> Option<Outbox>;
+    /// Forget `who`'s outbox if it is still connection `conn`.
+    fn detach(&self, who: &ParticipantId, conn: u64);
+    /// Whether `who` has a live connection anywhere.
+    async fn is_connected(&self, who: &ParticipantId) -> bool;
+    /// Hand an input to the task that owns the room, starting it if needed.
+    async fn submit(&self, room: &RoomId, input: Input) -> Result<(), LiveError>;
+    /// An admin changed the room: the owner applies it.
+    async fn reconfigure(&self, config: RoomConfig) -> Result<(), LiveError>;
+    /// Ready to take visits (its backing store reachable).
+    async fn ready(&self) -> Result<(), LiveError>;
+    fn stats(&self) -> LiveStats;
+}

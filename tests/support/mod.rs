@@ -1,0 +1,331 @@
+//! Test helpers: a real examroom server in-process on a random port, and a WebSocket
+//! client that speaks the protocol. A test reads like the user story it checks.
+#![allow(dead_code)]
+
+use examroom::app::AppState;
+use examroom::config::{Secret, Settings};
+use examroom::durable::{NewRoom, NewSession, NewStaff};
+use examroom::identity::Role;
+use examroom::identity::token::NewToken;
+use examroom::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
+use examroom::visit::{RoomConfig, RoomKind};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.server.addr = "127.0.0.1:0".parse().unwrap();
+    s.server.data_dir = dir.to_path_buf();
+    s.server.shutdown_grace_secs = 3;
+    s.identity.token_secret = Secret::new("test-secret-test-secret-test-secret!!");
+    s
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(f: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        f(&mut settings);
+        Self::spawn_in(dir, settings).await
+    }
+
+    pub async fn spawn_in(dir: tempfile::TempDir, settings: Settings) -> TestApp {
+        let listener = tokio::net::TcpListener::bind(settings.server.addr)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = examroom::app::build(settings).await.expect("server builds");
+        let s = state.clone();
+        let server = tokio::spawn(async move {
+            examroom::app::run(listener, s).await.expect("server runs");
+        });
+        TestApp {
+            addr,
+            state,
+            dir,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path)).await.unwrap()
+    }
+
+    /// Stop the server as SIGTERM would, and wait for it.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        self.state.shutdown.cancel();
+        if let Some(h) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("bounded shutdown")
+                .unwrap();
+        }
+        self.dir
+    }
+
+    pub async fn physician(&self, name: &str) -> StaffId {
+        self.staff(name, vec![Role::Physician], vec!["en".into()], None)
+            .await
+    }
+
+    pub async fn staff(
+        &self,
+        name: &str,
+        roles: Vec<Role>,
+        languages: Vec<String>,
+        gender: Option<String>,
+    ) -> StaffId {
+        let s = self
+            .state
+            .durable
+            .create_staff(NewStaff {
+                email: format!("{}@clinic.test", name.to_lowercase().replace(' ', ".")),
+                name: name.into(),
+                roles,
+                password_hash: None,
+                languages,
+                gender,
+            })
+            .await
+            .unwrap();
+        s.id
+    }
+
+    pub async fn room(&self, name: &str, kind: RoomKind, physicians: &[&StaffId]) -> RoomConfig {
+        self.state
+            .durable
+            .create_room(NewRoom {
+                name: name.into(),
+                kind,
+                physicians: physicians.iter().map(|s| (*s).clone()).collect(),
+                waiting_message: "Thanks for waiting; the doctor will be with you shortly.".into(),
+                max_wait_secs: 3600,
+                max_participants: 4,
+                chat_allowed: true,
+                invites_allowed: true,
+                opening_hours: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A signed-in staff token (with a live server-side session).
+    pub async fn staff_token(&self, staff: &StaffId, roles: Vec<Role>) -> String {
+        let sid = examroom::ids::random_id();
+        let now = chrono::Utc::now().timestamp();
+        self.state
+            .durable
+            .create_session(NewSession {
+                id: examroom::identity::hash_secret(&sid),
+                staff: staff.clone(),
+                created_at: now * 1000,
+                expires_at: (now + 3600) * 1000,
+            })
+            .await
+            .unwrap();
+        self.state.keys.issue(
+            NewToken {
+                sub: staff.to_string(),
+                name: "staff".into(),
+                roles,
+                room: None,
+                visit: None,
+                patient: None,
+                sid: Some(sid),
+                lang: None,
+                ttl_secs: 3600,
+            },
+            now,
+        )
+    }
+
+    /// A patient token bound to a room and a new visit, as a join link would give.
+    pub fn patient_token(&self, room: &RoomId, name: &str) -> (String, ParticipantId, VisitId) {
+        self.patient_token_with(room, name, None, None)
+    }
+
+    pub fn patient_token_with(
+        &self,
+        room: &RoomId,
+        name: &str,
+        patient: Option<PatientRef>,
+        lang: Option<&str>,
+    ) -> (String, ParticipantId, VisitId) {
+        let who = ParticipantId::new();
+        let visit = VisitId::new();
+        let t = self.state.keys.issue(
+            NewToken {
+                sub: who.to_string(),
+                name: name.into(),
+                roles: vec![Role::Patient],
+                room: Some(room.clone()),
+                visit: Some(visit.clone()),
+                patient,
+                sid: None,
+                lang: lang.map(str::to_owned),
+                ttl_secs: 900,
+            },
+            chrono::Utc::now().timestamp(),
+        );
+        (t, who, visit)
+    }
+
+    pub async fn ws(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    /// Connect and say hello; returns the client after `welcome`.
+    pub async fn join(&self, token: &str) -> Client {
+        let mut c = self.ws().await;
+        c.hello(token, None).await;
+        c
+    }
+}
+
+/// A protocol client over a real WebSocket.
+pub struct Client {
+    pub ws: Ws,
+    pub participant: String,
+    pub resume_token: String,
+    /// Messages received but not yet asked for.
+    pub backlog: Vec<Value>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client {
+            ws,
+            participant: String::new(),
+            resume_token: String::new(),
+            backlog: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn hello(&mut self, token: &str, resume: Option<&str>) -> Value {
+        self.send(json!({"type": "hello", "v": 1, "token": token, "resume": resume}))
+            .await;
+        let w = self.expect("welcome").await;
+        self.participant = w["participant"].as_str().unwrap().to_owned();
+        self.resume_token = w["resume_token"].as_str().unwrap().to_owned();
+        w
+    }
+
+    /// The next message of any type (pings answered and skipped). `None` when closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        if !self.backlog.is_empty() {
+            return Some(self.backlog.remove(0));
+        }
+        self.next_fresh(WAIT).await
+    }
+
+    async fn next_fresh(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let m = tokio::time::timeout(wait, self.ws.next()).await.ok()??;
+            match m {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ping" {
+                        self.send(json!({"type": "pong"})).await;
+                        continue;
+                    }
+                    return Some(v);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Wait for a message of `ty`, keeping others for later.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        self.expect_where(ty, |_| true).await
+    }
+
+    pub async fn expect_where(&mut self, ty: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(|v| v["type"] == ty && pred(v)) {
+            return self.backlog.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_fresh(left).await {
+                Some(v) if v["type"] == ty && pred(&v) => return v,
+                Some(v) => self.backlog.push(v),
+                None => panic!(
+                    "connection closed or timed out waiting for `{ty}`; got {:?}",
+                    self.backlog
+                ),
+            }
+        }
+    }
+
+    /// Assert nothing of `ty` arrives within `wait`.
+    pub async fn expect_none(&mut self, ty: &str, wait: Duration) {
+        assert!(
+            !self.backlog.iter().any(|v| v["type"] == ty),
+            "unexpected {ty}: {:?}",
+            self.backlog
+        );
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some(v) = self
+            .next_fresh(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            assert!(v["type"] != ty, "unexpected {ty}: {v}");
+            self.backlog.push(v);
+        }
+    }
+
+    /// Whether the server closed the connection within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.backlog.push(serde_json::from_str(&t).unwrap())
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
