@@ -1,6 +1,8 @@
 //! The HTTP edge: thin handlers over the domain. Each sub-module owns a group of
 //! routes; [`router`] puts them together.
 
+pub mod auth;
+pub mod error;
 mod health;
 mod pages;
 mod ws;

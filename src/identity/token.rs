@@ -88,6 +88,8 @@ impl TokenError {
 pub struct TokenKeys {
     enc: EncodingKey,
     dec: DecodingKey,
+    /// A one-way fingerprint of the key, for deriving per-session values (CSRF).
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -116,7 +118,12 @@ impl TokenKeys {
         Self {
             enc: EncodingKey::from_secret(bytes),
             dec: DecodingKey::from_secret(bytes),
+            fingerprint: super::hash_secret(&format!("fingerprint:{}", secret.expose())),
         }
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     pub fn issue(&self, t: NewToken, now: i64) -> String {
