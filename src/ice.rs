@@ -67,6 +67,19 @@ impl IceConfig {
         })
     }
 
+    /// The STUN servers alone (no TURN, so no credential minted): for examroom's own peer,
+    /// which sits at a reachable address and must not spend TURN allocations on itself.
+    pub fn stun_servers(&self) -> Vec<IceServer> {
+        if self.stun_urls.is_empty() {
+            return Vec::new();
+        }
+        vec![IceServer {
+            urls: self.stun_urls.clone(),
+            username: None,
+            credential: None,
+        }]
+    }
+
     /// Whether any TURN server is configured.
     pub fn has_turn(&self) -> bool {
         !self.turn_urls.is_empty()
@@ -79,14 +92,7 @@ impl IceConfig {
     /// STUN URLs come as one entry without credentials; all TURN URLs share one entry with
     /// one freshly minted credential, as browsers expect.
     pub fn servers_for(&self, participant: &str, now_unix: i64) -> (Vec<IceServer>, Option<i64>) {
-        let mut servers = Vec::new();
-        if !self.stun_urls.is_empty() {
-            servers.push(IceServer {
-                urls: self.stun_urls.clone(),
-                username: None,
-                credential: None,
-            });
-        }
+        let mut servers = self.stun_servers();
         if self.turn_urls.is_empty() {
             return (servers, None);
         }

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
@@ -468,6 +468,23 @@ impl Peer {
         Ok(Channel::new(dc))
     }
 
+    /// Open an ordered data channel that never retransmits (`maxRetransmits: 0`): a lost
+    /// message stays lost, which is what measuring loss needs. Ordered, because an unordered
+    /// first message can overtake the channel-open handshake and be dropped.
+    pub async fn create_lossy_channel(&self, label: &str) -> Result<Channel, PeerError> {
+        let init = RTCDataChannelInit {
+            ordered: true,
+            max_retransmits: Some(0),
+            ..RTCDataChannelInit::default()
+        };
+        let dc = self
+            .pc
+            .create_data_channel(label, Some(init))
+            .await
+            .map_err(ctx("create data channel"))?;
+        Ok(Channel::new(dc))
+    }
+
     /// The next data channel the remote side opened.
     pub async fn accept_channel(&self, timeout: Duration) -> Result<Channel, PeerError> {
         let mut rx = self.remote_channels.lock().await;
@@ -531,8 +548,16 @@ pub struct Channel {
     dc: Arc<dyn DataChannel>,
     /// Events pumped out of the driver by one task so none is lost between `wait_open` and
     /// `recv` calls.
-    rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     open: watch::Receiver<ChannelState>,
+}
+
+/// One data-channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub data: Vec<u8>,
+    /// Sent as text (a JavaScript string) rather than binary.
+    pub text: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -558,7 +583,12 @@ impl Channel {
                     }
                     DataChannelEvent::OnMessage(msg) => {
                         // The reader is gone (Channel dropped): stop pumping.
-                        let delivered = tx.send(msg.data.to_vec()).await;
+                        let delivered = tx
+                            .send(Message {
+                                data: msg.data.to_vec(),
+                                text: msg.is_string,
+                            })
+                            .await;
                         if delivered.is_err() {
                             break;
                         }
@@ -606,9 +636,25 @@ impl Channel {
             .map_err(|_| PeerError::ChannelClosed)
     }
 
-    /// The next message; `None` once the channel is closed and drained.
+    /// The next message's bytes; `None` once the channel is closed and drained.
     pub async fn recv(&self) -> Option<Vec<u8>> {
+        self.recv_message().await.map(|m| m.data)
+    }
+
+    /// The next message with its kind (text or binary).
+    pub async fn recv_message(&self) -> Option<Message> {
         self.rx.lock().await.recv().await
+    }
+
+    /// Send `message` as the kind it was received as.
+    pub async fn send_message(&self, message: &Message) -> Result<(), PeerError> {
+        if message.text {
+            // Text arrived as valid UTF-8; a lossy conversion only guards against a broken peer.
+            self.send_text(&String::from_utf8_lossy(&message.data))
+                .await
+        } else {
+            self.send(&message.data).await
+        }
     }
 
     /// The next message within `timeout`.
