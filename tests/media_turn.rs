@@ -182,3 +182,40 @@ async fn a_forged_credential_gets_no_relay() {
     }];
     assert_refused(forged, &turn).await;
 }
+
+#[tokio::test]
+async fn a_relay_only_client_completes_a_connection_check_and_learns_its_path_is_relay() {
+    use examroom::config::MediaSettings;
+    use examroom::media::check::{CheckOptions, CheckService, run_check};
+
+    let turn = coturn();
+    let ice = ice_config(&turn);
+    let service = CheckService::new(&MediaSettings::default(), ice.clone());
+    let (servers, _) = ice.servers_for("patient-11", now());
+    let (client, mut client_cands) = Peer::new(relay_options(servers)).await.unwrap();
+    let client = Arc::new(client);
+    let probe = client.create_lossy_channel("check").await.unwrap();
+    let offer = client.create_offer().await.unwrap();
+    let (mut handle, answer) = service.start("patient-11".into(), offer).await.unwrap();
+    client.set_answer(&answer).await.unwrap();
+    pipe_candidates(handle.take_local_candidates().unwrap(), client.clone());
+    while let Ok(Some(LocalCandidate::Candidate(c))) =
+        tokio::time::timeout(WAIT, client_cands.recv()).await
+    {
+        handle.add_remote_candidate(c).await.unwrap();
+    }
+
+    let options = CheckOptions {
+        probes: 10,
+        ..CheckOptions::default()
+    };
+    let report = run_check(&client, &probe, &options).await.unwrap();
+    assert_eq!(report.received, 10, "{report:?}");
+    assert_eq!(report.loss_pct, 0.0);
+    assert!(report.rtt_ms_p50 > 0.0);
+    let path = report.path.expect("path");
+    assert_eq!(path.summary(), CandidateKind::Relay);
+    assert_eq!(path.relay_protocol.as_deref(), Some("udp"));
+    handle.close().await;
+    client.close().await;
+}
