@@ -20,7 +20,7 @@
 use crate::config::MediaSettings;
 use crate::ice::IceConfig;
 use crate::media::peer::{
-    Channel, LocalCandidates, Peer, PeerError, PeerOptions, PeerState, SelectedPath,
+    Candidate, Channel, LocalCandidates, Peer, PeerError, PeerOptions, PeerState, SelectedPath,
 };
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +48,12 @@ pub enum CheckError {
     /// The offer could not be applied (malformed SDP, no data channel, …).
     #[error("the check offer was refused: {0}")]
     BadOffer(#[source] PeerError),
+    /// A candidate was dropped by policy (see [`CandidateGate`]); the check goes on.
+    #[error("candidate refused: {0}")]
+    CandidateRefused(&'static str),
+    /// A candidate could not be parsed or applied; the check goes on.
+    #[error("candidate not applied: {0}")]
+    BadCandidate(#[source] PeerError),
     /// The server-side peer could not be built (e.g. its UDP port is taken).
     #[error("the check peer could not start: {0}")]
     Peer(#[source] PeerError),
@@ -141,6 +147,8 @@ impl CheckService {
         .await
         .map_err(CheckError::Peer)?;
         let peer = Arc::new(peer);
+        // Candidates inside the offer go through the same gate as trickled ones.
+        let (offer_sdp, embedded) = split_candidates(&offer_sdp);
         let answer = match peer.accept_offer(&offer_sdp).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -148,6 +156,12 @@ impl CheckService {
                 return Err(CheckError::BadOffer(e));
             }
         };
+        let gate = CandidateGate::new(self.shared.udp_ip);
+        for c in embedded {
+            if gate.admit(&c).is_ok() {
+                peer.add_remote_candidate(c).await.ok();
+            }
+        }
 
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = watch::channel(false);
@@ -167,6 +181,7 @@ impl CheckService {
                 owner,
                 peer,
                 local_candidates: Some(candidates),
+                gate,
                 stop,
                 done: done_rx,
             },
@@ -181,6 +196,7 @@ pub struct CheckHandle {
     owner: String,
     peer: Arc<Peer>,
     local_candidates: Option<LocalCandidates>,
+    gate: CandidateGate,
     stop: CancellationToken,
     done: watch::Receiver<bool>,
 }
@@ -211,11 +227,20 @@ impl CheckHandle {
     }
 
     /// A candidate from the client (`check_candidate`). An empty candidate is accepted.
-    pub async fn add_remote_candidate(
-        &self,
-        candidate: crate::media::peer::Candidate,
-    ) -> Result<(), PeerError> {
-        self.peer.add_remote_candidate(candidate).await
+    ///
+    /// [`CheckError::CandidateRefused`] means the candidate was dropped by policy (see
+    /// [`CandidateGate`]); the check goes on, and the client needs to be told nothing.
+    pub async fn add_remote_candidate(&self, candidate: Candidate) -> Result<(), CheckError> {
+        if candidate.candidate.is_empty() {
+            return Ok(());
+        }
+        self.gate
+            .admit(&candidate)
+            .map_err(CheckError::CandidateRefused)?;
+        self.peer
+            .add_remote_candidate(candidate)
+            .await
+            .map_err(CheckError::BadCandidate)
     }
 
     /// The path the server sees, once connected.
@@ -241,6 +266,125 @@ impl Drop for CheckHandle {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Most remote candidates one check accepts; a browser sends a handful.
+const MAX_REMOTE_CANDIDATES: usize = 32;
+
+/// Which client candidates the server peer will send connectivity checks to.
+///
+/// Remote candidates are addresses the *client* chooses, and the server peer sends STUN
+/// requests to each: unfiltered, a check would let anyone make examroom probe hosts on its own
+/// networks. So a candidate's address must be no "closer" than the server's own `udp_ip`:
+/// a server on a public address talks only to public addresses, one on a private address to
+/// private and public ones, and only a server on loopback (tests, development) to loopback.
+/// Link-local, multicast, unspecified and unresolved mDNS (`.local`) candidates are dropped,
+/// and at most [`MAX_REMOTE_CANDIDATES`] are taken per check. A client whose direct
+/// candidates are dropped still reaches the server: its checks arrive as peer-reflexive.
+#[derive(Debug)]
+pub struct CandidateGate {
+    server: IpAddr,
+    /// A std mutex: one increment, never held across an `.await`.
+    admitted: Mutex<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    Loopback,
+    Private,
+    Global,
+}
+
+fn scope(ip: IpAddr) -> Option<Scope> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                Some(Scope::Loopback)
+            } else if v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_link_local()
+                || v4.is_documentation()
+            {
+                None
+            } else if v4.is_private() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64) {
+                // RFC 1918 and RFC 6598 (carrier-grade NAT) space.
+                Some(Scope::Private)
+            } else {
+                Some(Scope::Global)
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return scope(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            if v6.is_loopback() {
+                Some(Scope::Loopback)
+            } else if v6.is_unspecified() || v6.is_multicast() || seg0 & 0xffc0 == 0xfe80 {
+                None
+            } else if seg0 & 0xfe00 == 0xfc00 {
+                // Unique local addresses (fc00::/7).
+                Some(Scope::Private)
+            } else {
+                Some(Scope::Global)
+            }
+        }
+    }
+}
+
+impl CandidateGate {
+    pub fn new(server: IpAddr) -> Self {
+        Self {
+            server,
+            admitted: Mutex::new(0),
+        }
+    }
+
+    /// Whether the server peer may use `candidate`; the reason when not.
+    pub fn admit(&self, candidate: &Candidate) -> Result<(), &'static str> {
+        // candidate:<foundation> <component> <transport> <priority> <address> <port> typ …
+        let address = candidate
+            .candidate
+            .trim_start_matches("candidate:")
+            .split_whitespace()
+            .nth(4)
+            .ok_or("malformed candidate")?;
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| "not an IP address (mDNS names are not resolved)")?;
+        let theirs = scope(ip).ok_or("address cannot be a peer")?;
+        // A server bound to 0.0.0.0 is treated as global: the strictest choice.
+        let ours = scope(self.server).unwrap_or(Scope::Global);
+        if theirs < ours {
+            return Err("address is on a network the server must not probe");
+        }
+        let mut admitted = self.admitted.lock().expect("not poisoned");
+        if *admitted >= MAX_REMOTE_CANDIDATES {
+            return Err("too many candidates");
+        }
+        *admitted += 1;
+        Ok(())
+    }
+}
+
+/// Split `a=candidate:` lines out of an SDP, as trickled candidates of the first m-section
+/// (a check has one bundled transport).
+fn split_candidates(sdp: &str) -> (String, Vec<Candidate>) {
+    let mut kept = String::with_capacity(sdp.len());
+    let mut candidates = Vec::new();
+    for line in sdp.split_inclusive('\n') {
+        match line.trim_end().strip_prefix("a=") {
+            Some(attr) if attr.starts_with("candidate:") => candidates.push(Candidate {
+                candidate: attr.to_owned(),
+                sdp_mid: None,
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            }),
+            _ => kept.push_str(line),
+        }
+    }
+    (kept, candidates)
 }
 
 /// A fixed port taken from the pool, given back on drop.
@@ -438,4 +582,74 @@ pub async fn run_check(
         throughput_kbps: (bytes as f64 * 8.0 / 1000.0) / elapsed,
         path: peer.selected_path().await,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(addr: &str) -> Candidate {
+        Candidate {
+            candidate: format!("candidate:1 1 udp 2130706431 {addr} 5000 typ host"),
+            sdp_mid: None,
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        }
+    }
+
+    #[test]
+    fn a_public_server_never_probes_private_loopback_or_link_local_addresses() {
+        let gate = CandidateGate::new("203.0.113.7".parse().unwrap());
+        assert!(
+            gate.admit(&cand("198.51.100.20")).is_err(),
+            "documentation range"
+        );
+        assert!(gate.admit(&cand("8.8.8.8")).is_ok());
+        assert!(gate.admit(&cand("10.1.2.3")).is_err());
+        assert!(gate.admit(&cand("192.168.1.10")).is_err());
+        assert!(gate.admit(&cand("100.64.0.1")).is_err());
+        assert!(gate.admit(&cand("127.0.0.1")).is_err());
+        assert!(
+            gate.admit(&cand("169.254.169.254")).is_err(),
+            "cloud metadata"
+        );
+        assert!(gate.admit(&cand("::1")).is_err());
+        assert!(gate.admit(&cand("fd00::1")).is_err());
+        assert!(gate.admit(&cand("2001:4860:4860::8888")).is_ok());
+        assert!(gate.admit(&cand("5c3a9f1e-0000.local")).is_err());
+    }
+
+    #[test]
+    fn a_private_server_accepts_private_and_public_and_loopback_accepts_all() {
+        let private = CandidateGate::new("10.0.0.5".parse().unwrap());
+        assert!(private.admit(&cand("10.1.2.3")).is_ok());
+        assert!(private.admit(&cand("8.8.8.8")).is_ok());
+        assert!(private.admit(&cand("127.0.0.1")).is_err());
+        let lo = CandidateGate::new("127.0.0.1".parse().unwrap());
+        assert!(lo.admit(&cand("127.0.0.1")).is_ok());
+        assert!(lo.admit(&cand("10.1.2.3")).is_ok());
+    }
+
+    #[test]
+    fn at_most_a_bounded_number_of_candidates_per_check() {
+        let gate = CandidateGate::new("127.0.0.1".parse().unwrap());
+        for _ in 0..MAX_REMOTE_CANDIDATES {
+            assert!(gate.admit(&cand("127.0.0.1")).is_ok());
+        }
+        assert_eq!(gate.admit(&cand("127.0.0.1")), Err("too many candidates"));
+    }
+
+    #[test]
+    fn candidates_embedded_in_an_offer_are_split_out() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+                   a=candidate:1 1 udp 1 10.0.0.9 5000 typ host\r\na=mid:0\r\n";
+        let (kept, cands) = split_candidates(sdp);
+        assert!(!kept.contains("candidate"));
+        assert!(kept.contains("a=mid:0\r\n"));
+        assert_eq!(cands.len(), 1);
+        assert_eq!(
+            cands[0].candidate,
+            "candidate:1 1 udp 1 10.0.0.9 5000 typ host"
+        );
+    }
 }
