@@ -304,7 +304,6 @@ fn scope(ip: IpAddr) -> Option<Scope> {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || v4.is_link_local()
-                || v4.is_documentation()
             {
                 None
             } else if v4.is_private() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64) {
@@ -600,10 +599,8 @@ mod tests {
     #[test]
     fn a_public_server_never_probes_private_loopback_or_link_local_addresses() {
         let gate = CandidateGate::new("203.0.113.7".parse().unwrap());
-        assert!(
-            gate.admit(&cand("198.51.100.20")).is_err(),
-            "documentation range"
-        );
+        // Documentation ranges count as public: test networks use them for real hosts.
+        assert!(gate.admit(&cand("198.51.100.20")).is_ok());
         assert!(gate.admit(&cand("8.8.8.8")).is_ok());
         assert!(gate.admit(&cand("10.1.2.3")).is_err());
         assert!(gate.admit(&cand("192.168.1.10")).is_err());
