@@ -262,6 +262,8 @@ impl PeerConnectionEventHandler for Events {
 pub struct Peer {
     pc: Arc<dyn PeerConnection>,
     state: watch::Receiver<PeerState>,
+    /// Channels the remote side opened. An async mutex because it only serialises readers of
+    /// one receiver, whose `recv` must await; it guards no state.
     remote_channels: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<dyn DataChannel>>>,
     /// Remote candidates that arrived before the remote description; `None` once it is set.
     /// A std mutex: held only to push or take, never across an `.await`.
@@ -548,6 +550,7 @@ pub struct Channel {
     dc: Arc<dyn DataChannel>,
     /// Events pumped out of the driver by one task so none is lost between `wait_open` and
     /// `recv` calls.
+    /// Async mutex for the same reason as `Peer::remote_channels`: it serialises readers.
     rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     open: watch::Receiver<ChannelState>,
 }
