@@ -29,6 +29,18 @@ pub enum Command {
         #[arg(long, env = "EXAMROOM_ADDR")]
         addr: Option<SocketAddr>,
     },
+    /// The record-access audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exits non-zero and names the first bad entry when an entry
+    /// was edited, deleted or reordered.
+    Verify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +77,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let settings = Settings::load(&sources)?;
             init_logging(&settings, cli.log_json);
             serve(settings).await
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            let store = crate::durable::open(&settings)
+                .await
+                .map_err(crate::app::StartError::from)?;
+            let v = store
+                .verify_audit()
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            if v.ok {
+                println!(
+                    "audit log intact: {} entries, hash chain verified",
+                    v.entries
+                );
+                Ok(())
+            } else {
+                Err(CliError::Other(format!(
+                    "audit log TAMPERED: first bad entry seq {}: {} ({} entries read)",
+                    v.first_bad_seq
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    v.problem.unwrap_or_default(),
+                    v.entries
+                )))
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod health;
 mod pages;
+mod records;
 mod ws;
 
 use crate::app::AppState;
@@ -16,6 +17,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(ws::routes())
+        .merge(records::routes())
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
