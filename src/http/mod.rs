@@ -4,7 +4,10 @@
 pub mod auth;
 pub mod error;
 mod health;
+mod links;
 mod pages;
+pub mod routes;
+mod session;
 mod ws;
 
 use crate::app::AppState;
@@ -17,6 +20,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(ws::routes())
         .merge(pages::routes())
+        .merge(session::routes())
+        .merge(links::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
