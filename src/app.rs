@@ -315,6 +315,14 @@ async fn reload_tls(
 
 /// The one start-up line that says where staff sign in (and, on first start, where
 /// to create the first admin).
-pub async fn announce(_state: &AppState, url: &str) {
-    tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)");
+pub async fn announce(state: &AppState, url: &str) {
+    match crate::identity::setup::first_admin_link(state, url).await {
+        Ok(Some(link)) => tracing::info!("first start: create the first admin at {link}"),
+        Ok(None) => {
+            tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check for staff accounts; no setup link made")
+        }
+    }
 }

@@ -4,8 +4,11 @@
 pub mod auth;
 pub mod error;
 mod health;
+mod links;
 mod pages;
 mod records;
+pub mod routes;
+mod session;
 mod ws;
 
 use crate::app::AppState;
@@ -19,6 +22,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::routes())
         .merge(records::routes())
         .merge(pages::routes())
+        .merge(session::routes())
+        .merge(links::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

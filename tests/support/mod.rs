@@ -331,3 +331,95 @@ impl Client {
         }
     }
 }
+
+// ---- identity helpers (sign-in, links, raw HTTP) ----
+
+impl TestApp {
+    /// An HTTP call with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = reqwest::Client::new().request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            self.url(path),
+        );
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Status and JSON body (`Null` when there is none) of a call.
+    pub async fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = self.call(method, path, bearer, body).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A staff account with a password (Argon2id), for signing in over HTTP.
+    pub async fn staff_with_password(
+        &self,
+        email: &str,
+        roles: Vec<Role>,
+        password: &str,
+    ) -> StaffId {
+        examroom::identity::setup::create_staff(
+            self.state.durable.as_ref(),
+            email,
+            email.split('@').next().unwrap(),
+            roles,
+            password,
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    /// `POST /api/session`; returns the response body (panics unless 200).
+    pub async fn sign_in(&self, email: &str, password: &str) -> Value {
+        let (s, body) = self
+            .call_json(
+                "POST",
+                "/api/session",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(s, 200, "sign-in failed: {body}");
+        body
+    }
+
+    /// `POST /api/links` as `bearer`; returns the body (panics unless 201).
+    pub async fn mint_link(&self, bearer: &str, body: Value) -> Value {
+        let (s, b) = self
+            .call_json("POST", "/api/links", Some(bearer), Some(body))
+            .await;
+        assert_eq!(s, 201, "minting failed: {b}");
+        b
+    }
+
+    /// `POST /api/join/{code}` from the browser `device`.
+    pub async fn redeem(&self, code: &str, device: &str) -> (u16, Value) {
+        self.call_json(
+            "POST",
+            &format!("/api/join/{code}"),
+            None,
+            Some(json!({ "device": device })),
+        )
+        .await
+    }
+}
