@@ -1,10 +1,13 @@
 //! The HTTP edge: thin handlers over the domain. Each sub-module owns a group of
 //! routes; [`router`] puts them together.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod openapi;
 mod pages;
+pub mod surveys;
 mod ws;
 
 use crate::app::AppState;
@@ -17,6 +20,9 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(ws::routes())
         .merge(pages::routes())
+        .merge(admin::routes())
+        .merge(surveys::routes())
+        .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
