@@ -63,6 +63,19 @@ fn routes_in(text: &str) -> Vec<(String, String)> {
             }
         }
     }
+    // Handlers registered through utoipa-axum carry their method and path in
+    // `#[utoipa::path(get, path = "...")]`.
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("#[utoipa::path(") {
+        rest = &rest[i + "#[utoipa::path(".len()..];
+        let method = rest.split(',').next().unwrap_or("").trim().to_uppercase();
+        let Some(p) = rest.find("path = \"") else {
+            continue;
+        };
+        let tail = &rest[p + "path = \"".len()..];
+        let Some(end) = tail.find('"') else { continue };
+        out.push((method, tail[..end].to_owned()));
+    }
     out
 }
 
@@ -161,6 +174,12 @@ fn expected(access: Access, who: Who) -> Expect {
             Physician | Admin => Refused(403, "not_participant"),
             _ => Pass,
         },
+        Access::Patient => match who {
+            Nobody => Refused(401, "no_credentials"),
+            Physician | Admin => Refused(403, "not_participant"),
+            Guest => Refused(403, "not_patient"),
+            Patient => Pass,
+        },
         // In this world the physician has not admitted the visit (its patient never
         // connected), so nobody may read its record; the allowed case is in records_access.
         Access::VisitPhysician => match who {
@@ -228,6 +247,7 @@ fn sample(w: &World, method: &str, path: &str) -> (String, Option<Value>) {
     let body = match (method, path.as_str()) {
         ("POST", "/api/links") => Some(json!({"room": w.room.id})),
         ("POST", "/api/links/guest") => Some(json!({"room": w.room.id, "visit": w.link["visit"]})),
+        ("POST", "/api/surveys") => Some(json!({"score": 9})),
         ("POST", "/api/session") => {
             Some(json!({"email": "x@clinic.test", "password": "wrong wrong wrong"}))
         }
@@ -290,6 +310,7 @@ fn is_auth_code(code: &str) -> bool {
                 | "not_admin"
                 | "not_physician"
                 | "not_participant"
+                | "not_patient"
                 | "not_your_room"
                 | "csrf"
                 | "account_deactivated"

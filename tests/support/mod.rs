@@ -423,3 +423,89 @@ impl TestApp {
         .await
     }
 }
+
+// --- Added for the admin API tests -------------------------------------------------------
+
+impl TestApp {
+    /// A token for a patient (or guest, with `Role::Guest`) bound to an existing visit.
+    pub fn participant_token_for(
+        &self,
+        room: &RoomId,
+        visit: &VisitId,
+        name: &str,
+        role: Role,
+    ) -> String {
+        self.state.keys.issue(
+            NewToken {
+                sub: ParticipantId::new().to_string(),
+                name: name.into(),
+                roles: vec![role],
+                room: Some(room.clone()),
+                visit: Some(visit.clone()),
+                patient: None,
+                sid: None,
+                lang: None,
+                ttl_secs: 900,
+            },
+            chrono::Utc::now().timestamp(),
+        )
+    }
+
+    /// An HTTP request to the API with a bearer token (none if `token` is empty).
+    pub fn api(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        let r = reqwest::Client::new().request(method, self.url(path));
+        if token.is_empty() {
+            r
+        } else {
+            r.bearer_auth(token)
+        }
+    }
+
+    /// Drive one real visit over WebSockets: the patient waits, `doc` admits, offer and
+    /// answer put it in a call, `doc` ends it. Returns once the history shows it ended.
+    pub async fn visit_to_the_end(
+        &self,
+        doc: &mut Client,
+        room: &RoomId,
+        patient: &str,
+    ) -> VisitId {
+        let (t, _, visit) = self.patient_token(room, patient);
+        let mut p = self.join(&t).await;
+        p.expect("waiting").await;
+        doc.send(json!({"type": "admit", "room": room, "visit": visit}))
+            .await;
+        let admitted = p.expect("admitted").await;
+        let doc_id = admitted["peers"][0]["participant"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        doc.expect_where("admitted", |m| m["visit"] == json!(visit))
+            .await;
+        doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
+            .await;
+        p.expect("offer").await;
+        p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
+            .await;
+        doc.expect("answer").await;
+        doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
+            .await;
+        p.expect("visit_ended").await;
+        doc.expect_where("visit_ended", |m| m["visit"] == json!(visit))
+            .await;
+        self.wait_for_outcome(&visit).await;
+        visit
+    }
+
+    /// History is written behind the live state: wait until the visit's outcome is stored.
+    pub async fn wait_for_outcome(&self, visit: &VisitId) {
+        for _ in 0..100 {
+            if let Ok(Some(v)) = self.state.durable.visit(visit).await
+                && v.outcome.is_some()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("visit {visit} never reached a final state in the history");
+    }
+}
