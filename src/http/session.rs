@@ -182,12 +182,16 @@ async fn me(State(state): State<AppState>, auth: StaffAuth) -> Result<Json<Value
 
 #[derive(Deserialize)]
 struct Setup {
-    email: String,
-    name: String,
+    /// First admin: required. Invitations and resets: the account already has one.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
     password: String,
 }
 
-/// Create the first admin from the one-time link printed at first start.
+/// A one-time setup link: create the first admin (printed at first start), accept a
+/// staff invitation, or reset a password.
 async fn setup(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -197,10 +201,22 @@ async fn setup(
     // Check the form before spending the token, so a typo does not burn it.
     password::check_policy(&body.password)
         .map_err(|e| ApiError::invalid("password", e.to_string()))?;
-    if !body.email.contains('@') || body.email.len() > 320 {
+    let email = body
+        .email
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    let name = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    if body.email.is_some() && (!email.contains('@') || email.len() > 320) {
         return Err(ApiError::invalid("email", "not an email address"));
     }
-    if body.name.trim().is_empty() || body.name.chars().count() > 200 {
+    if name.chars().count() > 200 {
         return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
     }
     let now = chrono::Utc::now().timestamp_millis();
@@ -216,27 +232,56 @@ async fn setup(
             ),
             e => e.into(),
         })?;
-    if t.purpose != SetupPurpose::FirstAdmin {
-        return Err(ApiError::forbidden(
-            "wrong_setup_token",
-            "this link is not for creating the first admin",
-        ));
-    }
     let pw = body.password;
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
         .map_err(ApiError::internal)?;
-    let account = state
-        .durable
-        .create_staff(NewStaff {
-            email: body.email.trim().to_owned(),
-            name: body.name.trim().to_owned(),
-            roles: vec![Role::Admin, Role::Physician],
-            password_hash: Some(hash),
-            languages: Vec::new(),
-            gender: None,
-        })
-        .await?;
-    tracing::info!(staff = %account.id, "first admin created from the setup link");
+    let account = match t.purpose {
+        SetupPurpose::FirstAdmin => {
+            if !email.contains('@') || email.len() > 320 {
+                return Err(ApiError::invalid("email", "not an email address"));
+            }
+            if name.is_empty() || name.chars().count() > 200 {
+                return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
+            }
+            let account = state
+                .durable
+                .create_staff(NewStaff {
+                    email,
+                    name,
+                    roles: vec![Role::Admin, Role::Physician],
+                    password_hash: Some(hash),
+                    languages: Vec::new(),
+                    gender: None,
+                })
+                .await?;
+            tracing::info!(staff = %account.id, "first admin created from the setup link");
+            account
+        }
+        // An invitation or a reset sets the password of the account it was made for.
+        SetupPurpose::Invite | SetupPurpose::Reset => {
+            let staff = t
+                .staff
+                .ok_or_else(|| ApiError::internal("setup token without an account"))?;
+            let update = crate::durable::StaffUpdate {
+                password_hash: Some(Some(hash)),
+                name: (!name.is_empty()).then_some(name),
+                ..Default::default()
+            };
+            let account = state.durable.update_staff(&staff, update).await?;
+            if !account.active {
+                return Err(ApiError::forbidden(
+                    "account_deactivated",
+                    "this account is deactivated",
+                ));
+            }
+            // A reset ends every other session of the account.
+            if t.purpose == SetupPurpose::Reset {
+                state.durable.revoke_sessions_of(&staff).await?;
+            }
+            tracing::info!(staff = %account.id, purpose = t.purpose.as_str(), "password set from a setup link");
+            account
+        }
+    };
     start_session(&state, &account, client).await
 }
