@@ -230,6 +230,9 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
 /// Serve on `listener` until `state.shutdown` fires, then drain: clients are told the
 /// server is going away, and the whole shutdown takes at most `shutdown_grace_secs`.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(), StartError> {
+    // Both rustls crypto back-ends are compiled in through dependencies; without a
+    // process default the first TLS handshake panics. aws-lc-rs is the one we ship.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let addr = listener.local_addr()?;
     let router = crate::http::router(state.clone());
     let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);

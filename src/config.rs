@@ -355,7 +355,9 @@ pub struct MediaSettings {
     pub max_concurrent_checks: usize,
     /// Longest a connection check may run, seconds. Default 30.
     pub check_max_secs: u64,
-    /// UDP port for the server-side peer (one port, muxed). 0 (default): any free port.
+    /// First UDP port for server-side peers: running checks use `udp_port ..
+    /// udp_port + max_concurrent_checks - 1` (webrtc 0.21 has no UDP mux yet).
+    /// 0 (default): any free port.
     pub udp_port: u16,
     /// Address the server-side peer binds and advertises. Default `127.0.0.1`.
     pub udp_ip: IpAddr,

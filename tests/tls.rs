@@ -1,0 +1,63 @@
+//! Browsers give a page the camera only in a secure context: examroom serves HTTPS
+//! itself when given a certificate, and picks up a renewed certificate without a restart.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+fn write_cert(dir: &std::path::Path) -> String {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = ck.cert.pem();
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    cert
+}
+
+fn client_trusting(cert: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_https_and_reloads_a_renewed_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let first = write_cert(certs.path());
+    let (c, k) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let app = TestApp::spawn_with(|s| {
+        s.server.tls_cert = Some(c.clone());
+        s.server.tls_key = Some(k.clone());
+    })
+    .await;
+    let url = format!("https://127.0.0.1:{}/healthz", app.addr.port());
+    let r = client_trusting(&first).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP on the TLS port gets nowhere.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port()))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
+
+    // The certificate is renewed in place (as certbot does): new connections get it.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a different mtime
+    let second = write_cert(certs.path());
+    let mut reloaded = false;
+    for _ in 0..40 {
+        if let Ok(r) = client_trusting(&second).get(&url).send().await {
+            assert_eq!(r.status(), 200);
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(reloaded, "the renewed certificate was not picked up");
+    assert!(
+        client_trusting(&first).get(&url).send().await.is_err(),
+        "the old certificate is gone"
+    );
+}
