@@ -10,6 +10,7 @@
 //! - [`identity`]: roles, tokens, who may be where.
 //! - [`live`]: what is happening now — presence, room ownership, delivery (memory | Redis).
 //! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
+//! - [`load`]: the load generator behind `examroom-load` (benchmarks, not the server).
 //! - [`metrics`]: Prometheus counters.
 //! - [`ids`]: typed identifiers.
 //!
@@ -25,6 +26,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod live;
+pub mod load;
 pub mod metrics;
 pub mod protocol;
 pub mod signalling;
