@@ -198,8 +198,11 @@ fn summary(r: &Report) {
     );
     if let Some(c) = r.server_cpu_us_per_msg {
         eprintln!(
-            "  server CPU {:.2}s = {c:.1}µs/msg; generator CPU {:.2}s",
-            r.server_cpu_secs, r.generator_cpu_secs
+            "  server CPU {:.2}s = {c:.1}µs/msg (waited for a CPU {:.2}s); generator CPU {:.2}s (waited {:.2}s)",
+            r.server_cpu_secs,
+            r.server_runqueue_wait_secs,
+            r.generator_cpu_secs,
+            r.generator_runqueue_wait_secs
         );
     }
     p("relay", &r.relay);

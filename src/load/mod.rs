@@ -141,6 +141,10 @@ pub struct Report {
     /// Server CPU (user + system) inside the window.
     pub server_cpu_secs: f64,
     pub server_cpu_us_per_msg: Option<f64>,
+    /// Time the server's threads waited for a CPU inside the window (other processes on its
+    /// core): large values mean latency reflects the machine, not the server.
+    pub server_runqueue_wait_secs: f64,
+    pub generator_runqueue_wait_secs: f64,
     /// Generator CPU inside the window: when it nears 1.0 per second, the generator is the limit.
     pub generator_cpu_secs: f64,
     /// Relay latency (candidates) inside the window.
@@ -725,6 +729,10 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
         report.relayed_per_sec = report.relayed as f64 / report.window_secs;
         if let (Some(a), Some(b)) = (s0, s1) {
             report.server_cpu_secs = (b.cpu - a.cpu).as_secs_f64();
+            report.server_runqueue_wait_secs = b
+                .runqueue_wait
+                .saturating_sub(a.runqueue_wait)
+                .as_secs_f64();
             if report.relayed > 0 {
                 report.server_cpu_us_per_msg =
                     Some(report.server_cpu_secs * 1e6 / report.relayed as f64);
@@ -732,6 +740,10 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
         }
         if let (Some(a), Some(b)) = (g0, g1) {
             report.generator_cpu_secs = (b.cpu - a.cpu).as_secs_f64();
+            report.generator_runqueue_wait_secs = b
+                .runqueue_wait
+                .saturating_sub(a.runqueue_wait)
+                .as_secs_f64();
         }
     } else if cfg.idle > 0 {
         tokio::time::sleep(cfg.duration).await;

@@ -14,6 +14,9 @@ pub struct ProcSample {
     pub cpu: Duration,
     /// Resident set size, KiB (`VmRSS`).
     pub rss_kib: u64,
+    /// Time its threads were runnable but waiting for a CPU (`/proc/<pid>/task/*/schedstat`,
+    /// second field): how much other processes on the same core held it back.
+    pub runqueue_wait: Duration,
 }
 
 /// Read `/proc/<pid>/stat` and `/proc/<pid>/status`. `None` if the process is gone.
@@ -23,7 +26,21 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     Some(ProcSample {
         cpu: parse_cpu(&stat)?,
         rss_kib: parse_rss(&status)?,
+        runqueue_wait: runqueue_wait(pid),
     })
+}
+
+/// Sum of the run-queue wait of every thread of `pid`; zero where schedstat is unavailable.
+fn runqueue_wait(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 /// utime + stime: fields 14 and 15 of `stat`, counted after the `comm` field, which is
