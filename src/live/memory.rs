@@ -174,13 +174,13 @@ fn dispatch(inner: &Inner, outputs: Vec<Output>) {
                 let outbox = inner.outboxes.lock().expect("poisoned").get(&to).cloned();
                 if let Some(o) = outbox {
                     inner.effects.delivered(&msg);
-                    o.push(Outgoing::Msg(msg));
+                    o.push(Outgoing::Msg(Box::new(msg)));
                 }
             }
             Output::Close { who, msg } => {
                 let outbox = inner.outboxes.lock().expect("poisoned").get(&who).cloned();
                 if let Some(o) = outbox {
-                    o.push(Outgoing::Close(msg));
+                    o.push(Outgoing::Close(Box::new(msg)));
                 }
             }
             Output::Record(t) => inner.effects.record(t),

@@ -24,10 +24,12 @@ pub enum LiveError {
 
 /// What the writer half of a connection receives.
 #[derive(Debug)]
+/// Boxed: a channel allocates room for 32 entries up front, and a `ServerMsg` is 160
+/// bytes, so unboxed that is 5 KiB per idle connection.
 pub enum Outgoing {
-    Msg(ServerMsg),
+    Msg(Box<ServerMsg>),
     /// Send this, then close the connection.
-    Close(ServerMsg),
+    Close(Box<ServerMsg>),
 }
 
 /// Where one connection's messages go. Bounded: a client that cannot keep up is

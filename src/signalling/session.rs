@@ -91,11 +91,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
 }
 
 fn push(outbox: &Outbox, msg: ServerMsg) {
-    outbox.push(Outgoing::Msg(msg));
+    outbox.push(Outgoing::Msg(Box::new(msg)));
 }
 
 fn close(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
-    outbox.push(Outgoing::Close(ServerMsg::error(code, message)));
+    outbox.push(Outgoing::Close(Box::new(ServerMsg::error(code, message))));
 }
 
 /// Reads until the connection ends. Returns who it was (if the hello succeeded) and
@@ -165,10 +165,10 @@ async fn read_loop(
                 continue;
             }
             _ = state.shutdown.cancelled() => {
-                outbox.push(Outgoing::Close(ServerMsg::GoingAway {
+                outbox.push(Outgoing::Close(Box::new(ServerMsg::GoingAway {
                     reason: "server restarting".into(),
                     reconnect_after_ms: 1000,
-                }));
+                })));
                 break;
             }
             _ = writer_done.cancelled() => break,
@@ -275,7 +275,9 @@ async fn connection_check_offer(
                                 username_fragment: None,
                             },
                         };
-                        if !out.push(Outgoing::Msg(ServerMsg::CheckCandidate { candidate })) {
+                        if !out.push(Outgoing::Msg(Box::new(ServerMsg::CheckCandidate {
+                            candidate,
+                        }))) {
                             break;
                         }
                     }
@@ -392,10 +394,10 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
     let resume_token = crate::ids::random_id();
     if let Some(old) = state.live.attach(&participant, outbox.clone()) {
         // The same participant connected again (reload, new network): the newer wins.
-        old.push(Outgoing::Close(ServerMsg::error(
+        old.push(Outgoing::Close(Box::new(ServerMsg::error(
             ErrorCode::Superseded,
             "you connected again elsewhere; this connection is closed",
-        )));
+        ))));
     }
     let (ice_servers, _) = state.ice_servers(&participant);
     push(
@@ -654,7 +656,7 @@ async fn write_loop(
                 Some(Outgoing::Close(msg)) => {
                     state.metrics.sent(&msg);
                     let _ = sink.send(send(&msg)).await;
-                    let code = if matches!(msg, ServerMsg::GoingAway { .. }) { 1001 } else { 1008 };
+                    let code = if matches!(*msg, ServerMsg::GoingAway { .. }) { 1001 } else { 1008 };
                     let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
                     break;
                 }

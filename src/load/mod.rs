@@ -1,0 +1,776 @@
+//! The load generator behind `examroom-load` (issue 10): drives concurrent visits against a
+//! running signalling server — examroom, or PeerJS server for comparison — and reports relay
+//! latency, join and admit latency, and the server's CPU time and memory as `/proc` sees them.
+//!
+//! - [`fixture`]: physicians, rooms, sessions and tokens for examroom, written straight into
+//!   its durable store (no HTTP API needed).
+//! - [`proc_stats`]: CPU time and resident memory of the server process.
+//! - `wire`: the messages sent, with the sender's timestamp inside every relayed payload.
+//!
+//! A run goes: optionally connect `idle` waiting patients and hold them (memory per
+//! connection), then set up `visits` (join → admit → offer/answer), start every visit at
+//! once, let a warm-up pass, and measure for `duration`. In an open loop each side sends
+//! candidates at a fixed rate whatever the server does; in a closed loop each visit keeps one
+//! candidate in flight, bouncing between the two sides.
+//!
+//! Everything runs on one current-thread runtime in the caller, so the generator can be
+//! pinned to one core and never competes with the server for a second one.
+
+pub mod fixture;
+pub mod proc_stats;
+mod wire;
+
+use fixture::{Fixtures, VisitFixture};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wire::{Incoming, Wire};
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Which server is under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Server {
+    Examroom,
+    PeerJs,
+}
+
+/// Where to connect, and what the server knows about the participants.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: Server,
+    /// `ws://host:port/ws` for examroom, `ws://host:port/peerjs` for PeerJS server.
+    pub url: String,
+    /// examroom only: visits and idle patients made by [`fixture::prepare`].
+    pub fixtures: Fixtures,
+    /// PeerJS only: the server's `key` (default `peerjs`).
+    pub peerjs_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Concurrent visits (pairs of connections).
+    pub visits: usize,
+    /// Total relayed messages per second across all visits (open loop); `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Waiting patients connected first and held for the whole run.
+    pub idle: usize,
+    pub warmup: Duration,
+    /// Measurement window; with no visits, how long the idle connections are held.
+    pub duration: Duration,
+    /// Longest wait for all connections / visits to be set up.
+    pub setup_timeout: Duration,
+    /// Connections being opened at once.
+    pub connect_concurrency: usize,
+    /// Client source addresses 127.0.0.1 … 127.0.0.N, so that 10k+ connections never run
+    /// out of ephemeral ports towards one server port.
+    pub source_addrs: u8,
+    /// Physicians end their visits (`end_visit`) when the run stops (examroom).
+    pub end_visits: bool,
+    /// The server process, for CPU time and memory.
+    pub server_pid: Option<u32>,
+    pub sdp_bytes: usize,
+    pub candidate_bytes: usize,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            visits: 10,
+            rate: Some(100.0),
+            idle: 0,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(5),
+            setup_timeout: Duration::from_secs(60),
+            connect_concurrency: 128,
+            source_addrs: 1,
+            end_visits: true,
+            server_pid: None,
+            sdp_bytes: 3000,
+            candidate_bytes: 300,
+        }
+    }
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_us: us(h.value_at_quantile(0.50)),
+            p90_us: us(h.value_at_quantile(0.90)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            max_us: us(h.max()),
+        }
+    }
+}
+
+/// What a run measured. Serialised as one JSON line by `examroom-load`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub server: Option<Server>,
+    pub visits: usize,
+    pub rate_target: Option<f64>,
+    pub visits_ready: usize,
+    pub visits_failed: usize,
+    /// Visits that broke after setup.
+    pub visits_broken: usize,
+    /// Relayed messages received by clients inside the measurement window.
+    pub relayed: u64,
+    pub window_secs: f64,
+    pub relayed_per_sec: f64,
+    /// Server CPU (user + system) inside the window.
+    pub server_cpu_secs: f64,
+    pub server_cpu_us_per_msg: Option<f64>,
+    /// Time the server's threads waited for a CPU inside the window (other processes on its
+    /// core): large values mean latency reflects the machine, not the server.
+    pub server_runqueue_wait_secs: f64,
+    pub generator_runqueue_wait_secs: f64,
+    /// Generator CPU inside the window: when it nears 1.0 per second, the generator is the limit.
+    pub generator_cpu_secs: f64,
+    /// Relay latency (candidates) inside the window.
+    pub relay: Percentiles,
+    /// Offer and answer (≈3 KB SDP) during setup.
+    pub sdp: Percentiles,
+    /// Patient connect → `waiting` (examroom) / connect → `OPEN` (PeerJS).
+    pub join: Percentiles,
+    /// `admit` sent → both sides `admitted` (examroom only).
+    pub admit: Percentiles,
+    pub idle: usize,
+    pub idle_connected: usize,
+    pub idle_failed: usize,
+    /// Idle connections the server closed while they were held.
+    pub idle_dropped: usize,
+    pub idle_connect_secs: f64,
+    pub rss_before_kib: u64,
+    pub rss_idle_kib: u64,
+    pub rss_per_idle_conn_kib: Option<f64>,
+    pub rss_end_kib: u64,
+    pub server_errors: u64,
+    /// A few of the errors seen, for the log.
+    pub error_samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Run,
+    Stop,
+}
+
+struct Hists {
+    relay: Histogram<u64>,
+    sdp: Histogram<u64>,
+    join: Histogram<u64>,
+    admit: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid bounds")
+}
+
+/// State shared by every connection task of a run.
+struct Ctx {
+    server: Server,
+    url: String,
+    peerjs_key: String,
+    wire: Wire,
+    clock: Instant,
+    rate: Option<f64>,
+    visits: usize,
+    source_addrs: u8,
+    end_visits: bool,
+    measuring: AtomicBool,
+    relayed: AtomicU64,
+    ready: AtomicUsize,
+    failed: AtomicUsize,
+    /// Visits that were set up and then broke (closed, errors on send).
+    broken: AtomicUsize,
+    idle_connected: AtomicUsize,
+    idle_failed: AtomicUsize,
+    idle_dropped: AtomicUsize,
+    server_errors: AtomicU64,
+    /// std Mutex: held only to record one value, never across an await.
+    hists: Mutex<Hists>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Ctx {
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    fn record(&self, pick: impl FnOnce(&mut Hists) -> &mut Histogram<u64>, ns: u64) {
+        let mut h = self.hists.lock().expect("poisoned");
+        pick(&mut h).saturating_record(ns.max(1));
+    }
+
+    fn note_error(&self, what: impl Into<String>) {
+        let mut e = self.errors.lock().expect("poisoned");
+        if e.len() < 20 {
+            let mut s: String = what.into();
+            s.truncate(300);
+            e.push(s);
+        }
+    }
+
+    fn source(&self, n: usize) -> IpAddr {
+        let k = self.source_addrs.max(1) as usize;
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % k) as u8))
+    }
+
+    fn peerjs_url(&self, id: &str) -> String {
+        format!(
+            "{}?key={}&id={id}&token={}",
+            self.url,
+            self.peerjs_key,
+            crate::ids::random_id()
+        )
+    }
+}
+
+/// Open a WebSocket from `src` with small buffers (the generator holds 10k+ of them).
+async fn connect(url: &str, src: IpAddr) -> Result<Ws, String> {
+    let hostport = url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| format!("not a ws:// URL: {url}"))?;
+    let addr: SocketAddr = hostport
+        .parse()
+        .map_err(|e| format!("{hostport}: {e} (give an IP address and port)"))?;
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    sock.bind(SocketAddr::new(src, 0))
+        .map_err(|e| format!("bind {src}: {e}"))?;
+    let stream = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(cfg))
+        .await
+        .map_err(|e| format!("websocket handshake: {e}"))?;
+    Ok(ws)
+}
+
+async fn send(ws: &mut Ws, text: String) -> Result<(), String> {
+    ws.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// The next text message; control frames are skipped. Cancel-safe.
+async fn next_text(ws: &mut Ws) -> Result<String, String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Close(c))) => return Err(format!("closed by server: {c:?}")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(format!("receive: {e}")),
+            None => return Err("connection ended".into()),
+        }
+    }
+}
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Read until a message of type `ty` (and `pred`) arrives, answering pings meanwhile.
+async fn wait_for(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    ty: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let text = tokio::time::timeout_at(deadline, next_text(ws))
+            .await
+            .map_err(|_| format!("no `{ty}` within {STEP_TIMEOUT:?}"))??;
+        let got = wire::msg_type(&text);
+        if got.as_deref() == Some(ty) && pred(&text) {
+            return Ok(text);
+        }
+        match ctx.wire.classify(&text) {
+            Incoming::Ping => send(ws, r#"{"type":"pong"}"#.into()).await?,
+            Incoming::Error => {
+                ctx.server_errors.fetch_add(1, Relaxed);
+                return Err(format!("waiting for `{ty}`: {text}"));
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn jittered_interval(period: Duration) -> tokio::time::Interval {
+    let offset = period.mul_f64(rand::random::<f64>());
+    tokio::time::interval_at(tokio::time::Instant::now() + offset, period)
+}
+
+/// Connect and join: examroom `hello` → `waiting` for patients (`queue` for physicians);
+/// PeerJS: the server's `OPEN`.
+async fn join(ctx: &Ctx, n: usize, id: &str, token: &str, physician: bool) -> Result<Ws, String> {
+    match ctx.server {
+        Server::Examroom => {
+            let mut ws = connect(&ctx.url, ctx.source(n)).await?;
+            send(
+                &mut ws,
+                format!(r#"{{"type":"hello","v":1,"token":"{token}"}}"#),
+            )
+            .await?;
+            let until = if physician { "queue" } else { "waiting" };
+            wait_for(ctx, &mut ws, until, |_| true).await?;
+            Ok(ws)
+        }
+        Server::PeerJs => {
+            let mut ws = connect(&ctx.peerjs_url(id), ctx.source(n)).await?;
+            wait_for(ctx, &mut ws, "OPEN", |_| true).await?;
+            Ok(ws)
+        }
+    }
+}
+
+/// Who is who in one visit.
+struct Pair {
+    doc: String,
+    doc_token: String,
+    pat: String,
+    pat_token: String,
+    room: String,
+    visit: String,
+}
+
+fn pairs(server: Server, fixtures: &Fixtures, visits: usize) -> Vec<Pair> {
+    match server {
+        Server::Examroom => fixtures
+            .visits
+            .iter()
+            .take(visits)
+            .map(|v: &VisitFixture| Pair {
+                doc: v.physician.clone(),
+                doc_token: v.physician_token.clone(),
+                pat: v.patient.clone(),
+                pat_token: v.patient_token.clone(),
+                room: v.room.to_string(),
+                visit: v.visit.to_string(),
+            })
+            .collect(),
+        Server::PeerJs => {
+            let tag = &crate::ids::random_id()[..8];
+            (0..visits)
+                .map(|i| Pair {
+                    doc: format!("lg-{tag}-{i}-d"),
+                    doc_token: String::new(),
+                    pat: format!("lg-{tag}-{i}-p"),
+                    pat_token: String::new(),
+                    room: String::new(),
+                    visit: String::new(),
+                })
+                .collect()
+        }
+    }
+}
+
+/// One visit from join to end. Both connections live in this one task, so join, admit and
+/// relay latencies are taken on one clock without coordination.
+async fn visit(ctx: Arc<Ctx>, n: usize, p: Pair, phase: watch::Receiver<Phase>) {
+    let (mut doc, mut pat) = match setup(&ctx, n, &p).await {
+        Ok(x) => x,
+        Err(e) => {
+            ctx.failed.fetch_add(1, Relaxed);
+            ctx.note_error(format!("visit {n} setup: {e}"));
+            return;
+        }
+    };
+    ctx.ready.fetch_add(1, Relaxed);
+    let outcome = steady(&ctx, &mut doc, &mut pat, &p, phase).await;
+    if let Err(e) = &outcome {
+        ctx.broken.fetch_add(1, Relaxed);
+        ctx.note_error(format!("visit {n}: {e}"));
+    }
+    if ctx.server == Server::Examroom && ctx.end_visits && outcome.is_ok() {
+        let end = format!(
+            r#"{{"type":"end_visit","room":"{}","visit":"{}"}}"#,
+            p.room, p.visit
+        );
+        if send(&mut doc, end).await.is_ok() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                wait_for(&ctx, &mut doc, "visit_ended", |_| true),
+            )
+            .await;
+        }
+    }
+    for ws in [&mut doc, &mut pat] {
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    }
+}
+
+/// Join both sides, admit, and exchange offer and answer.
+async fn setup(ctx: &Ctx, n: usize, p: &Pair) -> Result<(Ws, Ws), String> {
+    let mut doc = join(ctx, 2 * n, &p.doc, &p.doc_token, true).await?;
+    let t0 = ctx.now();
+    let mut pat = join(ctx, 2 * n + 1, &p.pat, &p.pat_token, false).await?;
+    ctx.record(|h| &mut h.join, ctx.now() - t0);
+
+    if ctx.server == Server::Examroom {
+        wait_for(ctx, &mut doc, "queue", |q| q.contains(&p.visit)).await?;
+        let ta = ctx.now();
+        let admit = format!(
+            r#"{{"type":"admit","room":"{}","visit":"{}"}}"#,
+            p.room, p.visit
+        );
+        send(&mut doc, admit).await?;
+        // Whichever arrives first waits in its socket; the second read is "both notified".
+        wait_for(ctx, &mut doc, "admitted", |_| true).await?;
+        wait_for(ctx, &mut pat, "admitted", |_| true).await?;
+        ctx.record(|h| &mut h.admit, ctx.now() - ta);
+    }
+
+    let (offer_ty, answer_ty) = match ctx.server {
+        Server::Examroom => ("offer", "answer"),
+        Server::PeerJs => ("OFFER", "ANSWER"),
+    };
+    send(&mut doc, ctx.wire.offer(&p.pat, ctx.now())).await?;
+    let o = wait_for(ctx, &mut pat, offer_ty, |_| true).await?;
+    if let Some(ts) = wire::timestamp(&o) {
+        ctx.record(|h| &mut h.sdp, ctx.now() - ts);
+    }
+    send(&mut pat, ctx.wire.answer(&p.doc, ctx.now())).await?;
+    let a = wait_for(ctx, &mut doc, answer_ty, |_| true).await?;
+    if let Some(ts) = wire::timestamp(&a) {
+        ctx.record(|h| &mut h.sdp, ctx.now() - ts);
+    }
+    Ok((doc, pat))
+}
+
+/// Wait for the start signal, then stream candidates both ways until told to stop.
+async fn steady(
+    ctx: &Ctx,
+    doc: &mut Ws,
+    pat: &mut Ws,
+    p: &Pair,
+    mut phase: watch::Receiver<Phase>,
+) -> Result<(), String> {
+    let mut doc_tick = None;
+    let mut pat_tick = None;
+    let mut heartbeat = ctx
+        .wire
+        .heartbeat()
+        .map(|_| jittered_interval(Duration::from_secs(5)));
+    let mut running = false;
+    loop {
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Stop => return Ok(()),
+            Phase::Run if !running => {
+                running = true;
+                match ctx.rate {
+                    Some(rate) => {
+                        // Each side sends its share of the total rate, on its own clock.
+                        let period = Duration::from_secs_f64(2.0 * ctx.visits as f64 / rate);
+                        doc_tick = Some(jittered_interval(period));
+                        pat_tick = Some(jittered_interval(period));
+                    }
+                    // Closed loop: one candidate in flight per visit, bounced by each side.
+                    None => send(doc, ctx.wire.candidate(&p.pat, ctx.now())).await?,
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            r = phase.changed() => if r.is_err() { return Ok(()) },
+            _ = tick(&mut doc_tick) => send(doc, ctx.wire.candidate(&p.pat, ctx.now())).await?,
+            _ = tick(&mut pat_tick) => send(pat, ctx.wire.candidate(&p.doc, ctx.now())).await?,
+            _ = tick(&mut heartbeat) => {
+                let hb = ctx.wire.heartbeat().unwrap_or_default();
+                send(doc, hb.into()).await?;
+                send(pat, hb.into()).await?;
+            }
+            t = next_text(doc) => {
+                let t = t.map_err(|e| format!("physician side: {e}"))?;
+                on_relay(ctx, doc, &t, &p.pat, running).await?;
+            }
+            t = next_text(pat) => {
+                let t = t.map_err(|e| format!("patient side: {e}"))?;
+                on_relay(ctx, pat, &t, &p.doc, running).await?;
+            }
+        }
+    }
+}
+
+/// A message arrived on one side during the steady state.
+async fn on_relay(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    text: &str,
+    peer: &str,
+    running: bool,
+) -> Result<(), String> {
+    match ctx.wire.classify(text) {
+        Incoming::Relay(ts) => {
+            let now = ctx.now();
+            ctx.relayed.fetch_add(1, Relaxed);
+            if let Some(ts) = ts
+                && ctx.measuring.load(Relaxed)
+            {
+                ctx.record(|h| &mut h.relay, now.saturating_sub(ts));
+            }
+            if running && ctx.rate.is_none() {
+                send(ws, ctx.wire.candidate(peer, ctx.now())).await?;
+            }
+            Ok(())
+        }
+        Incoming::Ping => send(ws, r#"{"type":"pong"}"#.into()).await,
+        Incoming::Error => {
+            ctx.server_errors.fetch_add(1, Relaxed);
+            ctx.note_error(text.to_owned());
+            Ok(())
+        }
+        Incoming::Other => Ok(()),
+    }
+}
+
+/// One waiting patient (or PeerJS peer) that only holds its connection.
+async fn idle(
+    ctx: Arc<Ctx>,
+    n: usize,
+    token: String,
+    gate: Arc<Semaphore>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let permit = gate.acquire_owned().await;
+    let id = format!(
+        "lg-idle-{}-{n}",
+        &ctx.clock.elapsed().as_nanos() % 1_000_000
+    );
+    let mut ws = match join(&ctx, n, &id, &token, false).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            ctx.idle_failed.fetch_add(1, Relaxed);
+            ctx.note_error(format!("idle {n}: {e}"));
+            return;
+        }
+    };
+    drop(permit);
+    ctx.idle_connected.fetch_add(1, Relaxed);
+    let mut heartbeat = ctx
+        .wire
+        .heartbeat()
+        .map(|_| jittered_interval(Duration::from_secs(5)));
+    loop {
+        let now = *phase.borrow_and_update();
+        if now == Phase::Stop {
+            break;
+        }
+        tokio::select! {
+            r = phase.changed() => if r.is_err() { break },
+            _ = tick(&mut heartbeat) => {
+                if send(&mut ws, ctx.wire.heartbeat().unwrap_or_default().into()).await.is_err() {
+                    ctx.idle_dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+            t = next_text(&mut ws) => match t {
+                Ok(t) => if ctx.wire.classify(&t) == Incoming::Ping {
+                    let _ = send(&mut ws, r#"{"type":"pong"}"#.into()).await;
+                },
+                Err(e) => {
+                    ctx.idle_dropped.fetch_add(1, Relaxed);
+                    ctx.note_error(format!("idle {n} dropped: {e}"));
+                    return;
+                }
+            },
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
+/// Poll until `done()` or the deadline.
+async fn until(deadline: Duration, done: impl Fn() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    while !done() {
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Run one load against `target`. Bounded: every wait has a deadline, and every task it
+/// started is finished or aborted before it returns.
+pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
+    let ctx = Arc::new(Ctx {
+        server: target.server,
+        url: target.url.clone(),
+        peerjs_key: target.peerjs_key.clone(),
+        wire: Wire::new(target.server, cfg.sdp_bytes, cfg.candidate_bytes),
+        clock: Instant::now(),
+        rate: cfg.rate,
+        visits: cfg.visits,
+        source_addrs: cfg.source_addrs,
+        end_visits: cfg.end_visits,
+        measuring: AtomicBool::new(false),
+        relayed: AtomicU64::new(0),
+        ready: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        broken: AtomicUsize::new(0),
+        idle_connected: AtomicUsize::new(0),
+        idle_failed: AtomicUsize::new(0),
+        idle_dropped: AtomicUsize::new(0),
+        server_errors: AtomicU64::new(0),
+        hists: Mutex::new(Hists {
+            relay: histogram(),
+            sdp: histogram(),
+            join: histogram(),
+            admit: histogram(),
+        }),
+        errors: Mutex::new(Vec::new()),
+    });
+    let sample = || cfg.server_pid.and_then(proc_stats::sample);
+    let own = || proc_stats::sample(std::process::id());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut report = Report {
+        server: Some(target.server),
+        visits: cfg.visits,
+        rate_target: cfg.rate,
+        idle: cfg.idle,
+        ..Default::default()
+    };
+    report.rss_before_kib = sample().map(|s| s.rss_kib).unwrap_or_default();
+
+    // ---- idle connections ----
+    if cfg.idle > 0 {
+        let gate = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+        let tokens: Vec<String> = match target.server {
+            Server::Examroom => target
+                .fixtures
+                .idle
+                .iter()
+                .take(cfg.idle)
+                .cloned()
+                .collect(),
+            Server::PeerJs => vec![String::new(); cfg.idle],
+        };
+        let t0 = Instant::now();
+        for (n, token) in tokens.into_iter().enumerate() {
+            tasks.spawn(idle(ctx.clone(), n, token, gate.clone(), phase_rx.clone()));
+        }
+        until(cfg.setup_timeout, || {
+            ctx.idle_connected.load(Relaxed) + ctx.idle_failed.load(Relaxed) >= cfg.idle
+        })
+        .await;
+        report.idle_connect_secs = t0.elapsed().as_secs_f64();
+        // Let the server settle (queues, first pings) before reading its memory.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        report.rss_idle_kib = sample().map(|s| s.rss_kib).unwrap_or_default();
+        let connected = ctx.idle_connected.load(Relaxed);
+        if connected > 0 && report.rss_idle_kib > 0 {
+            report.rss_per_idle_conn_kib = Some(
+                (report.rss_idle_kib as f64 - report.rss_before_kib as f64) / connected as f64,
+            );
+        }
+    }
+
+    // ---- visits ----
+    if cfg.visits > 0 {
+        for (n, p) in pairs(target.server, &target.fixtures, cfg.visits)
+            .into_iter()
+            .enumerate()
+        {
+            // Visits are numbered after the idle connections so source addresses spread.
+            tasks.spawn(visit(ctx.clone(), cfg.idle + n, p, phase_rx.clone()));
+        }
+        until(cfg.setup_timeout, || {
+            ctx.ready.load(Relaxed) + ctx.failed.load(Relaxed) >= cfg.visits
+        })
+        .await;
+        report.visits_ready = ctx.ready.load(Relaxed);
+        let _ = phase_tx.send(Phase::Run);
+        tokio::time::sleep(cfg.warmup).await;
+        let (s0, g0, r0, t0) = (sample(), own(), ctx.relayed.load(Relaxed), Instant::now());
+        ctx.measuring.store(true, Relaxed);
+        tokio::time::sleep(cfg.duration).await;
+        ctx.measuring.store(false, Relaxed);
+        let (s1, g1, r1) = (sample(), own(), ctx.relayed.load(Relaxed));
+        report.window_secs = t0.elapsed().as_secs_f64();
+        report.relayed = r1 - r0;
+        report.relayed_per_sec = report.relayed as f64 / report.window_secs;
+        if let (Some(a), Some(b)) = (s0, s1) {
+            report.server_cpu_secs = (b.cpu - a.cpu).as_secs_f64();
+            report.server_runqueue_wait_secs = b
+                .runqueue_wait
+                .saturating_sub(a.runqueue_wait)
+                .as_secs_f64();
+            if report.relayed > 0 {
+                report.server_cpu_us_per_msg =
+                    Some(report.server_cpu_secs * 1e6 / report.relayed as f64);
+            }
+        }
+        if let (Some(a), Some(b)) = (g0, g1) {
+            report.generator_cpu_secs = (b.cpu - a.cpu).as_secs_f64();
+            report.generator_runqueue_wait_secs = b
+                .runqueue_wait
+                .saturating_sub(a.runqueue_wait)
+                .as_secs_f64();
+        }
+    } else if cfg.idle > 0 {
+        tokio::time::sleep(cfg.duration).await;
+    }
+    report.rss_end_kib = sample().map(|s| s.rss_kib).unwrap_or_default();
+    report.idle_connected = ctx.idle_connected.load(Relaxed);
+    report.idle_failed = ctx.idle_failed.load(Relaxed);
+    report.idle_dropped = ctx.idle_dropped.load(Relaxed);
+
+    // ---- stop ----
+    let _ = phase_tx.send(Phase::Stop);
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    report.visits_failed = ctx.failed.load(Relaxed);
+    report.visits_broken = ctx.broken.load(Relaxed);
+    report.server_errors = ctx.server_errors.load(Relaxed);
+    report.error_samples = ctx.errors.lock().expect("poisoned").clone();
+    let h = ctx.hists.lock().expect("poisoned");
+    report.relay = Percentiles::of(&h.relay);
+    report.sdp = Percentiles::of(&h.sdp);
+    report.join = Percentiles::of(&h.join);
+    report.admit = Percentiles::of(&h.admit);
+    report
+}
