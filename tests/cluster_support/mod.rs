@@ -87,6 +87,7 @@ pub struct Cluster {
     pub store: Arc<dyn DurableStore>,
     pub keys: TokenKeys,
     pub nodes: Vec<Node>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -130,6 +131,11 @@ impl Drop for Node {
 
 impl Cluster {
     pub async fn start(nodes: usize, redis_url: &str) -> Cluster {
+        Self::start_with(nodes, redis_url, &[]).await
+    }
+
+    /// With extra `EXAMROOM__…` settings for every node.
+    pub async fn start_with(nodes: usize, redis_url: &str, env: &[(&str, &str)]) -> Cluster {
         let admin_url =
             std::env::var("EXAMROOM_TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
@@ -158,6 +164,10 @@ impl Cluster {
             store,
             keys: TokenKeys::new(&Secret::new(SECRET)),
             nodes: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
         };
         for _ in 0..nodes {
@@ -184,6 +194,7 @@ impl Cluster {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("examroom binary");
@@ -216,7 +227,7 @@ impl Cluster {
     pub async fn room(&self, kind: RoomKind, physicians: &[&StaffId]) -> RoomConfig {
         self.store
             .create_room(NewRoom {
-                name: "Family medicine".into(),
+                name: format!("Room {}", &examroom::ids::random_id()[..8]),
                 kind,
                 physicians: physicians.iter().map(|s| (*s).clone()).collect(),
                 waiting_message: "Thanks for waiting.".into(),
