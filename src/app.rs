@@ -1,12 +1,13 @@
 //! Builds the server from settings and runs it: state, stores, router, listener,
 //! graceful shutdown. Tests call [`build`] and [`run`] on port 0, exactly as `main` does.
 
-use crate::config::{Secret, Settings};
+use crate::config::{LiveBackend, Secret, Settings};
 use crate::durable::{self, DurableStore, VisitEvent};
 use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{ParticipantId, PatientRef, RoomId};
 use crate::live::memory::MemoryLive;
+use crate::live::redis::RedisLive;
 use crate::live::{Effects, Live, LiveError, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub enum StartError {
     Tls(String),
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("live store: {0}")]
+    Live(#[from] LiveError),
 }
 
 /// Everything a request handler or a session needs. Cheap to clone.
@@ -207,11 +210,14 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         offer_ms: settings.visit.walk_in_offer_secs as i64 * 1000,
         replay_buffer: settings.visit.replay_buffer,
     };
-    let live: Arc<dyn Live> = Arc::new(MemoryLive::new(
-        Arc::new(DurableRooms(durable.clone())),
-        effects,
-        timing,
-    ));
+    let rooms = Arc::new(DurableRooms(durable.clone()));
+    // The one place that knows which live store runs.
+    let live: Arc<dyn Live> = match settings.live.backend {
+        LiveBackend::Memory => Arc::new(MemoryLive::new(rooms, effects, timing)),
+        LiveBackend::Redis => {
+            Arc::new(RedisLive::connect(&settings, rooms, effects, timing).await?)
+        }
+    };
     Ok(AppState {
         connection_slots: Arc::new(Semaphore::new(settings.signalling.max_connections)),
         ice,
@@ -291,6 +297,8 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("shutdown grace period over; closing what is left"),
     }
+    // Sessions have ended and told their rooms: now hand the rooms over.
+    state.live.drain().await;
     Ok(())
 }
 

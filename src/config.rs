@@ -248,11 +248,24 @@ pub enum LiveBackend {
     Redis,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LiveSettings {
     /// `memory` (one node) or `redis` (several nodes). Default `memory`.
     pub backend: LiveBackend,
+    /// Redis backend: how long a node's claim on a room lasts without renewal,
+    /// milliseconds. A crashed node's rooms move to another node after at most this
+    /// long. Renewed every third of it. Default 5000.
+    pub lease_ms: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            backend: LiveBackend::Memory,
+            lease_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +275,9 @@ pub struct RedisSettings {
     pub url: Secret,
     /// Timeout of one Redis command, milliseconds. Default 2000.
     pub timeout_ms: u64,
+    /// Prefix of every Redis key and channel examroom uses, so several deployments
+    /// (or tests) can share one Redis. Default `examroom`.
+    pub key_prefix: String,
 }
 
 impl Default for RedisSettings {
@@ -269,6 +285,7 @@ impl Default for RedisSettings {
         Self {
             url: Secret::new("redis://127.0.0.1:6379"),
             timeout_ms: 2000,
+            key_prefix: "examroom".into(),
         }
     }
 }
@@ -512,6 +529,9 @@ impl Settings {
                     format!("`{u}` is not a turn: or turns: URL"),
                 ));
             }
+        }
+        if self.live.backend == LiveBackend::Redis && self.live.lease_ms < 300 {
+            return Err(invalid("live.lease_ms", "must be at least 300"));
         }
         if self.live.backend == LiveBackend::Redis && !self.redis.url.expose().starts_with("redis")
         {

@@ -1,9 +1,11 @@
 //! What is happening now: where each participant is connected, and which task owns
 //! each room's state machine. One trait, two implementations chosen once at start-up:
-//! [`memory::MemoryLive`] (one node, the default) and a Redis one for several nodes.
+//! [`memory::MemoryLive`] (one node, the default) and [`redis::RedisLive`] for several
+//! nodes (`docs/deploy.md`, "Several nodes").
 //! The signalling code only sees [`Live`].
 
 pub mod memory;
+pub mod redis;
 
 use crate::ids::{ParticipantId, PatientRef, RoomId};
 use crate::protocol::ServerMsg;
@@ -92,4 +94,7 @@ pub trait Live: Send + Sync + 'static {
     /// Ready to take visits (its backing store reachable).
     async fn ready(&self) -> Result<(), LiveError>;
     fn stats(&self) -> LiveStats;
+    /// The server is stopping and its connections are closed: hand what this node
+    /// owns to the others (the Redis store snapshots and releases its rooms).
+    async fn drain(&self) {}
 }

@@ -15,6 +15,7 @@ use super::{Millis, RoomConfig, RoomKind, VisitState};
 use crate::identity::Role;
 use crate::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
 use crate::protocol::{ErrorCode, PeerInfo, QueueEntry, ServerMsg};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Longest text a physician may send to a waiting patient, or a chat line (characters).
@@ -23,7 +24,7 @@ const MAX_NAME: usize = 100;
 const MAX_REASON: usize = 500;
 
 /// Who is connecting, as their token and account say.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: ParticipantId,
     pub role: Role,
@@ -45,7 +46,7 @@ pub struct Member {
 }
 
 /// Something that happened, for the room to react to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Input {
     /// A participant's connection attached (first time or again). `resume` is the resume
     /// token the client presented; `new_resume_token` the one this connection got.
@@ -62,7 +63,7 @@ pub enum Input {
     Tick,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Act {
     Profile {
         name: Option<String>,
@@ -135,7 +136,7 @@ impl Act {
 }
 
 /// A visit changed state: recorded in the durable visit history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     pub visit: VisitId,
     pub room: RoomId,
@@ -148,7 +149,7 @@ pub struct Transition {
     pub patient_ref: Option<PatientRef>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Output {
     Send {
         to: ParticipantId,
@@ -167,14 +168,14 @@ pub enum Output {
 }
 
 /// Room-wide timing settings (from `[visit]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timing {
     pub grace_ms: Millis,
     pub offer_ms: Millis,
     pub replay_buffer: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Presence {
     member: Member,
     connected: bool,
@@ -185,7 +186,7 @@ struct Presence {
     free_since: Millis,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Visit {
     id: VisitId,
     state: VisitState,
@@ -216,7 +217,7 @@ impl Visit {
 }
 
 /// One room's live state.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Room {
     config: RoomConfig,
     timing: Timing,
