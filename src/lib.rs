@@ -10,6 +10,9 @@
 //! - [`identity`]: roles, tokens, who may be where.
 //! - [`live`]: what is happening now — presence, room ownership, delivery (memory | Redis).
 //! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
+//! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
+//! - [`audit`]: the append-only, hash-chained record-access log.
+//! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
 //! - [`metrics`]: Prometheus counters.
 //! - [`ids`]: typed identifiers.
 //!
@@ -22,10 +25,13 @@ pub mod cli;
 pub mod config;
 pub mod durable;
 pub mod http;
+pub mod ice;
 pub mod identity;
 pub mod ids;
 pub mod live;
+pub mod media;
 pub mod metrics;
 pub mod protocol;
+pub mod records;
 pub mod signalling;
 pub mod visit;

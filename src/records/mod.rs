@@ -1,0 +1,76 @@
+//! The patient-record side panel: where records come from and what the panel shows.
+//!
+//! - [`model`]: hand-written FHIR R4 models, only the fields the panel reads.
+//! - [`record`]: one patient's resources ([`PatientRecord`]), the same whatever the source.
+//! - [`summary`]: the pure assembly of a [`PanelSummary`] from a record.
+//! - [`embedded`]: the default source, FHIR JSON files under `<data_dir>/records/`.
+//! - [`demo`]: the synthetic demo patients written into an empty embedded store.
+//! - [`fhir`]: a FHIR R4 server as the source, with SMART Backend Services auth ([`smart`]).
+//! - [`cache`]: [`PanelCache`], prefetch when a patient enters the waiting room.
+//!
+//! The source is chosen once by [`open`]; nothing else knows which one it is.
+//! Errors never carry patient data: no ids, names or values in their text.
+
+pub mod cache;
+pub mod demo;
+pub mod embedded;
+pub mod fhir;
+pub mod model;
+pub mod record;
+pub mod smart;
+pub mod summary;
+
+pub use cache::PanelCache;
+pub use embedded::EmbeddedSource;
+pub use fhir::{FhirConfig, FhirSource};
+pub use record::PatientRecord;
+pub use smart::{ClientKey, SigningAlg};
+pub use summary::{PanelSummary, Section};
+
+use crate::config::{RecordsBackend, Settings};
+use crate::ids::PatientRef;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the panel could not be had. Clone so one failed fetch can answer every waiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordsError {
+    #[error("the record source has no such patient")]
+    NotFound,
+    #[error("the record source is unavailable: {cause}")]
+    Unavailable { cause: String },
+    #[error("the record source refused our credentials: {cause}")]
+    Unauthorized { cause: String },
+    #[error("the record source did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the record source sent data we cannot read: {0}")]
+    BadData(String),
+    #[error("records configuration: {0}")]
+    Config(String),
+}
+
+/// Where patient records come from.
+#[async_trait]
+pub trait RecordSource: Send + Sync + 'static {
+    /// The panel for one patient, as of today.
+    async fn summary(&self, patient: &PatientRef) -> Result<PanelSummary, RecordsError>;
+    /// Whether the source can answer now (for readiness probes).
+    async fn ready(&self) -> Result<(), RecordsError>;
+}
+
+/// Open the configured record source: `embedded` (default) or `fhir`.
+pub async fn open(settings: &Settings) -> Result<Arc<dyn RecordSource>, RecordsError> {
+    match settings.records.source {
+        RecordsBackend::Embedded => {
+            let dir = settings.server.data_dir.join("records");
+            Ok(Arc::new(EmbeddedSource::open(&dir).await?))
+        }
+        RecordsBackend::Fhir => Ok(Arc::new(FhirSource::from_settings(settings).await?)),
+    }
+}
+
+/// Today's date for ages in a live panel.
+pub(crate) fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}

@@ -1,0 +1,167 @@
+//! The prefetch cache (single-flight, expiry) and the embedded store's demo patients.
+
+use async_trait::async_trait;
+use examroom::config::Settings;
+use examroom::ids::PatientRef;
+use examroom::records::summary::VitalKind;
+use examroom::records::{PanelCache, PanelSummary, RecordSource, RecordsError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A source that takes 100 ms per panel and counts fetches; `fail` makes it fail.
+struct Slow {
+    inner: Arc<dyn RecordSource>,
+    fetches: AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl RecordSource for Slow {
+    async fn summary(&self, p: &PatientRef) -> Result<PanelSummary, RecordsError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(RecordsError::Unavailable {
+                cause: "test".into(),
+            });
+        }
+        self.inner.summary(p).await
+    }
+    async fn ready(&self) -> Result<(), RecordsError> {
+        Ok(())
+    }
+}
+
+async fn demo_source() -> (Arc<dyn RecordSource>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.data_dir = dir.path().to_owned();
+    (examroom::records::open(&settings).await.unwrap(), dir)
+}
+
+fn p(id: &str) -> PatientRef {
+    PatientRef::parse(id).unwrap()
+}
+
+#[tokio::test]
+async fn an_empty_store_gets_demo_patients_with_a_penicillin_allergy_and_abnormal_labs() {
+    let (src, dir) = demo_source().await;
+    assert!(dir.path().join("records/demo-patient-1.json").exists());
+    src.ready().await.unwrap();
+    let s = src.summary(&p("demo-patient-1")).await.unwrap();
+    let first = &s.allergies.items()[0];
+    assert_eq!(
+        (first.substance.text.as_str(), first.criticality.as_deref()),
+        ("Penicillin", Some("high"))
+    );
+    assert_eq!(
+        s.demographics.preferred_language.as_ref().unwrap().text,
+        "Spanish"
+    );
+    let meds: Vec<_> = s
+        .medications
+        .items()
+        .iter()
+        .map(|m| m.medication.text.as_str())
+        .collect();
+    assert_eq!(meds.len(), 3, "{meds:?}");
+    assert!(
+        meds.contains(&"metformin hydrochloride 500 MG Oral Tablet"),
+        "contained Medication resolved"
+    );
+    assert_eq!(
+        s.problems.items().len(),
+        2,
+        "resolved bronchitis is not an active problem"
+    );
+    let bp = s
+        .vital_signs
+        .items()
+        .iter()
+        .find(|v| v.kind == VitalKind::BloodPressure)
+        .unwrap();
+    assert_eq!(bp.trend.len(), 12);
+    let a1c = s
+        .labs
+        .items()
+        .iter()
+        .find(|l| l.test.code.as_deref() == Some("4548-4"))
+        .unwrap();
+    assert!(a1c.abnormal);
+    assert_eq!(a1c.flag.as_ref().unwrap().source, "interpretation");
+    let glucose = s
+        .labs
+        .items()
+        .iter()
+        .find(|l| l.test.code.as_deref() == Some("2345-7"))
+        .unwrap();
+    assert_eq!(
+        glucose.flag.as_ref().map(|f| (f.code.as_str(), f.source)),
+        Some(("H", "computed"))
+    );
+    assert_eq!(glucose.reference_range.as_deref(), Some("70–99 mg/dL"));
+
+    let none = src.summary(&p("demo-patient-2")).await.unwrap();
+    let json = serde_json::to_value(&none).unwrap();
+    assert_eq!(
+        json["allergies"],
+        serde_json::json!({"status": "none_recorded"})
+    );
+    assert_eq!(json["labs"]["status"], "none_recorded");
+    assert!(matches!(
+        src.summary(&p("nobody")).await,
+        Err(RecordsError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn two_gets_for_one_patient_make_one_fetch_and_prefetch_warms_the_cache() {
+    let (inner, _dir) = demo_source().await;
+    let slow = Arc::new(Slow {
+        inner,
+        fetches: AtomicUsize::new(0),
+        fail: Default::default(),
+    });
+    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600));
+    let one = p("demo-patient-1");
+    let (a, b) = tokio::join!(cache.get(&one), cache.get(&one));
+    assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
+
+    cache.prefetch(&p("demo-patient-2"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache.get(&p("demo-patient-2")).await.unwrap(); // joins the fetch in flight
+    cache.get(&p("demo-patient-2")).await.unwrap(); // cached
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn entries_expire_and_failures_are_not_cached() {
+    let (inner, _dir) = demo_source().await;
+    let slow = Arc::new(Slow {
+        inner,
+        fetches: AtomicUsize::new(0),
+        fail: Default::default(),
+    });
+    let cache = PanelCache::new(slow.clone(), Duration::from_millis(300));
+    cache.get(&p("demo-patient-1")).await.unwrap();
+    cache.get(&p("demo-patient-1")).await.unwrap();
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    cache.get(&p("demo-patient-1")).await.unwrap();
+    assert_eq!(
+        slow.fetches.load(Ordering::SeqCst),
+        2,
+        "expired entry fetched again"
+    );
+
+    slow.fail.store(true, Ordering::SeqCst);
+    assert!(cache.get(&p("demo-patient-3")).await.is_err());
+    slow.fail.store(false, Ordering::SeqCst);
+    assert!(
+        cache.get(&p("demo-patient-3")).await.is_ok(),
+        "a failure is retried on the next get"
+    );
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 4);
+}
