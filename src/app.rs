@@ -3,12 +3,16 @@
 
 use crate::config::{Secret, Settings};
 use crate::durable::{self, DurableStore, VisitEvent};
+use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{ParticipantId, PatientRef, RoomId};
 use crate::live::memory::MemoryLive;
 use crate::live::{Effects, Live, LiveError, RoomLoader};
+use crate::media::check::CheckService;
 use crate::metrics::Metrics;
 use crate::protocol::{IceServerInfo, ServerMsg};
+use crate::records::PanelCache;
+use crate::records::smart::{ClientKey, SigningAlg};
 use crate::visit::RoomConfig;
 use crate::visit::room::{Timing, Transition};
 use async_trait::async_trait;
@@ -27,6 +31,8 @@ pub enum StartError {
     },
     #[error("database: {0}")]
     Durable(#[from] durable::DurableError),
+    #[error("records: {0}")]
+    Records(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("server: {0}")]
@@ -45,20 +51,23 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Caps open WebSocket connections (`signalling.max_connections`).
     pub connection_slots: Arc<Semaphore>,
+    /// STUN/TURN servers; mints short-lived TURN credentials per participant.
+    pub ice: IceConfig,
+    /// Server-side WebRTC peers for pre-call connection checks.
+    pub checks: CheckService,
+    /// Patient-record summaries, prefetched when a patient starts waiting.
+    pub records: Arc<PanelCache>,
+    /// The key examroom signs SMART Backend Services assertions with (public part at
+    /// `/.well-known/jwks.json`, so the EHR can register it).
+    pub client_key: Arc<ClientKey>,
 }
 
 impl AppState {
-    /// ICE servers for one participant (STUN as configured; TURN with fresh credentials).
-    pub fn ice_servers(&self, _participant: &ParticipantId) -> Vec<IceServerInfo> {
-        let stun = &self.settings.ice.stun_urls;
-        if stun.is_empty() {
-            return Vec::new();
-        }
-        vec![IceServerInfo {
-            urls: stun.clone(),
-            username: None,
-            credential: None,
-        }]
+    /// ICE servers for one participant (STUN as configured; TURN with fresh credentials),
+    /// and when the TURN credentials expire (unix seconds).
+    pub fn ice_servers(&self, participant: &ParticipantId) -> (Vec<IceServerInfo>, Option<i64>) {
+        self.ice
+            .servers_for(participant.as_str(), chrono::Utc::now().timestamp())
     }
 }
 
@@ -114,6 +123,7 @@ impl RoomLoader for DurableRooms {
 struct NodeEffects {
     metrics: Arc<Metrics>,
     history: mpsc::Sender<Transition>,
+    records: Arc<PanelCache>,
 }
 
 impl Effects for NodeEffects {
@@ -123,7 +133,9 @@ impl Effects for NodeEffects {
             tracing::error!("visit history queue is full; a transition was not recorded");
         }
     }
-    fn prefetch(&self, _patient: PatientRef) {}
+    fn prefetch(&self, patient: PatientRef) {
+        self.records.prefetch(&patient);
+    }
     fn delivered(&self, _msg: &ServerMsg) {}
 }
 
@@ -168,9 +180,27 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new());
     let (history_tx, history_rx) = mpsc::channel(10_000);
     tokio::spawn(write_history(durable.clone(), history_rx));
+    let source = crate::records::open(&settings)
+        .await
+        .map_err(|e| StartError::Records(e.to_string()))?;
+    let records = PanelCache::new(source, crate::records::cache::DEFAULT_TTL);
+    let alg = SigningAlg::parse(&settings.records.fhir_signing_alg)
+        .map_err(|e| StartError::Records(e.to_string()))?;
+    let client_key = Arc::new(
+        ClientKey::load_or_create(&settings.server.data_dir, alg)
+            .map_err(|e| StartError::Records(e.to_string()))?,
+    );
+    let ice = IceConfig::from_settings(&settings.ice);
+    // The check peer needs no TURN allocation of its own.
+    let check_ice = IceConfig::from_settings(&crate::config::IceSettings {
+        turn_urls: Vec::new(),
+        ..settings.ice.clone()
+    });
+    let checks = CheckService::new(&settings.media, check_ice);
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
         history: history_tx,
+        records: records.clone(),
     });
     let timing = Timing {
         grace_ms: settings.visit.reconnect_grace_secs as i64 * 1000,
@@ -184,6 +214,10 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     ));
     Ok(AppState {
         connection_slots: Arc::new(Semaphore::new(settings.signalling.max_connections)),
+        ice,
+        checks,
+        records,
+        client_key,
         settings: Arc::new(settings),
         keys,
         durable,
@@ -281,6 +315,14 @@ async fn reload_tls(
 
 /// The one start-up line that says where staff sign in (and, on first start, where
 /// to create the first admin).
-pub async fn announce(_state: &AppState, url: &str) {
-    tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)");
+pub async fn announce(state: &AppState, url: &str) {
+    match crate::identity::setup::first_admin_link(state, url).await {
+        Ok(Some(link)) => tracing::info!("first start: create the first admin at {link}"),
+        Ok(None) => {
+            tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check for staff accounts; no setup link made")
+        }
+    }
 }

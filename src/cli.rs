@@ -29,6 +29,38 @@ pub enum Command {
         #[arg(long, env = "EXAMROOM_ADDR")]
         addr: Option<SocketAddr>,
     },
+    /// The record-access audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage staff accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exits non-zero and names the first bad entry when an entry
+    /// was edited, deleted or reordered.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a staff account. The password is read from EXAMROOM_ADMIN_PASSWORD, else
+    /// from the first line of standard input (never from a flag: flags show in `ps`).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: admin, physician.
+        #[arg(long, value_delimiter = ',', default_value = "admin,physician")]
+        roles: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +98,83 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             init_logging(&settings, cli.log_json);
             serve(settings).await
         }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            let store = crate::durable::open(&settings)
+                .await
+                .map_err(crate::app::StartError::from)?;
+            let v = store
+                .verify_audit()
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            if v.ok {
+                println!(
+                    "audit log intact: {} entries, hash chain verified",
+                    v.entries
+                );
+                Ok(())
+            } else {
+                Err(CliError::Other(format!(
+                    "audit log TAMPERED: first bad entry seq {}: {} ({} entries read)",
+                    v.first_bad_seq
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    v.problem.unwrap_or_default(),
+                    v.entries
+                )))
+            }
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email, name, roles },
+        } => {
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            admin_create(settings, &email, &name, &roles).await
+        }
     }
+}
+
+async fn admin_create(
+    settings: Settings,
+    email: &str,
+    name: &str,
+    roles: &[String],
+) -> Result<(), CliError> {
+    use crate::identity::Role;
+    let roles = roles
+        .iter()
+        .map(|r| match r.trim() {
+            "admin" => Ok(Role::Admin),
+            "physician" => Ok(Role::Physician),
+            other => Err(CliError::Other(format!(
+                "unknown role `{other}`: use admin, physician"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = match std::env::var("EXAMROOM_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| CliError::Other(format!("reading the password from stdin: {e}")))?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let store = crate::durable::open(&settings)
+        .await
+        .map_err(|e| CliError::Other(format!("database: {e}")))?;
+    let staff = crate::identity::setup::create_staff(store.as_ref(), email, name, roles, &password)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot create the account: {e}")))?;
+    println!(
+        "created {} ({}) with roles {:?}",
+        staff.email, staff.id, staff.roles
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {

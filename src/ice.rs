@@ -12,18 +12,11 @@
 use crate::config::{IceSettings, Secret};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha1::Sha1;
 
-/// One entry of a browser's `RTCConfiguration.iceServers` (the `RTCIceServer` dictionary).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
+/// One entry of a browser's `RTCConfiguration.iceServers` (the `RTCIceServer` dictionary):
+/// the wire type.
+pub use crate::protocol::IceServerInfo as IceServer;
 
 /// The ICE servers of this deployment, ready to mint per-participant credentials.
 #[derive(Clone)]

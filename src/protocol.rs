@@ -119,6 +119,14 @@ pub enum ClientMsg {
     Chat {
         text: String,
     },
+    /// Connection check: an SDP offer (with a data channel) to the server's own peer.
+    CheckOffer {
+        sdp: String,
+    },
+    /// Connection check: a trickled candidate for the server's peer (empty = end).
+    CheckCandidate {
+        candidate: Candidate,
+    },
 }
 
 impl ClientMsg {
@@ -144,6 +152,8 @@ impl ClientMsg {
             ClientMsg::Candidate { .. } => "candidate",
             ClientMsg::EndOfCandidates { .. } => "end_of_candidates",
             ClientMsg::Chat { .. } => "chat",
+            ClientMsg::CheckOffer { .. } => "check_offer",
+            ClientMsg::CheckCandidate { .. } => "check_candidate",
         }
     }
 }
@@ -277,6 +287,14 @@ pub enum ServerMsg {
     IceServers {
         ice_servers: Vec<IceServerInfo>,
     },
+    /// Connection check: the server peer's answer.
+    CheckAnswer {
+        sdp: String,
+    },
+    /// Connection check: a candidate of the server's peer (empty `candidate` = end).
+    CheckCandidate {
+        candidate: Candidate,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,11 +353,12 @@ pub enum ErrorCode {
     HeartbeatTimeout,
     ServerFull,
     Unavailable,
+    TooManyChecks,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -367,6 +386,7 @@ impl ErrorCode {
         ErrorCode::HeartbeatTimeout,
         ErrorCode::ServerFull,
         ErrorCode::Unavailable,
+        ErrorCode::TooManyChecks,
         ErrorCode::Internal,
     ];
 
@@ -380,7 +400,7 @@ impl ErrorCode {
 }
 
 // Names in the same order as `ErrorCode::ALL`, for metrics labels without allocation.
-const ERROR_NAMES: [&str; 28] = [
+const ERROR_NAMES: [&str; 29] = [
     "bad_json",
     "unknown_type",
     "bad_message",
@@ -408,6 +428,7 @@ const ERROR_NAMES: [&str; 28] = [
     "heartbeat_timeout",
     "server_full",
     "unavailable",
+    "too_many_checks",
     "internal",
 ];
 
@@ -461,6 +482,8 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "candidate",
         "end_of_candidates",
         "chat",
+        "check_offer",
+        "check_candidate",
     ];
     let server = vec![
         "welcome",
@@ -489,6 +512,8 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "chat",
         "token",
         "ice_servers",
+        "check_answer",
+        "check_candidate",
     ];
     (client, server)
 }

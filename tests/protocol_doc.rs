@@ -52,6 +52,8 @@ fn type_lists_cover_every_variant() {
         r#"{"type":"candidate","to":"p_1","candidate":{"candidate":"c"}}"#,
         r#"{"type":"end_of_candidates","to":"p_1"}"#,
         r#"{"type":"chat","text":"t"}"#,
+        r#"{"type":"check_offer","sdp":"s"}"#,
+        r#"{"type":"check_candidate","candidate":{"candidate":""}}"#,
     ];
     let (client, _) = all_type_names();
     assert_eq!(samples.len(), client.len());

@@ -220,7 +220,8 @@ async fn a_physician_drop_mid_call_resumes_without_readmission() {
     doc.send(json!({"type": "answer", "to": ana.participant, "sdp": "restart-answer"}))
         .await;
     assert_eq!(ana.expect("answer").await["sdp"], "restart-answer");
-    ana.expect_none("waiting", Duration::from_millis(200)).await;
+    ana.expect_none("sent_back", Duration::from_millis(200))
+        .await;
 }
 
 #[tokio::test]

@@ -675,6 +675,44 @@ macro_rules! impl_durable_store {
                 Ok(())
             }
 
+            async fn link_device(
+                &self,
+                id: &$crate::ids::LinkId,
+            ) -> Result<Option<String>, DurableError> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT device_hash FROM link_devices WHERE link_id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(h,)| h))
+            }
+
+            async fn bind_link_device(
+                &self,
+                id: &$crate::ids::LinkId,
+                device_hash: &str,
+                at: Millis,
+            ) -> Result<(), DurableError> {
+                let exists: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM links WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if exists.is_none() {
+                    return Err(DurableError::NotFound { what: "link" });
+                }
+                sqlx::query(
+                    "INSERT INTO link_devices (link_id, device_hash, bound_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (link_id) DO UPDATE SET device_hash = excluded.device_hash, bound_at = excluded.bound_at",
+                )
+                .bind(id.as_str())
+                .bind(device_hash)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             // --- visits ------------------------------------------------------------------
 
             async fn record_visit_event(&self, ev: VisitEvent) -> Result<(), DurableError> {

@@ -426,6 +426,15 @@ pub trait DurableStore: Send + Sync + 'static {
     /// Counts a use and keeps the first use time; `NotFound{link}`. Whether the link may
     /// still be used (revoked, expired, single-use) is the caller's rule.
     async fn mark_link_used(&self, id: &LinkId, at: Millis) -> Result<(), DurableError>;
+    /// The browser a join link is bound to (the hash of its device id), if any.
+    async fn link_device(&self, id: &LinkId) -> Result<Option<String>, DurableError>;
+    /// Binds a join link to a browser, replacing an earlier binding; `NotFound{link}`.
+    async fn bind_link_device(
+        &self,
+        id: &LinkId,
+        device_hash: &str,
+        at: Millis,
+    ) -> Result<(), DurableError>;
 
     /// Appends a transition and updates the visit's summary in one transaction.
     /// Recording the same `(visit, state, at)` twice changes nothing.

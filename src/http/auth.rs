@@ -5,14 +5,22 @@
 //!   requests that change state must carry `X-CSRF-Token` (see [`csrf_token`]).
 //! - [`AdminAuth`], [`PhysicianAuth`]: the same, with the role required (403 otherwise).
 //! - [`ParticipantAuth`]: a patient or guest token (bearer), bound to one room and visit.
+//! - [`Client`]: the caller's address and whether it came over HTTPS (never rejects).
+//!
+//! With an identity provider configured, a bearer token with an asymmetric `alg` is
+//! checked against the provider's keys instead (`identity::oidc`).
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::durable::{NewStaff, Staff};
+use crate::identity::oidc::{Jwks, OidcError};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::StaffId;
+use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
+use std::net::{IpAddr, SocketAddr};
 
 pub const SESSION_COOKIE: &str = "examroom_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -67,7 +75,13 @@ impl FromRequestParts<AppState> for StaffAuth {
             (None, Some(c)) => (c, true),
             (None, None) => return Err(ApiError::unauthorized("no_credentials", "sign in first")),
         };
-        let claims = state.keys.verify(token).map_err(token_error)?;
+        let guards = crate::identity::guards(state);
+        if let (Some(jwks), false) = (&guards.jwks, by_cookie)
+            && Jwks::claims_token(token)
+        {
+            return idp_staff(state, jwks, token).await;
+        }
+        let mut claims = state.keys.verify(token).map_err(token_error)?;
         if !claims.is_staff() {
             return Err(ApiError::forbidden(
                 "not_staff",
@@ -89,7 +103,161 @@ impl FromRequestParts<AppState> for StaffAuth {
         }
         let staff = StaffId::parse(&claims.sub)
             .map_err(|_| ApiError::unauthorized("token_malformed", "bad subject"))?;
+        // Roles and the active flag come from the account, not the token: a demotion
+        // or deactivation takes effect on the next request.
+        let account = active_staff(state, &staff).await?;
+        claims.roles = account.roles.clone();
         Ok(StaffAuth { claims, staff })
+    }
+}
+
+async fn active_staff(state: &AppState, id: &StaffId) -> Result<Staff, ApiError> {
+    match state.durable.staff(id).await? {
+        Some(s) if s.active => Ok(s),
+        Some(_) => Err(ApiError::forbidden(
+            "account_deactivated",
+            "this account is deactivated",
+        )),
+        None => Err(ApiError::unauthorized(
+            "session_revoked",
+            "this account no longer exists",
+        )),
+    }
+}
+
+/// A staff member signed in at the clinic's identity provider. The account is found by
+/// email (created on first use); the provider's roles are the ones that count.
+async fn idp_staff(state: &AppState, jwks: &Jwks, token: &str) -> Result<StaffAuth, ApiError> {
+    let idp = jwks.verify(token).await.map_err(|e| match e {
+        OidcError::Unavailable(cause) => ApiError::unavailable(cause),
+        e => ApiError::unauthorized(e.code(), e.to_string()),
+    })?;
+    if idp.roles.is_empty() {
+        return Err(ApiError::forbidden(
+            "not_staff",
+            "the identity provider gives this account no examroom role",
+        ));
+    }
+    let account = match state.durable.staff_by_email(&idp.email).await? {
+        Some(s) => s,
+        None => {
+            let new = NewStaff {
+                email: idp.email.clone(),
+                name: idp.name.clone().unwrap_or_else(|| idp.email.clone()),
+                roles: idp.roles.clone(),
+                password_hash: None,
+                languages: Vec::new(),
+                gender: None,
+            };
+            match state.durable.create_staff(new).await {
+                Ok(s) => {
+                    tracing::info!(staff = %s.id, "created a staff account from the identity provider");
+                    s
+                }
+                // Two first requests at once: the other one created it.
+                Err(crate::durable::DurableError::Conflict { .. }) => state
+                    .durable
+                    .staff_by_email(&idp.email)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("staff vanished after conflict"))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if !account.active {
+        return Err(ApiError::forbidden(
+            "account_deactivated",
+            "this account is deactivated",
+        ));
+    }
+    if account.roles != idp.roles {
+        let update = crate::durable::StaffUpdate {
+            roles: Some(idp.roles.clone()),
+            ..Default::default()
+        };
+        state.durable.update_staff(&account.id, update).await?;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: account.id.to_string(),
+        name: account.name.clone(),
+        roles: idp.roles,
+        room: None,
+        visit: None,
+        patient: None,
+        sid: None,
+        lang: None,
+        iss: state.settings.identity.oidc_issuer.clone(),
+        aud: state.settings.identity.oidc_audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: idp.exp,
+        jti: crate::ids::random_id(),
+    };
+    Ok(StaffAuth {
+        claims,
+        staff: account.id,
+    })
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the
+/// nearest untrusted address in `X-Forwarded-For`.
+pub fn client_ip(state: &AppState, parts: &Parts) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let trusted = &state.settings.server.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
+/// Whether the browser reached us over HTTPS: we serve TLS, or a trusted proxy says so.
+pub fn is_https(state: &AppState, parts: &Parts) -> bool {
+    if state.settings.server.tls_cert.is_some() {
+        return true;
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    peer.is_some_and(|p| state.settings.server.trusted_proxies.contains(&p))
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// Where the request came from, for rate limits and cookies. Never rejects.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub https: bool,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Client {
+            ip: client_ip(state, parts),
+            https: is_https(state, parts),
+        })
     }
 }
 

@@ -6,6 +6,11 @@
 //! subject, its roles and — for patients and guests — the one room and visit it is
 //! bound to. Nothing a client sends can widen that.
 
+pub mod links;
+pub mod oidc;
+pub mod password;
+pub mod ratelimit;
+pub mod setup;
 pub mod token;
 
 pub use token::{Claims, TokenError, TokenKeys};
@@ -40,4 +45,48 @@ pub mod access;
 pub fn hash_secret(secret: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Per-server identity state that is not configuration: failure counters and the
+/// identity provider's key cache.
+pub struct Guards {
+    /// Failed sign-ins per client IP.
+    pub sign_in_ip: ratelimit::Limiter,
+    /// Failed sign-ins per email (lower-cased).
+    pub sign_in_email: ratelimit::Limiter,
+    /// Failed join-code redemptions per client IP.
+    pub join_ip: ratelimit::Limiter,
+    pub jwks: Option<oidc::Jwks>,
+}
+
+/// Failed sign-ins allowed per email per minute.
+pub const SIGN_IN_FAILURES_PER_EMAIL: u32 = 5;
+/// Failed sign-ins allowed per client IP per minute.
+pub const SIGN_IN_FAILURES_PER_IP: u32 = 20;
+/// Failed join-code redemptions allowed per client IP per minute.
+pub const JOIN_FAILURES_PER_IP: u32 = 10;
+
+/// The guards of the server `state` belongs to.
+///
+/// `AppState` has no slot for them (it is wired in `app.rs`), so they live in a
+/// registry keyed by the server's data directory: one set per server, also when tests
+/// run several servers in one process. Moving them into `AppState` is a one-line change.
+pub fn guards(state: &crate::app::AppState) -> std::sync::Arc<Guards> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static ALL: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<Guards>>>> = OnceLock::new();
+    let minute = std::time::Duration::from_secs(60);
+    ALL.get_or_init(Default::default)
+        .lock()
+        .expect("poisoned")
+        .entry(state.settings.server.data_dir.clone())
+        .or_insert_with(|| {
+            Arc::new(Guards {
+                sign_in_ip: ratelimit::Limiter::new(SIGN_IN_FAILURES_PER_IP, minute),
+                sign_in_email: ratelimit::Limiter::new(SIGN_IN_FAILURES_PER_EMAIL, minute),
+                join_ip: ratelimit::Limiter::new(JOIN_FAILURES_PER_IP, minute),
+                jwks: oidc::Jwks::from_settings(&state.settings.identity),
+            })
+        })
+        .clone()
 }

@@ -15,7 +15,9 @@ use crate::app::AppState;
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::{ParticipantId, RoomId, VisitId};
 use crate::live::{Outbox, Outgoing};
-use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
+use crate::media::check::{CheckError, CheckHandle};
+use crate::media::peer::LocalCandidate;
+use crate::protocol::{self, Candidate, ClientMsg, ErrorCode, ServerMsg};
 use crate::visit::room::{Act, Input, Member};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -143,12 +145,23 @@ async fn read_loop(
     let mut refresh =
         tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
     let needs_refresh = matches!(id.member.role, Role::Patient | Role::Guest);
+    // TURN credentials are re-minted well before they expire.
+    let ice_every = Duration::from_secs((state.settings.ice.turn_credential_secs * 4 / 5).max(30));
+    let mut ice_refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + ice_every, ice_every);
+    let has_turn = state.ice.has_turn();
+    let mut check: Option<CheckHandle> = None;
     let mut left = false;
     loop {
         let next = tokio::select! {
             r = tokio::time::timeout(silence, next_text(&mut stream, outbox, max)) => r,
             _ = refresh.tick(), if needs_refresh => {
                 push(outbox, fresh_token(state, &id.claims));
+                continue;
+            }
+            _ = ice_refresh.tick(), if has_turn => {
+                let (ice_servers, _) = state.ice_servers(&id.participant);
+                push(outbox, ServerMsg::IceServers { ice_servers });
                 continue;
             }
             _ = state.shutdown.cancelled() => {
@@ -196,6 +209,30 @@ async fn read_loop(
                 continue;
             }
         };
+        let msg = match msg {
+            ClientMsg::CheckOffer { sdp } => {
+                connection_check_offer(&mut check, sdp, &id, state, outbox).await;
+                continue;
+            }
+            ClientMsg::CheckCandidate { candidate } => {
+                match &check {
+                    Some(h) => {
+                        // Refused or unparsable candidates are dropped; the check goes on.
+                        let _ = h.add_remote_candidate(candidate).await;
+                    }
+                    None => push(
+                        outbox,
+                        ServerMsg::error_about(
+                            ErrorCode::BadMessage,
+                            "no connection check is running",
+                            "check_candidate",
+                        ),
+                    ),
+                }
+                continue;
+            }
+            other => other,
+        };
         match dispatch(msg, &id, state, outbox, view).await {
             Flow::Continue => {}
             Flow::Left => {
@@ -204,7 +241,61 @@ async fn read_loop(
             }
         }
     }
+    if let Some(h) = check {
+        h.close().await;
+    }
     Some((id, left))
+}
+
+/// Start this connection's connection check: the server's own peer answers, and its
+/// candidates trickle back over the outbox. One check per connection.
+async fn connection_check_offer(
+    check: &mut Option<CheckHandle>,
+    sdp: String,
+    id: &Identity,
+    state: &AppState,
+    outbox: &Outbox,
+) {
+    if let Some(old) = check.take() {
+        old.close().await;
+    }
+    match state.checks.start(id.participant.to_string(), sdp).await {
+        Ok((mut handle, answer)) => {
+            push(outbox, ServerMsg::CheckAnswer { sdp: answer });
+            if let Some(mut candidates) = handle.take_local_candidates() {
+                let out = outbox.clone();
+                tokio::spawn(async move {
+                    while let Some(c) = candidates.recv().await {
+                        let candidate = match c {
+                            LocalCandidate::Candidate(c) => c,
+                            LocalCandidate::End => Candidate {
+                                candidate: String::new(),
+                                sdp_mid: None,
+                                sdp_m_line_index: None,
+                                username_fragment: None,
+                            },
+                        };
+                        if !out.push(Outgoing::Msg(ServerMsg::CheckCandidate { candidate })) {
+                            break;
+                        }
+                    }
+                });
+            }
+            *check = Some(handle);
+        }
+        Err(CheckError::TooManyChecks) => push(
+            outbox,
+            ServerMsg::error_about(
+                ErrorCode::TooManyChecks,
+                "too many connection checks are running; try again in a moment",
+                "check_offer",
+            ),
+        ),
+        Err(e) => push(
+            outbox,
+            ServerMsg::error_about(ErrorCode::BadMessage, e.to_string(), "check_offer"),
+        ),
+    }
 }
 
 /// The next text message, answering oversized and binary ones with an error.
@@ -306,7 +397,7 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
             "you connected again elsewhere; this connection is closed",
         )));
     }
-    let ice_servers = state.ice_servers(&participant);
+    let (ice_servers, _) = state.ice_servers(&participant);
     push(
         outbox,
         ServerMsg::Welcome {
@@ -483,6 +574,7 @@ async fn dispatch(
             },
         ),
         ClientMsg::Chat { text } => (active_room(), Act::Chat { text }),
+        ClientMsg::CheckOffer { .. } | ClientMsg::CheckCandidate { .. } => return Flow::Continue,
     };
     let Some(room) = room else {
         push(

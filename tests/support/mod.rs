@@ -2,6 +2,8 @@
 //! client that speaks the protocol. A test reads like the user story it checks.
 #![allow(dead_code)]
 
+pub mod rtc;
+
 use examroom::app::AppState;
 use examroom::config::{Secret, Settings};
 use examroom::durable::{NewRoom, NewSession, NewStaff};
@@ -327,5 +329,183 @@ impl Client {
                 Ok(Some(Ok(_))) => {}
             }
         }
+    }
+}
+
+// ---- identity helpers (sign-in, links, raw HTTP) ----
+
+impl TestApp {
+    /// An HTTP call with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = reqwest::Client::new().request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            self.url(path),
+        );
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Status and JSON body (`Null` when there is none) of a call.
+    pub async fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = self.call(method, path, bearer, body).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A staff account with a password (Argon2id), for signing in over HTTP.
+    pub async fn staff_with_password(
+        &self,
+        email: &str,
+        roles: Vec<Role>,
+        password: &str,
+    ) -> StaffId {
+        examroom::identity::setup::create_staff(
+            self.state.durable.as_ref(),
+            email,
+            email.split('@').next().unwrap(),
+            roles,
+            password,
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    /// `POST /api/session`; returns the response body (panics unless 200).
+    pub async fn sign_in(&self, email: &str, password: &str) -> Value {
+        let (s, body) = self
+            .call_json(
+                "POST",
+                "/api/session",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(s, 200, "sign-in failed: {body}");
+        body
+    }
+
+    /// `POST /api/links` as `bearer`; returns the body (panics unless 201).
+    pub async fn mint_link(&self, bearer: &str, body: Value) -> Value {
+        let (s, b) = self
+            .call_json("POST", "/api/links", Some(bearer), Some(body))
+            .await;
+        assert_eq!(s, 201, "minting failed: {b}");
+        b
+    }
+
+    /// `POST /api/join/{code}` from the browser `device`.
+    pub async fn redeem(&self, code: &str, device: &str) -> (u16, Value) {
+        self.call_json(
+            "POST",
+            &format!("/api/join/{code}"),
+            None,
+            Some(json!({ "device": device })),
+        )
+        .await
+    }
+}
+
+// --- Added for the admin API tests -------------------------------------------------------
+
+impl TestApp {
+    /// A token for a patient (or guest, with `Role::Guest`) bound to an existing visit.
+    pub fn participant_token_for(
+        &self,
+        room: &RoomId,
+        visit: &VisitId,
+        name: &str,
+        role: Role,
+    ) -> String {
+        self.state.keys.issue(
+            NewToken {
+                sub: ParticipantId::new().to_string(),
+                name: name.into(),
+                roles: vec![role],
+                room: Some(room.clone()),
+                visit: Some(visit.clone()),
+                patient: None,
+                sid: None,
+                lang: None,
+                ttl_secs: 900,
+            },
+            chrono::Utc::now().timestamp(),
+        )
+    }
+
+    /// An HTTP request to the API with a bearer token (none if `token` is empty).
+    pub fn api(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        let r = reqwest::Client::new().request(method, self.url(path));
+        if token.is_empty() {
+            r
+        } else {
+            r.bearer_auth(token)
+        }
+    }
+
+    /// Drive one real visit over WebSockets: the patient waits, `doc` admits, offer and
+    /// answer put it in a call, `doc` ends it. Returns once the history shows it ended.
+    pub async fn visit_to_the_end(
+        &self,
+        doc: &mut Client,
+        room: &RoomId,
+        patient: &str,
+    ) -> VisitId {
+        let (t, _, visit) = self.patient_token(room, patient);
+        let mut p = self.join(&t).await;
+        p.expect("waiting").await;
+        doc.send(json!({"type": "admit", "room": room, "visit": visit}))
+            .await;
+        let admitted = p.expect("admitted").await;
+        let doc_id = admitted["peers"][0]["participant"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        doc.expect_where("admitted", |m| m["visit"] == json!(visit))
+            .await;
+        doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
+            .await;
+        p.expect("offer").await;
+        p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
+            .await;
+        doc.expect("answer").await;
+        doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
+            .await;
+        p.expect("visit_ended").await;
+        doc.expect_where("visit_ended", |m| m["visit"] == json!(visit))
+            .await;
+        self.wait_for_outcome(&visit).await;
+        visit
+    }
+
+    /// History is written behind the live state: wait until the visit's outcome is stored.
+    pub async fn wait_for_outcome(&self, visit: &VisitId) {
+        for _ in 0..100 {
+            if let Ok(Some(v)) = self.state.durable.visit(visit).await
+                && v.outcome.is_some()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("visit {visit} never reached a final state in the history");
     }
 }

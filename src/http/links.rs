@@ -1,0 +1,354 @@
+//! Join links: physicians mint them (`POST /api/links`, `POST /api/links/guest`) and
+//! revoke them (`DELETE /api/links/{id}`); patients and guests redeem them for a
+//! short-lived token (`POST /api/join/{code}`). The rules live in `identity::links`.
+
+use super::auth::{Client, StaffAuth};
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::durable::{Link, LinkKind, NewLink};
+use crate::identity::links::{self as rules, LinkRefusal};
+use crate::identity::token::NewToken;
+use crate::identity::{Role, hash_secret};
+use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
+use crate::visit::{Millis, RoomConfig};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/links", post(mint))
+        .route("/api/links/guest", post(mint_guest))
+        .route("/api/links/{id}", delete(revoke))
+        .route("/api/join/{code}", post(redeem))
+}
+
+/// Longest a guest link lives, seconds: guests join one visit, today.
+pub const GUEST_LINK_SECS: i64 = 24 * 3600;
+
+fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn not_your_room() -> ApiError {
+    ApiError::forbidden("not_your_room", "you are not a physician of this room")
+}
+
+async fn live_room(state: &AppState, id: &RoomId) -> Result<RoomConfig, ApiError> {
+    match state.durable.room(id).await? {
+        Some(r) if !r.archived => Ok(r),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_room",
+            "no such room",
+        )),
+    }
+}
+
+fn is_room_physician(auth: &StaffAuth, room: &RoomConfig) -> bool {
+    auth.has(Role::Physician) && room.physicians.contains(&auth.staff)
+}
+
+fn optional_text(
+    v: Option<String>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+        Some(s) if s.chars().count() > max => Err(ApiError::invalid(
+            field,
+            format!("at most {max} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mint {
+    room: RoomId,
+    patient_name: Option<String>,
+    patient_ref: Option<PatientRef>,
+    reason: Option<String>,
+    lang: Option<String>,
+    not_before: Option<Millis>,
+    expires_at: Option<Millis>,
+}
+
+fn minted(state: &AppState, link: &Link, code: &str) -> Response {
+    let body = json!({
+        "id": link.id,
+        "code": code,
+        "url": format!("{}/join/{code}", state.settings.public_url()),
+        "visit": link.visit,
+        "expires_at": link.expires_at,
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// A physician of the room, or an admin, makes a patient's join link.
+async fn mint(
+    State(state): State<AppState>,
+    auth: StaffAuth,
+    Json(m): Json<Mint>,
+) -> Result<Response, ApiError> {
+    let room = live_room(&state, &m.room).await?;
+    if !(auth.has(Role::Admin) || is_room_physician(&auth, &room)) {
+        return Err(not_your_room());
+    }
+    let now = now_ms();
+    let expires_at = m
+        .expires_at
+        .unwrap_or(now + state.settings.identity.join_link_secs as i64 * 1000);
+    if expires_at <= now {
+        return Err(ApiError::invalid("expires_at", "must be in the future"));
+    }
+    if m.not_before.is_some_and(|nb| nb >= expires_at) {
+        return Err(ApiError::invalid("not_before", "must be before expires_at"));
+    }
+    let lang = optional_text(m.lang, "lang", 35)?;
+    if lang
+        .as_deref()
+        .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return Err(ApiError::invalid(
+            "lang",
+            "a BCP 47 tag such as `en` or `pt-BR`",
+        ));
+    }
+    let code = rules::new_code();
+    let link = state
+        .durable
+        .create_link(NewLink {
+            id: LinkId::new(),
+            code_hash: hash_secret(&code),
+            kind: LinkKind::Patient,
+            room: room.id.clone(),
+            visit: VisitId::new(),
+            patient_name: optional_text(m.patient_name, "patient_name", 200)?,
+            patient_ref: m.patient_ref,
+            reason: optional_text(m.reason, "reason", 500)?,
+            lang,
+            not_before: m.not_before,
+            expires_at,
+            created_by: auth.staff.clone(),
+            created_at: now,
+        })
+        .await?;
+    tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "join link minted");
+    Ok(minted(&state, &link, &code))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintGuest {
+    room: RoomId,
+    visit: VisitId,
+}
+
+/// A physician of the room invites a guest (interpreter, family) into one visit.
+async fn mint_guest(
+    State(state): State<AppState>,
+    auth: StaffAuth,
+    Json(m): Json<MintGuest>,
+) -> Result<Response, ApiError> {
+    let room = live_room(&state, &m.room).await?;
+    if !is_room_physician(&auth, &room) {
+        return Err(not_your_room());
+    }
+    if !room.invites_allowed {
+        return Err(ApiError::forbidden(
+            "invites_disabled",
+            "this room does not allow guests",
+        ));
+    }
+    // The visit must belong to this room: a patient link made it, or history has it.
+    let links = state.durable.list_links(Some(&room.id)).await?;
+    let known = links
+        .iter()
+        .any(|l| l.visit == m.visit && l.kind == LinkKind::Patient)
+        || state
+            .durable
+            .visit(&m.visit)
+            .await?
+            .is_some_and(|v| v.room == room.id);
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_visit",
+            "no such visit in this room",
+        ));
+    }
+    let now = now_ms();
+    let code = rules::new_code();
+    let link = state
+        .durable
+        .create_link(NewLink {
+            id: LinkId::new(),
+            code_hash: hash_secret(&code),
+            kind: LinkKind::Guest,
+            room: room.id.clone(),
+            visit: m.visit,
+            patient_name: None,
+            patient_ref: None,
+            reason: None,
+            lang: None,
+            not_before: None,
+            expires_at: now
+                + GUEST_LINK_SECS.min(state.settings.identity.join_link_secs as i64) * 1000,
+            created_by: auth.staff.clone(),
+            created_at: now,
+        })
+        .await?;
+    tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "guest link minted");
+    Ok(minted(&state, &link, &code))
+}
+
+/// The room's physician or an admin revokes a link; its tokens stop at the next hello.
+async fn revoke(
+    State(state): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_link", "no such link");
+    let id = LinkId::parse(&id).map_err(|_| unknown())?;
+    let link = state.durable.link(&id).await?.ok_or_else(unknown)?;
+    if !auth.has(Role::Admin) {
+        let room = state.durable.room(&link.room).await?;
+        if !room.is_some_and(|r| is_room_physician(&auth, &r)) {
+            return Err(not_your_room());
+        }
+    }
+    state.durable.revoke_link(&id).await?;
+    tracing::info!(link = %id, staff = %auth.staff, "join link revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Redeem {
+    device: String,
+}
+
+fn refusal(r: LinkRefusal) -> Response {
+    let status = match r {
+        LinkRefusal::Revoked | LinkRefusal::Expired => StatusCode::GONE,
+        LinkRefusal::NotYetValid { .. } => StatusCode::FORBIDDEN,
+        LinkRefusal::InUse => StatusCode::CONFLICT,
+    };
+    let mut body = json!({ "error": r.code(), "message": r.to_string() });
+    if let LinkRefusal::NotYetValid { at } = r {
+        body["not_before"] = json!(at);
+    }
+    (status, Json(body)).into_response()
+}
+
+/// A patient or guest opens their link: a token for the waiting room, bound to the
+/// link's room and visit.
+async fn redeem(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    client: Client,
+    Json(r): Json<Redeem>,
+) -> Result<Response, ApiError> {
+    let guards = crate::identity::guards(&state);
+    let ip_key = client.ip.to_string();
+    if let Some(wait) = guards.join_ip.blocked(&ip_key, Instant::now()) {
+        tracing::warn!(ip = %client.ip, "join refused: rate limited");
+        let secs = wait.as_secs().max(1);
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many wrong links; try again in {secs} s"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(resp);
+    }
+    let device = r.device.trim();
+    if device.chars().count() < rules::MIN_DEVICE_CHARS || device.len() > 200 {
+        return Err(ApiError::invalid(
+            "device",
+            format!("a random id of {}-200 characters", rules::MIN_DEVICE_CHARS),
+        ));
+    }
+    let link = match state.durable.link_by_code_hash(&hash_secret(&code)).await? {
+        Some(l) => l,
+        None => {
+            guards.join_ip.fail(&ip_key, Instant::now());
+            // The code itself is a secret: never logged.
+            tracing::warn!(ip = %client.ip, "join refused: unknown link");
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_link",
+                "this link is not valid; ask the clinic for a new one",
+            ));
+        }
+    };
+    let now = now_ms();
+    if let Err(e) = rules::check_usable(&link, now) {
+        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        return Ok(refusal(e));
+    }
+    let participant = rules::participant_for(state.keys.fingerprint(), &link.id);
+    let device_hash = hash_secret(&format!("device:{device}"));
+    let bound = state.durable.link_device(&link.id).await?;
+    let connected = state.live.is_connected(&participant).await;
+    if let Err(e) = rules::check_device(bound.as_deref(), &device_hash, connected) {
+        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        return Ok(refusal(e));
+    }
+    if bound.as_deref() != Some(device_hash.as_str()) {
+        state
+            .durable
+            .bind_link_device(&link.id, &device_hash, now)
+            .await?;
+    }
+    state.durable.mark_link_used(&link.id, now).await?;
+    let room = state
+        .durable
+        .room(&link.room)
+        .await?
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    let (role, kind, default_name) = match link.kind {
+        LinkKind::Patient => (Role::Patient, "patient", "Patient"),
+        LinkKind::Guest => (Role::Guest, "guest", "Guest"),
+    };
+    let name = link
+        .patient_name
+        .clone()
+        .unwrap_or_else(|| default_name.to_owned());
+    let ttl = state.settings.identity.patient_token_secs;
+    let issued = chrono::Utc::now().timestamp();
+    let token = state.keys.issue(
+        NewToken {
+            sub: participant.to_string(),
+            name: name.clone(),
+            roles: vec![role],
+            room: Some(link.room.clone()),
+            visit: Some(link.visit.clone()),
+            patient: link.patient_ref.clone(),
+            sid: Some(link.id.to_string()),
+            lang: link.lang.clone(),
+            ttl_secs: ttl,
+        },
+        issued,
+    );
+    tracing::info!(link = %link.id, participant = %participant, "join link redeemed");
+    let body: Value = json!({
+        "token": token,
+        "expires_at": (issued + ttl as i64) * 1000,
+        "participant": participant,
+        "room": { "id": room.id, "name": room.name, "waiting_message": room.waiting_message },
+        "visit": link.visit,
+        "name": name,
+        "lang": link.lang,
+        "kind": kind,
+    });
+    Ok(Json(body).into_response())
+}

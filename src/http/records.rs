@@ -1,0 +1,216 @@
+//! The patient-record side panel over HTTP, and the public key the EHR registers.
+//!
+//! `GET /api/visits/{visit}/record`: only a physician who admitted (or is in) that visit,
+//! while it is open or for `records.after_visit_minutes` after it ended. The patient is
+//! the one the join link named — a physician cannot ask for an arbitrary patient id.
+//! Every request that names a visit, allowed or refused, is written to the audit log
+//! (who, which patient, which sections, which visit, when, outcome). Patient data never
+//! goes to the application log.
+
+use super::auth::{ParticipantAuth, StaffAuth};
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::audit::{AuditOutcome, NewAuditEntry};
+use crate::identity::Role;
+use crate::ids::{PatientRef, VisitId};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::time::Duration;
+
+/// The panel's sections, as audited.
+pub const SECTIONS: [&str; 8] = [
+    "demographics",
+    "allergies",
+    "medications",
+    "problems",
+    "vital_signs",
+    "labs",
+    "immunizations",
+    "encounters",
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/visits/{visit}/record", get(record))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.client_key.jwks())
+}
+
+/// Whoever is asking, so that refusals are audited too.
+enum Asker {
+    Staff(StaffAuth),
+    Participant(ParticipantAuth),
+}
+
+impl Asker {
+    fn actor(&self) -> String {
+        match self {
+            Asker::Staff(s) => s.staff.to_string(),
+            Asker::Participant(p) => p.claims.sub.clone(),
+        }
+    }
+}
+
+async fn asker(parts: &mut Parts, state: &AppState) -> Result<Asker, ApiError> {
+    match StaffAuth::from_request_parts(parts, state).await {
+        Ok(s) => Ok(Asker::Staff(s)),
+        Err(staff_err) => match ParticipantAuth::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Asker::Participant(p)),
+            Err(_) => Err(staff_err),
+        },
+    }
+}
+
+struct Who(Asker);
+
+impl FromRequestParts<AppState> for Who {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        asker(parts, state).await.map(Who)
+    }
+}
+
+async fn audit(state: &AppState, entry: NewAuditEntry) -> Result<(), ApiError> {
+    // A read that cannot be audited does not happen.
+    state
+        .durable
+        .append_audit(entry)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from)
+}
+
+async fn record(
+    State(state): State<AppState>,
+    Path(visit): Path<String>,
+    Who(asker): Who,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let decision = decide(&state, &asker, &visit, now).await?;
+    let (patient_ref, refusal) = match &decision {
+        Ok(p) => (Some(p.clone()), None),
+        Err((p, code, why)) => (p.clone(), Some((*code, *why))),
+    };
+    let mut entry = NewAuditEntry {
+        at: now,
+        actor: asker.actor(),
+        action: "records.read".into(),
+        patient_ref: patient_ref.clone(),
+        visit: Some(visit.clone()),
+        sections: Vec::new(),
+        outcome: AuditOutcome::Refused,
+        reason: refusal.map(|(code, _)| code.to_owned()),
+    };
+    if let Some((code, why)) = refusal {
+        audit(&state, entry).await?;
+        return Err(ApiError::forbidden(code, why));
+    }
+    let patient = patient_ref.expect("allowed reads name a patient");
+    match state.records.get(&patient).await {
+        Ok(summary) => {
+            entry.sections = SECTIONS.iter().map(|s| s.to_string()).collect();
+            entry.outcome = AuditOutcome::Allowed;
+            audit(&state, entry).await?;
+            Ok(Json(
+                serde_json::to_value(&*summary).map_err(ApiError::internal)?,
+            ))
+        }
+        Err(e) => {
+            entry.reason = Some("source_error".into());
+            audit(&state, entry).await?;
+            Err(records_error(e))
+        }
+    }
+}
+
+type Refusal = (Option<PatientRef>, &'static str, &'static str);
+
+/// Whether `asker` may read this visit's record now: the patient, or why not.
+async fn decide(
+    state: &AppState,
+    asker: &Asker,
+    visit: &VisitId,
+    now: i64,
+) -> Result<Result<PatientRef, Refusal>, ApiError> {
+    let mut record = state.durable.visit(visit).await?;
+    let patient = record.as_ref().and_then(|r| r.patient_ref.clone());
+    let staff = match asker {
+        Asker::Staff(s) if s.has(Role::Physician) => s,
+        _ => {
+            return Ok(Err((
+                patient,
+                "not_physician",
+                "only the visit's physician may read the record",
+            )));
+        }
+    };
+    // The visit's history is written just after the admit; allow it a moment to land.
+    for _ in 0..10 {
+        if record.as_ref().is_some_and(|r| r.admitted_by.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        record = state.durable.visit(visit).await?;
+    }
+    let Some(record) = record else {
+        return Ok(Err((
+            None,
+            "not_your_visit",
+            "you are not the physician of this visit",
+        )));
+    };
+    let mine = record.admitted_by.as_ref() == Some(&staff.staff)
+        || record.physician.as_ref() == Some(&staff.staff);
+    if !mine {
+        return Ok(Err((
+            patient,
+            "not_your_visit",
+            "you are not the physician of this visit",
+        )));
+    }
+    let window = state.settings.records.after_visit_minutes as i64 * 60_000;
+    if record.ended_at.is_some_and(|end| now > end + window) {
+        return Ok(Err((
+            patient,
+            "visit_closed",
+            "the visit is over and its record window has closed",
+        )));
+    }
+    match patient {
+        Some(p) => Ok(Ok(p)),
+        None => Ok(Err((
+            None,
+            "no_patient_record",
+            "this visit's link named no patient record",
+        ))),
+    }
+}
+
+fn records_error(e: crate::records::RecordsError) -> ApiError {
+    use crate::records::RecordsError as R;
+    use axum::http::StatusCode;
+    match e {
+        R::NotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_record",
+            "the record source has no such patient",
+        ),
+        R::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "records_timeout",
+            "the record source did not answer in time",
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "records_unavailable",
+            format!("the record source failed: {other}"),
+        ),
+    }
+}

@@ -1,0 +1,287 @@
+//! Staff sign-in: `POST /api/session` (sign in), `DELETE /api/session` (sign out),
+//! `GET /api/me`, and `POST /api/setup/{token}` (first admin from the one-time link).
+//!
+//! A session is a random id; the store keeps only its hash. The token given out is an
+//! examroom JWT naming the session, so signing out (revoking the session) stops it
+//! everywhere at once. Browsers get it as an `HttpOnly; SameSite=Strict` cookie and send
+//! `X-CSRF-Token` on changes; tools use `Authorization: Bearer`.
+
+use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::durable::{NewSession, NewStaff, SetupPurpose, Staff};
+use crate::identity::token::NewToken;
+use crate::identity::{Role, hash_secret, password};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/session", post(sign_in).delete(sign_out))
+        .route("/api/me", get(me))
+        .route("/api/setup/{token}", post(setup))
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+fn staff_json(s: &Staff) -> Value {
+    json!({ "id": s.id, "name": s.name, "email": s.email, "roles": s.roles })
+}
+
+fn rate_limited(retry_after: std::time::Duration) -> Response {
+    let secs = retry_after.as_secs().max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many failed attempts; try again in {secs} s"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    client: Client,
+    Json(body): Json<SignIn>,
+) -> Result<Response, ApiError> {
+    let guards = crate::identity::guards(&state);
+    let email_key = body.email.trim().to_lowercase();
+    let ip_key = client.ip.to_string();
+    let now = Instant::now();
+    let blocked = guards
+        .sign_in_ip
+        .blocked(&ip_key, now)
+        .into_iter()
+        .chain(guards.sign_in_email.blocked(&email_key, now))
+        .max();
+    if let Some(wait) = blocked {
+        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in refused: rate limited");
+        return Ok(rate_limited(wait));
+    }
+    let account = state.durable.staff_by_email(&email_key).await?;
+    let stored = account.as_ref().and_then(|s| s.password_hash.clone());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(account) = account.filter(|_| ok) else {
+        guards.sign_in_ip.fail(&ip_key, now);
+        guards.sign_in_email.fail(&email_key, now);
+        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in failed: bad credentials");
+        return Err(ApiError::unauthorized(
+            "bad_credentials",
+            "wrong email or password",
+        ));
+    };
+    if !account.active {
+        tracing::warn!(ip = %client.ip, staff = %account.id, "sign-in refused: account deactivated");
+        return Err(ApiError::forbidden(
+            "account_deactivated",
+            "this account is deactivated",
+        ));
+    }
+    guards.sign_in_email.clear(&email_key);
+    tracing::info!(ip = %client.ip, staff = %account.id, "signed in");
+    start_session(&state, &account, client).await
+}
+
+/// Create a server-side session for `account` and answer as sign-in does.
+async fn start_session(
+    state: &AppState,
+    account: &Staff,
+    client: Client,
+) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let ttl = state.settings.identity.staff_session_secs;
+    let expires_at = now.timestamp_millis() + ttl as i64 * 1000;
+    let sid = crate::identity::links::new_code();
+    state
+        .durable
+        .create_session(NewSession {
+            id: hash_secret(&sid),
+            staff: account.id.clone(),
+            created_at: now.timestamp_millis(),
+            expires_at,
+        })
+        .await?;
+    let _ = state
+        .durable
+        .record_sign_in(&account.id, now.timestamp_millis())
+        .await;
+    let token = state.keys.issue(
+        NewToken {
+            sub: account.id.to_string(),
+            name: account.name.clone(),
+            roles: account.roles.clone(),
+            room: None,
+            visit: None,
+            patient: None,
+            sid: Some(sid.clone()),
+            lang: None,
+            ttl_secs: ttl,
+        },
+        now.timestamp(),
+    );
+    let secure = if client.https { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"
+    );
+    let body = json!({
+        "token": token,
+        "csrf_token": csrf_token(state, &sid),
+        "expires_at": expires_at,
+        "staff": staff_json(account),
+    });
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    auth: StaffAuth,
+    client: Client,
+) -> Result<Response, ApiError> {
+    if let Some(sid) = &auth.claims.sid {
+        state.durable.revoke_session(&hash_secret(sid)).await?;
+    }
+    tracing::info!(staff = %auth.staff, "signed out");
+    let secure = if client.https { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+async fn me(State(state): State<AppState>, auth: StaffAuth) -> Result<Json<Value>, ApiError> {
+    let s = state
+        .durable
+        .staff(&auth.staff)
+        .await?
+        .ok_or_else(|| ApiError::not_found("staff"))?;
+    Ok(Json(staff_json(&s)))
+}
+
+#[derive(Deserialize)]
+struct Setup {
+    /// First admin: required. Invitations and resets: the account already has one.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    password: String,
+}
+
+/// A one-time setup link: create the first admin (printed at first start), accept a
+/// staff invitation, or reset a password.
+async fn setup(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: Client,
+    Json(body): Json<Setup>,
+) -> Result<Response, ApiError> {
+    // Check the form before spending the token, so a typo does not burn it.
+    password::check_policy(&body.password)
+        .map_err(|e| ApiError::invalid("password", e.to_string()))?;
+    let email = body
+        .email
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    let name = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    if body.email.is_some() && (!email.contains('@') || email.len() > 320) {
+        return Err(ApiError::invalid("email", "not an email address"));
+    }
+    if name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let t = state
+        .durable
+        .consume_setup_token(&hash_secret(&token), now)
+        .await
+        .map_err(|e| match e {
+            crate::durable::DurableError::NotFound { .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_setup_token",
+                "this setup link is not valid",
+            ),
+            e => e.into(),
+        })?;
+    let pw = body.password;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(ApiError::internal)?;
+    let account = match t.purpose {
+        SetupPurpose::FirstAdmin => {
+            if !email.contains('@') || email.len() > 320 {
+                return Err(ApiError::invalid("email", "not an email address"));
+            }
+            if name.is_empty() || name.chars().count() > 200 {
+                return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
+            }
+            let account = state
+                .durable
+                .create_staff(NewStaff {
+                    email,
+                    name,
+                    roles: vec![Role::Admin, Role::Physician],
+                    password_hash: Some(hash),
+                    languages: Vec::new(),
+                    gender: None,
+                })
+                .await?;
+            tracing::info!(staff = %account.id, "first admin created from the setup link");
+            account
+        }
+        // An invitation or a reset sets the password of the account it was made for.
+        SetupPurpose::Invite | SetupPurpose::Reset => {
+            let staff = t
+                .staff
+                .ok_or_else(|| ApiError::internal("setup token without an account"))?;
+            let update = crate::durable::StaffUpdate {
+                password_hash: Some(Some(hash)),
+                name: (!name.is_empty()).then_some(name),
+                ..Default::default()
+            };
+            let account = state.durable.update_staff(&staff, update).await?;
+            if !account.active {
+                return Err(ApiError::forbidden(
+                    "account_deactivated",
+                    "this account is deactivated",
+                ));
+            }
+            // A reset ends every other session of the account.
+            if t.purpose == SetupPurpose::Reset {
+                state.durable.revoke_sessions_of(&staff).await?;
+            }
+            tracing::info!(staff = %account.id, purpose = t.purpose.as_str(), "password set from a setup link");
+            account
+        }
+    };
+    start_session(&state, &account, client).await
+}

@@ -1,0 +1,237 @@
+//! Staff tokens from the clinic's identity provider: JWTs signed with RS256 or ES256,
+//! checked against the provider's JWKS (`identity.oidc_jwks_url`), its issuer and
+//! our audience.
+//!
+//! Keys are cached by `kid`. A token naming a `kid` we do not know triggers one refetch
+//! (key rotation), at most once per [`REFETCH_INTERVAL`], so junk `kid`s cannot make us
+//! hammer the provider. Only RSA keys verify RS256 and only P-256 keys verify ES256;
+//! any other algorithm (`none`, HS256 with a public key as secret, …) is refused before
+//! a key is looked at.
+
+use crate::config::IdentitySettings;
+use crate::identity::Role;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Least time between two JWKS fetches caused by an unknown `kid`.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Timeout of one JWKS fetch.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum OidcError {
+    #[error("identity-provider token uses an algorithm we do not accept")]
+    Algorithm,
+    #[error("identity-provider token names no key we know")]
+    UnknownKey,
+    #[error("identity-provider token signature is wrong")]
+    BadSignature,
+    #[error("identity-provider token expired")]
+    Expired,
+    #[error("identity-provider token not yet valid")]
+    NotYetValid,
+    #[error("identity-provider token issuer or audience is wrong")]
+    WrongAudience,
+    #[error("identity-provider token is malformed or lacks an email")]
+    Malformed,
+    #[error("identity provider unreachable: {0}")]
+    Unavailable(String),
+}
+
+impl OidcError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OidcError::Algorithm | OidcError::BadSignature => "token_bad_signature",
+            OidcError::UnknownKey => "token_unknown_key",
+            OidcError::Expired => "token_expired",
+            OidcError::NotYetValid => "token_not_yet_valid",
+            OidcError::WrongAudience => "token_wrong_audience",
+            OidcError::Malformed => "token_malformed",
+            OidcError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// What an identity-provider token says about a staff member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpStaff {
+    pub email: String,
+    pub name: Option<String>,
+    /// Only `physician` and `admin` are kept.
+    pub roles: Vec<Role>,
+    pub exp: i64,
+}
+
+struct Keys {
+    by_kid: HashMap<String, (Algorithm, DecodingKey)>,
+    fetched_at: Option<Instant>,
+}
+
+/// The provider's keys and how to check its tokens.
+pub struct Jwks {
+    url: String,
+    issuer: String,
+    audience: String,
+    role_claim: String,
+    http: reqwest::Client,
+    // std Mutex: held to read or swap the map, never across the fetch.
+    keys: Mutex<Keys>,
+    // Serialises fetches so concurrent unknown-kid tokens cause one request.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Jwks {
+    /// `None` when no provider is configured.
+    pub fn from_settings(s: &IdentitySettings) -> Option<Jwks> {
+        if s.oidc_jwks_url.is_empty() {
+            return None;
+        }
+        Some(Jwks {
+            url: s.oidc_jwks_url.clone(),
+            issuer: s.oidc_issuer.clone(),
+            audience: s.oidc_audience.clone(),
+            role_claim: s.oidc_role_claim.clone(),
+            http: reqwest::Client::builder()
+                .timeout(FETCH_TIMEOUT)
+                .build()
+                .expect("reqwest client builds"),
+            keys: Mutex::new(Keys {
+                by_kid: HashMap::new(),
+                fetched_at: None,
+            }),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Whether a token looks like one of the provider's (an asymmetric `alg`), so the
+    /// caller knows which verifier to use. Unparseable headers are not.
+    pub fn claims_token(token: &str) -> bool {
+        jsonwebtoken::decode_header(token)
+            .map(|h| h.alg != Algorithm::HS256)
+            .unwrap_or(false)
+    }
+
+    fn cached(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.keys.lock().expect("poisoned").by_kid.get(kid).cloned()
+    }
+
+    async fn key(&self, kid: &str) -> Result<(Algorithm, DecodingKey), OidcError> {
+        if let Some(k) = self.cached(kid) {
+            return Ok(k);
+        }
+        let _one_fetch = self.fetching.lock().await;
+        if let Some(k) = self.cached(kid) {
+            return Ok(k);
+        }
+        let recently = self
+            .keys
+            .lock()
+            .expect("poisoned")
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
+        if recently {
+            return Err(OidcError::UnknownKey);
+        }
+        let fetched = self.fetch().await;
+        let mut keys = self.keys.lock().expect("poisoned");
+        keys.fetched_at = Some(Instant::now());
+        keys.by_kid = fetched?;
+        keys.by_kid.get(kid).cloned().ok_or(OidcError::UnknownKey)
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, (Algorithm, DecodingKey)>, OidcError> {
+        let unavailable = |e: reqwest::Error| OidcError::Unavailable(e.to_string());
+        let set: JwkSet = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        let mut out = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = &jwk.common.key_id else {
+                continue;
+            };
+            // The key type decides the algorithm; a JWK cannot widen it.
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                out.insert(kid.clone(), (alg, key));
+            }
+        }
+        tracing::info!(keys = out.len(), "fetched identity-provider keys");
+        Ok(out)
+    }
+
+    /// Verify a provider token and read the staff member it names.
+    pub async fn verify(&self, token: &str) -> Result<IdpStaff, OidcError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Malformed)?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(OidcError::Algorithm);
+        }
+        let kid = header.kid.ok_or(OidcError::UnknownKey)?;
+        let (alg, key) = self.key(&kid).await?;
+        if alg != header.alg {
+            return Err(OidcError::Algorithm);
+        }
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.validate_nbf = true;
+        v.leeway = 5;
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        use jsonwebtoken::errors::ErrorKind as K;
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|e| {
+                match e.kind() {
+                    K::ExpiredSignature => OidcError::Expired,
+                    K::ImmatureSignature => OidcError::NotYetValid,
+                    K::InvalidIssuer | K::InvalidAudience => OidcError::WrongAudience,
+                    K::InvalidSignature | K::InvalidAlgorithm => OidcError::BadSignature,
+                    _ => OidcError::Malformed,
+                }
+            })?;
+        let c = data.claims;
+        let email = c["email"]
+            .as_str()
+            .filter(|e| e.contains('@'))
+            .ok_or(OidcError::Malformed)?
+            .to_owned();
+        let role_names: Vec<String> = match &c[self.role_claim.as_str()] {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            serde_json::Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let mut roles: Vec<Role> = role_names
+            .iter()
+            .filter_map(|r| match r.as_str() {
+                "physician" => Some(Role::Physician),
+                "admin" => Some(Role::Admin),
+                _ => None,
+            })
+            .collect();
+        roles.sort();
+        roles.dedup();
+        Ok(IdpStaff {
+            email,
+            name: c["name"].as_str().map(str::to_owned),
+            roles,
+            exp: c["exp"].as_i64().unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! Staff accounts come to life through one-time links: an admin invites a physician,
+//! who sets a password and signs in; an admin resets a password, which ends the old
+//! sessions. Each link works once.
+
+mod support;
+
+use examroom::identity::Role;
+use serde_json::{Value, json};
+use support::*;
+
+fn token_of(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
+    app.call_json(
+        "POST",
+        "/api/session",
+        None,
+        Some(json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
+    let app = TestApp::spawn().await;
+    let admin = app
+        .staff("Ada Admin", vec![Role::Admin], vec![], None)
+        .await;
+    let admin_t = app.staff_token(&admin, vec![Role::Admin]).await;
+
+    let (s, invited) = app
+        .call_json(
+            "POST",
+            "/api/staff",
+            Some(&admin_t),
+            Some(json!({"email": "grey@clinic.test", "name": "Dr Grey", "roles": ["physician"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{invited}");
+    let invite = token_of(invited["invitation_url"].as_str().unwrap());
+
+    let (s, body) = app
+        .call_json(
+            "POST",
+            &format!("/api/setup/{invite}"),
+            None,
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (422, Some("password")),
+        "a weak password does not spend the link"
+    );
+    let (s, body) = app
+        .call_json(
+            "POST",
+            &format!("/api/setup/{invite}"),
+            None,
+            Some(json!({"password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["staff"]["email"], "grey@clinic.test");
+    let (s, _) = app
+        .call_json(
+            "POST",
+            &format!("/api/setup/{invite}"),
+            None,
+            Some(json!({"password": "another long password"})),
+        )
+        .await;
+    assert_eq!(s, 410, "an invitation works once");
+
+    let (s, session) = sign_in(&app, "grey@clinic.test", "correct horse battery").await;
+    assert_eq!(s, 200, "{session}");
+    let old = session["token"].as_str().unwrap().to_owned();
+    let (s, _) = app.call_json("GET", "/api/me", Some(&old), None).await;
+    assert_eq!(s, 200);
+
+    // The admin resets the password: the new one works, the old sessions end.
+    let id = invited["staff"]["id"].as_str().unwrap();
+    let (s, reset) = app
+        .call_json(
+            "POST",
+            &format!("/api/staff/{id}/reset"),
+            Some(&admin_t),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{reset}");
+    let reset = token_of(reset["reset_url"].as_str().unwrap());
+    let (s, _) = app
+        .call_json(
+            "POST",
+            &format!("/api/setup/{reset}"),
+            None,
+            Some(json!({"password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app.call_json("GET", "/api/me", Some(&old), None).await;
+    assert_eq!(s, 401, "sessions from before the reset are over");
+    assert_eq!(
+        sign_in(&app, "grey@clinic.test", "correct horse battery")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        sign_in(&app, "grey@clinic.test", "a brand new passphrase")
+            .await
+            .0,
+        200
+    );
+}
