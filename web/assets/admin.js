@@ -59,7 +59,8 @@ function editRoom(r) {
   $('#room-name').value = r.name || '';
   $('#room-kind').value = r.kind || 'physician';
   $('#room-message').value = r.waiting_message || '';
-  $('#room-max-wait').value = r.max_wait_secs ?? 3600;
+  $('#room-max-wait').value = r.max_wait_secs ?? 1800;
+  $('#room-hours').value = r.opening_hours || '';
   $('#room-max-participants').value = r.max_participants ?? 4;
   $('#room-chat').checked = r.chat_allowed !== false;
   $('#room-invites').checked = r.invites_allowed !== false;
@@ -83,10 +84,11 @@ async function saveRoom(ev) {
     kind: $('#room-kind').value,
     physicians: $$('input[name=physicians]:checked').map((c) => c.value),
     waiting_message: $('#room-message').value.trim(),
-    max_wait_secs: Number($('#room-max-wait').value) || 3600,
+    max_wait_secs: Number($('#room-max-wait').value) || 1800,
     max_participants: Number($('#room-max-participants').value) || 4,
     chat_allowed: $('#room-chat').checked,
     invites_allowed: $('#room-invites').checked,
+    opening_hours: $('#room-hours').value.trim() || null,
   };
   if (!body.name) { $('#room-error').textContent = 'A room needs a name.'; return; }
   const id = $('#room-id').value;
@@ -162,7 +164,9 @@ function query(form) {
   const p = new URLSearchParams();
   for (const [k, v] of new FormData(form).entries()) {
     if (!v) continue;
-    p.set(k, k === 'to' ? new Date(`${v}T23:59:59`).toISOString() : k === 'from' ? new Date(`${v}T00:00:00`).toISOString() : v);
+    // Dates are local days; the API takes unix ms, `from` inclusive and `to` exclusive.
+    if (k === 'from') p.set(k, String(new Date(`${v}T00:00:00`).getTime()));
+    else if (k === 'to') { const d = new Date(`${v}T00:00:00`); d.setDate(d.getDate() + 1); p.set(k, String(d.getTime())); } else p.set(k, v);
   }
   return p.toString();
 }

@@ -271,23 +271,92 @@ export async function playTestSound() {
 }
 
 /**
- * A quick network check without a media server: gather ICE candidates with the
- * server's ICE servers and see what kinds of path exist. Returns {kinds, ms}.
+ * The connection check (docs/protocol.md `check_offer` / `check_answer` / `check_candidate`):
+ * a peer connection with one data channel to examroom's own WebRTC peer, which echoes every
+ * message. Sends `probes` timestamped probes and measures round-trip time and loss, and reads
+ * which path (host, srflx, relay) the connection used.
+ * Resolves {ok, rttMs, lossPct, path, error}; never rejects.
  */
-export async function iceCheck(iceServers, timeoutMs = 4000) {
-  const pc = new RTCPeerConnection({ iceServers: iceServers || [] });
-  const kinds = new Set();
-  const t0 = performance.now();
-  pc.createDataChannel('check');
-  const done = new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
+export async function connectionCheck(signal, { timeoutMs = 10000, probes = 20, gapMs = 50 } = {}) {
+  const pc = new RTCPeerConnection({ iceServers: signal.iceServers || [] });
+  const dc = pc.createDataChannel('check', { ordered: false, maxRetransmits: 0 });
+  const listeners = [];
+  const listen = (type, fn) => { signal.on(type, fn); listeners.push([type, fn]); };
+  let offered = false;
+  let answered = false;
+  const early = [];
+  const remoteEarly = [];
+  const result = { ok: false, rttMs: null, lossPct: null, path: null, error: null };
+  const sendCandidate = (c) => signal.send({ type: 'check_candidate', candidate: c });
+  try {
+    const failed = new Promise((_, reject) => {
+      listen('error', (m) => { if (m.about === 'check_offer' || m.code === 'too_many_checks') reject(new Error(m.code)); });
+      setTimeout(() => reject(new Error('timeout')), timeoutMs);
+    });
+    failed.catch(() => {});
     pc.onicecandidate = ({ candidate }) => {
-      if (!candidate) { clearTimeout(timer); resolve(); return; }
-      if (candidate.type) kinds.add(candidate.type);
+      const c = candidate && candidate.candidate ? candidateInit(candidate) : { candidate: '' };
+      if (offered) sendCandidate(c); else early.push(c);
     };
-  });
-  await pc.setLocalDescription(await pc.createOffer());
-  await done;
-  pc.close();
-  return { kinds: [...kinds], ms: Math.round(performance.now() - t0) };
+    listen('check_answer', async (m) => {
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+        answered = true;
+        for (const c of remoteEarly.splice(0)) await addRemote(pc, c);
+      } catch (e) { console.warn('check answer', e); }
+    });
+    listen('check_candidate', (m) => { if (answered) addRemote(pc, m.candidate); else remoteEarly.push(m.candidate); });
+    await pc.setLocalDescription(await pc.createOffer());
+    if (!signal.send({ type: 'check_offer', sdp: pc.localDescription.sdp })) throw new Error('not connected');
+    offered = true;
+    for (const c of early.splice(0)) sendCandidate(c);
+    const opened = new Promise((resolve) => { if (dc.readyState === 'open') resolve(); else dc.onopen = resolve; });
+    await Promise.race([opened, failed]);
+
+    const sentAt = new Map();
+    const rtts = [];
+    dc.onmessage = (e) => {
+      const t = sentAt.get(e.data);
+      if (t !== undefined) { rtts.push(performance.now() - t); sentAt.delete(e.data); }
+    };
+    for (let i = 0; i < probes; i++) {
+      const m = `probe-${i}-${Math.random().toString(36).slice(2, 8)}`;
+      sentAt.set(m, performance.now());
+      try { dc.send(m); } catch { /* counted as lost */ }
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+    const t0 = performance.now();
+    while (sentAt.size && performance.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 50));
+    rtts.sort((a, b) => a - b);
+    result.rttMs = rtts.length ? Math.round(rtts[Math.floor(rtts.length / 2)]) : null;
+    result.lossPct = Math.round((100 * (probes - rtts.length)) / probes);
+    result.path = await selectedPath(pc);
+    result.ok = rtts.length > 0;
+  } catch (e) {
+    result.error = e.message || String(e);
+  } finally {
+    for (const [type, fn] of listeners) signal.off(type, fn);
+    try { pc.close(); } catch { /* closed */ }
+  }
+  return result;
+}
+
+async function addRemote(pc, c) {
+  try {
+    if (!c || !c.candidate) await pc.addIceCandidate();
+    else await pc.addIceCandidate(c);
+  } catch { /* a candidate the browser cannot use: the check goes on */ }
+}
+
+/** The local candidate type of the selected candidate pair: host, srflx, prflx or relay. */
+async function selectedPath(pc) {
+  try {
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    let pair = pairId ? stats.get(pairId) : null;
+    if (!pair) stats.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    const local = pair && stats.get(pair.localCandidateId);
+    return local?.candidateType || null;
+  } catch { return null; }
 }

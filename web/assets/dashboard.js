@@ -235,7 +235,7 @@ async function qualityLoop() {
 
 async function figures() {
   const root = $('#my-figures');
-  const from = new Date(Date.now() - 30 * 86400e3).toISOString();
+  const from = Date.now() - 30 * 86400e3;
   try {
     const x = await api('GET', `/api/experience?physician=${encodeURIComponent(state.session.staff.id)}&from=${encodeURIComponent(from)}`);
     const fig = (label, value) => h('div', { class: 'figure' }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));

@@ -5,7 +5,7 @@ import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
 import { t, setLang, pickLang, apply } from './i18n.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, micMeter, playTestSound, iceCheck } from './call.js';
+import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck } from './call.js';
 
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const storeKey = `examroom.join.${code}`;
@@ -125,35 +125,48 @@ async function runCheck() {
   for (const el of [$('#p-reason'), $('label[for=p-reason]')]) el.hidden = !!j.reason;
   if (!state.signal) connect();
   state.check = { hasVideo, hasAudio, net: null };
-  networkCheck();
+  // One check at a time: "check again" while one runs waits for it.
+  if (!state.checkRun) state.checkRun = networkCheck().finally(() => { state.checkRun = null; });
 }
 
 async function networkCheck() {
   $('#net-result').textContent = t('check.checking');
   const sig = state.signal;
   for (let i = 0; i < 100 && !sig.welcomed; i++) await new Promise((r) => setTimeout(r, 50));
-  const rtt = sig.welcomed ? await sig.measureRtt() : null;
-  let ice = { kinds: [] };
-  try { ice = await iceCheck(sig.iceServers, 3000); } catch { /* no WebRTC at all */ }
+  // A real WebRTC connection to the server's check peer: round trip, loss and path.
+  let check = { ok: false, rttMs: null, lossPct: null, path: null, error: 'not connected' };
+  if (sig.welcomed) {
+    check = await connectionCheck(sig);
+    // The server runs a few checks at once; when it is busy, try once more.
+    if (check.error === 'too_many_checks') {
+      await new Promise((r) => setTimeout(r, 1500));
+      check = await connectionCheck(sig);
+    }
+  }
+  const rtt = check.ok ? check.rttMs : (sig.welcomed ? await sig.measureRtt() : null);
   const ms = rtt ?? '–';
-  const direct = ice.kinds.includes('srflx') || ice.kinds.includes('relay');
-  const anyPath = ice.kinds.length > 0 && rtt !== null;
   let text;
-  if (anyPath && direct && rtt < 150) text = t('check.network_good', { ms });
-  else if (anyPath) text = t('check.network_ok', { ms });
+  if (check.ok && rtt < 150 && check.lossPct <= 5) text = t('check.network_good', { ms });
+  else if (check.ok) text = t('check.network_ok', { ms });
   else text = t('check.network_limited');
   $('#net-result').textContent = text;
-  state.check.net = { rtt, kinds: ice.kinds, ok: anyPath };
+  if (state.check) state.check.net = { ...check, rtt };
 }
 
 function checkSummary() {
   const c = state.check || {};
+  const n = c.net;
   const parts = [];
   parts.push(c.hasVideo ? 'camera' : 'no camera');
   parts.push(c.hasAudio ? 'microphone' : 'no microphone');
-  if (c.net?.rtt !== null && c.net?.rtt !== undefined) parts.push(`${c.net.rtt} ms`);
-  if (c.net && !c.net.ok) parts.push('network limited');
-  return { ok: !!(c.hasAudio && (c.net?.ok ?? true)), summary: parts.join(', ') };
+  if (n?.ok) {
+    parts.push(`${n.rttMs} ms`);
+    if (n.lossPct) parts.push(`${n.lossPct}% loss`);
+    if (n.path) parts.push(n.path === 'relay' ? 'via relay' : n.path);
+  } else if (n) {
+    parts.push(`network check failed${n.error ? ` (${n.error})` : ''}`);
+  }
+  return { ok: !!(c.hasAudio && n?.ok), summary: parts.join(', ').slice(0, 200) };
 }
 
 async function toWaiting(ev) {
@@ -175,6 +188,7 @@ async function toWaiting(ev) {
     if (msg.name) j.name = msg.name;
     if (msg.reason) j.reason = msg.reason;
   }
+  if (state.checkRun) await state.checkRun;
   if (!state.check?.net) await networkCheck();
   state.signal.send({ type: 'device_check', ...checkSummary() });
   state.checked = true;
@@ -358,11 +372,24 @@ async function submitSurvey(ev) {
   const body = { score: Number(picked.value) };
   const comment = $('#survey-comment').value.trim();
   if (comment) body.comment = comment;
+  const submit = $('#survey-form button[type=submit]');
+  submit.disabled = true;
   try {
-    await api('POST', '/api/surveys', body, { bearer: state.surveyToken || state.token });
-  } catch (e) {
-    if (e.status === 0) { $('#survey-error').textContent = t('error.network'); return; }
-    // Already answered or expired: thank them anyway.
+    // The visit history is written a moment after `visit_ended`: a 409 visit_not_ended
+    // means "not yet"; try again a few times.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await api('POST', '/api/surveys', body, { bearer: state.surveyToken || state.token });
+        break;
+      } catch (e) {
+        if (e.code === 'visit_not_ended' && attempt < 5) { await new Promise((r) => setTimeout(r, 1000)); continue; }
+        if (e.status === 0) { $('#survey-error').textContent = t('error.network'); return; }
+        // Already answered (409 conflict) or the token expired: thank them anyway.
+        break;
+      }
+    }
+  } finally {
+    submit.disabled = false;
   }
   done('thanks.heading', 'thanks.text');
 }

@@ -32,6 +32,13 @@ export class Signal {
     return this;
   }
 
+  off(type, fn) {
+    const list = this.handlers.get(type) || [];
+    const i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+    return this;
+  }
+
   emit(type, msg) {
     for (const fn of this.handlers.get(type) || []) {
       try {
