@@ -1,0 +1,48 @@
+// Each page loads in Chromium without script errors and passes axe-core, before any
+// sign-in: the patient page with a link that does not exist, the staff sign-in forms,
+// the set-up form.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, newContext, axe, shoot } from './support.mjs';
+
+test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async (t) => {
+  const log = [];
+  const browser = await launch();
+  t.after(() => browser.close());
+  const ctx = await newContext(browser, 'visitor', log);
+  const page = await ctx.newPage();
+  const violations = [];
+
+  await page.goto('/join/no-such-link');
+  await page.waitForSelector('#s-error:not([hidden])');
+  assert.match(await page.textContent('#error-text'), /\S/);
+  violations.push(...await axe(page, 'join (bad link)'));
+  await shoot(page, 'patient-bad-link');
+
+  // A browser set to Spanish gets the Spanish strings.
+  const esCtx = await newContext(browser, 'visitor-es', log, { locale: 'es-ES' });
+  const es = await esCtx.newPage();
+  await es.goto('/join/no-such-link');
+  await es.waitForSelector('#s-error:not([hidden])');
+  assert.equal(await es.getAttribute('html', 'lang'), 'es');
+  assert.match(await es.textContent('h1:visible'), /No se puede usar/);
+  violations.push(...await axe(es, 'join (bad link, Spanish)'));
+  await esCtx.close();
+
+  for (const [path, name] of [['/dashboard', 'dashboard-signin'], ['/admin', 'admin-signin']]) {
+    await page.goto(path);
+    await page.waitForSelector('#signin:not([hidden])');
+    violations.push(...await axe(page, name));
+    await shoot(page, name);
+  }
+
+  await page.goto('/setup/some-token');
+  await page.waitForSelector('#setup-form');
+  violations.push(...await axe(page, 'setup'));
+
+  await page.goto('/');
+  violations.push(...await axe(page, 'home'));
+
+  assert.deepEqual(log, [], 'no script errors on any page');
+  assert.deepEqual(violations, []);
+});

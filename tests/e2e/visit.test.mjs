@@ -1,0 +1,176 @@
+// A whole visit through the real server in real Chromium: the first admin sets up a room
+// and a physician; the physician mints a join link; the patient checks devices, waits, is
+// admitted; both receive each other's media; chat, a patient reload mid-call, the end, the
+// survey, and the admin console's history and NPS. Every page is scanned with axe-core and
+// photographed at phone and desktop size.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, newContext, receivesMedia, axe, shoot, setupLinkFromLog, BASE } from './support.mjs';
+
+const PASSWORD = 'correct horse battery staple';
+
+test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
+  const log = [];
+  const violations = [];
+  const browser = await launch();
+  t.after(async () => { await browser.close(); if (log.length) console.log(log.join('\n')); });
+  const adminCtx = await newContext(browser, 'admin', log);
+  const docCtx = await newContext(browser, 'physician', log);
+  const patientCtx = await newContext(browser, 'patient', log);
+  const admin = await adminCtx.newPage();
+  const doc = await docCtx.newPage();
+  const patient = await patientCtx.newPage();
+  let invitation; let joinUrl; let visit;
+  // Steps run in order; once one fails the rest are skipped rather than each timing out.
+  let failed = null;
+  const step = async (name, fn) => {
+    if (failed) return t.test(name, { skip: `after "${failed}" failed` }, () => {});
+    return t.test(name, async () => {
+      try { await fn(); } catch (e) { failed = name; throw e; }
+    });
+  };
+
+  await step('the first admin sets up their account from the link in the server log', async () => {
+    await admin.goto(await setupLinkFromLog());
+    await admin.fill('#email', 'admin@clinic.test');
+    await admin.fill('#name', 'Ada Admin');
+    await shoot(admin, 'setup');
+    violations.push(...await axe(admin, 'setup'));
+    await admin.fill('#password', PASSWORD);
+    await admin.fill('#password2', PASSWORD);
+    await admin.click('button[type=submit]');
+    await admin.waitForSelector('#setup-done:not([hidden])');
+  });
+
+  await step('the admin invites a physician and creates a room for them', async () => {
+    await admin.goto('/admin');
+    await signInIfAsked(admin, 'admin@clinic.test');
+    await admin.click('#tab-staff');
+    await admin.fill('#staff-email', 'grey@clinic.test');
+    await admin.fill('#staff-name', 'Dr Meredith Grey');
+    await admin.click('#staff-form button[type=submit]');
+    await admin.waitForSelector('#staff-out:not([hidden])');
+    invitation = (await admin.textContent('#staff-url')).trim();
+    assert.match(invitation, /\/setup\//);
+    await admin.click('#tab-rooms');
+    await admin.fill('#room-name', 'Family medicine');
+    await admin.getByLabel('Dr Meredith Grey').check();
+    await admin.click('#room-save');
+    await admin.waitForSelector('#rooms-body >> text=Family medicine');
+    violations.push(...await axe(admin, 'admin rooms'));
+    await shoot(admin, 'admin-rooms');
+  });
+
+  await step('the physician accepts the invitation, signs in and mints a join link', async () => {
+    await doc.goto(invitation);
+    await doc.fill('#email', 'grey@clinic.test');
+    await doc.fill('#name', 'Dr Meredith Grey');
+    await doc.fill('#password', PASSWORD);
+    await doc.fill('#password2', PASSWORD);
+    await doc.click('button[type=submit]');
+    await doc.waitForSelector('#setup-done:not([hidden])');
+    await doc.goto('/dashboard');
+    await signInIfAsked(doc, 'grey@clinic.test');
+    await doc.waitForSelector('#link-room option', { state: 'attached' });
+    await doc.fill('#link-name', 'Ana López');
+    await doc.fill('#link-ref', 'demo-patient-1');
+    await doc.fill('#link-reason', 'Cough for two weeks');
+    await doc.click('#link-form button[type=submit]');
+    await doc.waitForSelector('#link-out:not([hidden])');
+    joinUrl = (await doc.textContent('#link-url')).trim();
+    assert.match(joinUrl, /\/join\//);
+  });
+
+  await step('the patient checks their devices and waits; the dashboard shows them live', async () => {
+    await patient.goto(new URL(new URL(joinUrl).pathname, BASE).href);
+    await patient.waitForSelector('#s-welcome:not([hidden])');
+    violations.push(...await axe(patient, 'patient welcome'));
+    await patient.click('#start-check');
+    await patient.waitForSelector('#s-check:not([hidden])');
+    await patient.waitForFunction(() => !/…/.test(document.querySelector('#net-result').textContent), null, { timeout: 15000 });
+    violations.push(...await axe(patient, 'patient device check'));
+    await shoot(patient, 'patient-check');
+    await patient.click('#to-waiting');
+    await patient.waitForSelector('#s-waiting:not([hidden])');
+    await patient.waitForFunction(() => document.querySelector('#position').textContent === '1');
+    violations.push(...await axe(patient, 'patient waiting room'));
+    await shoot(patient, 'patient-waiting');
+
+    const entry = doc.locator('.queue li', { hasText: 'Ana López' });
+    await entry.waitFor();
+    await doc.waitForSelector('.queue li .badge.ok');
+    visit = await entry.getAttribute('data-visit');
+    violations.push(...await axe(doc, 'dashboard queue'));
+    await shoot(doc, 'dashboard-queue');
+  });
+
+  await step('the physician admits; both sides connect and receive media; the record panel shows allergies', async () => {
+    await doc.click(`#admit-${visit}`);
+    await patient.waitForSelector('#s-call:not([hidden])');
+    await doc.waitForSelector('#visit:not([hidden])');
+    await receivesMedia(patient);
+    await receivesMedia(doc);
+    await doc.waitForSelector('#record-allergies li', { timeout: 15000 });
+    const allergies = await doc.textContent('#record-allergies');
+    assert.match(allergies, /penicillin/i);
+    assert.match(allergies, /high criticality/i);
+    violations.push(...await axe(doc, 'dashboard call'));
+    violations.push(...await axe(patient, 'patient call'));
+    await shoot(doc, 'dashboard-call');
+    await shoot(patient, 'patient-call');
+  });
+
+  await step('chat goes both ways', async () => {
+    await patient.fill('#chat-input', 'Hola, doctor');
+    await patient.press('#chat-input', 'Enter');
+    await doc.waitForSelector('#chat-log >> text=Hola, doctor');
+    await doc.fill('#chat-input', 'How long have you had the cough?');
+    await doc.click('#chat-form button[type=submit]');
+    await patient.waitForSelector('#chat-log >> text=How long have you had the cough?');
+  });
+
+  await step('the patient reloads mid-call and the call resumes', async () => {
+    await patient.reload();
+    await patient.waitForSelector('#s-call:not([hidden])', { timeout: 20000 });
+    await receivesMedia(patient);
+    await receivesMedia(doc);
+  });
+
+  await step('the physician ends the visit and the patient answers the survey', async () => {
+    await doc.click('#end-visit');
+    await patient.waitForSelector('#s-survey:not([hidden])');
+    violations.push(...await axe(patient, 'patient survey'));
+    await shoot(patient, 'patient-survey');
+    await patient.click('#scale label:has-text("10")');
+    await patient.fill('#survey-comment', 'Muy amable, gracias.');
+    await patient.click('#survey-form button[type=submit]');
+    await patient.waitForSelector('#s-done:not([hidden])');
+    await doc.waitForSelector('#lobby:not([hidden])');
+  });
+
+  await step('the admin console shows the visit and the NPS', async () => {
+    await admin.click('#tab-visits');
+    await admin.waitForSelector(`#visits-body tr[data-visit="${visit}"]`);
+    violations.push(...await axe(admin, 'admin visits'));
+    await shoot(admin, 'admin-visits');
+    await admin.click('#tab-experience');
+    await admin.waitForSelector('#exp-figures .figure');
+    await admin.waitForFunction(() => document.querySelector('#exp-figures .figure .value').textContent === '100');
+    violations.push(...await axe(admin, 'admin experience'));
+    await shoot(admin, 'admin-experience');
+  });
+
+  await step('no serious or critical accessibility violations on any page', () => {
+    assert.deepEqual(violations, []);
+  });
+});
+
+async function signInIfAsked(page, email) {
+  await page.waitForSelector('#signin:not([hidden]), #app:not([hidden])');
+  if (await page.isVisible('#signin')) {
+    await page.fill('#signin-email', email);
+    await page.fill('#signin-password', PASSWORD);
+    await page.click('#signin-form button[type=submit]');
+  }
+  await page.waitForSelector('#app:not([hidden])');
+}

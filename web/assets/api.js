@@ -1,0 +1,87 @@
+// The HTTP API: JSON in and out, errors as ApiError {status, code, message}.
+// Staff pages authenticate with the HttpOnly session cookie; state-changing requests carry
+// the CSRF token from sign-in (kept in sessionStorage). The staff token itself is kept in
+// sessionStorage only because the WebSocket `hello` needs it.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const KEY = 'examroom.staff';
+
+export function staffSession() {
+  try { return JSON.parse(sessionStorage.getItem(KEY)) || null; } catch { return null; }
+}
+
+function saveStaffSession(s) {
+  if (s) sessionStorage.setItem(KEY, JSON.stringify(s));
+  else sessionStorage.removeItem(KEY);
+}
+
+export async function api(method, path, body, { bearer } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  const s = staffSession();
+  if (!bearer && method !== 'GET' && s?.csrf_token) headers['X-CSRF-Token'] = s.csrf_token;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = text; }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && !bearer) saveStaffSession(null);
+    throw new ApiError(res.status, data?.error || `http_${res.status}`, data?.message || (typeof data === 'string' ? data : ''));
+  }
+  return data;
+}
+
+export async function signIn(email, password) {
+  const s = await api('POST', '/api/session', { email, password });
+  saveStaffSession(s);
+  return s;
+}
+
+/** Keep a session returned by another endpoint (setup). */
+export function adoptSession(s) {
+  if (s?.token && s?.csrf_token) saveStaffSession(s);
+}
+
+export async function signOut() {
+  try { await api('DELETE', '/api/session'); } catch { /* signed out anyway */ }
+  saveStaffSession(null);
+}
+
+/** The signed-in staff member, checked with the server; null when signed out. */
+export async function currentStaff() {
+  const s = staffSession();
+  if (!s?.token) return null;
+  try {
+    const me = await api('GET', '/api/me');
+    const staff = me?.staff || me;
+    return { ...s, staff: { ...s.staff, ...staff } };
+  } catch (e) {
+    if (e.status === 401 || e.status === 403) { saveStaffSession(null); return null; }
+    // The server may not have /api/me yet: trust the stored session.
+    return s;
+  }
+}
+
+export function hasRole(session, role) {
+  return (session?.staff?.roles || []).includes(role);
+}

@@ -1,0 +1,362 @@
+// The call: one RTCPeerConnection per peer (a mesh of up to 4), each negotiated with the
+// *perfect negotiation* pattern. The server tells each side whether it is `polite` towards
+// a peer; the polite side yields on offer collisions.
+//
+// - `admitted.peers[]`       build a connection to each peer not already connected
+// - `peer_joined.peer`       they came back on a fresh page: rebuild the connection
+// - `peer_left`              close it
+// - `peer_resumed`           their network came back: restart ICE (impolite side offers)
+// - `peer_reconnecting`      show it; keep the connection
+
+export class Mesh {
+  /**
+   * @param {Signal} signal
+   * @param {object} hooks { onRemote(peerId, stream, info), onRemoved(peerId), onState(peerId, state) }
+   */
+  constructor(signal, hooks = {}) {
+    this.signal = signal;
+    this.hooks = hooks;
+    this.peers = new Map();
+    this.localStream = null;
+    signal.on('offer', (m) => this.peer(m.from)?.description('offer', m.sdp));
+    signal.on('answer', (m) => this.peer(m.from)?.description('answer', m.sdp));
+    signal.on('candidate', (m) => this.peer(m.from)?.candidate(m.candidate));
+    signal.on('end_of_candidates', (m) => this.peer(m.from)?.candidate(null));
+    signal.on('peer_joined', (m) => this.rebuild(m.peer));
+    signal.on('peer_left', (m) => this.remove(m.participant));
+    signal.on('peer_resumed', (m) => this.peer(m.participant)?.restartIce());
+    signal.on('peer_reconnecting', (m) => this.hooks.onState?.(m.participant, 'reconnecting'));
+  }
+
+  peer(id) { return this.peers.get(id); }
+
+  setLocalStream(stream) {
+    this.localStream = stream;
+    for (const p of this.peers.values()) p.replaceLocal(stream);
+  }
+
+  /** `admitted`: connect to every peer we do not hold yet (after a resume we hold them). */
+  admitted(peers) {
+    const wanted = new Set(peers.map((p) => p.participant));
+    for (const id of [...this.peers.keys()]) if (!wanted.has(id)) this.remove(id);
+    for (const info of peers) {
+      const have = this.peers.get(info.participant);
+      if (!have || have.closed || have.info.polite !== info.polite) this.rebuild(info);
+    }
+  }
+
+  rebuild(info) {
+    this.remove(info.participant, true);
+    const p = new Peer(this, info);
+    this.peers.set(info.participant, p);
+    return p;
+  }
+
+  remove(id, quiet = false) {
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.close();
+    this.peers.delete(id);
+    if (!quiet) this.hooks.onRemoved?.(id);
+  }
+
+  closeAll() {
+    for (const id of [...this.peers.keys()]) this.remove(id);
+  }
+
+  /** A rough quality level 0–3 from every peer's stats, plus the numbers it came from. */
+  async quality() {
+    let worst = null;
+    for (const p of this.peers.values()) {
+      const q = await p.quality();
+      if (!worst || q.level < worst.level) worst = q;
+    }
+    return worst || { level: 0, rttMs: null, lossPct: null, bytesReceived: 0, state: 'none' };
+  }
+}
+
+class Peer {
+  constructor(mesh, info) {
+    this.mesh = mesh;
+    this.info = info;
+    this.id = info.participant;
+    this.polite = !!info.polite;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingRemoteAnswer = false;
+    this.closed = false;
+    this.lastBytes = 0;
+    this.lastStatsAt = 0;
+    this.remoteStream = new MediaStream();
+    this.senders = [];
+    const pc = new RTCPeerConnection({ iceServers: mesh.signal.iceServers || [] });
+    this.pc = pc;
+    this.send = (msg) => mesh.signal.send({ ...msg, to: this.id });
+
+    pc.onnegotiationneeded = async () => {
+      try {
+        this.makingOffer = true;
+        await pc.setLocalDescription();
+        this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+      } catch (e) {
+        console.warn('negotiation', e);
+      } finally {
+        this.makingOffer = false;
+      }
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate && candidate.candidate) this.send({ type: 'candidate', candidate: candidateInit(candidate) });
+      else if (!candidate) this.send({ type: 'end_of_candidates' });
+    };
+    pc.ontrack = ({ track }) => {
+      if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
+      track.onunmute = () => mesh.hooks.onRemote?.(this.id, this.remoteStream, this.info);
+      mesh.hooks.onRemote?.(this.id, this.remoteStream, this.info);
+    };
+    pc.oniceconnectionstatechange = () => {
+      const s = pc.iceConnectionState;
+      mesh.hooks.onState?.(this.id, s);
+      // A failed path: the impolite side restarts ICE; the polite side waits for its offer.
+      if (s === 'failed' && !this.polite) pc.restartIce();
+    };
+    this.replaceLocal(mesh.localStream);
+  }
+
+  replaceLocal(stream) {
+    if (this.closed) return;
+    const tracks = stream ? stream.getTracks() : [];
+    for (const kind of ['audio', 'video']) {
+      const track = tracks.find((t) => t.kind === kind) || null;
+      const sender = this.senders.find((s) => s.kind === kind);
+      if (sender) {
+        if (track && sender.transceiver && sender.transceiver.direction === 'recvonly') sender.transceiver.direction = 'sendrecv';
+        sender.sender.replaceTrack(track).catch(() => {});
+      } else if (track) {
+        this.senders.push({ kind, sender: this.pc.addTrack(track, stream) });
+      } else {
+        // No local device of this kind: still receive the other side's.
+        const t = this.pc.addTransceiver(kind, { direction: 'recvonly' });
+        this.senders.push({ kind, sender: t.sender, transceiver: t });
+      }
+    }
+  }
+
+  async description(type, sdp) {
+    if (this.closed) return;
+    const pc = this.pc;
+    try {
+      const readyForOffer = !this.makingOffer && (pc.signalingState === 'stable' || this.settingRemoteAnswer);
+      const collision = type === 'offer' && !readyForOffer;
+      this.ignoreOffer = !this.polite && collision;
+      if (this.ignoreOffer) return;
+      this.settingRemoteAnswer = type === 'answer';
+      await pc.setRemoteDescription({ type, sdp });
+      this.settingRemoteAnswer = false;
+      if (type === 'offer') {
+        await pc.setLocalDescription();
+        this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+      }
+    } catch (e) {
+      this.settingRemoteAnswer = false;
+      console.warn('description', type, e);
+    }
+  }
+
+  async candidate(c) {
+    if (this.closed) return;
+    try {
+      await this.pc.addIceCandidate(c || undefined);
+    } catch (e) {
+      if (!this.ignoreOffer) console.warn('candidate', e);
+    }
+  }
+
+  restartIce() {
+    if (this.closed) return;
+    if (!this.polite) this.pc.restartIce();
+  }
+
+  close() {
+    this.closed = true;
+    try { this.pc.close(); } catch { /* closed */ }
+  }
+
+  /** Level 3 good, 2 fair, 1 poor, 0 not connected; from RTT, loss and whether bytes flow. */
+  async quality() {
+    const pc = this.pc;
+    const state = pc.iceConnectionState;
+    let rtt = null; let lost = 0; let got = 0; let bytes = 0;
+    try {
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && r.currentRoundTripTime !== undefined) rtt = r.currentRoundTripTime * 1000;
+        if (r.type === 'inbound-rtp') { lost += r.packetsLost || 0; got += r.packetsReceived || 0; bytes += r.bytesReceived || 0; }
+      });
+    } catch { /* closed */ }
+    const now = performance.now();
+    const flowing = bytes > this.lastBytes;
+    const stalledFor = flowing ? 0 : now - (this.lastStatsAt || now);
+    if (flowing) this.lastStatsAt = now;
+    else if (!this.lastStatsAt) this.lastStatsAt = now;
+    this.lastBytes = bytes;
+    const lossPct = got + lost > 0 ? (100 * lost) / (got + lost) : 0;
+    let level = 0;
+    if (state === 'connected' || state === 'completed') {
+      level = 3;
+      if ((rtt !== null && rtt > 300) || lossPct > 3) level = 2;
+      if ((rtt !== null && rtt > 800) || lossPct > 10 || stalledFor > 4000) level = 1;
+    }
+    return { level, rttMs: rtt === null ? null : Math.round(rtt), lossPct: Math.round(lossPct * 10) / 10, bytesReceived: bytes, state };
+  }
+}
+
+/** RTCIceCandidateInit with exactly the fields the server accepts. */
+function candidateInit(c) {
+  const j = c.toJSON();
+  const out = { candidate: j.candidate };
+  if (j.sdpMid !== undefined && j.sdpMid !== null) out.sdpMid = j.sdpMid;
+  if (j.sdpMLineIndex !== undefined && j.sdpMLineIndex !== null) out.sdpMLineIndex = j.sdpMLineIndex;
+  if (j.usernameFragment) out.usernameFragment = j.usernameFragment;
+  return out;
+}
+
+/** Camera and microphone; falls back to microphone only, then to nothing. */
+export async function getLocalMedia(facingMode) {
+  const video = facingMode ? { facingMode, width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 1280 }, height: { ideal: 720 } };
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: true, video }), error: null };
+  } catch (e) {
+    try {
+      return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), error: e };
+    } catch (e2) {
+      return { stream: null, error: e2 };
+    }
+  }
+}
+
+/** Calls onLevel(0..1) about 15 times a second with the microphone's loudness. */
+export function micMeter(stream, onLevel) {
+  const track = stream?.getAudioTracks()[0];
+  if (!track) return () => {};
+  const ctx = new AudioContext();
+  const src = ctx.createMediaStreamSource(new MediaStream([track]));
+  const an = ctx.createAnalyser();
+  an.fftSize = 512;
+  src.connect(an);
+  const buf = new Uint8Array(an.fftSize);
+  const timer = setInterval(() => {
+    an.getByteTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += ((v - 128) / 128) ** 2;
+    onLevel(Math.min(1, Math.sqrt(sum / buf.length) * 4));
+  }, 66);
+  return () => { clearInterval(timer); ctx.close().catch(() => {}); };
+}
+
+/** A short two-tone chime through the default speaker. */
+export async function playTestSound() {
+  const ctx = new AudioContext();
+  await ctx.resume().catch(() => {});
+  const gain = ctx.createGain();
+  gain.connect(ctx.destination);
+  gain.gain.value = 0.2;
+  [[660, 0], [880, 0.35]].forEach(([f, at]) => {
+    const o = ctx.createOscillator();
+    o.frequency.value = f;
+    o.connect(gain);
+    o.start(ctx.currentTime + at);
+    o.stop(ctx.currentTime + at + 0.3);
+  });
+  setTimeout(() => ctx.close().catch(() => {}), 1200);
+}
+
+/**
+ * The connection check (docs/protocol.md `check_offer` / `check_answer` / `check_candidate`):
+ * a peer connection with one data channel to examroom's own WebRTC peer, which echoes every
+ * message. Sends `probes` timestamped probes and measures round-trip time and loss, and reads
+ * which path (host, srflx, relay) the connection used.
+ * Resolves {ok, rttMs, lossPct, path, error}; never rejects.
+ */
+export async function connectionCheck(signal, { timeoutMs = 10000, probes = 20, gapMs = 50 } = {}) {
+  const pc = new RTCPeerConnection({ iceServers: signal.iceServers || [] });
+  const dc = pc.createDataChannel('check', { ordered: false, maxRetransmits: 0 });
+  const listeners = [];
+  const listen = (type, fn) => { signal.on(type, fn); listeners.push([type, fn]); };
+  let offered = false;
+  let answered = false;
+  const early = [];
+  const remoteEarly = [];
+  const result = { ok: false, rttMs: null, lossPct: null, path: null, error: null };
+  const sendCandidate = (c) => signal.send({ type: 'check_candidate', candidate: c });
+  try {
+    const failed = new Promise((_, reject) => {
+      listen('error', (m) => { if (m.about === 'check_offer' || m.code === 'too_many_checks') reject(new Error(m.code)); });
+      setTimeout(() => reject(new Error('timeout')), timeoutMs);
+    });
+    failed.catch(() => {});
+    pc.onicecandidate = ({ candidate }) => {
+      const c = candidate && candidate.candidate ? candidateInit(candidate) : { candidate: '' };
+      if (offered) sendCandidate(c); else early.push(c);
+    };
+    listen('check_answer', async (m) => {
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+        answered = true;
+        for (const c of remoteEarly.splice(0)) await addRemote(pc, c);
+      } catch (e) { console.warn('check answer', e); }
+    });
+    listen('check_candidate', (m) => { if (answered) addRemote(pc, m.candidate); else remoteEarly.push(m.candidate); });
+    await pc.setLocalDescription(await pc.createOffer());
+    if (!signal.send({ type: 'check_offer', sdp: pc.localDescription.sdp })) throw new Error('not connected');
+    offered = true;
+    for (const c of early.splice(0)) sendCandidate(c);
+    const opened = new Promise((resolve) => { if (dc.readyState === 'open') resolve(); else dc.onopen = resolve; });
+    await Promise.race([opened, failed]);
+
+    const sentAt = new Map();
+    const rtts = [];
+    dc.onmessage = (e) => {
+      const t = sentAt.get(e.data);
+      if (t !== undefined) { rtts.push(performance.now() - t); sentAt.delete(e.data); }
+    };
+    for (let i = 0; i < probes; i++) {
+      const m = `probe-${i}-${Math.random().toString(36).slice(2, 8)}`;
+      sentAt.set(m, performance.now());
+      try { dc.send(m); } catch { /* counted as lost */ }
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+    const t0 = performance.now();
+    while (sentAt.size && performance.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 50));
+    rtts.sort((a, b) => a - b);
+    result.rttMs = rtts.length ? Math.round(rtts[Math.floor(rtts.length / 2)]) : null;
+    result.lossPct = Math.round((100 * (probes - rtts.length)) / probes);
+    result.path = await selectedPath(pc);
+    result.ok = rtts.length > 0;
+  } catch (e) {
+    result.error = e.message || String(e);
+  } finally {
+    for (const [type, fn] of listeners) signal.off(type, fn);
+    try { pc.close(); } catch { /* closed */ }
+  }
+  return result;
+}
+
+async function addRemote(pc, c) {
+  try {
+    if (!c || !c.candidate) await pc.addIceCandidate();
+    else await pc.addIceCandidate(c);
+  } catch { /* a candidate the browser cannot use: the check goes on */ }
+}
+
+/** The local candidate type of the selected candidate pair: host, srflx, prflx or relay. */
+async function selectedPath(pc) {
+  try {
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    let pair = pairId ? stats.get(pairId) : null;
+    if (!pair) stats.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    const local = pair && stats.get(pair.localCandidateId);
+    return local?.candidateType || null;
+  } catch { return null; }
+}

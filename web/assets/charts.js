@@ -1,0 +1,58 @@
+// Inline SVG charts: small enough to need no library.
+const NS = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}) {
+  const el = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+}
+
+/** A trend line of numbers, oldest first; the last point is marked. */
+export function sparkline(values, { width = 90, height = 24, label = '' } = {}) {
+  const el = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'spark', role: 'img', 'aria-label': label });
+  const vals = values.filter((v) => typeof v === 'number' && Number.isFinite(v));
+  if (vals.length < 2) return el;
+  const min = Math.min(...vals); const max = Math.max(...vals);
+  const span = max - min || 1;
+  const x = (i) => 2 + (i * (width - 4)) / (vals.length - 1);
+  const y = (v) => height - 3 - ((v - min) * (height - 6)) / span;
+  el.append(svg('polyline', { points: vals.map((v, i) => `${x(i)},${y(v)}`).join(' '), fill: 'none', stroke: '#0b5fb3', 'stroke-width': 1.5 }));
+  el.append(svg('circle', { cx: x(vals.length - 1), cy: y(vals[vals.length - 1]), r: 2.5, fill: '#0b5fb3' }));
+  return el;
+}
+
+/** Horizontal bars: [{label, value, color}] with values as text beside them. */
+export function bars(rows, { width = 360, label = '' } = {}) {
+  const rowH = 26; const labelW = 110;
+  const height = rows.length * rowH + 4;
+  const el = svg('svg', { width: '100%', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label, style: `max-width:${width}px` });
+  const max = Math.max(1, ...rows.map((r) => r.value || 0));
+  rows.forEach((r, i) => {
+    const y = i * rowH + 2;
+    const t = svg('text', { x: 0, y: y + 17, 'font-size': 13, fill: '#1b1f24' });
+    t.textContent = r.label;
+    el.append(t);
+    const w = ((width - labelW - 50) * (r.value || 0)) / max;
+    el.append(svg('rect', { x: labelW, y: y + 4, width: Math.max(1, w), height: rowH - 10, fill: r.color || '#0b5fb3', rx: 3 }));
+    const v = svg('text', { x: labelW + w + 6, y: y + 17, 'font-size': 13, fill: '#1b1f24' });
+    v.textContent = r.text ?? String(r.value ?? 0);
+    el.append(v);
+  });
+  return el;
+}
+
+/** NPS on its −100…100 scale as a marker on a coloured band. */
+export function npsGauge(nps, { width = 320 } = {}) {
+  const el = svg('svg', { width: '100%', viewBox: `0 0 ${width} 46`, role: 'img', 'aria-label': `NPS ${nps ?? 'no answers yet'}`, style: `max-width:${width}px` });
+  const x = (v) => 10 + ((v + 100) * (width - 20)) / 200;
+  el.append(svg('rect', { x: x(-100), y: 14, width: x(0) - x(-100), height: 12, fill: '#f1aaa4' }));
+  el.append(svg('rect', { x: x(0), y: 14, width: x(50) - x(0), height: 12, fill: '#f0c27a' }));
+  el.append(svg('rect', { x: x(50), y: 14, width: x(100) - x(50), height: 12, fill: '#9fd3ae' }));
+  for (const v of [-100, 0, 50, 100]) {
+    const t = svg('text', { x: x(v), y: 42, 'font-size': 11, 'text-anchor': 'middle', fill: '#4a5562' });
+    t.textContent = String(v);
+    el.append(t);
+  }
+  if (typeof nps === 'number') el.append(svg('path', { d: `M${x(nps) - 6},4 L${x(nps) + 6},4 L${x(nps)},14 Z`, fill: '#1b1f24' }));
+  return el;
+}

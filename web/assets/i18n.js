@@ -1,0 +1,45 @@
+// Patient-facing strings live in assets/i18n/<lang>.json, one file per language.
+// t('key', {name}) fills {name}; elements with data-i18n="key" get their text from it,
+// data-i18n-attr="aria-label:key;placeholder:key2" fills attributes.
+
+export const LANGUAGES = ['en', 'es'];
+let strings = {};
+let fallback = {};
+export let lang = 'en';
+
+export function pickLang(wanted) {
+  const cands = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
+  for (const c of cands) {
+    const base = String(c).toLowerCase().split(/[-_]/)[0];
+    if (LANGUAGES.includes(base)) return base;
+  }
+  return 'en';
+}
+
+async function load(l) {
+  const res = await fetch(`/assets/i18n/${l}.json`);
+  return res.ok ? res.json() : {};
+}
+
+export async function setLang(l) {
+  lang = LANGUAGES.includes(l) ? l : 'en';
+  fallback = Object.keys(fallback).length ? fallback : await load('en');
+  strings = lang === 'en' ? fallback : await load(lang);
+  document.documentElement.lang = lang;
+  apply();
+}
+
+export function t(key, vars = {}) {
+  const s = strings[key] ?? fallback[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? `{${k}}`));
+}
+
+export function apply(root = document) {
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n-attr]')) {
+    for (const pair of el.dataset.i18nAttr.split(';')) {
+      const [attr, key] = pair.split(':');
+      if (attr && key) el.setAttribute(attr.trim(), t(key.trim()));
+    }
+  }
+}

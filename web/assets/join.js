@@ -1,0 +1,436 @@
+// The patient page: redeem the join link, check devices and network, wait, then the call,
+// then the survey. Everything the patient reads comes from i18n/<lang>.json.
+
+import { $, h, showOnly } from './ui.js';
+import { api, ApiError } from './api.js';
+import { t, setLang, pickLang, apply } from './i18n.js';
+import { Signal } from './signal.js';
+import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck } from './call.js';
+
+const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+const storeKey = `examroom.join.${code}`;
+const state = {
+  join: null, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
+  signal: null, mesh: null, names: new Map(), stopMeter: null, check: null, roomStatus: null,
+  surveyToken: null,
+};
+
+const show = (stage) => { state.stage = stage; showOnly('.stage-section', `s-${stage}`); };
+const save = () => sessionStorage.setItem(storeKey, JSON.stringify({ join: state.join, token: state.token, checked: state.checked }));
+const load = () => { try { return JSON.parse(sessionStorage.getItem(storeKey)); } catch { return null; } };
+
+function deviceId() {
+  let id = localStorage.getItem('examroom.device');
+  if (!id) {
+    id = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now();
+    localStorage.setItem('examroom.device', id);
+  }
+  return id;
+}
+
+async function start() {
+  const stored = load();
+  await setLang(pickLang(stored?.join?.lang));
+  if (stored?.join && stored.token) {
+    Object.assign(state, { join: stored.join, token: stored.token, checked: stored.checked });
+    if (state.checked) {
+      // A reload during the visit: straight back in with the same token.
+      await acquireMedia();
+      connect();
+      return;
+    }
+  } else {
+    try {
+      state.join = await api('POST', `/api/join/${encodeURIComponent(code)}`, { device: deviceId() });
+      state.token = state.join.token;
+      save();
+    } catch (e) {
+      return showError(e);
+    }
+  }
+  await setLang(pickLang(state.join.lang));
+  welcome();
+}
+
+function showError(e) {
+  const key = e instanceof ApiError && t(`error.${e.code}`) !== `error.${e.code}` ? `error.${e.code}` : 'error.generic';
+  $('#error-text').textContent = t(key);
+  $('#retry').hidden = !(e.code === 'network' || e.status >= 500 || !e.status);
+  show('error');
+}
+
+async function welcome() {
+  const j = state.join;
+  const room = j.room || {};
+  $('#brand').textContent = room.name || 'examroom';
+  $('#welcome-hello').textContent = j.name ? t('welcome.hello', { name: j.name }) : '';
+  $('#welcome-room').textContent = t('welcome.room', { room: room.name || '' });
+  const physician = j.physician_name || j.physician?.name;
+  $('#welcome-physician').hidden = !physician;
+  if (physician) $('#welcome-physician').textContent = t('welcome.physician', { physician });
+  show('welcome');
+  $('#start-check').focus();
+  try {
+    const st = await api('GET', `/api/rooms/${encodeURIComponent(room.id)}/status`, undefined, { bearer: state.token });
+    state.roomStatus = st;
+    if (st && st.open === false) {
+      const when = st.opens_at ? ` ${t('welcome.opens_at', { time: new Date(st.opens_at).toLocaleString() })}` : '';
+      $('#welcome-closed').textContent = t('welcome.closed', { message: st.message || '' }) + when;
+      $('#welcome-closed').hidden = false;
+    }
+  } catch { /* opening hours are a courtesy; the server decides */ }
+}
+
+// --- device and connection check ---------------------------------------------------------
+
+function deniedHelp() {
+  const ua = navigator.userAgent;
+  if (/Firefox\//.test(ua)) return t('check.denied_firefox');
+  if (/Safari\//.test(ua) && !/Chrome|Chromium|Edg\//.test(ua)) return t('check.denied_safari');
+  if (/Chrome|Chromium|Edg\//.test(ua)) return t('check.denied_chrome');
+  return t('check.denied_other');
+}
+
+async function acquireMedia() {
+  const { stream, error } = await getLocalMedia(state.facing);
+  if (state.local) for (const tr of state.local.getTracks()) tr.stop();
+  state.local = stream;
+  state.mediaError = error;
+  state.mesh?.setLocalStream(stream);
+  $('#self').srcObject = stream;
+  return { stream, error };
+}
+
+async function runCheck() {
+  show('check');
+  const { stream, error } = await acquireMedia();
+  const hasVideo = !!stream?.getVideoTracks().length;
+  const hasAudio = !!stream?.getAudioTracks().length;
+  const denied = error && (error.name === 'NotAllowedError' || error.name === 'SecurityError');
+  $('#preview').srcObject = stream;
+  $('#denied').hidden = !denied;
+  if (denied) $('#denied-help').textContent = deniedHelp();
+  $('#cam-result').textContent = hasVideo ? t('check.camera_ok') : t('check.camera_missing');
+  $('#mic-result').textContent = hasAudio ? t('check.mic_ok') : t('check.mic_missing');
+  state.stopMeter?.();
+  const bar = $('#mic-meter span');
+  state.stopMeter = micMeter(stream, (v) => {
+    bar.style.width = `${Math.round(v * 100)}%`;
+    $('#mic-meter').setAttribute('aria-valuenow', String(Math.round(v * 100)));
+  });
+  const j = state.join;
+  $('#profile').hidden = !!(j.name && j.reason);
+  $('#p-name').parentElement.hidden = false;
+  for (const el of [$('#p-name'), $('label[for=p-name]')]) el.hidden = !!j.name;
+  for (const el of [$('#p-reason'), $('label[for=p-reason]')]) el.hidden = !!j.reason;
+  if (!state.signal) connect();
+  state.check = { hasVideo, hasAudio, net: null };
+  // One check at a time: "check again" while one runs waits for it.
+  if (!state.checkRun) state.checkRun = networkCheck().finally(() => { state.checkRun = null; });
+}
+
+async function networkCheck() {
+  $('#net-result').textContent = t('check.checking');
+  const sig = state.signal;
+  for (let i = 0; i < 100 && !sig.welcomed; i++) await new Promise((r) => setTimeout(r, 50));
+  // A real WebRTC connection to the server's check peer: round trip, loss and path.
+  let check = { ok: false, rttMs: null, lossPct: null, path: null, error: 'not connected' };
+  if (sig.welcomed) {
+    check = await connectionCheck(sig);
+    // The server runs a few checks at once; when it is busy, try once more.
+    if (check.error === 'too_many_checks') {
+      await new Promise((r) => setTimeout(r, 1500));
+      check = await connectionCheck(sig);
+    }
+  }
+  const rtt = check.ok ? check.rttMs : (sig.welcomed ? await sig.measureRtt() : null);
+  const ms = rtt ?? '–';
+  let text;
+  if (check.ok && rtt < 150 && check.lossPct <= 5) text = t('check.network_good', { ms });
+  else if (check.ok) text = t('check.network_ok', { ms });
+  else text = t('check.network_limited');
+  $('#net-result').textContent = text;
+  if (state.check) state.check.net = { ...check, rtt };
+}
+
+function checkSummary() {
+  const c = state.check || {};
+  const n = c.net;
+  const parts = [];
+  parts.push(c.hasVideo ? 'camera' : 'no camera');
+  parts.push(c.hasAudio ? 'microphone' : 'no microphone');
+  if (n?.ok) {
+    parts.push(`${n.rttMs} ms`);
+    if (n.lossPct) parts.push(`${n.lossPct}% loss`);
+    if (n.path) parts.push(n.path === 'relay' ? 'via relay' : n.path);
+  } else if (n) {
+    parts.push(`network check failed${n.error ? ` (${n.error})` : ''}`);
+  }
+  return { ok: !!(c.hasAudio && n?.ok), summary: parts.join(', ').slice(0, 200) };
+}
+
+async function toWaiting(ev) {
+  ev.preventDefault();
+  const j = state.join;
+  const name = $('#p-name').value.trim();
+  const reason = $('#p-reason').value.trim();
+  if (!j.name && !name) {
+    $('#profile-error').textContent = t('check.name_required');
+    $('#p-name').focus();
+    return;
+  }
+  $('#profile-error').textContent = '';
+  if (!j.name || !j.reason) {
+    const msg = { type: 'profile' };
+    if (!j.name && name) msg.name = name;
+    if (!j.reason && reason) msg.reason = reason;
+    state.signal.send(msg);
+    if (msg.name) j.name = msg.name;
+    if (msg.reason) j.reason = msg.reason;
+  }
+  if (state.checkRun) await state.checkRun;
+  if (!state.check?.net) await networkCheck();
+  state.signal.send({ type: 'device_check', ...checkSummary() });
+  state.checked = true;
+  save();
+  state.stopMeter?.();
+  show('waiting');
+  renderWaiting(state.lastWaiting);
+  $('#waiting-h').focus?.();
+}
+
+// --- signalling ------------------------------------------------------------------------
+
+function connect() {
+  const signal = new Signal(() => state.token, {
+    onState: (s) => {
+      $('#conn').textContent = t(`status.${s}`);
+      $('#conn').className = `badge ${s === 'connected' ? 'ok' : 'warn'}`;
+      if (state.stage === 'call') {
+        $('#call-banner').hidden = s === 'connected';
+        $('#call-banner').textContent = t('call.reconnecting');
+      }
+    },
+    onFatal: (code) => {
+      if (['survey', 'done'].includes(state.stage)) return;
+      if (code === 'visit_closed') return done('ended.heading', 'ended.text');
+      done('ended.heading', t(`fatal.${code}`) === `fatal.${code}` ? 'fatal.generic' : `fatal.${code}`);
+    },
+    // Resume only while this page still holds its peer connections.
+    canResume: () => true,
+  });
+  state.signal = signal;
+  const mesh = new Mesh(signal, {
+    onRemote: (id, stream, info) => addRemote(id, stream, info),
+    onRemoved: (id) => $(`#remote-${CSS.escape(id)}`)?.remove(),
+    onState: (id, s) => {
+      if (s === 'reconnecting') banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
+      else if (s === 'connected' || s === 'completed') banner(null);
+    },
+  });
+  state.mesh = mesh;
+  if (state.local) mesh.setLocalStream(state.local);
+
+  signal.on('token', (m) => { state.token = m.token; save(); });
+  signal.on('waiting', (m) => {
+    state.lastWaiting = m;
+    if (state.stage === 'call') { mesh.closeAll(); clearRemotes(); }
+    if (state.checked && !['survey', 'done'].includes(state.stage)) { show('waiting'); }
+    renderWaiting(m);
+  });
+  signal.on('physician_message', (m) => {
+    $('#physician-messages-wrap').hidden = false;
+    $('#physician-messages').append(h('li', {}, m.text));
+  });
+  signal.on('preference_unavailable', () => notice(t('waiting.preference_unavailable')));
+  signal.on('sent_back', () => { mesh.closeAll(); clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
+  signal.on('admitted', async (m) => {
+    state.checked = true; save();
+    for (const p of m.peers) state.names.set(p.participant, p.name);
+    if (!state.local) await acquireMedia();
+    $('#self').srcObject = state.local;
+    $('#call-with').textContent = t('call.with', { name: m.by || m.peers.map((p) => p.name).join(', ') });
+    show('call');
+    mesh.admitted(m.peers);
+  });
+  signal.on('peer_joined', (m) => state.names.set(m.peer.participant, m.peer.name));
+  signal.on('chat', (m) => chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('error', (m) => { if (m.code === 'chat_disabled') chatLine('', t('chat.disabled')); });
+  signal.on('denied', (m) => { finish(); done('denied.heading', t('denied.text', { reason: m.reason || '' }), true); });
+  signal.on('visit_ended', (m) => {
+    state.surveyToken = state.token;
+    finish();
+    if (m.survey) { show('survey'); $('#survey-h').focus?.(); } else done('ended.heading', 'ended.text');
+  });
+  signal.connect();
+}
+
+function finish() {
+  state.signal?.close();
+  state.mesh?.closeAll();
+  clearRemotes();
+  if (state.local) for (const tr of state.local.getTracks()) tr.stop();
+  state.stopMeter?.();
+  sessionStorage.removeItem(storeKey);
+}
+
+function notice(text) {
+  $('#waiting-notice').textContent = text;
+  $('#waiting-notice').hidden = false;
+}
+
+function banner(text) {
+  $('#call-banner').hidden = !text;
+  if (text) $('#call-banner').textContent = text;
+}
+
+function renderWaiting(m) {
+  if (!m) return;
+  $('#position').textContent = String(m.position);
+  const ahead = m.position - 1;
+  $('#position-text').textContent = ahead <= 0 ? t('waiting.next') : ahead === 1 ? t('waiting.ahead_one') : t('waiting.ahead', { n: ahead });
+  const message = m.message || state.join?.room?.waiting_message || '';
+  $('#room-message').textContent = message;
+}
+
+function done(headingKey, textKey, literal = false) {
+  show('done');
+  $('#done-h').textContent = t(headingKey);
+  $('#done-text').textContent = literal ? textKey : t(textKey);
+}
+
+// --- the call ---------------------------------------------------------------------------
+
+function addRemote(id, stream, info) {
+  let box = document.getElementById(`remote-${id}`);
+  if (!box) {
+    const name = info?.name || state.names.get(id) || '';
+    box = h('div', { class: 'remote', id: `remote-${id}` },
+      h('video', { autoplay: true, playsinline: true, 'aria-label': name }),
+      h('span', { class: 'who' }, name));
+    $('#remotes').append(box);
+  }
+  const v = box.querySelector('video');
+  if (v.srcObject !== stream) v.srcObject = stream;
+  v.play?.().catch(() => {});
+  $('#stage-empty').hidden = true;
+}
+
+function clearRemotes() {
+  $('#remotes').replaceChildren();
+  $('#stage-empty').hidden = false;
+}
+
+function chatLine(from, text) {
+  const li = h('li', {}, from ? h('span', { class: 'from' }, `${from}: `) : null, text);
+  $('#chat-log').append(li);
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+function toggleTrack(kind, button, onKey, offKey) {
+  const tracks = state.local?.getTracks().filter((tr) => tr.kind === kind) || [];
+  const off = button.getAttribute('aria-pressed') !== 'true';
+  for (const tr of tracks) tr.enabled = !off;
+  button.setAttribute('aria-pressed', String(off));
+  button.textContent = t(off ? offKey : onKey);
+}
+
+async function switchCamera() {
+  state.facing = state.facing === 'user' ? 'environment' : 'user';
+  const old = state.local;
+  const { stream } = await getLocalMedia(state.facing);
+  if (!stream) return;
+  state.local = stream;
+  state.mesh.setLocalStream(stream);
+  $('#self').srcObject = stream;
+  if (old) for (const tr of old.getTracks()) tr.stop();
+}
+
+async function qualityLoop() {
+  if (state.stage === 'call' && state.mesh) {
+    const q = await state.mesh.quality();
+    $('#quality').dataset.level = String(q.level);
+    const detail = q.rttMs !== null ? ` (${q.rttMs} ms)` : '';
+    $('#quality-text').textContent = `${t('call.quality')}: ${t(`call.quality_${q.level}`)}${detail}`;
+  }
+  setTimeout(qualityLoop, 2000);
+}
+
+// --- survey -----------------------------------------------------------------------------
+
+function buildScale() {
+  const fs = $('#scale');
+  for (let i = 0; i <= 10; i++) {
+    fs.append(h('label', {}, h('input', { type: 'radio', name: 'score', value: String(i) }), h('span', {}, String(i))));
+  }
+}
+
+async function submitSurvey(ev) {
+  ev.preventDefault();
+  const picked = document.querySelector('input[name=score]:checked');
+  if (!picked) { $('#survey-error').textContent = t('survey.pick'); return; }
+  const body = { score: Number(picked.value) };
+  const comment = $('#survey-comment').value.trim();
+  if (comment) body.comment = comment;
+  const submit = $('#survey-form button[type=submit]');
+  submit.disabled = true;
+  try {
+    // The visit history is written a moment after `visit_ended`: a 409 visit_not_ended
+    // means "not yet"; try again a few times.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await api('POST', '/api/surveys', body, { bearer: state.surveyToken || state.token });
+        break;
+      } catch (e) {
+        if (e.code === 'visit_not_ended' && attempt < 5) { await new Promise((r) => setTimeout(r, 1000)); continue; }
+        if (e.status === 0) { $('#survey-error').textContent = t('error.network'); return; }
+        // Already answered (409 conflict) or the token expired: thank them anyway.
+        break;
+      }
+    }
+  } finally {
+    submit.disabled = false;
+  }
+  done('thanks.heading', 'thanks.text');
+}
+
+// --- wiring -----------------------------------------------------------------------------
+
+document.addEventListener('DOMContentLoaded', () => {
+  apply();
+  buildScale();
+  $('#retry').addEventListener('click', () => location.reload());
+  $('#start-check').addEventListener('click', runCheck);
+  $('#check-again').addEventListener('click', runCheck);
+  $('#speaker-test').addEventListener('click', playTestSound);
+  $('#profile-form').addEventListener('submit', toWaiting);
+  $('#leave-waiting').addEventListener('click', () => {
+    if (!confirm(t('waiting.leave_confirm'))) return;
+    state.signal?.send({ type: 'leave' });
+    finish();
+    done('ended.heading', 'left.text');
+  });
+  $('#leave-call').addEventListener('click', () => {
+    if (!confirm(t('call.leave_confirm'))) return;
+    state.signal?.send({ type: 'leave' });
+  });
+  $('#mute').addEventListener('click', (e) => toggleTrack('audio', e.currentTarget, 'call.mute', 'call.unmute'));
+  $('#camera').addEventListener('click', (e) => toggleTrack('video', e.currentTarget, 'call.camera_off', 'call.camera_on'));
+  $('#switch-camera').addEventListener('click', switchCamera);
+  navigator.mediaDevices?.enumerateDevices?.().then((ds) => {
+    $('#switch-camera').hidden = ds.filter((d) => d.kind === 'videoinput').length < 2;
+  }).catch(() => {});
+  $('#chat-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('#chat-input').value.trim();
+    if (!text) return;
+    if (state.signal?.send({ type: 'chat', text })) {
+      chatLine(t('chat.you'), text);
+      $('#chat-input').value = '';
+    }
+  });
+  $('#survey-form').addEventListener('submit', submitSurvey);
+  $('#survey-skip').addEventListener('click', () => done('thanks.heading', 'thanks.text'));
+  qualityLoop();
+  start();
+});

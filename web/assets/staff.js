@@ -1,0 +1,35 @@
+// Sign-in for the staff pages (dashboard, admin): shows #signin until a session exists.
+import { $ } from './ui.js';
+import { signIn, signOut, currentStaff, hasRole } from './api.js';
+
+/** Resolves with the session once the user is signed in with `role`. */
+export async function requireStaff(role) {
+  const s = await currentStaff();
+  if (s && hasRole(s, role)) return enter(s);
+  return new Promise((resolve) => {
+    $('#signin').hidden = false;
+    $('#app').hidden = true;
+    if (s) $('#signin-error').textContent = `You are signed in as ${s.staff?.email || 'someone'} without the ${role} role.`;
+    $('#signin-email').focus();
+    $('#signin-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      $('#signin-error').textContent = '';
+      try {
+        const session = await signIn($('#signin-email').value.trim(), $('#signin-password').value);
+        if (!hasRole(session, role)) { $('#signin-error').textContent = `This account does not have the ${role} role.`; return; }
+        resolve(enter(session));
+      } catch (e) {
+        $('#signin-error').textContent = e.status === 401 || e.status === 403 ? 'Wrong email or password.' : e.message;
+      }
+    });
+  });
+}
+
+function enter(s) {
+  $('#signin').hidden = true;
+  $('#app').hidden = false;
+  $('#whoami').textContent = s.staff?.name || s.staff?.email || '';
+  $('#signout').hidden = false;
+  $('#signout').onclick = async () => { await signOut(); location.reload(); };
+  return s;
+}

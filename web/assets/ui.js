@@ -1,0 +1,80 @@
+// Small DOM helpers shared by every page. No framework: elements are built with h().
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+/** h('li', {class: 'x', onclick: f}, 'text', child) — attributes, then children. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** Show exactly one of the sections matching `selector`. */
+export function showOnly(selector, id) {
+  for (const el of $$(selector)) el.hidden = el.id !== id;
+}
+
+let toastTimer;
+export function toast(text) {
+  let el = $('#toast');
+  if (!el) {
+    el = h('div', { id: 'toast', class: 'toast', role: 'status', 'aria-live': 'polite' });
+    document.body.append(el);
+  }
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+/** "4 min", "1 h 5 min", "35 s" */
+export function duration(secs) {
+  if (secs === null || secs === undefined || Number.isNaN(secs)) return '–';
+  secs = Math.max(0, Math.round(secs));
+  if (secs < 60) return `${secs} s`;
+  const m = Math.floor(secs / 60);
+  if (m < 60) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function time(ms) {
+  if (!ms) return '–';
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
+}
+
+/** Copy text; falls back to selecting it when the clipboard is refused. */
+export async function copy(text, fallbackEl) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    if (fallbackEl) {
+      const r = document.createRange();
+      r.selectNodeContents(fallbackEl);
+      getSelection().removeAllRanges();
+      getSelection().addRange(r);
+    }
+    return false;
+  }
+}
+
+/** Form fields as an object; empty strings left out. */
+export function formData(form) {
+  const out = {};
+  for (const [k, v] of new FormData(form).entries()) {
+    if (typeof v === 'string' && v.trim() !== '') out[k] = v.trim();
+  }
+  return out;
+}
