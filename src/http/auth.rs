@@ -127,7 +127,11 @@ async fn active_staff(state: &AppState, id: &StaffId) -> Result<Staff, ApiError>
 
 /// A staff member signed in at the clinic's identity provider. The account is found by
 /// email (created on first use); the provider's roles are the ones that count.
-async fn idp_staff(state: &AppState, jwks: &Jwks, token: &str) -> Result<StaffAuth, ApiError> {
+pub(crate) async fn idp_staff(
+    state: &AppState,
+    jwks: &Jwks,
+    token: &str,
+) -> Result<StaffAuth, ApiError> {
     let idp = jwks.verify(token).await.map_err(|e| match e {
         OidcError::Unavailable(cause) => ApiError::unavailable(cause),
         e => ApiError::unauthorized(e.code(), e.to_string()),

@@ -376,20 +376,35 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
             ),
         ));
     }
-    let claims = state.keys.verify(&token).map_err(|e| {
-        let code = if e == TokenError::Expired {
-            ErrorCode::TokenExpired
-        } else {
-            ErrorCode::Unauthenticated
-        };
-        (code, format!("{e} ({})", e.code()))
-    })?;
+    // Staff signed in at the clinic's identity provider present its token here too.
+    let guards = crate::identity::guards(state);
+    let idp = guards.jwks.is_some() && crate::identity::oidc::Jwks::claims_token(&token);
+    let claims = if let (true, Some(jwks)) = (idp, &guards.jwks) {
+        crate::http::auth::idp_staff(state, jwks, &token)
+            .await
+            .map_err(|e| {
+                (
+                    ErrorCode::Unauthenticated,
+                    format!("{} ({})", e.message, e.code),
+                )
+            })?
+            .claims
+    } else {
+        state.keys.verify(&token).map_err(|e| {
+            let code = if e == TokenError::Expired {
+                ErrorCode::TokenExpired
+            } else {
+                ErrorCode::Unauthenticated
+            };
+            (code, format!("{e} ({})", e.code()))
+        })?
+    };
     let participant = claims.participant().ok_or((
         ErrorCode::Unauthenticated,
         "token subject is not a participant".to_owned(),
     ))?;
     let (member, rooms) =
-        crate::identity::access::member_for(state, &claims, participant.clone()).await?;
+        crate::identity::access::member_for(state, &claims, participant.clone(), idp).await?;
 
     let resume_token = crate::ids::random_id();
     if let Some(old) = state.live.attach(&participant, outbox.clone()) {
