@@ -171,6 +171,52 @@ async fn write_history(durable: Arc<dyn DurableStore>, mut rx: mpsc::Receiver<Tr
     }
 }
 
+/// Patients who never connected within their appointment window are no-shows: a
+/// patient link that expired unused, whose visit never started, gets a `no_show`
+/// history entry (at the link's expiry), so the no-show rate counts them.
+pub async fn sweep_no_shows(
+    durable: &dyn DurableStore,
+    now: i64,
+) -> Result<usize, durable::DurableError> {
+    let mut marked = 0;
+    for link in durable.list_links(None).await? {
+        let unused = link.first_used_at.is_none() && !link.revoked;
+        if link.kind != durable::LinkKind::Patient || !unused || link.expires_at > now {
+            continue;
+        }
+        if durable.visit(&link.visit).await?.is_some() {
+            continue;
+        }
+        durable
+            .record_visit_event(VisitEvent {
+                visit: link.visit.clone(),
+                room: link.room.clone(),
+                state: crate::visit::VisitState::NoShow,
+                at: link.expires_at,
+                actor: Some("system".into()),
+                physician: None,
+                patient_ref: link.patient_ref.clone(),
+            })
+            .await?;
+        marked += 1;
+    }
+    Ok(marked)
+}
+
+async fn no_show_sweeper(durable: Arc<dyn DurableStore>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) =
+            sweep_no_shows(durable.as_ref(), chrono::Utc::now().timestamp_millis()).await
+        {
+            tracing::warn!(error = %e, "no-show sweep failed; will retry");
+        }
+    }
+}
+
 /// Build the server's state from settings: data dir, secrets, stores.
 pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let dir = &settings.server.data_dir;
@@ -218,6 +264,8 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
             Arc::new(RedisLive::connect(&settings, rooms, effects, timing).await?)
         }
     };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(no_show_sweeper(durable.clone(), shutdown.clone()));
     Ok(AppState {
         connection_slots: Arc::new(Semaphore::new(settings.signalling.max_connections)),
         ice,
@@ -229,7 +277,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         durable,
         live,
         metrics,
-        shutdown: CancellationToken::new(),
+        shutdown,
     })
 }
 

@@ -116,3 +116,62 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
         200
     );
 }
+
+/// A patient who never connects within the appointment window is a no-show in the
+/// history (and the no-show rate), not silently forgotten.
+#[tokio::test]
+async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
+    let app = TestApp::spawn().await;
+    let doc = app.physician("Dr Grey").await;
+    let room = app
+        .room("Room", examroom::visit::RoomKind::Physician, &[&doc])
+        .await;
+    let doc_t = app.staff_token(&doc, vec![Role::Physician]).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let missed = app
+        .mint_link(&doc_t, json!({"room": room.id, "expires_at": now + 1000}))
+        .await;
+    let came = app
+        .mint_link(&doc_t, json!({"room": room.id, "expires_at": now + 1000}))
+        .await;
+    let (s, joined) = app
+        .redeem(
+            came["code"].as_str().unwrap(),
+            "device-of-the-patient-who-came",
+        )
+        .await;
+    assert_eq!(s, 200, "{joined}");
+    let mut c = app.join(joined["token"].as_str().unwrap()).await;
+    c.expect("waiting").await;
+
+    // Before the window closes nothing is marked.
+    assert_eq!(
+        examroom::app::sweep_no_shows(app.state.durable.as_ref(), now)
+            .await
+            .unwrap(),
+        0
+    );
+    let after = now + 2000;
+    assert_eq!(
+        examroom::app::sweep_no_shows(app.state.durable.as_ref(), after)
+            .await
+            .unwrap(),
+        1
+    );
+    let visit = examroom::ids::VisitId::parse(missed["visit"].as_str().unwrap()).unwrap();
+    let r = app
+        .state
+        .durable
+        .visit(&visit)
+        .await
+        .unwrap()
+        .expect("a history entry");
+    assert_eq!(r.outcome, Some(examroom::visit::VisitState::NoShow));
+    // Idempotent: a second sweep marks nothing new.
+    assert_eq!(
+        examroom::app::sweep_no_shows(app.state.durable.as_ref(), after)
+            .await
+            .unwrap(),
+        0
+    );
+}
