@@ -240,12 +240,8 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
             .map_err(|e| StartError::Records(e.to_string()))?,
     );
     let ice = IceConfig::from_settings(&settings.ice);
-    // The check peer needs no TURN allocation of its own.
-    let check_ice = IceConfig::from_settings(&crate::config::IceSettings {
-        turn_urls: Vec::new(),
-        ..settings.ice.clone()
-    });
-    let checks = CheckService::new(&settings.media, check_ice);
+    // CheckService gives its peer only the STUN servers (no TURN allocation of its own).
+    let checks = CheckService::new(&settings.media, ice.clone());
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
         history: history_tx,
