@@ -3,6 +3,7 @@
 
 use crate::config::{LiveBackend, Secret, Settings};
 use crate::durable::{self, DurableStore, VisitEvent};
+use crate::history::HistoryWriter;
 use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{ParticipantId, PatientRef, RoomId};
@@ -20,7 +21,7 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,8 @@ pub struct AppState {
     pub checks: CheckService,
     /// Patient-record summaries, prefetched when a patient starts waiting.
     pub records: Arc<PanelCache>,
+    /// Failure limits (sign-in, join codes) and the identity provider's key cache.
+    pub guards: Arc<crate::identity::Guards>,
     /// The key examroom signs SMART Backend Services assertions with (public part at
     /// `/.well-known/jwks.json`, so the EHR can register it).
     pub client_key: Arc<ClientKey>,
@@ -122,53 +125,34 @@ impl RoomLoader for DurableRooms {
     }
 }
 
-/// What room outputs cause besides deliveries: ordered history writes, metrics, prefetch.
+/// What room outputs cause besides deliveries: history (written before the room
+/// sends anything), metrics, prefetch.
 struct NodeEffects {
     metrics: Arc<Metrics>,
-    history: mpsc::Sender<Transition>,
+    history: HistoryWriter,
     records: Arc<PanelCache>,
 }
 
+#[async_trait]
 impl Effects for NodeEffects {
-    fn record(&self, t: Transition) {
+    async fn record(&self, t: Transition) {
         self.metrics.transition(t.state);
-        if self.history.try_send(t).is_err() {
-            tracing::error!("visit history queue is full; a transition was not recorded");
-        }
+        self.history
+            .record(VisitEvent {
+                visit: t.visit,
+                room: t.room,
+                state: t.state,
+                at: t.at,
+                actor: Some(t.actor),
+                physician: t.physician,
+                patient_ref: t.patient_ref,
+            })
+            .await;
     }
     fn prefetch(&self, patient: PatientRef) {
         self.records.prefetch(&patient);
     }
     fn delivered(&self, _msg: &ServerMsg) {}
-}
-
-/// One writer keeps each visit's transitions in order; a failing database is retried.
-async fn write_history(durable: Arc<dyn DurableStore>, mut rx: mpsc::Receiver<Transition>) {
-    while let Some(t) = rx.recv().await {
-        let ev = VisitEvent {
-            visit: t.visit,
-            room: t.room,
-            state: t.state,
-            at: t.at,
-            actor: Some(t.actor),
-            physician: t.physician,
-            patient_ref: t.patient_ref,
-        };
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=8 {
-            match durable.record_visit_event(ev.clone()).await {
-                Ok(()) => break,
-                Err(e) if attempt < 8 => {
-                    tracing::warn!(error = %e, attempt, "recording visit history failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, visit = %ev.visit, "visit history transition lost")
-                }
-            }
-        }
-    }
 }
 
 /// Patients who never connected within their appointment window are no-shows: a
@@ -227,8 +211,6 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let keys = TokenKeys::new(&token_secret(&settings)?);
     let durable = durable::open(&settings).await?;
     let metrics = Arc::new(Metrics::new());
-    let (history_tx, history_rx) = mpsc::channel(10_000);
-    tokio::spawn(write_history(durable.clone(), history_rx));
     let source = crate::records::open(&settings)
         .await
         .map_err(|e| StartError::Records(e.to_string()))?;
@@ -244,7 +226,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let checks = CheckService::new(&settings.media, ice.clone());
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
-        history: history_tx,
+        history: HistoryWriter::start(durable.clone()),
         records: records.clone(),
     });
     let timing = Timing {
@@ -262,7 +244,12 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(no_show_sweeper(durable.clone(), shutdown.clone()));
+    let guards = Arc::new(crate::identity::Guards::new(
+        &settings.identity,
+        live.counters(),
+    ));
     Ok(AppState {
+        guards,
         connection_slots: Arc::new(Semaphore::new(settings.signalling.max_connections)),
         ice,
         checks,

@@ -10,6 +10,7 @@
 //! - [`identity`]: roles, tokens, who may be where.
 //! - [`live`]: what is happening now — presence, room ownership, delivery (memory | Redis).
 //! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
+//! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod durable;
+pub mod history;
 pub mod http;
 pub mod ice;
 pub mod identity;

@@ -75,7 +75,7 @@ impl FromRequestParts<AppState> for StaffAuth {
             (None, Some(c)) => (c, true),
             (None, None) => return Err(ApiError::unauthorized("no_credentials", "sign in first")),
         };
-        let guards = crate::identity::guards(state);
+        let guards = &state.guards;
         if let (Some(jwks), false) = (&guards.jwks, by_cookie)
             && Jwks::claims_token(token)
         {

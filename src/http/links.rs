@@ -18,7 +18,6 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::Instant;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -255,9 +254,8 @@ async fn redeem(
     client: Client,
     Json(r): Json<Redeem>,
 ) -> Result<Response, ApiError> {
-    let guards = crate::identity::guards(&state);
     let ip_key = client.ip.to_string();
-    if let Some(wait) = guards.join_ip.blocked(&ip_key, Instant::now()) {
+    if let Some(wait) = state.guards.join_ip.blocked(&ip_key).await {
         tracing::warn!(ip = %client.ip, "join refused: rate limited");
         let secs = wait.as_secs().max(1);
         let mut resp = ApiError::new(
@@ -280,7 +278,7 @@ async fn redeem(
     let link = match state.durable.link_by_code_hash(&hash_secret(&code)).await? {
         Some(l) => l,
         None => {
-            guards.join_ip.fail(&ip_key, Instant::now());
+            state.guards.join_ip.fail(&ip_key).await;
             // The code itself is a secret: never logged.
             tracing::warn!(ip = %client.ip, "join refused: unknown link");
             return Err(ApiError::new(

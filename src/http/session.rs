@@ -19,7 +19,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::Instant;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,16 +55,14 @@ async fn sign_in(
     client: Client,
     Json(body): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    let guards = crate::identity::guards(&state);
+    let guards = &state.guards;
     let email_key = body.email.trim().to_lowercase();
     let ip_key = client.ip.to_string();
-    let now = Instant::now();
-    let blocked = guards
-        .sign_in_ip
-        .blocked(&ip_key, now)
-        .into_iter()
-        .chain(guards.sign_in_email.blocked(&email_key, now))
-        .max();
+    let (by_ip, by_email) = tokio::join!(
+        guards.sign_in_ip.blocked(&ip_key),
+        guards.sign_in_email.blocked(&email_key)
+    );
+    let blocked = by_ip.into_iter().chain(by_email).max();
     if let Some(wait) = blocked {
         tracing::warn!(ip = %client.ip, email = %email_key, "sign-in refused: rate limited");
         return Ok(rate_limited(wait));
@@ -77,8 +74,10 @@ async fn sign_in(
         .await
         .map_err(ApiError::internal)?;
     let Some(account) = account.filter(|_| ok) else {
-        guards.sign_in_ip.fail(&ip_key, now);
-        guards.sign_in_email.fail(&email_key, now);
+        tokio::join!(
+            guards.sign_in_ip.fail(&ip_key),
+            guards.sign_in_email.fail(&email_key)
+        );
         tracing::warn!(ip = %client.ip, email = %email_key, "sign-in failed: bad credentials");
         return Err(ApiError::unauthorized(
             "bad_credentials",
@@ -92,7 +91,7 @@ async fn sign_in(
             "this account is deactivated",
         ));
     }
-    guards.sign_in_email.clear(&email_key);
+    guards.sign_in_email.clear(&email_key).await;
     tracing::info!(ip = %client.ip, staff = %account.id, "signed in");
     start_session(&state, &account, client).await
 }

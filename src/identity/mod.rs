@@ -15,7 +15,10 @@ pub mod token;
 
 pub use token::{Claims, TokenError, TokenKeys};
 
+use crate::live::Counters;
+use ratelimit::Limiter;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -47,15 +50,15 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
-/// Per-server identity state that is not configuration: failure counters and the
-/// identity provider's key cache.
+/// Per-server identity state that is not configuration: failure limits (counted
+/// cluster-wide when the live store is Redis) and the identity provider's key cache.
 pub struct Guards {
     /// Failed sign-ins per client IP.
-    pub sign_in_ip: ratelimit::Limiter,
+    pub sign_in_ip: Limiter,
     /// Failed sign-ins per email (lower-cased).
-    pub sign_in_email: ratelimit::Limiter,
+    pub sign_in_email: Limiter,
     /// Failed join-code redemptions per client IP.
-    pub join_ip: ratelimit::Limiter,
+    pub join_ip: Limiter,
     pub jwks: Option<oidc::Jwks>,
 }
 
@@ -66,27 +69,25 @@ pub const SIGN_IN_FAILURES_PER_IP: u32 = 20;
 /// Failed join-code redemptions allowed per client IP per minute.
 pub const JOIN_FAILURES_PER_IP: u32 = 10;
 
-/// The guards of the server `state` belongs to.
-///
-/// `AppState` has no slot for them (it is wired in `app.rs`), so they live in a
-/// registry keyed by the server's data directory: one set per server, also when tests
-/// run several servers in one process. Moving them into `AppState` is a one-line change.
-pub fn guards(state: &crate::app::AppState) -> std::sync::Arc<Guards> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    static ALL: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<Guards>>>> = OnceLock::new();
-    let minute = std::time::Duration::from_secs(60);
-    ALL.get_or_init(Default::default)
-        .lock()
-        .expect("poisoned")
-        .entry(state.settings.server.data_dir.clone())
-        .or_insert_with(|| {
-            Arc::new(Guards {
-                sign_in_ip: ratelimit::Limiter::new(SIGN_IN_FAILURES_PER_IP, minute),
-                sign_in_email: ratelimit::Limiter::new(SIGN_IN_FAILURES_PER_EMAIL, minute),
-                join_ip: ratelimit::Limiter::new(JOIN_FAILURES_PER_IP, minute),
-                jwks: oidc::Jwks::from_settings(&state.settings.identity),
-            })
-        })
-        .clone()
+impl Guards {
+    /// Failure limits counted in `counters` (the live store's: cluster-wide with Redis).
+    pub fn new(settings: &crate::config::IdentitySettings, counters: Arc<dyn Counters>) -> Self {
+        let minute = std::time::Duration::from_secs(60);
+        Guards {
+            sign_in_ip: Limiter::new(
+                "sign-in-ip",
+                SIGN_IN_FAILURES_PER_IP,
+                minute,
+                counters.clone(),
+            ),
+            sign_in_email: Limiter::new(
+                "sign-in-email",
+                SIGN_IN_FAILURES_PER_EMAIL,
+                minute,
+                counters.clone(),
+            ),
+            join_ip: Limiter::new("join-ip", JOIN_FAILURES_PER_IP, minute, counters),
+            jwks: oidc::Jwks::from_settings(settings),
+        }
+    }
 }

@@ -1,72 +1,73 @@
-//! Failure counters in fixed windows: sign-in per client IP and per email, join-code
-//! redemption per IP. In-process (one node): with several nodes behind a balancer each
-//! node counts on its own, which still bounds guessing to nodes × limit per window.
+//! Failure limits in fixed windows: sign-in per client IP and per email, join-code
+//! redemption per IP. Counted in the live store's [`Counters`], so with several nodes
+//! every node sees the same count (a guesser gains nothing by spreading over nodes).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// Entries above this many are pruned of expired windows on the next failure.
-const PRUNE_ABOVE: usize = 10_000;
+use crate::live::Counters;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Limiter {
+    /// Keeps the limits' keys apart in the shared counters.
+    scope: &'static str,
     max_failures: u32,
     window: Duration,
-    // std Mutex: held for a map lookup only, never across an await.
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+    counters: Arc<dyn Counters>,
 }
 
 impl Limiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    pub fn new(
+        scope: &'static str,
+        max_failures: u32,
+        window: Duration,
+        counters: Arc<dyn Counters>,
+    ) -> Self {
         Self {
+            scope,
             max_failures,
             window,
-            failures: Mutex::new(HashMap::new()),
+            counters,
         }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.scope)
     }
 
     /// `Some(retry_after)` when `key` has used up its failures in the current window.
-    pub fn blocked(&self, key: &str, now: Instant) -> Option<Duration> {
-        let map = self.failures.lock().expect("poisoned");
-        let (start, n) = map.get(key)?;
-        let end = *start + self.window;
-        (now < end && *n >= self.max_failures).then(|| end - now)
+    pub async fn blocked(&self, key: &str) -> Option<Duration> {
+        let (n, left) = self.counters.current(&self.key(key)).await?;
+        (n >= self.max_failures).then_some(left)
     }
 
-    pub fn fail(&self, key: &str, now: Instant) {
-        let mut map = self.failures.lock().expect("poisoned");
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, (start, _)| now < *start + self.window);
-        }
-        let e = map.entry(key.to_owned()).or_insert((now, 0));
-        if now >= e.0 + self.window {
-            *e = (now, 0);
-        }
-        e.1 += 1;
+    pub async fn fail(&self, key: &str) {
+        self.counters.fail(&self.key(key), self.window).await;
     }
 
-    pub fn clear(&self, key: &str) {
-        self.failures.lock().expect("poisoned").remove(key);
+    pub async fn clear(&self, key: &str) {
+        self.counters.clear(&self.key(key)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::counters::LocalCounters;
 
-    #[test]
-    fn blocks_after_max_failures_until_the_window_ends() {
-        let l = Limiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
+    #[tokio::test]
+    async fn blocks_after_max_failures_and_scopes_do_not_mix() {
+        let shared: Arc<dyn Counters> = Arc::new(LocalCounters::default());
+        let minute = Duration::from_secs(60);
+        let by_ip = Limiter::new("ip", 3, minute, shared.clone());
+        let by_email = Limiter::new("email", 3, minute, shared);
         for _ in 0..3 {
-            assert!(l.blocked("a", t0).is_none());
-            l.fail("a", t0);
+            assert!(by_ip.blocked("a").await.is_none());
+            by_ip.fail("a").await;
         }
-        let wait = l.blocked("a", t0).expect("blocked");
-        assert!(wait <= Duration::from_secs(60));
-        assert!(l.blocked("b", t0).is_none());
-        assert!(l.blocked("a", t0 + Duration::from_secs(61)).is_none());
-        l.clear("a");
-        assert!(l.blocked("a", t0).is_none());
+        let wait = by_ip.blocked("a").await.expect("blocked");
+        assert!(wait <= minute);
+        assert!(by_ip.blocked("b").await.is_none());
+        assert!(by_email.blocked("a").await.is_none());
+        by_ip.clear("a").await;
+        assert!(by_ip.blocked("a").await.is_none());
     }
 }

@@ -1,7 +1,8 @@
 //! In-process live state: one task per active room owns its [`Room`] state machine;
 //! a map from participant to outbox delivers what it says.
 
-use super::{Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
+use super::counters::LocalCounters;
+use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
 use crate::visit::room::{Input, Output, Room, Timing};
 use crate::visit::{RoomConfig, VisitState};
@@ -33,6 +34,7 @@ struct Inner {
 
 pub struct MemoryLive {
     inner: Arc<Inner>,
+    counters: Arc<LocalCounters>,
 }
 
 impl Inner {
@@ -93,6 +95,7 @@ impl MemoryLive {
                 effects,
                 timing,
             }),
+            counters: Arc::default(),
         }
     }
 }
@@ -125,7 +128,7 @@ async fn run_room(mut room: Room, mut rx: mpsc::Receiver<RoomCmd>, inner: Arc<In
                 out
             }
         };
-        dispatch(&inner, outputs);
+        dispatch(&inner, outputs).await;
         inner
             .visit_counts
             .lock()
@@ -167,7 +170,8 @@ fn resubmit(
     })
 }
 
-fn dispatch(inner: &Inner, outputs: Vec<Output>) {
+async fn dispatch(inner: &Inner, outputs: Vec<Output>) {
+    let outputs = super::record_first(inner.effects.as_ref(), outputs).await;
     for out in outputs {
         match out {
             Output::Send { to, msg } => {
@@ -183,7 +187,7 @@ fn dispatch(inner: &Inner, outputs: Vec<Output>) {
                     o.push(Outgoing::Close(Box::new(msg)));
                 }
             }
-            Output::Record(t) => inner.effects.record(t),
+            Output::Record(_) => unreachable!("recorded first"),
             Output::Prefetch { patient } => inner.effects.prefetch(patient),
         }
     }
@@ -234,6 +238,10 @@ impl Live for MemoryLive {
 
     async fn ready(&self) -> Result<(), LiveError> {
         Ok(())
+    }
+
+    fn counters(&self) -> Arc<dyn Counters> {
+        self.counters.clone()
     }
 
     fn stats(&self) -> LiveStats {

@@ -4,15 +4,18 @@
 //! nodes (`docs/deploy.md`, "Several nodes").
 //! The signalling code only sees [`Live`].
 
+pub mod counters;
 pub mod memory;
 pub mod redis;
 
 use crate::ids::{ParticipantId, PatientRef, RoomId};
 use crate::protocol::ServerMsg;
-use crate::visit::room::{Input, Transition};
+use crate::visit::room::{Input, Output, Transition};
 use crate::visit::{RoomConfig, VisitState};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -58,8 +61,11 @@ impl Outbox {
 }
 
 /// Side effects of room outputs that are not deliveries: history and prefetch.
+#[async_trait]
 pub trait Effects: Send + Sync + 'static {
-    fn record(&self, t: Transition);
+    /// Returns once the transition is in the history (or queued there for retry): the
+    /// room waits for it before sending anything, see [`record_first`].
+    async fn record(&self, t: Transition);
     fn prefetch(&self, patient: PatientRef);
     /// A relayed or sent message, for metrics.
     fn delivered(&self, msg: &ServerMsg);
@@ -94,7 +100,39 @@ pub trait Live: Send + Sync + 'static {
     /// Ready to take visits (its backing store reachable).
     async fn ready(&self) -> Result<(), LiveError>;
     fn stats(&self) -> LiveStats;
+    /// Failure counters as wide as this store: this node's, or the cluster's.
+    fn counters(&self) -> Arc<dyn Counters>;
     /// The server is stopping and its connections are closed: hand what this node
     /// owns to the others (the Redis store snapshots and releases its rooms).
     async fn drain(&self) {}
+}
+
+/// Records a batch's transitions before anything of the batch is sent, so nothing a
+/// participant is told happened can be missing from the history if the node dies the
+/// next instant. Returns the rest, in order. Transitions are rare (a few per visit);
+/// relays carry none and pay nothing.
+pub(crate) async fn record_first(effects: &dyn Effects, outputs: Vec<Output>) -> Vec<Output> {
+    if !outputs.iter().any(|o| matches!(o, Output::Record(_))) {
+        return outputs;
+    }
+    let mut rest = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        match out {
+            Output::Record(t) => effects.record(t).await,
+            other => rest.push(other),
+        }
+    }
+    rest
+}
+
+/// Failure counters in fixed windows, shared by every node that shares the live store:
+/// sign-in and join-code guessing are limited per cluster, not per node
+/// (`identity::ratelimit` gives them meaning).
+#[async_trait]
+pub trait Counters: Send + Sync + 'static {
+    /// Count one failure of `key`; its window opens at its first failure.
+    async fn fail(&self, key: &str, window: Duration);
+    /// Failures of `key` in its open window and the time left in it.
+    async fn current(&self, key: &str) -> Option<(u32, Duration)>;
+    async fn clear(&self, key: &str);
 }

@@ -17,10 +17,11 @@
 //! (renewals and snapshot writes run beside it), so a Redis outage does not stall rooms
 //! whose participants are all on this node; every Redis call has `redis.timeout_ms`.
 
+mod counters;
 mod scripts;
 
 use super::memory::now_ms;
-use super::{Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
+use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::{ErrorCode, ServerMsg};
@@ -141,6 +142,7 @@ struct Inner {
 /// Live state in Redis, for several nodes behind one load balancer.
 pub struct RedisLive {
     inner: Arc<Inner>,
+    counters: Arc<counters::RedisCounters>,
     stop: CancellationToken,
 }
 
@@ -211,7 +213,12 @@ impl RedisLive {
         // Listen before taking any room, or the first forwarded inputs would be lost.
         let _ = tokio::time::timeout(timeout, ready_rx).await;
         tracing::info!(node = %inner.node, "live state in Redis");
-        Ok(Self { inner, stop })
+        let counters = Arc::new(counters::RedisCounters::new(inner.clone()));
+        Ok(Self {
+            inner,
+            counters,
+            stop,
+        })
     }
 
     /// This node's id in Redis keys and channels (random per process).
@@ -420,15 +427,35 @@ impl Inner {
     }
 
     /// Send room outputs: to local outboxes directly, to other nodes through the publisher.
+    /// A batch that changes a visit's state is made durable before anyone hears of it:
+    /// its transitions go to the history, then the room's snapshot to Redis (skipped
+    /// while Redis is away, so an outage costs no waiting), then the batch is sent. A node
+    /// killed the next instant leaves a successor that knows what the participants know.
+    async fn commit(
+        &self,
+        room: &Room,
+        lease: &tokio::sync::Mutex<Lease>,
+        redis_ok: &AtomicBool,
+        outputs: Vec<Output>,
+    ) {
+        let changed = outputs.iter().any(|o| matches!(o, Output::Record(_)));
+        let outputs = super::record_first(self.effects.as_ref(), outputs).await;
+        if changed && redis_ok.load(Ordering::Acquire) {
+            let snap = snapshot(room, self);
+            let l = lease.lock().await;
+            if let Err(e) = self.write_snapshot(room.id(), &l, &snap).await {
+                tracing::warn!(room = %room.id(), error = %e, "room snapshot not written before sending; the keeper retries");
+            }
+        }
+        self.dispatch(outputs);
+    }
+
     fn dispatch(&self, outputs: Vec<Output>) {
         for out in outputs {
             let (to, close, msg) = match out {
                 Output::Send { to, msg } => (to, false, msg),
                 Output::Close { who, msg } => (who, true, msg),
-                Output::Record(t) => {
-                    self.effects.record(t);
-                    continue;
-                }
+                Output::Record(_) => unreachable!("recorded first"),
                 Output::Prefetch { patient } => {
                     self.effects.prefetch(patient);
                     continue;
@@ -593,6 +620,7 @@ async fn keep_lease(
     room: RoomId,
     lease: Arc<tokio::sync::Mutex<Lease>>,
     mut snaps: watch::Receiver<Snapshot>,
+    redis_ok: Arc<AtomicBool>,
     lost: CancellationToken,
     stop: CancellationToken,
 ) {
@@ -614,6 +642,7 @@ async fn keep_lease(
                             tracing::info!(room = %room, "Redis is back; room lease renewed");
                         }
                         healthy = true;
+                        redis_ok.store(true, Ordering::Release);
                         // A restarted Redis may have lost the snapshot: write it again.
                         written = Snapshot::default();
                     }
@@ -623,6 +652,7 @@ async fn keep_lease(
                             tracing::warn!(room = %room, "Redis unreachable; serving this room from memory");
                         }
                         healthy = false;
+                        redis_ok.store(false, Ordering::Release);
                         continue;
                     }
                 }
@@ -650,6 +680,7 @@ async fn keep_lease(
             Err(e) => {
                 tracing::warn!(room = %room, error = %e, "room snapshot not written; will retry");
                 healthy = false;
+                redis_ok.store(false, Ordering::Release);
             }
         }
     }
@@ -668,11 +699,13 @@ async fn run_room(
     let lost = CancellationToken::new();
     let stop = CancellationToken::new();
     let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
+    let redis_ok = Arc::new(AtomicBool::new(true));
     tokio::spawn(keep_lease(
         inner.clone(),
         id.clone(),
         lease.clone(),
         snap_rx,
+        redis_ok.clone(),
         lost.clone(),
         stop.clone(),
     ));
@@ -681,7 +714,7 @@ async fn run_room(
     let mut idle_since: Option<tokio::time::Instant> = None;
     for input in first {
         let out = room.handle(input, now_ms());
-        inner.dispatch(out);
+        inner.commit(&room, &lease, &redis_ok, out).await;
     }
     let _ = snap_tx.send(snapshot(&room, &inner));
     let mut drained: Option<oneshot::Sender<()>> = None;
@@ -705,7 +738,7 @@ async fn run_room(
                     let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= IDLE_ROOM && rx.is_empty() {
                         idle = true;
-                        inner.dispatch(out);
+                        inner.commit(&room, &lease, &redis_ok, out).await;
                         break;
                     }
                 } else {
@@ -714,7 +747,7 @@ async fn run_room(
                 out
             }
         };
-        inner.dispatch(outputs);
+        inner.commit(&room, &lease, &redis_ok, outputs).await;
         inner
             .visit_counts
             .lock()
@@ -1033,6 +1066,10 @@ impl Live for RedisLive {
             participants: self.inner.outboxes.lock().expect("poisoned").len(),
             visits,
         }
+    }
+
+    fn counters(&self) -> Arc<dyn Counters> {
+        self.counters.clone()
     }
 
     async fn drain(&self) {

@@ -377,7 +377,7 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
         ));
     }
     // Staff signed in at the clinic's identity provider present its token here too.
-    let guards = crate::identity::guards(state);
+    let guards = &state.guards;
     let idp = guards.jwks.is_some() && crate::identity::oidc::Jwks::claims_token(&token);
     let claims = if let (true, Some(jwks)) = (idp, &guards.jwks) {
         crate::http::auth::idp_staff(state, jwks, &token)

@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use examroom::config::{Secret, Settings};
-use examroom::durable::{DurableStore, NewRoom, NewSession, NewStaff};
+use examroom::durable::{DurableStore, LinkKind, NewLink, NewRoom, NewSession, NewStaff};
 use examroom::identity::token::NewToken;
 use examroom::identity::{Role, TokenKeys};
-use examroom::ids::{ParticipantId, RoomId, StaffId, VisitId};
+use examroom::ids::{LinkId, ParticipantId, RoomId, StaffId, VisitId};
 use examroom::visit::{RoomConfig, RoomKind};
 use sqlx::Connection;
 use std::process::{Child, Command, Stdio};
@@ -110,6 +110,17 @@ impl Node {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+    /// POST a JSON body; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("node answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
     }
     pub async fn join(&self, token: &str) -> Client {
         let mut c = Client::connect(&format!("ws://127.0.0.1:{}/ws", self.port)).await;
@@ -267,6 +278,48 @@ impl Cluster {
             },
             now,
         )
+    }
+
+    /// A staff account that signs in with `password`.
+    pub async fn staff_with_password(&self, email: &str, password: &str) -> StaffId {
+        self.store
+            .create_staff(NewStaff {
+                email: email.into(),
+                name: "Front desk".into(),
+                roles: vec![Role::Physician],
+                password_hash: Some(examroom::identity::password::hash(password)),
+                languages: vec!["en".into()],
+                gender: None,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A patient join link for `room`: its secret code and visit.
+    pub async fn patient_link(&self, room: &RoomId, by: &StaffId) -> (String, VisitId) {
+        let code = examroom::identity::links::new_code();
+        let now = chrono::Utc::now().timestamp_millis();
+        let link = self
+            .store
+            .create_link(NewLink {
+                id: LinkId::new(),
+                code_hash: examroom::identity::hash_secret(&code),
+                kind: LinkKind::Patient,
+                room: room.clone(),
+                visit: VisitId::new(),
+                patient_name: Some("Ana".into()),
+                patient_ref: None,
+                reason: None,
+                lang: None,
+                not_before: None,
+                expires_at: now + 3_600_000,
+                created_by: by.clone(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        (code, link.visit)
     }
 
     pub fn patient_token(&self, room: &RoomId, name: &str) -> (String, ParticipantId, VisitId) {

@@ -70,3 +70,17 @@ local node = redis.call('GET', KEYS[1])
 if not node then return -1 end
 return redis.call('PUBLISH', ARGV[1] .. node, ARGV[2])
 "#;
+
+/// KEYS: failure counter. ARGV: window ms. Counts one failure; the first opens the window.
+pub const FAIL: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"#;
+
+/// KEYS: failure counter. Returns `{failures, ms left}`, `{0, 0}` when no window is open.
+pub const FAILURES: &str = r#"
+local n = redis.call('GET', KEYS[1])
+if not n then return {0, 0} end
+return {tonumber(n), redis.call('PTTL', KEYS[1])}
+"#;

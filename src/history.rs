@@ -1,0 +1,100 @@
+//! The visit history writer: every transition a room makes goes to the durable store
+//! *before* the room sends what the transition causes (`live::record_first`), so
+//! whatever a patient or physician was told happened is in the history even if this
+//! node is killed the next instant (`docs/deploy.md`, "Node failure").
+//!
+//! Invariant: a visit's transitions are written in the order they were made. While the
+//! database answers, each is written directly (bounded by [`DIRECT_WAIT`]); once a write
+//! fails or times out, it and every later one go through one retrying queue until that
+//! queue is empty again, so a slow database costs one bounded stall, not one per visit.
+
+use crate::durable::{DurableError, DurableStore, VisitEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a room waits for the database before it carries on and queues the write.
+pub const DIRECT_WAIT: Duration = Duration::from_secs(2);
+/// Transitions held for retry while the database is away.
+const BACKLOG: usize = 10_000;
+/// Attempts for errors other than an unreachable database (which is waited out).
+const ATTEMPTS: u32 = 8;
+
+pub struct HistoryWriter {
+    durable: Arc<dyn DurableStore>,
+    backlog: mpsc::Sender<VisitEvent>,
+    /// Transitions queued or being retried; while non-zero, new ones queue behind them.
+    queued: Arc<AtomicUsize>,
+}
+
+impl HistoryWriter {
+    /// Starts the retry task; it ends when the writer is dropped.
+    pub fn start(durable: Arc<dyn DurableStore>) -> Self {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(retry(durable.clone(), rx, queued.clone()));
+        HistoryWriter {
+            durable,
+            backlog: tx,
+            queued,
+        }
+    }
+
+    /// Returns once the transition is stored, or (database failing) queued for retry.
+    pub async fn record(&self, ev: VisitEvent) {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            match tokio::time::timeout(DIRECT_WAIT, self.durable.record_visit_event(ev.clone()))
+                .await
+            {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "recording visit history failed; queued for retry")
+                }
+                Err(_) => tracing::warn!(
+                    "recording visit history took over {DIRECT_WAIT:?}; queued for retry"
+                ),
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.backlog.try_send(ev).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!("visit history queue is full; a transition was not recorded");
+        }
+    }
+}
+
+/// Writes queued transitions in order; the store's writes are idempotent, so a write
+/// that timed out above but did land is harmless to repeat.
+async fn retry(
+    durable: Arc<dyn DurableStore>,
+    mut rx: mpsc::Receiver<VisitEvent>,
+    queued: Arc<AtomicUsize>,
+) {
+    while let Some(ev) = rx.recv().await {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match durable.record_visit_event(ev.clone()).await {
+                Ok(()) => break,
+                // A database that is away is waited for, however long: the queue holds.
+                Err(e @ DurableError::Unavailable(_)) => {
+                    if attempt == 1 || attempt % 20 == 0 {
+                        tracing::warn!(error = %e, attempt, "database away; visit history waits");
+                    }
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "recording visit history failed; retrying")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, visit = %ev.visit, "visit history transition lost");
+                    break;
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
