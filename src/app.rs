@@ -53,8 +53,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Fires once when the server starts shutting down.
     pub shutdown: CancellationToken,
-    /// Caps open WebSocket connections (`signalling.max_connections`).
+    /// Caps open WebSocket connections: `signalling.max_connections`, or fewer when the
+    /// process may not open that many files ([`connection_limit`]).
     pub connection_slots: Arc<Semaphore>,
+    /// The cap `connection_slots` started with.
+    pub connection_limit: usize,
     /// STUN/TURN servers; mints short-lived TURN credentials per participant.
     pub ice: IceConfig,
     /// Server-side WebRTC peers for pre-call connection checks.
@@ -248,9 +251,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         &settings.identity,
         live.counters(),
     ));
+    let limit = connection_limit(settings.signalling.max_connections);
     Ok(AppState {
         guards,
-        connection_slots: Arc::new(Semaphore::new(settings.signalling.max_connections)),
+        connection_slots: Arc::new(Semaphore::new(limit)),
+        connection_limit: limit,
         ice,
         checks,
         records,
@@ -262,6 +267,35 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         metrics,
         shutdown,
     })
+}
+
+/// File descriptors kept for everything but WebSockets: listeners, database and Redis
+/// pools, connection-check peers' sockets, log and data files.
+const RESERVED_FDS: u64 = 512;
+
+/// Each WebSocket holds a file descriptor. A connection limit above the process's limit
+/// would fail in `accept` (EMFILE, the node unresponsive) instead of answering
+/// `server_full` and reporting itself full; so raise the soft limit towards the hard one
+/// and, if that is still short, lower the connection limit to fit (and say so).
+fn connection_limit(configured: usize) -> usize {
+    let want = configured as u64 + RESERVED_FDS;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(soft) if soft < want => {
+            let fits = soft.saturating_sub(RESERVED_FDS).max(1) as usize;
+            tracing::warn!(
+                configured,
+                open_files = soft,
+                limit = fits,
+                "signalling.max_connections is above what this process may open; raise `ulimit -n` (LimitNOFILE) to use it"
+            );
+            fits
+        }
+        Ok(_) => configured,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit; keeping signalling.max_connections");
+            configured
+        }
+    }
 }
 
 /// Serve on `listener` until `state.shutdown` fires, then drain: clients are told the

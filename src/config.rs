@@ -152,7 +152,8 @@ pub struct SignallingSettings {
     pub heartbeat_timeout_secs: u64,
     /// Seconds a new connection has to send `hello`. Default 10.
     pub hello_timeout_secs: u64,
-    /// Most WebSocket connections one node holds. Default 20000.
+    /// Most WebSocket connections one node holds (then `/readyz` says full). Default 20000;
+    /// lowered at start if the process may not open that many files.
     pub max_connections: usize,
     /// WebSocket read buffer per connection, bytes. Default 4096 (tungstenite's own is 128 KiB).
     pub read_buffer_bytes: usize,

@@ -341,6 +341,44 @@ async fn health_and_readiness_answer_json() {
 }
 
 #[tokio::test]
+async fn a_node_at_its_connection_limit_reports_itself_full_until_a_slot_frees() {
+    let app = TestApp::spawn_with(|s| s.signalling.max_connections = 2).await;
+    let doc = app.physician("Dr Grey").await;
+    let room = app
+        .room("Family medicine", RoomKind::Physician, &[&doc])
+        .await;
+    let (t1, _, _) = app.patient_token(&room.id, "Ana");
+    let (t2, _, _) = app.patient_token(&room.id, "Ben");
+    let mut ana = app.join(&t1).await;
+    ana.expect("waiting").await;
+    let r: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["connections"]["open"].as_u64()),
+        (Some("ready"), Some(1))
+    );
+    let mut ben = app.join(&t2).await;
+    ben.expect("waiting").await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let r: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["checks"]["full"].as_bool()),
+        (Some("not_ready"), Some(true))
+    );
+    assert_eq!(r["connections"], json!({"open": 2, "max": 2}));
+    drop(ben);
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.get("/readyz").await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "a closed connection gives its slot back");
+}
+
+#[tokio::test]
 async fn a_second_connection_of_the_same_participant_supersedes_the_first() {
     let app = TestApp::spawn().await;
     let (room, _doc) = clinic(&app).await;

@@ -1,4 +1,5 @@
-//! `/healthz` (the process is alive), `/readyz` (ready to take visits: stores reachable)
+//! `/healthz` (the process is alive), `/readyz` (ready to take visits: stores reachable,
+//! a free connection slot, not stopping)
 //! and `/metrics` (Prometheus).
 
 use crate::app::AppState;
@@ -34,7 +35,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Err(_) => "unavailable: timed out".to_owned(),
     };
     let shutting_down = state.shutdown.is_cancelled();
-    let ready = durable == "ok" && live == "ok" && !shutting_down;
+    // Full: every connection slot taken. A balancer that checks /readyz sends new
+    // visits elsewhere; the visits here carry on.
+    let max = state.connection_limit;
+    let free = state.connection_slots.available_permits();
+    let full = free == 0;
+    let ready = durable == "ok" && live == "ok" && !shutting_down && !full;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -42,7 +48,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "durable": durable, "live": live, "shutting_down": shutting_down },
+        "checks": { "durable": durable, "live": live, "shutting_down": shutting_down, "full": full },
+        "connections": { "open": max.saturating_sub(free), "max": max },
     });
     (status, Json(body))
 }
