@@ -12,10 +12,14 @@ use crate::durable::{DurableError, DurableStore, VisitEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// How long a room waits for the database before it carries on and queues the write.
 pub const DIRECT_WAIT: Duration = Duration::from_secs(2);
+/// Direct writes in flight at once. The database pool is small (10 PostgreSQL / 8 SQLite
+/// connections): a burst of transitions (thousands of patients arriving) must leave
+/// connections for sign-ins, `hello`s and room loads, or those time out instead.
+const WRITERS: usize = 4;
 /// Transitions held for retry while the database is away.
 const BACKLOG: usize = 10_000;
 /// Attempts for errors other than an unreachable database (which is waited out).
@@ -24,6 +28,7 @@ const ATTEMPTS: u32 = 8;
 pub struct HistoryWriter {
     durable: Arc<dyn DurableStore>,
     backlog: mpsc::Sender<VisitEvent>,
+    writers: Semaphore,
     /// Transitions queued or being retried; while non-zero, new ones queue behind them.
     queued: Arc<AtomicUsize>,
 }
@@ -37,6 +42,7 @@ impl HistoryWriter {
         HistoryWriter {
             durable,
             backlog: tx,
+            writers: Semaphore::new(WRITERS),
             queued,
         }
     }
@@ -44,9 +50,11 @@ impl HistoryWriter {
     /// Returns once the transition is stored, or (database failing) queued for retry.
     pub async fn record(&self, ev: VisitEvent) {
         if self.queued.load(Ordering::Acquire) == 0 {
-            match tokio::time::timeout(DIRECT_WAIT, self.durable.record_visit_event(ev.clone()))
-                .await
-            {
+            let write = async {
+                let _permit = self.writers.acquire().await.expect("never closed");
+                self.durable.record_visit_event(ev.clone()).await
+            };
+            match tokio::time::timeout(DIRECT_WAIT, write).await {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "recording visit history failed; queued for retry")
