@@ -78,6 +78,10 @@ struct Args {
     /// examroom: the server's data folder (fixtures are written into its store).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// examroom: the server's database when it is not the SQLite file under --data-dir
+    /// (PostgreSQL for a node of several).
+    #[arg(long, env = "EXAMROOM__DATABASE__URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// examroom: the server's token secret.
     #[arg(long, env = "EXAMROOM__IDENTITY__TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
@@ -152,6 +156,9 @@ async fn run(a: Args) -> Result<Report, String> {
                 .ok_or("EXAMROOM__IDENTITY__TOKEN_SECRET (or --token-secret) is required")?;
             let mut settings = Settings::default();
             settings.server.data_dir = dir;
+            if let Some(url) = a.database_url {
+                settings.database.url = Secret::new(url);
+            }
             let store = examroom::durable::open(&settings)
                 .await
                 .map_err(|e| format!("opening the store: {e}"))?;

@@ -69,7 +69,7 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Longest wait for all connections / visits to be set up.
     pub setup_timeout: Duration,
-    /// Connections being opened at once.
+    /// Idle connections being opened, and visits being set up, at once.
     pub connect_concurrency: usize,
     /// Client source addresses 127.0.0.1 … 127.0.0.N, so that 10k+ connections never run
     /// out of ephemeral ports towards one server port.
@@ -132,6 +132,8 @@ pub struct Report {
     pub rate_target: Option<f64>,
     pub visits_ready: usize,
     pub visits_failed: usize,
+    /// From the first visit's connect to the last visit ready (or failed).
+    pub visits_setup_secs: f64,
     /// Visits that broke after setup.
     pub visits_broken: usize,
     /// Relayed messages received by clients inside the measurement window.
@@ -402,8 +404,18 @@ fn pairs(server: Server, fixtures: &Fixtures, visits: usize) -> Vec<Pair> {
 
 /// One visit from join to end. Both connections live in this one task, so join, admit and
 /// relay latencies are taken on one clock without coordination.
-async fn visit(ctx: Arc<Ctx>, n: usize, p: Pair, phase: watch::Receiver<Phase>) {
-    let (mut doc, mut pat) = match setup(&ctx, n, &p).await {
+async fn visit(
+    ctx: Arc<Ctx>,
+    n: usize,
+    p: Pair,
+    gate: Arc<Semaphore>,
+    phase: watch::Receiver<Phase>,
+) {
+    // Only the setup is gated: visits arrive `connect_concurrency` at a time.
+    let permit = gate.acquire_owned().await;
+    let set_up = setup(&ctx, n, &p).await;
+    drop(permit);
+    let (mut doc, mut pat) = match set_up {
         Ok(x) => x,
         Err(e) => {
             ctx.failed.fetch_add(1, Relaxed);
@@ -705,17 +717,21 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
 
     // ---- visits ----
     if cfg.visits > 0 {
+        let gate = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+        let t0 = Instant::now();
         for (n, p) in pairs(target.server, &target.fixtures, cfg.visits)
             .into_iter()
             .enumerate()
         {
             // Visits are numbered after the idle connections so source addresses spread.
-            tasks.spawn(visit(ctx.clone(), cfg.idle + n, p, phase_rx.clone()));
+            let (ctx, phase) = (ctx.clone(), phase_rx.clone());
+            tasks.spawn(visit(ctx, cfg.idle + n, p, gate.clone(), phase));
         }
         until(cfg.setup_timeout, || {
             ctx.ready.load(Relaxed) + ctx.failed.load(Relaxed) >= cfg.visits
         })
         .await;
+        report.visits_setup_secs = t0.elapsed().as_secs_f64();
         report.visits_ready = ctx.ready.load(Relaxed);
         let _ = phase_tx.send(Phase::Run);
         tokio::time::sleep(cfg.warmup).await;
