@@ -431,23 +431,27 @@ impl Inner {
     /// its transitions go to the history, then the room's snapshot to Redis (skipped
     /// while Redis is away, so an outage costs no waiting), then the batch is sent. A node
     /// killed the next instant leaves a successor that knows what the participants know.
+    /// Returns the snapshot it wrote, if it wrote one.
     async fn commit(
         &self,
         room: &Room,
         lease: &tokio::sync::Mutex<Lease>,
         redis_ok: &AtomicBool,
         outputs: Vec<Output>,
-    ) {
+    ) -> Option<Snapshot> {
         let changed = outputs.iter().any(|o| matches!(o, Output::Record(_)));
         let outputs = super::record_first(self.effects.as_ref(), outputs).await;
+        let mut written = None;
         if changed && redis_ok.load(Ordering::Acquire) {
             let snap = snapshot(room, self);
             let l = lease.lock().await;
             if let Err(e) = self.write_snapshot(room.id(), &l, &snap).await {
                 tracing::warn!(room = %room.id(), error = %e, "room snapshot not written before sending; the keeper retries");
             }
+            written = Some(snap);
         }
         self.dispatch(outputs);
+        written
     }
 
     fn dispatch(&self, outputs: Vec<Output>) {
@@ -631,7 +635,6 @@ async fn keep_lease(
     let mut renew = tokio::time::interval(every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written = Snapshot::default();
-    let mut healthy = true;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -641,11 +644,9 @@ async fn keep_lease(
                 if stop.is_cancelled() { return; }
                 match inner.keep(&room, &mut l).await {
                     kept @ (Kept::Held | Kept::Retaken) => {
-                        if !healthy {
+                        if !redis_ok.swap(true, Ordering::AcqRel) {
                             tracing::info!(room = %room, "Redis is back; room lease renewed");
                         }
-                        healthy = true;
-                        redis_ok.store(true, Ordering::Release);
                         // A Redis that restarted empty lost the snapshot too: write it again.
                         // (A plain renewal rewrites nothing: at thousands of rooms per node,
                         // rewriting every snapshot each renewal cost more than the visits.)
@@ -655,18 +656,16 @@ async fn keep_lease(
                     }
                     Kept::Lost => { lost.cancel(); return; }
                     Kept::Unknown => {
-                        if healthy {
+                        if redis_ok.swap(false, Ordering::AcqRel) {
                             tracing::warn!(room = %room, "Redis unreachable; serving this room from memory");
                         }
-                        healthy = false;
-                        redis_ok.store(false, Ordering::Release);
                         continue;
                     }
                 }
             }
             r = snaps.changed() => if r.is_err() { return },
         }
-        if !healthy {
+        if !redis_ok.load(Ordering::Acquire) {
             continue;
         }
         let latest = snaps.borrow_and_update().clone();
@@ -686,7 +685,6 @@ async fn keep_lease(
             }
             Err(e) => {
                 tracing::warn!(room = %room, error = %e, "room snapshot not written; will retry");
-                healthy = false;
                 redis_ok.store(false, Ordering::Release);
             }
         }
@@ -758,7 +756,7 @@ async fn run_room(
                 (out, quiet)
             }
         };
-        inner.commit(&room, &lease, &redis_ok, outputs).await;
+        let written = inner.commit(&room, &lease, &redis_ok, outputs).await;
         if quiet {
             continue;
         }
@@ -767,7 +765,7 @@ async fn run_room(
             .lock()
             .expect("poisoned")
             .insert(id.clone(), room.state_counts());
-        let _ = snap_tx.send(snapshot(&room, &inner));
+        let _ = snap_tx.send(written.unwrap_or_else(|| snapshot(&room, &inner)));
     }
     // Stop taking inputs first: whatever arrives later goes to the next owner.
     rx.close();
