@@ -4,6 +4,10 @@
 //! - [`record`]: one patient's resources ([`PatientRecord`]), the same whatever the source.
 //! - [`summary`]: the pure assembly of a [`PanelSummary`] from a record.
 //! - [`embedded`]: the default source, FHIR JSON files under `<data_dir>/records/`.
+//! - [`store`]: the embedded store on disk (`store.ndjson`, atomic replace), what
+//!   `records import` writes.
+//! - [`import`]: reading FHIR files (Bundles of any type, NDJSON, single resources) into
+//!   changes keyed by (resourceType, id).
 //! - [`demo`]: the synthetic demo patients written into an empty embedded store.
 //! - [`fhir`]: a FHIR R4 server as the source, with SMART Backend Services auth ([`smart`]).
 //! - [`cache`]: [`PanelCache`], prefetch when a patient enters the waiting room.
@@ -15,15 +19,18 @@ pub mod cache;
 pub mod demo;
 pub mod embedded;
 pub mod fhir;
+pub mod import;
 pub mod model;
 pub mod record;
 pub mod smart;
+pub mod store;
 pub mod summary;
 
 pub use cache::PanelCache;
 pub use embedded::EmbeddedSource;
 pub use fhir::{FhirConfig, FhirSource};
 pub use record::PatientRecord;
+pub use store::RecordStore;
 pub use smart::{ClientKey, SigningAlg};
 pub use summary::{PanelSummary, Section};
 
