@@ -28,6 +28,10 @@ pub enum Command {
         /// Address to listen on (also EXAMROOM_ADDR).
         #[arg(long, env = "EXAMROOM_ADDR")]
         addr: Option<SocketAddr>,
+        /// Add three synthetic demo patients (demo-patient-1, -2, -3), held in memory
+        /// only: never written into the record store.
+        #[arg(long)]
+        demo: bool,
     },
     /// The record-access audit log.
     Audit {
@@ -92,8 +96,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         ..Default::default()
     };
     match cli.command {
-        Command::Serve { addr } => {
+        Command::Serve { addr, demo } => {
             sources.addr = addr;
+            sources.demo = demo;
             let settings = Settings::load(&sources)?;
             init_logging(&settings, cli.log_json);
             serve(settings).await

@@ -326,7 +326,7 @@ impl Default for IceSettings {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordsBackend {
-    /// FHIR bundles in `<data_dir>/records`, with demo patients.
+    /// The store in `<data_dir>/records` (`examroom records import`), held in memory.
     #[default]
     Embedded,
     /// The clinic's FHIR R4 server with SMART Backend Services.
@@ -350,6 +350,13 @@ pub struct RecordsSettings {
     pub fhir_signing_alg: String,
     /// Timeout of one FHIR request, milliseconds. Default 5000.
     pub fhir_timeout_ms: u64,
+    /// How often the embedded source looks for a store file replaced by `records import`,
+    /// seconds; 0: only at start (restart after an import). Default 5.
+    pub reload_secs: u64,
+    /// Synthetic demo patients in memory, next to the store. Only `serve --demo` sets it:
+    /// not a config key, so a clinic's settings cannot turn it on by accident.
+    #[serde(skip)]
+    pub demo: bool,
 }
 
 impl Default for RecordsSettings {
@@ -362,6 +369,8 @@ impl Default for RecordsSettings {
             fhir_client_id: String::new(),
             fhir_signing_alg: "ES384".into(),
             fhir_timeout_ms: 5000,
+            reload_secs: 5,
+            demo: false,
         }
     }
 }
@@ -402,6 +411,8 @@ pub struct Sources {
     /// Flags that override everything (`--addr`, `--data-dir`).
     pub addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// `serve --demo`: demo patients in memory.
+    pub demo: bool,
 }
 
 impl Settings {
@@ -456,6 +467,7 @@ impl Settings {
         if let Some(d) = &sources.data_dir {
             settings.server.data_dir = d.clone();
         }
+        settings.records.demo = sources.demo;
         settings.validate()?;
         Ok(settings)
     }
@@ -537,6 +549,14 @@ impl Settings {
         if self.live.backend == LiveBackend::Redis && !self.redis.url.expose().starts_with("redis")
         {
             return Err(invalid("redis.url", "must be a redis:// or rediss:// URL"));
+        }
+        if self.records.source == RecordsBackend::Fhir && self.records.demo {
+            // Demo patients live in the embedded source; next to a clinic's EHR they would
+            // be made-up charts among real ones.
+            return Err(invalid(
+                "records.source",
+                "`serve --demo` needs the embedded source, not \"fhir\"",
+            ));
         }
         if self.records.source == RecordsBackend::Fhir && self.records.fhir_base_url.is_empty() {
             return Err(invalid(
@@ -664,6 +684,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    /// Demo patients only come from `serve --demo`: not from a file or the environment,
+    /// and never next to a clinic's FHIR server.
+    #[test]
+    fn demo_patients_are_a_flag_for_the_embedded_source_only() {
+        let e = load_with(&[], Some("[records]\ndemo = true\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("demo"), "{e}");
+        assert!(load_with(&[("EXAMROOM__RECORDS__DEMO", "true")], None).is_err());
+        let flag = |source: &str| {
+            let file = format!(
+                "[records]\nsource = \"{source}\"\nfhir_base_url = \"https://ehr.example/fhir\"\n"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("x.toml");
+            std::fs::write(&p, file).unwrap();
+            Settings::load(&Sources {
+                file: Some(p),
+                env: Some(Vec::new()),
+                demo: true,
+                ..Default::default()
+            })
+        };
+        assert!(flag("embedded").unwrap().records.demo);
+        let e = flag("fhir").unwrap_err().to_string();
+        assert!(e.contains("records.source") && e.contains("--demo"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,11 @@ async fn get_record(app: &TestApp, visit: &str, token: Option<&str>) -> (u16, Va
 
 #[tokio::test]
 async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
-    let app = TestApp::spawn_with(|s| s.records.after_visit_minutes = 0).await;
+    let app = TestApp::spawn_with(|s| {
+        s.records.after_visit_minutes = 0;
+        s.records.demo = true; // `serve --demo`: demo-patient-1 has a penicillin allergy
+    })
+    .await;
     let grey = app.physician("Dr Grey").await;
     let house = app.physician("Dr House").await;
     let admin = app
@@ -120,7 +124,7 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
 
 #[tokio::test]
 async fn audit_verify_detects_an_edited_entry() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|s| s.records.demo = true).await;
     let grey = app.physician("Dr Grey").await;
     let room = app.room("Room", RoomKind::Physician, &[&grey]).await;
     let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;

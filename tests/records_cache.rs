@@ -1,4 +1,4 @@
-//! The prefetch cache (single-flight, expiry) and the embedded store's demo patients.
+//! The prefetch cache (single-flight, expiry) and the demo patients of `serve --demo`.
 
 use async_trait::async_trait;
 use examroom::config::Settings;
@@ -33,10 +33,12 @@ impl RecordSource for Slow {
     }
 }
 
+/// The embedded source as `serve --demo` opens it, on an empty data dir.
 async fn demo_source() -> (Arc<dyn RecordSource>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.server.data_dir = dir.path().to_owned();
+    settings.records.demo = true;
     (examroom::records::open(&settings).await.unwrap(), dir)
 }
 
@@ -45,9 +47,12 @@ fn p(id: &str) -> PatientRef {
 }
 
 #[tokio::test]
-async fn an_empty_store_gets_demo_patients_with_a_penicillin_allergy_and_abnormal_labs() {
+async fn demo_mode_has_patients_with_a_penicillin_allergy_and_abnormal_labs_and_writes_nothing() {
     let (src, dir) = demo_source().await;
-    assert!(dir.path().join("records/demo-patient-1.json").exists());
+    assert!(
+        !dir.path().join("records").exists(),
+        "demo patients are held in memory, never written into the store"
+    );
     src.ready().await.unwrap();
     let s = src.summary(&p("demo-patient-1")).await.unwrap();
     let first = &s.allergies.items()[0];

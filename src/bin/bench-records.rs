@@ -3,9 +3,10 @@
 //! `cargo run --release --bin bench-records -- [VISITS] [ITERATIONS] [DIR]`
 //!
 //! Builds a Synthea-sized synthetic patient (VISITS monthly visits, default 600:
-//! ≈ 4,000 vital-sign and 800 lab observations), or loads DIR (e.g. Synthea output)
-//! instead, then assembles the panel ITERATIONS times (default 500) per patient
-//! after a warm-up and prints p50/p95/p99.
+//! ≈ 4,000 vital-sign and 800 lab observations), or loads DIR instead — a record store
+//! (`<data_dir>/records`, what `serve` loads) or any folder of FHIR files (e.g. Synthea
+//! output) — printing how long loading took, then assembles the panel ITERATIONS times
+//! (default 500) per patient after a warm-up and prints p50/p95/p99.
 
 use examroom::ids::PatientRef;
 use examroom::records::{EmbeddedSource, demo};
@@ -16,7 +17,19 @@ fn main() {
     let visits: usize = args.first().map_or(600, |a| a.parse().expect("VISITS"));
     let iterations: usize = args.get(1).map_or(500, |a| a.parse().expect("ITERATIONS"));
     let store = match args.get(2) {
-        Some(dir) => EmbeddedSource::load_dir(std::path::Path::new(dir)).expect("load DIR"),
+        Some(dir) => {
+            let t = Instant::now();
+            let s = EmbeddedSource::load_dir(std::path::Path::new(dir)).expect("load DIR");
+            let st = s.stats();
+            println!(
+                "loaded {} patients, {} resources ({} skipped) in {:.0} ms",
+                st.patients,
+                st.resources,
+                st.skipped(),
+                t.elapsed().as_secs_f64() * 1000.0
+            );
+            s
+        }
         None => {
             let mut s = EmbeddedSource::default();
             s.add_json(demo::chronic_patient("bench-patient", visits, 7));

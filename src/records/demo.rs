@@ -1,4 +1,7 @@
-//! Synthetic demo patients, made up here for the embedded store and the bench.
+//! Synthetic demo patients, made up here for `serve --demo` and the bench.
+//!
+//! They are held in memory only, never written into a clinic's record store: made-up
+//! patients must not end up next to real ones.
 //!
 //! Nothing in them is copied from any data set: names, values and dates come from
 //! the small deterministic generator below. `demo-patient-1` has a high-criticality
@@ -6,10 +9,8 @@
 //! with abnormal flags; `demo-patient-2` has no allergies or labs recorded (so the
 //! panel shows "none recorded"); `demo-patient-3` is a child with immunizations.
 
-use super::RecordsError;
 use chrono::{Duration, NaiveDate};
 use serde_json::{Value, json};
-use std::path::Path;
 
 const SNOMED: &str = "http://snomed.info/sct";
 const LOINC: &str = "http://loinc.org";
@@ -406,7 +407,7 @@ fn child_patient() -> Value {
     b.finish()
 }
 
-/// The demo patients: (file name, bundle).
+/// The demo patients: (name, transaction bundle).
 pub fn demo_patients() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -416,17 +417,4 @@ pub fn demo_patients() -> Vec<(&'static str, Value)> {
         ("demo-patient-2.json", asthma_patient()),
         ("demo-patient-3.json", child_patient()),
     ]
-}
-
-/// Write the demo patients into `dir` (created if missing).
-pub fn write_demo_patients(dir: &Path) -> Result<(), RecordsError> {
-    let fail = |e: std::io::Error| RecordsError::Unavailable {
-        cause: format!("writing demo patients to {}: {e}", dir.display()),
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    for (name, bundle) in demo_patients() {
-        let text = serde_json::to_vec_pretty(&bundle).expect("json serialises");
-        std::fs::write(dir.join(name), text).map_err(fail)?;
-    }
-    Ok(())
 }

@@ -3,12 +3,12 @@
 //! - [`model`]: hand-written FHIR R4 models, only the fields the panel reads.
 //! - [`record`]: one patient's resources ([`PatientRecord`]), the same whatever the source.
 //! - [`summary`]: the pure assembly of a [`PanelSummary`] from a record.
-//! - [`embedded`]: the default source, FHIR JSON files under `<data_dir>/records/`.
-//! - [`store`]: the embedded store on disk (`store.ndjson`, atomic replace), what
-//!   `records import` writes.
+//! - [`embedded`]: the default source, the store under `<data_dir>/records/` held in memory.
+//! - [`store`]: that store on disk (`store.ndjson`, atomic replace), what `records import`
+//!   writes.
 //! - [`import`]: reading FHIR files (Bundles of any type, NDJSON, single resources) into
 //!   changes keyed by (resourceType, id).
-//! - [`demo`]: the synthetic demo patients written into an empty embedded store.
+//! - [`demo`]: synthetic demo patients, in memory only, with `serve --demo`.
 //! - [`fhir`]: a FHIR R4 server as the source, with SMART Backend Services auth ([`smart`]).
 //! - [`cache`]: [`PanelCache`], prefetch when a patient enters the waiting room.
 //!
@@ -27,11 +27,11 @@ pub mod store;
 pub mod summary;
 
 pub use cache::PanelCache;
-pub use embedded::EmbeddedSource;
+pub use embedded::{EmbeddedOptions, EmbeddedSource, StoreStats};
 pub use fhir::{FhirConfig, FhirSource};
 pub use record::PatientRecord;
-pub use store::RecordStore;
 pub use smart::{ClientKey, SigningAlg};
+pub use store::RecordStore;
 pub use summary::{PanelSummary, Section};
 
 use crate::config::{RecordsBackend, Settings};
@@ -71,7 +71,12 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn RecordSource>, RecordsE
     match settings.records.source {
         RecordsBackend::Embedded => {
             let dir = settings.server.data_dir.join("records");
-            Ok(Arc::new(EmbeddedSource::open(&dir).await?))
+            let opts = EmbeddedOptions {
+                demo: settings.records.demo,
+                reload_every: (settings.records.reload_secs > 0)
+                    .then(|| Duration::from_secs(settings.records.reload_secs)),
+            };
+            Ok(EmbeddedSource::open(&dir, opts).await?)
         }
         RecordsBackend::Fhir => Ok(Arc::new(FhirSource::from_settings(settings).await?)),
     }

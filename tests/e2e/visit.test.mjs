@@ -73,6 +73,8 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await signInIfAsked(doc, 'grey@clinic.test');
     await doc.waitForSelector('#link-room option', { state: 'attached' });
     await doc.fill('#link-name', 'Ana López');
+    // A synthetic patient of `serve --demo` (scripts/browser-test starts the server with it);
+    // a server without --demo has no such record and the panel step below fails.
     await doc.fill('#link-ref', 'demo-patient-1');
     await doc.fill('#link-reason', 'Cough for two weeks');
     await doc.click('#link-form button[type=submit]');
