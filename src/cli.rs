@@ -1,4 +1,4 @@
-//! The command line: `examroom serve` and the admin commands.
+//! The command line: `examroom serve`, the admin commands and `records import`.
 
 use crate::config::{Settings, Sources};
 use clap::{Parser, Subcommand};
@@ -33,6 +33,11 @@ pub enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// The embedded record store under <data-dir>/records.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
     /// The record-access audit log.
     Audit {
         #[command(subcommand)]
@@ -50,6 +55,25 @@ pub enum AuditCommand {
     /// Check the hash chain: exits non-zero and names the first bad entry when an entry
     /// was edited, deleted or reordered.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordsCommand {
+    /// Import FHIR R4 JSON into the store: Bundles of any type, NDJSON bulk-export files
+    /// (*.ndjson) and single resources (*.json); folders recursively. A resource replaces
+    /// the stored one with the same type and id. Every file is checked before anything is
+    /// written: if one cannot be read, nothing is imported and the exit status is 1.
+    Import {
+        /// Files and folders, applied in the order given (a later version wins).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Check the files and report what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read the store as `serve` does and list what could not be read, with file and
+    /// position. Exits 1 when anything was left out.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +97,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Start(#[from] crate::app::StartError),
+    #[error(transparent)]
+    Records(#[from] crate::records::store::StoreError),
     #[error("{0}")]
     Other(String),
 }
@@ -132,6 +158,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 )))
             }
         }
+        Command::Records { command } => {
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            records(&settings, command).await
+        }
         Command::Admin {
             command: AdminCommand::Create { email, name, roles },
         } => {
@@ -140,6 +171,59 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             admin_create(settings, &email, &name, &roles).await
         }
     }
+}
+
+/// `records import` / `records check`: the report goes to standard output (the operator's
+/// terminal, not a log), naming files and positions, never resource content.
+async fn records(settings: &Settings, command: RecordsCommand) -> Result<(), CliError> {
+    use crate::records::store::RecordStore;
+    let store = RecordStore::new(settings.server.data_dir.join("records"));
+    let blocking = |f: Box<dyn FnOnce() -> Result<String, CliError> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| CliError::Other(format!("the records task failed: {e}")))?
+    };
+    let out = match command {
+        RecordsCommand::Import { paths, dry_run } => {
+            let fhir = settings.records.source == crate::config::RecordsBackend::Fhir;
+            let reload = settings.records.reload_secs;
+            blocking(Box::new(move || {
+                let report = store.import(&paths, dry_run)?;
+                let mut out = report.render(dry_run);
+                if fhir {
+                    out.push_str(
+                        "note: records.source is \"fhir\": the server reads the FHIR server, not this store\n",
+                    );
+                } else if report.written {
+                    out.push_str(&if reload > 0 {
+                        format!("a running server picks this up within {reload} s (records.reload_secs)\n")
+                    } else {
+                        "restart the server to see it (records.reload_secs = 0)\n".to_owned()
+                    });
+                }
+                Ok(out)
+            }))
+            .await?
+        }
+        RecordsCommand::Check => {
+            blocking(Box::new(move || {
+                let (src, report) = crate::records::EmbeddedSource::load(&store, false)
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+                let stats = src.stats();
+                let out = crate::records::embedded::render_check(&store, &stats, &report);
+                if stats.skipped() + stats.unlinked > 0 || !report.demo_files.is_empty() {
+                    print!("{out}");
+                    return Err(CliError::Other(
+                        "some records in the store are not shown (listed above)".into(),
+                    ));
+                }
+                Ok(out)
+            }))
+            .await?
+        }
+    };
+    print!("{out}");
+    Ok(())
 }
 
 async fn admin_create(
