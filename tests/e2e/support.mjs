@@ -1,5 +1,6 @@
 // Helpers for the browser tests: Chromium with fake camera and microphone, an axe-core
-// scan, screenshots at phone and desktop sizes, and WebRTC stats read from the page.
+// scan, screenshots at phone and desktop sizes, WebRTC stats and signalling read from the
+// page (what a failed call step prints).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -70,7 +71,7 @@ export async function receivesMedia(page, timeoutMs = 30000) {
     }
     await page.waitForTimeout(500);
   }
-  throw new Error(`no connected peer connection receiving media within ${timeoutMs} ms (last: ${JSON.stringify(await media(page))})`);
+  throw new Error(`no connected peer connection receiving media within ${timeoutMs} ms (last: ${JSON.stringify(await media(page))})\n${await rtcReport(page)}`);
 }
 
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -108,3 +109,75 @@ export async function setupLinkFromLog(timeoutMs = 15000) {
   }
   throw new Error('the server log has no /setup/<token> link for the first admin');
 }
+
+/** Every peer connection of the page, as a line a person can read when a call test fails. */
+export async function rtcReport(page) {
+  return page.evaluate(async () => {
+    const lines = [];
+    for (const [i, pc] of (window.__pcs || []).entries()) {
+      const c = { local: 0, remote: 0, pairs: {}, inBytes: 0, outBytes: 0, selected: null };
+      try {
+        const stats = await pc.getStats();
+        stats.forEach((r) => {
+          if (r.type === 'local-candidate') c.local += 1;
+          if (r.type === 'remote-candidate') c.remote += 1;
+          if (r.type === 'candidate-pair') c.pairs[r.state] = (c.pairs[r.state] || 0) + 1;
+          if (r.type === 'inbound-rtp') c.inBytes += r.bytesReceived || 0;
+          if (r.type === 'outbound-rtp') c.outBytes += r.bytesSent || 0;
+          if (r.type === 'transport' && r.selectedCandidatePairId) c.selected = r.selectedCandidatePairId;
+        });
+      } catch { /* closed */ }
+      lines.push(`pc${i}: signaling=${pc.signalingState} ice=${pc.iceConnectionState} connection=${pc.connectionState} `
+        + `gathering=${pc.iceGatheringState} candidates local=${c.local} remote=${c.remote} pairs=${JSON.stringify(c.pairs)} `
+        + `selected=${c.selected ? 'yes' : 'no'} bytes in=${c.inBytes} out=${c.outBytes} `
+        + `remote-ufrag=${/a=ice-ufrag:(\S+)/.exec(pc.remoteDescription?.sdp || '')?.[1] || '-'}`);
+    }
+    return lines.length ? lines.join('\n') : 'no peer connections';
+  }).catch((e) => `(could not read: ${e.message})`);
+}
+
+/**
+ * What a failed call step prints: every page's peer connections and the last signalling
+ * messages (see signallingLog), so a flaky failure can be read rather than re-run.
+ */
+export async function callDiagnostics(pages, signalling, last = 80) {
+  const parts = [];
+  for (const [name, page] of Object.entries(pages)) parts.push(`${name}'s peer connections:\n${await rtcReport(page)}`);
+  parts.push(`signalling (last ${last} messages):\n${signalling.slice(-last).join('\n')}`);
+  return parts.join('\n');
+}
+
+/**
+ * The signalling messages a page sends and receives, without SDP or candidate bodies
+ * (type, peer, ICE ufrag): what a failed call test prints to show who said what, when.
+ */
+export function signallingLog(page, name, lines) {
+  page.on('websocket', (ws) => {
+    const at = () => new Date().toISOString().slice(11, 23);
+    lines.push(`${at()} ${name}: websocket opened`);
+    const note = (dir, payload) => {
+      let m;
+      try { m = JSON.parse(payload); } catch { return; }
+      if (['ping', 'pong', 'queue'].includes(m.type)) return;
+      const ufrag = m.sdp ? /a=ice-ufrag:(\S+)/.exec(m.sdp)?.[1] : m.candidate?.usernameFragment;
+      const peer = m.from || m.to || m.participant || m.peer?.participant;
+      lines.push(`${at()} ${name} ${dir} ${m.type}${peer ? ` ${String(peer).slice(0, 8)}` : ''}${ufrag ? ` ufrag=${ufrag}` : ''}${m.code ? ` ${m.code}` : ''}`);
+    };
+    ws.on('framesent', (f) => note('→', f.payload));
+    ws.on('framereceived', (f) => note('←', f.payload));
+    ws.on('close', () => lines.push(`${at()} ${name}: websocket closed`));
+  });
+}
+
+/** Sign in on a staff page if it asks. */
+export async function signInIfAsked(page, email, password = PASSWORD) {
+  await page.waitForSelector('#signin:not([hidden]), #app:not([hidden])');
+  if (await page.isVisible('#signin')) {
+    await page.fill('#signin-email', email);
+    await page.fill('#signin-password', password);
+    await page.click('#signin-form button[type=submit]');
+  }
+  await page.waitForSelector('#app:not([hidden])');
+}
+
+export const PASSWORD = 'correct horse battery staple';
