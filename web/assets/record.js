@@ -14,7 +14,7 @@ import { sparkline } from './charts.js';
 
 const SECTIONS = ['allergies', 'problems', 'medications', 'vital_signs', 'labs', 'immunizations', 'encounters'];
 const TITLES = {
-  demographics: 'Demographics', allergies: 'Allergies', problems: 'Problems', medications: 'Medications',
+  demographics: 'Patient details', allergies: 'Allergies', problems: 'Problems', medications: 'Medications',
   vital_signs: 'Vital signs', labs: 'Recent labs', immunizations: 'Immunizations', encounters: 'Past encounters',
 };
 const NONE = { allergies: 'No known allergies recorded' };
@@ -50,6 +50,9 @@ function shortSystem(s) {
   if (s.includes('cvx')) return 'CVX';
   return s.replace(/^https?:\/\//, '');
 }
+// UCUM codes as a clinician writes them; anything else is shown as the record has it.
+const UNITS = { 'mm[Hg]': 'mmHg', Cel: '°C', '[degF]': '°F', 'kg/m2': 'kg/m²', '[lb_av]': 'lb', '[oz_av]': 'oz', '{beats}/min': '/min', '/min': '/min', '[in_i]': 'in' };
+const unitText = (u) => (u ? UNITS[u] || String(u) : '');
 const badge = (cls, text, title) => h('span', { class: `badge ${cls}`, title }, text);
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : v === null || v === undefined ? '?' : String(v));
 
@@ -129,6 +132,7 @@ function renderFailure(panel, e, tried) {
     e.status === 403 ? null : h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Try again'));
   if (panel.rec) {
     renderRecord(panel.root, panel.rec, { onRefresh: panel.refresh });
+    panel.root.querySelector('#record-failure')?.remove(); // this failure is the newer news
     panel.root.querySelector('#record-status').after(failure);
     failure.querySelector('p').append(` Below is the record as read at ${clock(panel.rec.fetched_at) || 'an earlier time'}.`);
     panel.root.querySelector('#record-status').textContent = `Refresh failed at ${clock(tried)}.`;
@@ -150,17 +154,30 @@ export function renderRecord(root, rec, { onRefresh } = {}) {
   if (!rec) return;
   const d = rec.demographics || {};
   const demoOk = d.status !== 'unavailable';
+  const sections = SECTIONS.map((key) => [key, key in rec ? rec[key] : rec[key === 'vital_signs' ? 'vitals' : key]]);
+  // Nothing loaded at all: say it once, with one "Try again"; each section keeps its line.
+  const compact = sections.every(([, sec]) => sectionState(sec) === 'unavailable');
+  const opts = { onRefresh, triedAt: rec.fetched_at, compact };
   root.append(header(demoOk && d.name ? d.name : 'Patient record', onRefresh));
   root.append(status(''));
+  if (compact) {
+    const reasons = [...new Set([...sections.map(([, sec]) => sec), ...(demoOk ? [] : [d])].map(reasonOf).filter(Boolean))];
+    const at = rec.fetched_at;
+    root.append(h('div', { class: 'notice bad record-failure', id: 'record-failure' },
+      h('p', {}, h('strong', {}, 'Nothing could be loaded from the patient record.'), ' Check the EHR before relying on anything here.'),
+      reasons.length ? h('p', {}, `Reason: ${reasons.slice(0, 2).join('; ')}${reasons.length > 2 ? ` (and ${reasons.length - 2} more)` : ''}`) : null,
+      clock(at) ? h('p', {}, 'Tried at ', timeEl(at, clock(at)), '.') : null,
+      onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: onRefresh }, 'Try again') : null));
+  }
   if (demoOk) {
     const lang = d.preferred_language ? conceptText(d.preferred_language) : null;
     const facts = [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? `born ${d.birth_date}` : null, lang ? `speaks ${lang}` : null].filter(Boolean);
     if (facts.length) root.append(h('p', { class: 'muted' }, facts.join(' · ')));
     if (d.deceased) root.append(h('p', { class: 'notice bad' }, 'Recorded as deceased.'));
   } else {
-    root.append(unavailable('demographics', d, onRefresh));
+    root.append(unavailable('demographics', d, opts));
   }
-  for (const key of SECTIONS) root.append(section(key, key in rec ? rec[key] : rec[key === 'vital_signs' ? 'vitals' : key], onRefresh));
+  for (const [key, sec] of sections) root.append(section(key, sec, opts));
 }
 
 /** "recorded" | "none_recorded" | "unavailable": anything else is treated as not loaded. */
@@ -172,7 +189,7 @@ function sectionState(sec) {
 }
 const itemsOf = (sec) => (Array.isArray(sec) ? sec : Array.isArray(sec?.items) ? sec.items : []);
 
-function section(key, sec, onRefresh) {
+function section(key, sec, opts) {
   const title = TITLES[key];
   const hid = `rec-${key}`;
   let state = sectionState(sec);
@@ -185,7 +202,7 @@ function section(key, sec, onRefresh) {
       h('h3', { id: hid }, title),
       when ? h('span', { class: 'asof' }, 'as of ', timeEl(sec.fetched_at, when)) : null));
   if (state === 'unavailable') {
-    el.append(unavailable(key, sec, onRefresh));
+    el.append(unavailable(key, sec, opts));
     el.append(notes(key, sec));
     return el;
   }
@@ -201,21 +218,30 @@ function section(key, sec, onRefresh) {
   return el;
 }
 
-/** "Allergies could not be loaded", the reason, when it was tried, and "Try again". */
-function unavailable(key, sec, onRefresh) {
-  const title = TITLES[key];
+/** Why a section could not be loaded, without the server's own "X could not be loaded:" prefix. */
+function reasonOf(sec) {
   const err = sec && typeof sec === 'object' ? sec.error : null;
+  const reason = typeof err?.message === 'string' ? err.message.replace(/^[^:]{0,60}could not be loaded\s*[:.—-]*\s*/i, '') : '';
+  if (reason) return reason;
+  if (!sec) return 'the server\'s answer did not include this section';
+  if (typeof sec === 'object' && !['recorded', 'none_recorded', 'unavailable'].includes(sec.status)) return `the server sent a status this page does not know (${String(sec.status)})`;
+  return '';
+}
+
+/**
+ * "Allergies could not be loaded", the reason, when it was tried, and "Try again".
+ * `compact`: every section failed and the panel says so once, at the top.
+ */
+function unavailable(key, sec, { onRefresh, triedAt, compact = false } = {}) {
+  const title = TITLES[key];
   const heading = `${title} could not be loaded`;
-  let reason = typeof err?.message === 'string' ? err.message : '';
-  // The server's message may repeat the heading ("Allergies could not be loaded: …").
-  if (reason.toLowerCase().startsWith(heading.toLowerCase())) reason = reason.slice(heading.length).replace(/^[\s:.,—-]+/, '');
-  if (!reason && !sec) reason = 'the server\'s answer did not include this section';
-  else if (!reason && sec && !['recorded', 'none_recorded', 'unavailable'].includes(sec.status)) reason = `the server sent a status this page does not know (${String(sec.status)})`;
-  const tried = sec && typeof sec === 'object' ? clock(sec.fetched_at) : null;
+  const reason = reasonOf(sec);
+  const at = (sec && typeof sec === 'object' && sec.fetched_at) || triedAt;
+  const tried = clock(at);
   return h('div', { class: `notice ${key === 'allergies' ? 'bad' : 'warn'} unavailable`, id: `record-${key}-unavailable` },
     h('p', {}, h('strong', {}, heading), reason ? `: ${reason}` : '.'),
-    tried ? h('p', { class: 'tried' }, 'Tried at ', timeEl(sec.fetched_at, tried), '. Check the EHR before relying on this section.') : h('p', {}, 'Check the EHR before relying on this section.'),
-    onRefresh ? h('button', { type: 'button', class: 'secondary small', id: `record-retry-${key}`, dataset: { refresh: '' }, onclick: onRefresh, 'aria-label': `Try again to load ${title.toLowerCase()}` }, 'Try again') : null);
+    compact ? null : h('p', { class: 'tried' }, tried ? ['Tried at ', timeEl(at, tried), '. '] : null, 'Check the EHR before relying on this section.'),
+    onRefresh && !compact ? h('button', { type: 'button', class: 'secondary small', id: `record-retry-${key}`, dataset: { refresh: '' }, onclick: onRefresh, 'aria-label': `Try again to load ${title.toLowerCase()}` }, 'Try again') : null);
 }
 
 /** The server's notes for a section: dropped, unreadable or truncated data. */
@@ -271,6 +297,8 @@ const renderers = {
   problems(list) {
     return h('ul', { class: 'items' }, list.map((p) => h('li', {}, concept(p.condition),
       p.clinical_status && p.clinical_status !== 'active' ? [' ', badge('muted', p.clinical_status)] : null,
+      // provisional / differential / unconfirmed: a working diagnosis, not an established one.
+      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', p.verification_status, 'verification status in the record')] : null,
       p.onset ? h('span', { class: 'muted' }, ' since ', dayEl(p.onset)) : '', unreadable(p))));
   },
   medications(list) {
@@ -288,7 +316,7 @@ const renderers = {
     return h('ul', { class: 'vitals' }, list.map((v) => {
       const latest = v.latest || {};
       const bp = latest.diastolic !== undefined && latest.diastolic !== null;
-      const unit = latest.unit || v.unit || '';
+      const unit = unitText(latest.unit || v.unit);
       const name = conceptText(v.label, String(v.kind || '').replace(/_/g, ' '));
       // Two rows of one kind (units that could not be converted) are told apart by unit.
       const label = kinds.get(v.kind) > 1 && unit ? `${name} (${unit})` : name;
@@ -310,7 +338,7 @@ const renderers = {
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Test'), h('th', { scope: 'col' }, 'Result'), h('th', { scope: 'col' }, 'Range'), h('th', { scope: 'col' }, 'Date'))),
       h('tbody', {}, list.map((l) => h('tr', {},
         h('td', { 'data-label': 'Test' }, concept(l.test), unreadable(l)),
-        h('td', { 'data-label': 'Result' }, l.value === null || l.value === undefined ? '' : String(l.value), l.unit ? ` ${l.unit}` : '',
+        h('td', { 'data-label': 'Result' }, l.value === null || l.value === undefined ? '' : String(l.value), l.unit ? ` ${unitText(l.unit)}` : '',
           l.abnormal || (l.flag && l.flag.code && l.flag.code !== 'N') ? h('span', { class: 'flag', title: l.flag?.source === 'computed' ? 'flag computed from the reference range' : 'flag reported by the lab' }, ` ${l.flag?.code || '!'}`) : ''),
         h('td', { 'data-label': 'Range' }, l.reference_range || ''),
         h('td', { 'data-label': 'Date' }, l.at ? dayEl(l.at) : ''))))));
