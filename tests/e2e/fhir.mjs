@@ -57,10 +57,15 @@ export async function scriptedFhir({ patient, resources = {}, clientId = 'examro
     const ref = (url.searchParams.get('patient') || url.searchParams.get('subject') || '').replace(/^Patient\//, '');
     if (ref !== patient.id) return send(200, bundle(url, []));
     let list = resources[type] || [];
+    // Token parameters as a server matches them: `code` / `system|code`, comma = or.
+    const matches = (param, concepts) => {
+      const wanted = param.split(',').map((t) => t.split('|').pop());
+      return concepts.some((c) => (c?.coding || []).some((x) => wanted.includes(x.code)));
+    };
     const category = url.searchParams.get('category');
-    if (type === 'Observation' && category) {
-      list = list.filter((o) => (o.category || []).some((c) => (c.coding || []).some((x) => category.split(',').includes(x.code))));
-    }
+    if (category) list = list.filter((r) => matches(category, r.category || []));
+    const code = url.searchParams.get('code');
+    if (code) list = list.filter((r) => matches(code, [r.code]));
     return send(200, bundle(url, list));
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
