@@ -27,27 +27,45 @@ const bp = (id, at, sys, dia) => ({
   ],
 });
 
+const weight = (id, at, value, unit, code) => ({
+  resourceType: 'Observation', id, status: 'final', category: vitalCategory, subject, effectiveDateTime: at,
+  code: cc(LOINC, '29463-7', 'Body weight'), valueQuantity: { value, unit, system: 'http://unitsofmeasure.org', code },
+});
+
 const RESOURCES = {
   AllergyIntolerance: [
     { resourceType: 'AllergyIntolerance', id: 'a1', patient: subject, ...allergyStatus('active', 'confirmed'), criticality: 'high', type: 'allergy', category: ['medication'],
       code: cc(SNOMED, '764146007', 'Penicillin'), reaction: [{ manifestation: [{ text: 'Hives' }], severity: 'moderate' }] },
     { resourceType: 'AllergyIntolerance', id: 'a2', patient: subject, ...allergyStatus('active', 'unconfirmed'), criticality: 'low', type: 'allergy',
       code: cc(SNOMED, '111088007', 'Latex') },
+    // Not a resource at all: counted, never silently dropped.
+    { id: 'a3', note: 'no resourceType' },
   ],
   MedicationRequest: [
     { resourceType: 'MedicationRequest', id: 'm1', status: 'active', intent: 'order', subject, authoredOn: '2024-01-10',
       medicationCodeableConcept: cc('http://www.nlm.nih.gov/research/umls/rxnorm', '314076', 'Lisinopril 10 mg oral tablet'),
       dosageInstruction: [{ text: 'one tablet daily' }] },
+    // No status: listed, marked as unknown.
+    { resourceType: 'MedicationRequest', id: 'm2', intent: 'order', subject, authoredOn: '2023-06-01',
+      medicationCodeableConcept: cc('http://www.nlm.nih.gov/research/umls/rxnorm', '861007', 'Metformin 500 mg oral tablet') },
   ],
   Condition: [
     { resourceType: 'Condition', id: 'c1', subject, clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
       code: cc(SNOMED, '38341003', 'Hypertension'), onsetDateTime: '2019-05-01' },
+    // Another patient's problem, as from a server that ignored the patient filter.
+    { resourceType: 'Condition', id: 'c2', subject: { reference: 'Patient/someone-else' },
+      clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+      code: cc(SNOMED, '44054006', 'Type 2 diabetes mellitus'), onsetDateTime: '2020-01-01' },
   ],
   Observation: [
     bp('o1', '2023-11-02T09:00:00Z', 142, 91),
     bp('o2', '2024-02-14T10:30:00Z', 131, 84),
     { resourceType: 'Observation', id: 'o3', status: 'final', category: vitalCategory, subject, effectiveDateTime: '2024-02-14T10:30:00Z',
       code: cc(LOINC, '8867-4', 'Heart rate'), valueQuantity: { value: 72, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' } },
+    // Weight in pounds then kilograms (one series, in kg), and once in a unit that is not converted (its own row).
+    weight('o4', '2023-08-01', 160, 'lb', '[lb_av]'),
+    weight('o5', '2024-02-14', 70, 'kg', 'kg'),
+    weight('o6', '2022-03-01', 11, 'stone', '[stone_av]'),
   ],
   Immunization: [
     { resourceType: 'Immunization', id: 'i1', status: 'completed', patient: subject, occurrenceDateTime: '2023-10-01', vaccineCode: cc('http://hl7.org/fhir/sid/cvx', '141', 'Influenza, seasonal') },
@@ -120,6 +138,16 @@ test('the record panel never turns an EHR error into "no known allergies"', { ti
     const vitals = await doc.textContent('#record-vital_signs');
     assert.match(vitals, /131\/84\s*mmHg\s*on 2024-02-14/);
     assert.match(await doc.textContent('#record-immunizations'), /COVID-19 vaccine\s*not given/);
+    // What the record source could not show is said where it belongs.
+    assert.match(allergies, /1 allergy could not be displayed/);
+    assert.match(await doc.textContent('#record-problems'), /may be unreliable/);
+    assert.doesNotMatch(await doc.textContent('#record-problems'), /diabetes/i, 'another patient\'s problem is not shown');
+    assert.match(await doc.textContent('#record-medications'), /Metformin[^\n]*status unknown/);
+    // Pounds and kilograms are one series in kg; a unit that cannot be converted is its own row.
+    const weights = await doc.locator('#record-vital_signs li', { hasText: /weight/i }).allTextContents();
+    assert.equal(weights.length, 2, `two weight rows: ${JSON.stringify(weights)}`);
+    assert.ok(weights.some((w) => /\(kg\)[\s\S]*70\s*kg\s*on 2024-02-14/.test(w)), JSON.stringify(weights));
+    assert.ok(weights.some((w) => /stone[\s\S]*11\s*\S*stone\S*\s*on 2022-03-01/.test(w)), JSON.stringify(weights));
   });
 
   await step('the EHR is down: Refresh says the record could not be loaded, and still never "none"', async () => {
