@@ -116,7 +116,11 @@ export async function setupLinkFromLog(timeoutMs = 15000, file = process.env.EXA
 export async function rtcReport(page) {
   return page.evaluate(async () => {
     const lines = [];
-    for (const [i, pc] of (window.__pcs || []).entries()) {
+    const all = window.__pcs || [];
+    const closed = all.filter((pc) => pc.signalingState === 'closed').length;
+    if (closed) lines.push(`${closed} closed peer connection${closed === 1 ? '' : 's'} (earlier calls, connection checks)`);
+    for (const [i, pc] of all.entries()) {
+      if (pc.signalingState === 'closed') continue;
       const c = { local: 0, remote: 0, pairs: {}, inBytes: 0, outBytes: 0, selected: null };
       try {
         const stats = await pc.getStats();
@@ -269,17 +273,22 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
   return { admin, doc, adminCtx, docCtx };
 }
 
-/** The physician mints a join link; the patient (a fresh context) checks devices and waits. Returns the visit id. */
-export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '' }) {
+/**
+ * The physician mints a join link; the patient (a fresh context) checks devices and waits.
+ * `onPage(page)` runs before the patient's page opens anything. Returns { patient, visit }.
+ */
+export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', onPage }) {
   await doc.waitForSelector('#link-room option', { state: 'attached' });
+  const before = (await doc.textContent('#link-url')).trim();
   await doc.fill('#link-name', name);
   await doc.fill('#link-ref', ref);
   await doc.fill('#link-reason', reason);
   await doc.click('#link-form button[type=submit]');
-  await doc.waitForSelector('#link-out:not([hidden])');
+  await doc.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
   const joinUrl = (await doc.textContent('#link-url')).trim();
   const ctx = await newContext(browser, 'patient', log, { baseURL: server.url });
   const patient = await ctx.newPage();
+  onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);
   await patient.click('#start-check');
   await patient.waitForSelector('#s-check:not([hidden])');
