@@ -133,7 +133,7 @@ impl EmbeddedSource {
         staged: &mut HashMap<String, PatientRecord>,
         medications: &mut Vec<(super::model::Medication, Option<String>)>,
     ) {
-        let patient_ref = match &r {
+        match &r {
             Resource::Patient(p) => {
                 let Some(id) = p.id.clone() else { return };
                 staged.entry(id.clone()).or_default().add(r, full_url);
@@ -143,16 +143,12 @@ impl EmbeddedSource {
                 medications.push((m.clone(), full_url.map(str::to_owned)));
                 return;
             }
-            Resource::AllergyIntolerance(a) => a.patient.as_ref(),
-            Resource::MedicationRequest(m) => m.subject.as_ref(),
-            Resource::MedicationStatement(m) => m.subject.as_ref(),
-            Resource::Condition(c) => c.subject.as_ref(),
-            Resource::Observation(o) => o.subject.as_ref(),
-            Resource::Immunization(i) => i.patient.as_ref(),
-            Resource::Encounter(e) => e.subject.as_ref(),
-            Resource::Bundle(_) | Resource::Other(_) => return,
+            _ => {}
+        }
+        let Some(Some(patient_ref)) = r.patient_reference() else {
+            return;
         };
-        let Some(reference) = patient_ref.and_then(|r| r.reference.as_deref()) else {
+        let Some(reference) = patient_ref.reference.as_deref() else {
             return;
         };
         let target = urls
@@ -192,7 +188,7 @@ impl EmbeddedSource {
             .get(patient.as_str())
             .filter(|r| r.patient.is_some())
             .ok_or(RecordsError::NotFound)?;
-        Ok(assemble(patient.as_str(), rec, as_of))
+        Ok(assemble(patient.as_str(), rec, as_of, chrono::Utc::now()))
     }
 }
 
