@@ -23,6 +23,9 @@ use reqwest::{StatusCode, Url};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Referenced medications read one by one at most, when a server ignored `_include`.
+const MAX_MEDICATION_READS: usize = 50;
+
 /// How to reach the FHIR server.
 #[derive(Debug, Clone)]
 pub struct FhirConfig {
@@ -301,7 +304,53 @@ impl FhirSource {
             }
             rec.note(part, status);
         }
+        self.read_missing_medications(&mut rec).await;
         Ok(rec)
+    }
+
+    /// Medications that orders and statements reference but the searches did not return:
+    /// a server may ignore `_include` (fhirsnake does), and the panel would then say
+    /// "(not named in the record)" of a medication the record names. Read them (relative
+    /// `Medication/<id>` references, at most [`MAX_MEDICATION_READS`], concurrently); one
+    /// that cannot be read leaves its item as it was.
+    async fn read_missing_medications(&self, rec: &mut PatientRecord) {
+        let referenced = rec
+            .medication_requests
+            .iter()
+            .map(|m| (m.medication_reference.as_ref(), &m.contained))
+            .chain(
+                rec.medication_statements
+                    .iter()
+                    .map(|m| (m.medication_reference.as_ref(), &m.contained)),
+            );
+        let mut missing: Vec<String> = referenced
+            .filter_map(|(r, contained)| {
+                let reference = r?.reference.as_deref()?;
+                let (rtype, id) = reference.split_once('/')?;
+                let relative = rtype == "Medication" && !id.is_empty() && !id.contains('/');
+                (relative && rec.medication(reference, contained).is_none())
+                    .then(|| reference.to_owned())
+            })
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing.truncate(MAX_MEDICATION_READS);
+        let reads = missing.into_iter().map(|reference| async move {
+            let url = self.url(&reference, &[]).ok()?;
+            let resp = self.get(url, "Medication").await.ok()?;
+            let v = self.body(resp, "Medication").await.ok()?;
+            match Resource::from_value(v) {
+                Ok(Resource::Medication(m)) => Some((reference, m)),
+                _ => None,
+            }
+        });
+        for (reference, m) in futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            rec.add_medication(m, Some(&reference));
+        }
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, RecordsError> {
