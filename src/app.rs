@@ -1,12 +1,13 @@
 //! Builds the server from settings and runs it: state, stores, router, listener,
 //! graceful shutdown. Tests call [`build`] and [`run`] on port 0, exactly as `main` does.
 
+use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::config::{LiveBackend, Secret, Settings};
 use crate::durable::{self, DurableStore, VisitEvent};
 use crate::history::HistoryWriter;
 use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
-use crate::ids::{ParticipantId, PatientRef, RoomId};
+use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
 use crate::live::memory::MemoryLive;
 use crate::live::redis::RedisLive;
 use crate::live::{Effects, Live, LiveError, RoomLoader};
@@ -134,6 +135,7 @@ struct NodeEffects {
     metrics: Arc<Metrics>,
     history: HistoryWriter,
     records: Arc<PanelCache>,
+    durable: Arc<dyn DurableStore>,
 }
 
 #[async_trait]
@@ -152,8 +154,29 @@ impl Effects for NodeEffects {
             })
             .await;
     }
-    fn prefetch(&self, patient: PatientRef) {
-        self.records.prefetch(&patient);
+    /// A prefetch is a read of the record like any other: audited first, and not
+    /// done when it cannot be audited.
+    fn prefetch(&self, visit: VisitId, patient: PatientRef) {
+        let (records, durable) = (self.records.clone(), self.durable.clone());
+        tokio::spawn(async move {
+            let entry = NewAuditEntry {
+                at: chrono::Utc::now().timestamp_millis(),
+                actor: "system:prefetch".into(),
+                action: "records.prefetch".into(),
+                patient_ref: Some(patient.clone()),
+                visit: Some(visit.clone()),
+                sections: crate::records::record::Part::ALL
+                    .iter()
+                    .map(|p| p.key().to_owned())
+                    .collect(),
+                outcome: AuditOutcome::Allowed,
+                reason: None,
+            };
+            match durable.append_audit(entry).await {
+                Ok(_) => records.prefetch(&visit, &patient),
+                Err(e) => tracing::warn!(error = %e, "prefetch not audited, so not done"),
+            }
+        });
     }
     fn delivered(&self, _msg: &ServerMsg) {}
 }
@@ -217,7 +240,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let source = crate::records::open(&settings)
         .await
         .map_err(|e| StartError::Records(e.to_string()))?;
-    let records = PanelCache::new(source, crate::records::cache::DEFAULT_TTL);
+    let records = PanelCache::new(
+        source,
+        Duration::from_secs(settings.records.cache_ttl_secs),
+        settings.records.cache_max_panels,
+    );
     let alg = SigningAlg::parse(&settings.records.fhir_signing_alg)
         .map_err(|e| StartError::Records(e.to_string()))?;
     let client_key = Arc::new(
@@ -231,6 +258,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         metrics: metrics.clone(),
         history: HistoryWriter::start(durable.clone()),
         records: records.clone(),
+        durable: durable.clone(),
     });
     let timing = Timing {
         grace_ms: settings.visit.reconnect_grace_secs as i64 * 1000,

@@ -357,6 +357,18 @@ pub struct RecordsSettings {
     /// not a config key, so a clinic's settings cannot turn it on by accident.
     #[serde(skip)]
     pub demo: bool,
+    /// Resources asked for per page of a FHIR search (`_count`). Default 200.
+    pub fhir_page_size: u32,
+    /// Pages followed per FHIR search at most. Default 10.
+    pub fhir_max_pages: u32,
+    /// Largest FHIR response body accepted, bytes; larger fails its section. Default 8 MiB.
+    pub fhir_max_response_bytes: usize,
+    /// Resources read per section at most; beyond it the section says it is partial. Default 2000.
+    pub max_resources_per_section: usize,
+    /// Seconds a fetched panel is served from the cache. Default 300.
+    pub cache_ttl_secs: u64,
+    /// Panels kept in the cache at most (the oldest go first). Default 500.
+    pub cache_max_panels: usize,
 }
 
 impl Default for RecordsSettings {
@@ -371,6 +383,12 @@ impl Default for RecordsSettings {
             fhir_timeout_ms: 5000,
             reload_secs: 5,
             demo: false,
+            fhir_page_size: 200,
+            fhir_max_pages: 10,
+            fhir_max_response_bytes: 8 << 20,
+            max_resources_per_section: 2000,
+            cache_ttl_secs: 300,
+            cache_max_panels: 500,
         }
     }
 }

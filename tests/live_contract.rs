@@ -41,7 +41,7 @@ impl Effects for Recorded {
         tokio::time::sleep(Duration::from_millis(30)).await;
         self.0.lock().unwrap().push(t);
     }
-    fn prefetch(&self, _patient: PatientRef) {}
+    fn prefetch(&self, _visit: examroom::ids::VisitId, _patient: PatientRef) {}
     fn delivered(&self, _msg: &ServerMsg) {}
 }
 

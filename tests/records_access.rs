@@ -56,6 +56,22 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
 
     let (s, panel) = get_record(&app, visit.as_str(), Some(&grey_t)).await;
     assert_eq!(s, 200, "{panel}");
+    // The prefetch when Ana started waiting already read it for this visit.
+    assert_eq!(panel["cached"], true, "{panel}");
+    // "Refresh" reads the record anew; the answer is never stored by a browser or proxy.
+    let fresh = reqwest::Client::new()
+        .get(app.url(&format!("/api/visits/{visit}/record?refresh=true")))
+        .bearer_auth(&grey_t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.headers()["cache-control"], "no-store");
+    let fresh: Value = fresh.json().await.unwrap();
+    assert_eq!(fresh["cached"], false);
+    let at = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v["fetched_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&fresh) > at(&panel));
     let allergies = &panel["allergies"];
     assert_eq!(allergies["status"], "recorded");
     let first = &allergies["items"][0];
@@ -95,9 +111,18 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
     assert!(ended, "reading after the window must be refused");
 
     let entries = app.state.durable.audit_entries(0, 1000).await.unwrap();
+    // The prefetch when the patient started waiting is a read too, audited as such.
+    let prefetch: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "records.prefetch")
+        .collect();
+    assert_eq!(prefetch.len(), 1, "{entries:?}");
+    assert_eq!(prefetch[0].actor, "system:prefetch");
+    assert_eq!(prefetch[0].patient_ref.as_ref(), Some(&patient));
+    assert_eq!(prefetch[0].visit.as_ref(), Some(&visit));
     let allowed: Vec<_> = entries
         .iter()
-        .filter(|e| e.outcome == AuditOutcome::Allowed)
+        .filter(|e| e.outcome == AuditOutcome::Allowed && e.action == "records.read")
         .collect();
     // Reads between `end_visit` and its history landing are still within the visit.
     assert!(!allowed.is_empty());
@@ -158,7 +183,8 @@ async fn audit_verify_detects_an_edited_entry() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("3 entries"));
+    // Three reads and the prefetch when Ana started waiting.
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 entries"));
 
     // Someone edits an entry in the database to hide who read the chart.
     let db = dir.path().join("examroom.db");

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use examroom::config::Settings;
-use examroom::ids::PatientRef;
+use examroom::ids::{PatientRef, VisitId};
 use examroom::records::summary::VitalKind;
 use examroom::records::{PanelCache, PanelSummary, RecordSource, RecordsError};
 use std::sync::Arc;
@@ -109,10 +109,9 @@ async fn demo_mode_has_patients_with_a_penicillin_allergy_and_abnormal_labs_and_
 
     let none = src.summary(&p("demo-patient-2")).await.unwrap();
     let json = serde_json::to_value(&none).unwrap();
-    assert_eq!(
-        json["allergies"],
-        serde_json::json!({"status": "none_recorded"})
-    );
+    assert_eq!(json["allergies"]["status"], "none_recorded");
+    assert_eq!(json["allergies"]["items"], serde_json::json!([]));
+    assert_eq!(json["allergies"]["notes"], serde_json::json!([]));
     assert_eq!(json["labs"]["status"], "none_recorded");
     assert!(matches!(
         src.summary(&p("nobody")).await,
@@ -120,41 +119,115 @@ async fn demo_mode_has_patients_with_a_penicillin_allergy_and_abnormal_labs_and_
     ));
 }
 
-#[tokio::test]
-async fn two_gets_for_one_patient_make_one_fetch_and_prefetch_warms_the_cache() {
-    let (inner, _dir) = demo_source().await;
-    let slow = Arc::new(Slow {
+fn visit(n: u32) -> VisitId {
+    VisitId::parse(&format!("v-cache-test-{n}")).unwrap()
+}
+
+fn slow(inner: Arc<dyn RecordSource>) -> Arc<Slow> {
+    Arc::new(Slow {
         inner,
         fetches: AtomicUsize::new(0),
         fail: Default::default(),
-    });
-    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600));
+    })
+}
+
+#[tokio::test]
+async fn two_gets_for_one_visit_make_one_fetch_and_prefetch_warms_the_cache() {
+    let (inner, _dir) = demo_source().await;
+    let slow = slow(inner);
+    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 100);
     let one = p("demo-patient-1");
-    let (a, b) = tokio::join!(cache.get(&one), cache.get(&one));
-    assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    let v1 = visit(1);
+    let (a, b) = tokio::join!(cache.get(&v1, &one, false), cache.get(&v1, &one, false));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(Arc::ptr_eq(&a.summary, &b.summary));
     assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
 
-    cache.prefetch(&p("demo-patient-2"));
+    cache.prefetch(&visit(2), &p("demo-patient-2"));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    cache.get(&p("demo-patient-2")).await.unwrap(); // joins the fetch in flight
-    cache.get(&p("demo-patient-2")).await.unwrap(); // cached
+    let joined = cache
+        .get(&visit(2), &p("demo-patient-2"), false)
+        .await
+        .unwrap();
+    let cached = cache
+        .get(&visit(2), &p("demo-patient-2"), false)
+        .await
+        .unwrap();
+    assert!(cached.cached && joined.cached);
     assert_eq!(slow.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_new_visit_and_a_refresh_read_the_source_anew() {
+    let (inner, _dir) = demo_source().await;
+    let slow = slow(inner);
+    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 100);
+    let one = p("demo-patient-1");
+    let first = cache.get(&visit(1), &one, false).await.unwrap();
+    assert!(!first.cached, "the first read is not from the cache");
+    assert!(cache.get(&visit(1), &one, false).await.unwrap().cached);
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
+
+    // The same patient's next visit never sees the earlier visit's panel.
+    let next_visit = cache.get(&visit(2), &one, false).await.unwrap();
+    assert!(!next_visit.cached);
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 2);
+
+    // "Refresh" / "Try again" reads the source even when the cache is fresh.
+    let refreshed = cache.get(&visit(1), &one, true).await.unwrap();
+    assert!(!refreshed.cached);
+    assert!(refreshed.summary.fetched_at > first.summary.fetched_at);
+    assert_eq!(slow.fetches.load(Ordering::SeqCst), 3);
+    // …and what it read is what the cache serves next.
+    let after = cache.get(&visit(1), &one, false).await.unwrap();
+    assert!(Arc::ptr_eq(&after.summary, &refreshed.summary));
+}
+
+#[tokio::test]
+async fn the_cache_holds_at_most_its_bound_dropping_the_oldest() {
+    let (inner, _dir) = demo_source().await;
+    let slow = slow(inner);
+    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 2);
+    for n in 1..=3 {
+        cache
+            .get(&visit(n), &p("demo-patient-1"), false)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(cache.len(), 2);
+    // Visit 1 was the oldest: read again; visit 3 is still cached.
+    assert!(
+        !cache
+            .get(&visit(1), &p("demo-patient-1"), false)
+            .await
+            .unwrap()
+            .cached
+    );
+    assert!(
+        cache
+            .get(&visit(3), &p("demo-patient-1"), false)
+            .await
+            .unwrap()
+            .cached
+    );
 }
 
 #[tokio::test]
 async fn entries_expire_and_failures_are_not_cached() {
     let (inner, _dir) = demo_source().await;
-    let slow = Arc::new(Slow {
-        inner,
-        fetches: AtomicUsize::new(0),
-        fail: Default::default(),
-    });
-    let cache = PanelCache::new(slow.clone(), Duration::from_millis(300));
-    cache.get(&p("demo-patient-1")).await.unwrap();
-    cache.get(&p("demo-patient-1")).await.unwrap();
+    let slow = slow(inner);
+    let cache = PanelCache::new(slow.clone(), Duration::from_millis(300), 100);
+    let v1 = visit(1);
+    let get = |n: &str| {
+        let (cache, v1, patient) = (cache.clone(), v1.clone(), p(n));
+        async move { cache.get(&v1, &patient, false).await }
+    };
+    get("demo-patient-1").await.unwrap();
+    get("demo-patient-1").await.unwrap();
     assert_eq!(slow.fetches.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    cache.get(&p("demo-patient-1")).await.unwrap();
+    get("demo-patient-1").await.unwrap();
     assert_eq!(
         slow.fetches.load(Ordering::SeqCst),
         2,
@@ -162,10 +235,10 @@ async fn entries_expire_and_failures_are_not_cached() {
     );
 
     slow.fail.store(true, Ordering::SeqCst);
-    assert!(cache.get(&p("demo-patient-3")).await.is_err());
+    assert!(get("demo-patient-3").await.is_err());
     slow.fail.store(false, Ordering::SeqCst);
     assert!(
-        cache.get(&p("demo-patient-3")).await.is_ok(),
+        get("demo-patient-3").await.is_ok(),
         "a failure is retried on the next get"
     );
     assert_eq!(slow.fetches.load(Ordering::SeqCst), 4);

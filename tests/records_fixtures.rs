@@ -58,7 +58,7 @@ fn the_r4_example_patient_has_a_high_criticality_cashew_allergy_and_a_low_blood_
             None,
         );
     }
-    let s = assemble("example", &rec, as_of());
+    let s = assemble("example", &rec, as_of(), chrono::Utc::now());
     assert_eq!(s.demographics.name.as_deref(), Some("Peter James Chalmers"));
     assert_eq!(s.demographics.birth_date.as_deref(), Some("1974-12-25"));
     assert_eq!(s.demographics.age, Some(51));

@@ -82,7 +82,11 @@ async fn search(
     if let Some(d) = slow {
         tokio::time::sleep(d).await;
     }
-    if q.get("category").map(String::as_str) != Some("vital-signs") {
+    // The vitals search asks by LOINC code (heart rate among them).
+    if !q
+        .get("code")
+        .is_some_and(|c| c.contains("http://loinc.org|8867-4"))
+    {
         return Json(empty).into_response();
     }
     // Page through `s.observations` heart rates, 7 per page, using our own offset parameter.
@@ -100,7 +104,7 @@ async fn search(
     let mut links = vec![];
     if end < s.observations {
         // Relative next link, as some servers send.
-        links.push(json!({"relation": "next", "url": format!("Observation?patient=p1&category=vital-signs&page_from={end}")}));
+        links.push(json!({"relation": "next", "url": format!("Observation?patient=Patient/p1&code=http://loinc.org|8867-4&page_from={end}")}));
     }
     Json(json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}))
         .into_response()
@@ -190,20 +194,34 @@ async fn server_errors_and_429_are_retried_honouring_retry_after() {
 }
 
 #[tokio::test]
-async fn persistent_server_errors_give_up_as_unavailable_without_patient_data() {
-    let script = Script::default();
+async fn persistent_server_errors_mark_the_part_unavailable_without_patient_data() {
+    let script = Script {
+        observations: 3,
+        ..Default::default()
+    };
     script
         .failures
         .lock()
         .unwrap()
         .insert("Patient".into(), vec![(500, None); 10]);
     let (s, src, _dir) = start(script).await;
-    let err = src.summary_at(&p1(), as_of()).await.unwrap_err();
-    assert!(matches!(err, RecordsError::Unavailable { .. }), "{err:?}");
+    let summary = src.summary_at(&p1(), as_of()).await.unwrap();
+    let json = serde_json::to_value(&summary).unwrap();
+    let demo = &json["demographics"];
+    assert_eq!(demo["status"], "unavailable");
+    assert_eq!(demo["error"]["code"], "unavailable");
+    let message = demo["error"]["message"].as_str().unwrap();
     assert!(
-        !err.to_string().contains("p1"),
-        "error text leaks the patient id: {err}"
+        message.starts_with("Patient details could not be loaded"),
+        "{message}"
     );
+    assert!(
+        !message.contains("p1"),
+        "error text leaks the patient id: {message}"
+    );
+    // The other sections were still read, and say what they found.
+    assert_eq!(json["allergies"]["status"], "none_recorded");
+    assert_eq!(json["vital_signs"]["status"], "recorded");
     assert_eq!(
         s.hits.lock().unwrap()["Patient"],
         4,
@@ -228,7 +246,7 @@ async fn a_missing_patient_is_not_found_and_not_retried() {
 }
 
 #[tokio::test]
-async fn a_slow_server_times_out() {
+async fn a_slow_server_times_out_and_only_its_sections_say_so() {
     let script = Script {
         observations: 3,
         ..Default::default()
@@ -236,9 +254,16 @@ async fn a_slow_server_times_out() {
     *script.slow.lock().unwrap() = Some(Duration::from_secs(3));
     let (_s, src, _dir) = start(script).await;
     let t0 = Instant::now();
-    let err = src.summary_at(&p1(), as_of()).await.unwrap_err();
-    assert!(matches!(err, RecordsError::Timeout(_)), "{err:?}");
+    let summary = src.summary_at(&p1(), as_of()).await.unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let json = serde_json::to_value(&summary).unwrap();
+    for section in ["vital_signs", "labs"] {
+        assert_eq!(json[section]["status"], "unavailable", "{section}");
+        assert_eq!(json[section]["error"]["code"], "timeout", "{section}");
+        assert_eq!(json[section]["items"], json!([]), "{section}");
+    }
+    assert_eq!(json["allergies"]["status"], "none_recorded");
+    assert_eq!(json["demographics"]["status"], "recorded");
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use crate::app::AppState;
 use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::identity::Role;
 use crate::ids::{PatientRef, VisitId};
-use axum::extract::{FromRequestParts, Path, State};
+use crate::records::summary::SectionStatus;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -86,11 +87,19 @@ async fn audit(state: &AppState, entry: NewAuditEntry) -> Result<(), ApiError> {
         .map_err(ApiError::from)
 }
 
+#[derive(serde::Deserialize)]
+struct RecordQuery {
+    /// Read the source anew instead of serving the cache ("Refresh", "Try again").
+    #[serde(default)]
+    refresh: bool,
+}
+
 async fn record(
     State(state): State<AppState>,
     Path(visit): Path<String>,
+    Query(query): Query<RecordQuery>,
     Who(asker): Who,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
     let now = chrono::Utc::now().timestamp_millis();
     let decision = decide(&state, &asker, &visit, now).await?;
@@ -113,13 +122,27 @@ async fn record(
         return Err(ApiError::forbidden(code, why));
     }
     let patient = patient_ref.expect("allowed reads name a patient");
-    match state.records.get(&patient).await {
-        Ok(summary) => {
-            entry.sections = SECTIONS.iter().map(|s| s.to_string()).collect();
+    match state.records.get(&visit, &patient, query.refresh).await {
+        Ok(served) => {
+            // Audit what was shown: the sections that could be read.
+            entry.sections = served
+                .summary
+                .section_outcomes()
+                .iter()
+                .filter(|(_, st)| *st != SectionStatus::Unavailable)
+                .map(|(k, _)| k.to_string())
+                .collect();
             entry.outcome = AuditOutcome::Allowed;
+            if entry.sections.len() < SECTIONS.len() {
+                entry.reason = Some("some_sections_unavailable".into());
+            }
             audit(&state, entry).await?;
-            Ok(Json(
-                serde_json::to_value(&*summary).map_err(ApiError::internal)?,
+            let mut body = serde_json::to_value(&*served.summary).map_err(ApiError::internal)?;
+            body["cached"] = serde_json::Value::Bool(served.cached);
+            // Patient data: no browser or proxy keeps a copy.
+            Ok((
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                Json(body),
             ))
         }
         Err(e) => {

@@ -188,7 +188,7 @@ async fn dispatch(inner: &Inner, outputs: Vec<Output>) {
                 }
             }
             Output::Record(_) => unreachable!("recorded first"),
-            Output::Prefetch { patient } => inner.effects.prefetch(patient),
+            Output::Prefetch { visit, patient } => inner.effects.prefetch(visit, patient),
         }
     }
 }

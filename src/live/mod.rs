@@ -8,7 +8,7 @@ pub mod counters;
 pub mod memory;
 pub mod redis;
 
-use crate::ids::{ParticipantId, PatientRef, RoomId};
+use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
 use crate::protocol::ServerMsg;
 use crate::visit::room::{Input, Output, Transition};
 use crate::visit::{RoomConfig, VisitState};
@@ -66,7 +66,8 @@ pub trait Effects: Send + Sync + 'static {
     /// Returns once the transition is in the history (or queued there for retry): the
     /// room waits for it before sending anything, see [`record_first`].
     async fn record(&self, t: Transition);
-    fn prefetch(&self, patient: PatientRef);
+    /// A patient entered the waiting room of `visit`: read their panel ahead.
+    fn prefetch(&self, visit: VisitId, patient: PatientRef);
     /// A relayed or sent message, for metrics.
     fn delivered(&self, msg: &ServerMsg);
 }

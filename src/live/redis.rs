@@ -460,8 +460,8 @@ impl Inner {
                 Output::Send { to, msg } => (to, false, msg),
                 Output::Close { who, msg } => (who, true, msg),
                 Output::Record(_) => unreachable!("recorded first"),
-                Output::Prefetch { patient } => {
-                    self.effects.prefetch(patient);
+                Output::Prefetch { visit, patient } => {
+                    self.effects.prefetch(visit, patient);
                     continue;
                 }
             };

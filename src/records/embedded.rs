@@ -187,7 +187,7 @@ impl EmbeddedSource {
             .get(patient.as_str())
             .filter(|r| r.patient.is_some())
             .ok_or(RecordsError::NotFound)?;
-        Ok(assemble(patient.as_str(), rec, as_of))
+        Ok(assemble(patient.as_str(), rec, as_of, chrono::Utc::now()))
     }
 }
 

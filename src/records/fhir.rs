@@ -11,16 +11,20 @@
 //! patient id) or a response body.
 
 use super::model::{Bundle, Resource};
-use super::record::PatientRecord;
+use super::record::{Part, PartStatus, PatientRecord, names_patient};
 use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource};
-use super::summary::{PanelSummary, assemble};
+use super::summary::{LOINC, PanelSummary, VitalKind, assemble};
 use super::{RecordSource, RecordsError, today};
 use crate::config::Settings;
 use crate::ids::PatientRef;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Referenced medications read one by one at most, when a server ignored `_include`.
+const MAX_MEDICATION_READS: usize = 50;
 
 /// How to reach the FHIR server.
 #[derive(Debug, Clone)]
@@ -45,6 +49,11 @@ pub struct FhirConfig {
     pub page_size: u32,
     /// Pages followed per search at most. Default 10.
     pub max_pages: u32,
+    /// Resources read per search at most; beyond it the section says it is partial.
+    /// Default 2000.
+    pub max_resources: usize,
+    /// Largest response body accepted, bytes; a larger one fails its section. Default 8 MiB.
+    pub max_response_bytes: usize,
     /// Space-separated scopes requested. Default [`SCOPES`].
     pub scopes: String,
 }
@@ -69,6 +78,10 @@ impl FhirConfig {
             signing_alg: SigningAlg::parse(&r.fhir_signing_alg)?,
             key_dir: s.server.data_dir.clone(),
             timeout: Duration::from_millis(r.fhir_timeout_ms.max(1)),
+            page_size: r.fhir_page_size.clamp(1, 1000),
+            max_pages: r.fhir_max_pages.max(1),
+            max_resources: r.max_resources_per_section.max(1),
+            max_response_bytes: r.fhir_max_response_bytes.max(1024),
             ..Self::new("", "", "", SigningAlg::Es384, PathBuf::new())
         })
     }
@@ -93,6 +106,8 @@ impl FhirConfig {
             max_retry_after: Duration::from_secs(5),
             page_size: 200,
             max_pages: 10,
+            max_resources: 2000,
+            max_response_bytes: 8 << 20,
             scopes: SCOPES.to_owned(),
         }
     }
@@ -176,59 +191,166 @@ impl FhirSource {
         &self.tokens
     }
 
-    /// Fetch everything the panel shows for one patient.
+    /// Fetch everything the panel shows for one patient. Fails as a whole only when
+    /// our credentials are refused, the patient does not exist, or the server answers
+    /// a read of this patient with another one; a search that fails marks its part.
     #[tracing::instrument(skip_all)]
     pub async fn fetch_record(&self, patient: &PatientRef) -> Result<PatientRecord, RecordsError> {
         let id = patient.as_str();
+        // Credentials first: refused credentials fail the whole panel, not eight parts.
+        self.tokens.token().await?;
         let patient_url = self.url(&format!("Patient/{id}"), &[])?;
         let n = self.cfg.page_size.to_string();
+        // The reference form the specification defines for reference parameters.
+        let reference = format!("Patient/{id}");
         let by_patient = |rtype: &str, extra: &[(&str, &str)]| -> Result<Url, RecordsError> {
-            let mut q = vec![("patient", id), ("_count", n.as_str())];
+            let mut q = vec![("patient", reference.as_str()), ("_count", n.as_str())];
             q.extend_from_slice(extra);
             self.url(rtype, &q)
         };
+        let vital_codes = VitalKind::all_search_codes()
+            .iter()
+            .map(|c| format!("{LOINC}|{c}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let searches = [
-            by_patient("AllergyIntolerance", &[])?,
-            by_patient(
-                "MedicationRequest",
-                &[("_include", "MedicationRequest:medication")],
-            )?,
-            by_patient(
-                "MedicationStatement",
-                &[("_include", "MedicationStatement:medication")],
-            )?,
-            by_patient("Condition", &[])?,
-            by_patient(
-                "Observation",
-                &[("category", "vital-signs"), ("_sort", "-date")],
-            )?,
-            by_patient(
-                "Observation",
-                &[("category", "laboratory"), ("_sort", "-date")],
-            )?,
-            by_patient("Immunization", &[("_sort", "-date")])?,
-            by_patient("Encounter", &[("_sort", "-date")])?,
+            (Part::Allergies, by_patient("AllergyIntolerance", &[])?),
+            (
+                Part::Medications,
+                by_patient(
+                    "MedicationRequest",
+                    &[("_include", "MedicationRequest:medication")],
+                )?,
+            ),
+            (
+                Part::Medications,
+                by_patient(
+                    "MedicationStatement",
+                    &[("_include", "MedicationStatement:medication")],
+                )?,
+            ),
+            (Part::Problems, by_patient("Condition", &[])?),
+            (
+                Part::VitalSigns,
+                by_patient(
+                    "Observation",
+                    &[("code", vital_codes.as_str()), ("_sort", "-date")],
+                )?,
+            ),
+            (
+                Part::Labs,
+                by_patient(
+                    "Observation",
+                    &[("category", "laboratory,LAB"), ("_sort", "-date")],
+                )?,
+            ),
+            (
+                Part::Immunizations,
+                by_patient("Immunization", &[("_sort", "-date")])?,
+            ),
+            (
+                Part::Encounters,
+                by_patient("Encounter", &[("_sort", "-date")])?,
+            ),
         ];
         let (patient_res, results) = tokio::join!(
-            self.read(patient_url),
-            futures_util::future::join_all(searches.into_iter().map(|u| self.search_all(u)))
+            self.read_patient(patient_url),
+            futures_util::future::join_all(
+                searches
+                    .into_iter()
+                    .map(|(part, u)| async move { (part, self.search_all(part, u).await) })
+            )
         );
         let mut rec = PatientRecord::default();
-        match Resource::from_value(patient_res?) {
-            Ok(r @ Resource::Patient(_)) => rec.add(r, None),
-            Ok(_) => {
-                return Err(RecordsError::BadData(
-                    "Patient read returned another type".into(),
-                ));
+        let identifiers = match patient_res {
+            Ok((p, at)) => {
+                if p.id.as_deref() != Some(id) {
+                    tracing::warn!("the Patient read returned another patient; panel refused");
+                    return Err(RecordsError::BadData(
+                        "the server answered a read of this patient with another patient".into(),
+                    ));
+                }
+                let ids = p.identifier.clone();
+                rec.add(Resource::Patient(p), None);
+                rec.note(Part::Demographics, PartStatus::read_at(at));
+                ids
             }
-            Err(e) => return Err(RecordsError::BadData(e)),
-        }
-        for bundle_entries in results {
-            for (full_url, r) in bundle_entries? {
+            Err(RecordsError::NotFound) => return Err(RecordsError::NotFound),
+            Err(e) => {
+                rec.note(Part::Demographics, PartStatus::failed(&e));
+                Vec::new()
+            }
+        };
+        for (part, outcome) in results {
+            let mut status = outcome.status;
+            for (full_url, r) in outcome.resources {
+                match r.patient_reference() {
+                    Some(Some(subject)) if names_patient(subject, id, &identifiers) => {}
+                    // Another patient, or none named: never shown as this patient's.
+                    Some(_) => {
+                        status.wrong_patient += 1;
+                        continue;
+                    }
+                    None => {}
+                }
                 rec.add(r, full_url.as_deref());
             }
+            if status.wrong_patient > 0 {
+                tracing::warn!(
+                    section = part.key(),
+                    dropped = status.wrong_patient,
+                    "search returned resources of another patient or none; dropped"
+                );
+            }
+            rec.note(part, status);
         }
+        self.read_missing_medications(&mut rec).await;
         Ok(rec)
+    }
+
+    /// Medications that orders and statements reference but the searches did not return:
+    /// a server may ignore `_include` (fhirsnake does), and the panel would then say
+    /// "(not named in the record)" of a medication the record names. Read them (relative
+    /// `Medication/<id>` references, at most [`MAX_MEDICATION_READS`], concurrently); one
+    /// that cannot be read leaves its item as it was.
+    async fn read_missing_medications(&self, rec: &mut PatientRecord) {
+        let referenced = rec
+            .medication_requests
+            .iter()
+            .map(|m| (m.medication_reference.as_ref(), &m.contained))
+            .chain(
+                rec.medication_statements
+                    .iter()
+                    .map(|m| (m.medication_reference.as_ref(), &m.contained)),
+            );
+        let mut missing: Vec<String> = referenced
+            .filter_map(|(r, contained)| {
+                let reference = r?.reference.as_deref()?;
+                let (rtype, id) = reference.split_once('/')?;
+                let relative = rtype == "Medication" && !id.is_empty() && !id.contains('/');
+                (relative && rec.medication(reference, contained).is_none())
+                    .then(|| reference.to_owned())
+            })
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing.truncate(MAX_MEDICATION_READS);
+        let reads = missing.into_iter().map(|reference| async move {
+            let url = self.url(&reference, &[]).ok()?;
+            let resp = self.get(url, "Medication").await.ok()?;
+            let v = self.body(resp, "Medication").await.ok()?;
+            match Resource::from_value(v) {
+                Ok(Resource::Medication(m)) => Some((reference, m)),
+                _ => None,
+            }
+        });
+        for (reference, m) in futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            rec.add_medication(m, Some(&reference));
+        }
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, RecordsError> {
@@ -242,58 +364,161 @@ impl FhirSource {
         Ok(u)
     }
 
-    async fn read(&self, url: Url) -> Result<serde_json::Value, RecordsError> {
-        let resp = self.get(url, "Patient").await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, self.cfg.timeout))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| RecordsError::BadData(format!("Patient: {}", super::model::redacted(&e))))
+    /// Read this patient's `Patient` resource and when it was read.
+    async fn read_patient(
+        &self,
+        url: Url,
+    ) -> Result<(super::model::Patient, DateTime<Utc>), RecordsError> {
+        let started = std::time::Instant::now();
+        let result = async {
+            let resp = self.get(url, "Patient").await?;
+            let v = self.body(resp, "Patient").await?;
+            match Resource::from_value(v) {
+                Ok(Resource::Patient(p)) => Ok((p, Utc::now())),
+                Ok(other) => Err(RecordsError::BadData(format!(
+                    "Patient read: {} instead of a Patient",
+                    safe_type(other.type_name())
+                ))),
+                Err(e) => Err(RecordsError::BadData(format!("Patient read: {e}"))),
+            }
+        }
+        .await;
+        if let Err(e) = &result
+            && !matches!(e, RecordsError::NotFound)
+        {
+            log_failure(Part::Demographics, e, started);
+        }
+        result
     }
 
-    /// All pages of one search, as (fullUrl, resource) pairs.
-    async fn search_all(
+    /// Read a response body: refused beyond the byte cap (streamed, never buffered
+    /// whole), refused when the content type is not JSON, then parsed.
+    async fn body(
         &self,
-        first: Url,
-    ) -> Result<Vec<(Option<String>, Resource)>, RecordsError> {
+        mut resp: reqwest::Response,
+        what: &str,
+    ) -> Result<serde_json::Value, RecordsError> {
+        let cap = self.cfg.max_response_bytes;
+        if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if !(essence == "application/fhir+json"
+                || essence == "application/json"
+                || essence == "application/json+fhir")
+            {
+                return Err(RecordsError::BadData(format!(
+                    "{what}: the server answered with content type {} instead of FHIR JSON",
+                    if essence.len() <= 64 {
+                        essence
+                    } else {
+                        "(too long)"
+                    }
+                )));
+            }
+        }
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(RecordsError::TooLarge(cap));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| transport_error(e, self.cfg.timeout))?
+        {
+            if bytes.len() + chunk.len() > cap {
+                return Err(RecordsError::TooLarge(cap));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RecordsError::BadData(format!("{what}: {}", super::model::redacted(&e))))
+    }
+
+    /// One search, every page up to the bounds: the resources found (not yet checked
+    /// against the patient) and how it went. Never fails: a failure marks the part.
+    async fn search_all(&self, part: Part, first: Url) -> SearchOutcome {
         let rtype = first
             .path_segments()
             .and_then(|mut s| s.next_back())
             .unwrap_or("")
             .to_owned();
-        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        let mut out = SearchOutcome::default();
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
-            let resp = self.get(url, &rtype).await?;
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(e, self.cfg.timeout))?;
-            let bundle: Bundle = serde_json::from_slice(&bytes).map_err(|e| {
-                RecordsError::BadData(format!("{rtype} search: {}", super::model::redacted(&e)))
-            })?;
-            for entry in bundle.entry.iter().cloned() {
+            let page = match self.search_page(url, &rtype).await {
+                Ok(b) => b,
+                Err(e) => {
+                    log_failure(part, &e, started);
+                    out.resources.clear();
+                    out.status = PartStatus::failed(&e);
+                    return out;
+                }
+            };
+            let next_link = page.next_link().map(str::to_owned);
+            for entry in page.entry {
+                if entry.search_mode.as_deref() == Some("outcome") {
+                    continue;
+                }
                 let Some(v) = entry.resource else { continue };
                 match Resource::from_value(v) {
-                    Ok(r) => out.push((entry.full_url, r)),
-                    // One odd resource should not blank the whole panel.
+                    Ok(r) if r.type_name() == rtype || matches!(r, Resource::Medication(_)) => {
+                        out.resources.push((entry.full_url, r));
+                    }
+                    Ok(_) => {} // another type (e.g. an OperationOutcome entry): not ours to show
                     Err(e) => {
-                        tracing::warn!(error = %e, "skipped unreadable resource in search result")
+                        out.status.unreadable += 1;
+                        tracing::warn!(section = part.key(), error = %e, "unreadable resource in search result");
                     }
                 }
             }
-            if let Some(link) = bundle.next_link() {
-                if pages >= self.cfg.max_pages {
-                    tracing::warn!(resource = %rtype, pages, "search has more pages than we follow");
+            if let Some(link) = next_link.as_deref() {
+                let read = out.resources.len();
+                if pages >= self.cfg.max_pages || read >= self.cfg.max_resources {
+                    tracing::warn!(
+                        section = part.key(),
+                        pages,
+                        read,
+                        "search has more results than we read"
+                    );
+                    out.status.truncated = Some(read);
                     break;
                 }
-                next = Some(self.same_origin(link)?);
+                match self.same_origin(link) {
+                    Ok(u) => next = Some(u),
+                    Err(e) => {
+                        log_failure(part, &e, started);
+                        out.resources.clear();
+                        out.status = PartStatus::failed(&e);
+                        return out;
+                    }
+                }
             }
         }
-        Ok(out)
+        out.status.fetched_at = Some(Utc::now());
+        out
+    }
+
+    /// One page of a search: it must be a `Bundle` of type `searchset`; anything else
+    /// (an OperationOutcome, `{}`, another bundle type) is an error, never "none".
+    async fn search_page(&self, url: Url, rtype: &str) -> Result<Bundle, RecordsError> {
+        let resp = self.get(url, rtype).await?;
+        let v = self.body(resp, rtype).await?;
+        match Resource::from_value(v) {
+            Ok(Resource::Bundle(b)) if b.type_.as_deref() == Some("searchset") => Ok(b),
+            Ok(Resource::Bundle(_)) => Err(RecordsError::BadData(format!(
+                "{rtype} search: the answer was a Bundle but not a search result"
+            ))),
+            Ok(other) => Err(RecordsError::BadData(format!(
+                "{rtype} search: the server answered with {} instead of a search result",
+                safe_type(other.type_name())
+            ))),
+            Err(_) => Err(RecordsError::BadData(format!(
+                "{rtype} search: the answer was not a FHIR resource"
+            ))),
+        }
     }
 
     /// A `next` link, resolved against the base and refused if it leaves the server.
@@ -360,7 +585,9 @@ impl FhirSource {
         }
         let cause = format!("{what}: server answered {status}");
         match status {
-            StatusCode::NOT_FOUND | StatusCode::GONE => Attempt::Fail(RecordsError::NotFound),
+            StatusCode::NOT_FOUND | StatusCode::GONE if what == "Patient" => {
+                Attempt::Fail(RecordsError::NotFound)
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Attempt::Fail(RecordsError::Unauthorized { cause })
             }
@@ -381,8 +608,35 @@ impl FhirSource {
         as_of: chrono::NaiveDate,
     ) -> Result<PanelSummary, RecordsError> {
         let rec = self.fetch_record(patient).await?;
-        Ok(assemble(patient.as_str(), &rec, as_of))
+        Ok(assemble(patient.as_str(), &rec, as_of, Utc::now()))
     }
+}
+
+/// What one search found, before the patient check.
+#[derive(Default)]
+struct SearchOutcome {
+    resources: Vec<(Option<String>, Resource)>,
+    status: PartStatus,
+}
+
+/// A resource type name from the server, only when it looks like one (it goes in
+/// messages and logs, which must never carry what a server put in free text).
+fn safe_type(t: &str) -> &str {
+    let looks_like_type = (1..=64).contains(&t.len())
+        && t.starts_with(|c: char| c.is_ascii_uppercase())
+        && t.chars().all(|c| c.is_ascii_alphanumeric());
+    if looks_like_type { t } else { "something else" }
+}
+
+/// One line per failed part: section, error code, duration. No patient data.
+fn log_failure(part: Part, e: &RecordsError, started: std::time::Instant) {
+    tracing::warn!(
+        section = part.key(),
+        error = PartStatus::failed(e).error.map(|e| e.code).unwrap_or("unavailable"),
+        cause = %e,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "record section could not be loaded"
+    );
 }
 
 /// `Retry-After` in seconds or as an HTTP date.

@@ -53,6 +53,8 @@ pub enum RecordsError {
     Timeout(Duration),
     #[error("the record source sent data we cannot read: {0}")]
     BadData(String),
+    #[error("the record source's answer was larger than the {0}-byte limit")]
+    TooLarge(usize),
     #[error("records configuration: {0}")]
     Config(String),
 }

@@ -1,17 +1,19 @@
 //! The patient-record side panel, assembled from a [`PatientRecord`]. Pure: no I/O,
-//! no clock (the caller passes the date the age is computed at).
+//! no clock (the caller passes the date ages are computed at and when it read).
 //!
 //! Sections follow the International Patient Summary: allergies, medications,
 //! problems, vital signs, results, immunizations, plus recent encounters. Each is a
-//! [`Section`]: `{"status":"recorded","items":[…]}` or `{"status":"none_recorded"}`,
-//! so the panel can say "none recorded" instead of showing a blank. Every coded
-//! thing is a [`Concept`]: the text the source gives first, the code kept for hover.
+//! [`Section`] whose `status` says exactly what is known: `recorded`,
+//! `none_recorded` (only when the source answered completely and validly with
+//! nothing to show and nothing was dropped) or `unavailable` (the source could not
+//! be read: never shown as "none"). `notes` say what was left out and why.
 //!
-//! Ordering is total (ties broken by resource id) so two sources holding the same
-//! resources give the same summary.
+//! What counts as current follows the resources' status elements (docs/records.md
+//! lists every rule with its test). Ordering is total (ties broken by resource id)
+//! so two sources holding the same resources give the same summary.
 
 use super::model::*;
-use super::record::PatientRecord;
+use super::record::{Part, PartStatus, PatientRecord};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,6 +34,8 @@ pub struct PanelSummary {
     pub patient_id: String,
     /// The date ages and "recent" are computed at.
     pub as_of: NaiveDate,
+    /// When the source was read for this panel.
+    pub fetched_at: DateTime<Utc>,
     pub demographics: Demographics,
     pub allergies: Section<Allergy>,
     pub medications: Section<MedicationEntry>,
@@ -42,32 +46,137 @@ pub struct PanelSummary {
     pub encounters: Section<EncounterEntry>,
 }
 
-/// A panel section: what is recorded, or an explicit "none recorded".
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Section<T> {
-    Recorded { items: Vec<T> },
+impl PanelSummary {
+    /// Each section's key and whether it could be read, for audit and logs.
+    pub fn section_outcomes(&self) -> [(&'static str, SectionStatus); 8] {
+        [
+            ("demographics", self.demographics.status),
+            ("allergies", self.allergies.status),
+            ("medications", self.medications.status),
+            ("problems", self.problems.status),
+            ("vital_signs", self.vital_signs.status),
+            ("labs", self.labs.status),
+            ("immunizations", self.immunizations.status),
+            ("encounters", self.encounters.status),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionStatus {
+    Recorded,
     NoneRecorded,
+    Unavailable,
+}
+
+/// Why a section could not be loaded: a code and a sentence for the physician.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SectionError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Something the physician must know about a section: what was left out and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Note {
+    /// `unreadable` | `wrong_patient` | `truncated`.
+    pub code: &'static str,
+    pub count: Option<usize>,
+    pub text: String,
+}
+
+/// A panel section: what is recorded, an explicit "none recorded", or "could not be loaded".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Section<T> {
+    pub status: SectionStatus,
+    /// Empty unless `recorded` (and possibly then, when nothing could be displayed).
+    pub items: Vec<T>,
+    pub fetched_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SectionError>,
+    pub notes: Vec<Note>,
 }
 
 impl<T> Section<T> {
-    fn from_items(items: Vec<T>) -> Self {
-        if items.is_empty() {
-            Self::NoneRecorded
+    fn build(part: Part, st: &PartStatus, read_at: DateTime<Utc>, items: Vec<T>) -> Self {
+        let fetched_at = st.fetched_at.unwrap_or(read_at);
+        if let Some(e) = &st.error {
+            return Self {
+                status: SectionStatus::Unavailable,
+                items: Vec::new(),
+                fetched_at,
+                error: Some(section_error(part, e)),
+                notes: Vec::new(),
+            };
+        }
+        let notes = notes(part, st);
+        let status = if items.is_empty() && notes.is_empty() {
+            SectionStatus::NoneRecorded
         } else {
-            Self::Recorded { items }
+            SectionStatus::Recorded
+        };
+        Self {
+            status,
+            items,
+            fetched_at,
+            error: None,
+            notes,
         }
     }
-    /// The items; empty when none are recorded.
+
+    /// The items; empty when none are recorded or the section could not be loaded.
     pub fn items(&self) -> &[T] {
-        match self {
-            Self::Recorded { items } => items,
-            Self::NoneRecorded => &[],
-        }
+        &self.items
     }
     pub fn is_recorded(&self) -> bool {
-        matches!(self, Self::Recorded { .. })
+        self.status == SectionStatus::Recorded
     }
+}
+
+fn section_error(part: Part, e: &super::record::PartError) -> SectionError {
+    SectionError {
+        code: e.code,
+        message: format!("{} could not be loaded: {}", part.title(), e.cause),
+    }
+}
+
+fn notes(part: Part, st: &PartStatus) -> Vec<Note> {
+    let mut v = Vec::new();
+    if st.unreadable > 0 {
+        let n = st.unreadable;
+        v.push(Note {
+            code: "unreadable",
+            count: Some(n),
+            text: format!(
+                "{n} {} could not be displayed — open in the EHR",
+                part.noun(n)
+            ),
+        });
+    }
+    if st.wrong_patient > 0 {
+        let n = st.wrong_patient;
+        v.push(Note {
+            code: "wrong_patient",
+            count: Some(n),
+            text: format!(
+                "{n} {} did not name this patient and {} left out — this section may be unreliable",
+                part.noun(n),
+                if n == 1 { "was" } else { "were" }
+            ),
+        });
+    }
+    if let Some(n) = st.truncated {
+        v.push(Note {
+            code: "truncated",
+            count: Some(n),
+            text: format!(
+                "The record holds more {}: showing the most recent of the {n} loaded",
+                part.noun(2)
+            ),
+        });
+    }
+    v
 }
 
 /// A coded thing: display text first, the code for hover.
@@ -83,7 +192,7 @@ pub struct Concept {
 impl Concept {
     fn from_cc(cc: Option<&CodeableConcept>) -> Self {
         let Some(cc) = cc else {
-            return Self::unnamed();
+            return Self::named("(not named in the record)");
         };
         let first = cc
             .coding
@@ -101,12 +210,19 @@ impl Concept {
                 code: first.and_then(|c| c.code.clone()),
                 system: first.and_then(|c| c.system.clone()),
             },
-            None => Self::unnamed(),
+            None => Self::named("(not named in the record)"),
         }
     }
-    fn unnamed() -> Self {
+    /// The concept of element `key`, saying so when it was there but unreadable.
+    fn of(cc: Option<&CodeableConcept>, key: &str, unreadable: &[String]) -> Self {
+        if cc.is_none() && unreadable.iter().any(|u| u == key) {
+            return Self::named("(could not be read — open in the EHR)");
+        }
+        Self::from_cc(cc)
+    }
+    fn named(text: &str) -> Self {
         Self {
-            text: "(not named in the record)".into(),
+            text: text.into(),
             code: None,
             system: None,
         }
@@ -115,6 +231,9 @@ impl Concept {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Demographics {
+    pub status: SectionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SectionError>,
     /// `None` when the source has no Patient resource for this id's record.
     pub name: Option<String>,
     pub birth_date: Option<String>,
@@ -139,25 +258,34 @@ pub struct Allergy {
     /// The worst recorded reaction severity: severe | moderate | mild.
     pub severity: Option<String>,
     pub clinical_status: Option<String>,
+    /// `unconfirmed` and `presumed` are listed and must be shown as such.
     pub verification_status: Option<String>,
     pub onset: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MedicationEntry {
     pub medication: Concept,
+    /// `None` when not recorded or unreadable (then listed, with "status" in `unreadable_fields`).
     pub status: Option<String>,
     /// `request` (an order) or `statement` (what the patient reports taking).
     pub source: &'static str,
     pub dosage: Option<String>,
     pub date: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
     pub condition: Concept,
     pub clinical_status: Option<String>,
+    pub verification_status: Option<String>,
     pub onset: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -171,8 +299,12 @@ pub enum VitalKind {
     Bmi,
 }
 
+pub const SYSTOLIC: &str = "8480-6";
+pub const DIASTOLIC: &str = "8462-4";
+
 impl VitalKind {
-    /// LOINC codes that count as this vital sign.
+    /// LOINC codes that count as this vital sign (blood pressure: the panels; the
+    /// separate systolic and diastolic observations are paired by time).
     pub fn loinc_codes(self) -> &'static [&'static str] {
         match self {
             Self::BloodPressure => &["85354-9", "55284-4"],
@@ -183,18 +315,16 @@ impl VitalKind {
             Self::Bmi => &["39156-5"],
         }
     }
-    fn of(obs: &Observation) -> Option<Self> {
-        let code = obs.code.as_ref()?;
-        [
-            Self::BloodPressure,
-            Self::HeartRate,
-            Self::Temperature,
-            Self::OxygenSaturation,
-            Self::Weight,
-            Self::Bmi,
-        ]
-        .into_iter()
-        .find(|k| {
+    const ALL: [VitalKind; 6] = [
+        Self::BloodPressure,
+        Self::HeartRate,
+        Self::Temperature,
+        Self::OxygenSaturation,
+        Self::Weight,
+        Self::Bmi,
+    ];
+    fn of(code: &CodeableConcept) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| {
             code.coding.iter().any(|c| {
                 c.system.as_deref() == Some(LOINC)
                     && c.code
@@ -203,10 +333,16 @@ impl VitalKind {
             })
         })
     }
+    /// Every LOINC code the vitals search asks for.
+    pub fn all_search_codes() -> Vec<&'static str> {
+        let mut v: Vec<&str> = Self::ALL
+            .into_iter()
+            .flat_map(|k| k.loinc_codes().iter().copied())
+            .collect();
+        v.extend([SYSTOLIC, DIASTOLIC]);
+        v
+    }
 }
-
-pub const SYSTOLIC: &str = "8480-6";
-pub const DIASTOLIC: &str = "8462-4";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VitalPoint {
@@ -224,10 +360,12 @@ pub struct VitalSign {
     pub kind: VitalKind,
     /// The name as the latest observation gives it; LOINC code for hover.
     pub label: Concept,
+    /// The one unit of every point here (converted where it could be).
+    pub unit: Option<String>,
     pub latest: VitalPoint,
     /// Oldest first, at most [`MAX_TREND_POINTS`] of the most recent.
     pub trend: Vec<VitalPoint>,
-    /// How many measurements the record holds in all.
+    /// How many measurements of this kind (in this unit) the record holds.
     pub count: usize,
 }
 
@@ -242,7 +380,7 @@ pub struct Flag {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabResult {
     pub test: Concept,
-    /// The value as text: `7.9 %`, `Positive`, `<0.5 mg/L`.
+    /// The value as text, in significant digits: `7.9 %`, `Positive`, `<0.5 mg/L`, `0.0000004 mol/L`.
     pub value: Option<String>,
     pub numeric: Option<f64>,
     pub unit: Option<String>,
@@ -253,6 +391,8 @@ pub struct LabResult {
     pub abnormal: bool,
     /// Results of this test in the record (the panel shows the latest).
     pub count: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,6 +400,10 @@ pub struct ImmunizationEntry {
     pub vaccine: Concept,
     pub date: Option<String>,
     pub status: Option<String>,
+    /// `false` for `not-done` (and when the status is missing or unreadable).
+    pub given: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -276,7 +420,7 @@ pub struct EncounterEntry {
 type Keyed<'a, T> = Vec<(Option<DateTime<Utc>>, Option<&'a str>, T)>;
 
 /// A sort key for FHIR dates and dateTimes of any precision; unparseable sorts first.
-fn instant(s: Option<&str>) -> Option<DateTime<Utc>> {
+pub fn instant(s: Option<&str>) -> Option<DateTime<Utc>> {
     let s = s?;
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.with_timezone(&Utc));
@@ -290,13 +434,17 @@ fn instant(s: Option<&str>) -> Option<DateTime<Utc>> {
 }
 
 fn status_code(cc: Option<&CodeableConcept>) -> Option<String> {
-    cc.and_then(|c| c.coding.iter().find_map(|c| c.code.clone()))
+    cc.and_then(|c| c.first_code().map(str::to_owned))
 }
 
 fn age_at(birth: &str, as_of: NaiveDate) -> Option<u32> {
     let (y, m, d) = match birth.len() {
         4 => (birth.parse().ok()?, 1, 1),
-        7 => (birth[..4].parse().ok()?, birth[5..7].parse().ok()?, 1),
+        7 => (
+            birth.get(..4)?.parse().ok()?,
+            birth.get(5..7)?.parse().ok()?,
+            1,
+        ),
         _ => {
             let b = NaiveDate::parse_from_str(birth.get(..10)?, "%Y-%m-%d").ok()?;
             (b.year(), b.month(), b.day())
@@ -326,16 +474,26 @@ fn display_name(p: &Patient) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-fn demographics(p: Option<&Patient>, as_of: NaiveDate) -> Demographics {
-    let Some(p) = p else {
-        return Demographics {
-            name: None,
-            birth_date: None,
-            age: None,
-            sex: None,
-            preferred_language: None,
-            deceased: false,
-        };
+fn demographics(rec: &PatientRecord, as_of: NaiveDate) -> Demographics {
+    let st = rec.part(Part::Demographics);
+    let empty = |status, error| Demographics {
+        status,
+        error,
+        name: None,
+        birth_date: None,
+        age: None,
+        sex: None,
+        preferred_language: None,
+        deceased: false,
+    };
+    if let Some(e) = &st.error {
+        return empty(
+            SectionStatus::Unavailable,
+            Some(section_error(Part::Demographics, e)),
+        );
+    }
+    let Some(p) = rec.patient.as_ref() else {
+        return empty(SectionStatus::NoneRecorded, None);
     };
     let lang = p
         .communication
@@ -345,12 +503,14 @@ fn demographics(p: Option<&Patient>, as_of: NaiveDate) -> Demographics {
         .and_then(|c| c.language.as_ref())
         .map(|l| Concept::from_cc(Some(l)));
     Demographics {
+        status: SectionStatus::Recorded,
+        error: None,
         name: display_name(p),
         birth_date: p.birth_date.clone(),
         age: p.birth_date.as_deref().and_then(|b| age_at(b, as_of)),
         sex: p.gender.clone(),
         preferred_language: lang,
-        deceased: p.deceased_boolean == Some(true) || p.deceased_date_time.is_some(),
+        deceased: p.deceased,
     }
 }
 
@@ -374,6 +534,7 @@ fn allergies(rec: &PatientRecord) -> Vec<Allergy> {
         .allergies
         .iter()
         .filter(|a| {
+            // Hidden only on a readable status that says so; an unreadable status is shown.
             let clinical = status_code(a.clinical_status.as_ref());
             let verif = status_code(a.verification_status.as_ref());
             !matches!(clinical.as_deref(), Some("inactive" | "resolved"))
@@ -401,7 +562,7 @@ fn allergies(rec: &PatientRecord) -> Vec<Allergy> {
             (
                 a,
                 Allergy {
-                    substance: Concept::from_cc(substance),
+                    substance: Concept::of(substance, "code", &a.unreadable),
                     criticality: a.criticality.clone(),
                     type_: a.type_.clone(),
                     category: a.category.clone(),
@@ -409,7 +570,12 @@ fn allergies(rec: &PatientRecord) -> Vec<Allergy> {
                     severity,
                     clinical_status: status_code(a.clinical_status.as_ref()),
                     verification_status: status_code(a.verification_status.as_ref()),
-                    onset: a.onset_date_time.clone().or(a.recorded_date.clone()),
+                    onset: a
+                        .onset
+                        .as_ref()
+                        .and_then(When::display)
+                        .or(a.recorded_date.clone()),
+                    unreadable_fields: a.unreadable.clone(),
                 },
             )
         })
@@ -428,12 +594,13 @@ fn medication_concept(
     cc: Option<&CodeableConcept>,
     r: Option<&Reference>,
     contained: &[serde_json::Value],
+    unreadable: &[String],
 ) -> Concept {
     if let Some(cc) = cc {
         return Concept::from_cc(Some(cc));
     }
     let Some(r) = r else {
-        return Concept::unnamed();
+        return Concept::of(None, "medicationCodeableConcept", unreadable);
     };
     if let Some(m) = r
         .reference
@@ -444,19 +611,30 @@ fn medication_concept(
         return Concept::from_cc(m.code.as_ref());
     }
     match &r.display {
-        Some(d) => Concept {
-            text: d.clone(),
-            code: None,
-            system: None,
-        },
-        None => Concept::unnamed(),
+        Some(d) => Concept::named(d),
+        None => Concept::from_cc(None),
     }
+}
+
+/// A status that could not be read (or is missing, though required) keeps the item
+/// listed and says so: an order we cannot rule out is shown, marked.
+fn unknown_status(status: &Option<String>, unreadable: &[String]) -> Vec<String> {
+    let mut u = unreadable.to_vec();
+    if status.is_none() && !u.iter().any(|x| x == "status") {
+        u.push("status".into());
+    }
+    u
 }
 
 fn medications(rec: &PatientRecord) -> Vec<MedicationEntry> {
     let mut v: Keyed<MedicationEntry> = Vec::new();
     for m in &rec.medication_requests {
-        if !matches!(m.status.as_deref(), Some("active" | "on-hold")) {
+        let current = match m.status.as_deref() {
+            Some("active" | "on-hold" | "unknown") | None => true,
+            Some(_) => false, // stopped, completed, cancelled, entered-in-error, draft
+        };
+        let ordered = !matches!(m.intent.as_deref(), Some("proposal" | "plan" | "option"));
+        if !current || !ordered || m.do_not_perform == Some(true) {
             continue;
         }
         v.push((
@@ -468,22 +646,28 @@ fn medications(rec: &PatientRecord) -> Vec<MedicationEntry> {
                     m.medication_codeable_concept.as_ref(),
                     m.medication_reference.as_ref(),
                     &m.contained,
+                    &m.unreadable,
                 ),
                 status: m.status.clone(),
                 source: "request",
-                dosage: m.dosage_instruction.iter().find_map(|d| d.text.clone()),
+                dosage: m.dosage_text.clone(),
                 date: m.authored_on.clone(),
+                unreadable_fields: unknown_status(&m.status, &m.unreadable),
             },
         ));
     }
     for m in &rec.medication_statements {
-        if !matches!(m.status.as_deref(), Some("active" | "intended" | "on-hold")) {
+        let current = match m.status.as_deref() {
+            Some("active" | "intended" | "on-hold" | "unknown") | None => true,
+            Some(_) => false, // stopped, completed, not-taken, entered-in-error
+        };
+        if !current {
             continue;
         }
         let date = m
-            .effective_date_time
-            .clone()
-            .or_else(|| m.effective_period.as_ref().and_then(|p| p.start.clone()))
+            .effective
+            .as_ref()
+            .and_then(|w| w.instant().map(str::to_owned))
             .or(m.date_asserted.clone());
         v.push((
             instant(date.as_deref()),
@@ -494,11 +678,13 @@ fn medications(rec: &PatientRecord) -> Vec<MedicationEntry> {
                     m.medication_codeable_concept.as_ref(),
                     m.medication_reference.as_ref(),
                     &m.contained,
+                    &m.unreadable,
                 ),
                 status: m.status.clone(),
                 source: "statement",
-                dosage: m.dosage.iter().find_map(|d| d.text.clone()),
+                dosage: m.dosage_text.clone(),
                 date,
+                unreadable_fields: unknown_status(&m.status, &m.unreadable),
             },
         ));
     }
@@ -516,24 +702,30 @@ fn problems(rec: &PatientRecord) -> Vec<Problem> {
             let verif = status_code(c.verification_status.as_ref());
             let active = match clinical.as_deref() {
                 Some(s) => matches!(s, "active" | "recurrence" | "relapse"),
-                // No status: active unless it has abated.
-                None => c.abatement_date_time.is_none(),
+                None => true,
             };
-            active && !matches!(verif.as_deref(), Some("entered-in-error" | "refuted"))
+            active && !c.abated && !matches!(verif.as_deref(), Some("entered-in-error" | "refuted"))
         })
         .map(|c| {
             let onset = c
-                .onset_date_time
-                .clone()
-                .or_else(|| c.onset_period.as_ref().and_then(|p| p.start.clone()))
+                .onset
+                .as_ref()
+                .and_then(When::display)
                 .or(c.recorded_date.clone());
+            let sort = c
+                .onset
+                .as_ref()
+                .and_then(When::instant)
+                .or(c.recorded_date.as_deref());
             (
-                instant(onset.as_deref()),
+                instant(sort),
                 c.id.as_deref(),
                 Problem {
-                    condition: Concept::from_cc(c.code.as_ref()),
+                    condition: Concept::of(c.code.as_ref(), "code", &c.unreadable),
                     clinical_status: status_code(c.clinical_status.as_ref()),
+                    verification_status: status_code(c.verification_status.as_ref()),
                     onset,
+                    unreadable_fields: c.unreadable.clone(),
                 },
             )
         })
@@ -549,95 +741,213 @@ fn usable(o: &Observation) -> bool {
     )
 }
 
-fn vital_point(kind: VitalKind, o: &Observation) -> Option<VitalPoint> {
-    let at = o.when()?.to_owned();
-    if kind == VitalKind::BloodPressure {
-        let comp = |code: &str| {
-            o.component
-                .iter()
-                .find(|c| c.code.as_ref().is_some_and(|cc| cc.has_code(code)))
-                .and_then(|c| c.value_quantity.as_ref())
-        };
-        let sys = comp(SYSTOLIC)?;
-        let dia = comp(DIASTOLIC);
-        return Some(VitalPoint {
-            at,
-            value: sys.value?,
-            diastolic: dia.and_then(|d| d.value),
-            unit: sys.unit.clone().or(sys.code.clone()),
-        });
-    }
-    let q = o.value_quantity.as_ref()?;
-    Some(VitalPoint {
-        at,
-        value: q.value?,
-        diastolic: None,
-        unit: q.unit.clone().or(q.code.clone()),
+/// The canonical unit of a vital sign and how to convert a value into it, or
+/// `None` when the unit is not one we know for this kind (it then gets its own series).
+fn to_canonical(kind: VitalKind, unit: Option<&str>, v: f64) -> Option<(&'static str, f64)> {
+    let u = unit.unwrap_or("").trim();
+    let lower = u.to_ascii_lowercase();
+    let round = |x: f64, dp: i32| {
+        let f = 10f64.powi(dp);
+        (x * f).round() / f
+    };
+    Some(match kind {
+        VitalKind::BloodPressure => match lower.as_str() {
+            "mm[hg]" | "mmhg" | "mm hg" => ("mm[Hg]", v),
+            _ => return None,
+        },
+        VitalKind::HeartRate => match lower.as_str() {
+            "/min" | "{beats}/min" | "beats/min" | "beats/minute" | "bpm" | "{beat}/min" => {
+                ("/min", v)
+            }
+            _ => return None,
+        },
+        VitalKind::Temperature => match lower.as_str() {
+            "cel" | "°c" | "c" | "degc" => ("Cel", v),
+            "[degf]" | "°f" | "f" | "degf" => ("Cel", round((v - 32.0) * 5.0 / 9.0, 1)),
+            "k" => ("Cel", round(v - 273.15, 1)),
+            _ => return None,
+        },
+        VitalKind::OxygenSaturation => match lower.as_str() {
+            "%" | "percent" => ("%", v),
+            _ => return None,
+        },
+        VitalKind::Weight => match lower.as_str() {
+            "kg" | "kilogram" | "kilograms" => ("kg", v),
+            "g" => ("kg", round(v / 1000.0, 2)),
+            "[lb_av]" | "lb" | "lbs" | "pound" | "pounds" => ("kg", round(v * 0.453_592_37, 1)),
+            "[oz_av]" | "oz" => ("kg", round(v * 0.028_349_523_125, 2)),
+            _ => return None,
+        },
+        VitalKind::Bmi => match lower.as_str() {
+            "kg/m2" | "kg/m^2" | "kg/m²" => ("kg/m2", v),
+            _ => return None,
+        },
     })
 }
 
-fn vital_signs(rec: &PatientRecord) -> Vec<VitalSign> {
-    type Series<'a> = Vec<(
+/// (kind, unit) → points with their sort keys and the observation they came from.
+type Series<'a> = BTreeMap<
+    (VitalKind, Option<String>),
+    Vec<(
         Option<DateTime<Utc>>,
         Option<&'a str>,
         &'a Observation,
         VitalPoint,
-    )>;
-    let mut by_kind: BTreeMap<VitalKind, Series> = BTreeMap::new();
+    )>,
+>;
+
+fn quantity_unit(q: &Quantity) -> Option<String> {
+    // The UCUM code when there is one: it is what conversions know.
+    q.code.clone().or_else(|| q.unit.clone())
+}
+
+fn push_point<'a>(
+    series: &mut Series<'a>,
+    kind: VitalKind,
+    o: &'a Observation,
+    at: &str,
+    q: &Quantity,
+    diastolic: Option<&Quantity>,
+) {
+    let Some(value) = q.value else { return };
+    let raw_unit = quantity_unit(q);
+    let (unit, value, dia) = match to_canonical(kind, raw_unit.as_deref(), value) {
+        Some((u, v)) => {
+            let dia = diastolic.and_then(|d| {
+                let du = quantity_unit(d);
+                to_canonical(kind, du.as_deref(), d.value?).map(|(_, x)| x)
+            });
+            (Some(u.to_owned()), v, dia)
+        }
+        None => (
+            raw_unit.or_else(|| q.unit.clone()),
+            value,
+            diastolic.and_then(|d| d.value),
+        ),
+    };
+    let point = VitalPoint {
+        at: at.to_owned(),
+        value,
+        diastolic: dia,
+        unit: unit.clone(),
+    };
+    series
+        .entry((kind, unit))
+        .or_default()
+        .push((instant(Some(at)), o.id.as_deref(), o, point));
+}
+
+fn component_quantity<'a>(o: &'a Observation, code: &str) -> Option<&'a Quantity> {
+    o.component
+        .iter()
+        .find(|c| c.code.as_ref().is_some_and(|cc| cc.has_code(code)))
+        .and_then(|c| match &c.value {
+            Some(ObsValue::Quantity(q)) => Some(q),
+            _ => None,
+        })
+}
+
+fn vital_signs(rec: &PatientRecord) -> Vec<VitalSign> {
+    let mut series: Series = BTreeMap::new();
+    // Separate systolic/diastolic observations, paired by their time.
+    let mut systolic: BTreeMap<String, &Observation> = BTreeMap::new();
+    let mut diastolic: BTreeMap<String, &Observation> = BTreeMap::new();
+    let mut panel_times = std::collections::HashSet::new();
     for o in rec.observations.iter().filter(|o| usable(o)) {
-        let Some(kind) = VitalKind::of(o) else {
+        let (Some(code), Some(at)) = (o.code.as_ref(), o.when()) else {
             continue;
         };
-        if let Some(p) = vital_point(kind, o) {
-            by_kind
-                .entry(kind)
-                .or_default()
-                .push((instant(Some(&p.at)), o.id.as_deref(), o, p));
+        if let Some(kind) = VitalKind::of(code) {
+            if kind == VitalKind::BloodPressure {
+                if let Some(sys) = component_quantity(o, SYSTOLIC) {
+                    push_point(
+                        &mut series,
+                        kind,
+                        o,
+                        at,
+                        sys,
+                        component_quantity(o, DIASTOLIC),
+                    );
+                    panel_times.insert(instant(Some(at)));
+                }
+            } else if let Some(q) = o.value_quantity() {
+                push_point(&mut series, kind, o, at, q, None);
+            }
+        } else if code.code_in(LOINC) == Some(SYSTOLIC) {
+            systolic.insert(at.to_owned(), o);
+        } else if code.code_in(LOINC) == Some(DIASTOLIC) {
+            diastolic.insert(at.to_owned(), o);
         }
     }
-    by_kind
+    for (at, sys) in &systolic {
+        if panel_times.contains(&instant(Some(at))) {
+            continue; // the same reading, already read from its panel
+        }
+        if let Some(q) = sys.value_quantity() {
+            let dia = diastolic.get(at).and_then(|d| d.value_quantity());
+            push_point(&mut series, VitalKind::BloodPressure, sys, at, q, dia);
+        }
+    }
+    series
         .into_iter()
-        .map(|(kind, mut series)| {
-            series.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let count = series.len();
-            let (_, _, latest_obs, latest) = series.last().expect("non-empty series").clone();
-            let trend = series
+        .filter_map(|((kind, unit), mut points)| {
+            points.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            let count = points.len();
+            let (_, _, latest_obs, latest) = points.last()?.clone();
+            let label = if kind == VitalKind::BloodPressure {
+                Concept {
+                    text: "Blood pressure".into(),
+                    code: Some("85354-9".into()),
+                    system: Some(LOINC.into()),
+                }
+            } else {
+                Concept::from_cc(latest_obs.code.as_ref())
+            };
+            let trend = points
                 .into_iter()
                 .skip(count.saturating_sub(MAX_TREND_POINTS))
                 .map(|(_, _, _, p)| p)
                 .collect();
-            VitalSign {
+            Some(VitalSign {
                 kind,
-                label: Concept::from_cc(latest_obs.code.as_ref()),
+                label,
+                unit,
                 latest,
                 trend,
                 count,
-            }
+            })
         })
         .collect()
 }
 
-fn fmt_num(v: f64) -> String {
-    // `7.90` arrives as 7.9: show what the number is, without float noise.
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_owned()
+/// A number in at most 6 significant digits, without float noise or exponent:
+/// `7.9`, `0.0000004`, `123456789`.
+pub fn fmt_num(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v.is_finite() {
+            "0".into()
+        } else {
+            v.to_string()
+        };
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (5 - magnitude).clamp(0, 20) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
 }
 
 fn range_text(r: &ReferenceRange) -> Option<String> {
     if let Some(t) = &r.text {
         return Some(t.clone());
     }
-    let unit = |q: &Quantity| q.unit.clone().or(q.code.clone());
-    let lo = r.low.as_ref().and_then(|q| q.value.map(|v| (v, unit(q))));
-    let hi = r.high.as_ref().and_then(|q| q.value.map(|v| (v, unit(q))));
-    let u = |x: &Option<String>| x.as_ref().map(|u| format!(" {u}")).unwrap_or_default();
-    match (lo, hi) {
-        (Some((l, _)), Some((h, hu))) => Some(format!("{}–{}{}", fmt_num(l), fmt_num(h), u(&hu))),
-        (Some((l, lu)), None) => Some(format!("≥{}{}", fmt_num(l), u(&lu))),
-        (None, Some((h, hu))) => Some(format!("≤{}{}", fmt_num(h), u(&hu))),
-        (None, None) => None,
-    }
+    super::model::range_text(&Range {
+        low: r.low.clone(),
+        high: r.high.clone(),
+    })
 }
 
 const ABNORMAL: &[&str] = &[
@@ -656,7 +966,7 @@ fn lab_flag(o: &Observation) -> Option<Flag> {
         });
     }
     // No interpretation: compare against the (normal) range when units agree.
-    let q = o.value_quantity.as_ref()?;
+    let q = o.value_quantity()?;
     let v = q.value?;
     let r = o
         .reference_range
@@ -693,31 +1003,42 @@ fn lab_flag(o: &Observation) -> Option<Flag> {
 }
 
 fn lab_value(o: &Observation) -> (Option<String>, Option<f64>, Option<String>) {
-    if let Some(q) = &o.value_quantity {
-        let unit = q.unit.clone().or(q.code.clone());
-        let text = q.value.map(|v| {
-            format!(
-                "{}{}{}",
-                q.comparator.as_deref().unwrap_or(""),
-                fmt_num(v),
-                unit.as_ref().map(|u| format!(" {u}")).unwrap_or_default()
-            )
-        });
-        return (text, q.value, unit);
+    match &o.value {
+        Some(ObsValue::Quantity(q)) => (quantity_text(q), q.value, q.unit_text()),
+        Some(ObsValue::Concept(cc)) => (Some(Concept::from_cc(Some(cc)).text), None, None),
+        Some(ObsValue::String(s) | ObsValue::Text(s)) => (Some(s.clone()), None, None),
+        Some(ObsValue::Integer(i)) => (Some(i.to_string()), Some(*i as f64), None),
+        Some(ObsValue::Boolean(b)) => (Some(b.to_string()), None, None),
+        Some(ObsValue::Range(r)) => (super::model::range_text(r), None, None),
+        Some(ObsValue::Ratio(r)) => {
+            let part = |q: &Option<Quantity>| q.as_ref().and_then(quantity_text);
+            let text = match (part(&r.numerator), part(&r.denominator)) {
+                (Some(n), Some(d)) => Some(format!("{n} / {d}")),
+                (Some(n), None) => Some(n),
+                _ => None,
+            };
+            (text, None, None)
+        }
+        Some(ObsValue::Unshown(_)) => (Some("(shown in the EHR only)".into()), None, None),
+        None => (None, None, None),
     }
-    if let Some(cc) = &o.value_codeable_concept {
-        return (Some(Concept::from_cc(Some(cc)).text), None, None);
+}
+
+/// A lab result: observation category `laboratory` (any system), HL7 v2 `LAB`, or a
+/// category whose text names the laboratory. Vital signs are never labs.
+fn is_lab(o: &Observation) -> bool {
+    if o.code.as_ref().and_then(VitalKind::of).is_some() {
+        return false;
     }
-    if let Some(s) = &o.value_string {
-        return (Some(s.clone()), None, None);
-    }
-    if let Some(i) = o.value_integer {
-        return (Some(i.to_string()), Some(i as f64), None);
-    }
-    if let Some(b) = o.value_boolean {
-        return (Some(b.to_string()), None, None);
-    }
-    (None, None, None)
+    o.category.iter().any(|c| {
+        c.has_code("laboratory")
+            || c.has_code("LAB")
+            || c.has_code("lab")
+            || c.text
+                .as_deref()
+                .or(c.coding.iter().find_map(|x| x.display.as_deref()))
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("lab"))
+    })
 }
 
 fn labs(rec: &PatientRecord) -> Vec<LabResult> {
@@ -727,11 +1048,7 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
         String,
         (Option<DateTime<Utc>>, Option<&str>, &Observation, usize),
     > = BTreeMap::new();
-    for o in rec
-        .observations
-        .iter()
-        .filter(|o| usable(o) && o.in_category("laboratory"))
-    {
+    for o in rec.observations.iter().filter(|o| usable(o) && is_lab(o)) {
         let Some(code) = o.code.as_ref() else {
             continue;
         };
@@ -759,7 +1076,7 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
                 .as_ref()
                 .is_some_and(|f| ABNORMAL.contains(&f.code.as_str()));
             LabResult {
-                test: Concept::from_cc(o.code.as_ref()),
+                test: Concept::of(o.code.as_ref(), "code", &o.unreadable),
                 value,
                 numeric,
                 unit,
@@ -768,6 +1085,7 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
                 flag,
                 abnormal,
                 count,
+                unreadable_fields: o.unreadable.clone(),
             }
         })
         .collect()
@@ -779,17 +1097,16 @@ fn immunizations(rec: &PatientRecord) -> Vec<ImmunizationEntry> {
         .iter()
         .filter(|i| !matches!(i.status.as_deref(), Some("entered-in-error")))
         .map(|i| {
-            let date = i
-                .occurrence_date_time
-                .clone()
-                .or(i.occurrence_string.clone());
+            let date = i.occurrence.as_ref().and_then(When::display);
             (
-                instant(i.occurrence_date_time.as_deref()),
+                instant(i.occurrence.as_ref().and_then(When::instant)),
                 i.id.as_deref(),
                 ImmunizationEntry {
-                    vaccine: Concept::from_cc(i.vaccine_code.as_ref()),
+                    vaccine: Concept::of(i.vaccine_code.as_ref(), "vaccineCode", &i.unreadable),
                     date,
                     status: i.status.clone(),
+                    given: i.status.as_deref() == Some("completed"),
+                    unreadable_fields: unknown_status(&i.status, &i.unreadable),
                 },
             )
         })
@@ -815,7 +1132,7 @@ fn encounters(rec: &PatientRecord) -> Vec<EncounterEntry> {
                     code: c.code.clone(),
                     system: c.system.clone(),
                 },
-                (None, None) => Concept::unnamed(),
+                (None, None) => Concept::from_cc(None),
             };
             (
                 instant(start.as_deref()),
@@ -838,18 +1155,85 @@ fn encounters(rec: &PatientRecord) -> Vec<EncounterEntry> {
         .collect()
 }
 
-/// Assemble the panel for one patient's record as of `as_of`.
-pub fn assemble(patient_id: &str, rec: &PatientRecord, as_of: NaiveDate) -> PanelSummary {
+/// Assemble the panel for one patient's record as of `as_of`; `read_at` is when the
+/// source was read (a section's own time, when the source gave one, wins).
+pub fn assemble(
+    patient_id: &str,
+    rec: &PatientRecord,
+    as_of: NaiveDate,
+    read_at: DateTime<Utc>,
+) -> PanelSummary {
     PanelSummary {
         patient_id: patient_id.to_owned(),
         as_of,
-        demographics: demographics(rec.patient.as_ref(), as_of),
-        allergies: Section::from_items(allergies(rec)),
-        medications: Section::from_items(medications(rec)),
-        problems: Section::from_items(problems(rec)),
-        vital_signs: Section::from_items(vital_signs(rec)),
-        labs: Section::from_items(labs(rec)),
-        immunizations: Section::from_items(immunizations(rec)),
-        encounters: Section::from_items(encounters(rec)),
+        fetched_at: read_at,
+        demographics: demographics(rec, as_of),
+        allergies: Section::build(
+            Part::Allergies,
+            &rec.part(Part::Allergies),
+            read_at,
+            allergies(rec),
+        ),
+        medications: Section::build(
+            Part::Medications,
+            &rec.part(Part::Medications),
+            read_at,
+            medications(rec),
+        ),
+        problems: Section::build(
+            Part::Problems,
+            &rec.part(Part::Problems),
+            read_at,
+            problems(rec),
+        ),
+        vital_signs: Section::build(
+            Part::VitalSigns,
+            &rec.part(Part::VitalSigns),
+            read_at,
+            vital_signs(rec),
+        ),
+        labs: Section::build(Part::Labs, &rec.part(Part::Labs), read_at, labs(rec)),
+        immunizations: Section::build(
+            Part::Immunizations,
+            &rec.part(Part::Immunizations),
+            read_at,
+            immunizations(rec),
+        ),
+        encounters: Section::build(
+            Part::Encounters,
+            &rec.part(Part::Encounters),
+            read_at,
+            encounters(rec),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_shown_in_significant_digits() {
+        assert_eq!(fmt_num(4e-7), "0.0000004");
+        assert_eq!(fmt_num(7.9), "7.9");
+        assert_eq!(fmt_num(7.900_000_000_1), "7.9");
+        assert_eq!(fmt_num(0.000_123_456_7), "0.000123457");
+        assert_eq!(fmt_num(123_456_789.0), "123456789");
+        assert_eq!(fmt_num(140.0), "140");
+        assert_eq!(fmt_num(-0.5), "-0.5");
+        assert_eq!(fmt_num(0.0), "0");
+    }
+
+    #[test]
+    fn units_convert_to_one_per_vital() {
+        assert_eq!(
+            to_canonical(VitalKind::Weight, Some("[lb_av]"), 154.0),
+            Some(("kg", 69.9))
+        );
+        assert_eq!(
+            to_canonical(VitalKind::Temperature, Some("[degF]"), 98.6),
+            Some(("Cel", 37.0))
+        );
+        assert_eq!(to_canonical(VitalKind::Weight, Some("stone"), 11.0), None);
     }
 }

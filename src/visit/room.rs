@@ -163,6 +163,7 @@ pub enum Output {
     Record(Transition),
     /// A patient entered the waiting room: start fetching their record summary.
     Prefetch {
+        visit: VisitId,
         patient: PatientRef,
     },
 }
@@ -596,7 +597,10 @@ impl Room {
             );
             self.record(&vid, m.id.as_str(), now);
             if let Some(p) = &m.patient_ref {
-                self.out.push(Output::Prefetch { patient: p.clone() });
+                self.out.push(Output::Prefetch {
+                    visit: vid.clone(),
+                    patient: p.clone(),
+                });
             }
         }
         let v = &self.visits[&vid];
