@@ -52,6 +52,22 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
 
     let (s, panel) = get_record(&app, visit.as_str(), Some(&grey_t)).await;
     assert_eq!(s, 200, "{panel}");
+    // The prefetch when Ana started waiting already read it for this visit.
+    assert_eq!(panel["cached"], true, "{panel}");
+    // "Refresh" reads the record anew; the answer is never stored by a browser or proxy.
+    let fresh = reqwest::Client::new()
+        .get(app.url(&format!("/api/visits/{visit}/record?refresh=true")))
+        .bearer_auth(&grey_t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.headers()["cache-control"], "no-store");
+    let fresh: Value = fresh.json().await.unwrap();
+    assert_eq!(fresh["cached"], false);
+    let at = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v["fetched_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&fresh) > at(&panel));
     let allergies = &panel["allergies"];
     assert_eq!(allergies["status"], "recorded");
     let first = &allergies["items"][0];

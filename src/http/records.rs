@@ -99,7 +99,7 @@ async fn record(
     Path(visit): Path<String>,
     Query(query): Query<RecordQuery>,
     Who(asker): Who,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
     let now = chrono::Utc::now().timestamp_millis();
     let decision = decide(&state, &asker, &visit, now).await?;
@@ -139,7 +139,11 @@ async fn record(
             audit(&state, entry).await?;
             let mut body = serde_json::to_value(&*served.summary).map_err(ApiError::internal)?;
             body["cached"] = serde_json::Value::Bool(served.cached);
-            Ok(Json(body))
+            // Patient data: no browser or proxy keeps a copy.
+            Ok((
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                Json(body),
+            ))
         }
         Err(e) => {
             entry.reason = Some("source_error".into());

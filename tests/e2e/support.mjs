@@ -1,8 +1,12 @@
 // Helpers for the browser tests: Chromium with fake camera and microphone, an axe-core
-// scan, screenshots at phone and desktop sizes, and WebRTC stats read from the page.
+// scan, screenshots at phone and desktop sizes, WebRTC stats read from the page, a second
+// examroom server with its own settings, and the clinic set-up most tests start from.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -70,7 +74,7 @@ export async function receivesMedia(page, timeoutMs = 30000) {
     }
     await page.waitForTimeout(500);
   }
-  throw new Error(`no connected peer connection receiving media within ${timeoutMs} ms (last: ${JSON.stringify(await media(page))})`);
+  throw new Error(`no connected peer connection receiving media within ${timeoutMs} ms (last: ${JSON.stringify(await media(page))})\n${await rtcReport(page)}`);
 }
 
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -96,15 +100,202 @@ export async function shoot(page, name) {
 }
 
 /** The first-admin set-up link the server prints in its log on first start. */
-export async function setupLinkFromLog(timeoutMs = 15000) {
-  const file = process.env.EXAMROOM_SERVER_LOG;
+export async function setupLinkFromLog(timeoutMs = 15000, file = process.env.EXAMROOM_SERVER_LOG, base = BASE) {
   if (!file) throw new Error('EXAMROOM_SERVER_LOG is not set: run through scripts/browser-test');
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
     const text = readFileSync(file, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
     const m = text.match(/(https?:\/\/[^\s"']+)?(\/setup\/[A-Za-z0-9_\-.~%]+)/);
-    if (m) return new URL(m[2], BASE).href;
+    if (m) return new URL(m[2], base).href;
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error('the server log has no /setup/<token> link for the first admin');
+}
+
+/** Every peer connection of the page, as a line a person can read when a call test fails. */
+export async function rtcReport(page) {
+  return page.evaluate(async () => {
+    const lines = [];
+    const all = window.__pcs || [];
+    const closed = all.filter((pc) => pc.signalingState === 'closed').length;
+    if (closed) lines.push(`${closed} closed peer connection${closed === 1 ? '' : 's'} (earlier calls, connection checks)`);
+    for (const [i, pc] of all.entries()) {
+      if (pc.signalingState === 'closed') continue;
+      const c = { local: 0, remote: 0, pairs: {}, inBytes: 0, outBytes: 0, selected: null };
+      try {
+        const stats = await pc.getStats();
+        stats.forEach((r) => {
+          if (r.type === 'local-candidate') c.local += 1;
+          if (r.type === 'remote-candidate') c.remote += 1;
+          if (r.type === 'candidate-pair') c.pairs[r.state] = (c.pairs[r.state] || 0) + 1;
+          if (r.type === 'inbound-rtp') c.inBytes += r.bytesReceived || 0;
+          if (r.type === 'outbound-rtp') c.outBytes += r.bytesSent || 0;
+          if (r.type === 'transport' && r.selectedCandidatePairId) c.selected = r.selectedCandidatePairId;
+        });
+      } catch { /* closed */ }
+      lines.push(`pc${i}: signaling=${pc.signalingState} ice=${pc.iceConnectionState} connection=${pc.connectionState} `
+        + `gathering=${pc.iceGatheringState} candidates local=${c.local} remote=${c.remote} pairs=${JSON.stringify(c.pairs)} `
+        + `selected=${c.selected ? 'yes' : 'no'} bytes in=${c.inBytes} out=${c.outBytes} `
+        + `remote-ufrag=${/a=ice-ufrag:(\S+)/.exec(pc.remoteDescription?.sdp || '')?.[1] || '-'}`);
+    }
+    return lines.length ? lines.join('\n') : 'no peer connections';
+  }).catch((e) => `(could not read: ${e.message})`);
+}
+
+/**
+ * What a failed call step prints: every page's peer connections and the last signalling
+ * messages (see signallingLog), so a flaky failure can be read rather than re-run.
+ */
+export async function callDiagnostics(pages, signalling, last = 80) {
+  const parts = [];
+  for (const [name, page] of Object.entries(pages)) parts.push(`${name}'s peer connections:\n${await rtcReport(page)}`);
+  parts.push(`signalling (last ${last} messages):\n${signalling.slice(-last).join('\n')}`);
+  return parts.join('\n');
+}
+
+/**
+ * The signalling messages a page sends and receives, without SDP or candidate bodies
+ * (type, peer, ICE ufrag): what a failed call test prints to show who said what, when.
+ */
+export function signallingLog(page, name, lines) {
+  page.on('websocket', (ws) => {
+    const at = () => new Date().toISOString().slice(11, 23);
+    lines.push(`${at()} ${name}: websocket opened`);
+    const note = (dir, payload) => {
+      let m;
+      try { m = JSON.parse(payload); } catch { return; }
+      if (['ping', 'pong', 'queue'].includes(m.type)) return;
+      const ufrag = m.sdp ? /a=ice-ufrag:(\S+)/.exec(m.sdp)?.[1] : m.candidate?.usernameFragment;
+      const peer = m.from || m.to || m.participant || m.peer?.participant;
+      lines.push(`${at()} ${name} ${dir} ${m.type}${peer ? ` ${String(peer).slice(0, 8)}` : ''}${ufrag ? ` ufrag=${ufrag}` : ''}${m.code ? ` ${m.code}` : ''}`);
+    };
+    ws.on('framesent', (f) => note('→', f.payload));
+    ws.on('framereceived', (f) => note('←', f.payload));
+    ws.on('close', () => lines.push(`${at()} ${name}: websocket closed`));
+  });
+}
+
+/** Sign in on a staff page if it asks. */
+export async function signInIfAsked(page, email, password = PASSWORD) {
+  await page.waitForSelector('#signin:not([hidden]), #app:not([hidden])');
+  if (await page.isVisible('#signin')) {
+    await page.fill('#signin-email', email);
+    await page.fill('#signin-password', password);
+    await page.click('#signin-form button[type=submit]');
+  }
+  await page.waitForSelector('#app:not([hidden])');
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+/**
+ * Another examroom server (the binary scripts/browser-test built, EXAMROOM_BIN) on a free
+ * loopback port with a fresh data directory under TMPDIR and the given EXAMROOM__… settings.
+ * Resolves { url, log, stop() } once it accepts connections.
+ */
+export async function startServer(env = {}, args = []) {
+  const bin = process.env.EXAMROOM_BIN;
+  if (!bin) throw new Error('EXAMROOM_BIN is not set: run through scripts/browser-test');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const dir = mkdtempSync(path.join(process.env.TMPDIR || os.tmpdir(), 'examroom-server-'));
+  const log = path.join(dir, 'server.log');
+  const out = openSync(log, 'a');
+  const child = spawn(bin, ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), ...args], {
+    env: { ...process.env, EXAMROOM__SERVER__PUBLIC_URL: url, ...env },
+    stdio: ['ignore', out, out],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await exited; } };
+  const t0 = Date.now();
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`examroom exited (${child.exitCode}):\n${readFileSync(log, 'utf8').slice(-3000)}`);
+    if (await canConnect(port)) return { url, log, stop };
+    if (Date.now() - t0 > 20000) { await stop(); throw new Error(`examroom did not listen within 20 s:\n${readFileSync(log, 'utf8').slice(-3000)}`); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * A clinic on `server` ({url, log}): the first admin from the server log, a physician
+ * invited and signed in on the dashboard, one room of theirs. Returns the pages.
+ */
+export async function setUpClinic(browser, server, log, { room = 'Family medicine', physician = 'Dr Meredith Grey', email = 'grey@clinic.test' } = {}) {
+  const adminCtx = await newContext(browser, 'admin', log, { baseURL: server.url });
+  const docCtx = await newContext(browser, 'physician', log, { baseURL: server.url });
+  const admin = await adminCtx.newPage();
+  const doc = await docCtx.newPage();
+  await admin.goto(await setupLinkFromLog(15000, server.log, server.url));
+  await admin.fill('#email', 'admin@clinic.test');
+  await admin.fill('#name', 'Ada Admin');
+  await admin.fill('#password', PASSWORD);
+  await admin.fill('#password2', PASSWORD);
+  await admin.click('button[type=submit]');
+  await admin.waitForSelector('#setup-done:not([hidden])');
+  await admin.goto('/admin');
+  await signInIfAsked(admin, 'admin@clinic.test');
+  await admin.click('#tab-staff');
+  await admin.fill('#staff-email', email);
+  await admin.fill('#staff-name', physician);
+  await admin.click('#staff-form button[type=submit]');
+  await admin.waitForSelector('#staff-out:not([hidden])');
+  const invitation = (await admin.textContent('#staff-url')).trim();
+  await admin.click('#tab-rooms');
+  await admin.fill('#room-name', room);
+  await admin.getByLabel(physician).check();
+  await admin.click('#room-save');
+  await admin.waitForSelector(`#rooms-body >> text=${room}`);
+  await doc.goto(new URL(new URL(invitation).pathname, server.url).href);
+  await doc.fill('#email', email);
+  await doc.fill('#name', physician);
+  await doc.fill('#password', PASSWORD);
+  await doc.fill('#password2', PASSWORD);
+  await doc.click('button[type=submit]');
+  await doc.waitForSelector('#setup-done:not([hidden])');
+  await doc.goto('/dashboard');
+  await signInIfAsked(doc, email);
+  return { admin, doc, adminCtx, docCtx };
+}
+
+/**
+ * The physician mints a join link; the patient (a fresh context) checks devices and waits.
+ * `onPage(page)` runs before the patient's page opens anything. Returns { patient, visit }.
+ */
+export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', onPage }) {
+  await doc.waitForSelector('#link-room option', { state: 'attached' });
+  const before = (await doc.textContent('#link-url')).trim();
+  await doc.fill('#link-name', name);
+  await doc.fill('#link-ref', ref);
+  await doc.fill('#link-reason', reason);
+  await doc.click('#link-form button[type=submit]');
+  await doc.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
+  const joinUrl = (await doc.textContent('#link-url')).trim();
+  const ctx = await newContext(browser, 'patient', log, { baseURL: server.url });
+  const patient = await ctx.newPage();
+  onPage?.(patient);
+  await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);
+  await patient.click('#start-check');
+  await patient.waitForSelector('#s-check:not([hidden])');
+  await patient.waitForFunction(() => !/…/.test(document.querySelector('#net-result').textContent), null, { timeout: 15000 });
+  await patient.click('#to-waiting');
+  await patient.waitForSelector('#s-waiting:not([hidden])');
+  const entry = doc.locator('.queue li', { hasText: name });
+  await entry.waitFor();
+  return { patient, visit: await entry.getAttribute('data-visit') };
 }

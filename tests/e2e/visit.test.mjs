@@ -5,9 +5,7 @@
 // photographed at phone and desktop size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, newContext, receivesMedia, axe, shoot, setupLinkFromLog, BASE } from './support.mjs';
-
-const PASSWORD = 'correct horse battery staple';
+import { launch, newContext, receivesMedia, axe, shoot, setupLinkFromLog, signInIfAsked, signallingLog, callDiagnostics, BASE, PASSWORD } from './support.mjs';
 
 test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   const log = [];
@@ -20,6 +18,19 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   const admin = await adminCtx.newPage();
   const doc = await docCtx.newPage();
   const patient = await patientCtx.newPage();
+  const signalling = [];
+  signallingLog(doc, 'physician', signalling);
+  signallingLog(patient, 'patient', signalling);
+  // A call step that fails says what each peer connection was doing and who said what.
+  const bothReceiveMedia = async () => {
+    try {
+      await receivesMedia(patient);
+      await receivesMedia(doc);
+    } catch (e) {
+      e.message += `\n${await callDiagnostics({ physician: doc, patient }, signalling)}`;
+      throw e;
+    }
+  };
   let invitation; let joinUrl; let visit;
   // Steps run in order; once one fails the rest are skipped rather than each timing out.
   let failed = null;
@@ -108,8 +119,7 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await doc.click(`#admit-${visit}`);
     await patient.waitForSelector('#s-call:not([hidden])');
     await doc.waitForSelector('#visit:not([hidden])');
-    await receivesMedia(patient);
-    await receivesMedia(doc);
+    await bothReceiveMedia();
     await doc.waitForSelector('#record-allergies li', { timeout: 15000 });
     const allergies = await doc.textContent('#record-allergies');
     assert.match(allergies, /penicillin/i);
@@ -132,8 +142,7 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   await step('the patient reloads mid-call and the call resumes', async () => {
     await patient.reload();
     await patient.waitForSelector('#s-call:not([hidden])', { timeout: 20000 });
-    await receivesMedia(patient);
-    await receivesMedia(doc);
+    await bothReceiveMedia();
   });
 
   await step('the physician ends the visit and the patient answers the survey', async () => {
@@ -164,13 +173,3 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     assert.deepEqual(violations, []);
   });
 });
-
-async function signInIfAsked(page, email) {
-  await page.waitForSelector('#signin:not([hidden]), #app:not([hidden])');
-  if (await page.isVisible('#signin')) {
-    await page.fill('#signin-email', email);
-    await page.fill('#signin-password', PASSWORD);
-    await page.click('#signin-form button[type=submit]');
-  }
-  await page.waitForSelector('#app:not([hidden])');
-}

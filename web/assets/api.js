@@ -46,7 +46,9 @@ export async function api(method, path, body, { bearer } = {}) {
   }
   if (!res.ok) {
     if (res.status === 401 && !bearer) saveStaffSession(null);
-    throw new ApiError(res.status, data?.error || `http_${res.status}`, data?.message || (typeof data === 'string' ? data : ''));
+    // Errors are {"error": "code", "message": "…"} or {"error": {"code", "message"}}.
+    const err = data?.error && typeof data.error === 'object' ? data.error : { code: data?.error, message: data?.message };
+    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || (typeof data === 'string' ? data : ''));
   }
   return data;
 }

@@ -2,11 +2,23 @@
 // *perfect negotiation* pattern. The server tells each side whether it is `polite` towards
 // a peer; the polite side yields on offer collisions.
 //
+// A new connection is opened by the impolite side alone: both sides build theirs at the same
+// moment (`admitted` / `peer_joined`), and if both offered, the polite side would have to roll
+// its offer back while that offer's ICE gathering is under way. Chromium then sometimes never
+// gathers for the answer (no local candidates, ICE stays "new"): the call after a patient's
+// reload did not connect in about a third of tries on a busy machine. So the polite side
+// answers the first offer and only offers itself if none came within FIRST_OFFER_WAIT_MS
+// (a peer that kept an old connection and will not offer); after the first exchange both
+// sides renegotiate as perfect negotiation says.
+//
 // - `admitted.peers[]`       build a connection to each peer not already connected
 // - `peer_joined.peer`       they came back on a fresh page: rebuild the connection
 // - `peer_left`              close it
 // - `peer_resumed`           their network came back: restart ICE (impolite side offers)
 // - `peer_reconnecting`      show it; keep the connection
+
+/** How long the polite side waits for the first offer before making one itself. */
+export const FIRST_OFFER_WAIT_MS = 4000;
 
 export class Mesh {
   /**
@@ -85,6 +97,9 @@ class Peer {
     this.ignoreOffer = false;
     this.settingRemoteAnswer = false;
     this.closed = false;
+    // Whether a remote description was ever applied: until then the polite side waits.
+    this.negotiated = false;
+    this.firstOfferTimer = null;
     this.lastBytes = 0;
     this.lastStatsAt = 0;
     this.remoteStream = new MediaStream();
@@ -93,16 +108,17 @@ class Peer {
     this.pc = pc;
     this.send = (msg) => mesh.signal.send({ ...msg, to: this.id });
 
-    pc.onnegotiationneeded = async () => {
-      try {
-        this.makingOffer = true;
-        await pc.setLocalDescription();
-        this.send({ type: 'offer', sdp: pc.localDescription.sdp });
-      } catch (e) {
-        console.warn('negotiation', e);
-      } finally {
-        this.makingOffer = false;
+    pc.onnegotiationneeded = () => {
+      if (this.polite && !this.negotiated) {
+        // The impolite side's first offer is on its way (see the top of this file).
+        if (!this.firstOfferTimer) {
+          this.firstOfferTimer = setTimeout(() => {
+            if (!this.closed && !this.negotiated && pc.signalingState === 'stable') this.offer();
+          }, FIRST_OFFER_WAIT_MS);
+        }
+        return;
       }
+      this.offer();
     };
     pc.onicecandidate = ({ candidate }) => {
       if (candidate && candidate.candidate) this.send({ type: 'candidate', candidate: candidateInit(candidate) });
@@ -120,6 +136,19 @@ class Peer {
       if (s === 'failed' && !this.polite) pc.restartIce();
     };
     this.replaceLocal(mesh.localStream);
+  }
+
+  async offer() {
+    const pc = this.pc;
+    try {
+      this.makingOffer = true;
+      await pc.setLocalDescription();
+      this.send({ type: 'offer', sdp: pc.localDescription.sdp });
+    } catch (e) {
+      console.warn('negotiation', e);
+    } finally {
+      this.makingOffer = false;
+    }
   }
 
   replaceLocal(stream) {
@@ -152,6 +181,8 @@ class Peer {
       this.settingRemoteAnswer = type === 'answer';
       await pc.setRemoteDescription({ type, sdp });
       this.settingRemoteAnswer = false;
+      this.negotiated = true;
+      clearTimeout(this.firstOfferTimer);
       if (type === 'offer') {
         await pc.setLocalDescription();
         this.send({ type: 'answer', sdp: pc.localDescription.sdp });
@@ -178,6 +209,7 @@ class Peer {
 
   close() {
     this.closed = true;
+    clearTimeout(this.firstOfferTimer);
     try { this.pc.close(); } catch { /* closed */ }
   }
 

@@ -7,17 +7,27 @@ function svg(tag, attrs = {}) {
   return el;
 }
 
-/** A trend line of numbers, oldest first; the last point is marked. */
-export function sparkline(values, { width = 90, height = 24, label = '' } = {}) {
+/**
+ * A trend line of numbers, oldest first; the last point is marked. `also` is a second series
+ * on the same axis (diastolic under systolic), so both share one scale and one unit.
+ */
+export function sparkline(values, { width = 90, height = 24, label = '', also = null } = {}) {
   const el = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'spark', role: 'img', 'aria-label': label });
-  const vals = values.filter((v) => typeof v === 'number' && Number.isFinite(v));
-  if (vals.length < 2) return el;
-  const min = Math.min(...vals); const max = Math.max(...vals);
+  const finite = (v) => typeof v === 'number' && Number.isFinite(v);
+  const series = [values, also].filter(Array.isArray).map((s) => s.map((v) => (finite(v) ? v : null)));
+  const all = series.flat().filter(finite);
+  if (values.filter(finite).length < 2) return el;
+  const min = Math.min(...all); const max = Math.max(...all);
   const span = max - min || 1;
-  const x = (i) => 2 + (i * (width - 4)) / (vals.length - 1);
+  const n = values.length;
+  const x = (i) => 2 + (i * (width - 4)) / (n - 1);
   const y = (v) => height - 3 - ((v - min) * (height - 6)) / span;
-  el.append(svg('polyline', { points: vals.map((v, i) => `${x(i)},${y(v)}`).join(' '), fill: 'none', stroke: '#0b5fb3', 'stroke-width': 1.5 }));
-  el.append(svg('circle', { cx: x(vals.length - 1), cy: y(vals[vals.length - 1]), r: 2.5, fill: '#0b5fb3' }));
+  for (const s of series) {
+    const pts = s.map((v, i) => (v === null ? null : `${x(i)},${y(v)}`)).filter(Boolean);
+    el.append(svg('polyline', { points: pts.join(' '), fill: 'none', stroke: '#0b5fb3', 'stroke-width': 1.5 }));
+    const last = s.length - 1;
+    if (s[last] !== null) el.append(svg('circle', { cx: x(last), cy: y(s[last]), r: 2.5, fill: '#0b5fb3' }));
+  }
   return el;
 }
 

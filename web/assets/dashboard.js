@@ -6,7 +6,7 @@ import { api } from './api.js';
 import { requireStaff } from './staff.js';
 import { Signal } from './signal.js';
 import { Mesh, getLocalMedia } from './call.js';
-import { renderRecord } from './record.js';
+import { openRecord, closeRecord } from './record.js';
 
 const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null };
 
@@ -173,19 +173,7 @@ async function enterVisit(m) {
   if (fresh) {
     $('#chat-log').replaceChildren();
     $('#invite-out').hidden = true;
-    loadRecord(m.visit);
-  }
-}
-
-async function loadRecord(visit) {
-  const root = $('#record');
-  try {
-    const rec = await api('GET', `/api/visits/${encodeURIComponent(visit)}/record`);
-    renderRecord(root, rec);
-  } catch (e) {
-    root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'),
-      h('p', { class: 'muted' }, e.status === 404 ? 'No record is linked to this visit.' : `The record could not be loaded (${e.message}).`),
-      h('button', { type: 'button', class: 'secondary small', onclick: () => loadRecord(visit) }, 'Try again'));
+    state.record = openRecord($('#record'), m.visit);
   }
 }
 
@@ -194,6 +182,8 @@ function leaveVisit(text) {
   $('#remotes').replaceChildren();
   $('#stage-empty').hidden = false;
   state.visit = null;
+  state.record = null;
+  closeRecord($('#record'));
   $('#visit').hidden = true;
   $('#lobby').hidden = false;
   if (text) toast(text);

@@ -1,22 +1,48 @@
-// The patient-record side panel: renders the summary from GET /api/visits/{visit}/record
-// generically. Every section is either {status:"recorded", items:[…]} or
-// {status:"none_recorded"}; coded things are {text, code, system}: text shown, code on hover.
+// The patient-record side panel beside the call: GET /api/visits/{visit}/record (the shape is
+// in docs/records.md, "Panel JSON"). A physician acts on what it says, so it never states a
+// fact the server did not verify:
+// - "No known allergies recorded" / "None recorded" only for `status: "none_recorded"`;
+//   a section that could not be loaded says so, with the reason, when it was tried and a
+//   "Try again"; anything the panel does not understand is shown as not loaded, never as none.
+// - the server's notes (resources it could not display, other patients' data it dropped,
+//   truncated answers) sit under their section, prominent for allergies;
+// - every section says when it was read; "Refresh" and "Try again" bypass the server's cache.
 
 import { h } from './ui.js';
+import { api } from './api.js';
 import { sparkline } from './charts.js';
 
-const ORDER = ['allergies', 'problems', 'medications', 'vital_signs', 'vitals', 'labs', 'immunizations', 'encounters'];
+const SECTIONS = ['allergies', 'problems', 'medications', 'vital_signs', 'labs', 'immunizations', 'encounters'];
 const TITLES = {
-  allergies: 'Allergies', problems: 'Problems', medications: 'Medications', vital_signs: 'Vital signs', vitals: 'Vital signs',
-  labs: 'Recent labs', immunizations: 'Immunizations', encounters: 'Past encounters',
+  demographics: 'Patient details', allergies: 'Allergies', problems: 'Problems', medications: 'Medications',
+  vital_signs: 'Vital signs', labs: 'Recent labs', immunizations: 'Immunizations', encounters: 'Past encounters',
 };
+const NONE = { allergies: 'No known allergies recorded' };
+const NOUN = { allergies: 'allergy', problems: 'problem', medications: 'medication', vital_signs: 'vital sign', labs: 'lab result', immunizations: 'immunization', encounters: 'encounter' };
 
-const isConcept = (v) => v && typeof v === 'object' && typeof v.text === 'string' && !Array.isArray(v);
+// --- formatting ---------------------------------------------------------------------------
+
+const pad = (n) => String(n).padStart(2, '0');
+const isToday = (d) => d.toDateString() === new Date().toDateString();
+/** "14:02" today, "2024-03-05 14:02" otherwise (24-hour, local time: unambiguous at a glance). */
+export function clock(iso) {
+  const d = iso ? new Date(iso) : null;
+  if (!d || Number.isNaN(d.getTime())) return null;
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return isToday(d) ? hm : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+}
+const timeEl = (iso, text) => h('time', { datetime: iso }, text);
+/** A clinical date or dateTime as its date: the panel shows days, the EHR has the rest. */
+const day = (s) => (s ? String(s).slice(0, 10) : '');
+const dayEl = (s) => timeEl(String(s), day(s));
+
+const isConcept = (v) => v && typeof v === 'object' && !Array.isArray(v) && typeof v.text === 'string';
 function concept(c) {
-  if (!isConcept(c)) return h('span', {}, c === undefined || c === null ? '' : String(c));
+  if (!isConcept(c)) return h('span', {}, c === undefined || c === null ? '(not named in the record)' : String(c));
   const code = c.code ? `${c.system ? `${shortSystem(c.system)} ` : ''}${c.code}` : undefined;
   return h('span', { title: code }, c.text);
 }
+const conceptText = (c, fallback = '') => (isConcept(c) ? c.text : c ? String(c) : fallback);
 function shortSystem(s) {
   if (s.includes('loinc')) return 'LOINC';
   if (s.includes('snomed')) return 'SNOMED CT';
@@ -24,81 +50,307 @@ function shortSystem(s) {
   if (s.includes('cvx')) return 'CVX';
   return s.replace(/^https?:\/\//, '');
 }
-const date = (s) => (s ? String(s).slice(0, 10) : '');
-const items = (sec) => (Array.isArray(sec) ? sec : sec?.items || []);
-const none = (sec) => !sec || sec.status === 'none_recorded' || items(sec).length === 0;
+// UCUM codes as a clinician writes them; anything else is shown as the record has it.
+const UNITS = { 'mm[Hg]': 'mmHg', Cel: '°C', '[degF]': '°F', 'kg/m2': 'kg/m²', '[lb_av]': 'lb', '[oz_av]': 'oz', '{beats}/min': '/min', '/min': '/min', '[in_i]': 'in' };
+const unitText = (u) => (u ? UNITS[u] || String(u) : '');
+const badge = (cls, text, title) => h('span', { class: `badge ${cls}`, title }, text);
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : v === null || v === undefined ? '?' : String(v));
 
-export function renderRecord(root, rec) {
-  root.replaceChildren();
-  if (!rec) return;
-  const d = rec.demographics || {};
-  root.append(h('h2', { id: 'record-h' }, d.name || 'Patient record'));
-  const facts = [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? `born ${d.birth_date}` : null,
-    d.preferred_language ? (isConcept(d.preferred_language) ? d.preferred_language.text : d.preferred_language) : null].filter(Boolean);
-  if (facts.length) root.append(h('p', { class: 'muted' }, facts.join(' · ')));
-  if (d.deceased) root.append(h('p', { class: 'notice bad' }, 'Recorded as deceased.'));
-  const keys = [...ORDER.filter((k) => k in rec), ...Object.keys(rec).filter((k) => !ORDER.includes(k) && rec[k] && typeof rec[k] === 'object' && 'status' in rec[k])];
-  for (const key of keys) {
-    const sec = rec[key];
-    const sid = `rec-${key}`;
-    const section = h('section', { 'aria-labelledby': sid, id: `record-${key}` }, h('h3', { id: sid }, TITLES[key] || key.replace(/_/g, ' ')));
-    if (none(sec)) section.append(h('p', { class: 'none' }, key === 'allergies' ? 'No known allergies recorded' : 'None recorded'));
-    else section.append(renderers[key]?.(items(sec)) || generic(items(sec)));
-    root.append(section);
+/** "some details could not be read (onset, reactions)" when the server marked fields it could not read. */
+function unreadable(item) {
+  const f = Array.isArray(item?.unreadable_fields) ? item.unreadable_fields : [];
+  if (!f.length) return null;
+  return h('span', { class: 'unreadable' }, ` — some details could not be read (${f.map((x) => String(x).replace(/_/g, ' ')).join(', ')})`);
+}
+
+// --- the panel ----------------------------------------------------------------------------
+
+const current = new WeakMap(); // root -> the panel it shows now
+
+/**
+ * Load the panel for `visit` into `root` and keep it there: "Refresh" and every "Try again"
+ * ask the server again with `?refresh=true`. Returns a handle whose `refresh()` does the same.
+ */
+export function openRecord(root, visit) {
+  const panel = { root, visit, rec: null, seq: 0 };
+  current.set(root, panel);
+  panel.refresh = () => load(panel, true);
+  root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'), h('p', { class: 'muted', role: 'status' }, 'Loading the record…'));
+  load(panel, false);
+  return panel;
+}
+
+/** The visit is over: forget the panel (a late answer must not bring it back). */
+export function closeRecord(root) {
+  current.delete(root);
+  root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'));
+}
+
+async function load(panel, refresh) {
+  const seq = ++panel.seq;
+  // Disabling the focused button drops focus: remember where it was, put it back after.
+  const hadFocus = panel.root.contains(document.activeElement) ? document.activeElement.id : null;
+  const status = panel.root.querySelector('#record-status');
+  if (status) status.textContent = 'Refreshing the record…';
+  for (const b of panel.root.querySelectorAll('button[data-refresh]')) { b.disabled = true; b.setAttribute('aria-busy', 'true'); }
+  const tried = new Date().toISOString();
+  let rec = null; let error = null;
+  try {
+    rec = await api('GET', `/api/visits/${encodeURIComponent(panel.visit)}/record${refresh ? '?refresh=true' : ''}`);
+    if (!rec || typeof rec !== 'object' || Array.isArray(rec)) throw Object.assign(new Error('the server sent something that is not a record'), { status: 200 });
+  } catch (e) {
+    error = e;
+  }
+  if (seq !== panel.seq || current.get(panel.root) !== panel) return; // a newer load, or another visit
+  if (error) {
+    renderFailure(panel, error, tried);
+  } else {
+    panel.rec = rec;
+    renderRecord(panel.root, rec, { onRefresh: panel.refresh });
+    const bad = SECTIONS.filter((k) => sectionState(rec[k]) === 'unavailable').map((k) => TITLES[k].toLowerCase());
+    const when = clock(rec.fetched_at) || clock(tried);
+    panel.root.querySelector('#record-status').textContent = `${refresh ? 'Refreshed' : 'Read'} from the record at ${when}${rec.cached ? ' (saved copy)' : ''}.`
+      + (bad.length ? ` Could not load: ${bad.join(', ')}.` : '');
+  }
+  if (hadFocus) (document.getElementById(hadFocus) || panel.root.querySelector('#record-refresh'))?.focus();
+}
+
+/** The whole panel failed. Earlier content, if any, stays below, marked with its own time. */
+function renderFailure(panel, e, tried) {
+  const code = e.code || '';
+  const what = e.status === 404 && code === 'no_record' ? 'The record system has no patient with this visit\'s record id.'
+    : e.status === 404 ? 'No record is linked to this visit.'
+      : e.status === 403 ? 'You may not open this record now.'
+        : e.status === 504 || code === 'records_timeout' ? 'The record system did not answer in time.'
+          : e.status === 0 ? 'examroom could not be reached.'
+            : 'The record system could not be read.';
+  const reason = e.message && !what.includes(e.message) ? e.message : '';
+  const failure = h('div', { class: 'notice bad record-failure', id: 'record-failure' },
+    h('p', {}, h('strong', {}, 'The patient record could not be loaded. '), what),
+    reason ? h('p', {}, `Reason: ${reason}`) : null,
+    h('p', {}, 'Tried at ', timeEl(tried, clock(tried)), '.'),
+    e.status === 403 ? null : h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Try again'));
+  if (panel.rec) {
+    renderRecord(panel.root, panel.rec, { onRefresh: panel.refresh });
+    panel.root.querySelector('#record-failure')?.remove(); // this failure is the newer news
+    panel.root.querySelector('#record-status').after(failure);
+    failure.querySelector('p').append(` Below is the record as read at ${clock(panel.rec.fetched_at) || 'an earlier time'}.`);
+    panel.root.querySelector('#record-status').textContent = `Refresh failed at ${clock(tried)}.`;
+  } else {
+    panel.root.replaceChildren(header('Patient record', panel.refresh), status(`The record could not be loaded (tried at ${clock(tried)}).`), failure);
   }
 }
 
+function header(title, onRefresh) {
+  return h('div', { class: 'record-head' },
+    h('h2', { id: 'record-h' }, title),
+    onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-refresh', dataset: { refresh: '' }, onclick: onRefresh, 'aria-describedby': 'record-status' }, 'Refresh') : null);
+}
+const status = (text) => h('p', { id: 'record-status', class: 'muted record-status', role: 'status', 'aria-live': 'polite' }, text);
+
+/** Render a panel object (see the contract) into `root`. `onRefresh` wires Refresh / Try again. */
+export function renderRecord(root, rec, { onRefresh } = {}) {
+  root.replaceChildren();
+  if (!rec) return;
+  const d = rec.demographics || {};
+  const demoOk = d.status !== 'unavailable';
+  const sections = SECTIONS.map((key) => [key, key in rec ? rec[key] : rec[key === 'vital_signs' ? 'vitals' : key]]);
+  // Nothing loaded at all: say it once, with one "Try again"; each section keeps its line.
+  const compact = sections.every(([, sec]) => sectionState(sec) === 'unavailable');
+  const opts = { onRefresh, triedAt: rec.fetched_at, compact };
+  root.append(header(demoOk && d.name ? d.name : 'Patient record', onRefresh));
+  root.append(status(''));
+  if (compact) {
+    const reasons = [...new Set([...sections.map(([, sec]) => sec), ...(demoOk ? [] : [d])].map(reasonOf).filter(Boolean))];
+    const at = rec.fetched_at;
+    root.append(h('div', { class: 'notice bad record-failure', id: 'record-failure' },
+      h('p', {}, h('strong', {}, 'Nothing could be loaded from the patient record.'), ' Check the EHR before relying on anything here.'),
+      reasons.length ? h('p', {}, `Reason: ${reasons.slice(0, 2).join('; ')}${reasons.length > 2 ? ` (and ${reasons.length - 2} more)` : ''}`) : null,
+      clock(at) ? h('p', {}, 'Tried at ', timeEl(at, clock(at)), '.') : null,
+      onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: onRefresh }, 'Try again') : null));
+  }
+  if (demoOk) {
+    const lang = d.preferred_language ? conceptText(d.preferred_language) : null;
+    const facts = [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? `born ${d.birth_date}` : null, lang ? `speaks ${lang}` : null].filter(Boolean);
+    if (facts.length) root.append(h('p', { class: 'muted' }, facts.join(' · ')));
+    if (d.deceased) root.append(h('p', { class: 'notice bad' }, 'Recorded as deceased.'));
+  } else {
+    root.append(unavailable('demographics', d, opts));
+  }
+  for (const [key, sec] of sections) root.append(section(key, sec, opts));
+}
+
+/** "recorded" | "none_recorded" | "unavailable": anything else is treated as not loaded. */
+function sectionState(sec) {
+  if (Array.isArray(sec)) return 'recorded';
+  if (!sec || typeof sec !== 'object') return 'unavailable';
+  if (sec.status === 'recorded' || sec.status === 'none_recorded') return sec.status;
+  return 'unavailable';
+}
+const itemsOf = (sec) => (Array.isArray(sec) ? sec : Array.isArray(sec?.items) ? sec.items : []);
+
+function section(key, sec, opts) {
+  const title = TITLES[key];
+  const hid = `rec-${key}`;
+  let state = sectionState(sec);
+  const list = itemsOf(sec);
+  // "none" with items or notes contradicts itself: show what is there, never "none".
+  if (state === 'none_recorded' && (list.length || sec.notes?.length)) state = 'recorded';
+  const when = sec && typeof sec === 'object' ? clock(sec.fetched_at) : null;
+  const el = h('section', { 'aria-labelledby': hid, id: `record-${key}`, class: `record-section ${state}`, dataset: { status: state } },
+    h('div', { class: 'section-head' },
+      h('h3', { id: hid }, title),
+      when ? h('span', { class: 'asof' }, 'as of ', timeEl(sec.fetched_at, when)) : null));
+  if (state === 'unavailable') {
+    el.append(unavailable(key, sec, opts));
+    el.append(notes(key, sec));
+    return el;
+  }
+  el.append(notes(key, sec));
+  if (state === 'none_recorded') {
+    el.append(h('p', { class: 'none' }, NONE[key] || 'None recorded'));
+  } else if (!list.length) {
+    // "recorded" with nothing displayable: the notes say why; never read this as "none".
+    if (!(sec.notes || []).length) el.append(h('p', { class: 'notice warn' }, `The record has ${title.toLowerCase()} that could not be displayed — open the EHR.`));
+  } else {
+    el.append(renderers[key](list));
+  }
+  return el;
+}
+
+/** Why a section could not be loaded, without the server's own "X could not be loaded:" prefix. */
+function reasonOf(sec) {
+  const err = sec && typeof sec === 'object' ? sec.error : null;
+  const reason = typeof err?.message === 'string' ? err.message.replace(/^[^:]{0,60}could not be loaded\s*[:.—-]*\s*/i, '') : '';
+  if (reason) return reason;
+  if (!sec) return 'the server\'s answer did not include this section';
+  if (typeof sec === 'object' && !['recorded', 'none_recorded', 'unavailable'].includes(sec.status)) return `the server sent a status this page does not know (${String(sec.status)})`;
+  return '';
+}
+
+/**
+ * "Allergies could not be loaded", the reason, when it was tried, and "Try again".
+ * `compact`: every section failed and the panel says so once, at the top.
+ */
+function unavailable(key, sec, { onRefresh, triedAt, compact = false } = {}) {
+  const title = TITLES[key];
+  const heading = `${title} could not be loaded`;
+  const reason = reasonOf(sec);
+  const at = (sec && typeof sec === 'object' && sec.fetched_at) || triedAt;
+  const tried = clock(at);
+  return h('div', { class: `notice ${key === 'allergies' ? 'bad' : 'warn'} unavailable`, id: `record-${key}-unavailable` },
+    h('p', {}, h('strong', {}, heading), reason ? `: ${reason}` : '.'),
+    compact ? null : h('p', { class: 'tried' }, tried ? ['Tried at ', timeEl(at, tried), '. '] : null, 'Check the EHR before relying on this section.'),
+    onRefresh && !compact ? h('button', { type: 'button', class: 'secondary small', id: `record-retry-${key}`, dataset: { refresh: '' }, onclick: onRefresh, 'aria-label': `Try again to load ${title.toLowerCase()}` }, 'Try again') : null);
+}
+
+/** The server's notes for a section: dropped, unreadable or truncated data. */
+function notes(key, sec) {
+  const list = Array.isArray(sec?.notes) ? sec.notes : [];
+  const out = h('div', { class: 'notes' });
+  for (const n of list) {
+    const text = typeof n?.text === 'string' && n.text ? n.text : fallbackNote(key, n);
+    if (n?.code === 'wrong_patient') {
+      out.append(h('p', { class: 'notice warn note wrong-patient' }, h('strong', {}, 'This section may be unreliable: '), text));
+    } else if (key === 'allergies' || n?.code === 'unreadable' || n?.code === 'too_large') {
+      out.append(h('p', { class: `notice ${key === 'allergies' ? 'bad' : 'warn'} note` }, h('strong', {}, text)));
+    } else {
+      out.append(h('p', { class: 'note muted' }, text));
+    }
+  }
+  return out;
+}
+function fallbackNote(key, n) {
+  const c = typeof n?.count === 'number' ? n.count : null;
+  const noun = NOUN[key] || 'item';
+  switch (n?.code) {
+    case 'unreadable': return `${c ?? 'Some'} ${noun}${c === 1 ? '' : 's'} could not be displayed — open in the EHR`;
+    case 'wrong_patient': return `${c ?? 'Some'} ${noun}${c === 1 ? '' : 's'} named another patient or none and ${c === 1 ? 'was' : 'were'} left out`;
+    case 'truncated': return c ? `Showing the most recent ${c}; the record has more` : 'Only part of the record is shown; it has more';
+    case 'too_large': return 'The answer was too large; only part of it is shown';
+    default: return 'The record system reported a problem with this section — open in the EHR';
+  }
+}
+
+// --- items --------------------------------------------------------------------------------
+
 const renderers = {
   allergies(list) {
-    const sorted = [...list].sort((a, b) => (b.criticality === 'high') - (a.criticality === 'high'));
-    return h('ul', {}, sorted.map((a) => h('li', { class: `allergy ${a.criticality === 'high' ? 'high' : ''}` },
-      a.criticality === 'high' ? h('strong', {}, '⚠ High criticality: ') : null,
-      h('strong', {}, concept(a.substance)),
-      a.reactions?.length ? ` — ${a.reactions.join(', ')}` : '',
-      a.severity ? ` (${a.severity})` : '',
-      a.type && a.type !== 'allergy' ? ` [${a.type}]` : '')));
+    const high = (a) => a.criticality === 'high';
+    const sorted = [...list].sort((a, b) => high(b) - high(a));
+    return h('ul', { class: 'items' }, sorted.map((a) => {
+      const v = a.verification_status;
+      const unconfirmed = v === 'unconfirmed' || v === 'presumed';
+      const clinical = a.clinical_status && a.clinical_status !== 'active' ? a.clinical_status : null;
+      return h('li', { class: `allergy ${high(a) ? 'high' : ''}` },
+        high(a) ? h('strong', {}, '⚠ High criticality: ') : null,
+        h('strong', {}, concept(a.substance)),
+        unconfirmed ? [' ', badge('warn', v === 'presumed' ? 'presumed — unconfirmed' : 'unconfirmed', 'verification status in the record')] : null,
+        clinical ? [' ', badge('muted', clinical, 'clinical status in the record')] : null,
+        a.reactions?.length ? ` — ${a.reactions.join(', ')}` : '',
+        a.severity ? ` (${a.severity})` : '',
+        a.type && a.type !== 'allergy' ? ` [${a.type}]` : '',
+        a.onset ? h('span', { class: 'muted' }, ' since ', dayEl(a.onset)) : '',
+        unreadable(a));
+    }));
   },
   problems(list) {
-    return h('ul', {}, list.map((p) => h('li', {}, concept(p.condition), p.onset ? h('span', { class: 'muted' }, ` since ${date(p.onset)}`) : '')));
+    return h('ul', { class: 'items' }, list.map((p) => h('li', {}, concept(p.condition),
+      p.clinical_status && p.clinical_status !== 'active' ? [' ', badge('muted', p.clinical_status)] : null,
+      // provisional / differential / unconfirmed: a working diagnosis, not an established one.
+      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', p.verification_status, 'verification status in the record')] : null,
+      p.onset ? h('span', { class: 'muted' }, ' since ', dayEl(p.onset)) : '', unreadable(p))));
   },
   medications(list) {
-    return h('ul', {}, list.map((m) => h('li', {}, concept(m.medication), m.dosage ? ` — ${m.dosage}` : '',
-      m.status && m.status !== 'active' ? h('span', { class: 'muted' }, ` (${m.status})`) : '')));
+    return h('ul', { class: 'items' }, list.map((m) => h('li', {}, concept(m.medication),
+      m.dosage ? ` — ${m.dosage}` : '',
+      m.status === null || m.status === undefined || m.status === ''
+        ? [' ', badge('warn', 'status unknown', 'the record did not say whether this medication is active')]
+        : m.status !== 'active' ? [' ', badge('muted', m.status)] : null,
+      m.date ? h('span', { class: 'muted' }, ' ', dayEl(m.date)) : '',
+      unreadable(m))));
   },
   vital_signs(list) {
-    return h('div', {}, list.map((v) => {
+    const kinds = new Map();
+    for (const v of list) kinds.set(v.kind, (kinds.get(v.kind) || 0) + 1);
+    return h('ul', { class: 'vitals' }, list.map((v) => {
       const latest = v.latest || {};
-      const value = latest.diastolic !== undefined && latest.diastolic !== null ? `${latest.value}/${latest.diastolic}` : `${latest.value}`;
-      const label = isConcept(v.label) ? v.label.text : String(v.kind || '').replace(/_/g, ' ');
-      return h('div', { class: 'vital' },
-        h('span', {}, concept(v.label || label)),
-        sparkline((v.trend || []).map((p) => p.value), { label: `${label} trend, ${(v.trend || []).length} readings` }),
-        h('span', { title: date(latest.at) }, h('strong', {}, value), ` ${latest.unit || ''}`));
+      const bp = latest.diastolic !== undefined && latest.diastolic !== null;
+      const unit = unitText(latest.unit || v.unit);
+      const name = conceptText(v.label, String(v.kind || '').replace(/_/g, ' '));
+      // Two rows of one kind (units that could not be converted) are told apart by unit.
+      const label = kinds.get(v.kind) > 1 && unit ? `${name} (${unit})` : name;
+      const trend = Array.isArray(v.trend) ? v.trend : [];
+      const first = trend[0]?.at; const last = trend[trend.length - 1]?.at;
+      const spanText = trend.length ? `, ${trend.length} reading${trend.length === 1 ? '' : 's'}${first ? ` from ${day(first)} to ${day(last)}` : ''}` : '';
+      return h('li', { class: 'vital' },
+        h('span', { class: 'vital-name' }, isConcept(v.label) ? h('span', { title: v.label.code ? `${shortSystem(v.label.system || '')} ${v.label.code}` : undefined }, label) : label),
+        sparkline(trend.map((p) => p.value), { label: `${label} trend${spanText}`, also: bp ? trend.map((p) => p.diastolic) : null }),
+        h('span', { class: 'vital-latest' },
+          h('strong', {}, bp ? `${num(latest.value)}/${num(latest.diastolic)}` : num(latest.value)), unit ? ` ${unit}` : '',
+          latest.at ? h('span', { class: 'muted vital-date' }, ' on ', dayEl(latest.at)) : h('span', { class: 'muted' }, ' (date not recorded)'),
+          unreadable(v)));
     }));
   },
   labs(list) {
-    return h('div', { class: 'table-wrap' }, h('table', {},
+    // data-label: on a phone each row becomes a small block that names its cells (CSS).
+    return h('div', { class: 'table-wrap' }, h('table', { class: 'labs' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Test'), h('th', { scope: 'col' }, 'Result'), h('th', { scope: 'col' }, 'Range'), h('th', { scope: 'col' }, 'Date'))),
       h('tbody', {}, list.map((l) => h('tr', {},
-        h('td', {}, concept(l.test)),
-        h('td', {}, l.value || '', l.abnormal || (l.flag && l.flag.code !== 'N') ? h('span', { class: 'flag', title: l.flag?.source === 'computed' ? 'flag computed from the reference range' : 'flag reported by the lab' }, ` ${l.flag?.code || '!'}`) : ''),
-        h('td', {}, l.reference_range || ''),
-        h('td', {}, date(l.at)))))));
+        h('td', { 'data-label': 'Test' }, concept(l.test), unreadable(l)),
+        h('td', { 'data-label': 'Result' }, l.value === null || l.value === undefined ? '' : String(l.value), l.unit ? ` ${unitText(l.unit)}` : '',
+          l.abnormal || (l.flag && l.flag.code && l.flag.code !== 'N') ? h('span', { class: 'flag', title: l.flag?.source === 'computed' ? 'flag computed from the reference range' : 'flag reported by the lab' }, ` ${l.flag?.code || '!'}`) : ''),
+        h('td', { 'data-label': 'Range' }, l.reference_range || ''),
+        h('td', { 'data-label': 'Date' }, l.at ? dayEl(l.at) : ''))))));
   },
   immunizations(list) {
-    return h('ul', {}, list.map((i) => h('li', {}, concept(i.vaccine), i.date ? h('span', { class: 'muted' }, ` ${date(i.date)}`) : '')));
+    return h('ul', { class: 'items' }, list.map((i) => h('li', {}, concept(i.vaccine),
+      i.given === false ? [' ', badge('warn', 'not given', i.status ? `status in the record: ${i.status}` : undefined)] : null,
+      i.date ? h('span', { class: 'muted' }, ' ', dayEl(i.date)) : '', unreadable(i))));
   },
   encounters(list) {
-    return h('ul', {}, list.map((e) => h('li', {}, date(e.start), ' ', concept(e.kind), e.reason ? h('span', { class: 'muted' }, ' — ', concept(e.reason)) : '')));
+    return h('ul', { class: 'items' }, list.map((e) => h('li', {}, e.start ? [dayEl(e.start), ' '] : '', concept(e.kind),
+      e.status && e.status !== 'finished' ? [' ', badge('muted', e.status)] : null,
+      e.reason ? h('span', { class: 'muted' }, ' — ', concept(e.reason)) : '', unreadable(e))));
   },
 };
-renderers.vitals = renderers.vital_signs;
-
-function generic(list) {
-  return h('ul', {}, list.map((it) => {
-    if (typeof it !== 'object' || it === null) return h('li', {}, String(it));
-    const first = Object.values(it).find(isConcept);
-    const rest = Object.entries(it).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => `${k}: ${v}`);
-    return h('li', {}, first ? concept(first) : '', rest.length ? h('span', { class: 'muted' }, ` ${rest.join(', ')}`) : '');
-  }));
-}
