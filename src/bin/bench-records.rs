@@ -7,13 +7,14 @@
 //! instead, then assembles the panel ITERATIONS times (default 500) per patient
 //! after a warm-up and prints p50/p95/p99.
 //!
-//! `cargo run --release --bin bench-records -- cold [LATENCY_MS] [RUNS] [VISITS]`
+//! `cargo run --release --bin bench-records -- cold [LATENCY_MS] [RUNS] [VISITS] [PAGE_SIZE]`
 //!
 //! Cold: serves the same synthetic patient from the scripted FHIR server of the records
 //! tests (tests/records_support/scripted.rs, a real HTTP server on loopback) with
 //! LATENCY_MS (default 50) added before every answer, token endpoint included, and times
 //! RUNS (default 20) first paints, each with a new client: new token, new connections,
 //! nothing cached — what the physician waits for when the panel was not prefetched.
+//! PAGE_SIZE is the `_count` asked for (default: the client's, 200).
 
 #[path = "../../tests/records_support/scripted.rs"]
 mod scripted;
@@ -90,6 +91,7 @@ fn cold(args: &[String]) {
     let latency: u64 = args.first().map_or(50, |a| a.parse().expect("LATENCY_MS"));
     let runs: usize = args.get(1).map_or(20, |a| a.parse().expect("RUNS"));
     let visits: usize = args.get(2).map_or(600, |a| a.parse().expect("VISITS"));
+    let page_size: Option<u32> = args.get(3).map(|a| a.parse().expect("PAGE_SIZE"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
         let bundle = demo::chronic_patient("bench-patient", visits, 7);
@@ -121,6 +123,9 @@ fn cold(args: &[String]) {
                 dir.clone(),
             );
             cfg.timeout = Duration::from_secs(30);
+            if let Some(n) = page_size {
+                cfg.page_size = n;
+            }
             let src = FhirSource::new(cfg).await.expect("client");
             let before = server.requests().len();
             let t = Instant::now();
@@ -131,8 +136,9 @@ fn cold(args: &[String]) {
         }
         let (p50, p95, p99) = percentiles(times);
         println!(
-            "cold first paint, {latency} ms per answer, {n} resources, {requests} FHIR requests + 1 token: \
-             p50 {p50:.0} ms  p95 {p95:.0} ms  p99 {p99:.0} ms  ({runs} runs)"
+            "cold first paint, {latency} ms per answer, {n} resources, _count {}, {requests} FHIR requests + 1 token: \
+             p50 {p50:.0} ms  p95 {p95:.0} ms  p99 {p99:.0} ms  ({runs} runs)",
+            page_size.unwrap_or(200)
         );
     });
 }

@@ -433,24 +433,21 @@ async fn search(
     let params: Vec<(String, String)> = serde_urlencoded_pairs(&query);
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let b = s.behaviour.lock().unwrap().clone();
-    let (mut matches, all) = {
-        let inner = s.inner.lock().unwrap();
-        let found: Vec<Value> = inner
-            .resources
-            .iter()
-            .filter(|r| r["resourceType"] == rtype.as_str())
-            .filter(|r| match param("patient").or(param("subject")) {
-                Some(p) => patient_matches(b.patient_match, p, r, &s.base),
-                None => true,
-            })
-            .filter(|r| param("category").is_none_or(|c| token_matches("category", c, r)))
-            .filter(|r| param("code").is_none_or(|c| token_matches("code", c, r)))
-            .cloned()
-            .collect();
-        (found, inner.resources.clone())
-    };
+    // One lock for the whole answer (no await below); only the page's resources are cloned.
+    let inner = s.inner.lock().unwrap();
+    let mut matches: Vec<&Value> = inner
+        .resources
+        .iter()
+        .filter(|r| r["resourceType"] == rtype.as_str())
+        .filter(|r| match param("patient").or(param("subject")) {
+            Some(p) => patient_matches(b.patient_match, p, r, &s.base),
+            None => true,
+        })
+        .filter(|r| param("category").is_none_or(|c| token_matches("category", c, r)))
+        .filter(|r| param("code").is_none_or(|c| token_matches("code", c, r)))
+        .collect();
     // Oldest first unless the sort is honoured: the order that misleads a client trusting it.
-    matches.sort_by_key(sort_date);
+    matches.sort_by_cached_key(|r| sort_date(r));
     if b.honour_sort && param("_sort").is_some_and(|v| v.split(',').next() == Some("-date")) {
         matches.reverse();
     }
@@ -471,17 +468,18 @@ async fn search(
                    "resource": r, "search": {"mode": "match"}})
         })
         .collect();
-    let includes: Vec<&str> = params
+    if params
         .iter()
-        .filter(|(n, _)| n == "_include")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if includes.iter().any(|i| i.ends_with(":medication")) {
+        .any(|(n, v)| n == "_include" && v.ends_with(":medication"))
+    {
         let mut extra = Vec::new();
         for e in &entry {
             if let Some(reference) = e["resource"]["medicationReference"]["reference"].as_str()
                 && let Some((t, id)) = reference.split_once('/')
-                && let Some(m) = all.iter().find(|r| r["resourceType"] == t && r["id"] == id)
+                && let Some(m) = inner
+                    .resources
+                    .iter()
+                    .find(|r| r["resourceType"] == t && r["id"] == id)
             {
                 extra.push(
                     json!({"fullUrl": format!("{}/{reference}", s.base), "resource": m,
@@ -491,6 +489,7 @@ async fn search(
         }
         entry.extend(extra);
     }
+    drop(inner);
     let mut link = vec![json!({"relation": "self", "url": format!("{}/{rtype}?{query}", s.base)})];
     if (page + 1) * count < total {
         let mut q: Vec<&str> = query
