@@ -21,18 +21,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::time::Duration;
 
-/// The panel's sections, as audited.
-pub const SECTIONS: [&str; 8] = [
-    "demographics",
-    "allergies",
-    "medications",
-    "problems",
-    "vital_signs",
-    "labs",
-    "immunizations",
-    "encounters",
-];
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/visits/{visit}/record", get(record))
@@ -133,7 +121,7 @@ async fn record(
                 .map(|(k, _)| k.to_string())
                 .collect();
             entry.outcome = AuditOutcome::Allowed;
-            if entry.sections.len() < SECTIONS.len() {
+            if entry.sections.len() < crate::records::record::Part::ALL.len() {
                 entry.reason = Some("some_sections_unavailable".into());
             }
             audit(&state, entry).await?;

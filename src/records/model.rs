@@ -736,13 +736,33 @@ fn human_name(v: &Value, odd: &mut bool) -> Option<HumanName> {
     })
 }
 
+/// A number in at most 6 significant digits, without float noise or exponent:
+/// `7.9`, `0.0000004`, `123456789`.
+pub fn fmt_num(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v.is_finite() {
+            "0".into()
+        } else {
+            v.to_string()
+        };
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (5 - magnitude).clamp(0, 20) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 /// A quantity as text: `12 a`, `<0.5 mg/L`.
 pub fn quantity_text(q: &Quantity) -> Option<String> {
     let v = q.value?;
     Some(format!(
         "{}{}{}",
         q.comparator.as_deref().unwrap_or(""),
-        crate::records::summary::fmt_num(v),
+        fmt_num(v),
         q.unit_text().map(|u| format!(" {u}")).unwrap_or_default()
     ))
 }
@@ -751,7 +771,7 @@ pub fn quantity_text(q: &Quantity) -> Option<String> {
 pub fn range_text(r: &Range) -> Option<String> {
     let num = |q: &Option<Quantity>| q.as_ref().and_then(|q| q.value.map(|v| (v, q.unit_text())));
     let u = |x: Option<String>| x.map(|u| format!(" {u}")).unwrap_or_default();
-    let f = crate::records::summary::fmt_num;
+    let f = fmt_num;
     match (num(&r.low), num(&r.high)) {
         (Some((l, _)), Some((h, hu))) => Some(format!("{}–{}{}", f(l), f(h), u(hu))),
         (Some((l, lu)), None) => Some(format!("≥{}{}", f(l), u(lu))),

@@ -920,25 +920,8 @@ fn vital_signs(rec: &PatientRecord) -> Vec<VitalSign> {
         .collect()
 }
 
-/// A number in at most 6 significant digits, without float noise or exponent:
-/// `7.9`, `0.0000004`, `123456789`.
-pub fn fmt_num(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return if v.is_finite() {
-            "0".into()
-        } else {
-            v.to_string()
-        };
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = (5 - magnitude).clamp(0, 20) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
+/// Numbers are shown the way the model formats them (kept here for callers of the summary).
+pub use super::model::fmt_num;
 
 fn range_text(r: &ReferenceRange) -> Option<String> {
     if let Some(t) = &r.text {
