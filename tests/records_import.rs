@@ -690,4 +690,47 @@ async fn a_running_server_sees_an_import_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(seen, "the import did not reach the running source");
+
+    // A panel the physician already has is not served from the cache once a re-export
+    // changed the record: the next read shows the new allergy without "Refresh".
+    let src: std::sync::Arc<dyn examroom::records::RecordSource> = src;
+    let cache = examroom::records::PanelCache::new(src.clone(), Duration::from_secs(300), 10);
+    let visit = examroom::ids::VisitId::parse("v-reload").unwrap();
+    let first = cache.get(&visit, &id, false).await.unwrap();
+    assert!(cache.get(&visit, &id, false).await.unwrap().cached);
+    let marker = "Peanut (added by a re-export)";
+    assert!(
+        !serde_json::to_string(&*first.summary)
+            .unwrap()
+            .contains(marker)
+    );
+    let extra = data.path().join("extra.json");
+    write_json(
+        &extra,
+        &json!({"resourceType": "AllergyIntolerance", "id": "reexport-peanut",
+                "patient": {"reference": format!("Patient/{}", id.as_str())},
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+                "code": {"text": marker}, "criticality": "high"}),
+    );
+    let before = src.version();
+    let d = data.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || import(&d, &[&extra]))
+        .await
+        .unwrap();
+    assert_ok(&out);
+    for _ in 0..200 {
+        if src.version() != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_ne!(src.version(), before, "the store was not reloaded");
+    let after = cache.get(&visit, &id, false).await.unwrap();
+    assert!(!after.cached, "a panel from before the reload was served");
+    assert!(
+        serde_json::to_string(&*after.summary)
+            .unwrap()
+            .contains(marker),
+        "the re-exported allergy is not shown"
+    );
 }

@@ -651,6 +651,57 @@ async fn a_tiny_lab_value_is_shown_in_significant_digits_not_as_zero() {
     }
 }
 
+#[tokio::test]
+async fn more_tests_than_the_panel_lists_are_never_cut_silently() {
+    // 35 different tests, one result each, a day apart: the panel lists the 30 most recent
+    // and says that 35 exist.
+    let all: Vec<Value> = (0..35)
+        .map(|i| {
+            let mut l = lab(
+                &format!("test-{i:02}"),
+                json!([cc(OBS_CATEGORY, "laboratory")]),
+                &format!("{}-0", 10_000 + i),
+                q(1.0 + i as f64, "mmol/L", "mmol/L"),
+            );
+            l["effectiveDateTime"] = json!(format!(
+                "2025-{:02}-{:02}T08:00:00Z",
+                i / 28 + 10,
+                i % 28 + 1
+            ));
+            l
+        })
+        .collect();
+    let p = panel(all).await;
+    let shown = texts(&p, "labs", "test");
+    assert_eq!(shown.len(), 30, "{}", p["labs"]);
+    assert_eq!(shown[0], "test-34", "most recent first: {shown:?}");
+    assert!(
+        !shown.contains(&"test-04".to_owned()),
+        "the oldest are the ones left out"
+    );
+    let limited = notes(&p, "labs", "limited");
+    assert_eq!(limited.len(), 1, "{}", p["labs"]);
+    assert_eq!(limited[0]["count"], json!(35));
+    assert!(limited[0]["text"].as_str().unwrap().contains("35"));
+
+    // 30 tests exactly: nothing left out, no note.
+    let p = panel(
+        (0..30)
+            .map(|i| {
+                lab(
+                    &format!("t{i}"),
+                    json!([cc(OBS_CATEGORY, "laboratory")]),
+                    &format!("{}-1", 20_000 + i),
+                    q(1.0, "mmol/L", "mmol/L"),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    assert_eq!(texts(&p, "labs", "test").len(), 30);
+    assert!(notes(&p, "labs", "limited").is_empty(), "{}", p["labs"]);
+}
+
 // --- property: random schema-valid allergies never vanish -----------------------------------
 
 fn arb_coding() -> impl Strategy<Value = Value> {

@@ -6,7 +6,8 @@
 //! joins a fetch under way, or starts one; `get` with `refresh` always starts a new
 //! fetch ("Refresh", "Try again"). One fetch per key at a time (single-flight). A
 //! panel is kept for `ttl` from when its fetch started and at most `max_panels` are
-//! kept (the oldest go first); a failed fetch is not kept.
+//! kept (the oldest go first); a failed fetch is not kept, and neither is a panel
+//! fetched before the source's content changed ([`RecordSource::version`]).
 
 use super::summary::PanelSummary;
 use super::{RecordSource, RecordsError};
@@ -30,6 +31,8 @@ struct Entry {
     started: Instant,
     /// Distinguishes this fetch from a later one for the same key.
     generation: u64,
+    /// The source's content version the fetch started at.
+    version: u64,
     fetch: Fetch,
 }
 
@@ -112,8 +115,10 @@ impl PanelCache {
     ) -> (Fetch, bool) {
         let now = Instant::now();
         let key = (visit.clone(), patient.clone());
+        // Read before the fetch starts: a reload during the fetch makes it stale at once.
+        let version = self.source.version();
         let mut entries = self.lock();
-        entries.retain(|_, e| now.duration_since(e.started) < self.ttl);
+        entries.retain(|_, e| now.duration_since(e.started) < self.ttl && e.version == version);
         if !refresh && let Some(e) = entries.get(&key) {
             return (e.fetch.clone(), true);
         }
@@ -150,6 +155,7 @@ impl PanelCache {
             Entry {
                 started: now,
                 generation,
+                version,
                 fetch: fetch.clone(),
             },
         );

@@ -78,6 +78,8 @@ pub struct EmbeddedSource {
     /// What [`Self::add_json`] has added (tests and the bench build a source in memory).
     added: ResourceSet,
     added_skipped: usize,
+    /// Bumped on every reload ([`RecordSource::version`]).
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl EmbeddedSource {
@@ -151,6 +153,8 @@ impl EmbeddedSource {
 
     fn replace(&self, snap: Snapshot) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// What is loaded now.
@@ -199,6 +203,10 @@ impl RecordSource for EmbeddedSource {
 
     async fn ready(&self) -> Result<(), RecordsError> {
         Ok(())
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -1,7 +1,8 @@
 //! A FHIR R4 server as the record source (the clinic's EHR).
 //!
-//! One panel is a `Patient` read plus eight searches run concurrently, each paged
-//! through `Bundle.link[relation=next]` up to [`FhirConfig::max_pages`]. Every request
+//! One panel is a `Patient` read plus thirteen searches (vital signs one per kind) run
+//! concurrently, each paged through `Bundle.link[relation=next]` up to
+//! [`FhirConfig::max_pages`]. Every request
 //! has its own timeout; 5xx, 429 and connection failures are retried with
 //! exponential backoff, honouring `Retry-After` (capped). A 401 drops the cached
 //! token and tries once more with a new one. `next` links are only followed on the
@@ -208,11 +209,6 @@ impl FhirSource {
             q.extend_from_slice(extra);
             self.url(rtype, &q)
         };
-        let vital_codes = VitalKind::all_search_codes()
-            .iter()
-            .map(|c| format!("{LOINC}|{c}"))
-            .collect::<Vec<_>>()
-            .join(",");
         let searches = [
             (Part::Allergies, by_patient("AllergyIntolerance", &[])?),
             (
@@ -231,13 +227,6 @@ impl FhirSource {
             ),
             (Part::Problems, by_patient("Condition", &[])?),
             (
-                Part::VitalSigns,
-                by_patient(
-                    "Observation",
-                    &[("code", vital_codes.as_str()), ("_sort", "-date")],
-                )?,
-            ),
-            (
                 Part::Labs,
                 by_patient(
                     "Observation",
@@ -253,6 +242,24 @@ impl FhirSource {
                 by_patient("Encounter", &[("_sort", "-date")])?,
             ),
         ];
+        // One vital-sign search per kind, all at once: a patient with thousands of
+        // readings pages each kind in parallel instead of one long series of pages, and
+        // each kind gets its own bound, so a frequent one cannot crowd out the others.
+        let mut searches = searches.to_vec();
+        for codes in VitalKind::search_codes_by_kind() {
+            let codes = codes
+                .iter()
+                .map(|c| format!("{LOINC}|{c}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            searches.push((
+                Part::VitalSigns,
+                by_patient(
+                    "Observation",
+                    &[("code", codes.as_str()), ("_sort", "-date")],
+                )?,
+            ));
+        }
         let (patient_res, results) = tokio::join!(
             self.read_patient(patient_url),
             futures_util::future::join_all(

@@ -66,6 +66,12 @@ pub trait RecordSource: Send + Sync + 'static {
     async fn summary(&self, patient: &PatientRef) -> Result<PanelSummary, RecordsError>;
     /// Whether the source can answer now (for readiness probes).
     async fn ready(&self) -> Result<(), RecordsError>;
+    /// Changes whenever the source knows its content changed (an embedded store
+    /// reloaded after an import): a panel cached under another version is stale. A
+    /// remote server cannot tell us, so it stays 0 and the cache's age bound applies.
+    fn version(&self) -> u64 {
+        0
+    }
 }
 
 /// Open the configured record source: `embedded` (default) or `fhir`.

@@ -80,7 +80,7 @@ pub struct SectionError {
 /// Something the physician must know about a section: what was left out and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Note {
-    /// `unreadable` | `wrong_patient` | `truncated`.
+    /// `unreadable` | `wrong_patient` | `truncated` | `limited` (more than the panel lists).
     pub code: &'static str,
     pub count: Option<usize>,
     pub text: String,
@@ -333,14 +333,19 @@ impl VitalKind {
             })
         })
     }
-    /// Every LOINC code the vitals search asks for.
-    pub fn all_search_codes() -> Vec<&'static str> {
-        let mut v: Vec<&str> = Self::ALL
+    /// The LOINC codes the vital-sign searches ask for, one list per kind (blood
+    /// pressure with the separate systolic and diastolic codes).
+    pub fn search_codes_by_kind() -> Vec<Vec<&'static str>> {
+        Self::ALL
             .into_iter()
-            .flat_map(|k| k.loinc_codes().iter().copied())
-            .collect();
-        v.extend([SYSTOLIC, DIASTOLIC]);
-        v
+            .map(|k| {
+                let mut v = k.loinc_codes().to_vec();
+                if k == Self::BloodPressure {
+                    v.extend([SYSTOLIC, DIASTOLIC]);
+                }
+                v
+            })
+            .collect()
     }
 }
 
@@ -741,100 +746,101 @@ fn usable(o: &Observation) -> bool {
     )
 }
 
+/// Whether a unit is one of these spellings (ASCII case ignored; no allocation, as this
+/// runs for every reading of every panel).
+fn unit_is(u: &str, spellings: &[&str]) -> bool {
+    spellings.iter().any(|s| s.eq_ignore_ascii_case(u))
+}
+
 /// The canonical unit of a vital sign and how to convert a value into it, or
 /// `None` when the unit is not one we know for this kind (it then gets its own series).
 fn to_canonical(kind: VitalKind, unit: Option<&str>, v: f64) -> Option<(&'static str, f64)> {
     let u = unit.unwrap_or("").trim();
-    let lower = u.to_ascii_lowercase();
     let round = |x: f64, dp: i32| {
         let f = 10f64.powi(dp);
         (x * f).round() / f
     };
     Some(match kind {
-        VitalKind::BloodPressure => match lower.as_str() {
-            "mm[hg]" | "mmhg" | "mm hg" => ("mm[Hg]", v),
-            _ => return None,
-        },
-        VitalKind::HeartRate => match lower.as_str() {
-            "/min" | "{beats}/min" | "beats/min" | "beats/minute" | "bpm" | "{beat}/min" => {
-                ("/min", v)
-            }
-            _ => return None,
-        },
-        VitalKind::Temperature => match lower.as_str() {
-            "cel" | "°c" | "c" | "degc" => ("Cel", v),
-            "[degf]" | "°f" | "f" | "degf" => ("Cel", round((v - 32.0) * 5.0 / 9.0, 1)),
-            "k" => ("Cel", round(v - 273.15, 1)),
-            _ => return None,
-        },
-        VitalKind::OxygenSaturation => match lower.as_str() {
-            "%" | "percent" => ("%", v),
-            _ => return None,
-        },
-        VitalKind::Weight => match lower.as_str() {
-            "kg" | "kilogram" | "kilograms" => ("kg", v),
-            "g" => ("kg", round(v / 1000.0, 2)),
-            "[lb_av]" | "lb" | "lbs" | "pound" | "pounds" => ("kg", round(v * 0.453_592_37, 1)),
-            "[oz_av]" | "oz" => ("kg", round(v * 0.028_349_523_125, 2)),
-            _ => return None,
-        },
-        VitalKind::Bmi => match lower.as_str() {
-            "kg/m2" | "kg/m^2" | "kg/m²" => ("kg/m2", v),
-            _ => return None,
-        },
+        VitalKind::BloodPressure if unit_is(u, &["mm[hg]", "mmhg", "mm hg"]) => ("mm[Hg]", v),
+        VitalKind::HeartRate
+            if unit_is(
+                u,
+                &[
+                    "/min",
+                    "{beats}/min",
+                    "beats/min",
+                    "beats/minute",
+                    "bpm",
+                    "{beat}/min",
+                ],
+            ) =>
+        {
+            ("/min", v)
+        }
+        VitalKind::Temperature if unit_is(u, &["cel", "°c", "c", "degc"]) => ("Cel", v),
+        VitalKind::Temperature if unit_is(u, &["[degf]", "°f", "f", "degf"]) => {
+            ("Cel", round((v - 32.0) * 5.0 / 9.0, 1))
+        }
+        VitalKind::Temperature if unit_is(u, &["k"]) => ("Cel", round(v - 273.15, 1)),
+        VitalKind::OxygenSaturation if unit_is(u, &["%", "percent"]) => ("%", v),
+        VitalKind::Weight if unit_is(u, &["kg", "kilogram", "kilograms"]) => ("kg", v),
+        VitalKind::Weight if unit_is(u, &["g"]) => ("kg", round(v / 1000.0, 2)),
+        VitalKind::Weight if unit_is(u, &["[lb_av]", "lb", "lbs", "pound", "pounds"]) => {
+            ("kg", round(v * 0.453_592_37, 1))
+        }
+        VitalKind::Weight if unit_is(u, &["[oz_av]", "oz"]) => {
+            ("kg", round(v * 0.028_349_523_125, 2))
+        }
+        VitalKind::Bmi if unit_is(u, &["kg/m2", "kg/m^2", "kg/m²"]) => ("kg/m2", v),
+        _ => return None,
     })
 }
 
-/// (kind, unit) → points with their sort keys and the observation they came from.
-type Series<'a> = BTreeMap<
-    (VitalKind, Option<String>),
-    Vec<(
-        Option<DateTime<Utc>>,
-        Option<&'a str>,
-        &'a Observation,
-        VitalPoint,
-    )>,
->;
+/// One reading, before it is known whether it is recent enough to be shown: nothing is
+/// allocated for it (a patient may have thousands), only the last points become
+/// [`VitalPoint`]s.
+struct Reading<'a> {
+    t: Option<DateTime<Utc>>,
+    id: Option<&'a str>,
+    obs: &'a Observation,
+    at: &'a str,
+    value: f64,
+    diastolic: Option<f64>,
+}
 
-fn quantity_unit(q: &Quantity) -> Option<String> {
+/// (kind, unit) → readings.
+type Series<'a> = BTreeMap<(VitalKind, Option<&'a str>), Vec<Reading<'a>>>;
+
+fn quantity_unit(q: &Quantity) -> Option<&str> {
     // The UCUM code when there is one: it is what conversions know.
-    q.code.clone().or_else(|| q.unit.clone())
+    q.code.as_deref().or(q.unit.as_deref())
 }
 
 fn push_point<'a>(
     series: &mut Series<'a>,
     kind: VitalKind,
-    o: &'a Observation,
-    at: &str,
-    q: &Quantity,
-    diastolic: Option<&Quantity>,
+    (o, at, t): (&'a Observation, &'a str, Option<DateTime<Utc>>),
+    q: &'a Quantity,
+    diastolic: Option<&'a Quantity>,
 ) {
     let Some(value) = q.value else { return };
     let raw_unit = quantity_unit(q);
-    let (unit, value, dia) = match to_canonical(kind, raw_unit.as_deref(), value) {
+    let (unit, value, dia) = match to_canonical(kind, raw_unit, value) {
         Some((u, v)) => {
-            let dia = diastolic.and_then(|d| {
-                let du = quantity_unit(d);
-                to_canonical(kind, du.as_deref(), d.value?).map(|(_, x)| x)
-            });
-            (Some(u.to_owned()), v, dia)
+            let dia = diastolic
+                .and_then(|d| to_canonical(kind, quantity_unit(d), d.value?).map(|(_, x)| x));
+            (Some(u), v, dia)
         }
-        None => (
-            raw_unit.or_else(|| q.unit.clone()),
-            value,
-            diastolic.and_then(|d| d.value),
-        ),
+        None => (raw_unit, value, diastolic.and_then(|d| d.value)),
     };
-    let point = VitalPoint {
-        at: at.to_owned(),
+    series.entry((kind, unit)).or_default().push(Reading {
+        t,
+        id: o.id.as_deref(),
+        obs: o,
+        at,
         value,
         diastolic: dia,
-        unit: unit.clone(),
-    };
-    series
-        .entry((kind, unit))
-        .or_default()
-        .push((instant(Some(at)), o.id.as_deref(), o, point));
+    });
 }
 
 fn component_quantity<'a>(o: &'a Observation, code: &str) -> Option<&'a Quantity> {
@@ -850,50 +856,54 @@ fn component_quantity<'a>(o: &'a Observation, code: &str) -> Option<&'a Quantity
 fn vital_signs(rec: &PatientRecord) -> Vec<VitalSign> {
     let mut series: Series = BTreeMap::new();
     // Separate systolic/diastolic observations, paired by their time.
-    let mut systolic: BTreeMap<String, &Observation> = BTreeMap::new();
-    let mut diastolic: BTreeMap<String, &Observation> = BTreeMap::new();
+    let mut systolic: BTreeMap<&str, &Observation> = BTreeMap::new();
+    let mut diastolic: BTreeMap<&str, &Observation> = BTreeMap::new();
     let mut panel_times = std::collections::HashSet::new();
     for o in rec.observations.iter().filter(|o| usable(o)) {
         let (Some(code), Some(at)) = (o.code.as_ref(), o.when()) else {
             continue;
         };
         if let Some(kind) = VitalKind::of(code) {
+            let t = instant(Some(at));
             if kind == VitalKind::BloodPressure {
                 if let Some(sys) = component_quantity(o, SYSTOLIC) {
-                    push_point(
-                        &mut series,
-                        kind,
-                        o,
-                        at,
-                        sys,
-                        component_quantity(o, DIASTOLIC),
-                    );
-                    panel_times.insert(instant(Some(at)));
+                    let dia = component_quantity(o, DIASTOLIC);
+                    push_point(&mut series, kind, (o, at, t), sys, dia);
+                    panel_times.insert(t);
                 }
             } else if let Some(q) = o.value_quantity() {
-                push_point(&mut series, kind, o, at, q, None);
+                push_point(&mut series, kind, (o, at, t), q, None);
             }
         } else if code.code_in(LOINC) == Some(SYSTOLIC) {
-            systolic.insert(at.to_owned(), o);
+            systolic.insert(at, o);
         } else if code.code_in(LOINC) == Some(DIASTOLIC) {
-            diastolic.insert(at.to_owned(), o);
+            diastolic.insert(at, o);
         }
     }
-    for (at, sys) in &systolic {
-        if panel_times.contains(&instant(Some(at))) {
+    for (at, sys) in systolic {
+        let t = instant(Some(at));
+        if panel_times.contains(&t) {
             continue; // the same reading, already read from its panel
         }
         if let Some(q) = sys.value_quantity() {
             let dia = diastolic.get(at).and_then(|d| d.value_quantity());
-            push_point(&mut series, VitalKind::BloodPressure, sys, at, q, dia);
+            push_point(&mut series, VitalKind::BloodPressure, (sys, at, t), q, dia);
         }
     }
     series
         .into_iter()
         .filter_map(|((kind, unit), mut points)| {
-            points.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            points.sort_by(|a, b| a.t.cmp(&b.t).then_with(|| a.id.cmp(&b.id)));
             let count = points.len();
-            let (_, _, latest_obs, latest) = points.last()?.clone();
+            let unit = unit.map(str::to_owned);
+            let point = |r: &Reading| VitalPoint {
+                at: r.at.to_owned(),
+                value: r.value,
+                diastolic: r.diastolic,
+                unit: unit.clone(),
+            };
+            let last = points.last()?;
+            let latest = point(last);
             let label = if kind == VitalKind::BloodPressure {
                 Concept {
                     text: "Blood pressure".into(),
@@ -901,12 +911,11 @@ fn vital_signs(rec: &PatientRecord) -> Vec<VitalSign> {
                     system: Some(LOINC.into()),
                 }
             } else {
-                Concept::from_cc(latest_obs.code.as_ref())
+                Concept::from_cc(last.obs.code.as_ref())
             };
-            let trend = points
-                .into_iter()
-                .skip(count.saturating_sub(MAX_TREND_POINTS))
-                .map(|(_, _, _, p)| p)
+            let trend = points[count.saturating_sub(MAX_TREND_POINTS)..]
+                .iter()
+                .map(point)
                 .collect();
             Some(VitalSign {
                 kind,
@@ -1024,13 +1033,13 @@ fn is_lab(o: &Observation) -> bool {
     })
 }
 
-fn labs(rec: &PatientRecord) -> Vec<LabResult> {
+/// The latest result of each test, most recent first (at most [`MAX_LABS`]), and how many
+/// tests the record has.
+fn labs(rec: &PatientRecord) -> (Vec<LabResult>, usize) {
     // Latest result per test; key by the first code (else the text).
     #[allow(clippy::type_complexity)] // (time, id, observation, count of results)
-    let mut latest: BTreeMap<
-        String,
-        (Option<DateTime<Utc>>, Option<&str>, &Observation, usize),
-    > = BTreeMap::new();
+    let mut latest: BTreeMap<&str, (Option<DateTime<Utc>>, Option<&str>, &Observation, usize)> =
+        BTreeMap::new();
     for o in rec.observations.iter().filter(|o| usable(o) && is_lab(o)) {
         let Some(code) = o.code.as_ref() else {
             continue;
@@ -1039,8 +1048,7 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
             .code_in(LOINC)
             .or_else(|| code.coding.iter().find_map(|c| c.code.as_deref()))
             .or(code.text.as_deref())
-            .unwrap_or("")
-            .to_owned();
+            .unwrap_or("");
         let t = instant(o.when());
         let e = latest.entry(key).or_insert((t, o.id.as_deref(), o, 0));
         e.3 += 1;
@@ -1048,9 +1056,11 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
             (e.0, e.1, e.2) = (t, o.id.as_deref(), o);
         }
     }
+    let tests = latest.len();
     let mut v: Vec<_> = latest.into_values().collect();
     v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    v.into_iter()
+    let shown = v
+        .into_iter()
         .take(MAX_LABS)
         .map(|(_, _, o, count)| {
             let (value, numeric, unit) = lab_value(o);
@@ -1071,7 +1081,8 @@ fn labs(rec: &PatientRecord) -> Vec<LabResult> {
                 unreadable_fields: o.unreadable.clone(),
             }
         })
-        .collect()
+        .collect();
+    (shown, tests)
 }
 
 fn immunizations(rec: &PatientRecord) -> Vec<ImmunizationEntry> {
@@ -1102,12 +1113,20 @@ fn immunizations(rec: &PatientRecord) -> Vec<ImmunizationEntry> {
 }
 
 fn encounters(rec: &PatientRecord) -> Vec<EncounterEntry> {
+    // Sort first, build entries only for those shown: a long history has hundreds.
     let mut v: Vec<_> = rec
         .encounters
         .iter()
         .filter(|e| !matches!(e.status.as_deref(), Some("entered-in-error" | "cancelled")))
         .map(|e| {
-            let start = e.period.as_ref().and_then(|p| p.start.clone());
+            let start = e.period.as_ref().and_then(|p| p.start.as_deref());
+            (instant(start), e.id.as_deref(), e)
+        })
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    v.into_iter()
+        .take(MAX_ENCOUNTERS)
+        .map(|(_, _, e)| {
             let kind = match (e.type_.first(), &e.class) {
                 (Some(t), _) => Concept::from_cc(Some(t)),
                 (None, Some(c)) => Concept {
@@ -1117,29 +1136,36 @@ fn encounters(rec: &PatientRecord) -> Vec<EncounterEntry> {
                 },
                 (None, None) => Concept::from_cc(None),
             };
-            (
-                instant(start.as_deref()),
-                e.id.as_deref(),
-                EncounterEntry {
-                    kind,
-                    class: e.class.as_ref().and_then(|c| c.code.clone()),
-                    status: e.status.clone(),
-                    start,
-                    end: e.period.as_ref().and_then(|p| p.end.clone()),
-                    reason: e.reason_code.first().map(|r| Concept::from_cc(Some(r))),
-                },
-            )
+            EncounterEntry {
+                kind,
+                class: e.class.as_ref().and_then(|c| c.code.clone()),
+                status: e.status.clone(),
+                start: e.period.as_ref().and_then(|p| p.start.clone()),
+                end: e.period.as_ref().and_then(|p| p.end.clone()),
+                reason: e.reason_code.first().map(|r| Concept::from_cc(Some(r))),
+            }
         })
-        .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    v.into_iter()
-        .take(MAX_ENCOUNTERS)
-        .map(|(_, _, e)| e)
         .collect()
 }
 
 /// Assemble the panel for one patient's record as of `as_of`; `read_at` is when the
 /// source was read (a section's own time, when the source gave one, wins).
+/// Labs, saying so when older tests are left out (never a silent cut).
+fn lab_section(rec: &PatientRecord, read_at: DateTime<Utc>) -> Section<LabResult> {
+    let (items, tests) = labs(rec);
+    let mut section = Section::build(Part::Labs, &rec.part(Part::Labs), read_at, items);
+    if tests > MAX_LABS && section.status == SectionStatus::Recorded {
+        section.notes.push(Note {
+            code: "limited",
+            count: Some(tests),
+            text: format!(
+                "Showing the latest result of the {MAX_LABS} most recent of {tests} tests — older tests are in the EHR"
+            ),
+        });
+    }
+    section
+}
+
 pub fn assemble(
     patient_id: &str,
     rec: &PatientRecord,
@@ -1175,7 +1201,7 @@ pub fn assemble(
             read_at,
             vital_signs(rec),
         ),
-        labs: Section::build(Part::Labs, &rec.part(Part::Labs), read_at, labs(rec)),
+        labs: lab_section(rec, read_at),
         immunizations: Section::build(
             Part::Immunizations,
             &rec.part(Part::Immunizations),

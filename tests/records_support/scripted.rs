@@ -94,6 +94,22 @@ struct Inner {
     scripts: HashMap<String, Script>,
     requests: Vec<String>,
     token_requests: usize,
+    /// Matching resources (indices, in answer order) per search without its page: the
+    /// pages of one search then cost a slice, not a scan of every resource — the fixture
+    /// stands in for a server "50 ms away", whose own work should not be what a bench times.
+    matched: HashMap<String, Vec<usize>>,
+    /// Each resource's JSON, serialised once (same reason).
+    serialized: Vec<Option<String>>,
+}
+
+impl Inner {
+    fn resource_json(&mut self, i: usize) -> &str {
+        if self.serialized.len() < self.resources.len() {
+            self.serialized.resize(self.resources.len(), None);
+        }
+        let r = &self.resources[i];
+        self.serialized[i].get_or_insert_with(|| serde_json::to_string(r).unwrap())
+    }
 }
 
 struct Shared {
@@ -162,7 +178,9 @@ impl ScriptedFhir {
     }
 
     pub fn add(&self, r: Value) {
-        self.shared.inner.lock().unwrap().resources.push(r);
+        let mut inner = self.shared.inner.lock().unwrap();
+        inner.resources.push(r);
+        inner.matched.clear();
     }
 
     /// Path and query of every FHIR request so far.
@@ -179,6 +197,11 @@ async fn token(
     State(s): State<Arc<Shared>>,
     axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
 ) -> Response {
+    // The token endpoint is as far away as the FHIR server.
+    let latency = s.behaviour.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     s.inner.lock().unwrap().token_requests += 1;
     let assertion = form
         .get("client_assertion")
@@ -433,61 +456,91 @@ async fn search(
     let params: Vec<(String, String)> = serde_urlencoded_pairs(&query);
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let b = s.behaviour.lock().unwrap().clone();
-    // One lock for the whole answer (no await below); only the page's resources are cloned.
-    let inner = s.inner.lock().unwrap();
-    let mut matches: Vec<&Value> = inner
-        .resources
-        .iter()
-        .filter(|r| r["resourceType"] == rtype.as_str())
-        .filter(|r| match param("patient").or(param("subject")) {
-            Some(p) => patient_matches(b.patient_match, p, r, &s.base),
-            None => true,
-        })
-        .filter(|r| param("category").is_none_or(|c| token_matches("category", c, r)))
-        .filter(|r| param("code").is_none_or(|c| token_matches("code", c, r)))
+    // One lock for the whole answer (no await below).
+    let mut inner = s.inner.lock().unwrap();
+    let unpaged: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("_page="))
         .collect();
-    // Oldest first unless the sort is honoured: the order that misleads a client trusting it.
-    matches.sort_by_cached_key(|r| sort_date(r));
-    if b.honour_sort && param("_sort").is_some_and(|v| v.split(',').next() == Some("-date")) {
-        matches.reverse();
-    }
+    let key = format!(
+        "{rtype}?{}|{:?}|{}",
+        unpaged.join("&"),
+        b.patient_match,
+        b.honour_sort
+    );
+    let order = match inner.matched.get(&key) {
+        Some(order) => order.clone(),
+        None => {
+            let mut order: Vec<usize> = inner
+                .resources
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r["resourceType"] == rtype.as_str())
+                .filter(|(_, r)| match param("patient").or(param("subject")) {
+                    Some(p) => patient_matches(b.patient_match, p, r, &s.base),
+                    None => true,
+                })
+                .filter(|(_, r)| param("category").is_none_or(|c| token_matches("category", c, r)))
+                .filter(|(_, r)| param("code").is_none_or(|c| token_matches("code", c, r)))
+                .map(|(i, _)| i)
+                .collect();
+            // Oldest first unless the sort is honoured: the order that misleads a client
+            // trusting it.
+            order.sort_by_cached_key(|&i| sort_date(&inner.resources[i]));
+            if b.honour_sort && param("_sort").is_some_and(|v| v.split(',').next() == Some("-date"))
+            {
+                order.reverse();
+            }
+            inner.matched.insert(key, order.clone());
+            order
+        }
+    };
     let count = b
         .page_size
         .or_else(|| param("_count").and_then(|c| c.parse().ok()))
         .unwrap_or(50)
         .max(1);
     let page: usize = param("_page").and_then(|p| p.parse().ok()).unwrap_or(0);
-    let total = matches.len();
-    let mut entry: Vec<Value> = matches
-        .into_iter()
-        .skip(page * count)
-        .take(count)
-        .map(|r| {
-            json!({"fullUrl": format!("{}/{}/{}", s.base, r["resourceType"].as_str().unwrap_or(""),
-                                       r["id"].as_str().unwrap_or("")),
-                   "resource": r, "search": {"mode": "match"}})
-        })
-        .collect();
-    if params
+    let total = order.len();
+    let on_page: Vec<usize> = order.into_iter().skip(page * count).take(count).collect();
+    let include = params
         .iter()
-        .any(|(n, v)| n == "_include" && v.ends_with(":medication"))
-    {
-        let mut extra = Vec::new();
-        for e in &entry {
-            if let Some(reference) = e["resource"]["medicationReference"]["reference"].as_str()
+        .any(|(n, v)| n == "_include" && v.ends_with(":medication"));
+    let mut included = Vec::new();
+    if include {
+        for &i in &on_page {
+            if let Some(reference) = inner.resources[i]["medicationReference"]["reference"].as_str()
                 && let Some((t, id)) = reference.split_once('/')
                 && let Some(m) = inner
                     .resources
                     .iter()
-                    .find(|r| r["resourceType"] == t && r["id"] == id)
+                    .position(|r| r["resourceType"] == t && r["id"] == id)
             {
-                extra.push(
-                    json!({"fullUrl": format!("{}/{reference}", s.base), "resource": m,
-                                  "search": {"mode": "include"}}),
-                );
+                included.push((reference.to_owned(), m));
             }
         }
-        entry.extend(extra);
+    }
+    // The entries written from each resource's JSON serialised once.
+    let mut entries = Vec::with_capacity(on_page.len() + included.len());
+    for &i in &on_page {
+        let full_url = format!(
+            "{}/{}/{}",
+            s.base,
+            inner.resources[i]["resourceType"].as_str().unwrap_or(""),
+            inner.resources[i]["id"].as_str().unwrap_or("")
+        );
+        entries.push(format!(
+            r#"{{"fullUrl":{},"resource":{},"search":{{"mode":"match"}}}}"#,
+            json!(full_url),
+            inner.resource_json(i)
+        ));
+    }
+    for (reference, m) in included {
+        entries.push(format!(
+            r#"{{"fullUrl":{},"resource":{},"search":{{"mode":"include"}}}}"#,
+            json!(format!("{}/{reference}", s.base)),
+            inner.resource_json(m)
+        ));
     }
     drop(inner);
     let mut link = vec![json!({"relation": "self", "url": format!("{}/{rtype}?{query}", s.base)})];
@@ -501,9 +554,15 @@ async fn search(
         let q = q.join("&");
         link.push(json!({"relation": "next", "url": format!("{}/{rtype}?{q}", s.base)}));
     }
-    fhir_json(
+    let body = format!(
+        r#"{{"resourceType":"Bundle","type":"searchset","total":{total},"link":{},"entry":[{}]}}"#,
+        Value::Array(link),
+        entries.join(",")
+    );
+    (
         StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "searchset", "total": total,
-                "link": link, "entry": entry}),
+        [(header::CONTENT_TYPE, "application/fhir+json; charset=utf-8")],
+        body,
     )
+        .into_response()
 }
