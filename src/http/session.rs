@@ -10,6 +10,7 @@ use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::durable::{NewSession, NewStaff, SetupPurpose, Staff};
+use crate::identity::signin::{SignInError, check_password};
 use crate::identity::token::NewToken;
 use crate::identity::{Role, hash_secret, password};
 use axum::extract::{Path, State};
@@ -55,43 +56,25 @@ async fn sign_in(
     client: Client,
     Json(body): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    let guards = &state.guards;
-    let email_key = body.email.trim().to_lowercase();
-    let ip_key = client.ip.to_string();
-    let (by_ip, by_email) = tokio::join!(
-        guards.sign_in_ip.blocked(&ip_key),
-        guards.sign_in_email.blocked(&email_key)
-    );
-    let blocked = by_ip.into_iter().chain(by_email).max();
-    if let Some(wait) = blocked {
-        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in refused: rate limited");
-        return Ok(rate_limited(wait));
-    }
-    let account = state.durable.staff_by_email(&email_key).await?;
-    let stored = account.as_ref().and_then(|s| s.password_hash.clone());
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(account) = account.filter(|_| ok) else {
-        tokio::join!(
-            guards.sign_in_ip.fail(&ip_key),
-            guards.sign_in_email.fail(&email_key)
-        );
-        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in failed: bad credentials");
-        return Err(ApiError::unauthorized(
-            "bad_credentials",
-            "wrong email or password",
-        ));
+    let checked = check_password(
+        &state.durable,
+        &state.guards,
+        client.ip,
+        &body.email,
+        body.password,
+    )
+    .await;
+    let account = match checked {
+        Ok(a) => a,
+        Err(SignInError::RateLimited(wait)) => return Ok(rate_limited(wait)),
+        Err(SignInError::BadCredentials) => {
+            return Err(ApiError::unauthorized(
+                "bad_credentials",
+                "wrong email or password",
+            ));
+        }
+        Err(SignInError::Store(e)) => return Err(e.into()),
     };
-    if !account.active {
-        tracing::warn!(ip = %client.ip, staff = %account.id, "sign-in refused: account deactivated");
-        return Err(ApiError::forbidden(
-            "account_deactivated",
-            "this account is deactivated",
-        ));
-    }
-    guards.sign_in_email.clear(&email_key).await;
     tracing::info!(ip = %client.ip, staff = %account.id, "signed in");
     start_session(&state, &account, client).await
 }
