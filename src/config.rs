@@ -222,6 +222,12 @@ pub struct IdentitySettings {
     pub oidc_jwks_url: String,
     /// External identity provider: claim that lists the roles (`physician`, `admin`). Default `roles`.
     pub oidc_role_claim: String,
+    /// External identity provider: link a provider account to an existing staff account
+    /// with the same email, the first time it signs in — only when the token says
+    /// `email_verified: true`. Off: provider accounts are only ever matched by their own
+    /// (`iss`, `sub`), and a token naming an existing local account's email is refused.
+    /// Default `false`.
+    pub oidc_link_by_verified_email: bool,
 }
 
 impl Default for IdentitySettings {
@@ -235,6 +241,7 @@ impl Default for IdentitySettings {
             oidc_audience: String::new(),
             oidc_jwks_url: String::new(),
             oidc_role_claim: "roles".into(),
+            oidc_link_by_verified_email: false,
         }
     }
 }

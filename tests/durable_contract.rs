@@ -164,6 +164,9 @@ contract!(
     sessions_can_be_revoked,
     setup_tokens_are_single_use,
     setup_token_has_exactly_one_winner_under_concurrency,
+    first_admin_is_made_only_while_no_admin_exists_and_a_bad_form_spends_nothing,
+    concurrent_first_admin_links_make_exactly_one_admin,
+    staff_are_linked_to_one_identity_provider_account,
     rooms_are_validated_and_listed,
     join_link_lifecycle,
     visit_history_summarises_transitions,
@@ -526,6 +529,170 @@ async fn setup_tokens_are_single_use(ctx: Ctx) {
         .await,
         "hash",
     );
+}
+
+fn first_admin_token(hash: &str) -> NewSetupToken {
+    NewSetupToken {
+        hash: hash.into(),
+        purpose: SetupPurpose::FirstAdmin,
+        staff: None,
+        expires_at: T0 + 1000,
+    }
+}
+
+async fn first_admin_is_made_only_while_no_admin_exists_and_a_bad_form_spends_nothing(ctx: Ctx) {
+    let s = &ctx.store;
+    // A physician is not an admin: the link still works.
+    physician(s, "doc@clinic.example").await;
+    s.create_setup_token(first_admin_token("printed-first"))
+        .await
+        .unwrap();
+    s.create_setup_token(first_admin_token("printed-second"))
+        .await
+        .unwrap();
+    let admin = || new_staff("ada@clinic.example", &[Role::Admin, Role::Physician]);
+    let unspent = |hash: &'static str| async move {
+        s.setup_token(hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_none()
+    };
+
+    // A form the store refuses leaves the link as it was.
+    let mut no_email = admin();
+    no_email.email = String::new();
+    assert_invalid(
+        s.create_first_admin("printed-first", T0, no_email).await,
+        "email",
+    );
+    assert!(unspent("printed-first").await);
+    assert_conflict(
+        s.create_first_admin(
+            "printed-first",
+            T0,
+            new_staff("doc@clinic.example", &[Role::Admin]),
+        )
+        .await,
+        "email",
+    );
+    assert!(unspent("printed-first").await);
+    assert!(matches!(
+        s.create_first_admin("no-such-link", T0, admin()).await,
+        Err(DurableError::NotFound { .. })
+    ));
+
+    let ada = s
+        .create_first_admin("printed-first", T0, admin())
+        .await
+        .unwrap();
+    assert!(ada.has_role(Role::Admin));
+    assert!(!unspent("printed-first").await);
+    assert!(matches!(
+        s.create_first_admin("printed-first", T0, admin()).await,
+        Err(DurableError::AlreadyUsed)
+    ));
+    // Any other first-admin link is dead now that an admin exists, and spent by trying.
+    let mut second = new_staff("mallory@clinic.example", &[Role::Admin]);
+    second.name = "Mallory".into();
+    assert_conflict(
+        s.create_first_admin("printed-second", T0, second).await,
+        "admin",
+    );
+    assert!(!unspent("printed-second").await);
+    let admins = s.list_staff().await.unwrap();
+    assert_eq!(admins.iter().filter(|a| a.has_role(Role::Admin)).count(), 1);
+}
+
+async fn concurrent_first_admin_links_make_exactly_one_admin(ctx: Ctx) {
+    let s = &ctx.store;
+    // Several links printed (several first starts), used at once, and an admin made on
+    // the command line at the same moment: one admin, whoever wins.
+    for i in 0..4 {
+        s.create_setup_token(first_admin_token(&format!("link-{i}")))
+            .await
+            .unwrap();
+    }
+    let mut tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let new = new_staff(&format!("admin{i}@clinic.example"), &[Role::Admin]);
+                s.create_first_admin(&format!("link-{i}"), T0, new)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let cli = s.clone();
+    tasks.push(tokio::spawn(async move {
+        cli.create_staff(new_staff("cli@clinic.example", &[Role::Admin]))
+            .await
+            .is_ok()
+    }));
+    let mut made = 0;
+    for t in tasks {
+        made += t.await.unwrap() as usize;
+    }
+    let admins = s.list_staff().await.unwrap();
+    let admins = admins.iter().filter(|a| a.has_role(Role::Admin)).count();
+    assert_eq!(made, admins);
+    // The command line always succeeds; a link only when it came before any admin.
+    assert!(
+        admins == 1
+            || (admins == 2
+                && s.staff_by_email("cli@clinic.example")
+                    .await
+                    .unwrap()
+                    .is_some()),
+        "{admins} admins"
+    );
+}
+
+async fn staff_are_linked_to_one_identity_provider_account(ctx: Ctx) {
+    let s = &ctx.store;
+    let idp = |sub: &str| IdpIdentity {
+        issuer: "https://idp.clinic.example".into(),
+        subject: sub.into(),
+    };
+    let grey = s
+        .create_idp_staff(
+            new_staff("grey@clinic.example", &[Role::Physician]),
+            &idp("u-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(grey.idp, Some(idp("u-1")));
+    assert_eq!(
+        s.staff_by_idp(&idp("u-1")).await.unwrap(),
+        Some(grey.clone())
+    );
+    assert_eq!(s.staff_by_idp(&idp("u-2")).await.unwrap(), None);
+    assert_conflict(
+        s.create_idp_staff(
+            new_staff("other@clinic.example", &[Role::Physician]),
+            &idp("u-1"),
+        )
+        .await,
+        "idp",
+    );
+
+    let local = physician(s, "local@clinic.example").await;
+    assert_eq!(local.idp, None);
+    // An account linked once is never relinked, and a provider account links one account.
+    assert_conflict(s.link_staff_idp(&grey.id, &idp("u-2")).await, "idp");
+    assert_conflict(s.link_staff_idp(&local.id, &idp("u-1")).await, "idp");
+    let linked = s.link_staff_idp(&local.id, &idp("u-2")).await.unwrap();
+    assert_eq!(linked.idp, Some(idp("u-2")));
+    assert_eq!(
+        s.staff_by_idp(&idp("u-2")).await.unwrap().unwrap().id,
+        local.id
+    );
+    assert!(matches!(
+        s.link_staff_idp(&StaffId::new(), &idp("u-3")).await,
+        Err(DurableError::NotFound { .. })
+    ));
 }
 
 async fn setup_token_has_exactly_one_winner_under_concurrency(ctx: Ctx) {

@@ -211,3 +211,124 @@ async fn an_unknown_kid_is_refused_and_a_rotated_key_is_fetched() {
         "{b}"
     );
 }
+
+/// A provider token for the provider account `sub`, claiming `email`.
+fn claims_of(sub: &str, email: &str, email_verified: Option<bool>, roles: Value) -> Value {
+    let mut c = claims(email, 300);
+    c["sub"] = json!(sub);
+    c["roles"] = roles;
+    if let Some(v) = email_verified {
+        c["email_verified"] = json!(v);
+    }
+    c
+}
+
+const ADMIN_PW: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn a_provider_token_with_the_admins_email_does_not_open_the_admin_account() {
+    let rsa = key("rsa-1", Algorithm::RS256);
+    let (app, _) = idp_app(&[&rsa]).await;
+    let admin = app
+        .staff_with_password(
+            "ada@clinic.test",
+            vec![examroom::identity::Role::Admin],
+            ADMIN_PW,
+        )
+        .await;
+    let roles = json!(["admin", "physician"]);
+
+    // Someone at the provider set their email to the admin's, unverified.
+    for verified in [Some(false), None, Some(true)] {
+        let token = sign(
+            &rsa,
+            &claims_of("mallory", "ada@clinic.test", verified, roles.clone()),
+        );
+        let (s, b) = me(&app, &token).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (403, Some("idp_not_linked")),
+            "email_verified {verified:?}, linking by email is off by default: {b}"
+        );
+        let (s, _) = app.call_json("GET", "/api/staff", Some(&token), None).await;
+        assert_eq!(s, 403);
+    }
+    // The admin still signs in with their password, and is still only an admin.
+    let body = app.sign_in("ada@clinic.test", ADMIN_PW).await;
+    assert_eq!(body["staff"]["id"], admin.as_str());
+    assert_eq!(body["staff"]["roles"], json!(["admin"]));
+}
+
+#[tokio::test]
+async fn with_linking_on_only_a_verified_email_links_and_only_once() {
+    let rsa = key("rsa-1", Algorithm::RS256);
+    let url = jwks_server(Arc::new(Mutex::new(vec![rsa.jwk.clone()]))).await;
+    let app = TestApp::spawn_with(|s| {
+        s.identity.oidc_issuer = ISS.into();
+        s.identity.oidc_audience = AUD.into();
+        s.identity.oidc_jwks_url = url.clone();
+        s.identity.oidc_link_by_verified_email = true;
+    })
+    .await;
+    let grey = app
+        .staff_with_password(
+            "grey@clinic.test",
+            vec![examroom::identity::Role::Physician],
+            ADMIN_PW,
+        )
+        .await;
+    let physician = json!(["physician"]);
+
+    let unverified = sign(
+        &rsa,
+        &claims_of("u-grey", "grey@clinic.test", Some(false), physician.clone()),
+    );
+    let (s, b) = me(&app, &unverified).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (403, Some("idp_not_linked")),
+        "{b}"
+    );
+
+    let verified = sign(
+        &rsa,
+        &claims_of("u-grey", "grey@clinic.test", Some(true), physician.clone()),
+    );
+    let (s, b) = me(&app, &verified).await;
+    assert_eq!((s, b["id"].as_str()), (200, Some(grey.as_str())), "{b}");
+    // Linked for good: found by (iss, sub) from now on, whatever the email claim says.
+    let renamed = sign(
+        &rsa,
+        &claims_of(
+            "u-grey",
+            "dr.grey@clinic.test",
+            Some(false),
+            physician.clone(),
+        ),
+    );
+    let (s, b) = me(&app, &renamed).await;
+    assert_eq!((s, b["id"].as_str()), (200, Some(grey.as_str())), "{b}");
+    // Another provider account with the same verified email cannot take it over.
+    let other = sign(
+        &rsa,
+        &claims_of("u-other", "grey@clinic.test", Some(true), physician.clone()),
+    );
+    let (s, b) = me(&app, &other).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (403, Some("idp_not_linked")),
+        "{b}"
+    );
+    // A provider account with a new email gets its own new account.
+    let house = sign(
+        &rsa,
+        &claims_of("u-house", "house@clinic.test", None, physician),
+    );
+    let (s, b) = me(&app, &house).await;
+    assert_eq!(
+        (s, b["email"].as_str()),
+        (200, Some("house@clinic.test")),
+        "{b}"
+    );
+    assert_ne!(b["id"], grey.as_str());
+}

@@ -4,6 +4,7 @@ mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use examroom::durable::{AuditEntry, AuditOutcome};
 use examroom::identity::Role;
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -159,7 +160,7 @@ async fn brute_forcing_a_password_is_rate_limited_and_the_password_is_never_logg
 }
 
 #[tokio::test]
-async fn deactivated_account_cannot_sign_in() {
+async fn a_deactivated_account_answers_its_right_password_like_a_wrong_one() {
     let app = TestApp::spawn().await;
     let id = app
         .staff_with_password("eve@clinic.test", vec![Role::Physician], PW)
@@ -179,17 +180,142 @@ async fn deactivated_account_cannot_sign_in() {
         )
         .await
         .unwrap();
-    let (s, b) = app
-        .call_json(
+    let sign_in = |password: &'static str| {
+        app.call_json(
             "POST",
             "/api/session",
             None,
-            Some(json!({"email": "eve@clinic.test", "password": PW})),
+            Some(json!({"email": "eve@clinic.test", "password": password})),
         )
-        .await;
-    assert_eq!((s, b["error"].as_str()), (403, Some("account_deactivated")));
+    };
+    // An attacker holding the right password learns nothing from the answer.
+    let right = sign_in(PW).await;
+    let wrong = sign_in("nope nope nope").await;
+    assert_eq!(right, wrong);
+    assert_eq!(
+        (right.0, right.1["error"].as_str()),
+        (401, Some("bad_credentials"))
+    );
+    // The clinic still learns the real reason, in the audit log.
+    let refused = audited_refusal(&app, &id).await;
+    assert_eq!(refused.reason.as_deref(), Some("account_deactivated"));
+    // An open session of the account stops working too.
     let (s, b) = app.call_json("GET", "/api/me", Some(&token), None).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("account_deactivated")));
+}
+
+/// The audit entry of a refused sign-in of `staff` (written behind the answer, so the
+/// answer does not take longer than a wrong password's).
+async fn audited_refusal(app: &TestApp, staff: &examroom::ids::StaffId) -> AuditEntry {
+    for _ in 0..100 {
+        let entries = app.state.durable.audit_entries(0, 100).await.unwrap();
+        if let Some(e) = entries.into_iter().find(|e| {
+            e.actor == staff.as_str()
+                && e.action == examroom::identity::signin::AUDIT_ACTION
+                && e.outcome == AuditOutcome::Refused
+        }) {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the refused sign-in of {staff} was never audited");
+}
+
+/// Statuses of `n` sign-ins sent at once; `body(i)` is the i-th request's body.
+async fn sign_in_burst(
+    app: &TestApp,
+    n: usize,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> Vec<u16> {
+    let http = reqwest::Client::new();
+    let sends = (0..n).map(|i| http.post(app.url("/api/session")).json(&body(i)).send());
+    futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect()
+}
+
+/// Answers other than 429 are attempts whose password was actually checked.
+fn checked(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|s| **s != 429).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_concurrent_guesses_for_one_email_check_only_the_limit() {
+    let app = TestApp::spawn().await;
+    app.staff_with_password("eve@clinic.test", vec![Role::Physician], PW)
+        .await;
+    let statuses = sign_in_burst(
+        &app,
+        40,
+        |i| json!({"email": "eve@clinic.test", "password": format!("guess number {i:04}")}),
+    )
+    .await;
+    assert_eq!(
+        checked(&statuses),
+        examroom::identity::SIGN_IN_FAILURES_PER_EMAIL as usize,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_concurrent_sign_ins_from_one_ip_check_only_the_limit() {
+    let app = TestApp::spawn().await;
+    let statuses = sign_in_burst(
+        &app,
+        60,
+        |i| json!({"email": format!("user{i}@clinic.test"), "password": "guess guess guess"}),
+    )
+    .await;
+    assert_eq!(
+        checked(&statuses),
+        examroom::identity::SIGN_IN_FAILURES_PER_IP as usize,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_spread_over_two_nodes_check_only_the_limit() {
+    let prefix = format!("examroom-test:{}", examroom::ids::random_id());
+    let redis = std::env::var("EXAMROOM_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let node = || {
+        let (prefix, redis) = (prefix.clone(), redis.clone());
+        TestApp::spawn_with(move |s| {
+            s.live.backend = examroom::config::LiveBackend::Redis;
+            s.redis.url = examroom::config::Secret::new(redis);
+            s.redis.key_prefix = prefix;
+        })
+    };
+    let (a, b) = (node().await, node().await);
+    for n in [&a, &b] {
+        n.staff_with_password("eve@clinic.test", vec![Role::Physician], PW)
+            .await;
+    }
+    let guess =
+        |i: usize| json!({"email": "eve@clinic.test", "password": format!("guess {i:04} xx")});
+    let (on_a, on_b) = tokio::join!(sign_in_burst(&a, 20, guess), sign_in_burst(&b, 20, guess));
+    assert_eq!(
+        checked(&on_a) + checked(&on_b),
+        examroom::identity::SIGN_IN_FAILURES_PER_EMAIL as usize,
+        "{on_a:?} {on_b:?}"
+    );
+    // Other emails from the same IP: the per-IP limit is shared too.
+    let other =
+        |i: usize| json!({"email": format!("u{i}@clinic.test"), "password": "guess guess guess"});
+    let (on_a, on_b) = tokio::join!(sign_in_burst(&a, 30, other), sign_in_burst(&b, 30, other));
+    assert_eq!(
+        checked(&on_a) + checked(&on_b),
+        (examroom::identity::SIGN_IN_FAILURES_PER_IP
+            - examroom::identity::SIGN_IN_FAILURES_PER_EMAIL) as usize,
+        "the first burst used {} of the IP's failures: {on_a:?} {on_b:?}",
+        examroom::identity::SIGN_IN_FAILURES_PER_EMAIL
+    );
 }
 
 #[tokio::test]

@@ -175,3 +175,80 @@ async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
         0
     );
 }
+
+/// The link printed at the first start, as `examroom serve` prints it.
+async fn first_admin_link(app: &TestApp) -> String {
+    let url = examroom::identity::setup::first_admin_link(&app.state, "https://clinic.test")
+        .await
+        .unwrap()
+        .expect("no staff yet, so a link");
+    token_of(&url)
+}
+
+#[tokio::test]
+async fn a_first_admin_form_the_server_refuses_does_not_spend_the_link() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/setup/{}", first_admin_link(&app).await);
+    let setup = |body: Value| app.call_json("POST", &path, None, Some(body));
+
+    let (s, body) = setup(json!({"name": "Ada", "password": "correct horse battery"})).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("email")), "{body}");
+    let (s, body) =
+        setup(json!({"email": "ada@clinic.test", "password": "correct horse battery"})).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("name")), "{body}");
+
+    // The corrected form goes through, and then the link is spent.
+    let (s, body) = setup(json!({"email": "ada@clinic.test", "name": "Ada",
+                                 "password": "correct horse battery"}))
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["staff"]["roles"], json!(["physician", "admin"]));
+    let (s, _) = setup(json!({"email": "eve@clinic.test", "name": "Eve",
+                              "password": "correct horse battery"}))
+    .await;
+    assert_eq!(s, 410);
+}
+
+#[tokio::test]
+async fn a_first_admin_link_is_dead_once_an_admin_was_made_on_the_command_line() {
+    let app = TestApp::spawn().await;
+    let link = first_admin_link(&app).await;
+    // The operator runs `examroom admin create` before anyone opens the printed link.
+    examroom::identity::setup::create_staff(
+        app.state.durable.as_ref(),
+        "ada@clinic.test",
+        "Ada",
+        vec![Role::Admin],
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+
+    let (s, body) = app
+        .call_json(
+            "POST",
+            &format!("/api/setup/{link}"),
+            None,
+            Some(json!({"email": "mallory@evil.test", "name": "Mallory",
+                        "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (410, Some("admin_exists")),
+        "{body}"
+    );
+    let staff = app.state.durable.list_staff().await.unwrap();
+    assert_eq!(
+        staff.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(),
+        ["ada@clinic.test"],
+        "no second admin"
+    );
+    assert!(
+        examroom::identity::setup::first_admin_link(&app.state, "https://clinic.test")
+            .await
+            .unwrap()
+            .is_none(),
+        "no new link either"
+    );
+}

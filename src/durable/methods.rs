@@ -267,6 +267,103 @@ macro_rules! impl_durable_store {
                 Ok(())
             }
 
+            async fn staff_by_idp(
+                &self,
+                idp: &IdpIdentity,
+            ) -> Result<Option<Staff>, DurableError> {
+                sqlx::query_as::<_, StaffRow>(&format!(
+                    "SELECT {STAFF_COLS} FROM staff WHERE idp_issuer = $1 AND idp_subject = $2"
+                ))
+                .bind(&idp.issuer)
+                .bind(&idp.subject)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(StaffRow::into_staff)
+                .transpose()
+            }
+
+            async fn create_idp_staff(
+                &self,
+                new: NewStaff,
+                idp: &IdpIdentity,
+            ) -> Result<Staff, DurableError> {
+                let roles = check_new_staff(&new)?;
+                let id = $crate::ids::StaffId::new();
+                let r = sqlx::query(
+                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
+                     password_hash, languages, gender, created_at, idp_issuer, idp_subject) \
+                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(id.as_str())
+                .bind(new.email.trim())
+                .bind(normalise_email(&new.email))
+                .bind(new.name.trim())
+                .bind(to_json(&roles))
+                .bind(&new.password_hash)
+                .bind(to_json(&new.languages))
+                .bind(&new.gender)
+                .bind(now_millis())
+                .bind(&idp.issuer)
+                .bind(&idp.subject)
+                .execute(&self.pool)
+                .await;
+                match r {
+                    Err(e) if is_unique(&e, "email") => {
+                        return Err(DurableError::conflict(
+                            "email",
+                            "a staff account with this email exists",
+                        ));
+                    }
+                    Err(e) if is_unique(&e, "idp") => {
+                        return Err(DurableError::conflict(
+                            "idp",
+                            "this identity-provider account is linked already",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                self.staff(&id)
+                    .await?
+                    .ok_or_else(|| DurableError::Internal("staff vanished after insert".into()))
+            }
+
+            async fn link_staff_idp(
+                &self,
+                id: &$crate::ids::StaffId,
+                idp: &IdpIdentity,
+            ) -> Result<Staff, DurableError> {
+                let linked_elsewhere = || {
+                    DurableError::conflict(
+                        "idp",
+                        "the account or the identity-provider account is linked already",
+                    )
+                };
+                // Conditional: an account linked to one provider account is never relinked.
+                let r = sqlx::query(
+                    "UPDATE staff SET idp_issuer = $2, idp_subject = $3 \
+                     WHERE id = $1 AND idp_subject IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(&idp.issuer)
+                .bind(&idp.subject)
+                .execute(&self.pool)
+                .await;
+                match r {
+                    Err(e) if is_unique(&e, "") => return Err(linked_elsewhere()),
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                let staff = self
+                    .staff(id)
+                    .await?
+                    .ok_or(DurableError::NotFound { what: "staff" })?;
+                if staff.idp.as_ref() != Some(idp) {
+                    return Err(linked_elsewhere());
+                }
+                Ok(staff)
+            }
+
             // --- sessions ----------------------------------------------------------------
 
             async fn create_session(&self, s: NewSession) -> Result<(), DurableError> {
@@ -382,6 +479,103 @@ macro_rules! impl_durable_store {
                     Some(t) if t.used_at.is_some() => DurableError::AlreadyUsed,
                     Some(_) => DurableError::Expired,
                 })
+            }
+
+            async fn setup_token(&self, hash: &str) -> Result<Option<SetupToken>, DurableError> {
+                sqlx::query_as::<_, SetupTokenRow>(
+                    "SELECT hash, purpose, staff_id, expires_at, used_at \
+                     FROM setup_tokens WHERE hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(SetupTokenRow::into_token)
+                .transpose()
+            }
+
+            async fn create_first_admin(
+                &self,
+                token_hash: &str,
+                now: Millis,
+                new: NewStaff,
+            ) -> Result<Staff, DurableError> {
+                // Before the transaction: a bad form never touches the token.
+                let roles = check_new_staff(&new)?;
+                if !roles.contains(&$crate::identity::Role::Admin) {
+                    return Err(DurableError::invalid("roles", "the first admin is an admin"));
+                }
+                // Holds off every other write to `staff` until we commit, so no admin can
+                // appear between the check below and our insert.
+                let mut tx = self.begin_staff_write().await?;
+                let token = sqlx::query_as::<_, SetupTokenRow>(
+                    "SELECT hash, purpose, staff_id, expires_at, used_at \
+                     FROM setup_tokens WHERE hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(SetupTokenRow::into_token)
+                .transpose()?
+                .filter(|t| t.purpose == SetupPurpose::FirstAdmin)
+                .ok_or(DurableError::NotFound { what: "token" })?;
+                if token.used_at.is_some() {
+                    return Err(DurableError::AlreadyUsed);
+                }
+                if token.expires_at <= now {
+                    return Err(DurableError::Expired);
+                }
+                let spend = sqlx::query(
+                    "UPDATE setup_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL",
+                )
+                .bind(token_hash)
+                .bind(now);
+                let (admins,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM staff WHERE roles LIKE '%\"admin\"%'",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if admins > 0 {
+                    // The link can never succeed now: spend it, so it is dead for good.
+                    spend.execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    return Err(DurableError::conflict(
+                        "admin",
+                        "an admin account exists already",
+                    ));
+                }
+                let id = $crate::ids::StaffId::new();
+                let r = sqlx::query(
+                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
+                     password_hash, languages, gender, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9)",
+                )
+                .bind(id.as_str())
+                .bind(new.email.trim())
+                .bind(normalise_email(&new.email))
+                .bind(new.name.trim())
+                .bind(to_json(&roles))
+                .bind(&new.password_hash)
+                .bind(to_json(&new.languages))
+                .bind(&new.gender)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    // Dropping `tx` rolls back: the token stays unspent.
+                    Err(e) if is_unique(&e, "email") => {
+                        return Err(DurableError::conflict(
+                            "email",
+                            "a staff account with this email exists",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                spend.execute(&mut *tx).await?;
+                tx.commit().await?;
+                self.staff(&id)
+                    .await?
+                    .ok_or_else(|| DurableError::Internal("staff vanished after insert".into()))
             }
 
             // --- rooms -------------------------------------------------------------------

@@ -104,6 +104,14 @@ pub struct NewStaff {
     pub gender: Option<String>,
 }
 
+/// Who a staff member is at the clinic's identity provider: the token's `iss` and
+/// `sub`, which (unlike the email) the provider never reassigns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpIdentity {
+    pub issuer: String,
+    pub subject: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Staff {
     pub id: StaffId,
@@ -120,6 +128,9 @@ pub struct Staff {
     /// Stamped by the store's clock.
     pub created_at: Millis,
     pub last_sign_in_at: Option<Millis>,
+    /// The identity-provider account this one is linked to, if any.
+    #[serde(skip)]
+    pub idp: Option<IdpIdentity>,
 }
 
 impl Staff {
@@ -383,6 +394,19 @@ pub trait DurableStore: Send + Sync + 'static {
     async fn update_staff(&self, id: &StaffId, update: StaffUpdate) -> Result<Staff, DurableError>;
     async fn count_staff(&self) -> Result<u64, DurableError>;
     async fn record_sign_in(&self, id: &StaffId, at: Millis) -> Result<(), DurableError>;
+    /// The account linked to an identity provider's (`iss`, `sub`).
+    async fn staff_by_idp(&self, idp: &IdpIdentity) -> Result<Option<Staff>, DurableError>;
+    /// A new account linked to `idp` from the start, in one statement. Duplicate email →
+    /// `Conflict{email}`; `idp` linked already → `Conflict{idp}`.
+    async fn create_idp_staff(
+        &self,
+        new: NewStaff,
+        idp: &IdpIdentity,
+    ) -> Result<Staff, DurableError>;
+    /// Link an existing account to `idp`, only if it is linked to nothing yet (one
+    /// conditional statement). Linked to something else, or `idp` linked to another
+    /// account → `Conflict{idp}`; unknown → `NotFound{staff}`.
+    async fn link_staff_idp(&self, id: &StaffId, idp: &IdpIdentity) -> Result<Staff, DurableError>;
 
     /// Unknown staff → `NotFound{staff}`; duplicate id → `Conflict{id}`.
     async fn create_session(&self, s: NewSession) -> Result<(), DurableError>;
@@ -400,6 +424,20 @@ pub trait DurableStore: Send + Sync + 'static {
         hash: &str,
         now: Millis,
     ) -> Result<SetupToken, DurableError>;
+    /// The token, used or not, without touching it (to learn its purpose).
+    async fn setup_token(&self, hash: &str) -> Result<Option<SetupToken>, DurableError>;
+    /// Create the first admin from a `FirstAdmin` token, in one transaction that fails —
+    /// creating nothing — unless the token is unused and unexpired *and no admin account
+    /// exists*. The token is spent only with success, or when an admin exists (then it
+    /// can never succeed): `Conflict{admin}`. Bad account fields → `Invalid` and a
+    /// duplicate email → `Conflict{email}`, leaving the token unspent. A token of another
+    /// purpose is `NotFound`, like an unknown one.
+    async fn create_first_admin(
+        &self,
+        token_hash: &str,
+        now: Millis,
+        new: NewStaff,
+    ) -> Result<Staff, DurableError>;
 
     async fn create_room(&self, new: NewRoom) -> Result<RoomConfig, DurableError>;
     /// Replaces the configuration (archived rooms too); `NotFound{room}`.

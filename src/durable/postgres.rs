@@ -35,6 +35,17 @@ impl PgStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, DurableError> {
         Ok(self.pool.begin().await?)
     }
+
+    /// A write transaction on `staff` that no other writer can interleave with: the
+    /// table lock lets readers on but holds every other insert or update of `staff`
+    /// (and every other such transaction) until this one ends.
+    async fn begin_staff_write(&self) -> Result<Transaction<'static, Postgres>, DurableError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE staff IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 impl_durable_store!(PgStore);

@@ -11,8 +11,8 @@
 //! database) and turned into domain types by plain functions, so decoding is shared too.
 
 use super::{
-    DurableError, Link, LinkKind, NewRoom, NewStaff, Session, SetupPurpose, SetupToken, Staff,
-    VisitRecord, VisitTransition,
+    DurableError, IdpIdentity, Link, LinkKind, NewRoom, NewStaff, Session, SetupPurpose,
+    SetupToken, Staff, VisitRecord, VisitTransition,
 };
 use crate::audit::{AuditEntry, AuditOutcome};
 use crate::identity::Role;
@@ -175,7 +175,7 @@ pub(super) fn is_active_physician(roles_json: &str, active: bool) -> Result<bool
 // Rows
 
 pub(super) const STAFF_COLS: &str = "id, email, name, roles, active, password_hash, languages, \
-     gender, created_at, last_sign_in_at";
+     gender, created_at, last_sign_in_at, idp_issuer, idp_subject";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct StaffRow {
@@ -189,6 +189,8 @@ pub(super) struct StaffRow {
     gender: Option<String>,
     created_at: i64,
     last_sign_in_at: Option<i64>,
+    idp_issuer: Option<String>,
+    idp_subject: Option<String>,
 }
 
 impl StaffRow {
@@ -204,6 +206,10 @@ impl StaffRow {
             gender: self.gender,
             created_at: self.created_at,
             last_sign_in_at: self.last_sign_in_at,
+            idp: match (self.idp_issuer, self.idp_subject) {
+                (Some(issuer), Some(subject)) => Some(IdpIdentity { issuer, subject }),
+                _ => None,
+            },
         })
     }
 }

@@ -52,6 +52,12 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, DurableError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// A write transaction on `staff` that no other writer can interleave with:
+    /// `BEGIN IMMEDIATE` already serialises every SQLite writer.
+    async fn begin_staff_write(&self) -> Result<Transaction<'static, Sqlite>, DurableError> {
+        self.begin_write().await
+    }
 }
 
 impl_durable_store!(SqliteStore);

@@ -12,8 +12,8 @@
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::durable::{NewStaff, Staff};
-use crate::identity::oidc::{Jwks, OidcError};
+use crate::durable::Staff;
+use crate::identity::oidc::{IdpAccountError, Jwks, OidcError, staff_account};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::StaffId;
 use axum::extract::ConnectInfo;
@@ -125,8 +125,9 @@ async fn active_staff(state: &AppState, id: &StaffId) -> Result<Staff, ApiError>
     }
 }
 
-/// A staff member signed in at the clinic's identity provider. The account is found by
-/// email (created on first use); the provider's roles are the ones that count.
+/// A staff member signed in at the clinic's identity provider. The account is the one
+/// linked to the token's (`iss`, `sub`) — see [`staff_account`] for when an email may
+/// link one; the provider's roles are the ones that count.
 pub(crate) async fn idp_staff(
     state: &AppState,
     jwks: &Jwks,
@@ -142,32 +143,16 @@ pub(crate) async fn idp_staff(
             "the identity provider gives this account no examroom role",
         ));
     }
-    let account = match state.durable.staff_by_email(&idp.email).await? {
-        Some(s) => s,
-        None => {
-            let new = NewStaff {
-                email: idp.email.clone(),
-                name: idp.name.clone().unwrap_or_else(|| idp.email.clone()),
-                roles: idp.roles.clone(),
-                password_hash: None,
-                languages: Vec::new(),
-                gender: None,
-            };
-            match state.durable.create_staff(new).await {
-                Ok(s) => {
-                    tracing::info!(staff = %s.id, "created a staff account from the identity provider");
-                    s
-                }
-                // Two first requests at once: the other one created it.
-                Err(crate::durable::DurableError::Conflict { .. }) => state
-                    .durable
-                    .staff_by_email(&idp.email)
-                    .await?
-                    .ok_or_else(|| ApiError::internal("staff vanished after conflict"))?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
+    let link_by_email = state.settings.identity.oidc_link_by_verified_email;
+    let account = staff_account(state.durable.as_ref(), &idp, link_by_email)
+        .await
+        .map_err(|e| match e {
+            IdpAccountError::NotLinked => ApiError::forbidden(
+                "idp_not_linked",
+                "a staff account with this email exists but is not linked to this sign-in; ask an admin",
+            ),
+            IdpAccountError::Store(e) => e.into(),
+        })?;
     if !account.active {
         return Err(ApiError::forbidden(
             "account_deactivated",

@@ -9,9 +9,11 @@
 use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::durable::{NewSession, NewStaff, SetupPurpose, Staff};
+use crate::durable::{DurableError, NewSession, SetupPurpose, Staff};
+use crate::identity::setup::{FirstAdminError, create_first_admin};
+use crate::identity::signin::{SignInError, check_password};
 use crate::identity::token::NewToken;
-use crate::identity::{Role, hash_secret, password};
+use crate::identity::{hash_secret, password};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -55,43 +57,25 @@ async fn sign_in(
     client: Client,
     Json(body): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    let guards = &state.guards;
-    let email_key = body.email.trim().to_lowercase();
-    let ip_key = client.ip.to_string();
-    let (by_ip, by_email) = tokio::join!(
-        guards.sign_in_ip.blocked(&ip_key),
-        guards.sign_in_email.blocked(&email_key)
-    );
-    let blocked = by_ip.into_iter().chain(by_email).max();
-    if let Some(wait) = blocked {
-        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in refused: rate limited");
-        return Ok(rate_limited(wait));
-    }
-    let account = state.durable.staff_by_email(&email_key).await?;
-    let stored = account.as_ref().and_then(|s| s.password_hash.clone());
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(account) = account.filter(|_| ok) else {
-        tokio::join!(
-            guards.sign_in_ip.fail(&ip_key),
-            guards.sign_in_email.fail(&email_key)
-        );
-        tracing::warn!(ip = %client.ip, email = %email_key, "sign-in failed: bad credentials");
-        return Err(ApiError::unauthorized(
-            "bad_credentials",
-            "wrong email or password",
-        ));
+    let checked = check_password(
+        &state.durable,
+        &state.guards,
+        client.ip,
+        &body.email,
+        body.password,
+    )
+    .await;
+    let account = match checked {
+        Ok(a) => a,
+        Err(SignInError::RateLimited(wait)) => return Ok(rate_limited(wait)),
+        Err(SignInError::BadCredentials) => {
+            return Err(ApiError::unauthorized(
+                "bad_credentials",
+                "wrong email or password",
+            ));
+        }
+        Err(SignInError::Store(e)) => return Err(e.into()),
     };
-    if !account.active {
-        tracing::warn!(ip = %client.ip, staff = %account.id, "sign-in refused: account deactivated");
-        return Err(ApiError::forbidden(
-            "account_deactivated",
-            "this account is deactivated",
-        ));
-    }
-    guards.sign_in_email.clear(&email_key).await;
     tracing::info!(ip = %client.ip, staff = %account.id, "signed in");
     start_session(&state, &account, client).await
 }
@@ -218,44 +202,53 @@ async fn setup(
     if name.chars().count() > 200 {
         return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
     }
+    let unknown = |e| match e {
+        DurableError::NotFound { .. } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_setup_token",
+            "this setup link is not valid",
+        ),
+        e => e.into(),
+    };
+    let token_hash = hash_secret(&token);
+    let peeked = state.durable.setup_token(&token_hash).await?;
+    if peeked.is_some_and(|t| t.purpose == SetupPurpose::FirstAdmin) {
+        // Checked, created and spent in one use case, so neither a bad form nor an
+        // admin made in the meantime can go wrong halfway.
+        let account = create_first_admin(
+            state.durable.as_ref(),
+            &token_hash,
+            &email,
+            &name,
+            body.password,
+        )
+        .await
+        .map_err(|e| match e {
+            FirstAdminError::Invalid { field, message } => ApiError::invalid(field, message),
+            FirstAdminError::AdminExists => ApiError::new(
+                StatusCode::GONE,
+                "admin_exists",
+                "an admin account exists already; sign in instead",
+            ),
+            FirstAdminError::Store(e) => unknown(e),
+        })?;
+        return start_session(&state, &account, client).await;
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let t = state
         .durable
-        .consume_setup_token(&hash_secret(&token), now)
+        .consume_setup_token(&token_hash, now)
         .await
-        .map_err(|e| match e {
-            crate::durable::DurableError::NotFound { .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_setup_token",
-                "this setup link is not valid",
-            ),
-            e => e.into(),
-        })?;
+        .map_err(unknown)?;
     let pw = body.password;
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
         .map_err(ApiError::internal)?;
     let account = match t.purpose {
         SetupPurpose::FirstAdmin => {
-            if !email.contains('@') || email.len() > 320 {
-                return Err(ApiError::invalid("email", "not an email address"));
-            }
-            if name.is_empty() || name.chars().count() > 200 {
-                return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
-            }
-            let account = state
-                .durable
-                .create_staff(NewStaff {
-                    email,
-                    name,
-                    roles: vec![Role::Admin, Role::Physician],
-                    password_hash: Some(hash),
-                    languages: Vec::new(),
-                    gender: None,
-                })
-                .await?;
-            tracing::info!(staff = %account.id, "first admin created from the setup link");
-            account
+            return Err(ApiError::internal(
+                "first-admin token past the first-admin path",
+            ));
         }
         // An invitation or a reset sets the password of the account it was made for.
         SetupPurpose::Invite | SetupPurpose::Reset => {

@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod password;
 pub mod ratelimit;
 pub mod setup;
+pub mod signin;
 pub mod token;
 
 pub use token::{Claims, TokenError, TokenKeys};

@@ -9,6 +9,7 @@
 //! a key is looked at.
 
 use crate::config::IdentitySettings;
+use crate::durable::{DurableError, DurableStore, IdpIdentity, NewStaff, Staff};
 use crate::identity::Role;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -58,7 +59,12 @@ impl OidcError {
 /// What an identity-provider token says about a staff member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdpStaff {
+    /// `iss` and `sub`: who this is at the provider, for good.
+    pub identity: IdpIdentity,
     pub email: String,
+    /// The provider vouches that `email` belongs to this person (`email_verified`).
+    /// Absent means no.
+    pub email_verified: bool,
     pub name: Option<String>,
     /// Only `physician` and `admin` are kept.
     pub roles: Vec<Role>,
@@ -227,11 +233,94 @@ impl Jwks {
             .collect();
         roles.sort();
         roles.dedup();
+        let subject = c["sub"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(OidcError::Malformed)?
+            .to_owned();
+        // Some providers send the flag as a string.
+        let email_verified = matches!(&c["email_verified"], serde_json::Value::Bool(true))
+            || c["email_verified"].as_str() == Some("true");
         Ok(IdpStaff {
+            // `iss` was checked to be ours above.
+            identity: IdpIdentity {
+                issuer: self.issuer.clone(),
+                subject,
+            },
             email,
+            email_verified,
             name: c["name"].as_str().map(str::to_owned),
             roles,
             exp: c["exp"].as_i64().unwrap_or_default(),
         })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdpAccountError {
+    /// A staff account has the token's email but is not linked to this provider
+    /// account, and may not be linked by email (unverified, switched off, or linked to
+    /// another provider account already).
+    #[error("a staff account with this email exists but is not linked to this sign-in")]
+    NotLinked,
+    #[error("{0}")]
+    Store(#[from] DurableError),
+}
+
+/// The staff account an identity-provider sign-in is: the one linked to its (`iss`,
+/// `sub`); else, only when `link_by_verified_email` and the provider verified the email,
+/// the unlinked account with that email (linked now, for good); else a new account
+/// linked from the start. The email alone never opens an existing account: a provider
+/// that lets users type their own email would otherwise let anyone become the admin.
+pub async fn staff_account(
+    store: &dyn DurableStore,
+    idp: &IdpStaff,
+    link_by_verified_email: bool,
+) -> Result<Staff, IdpAccountError> {
+    if let Some(s) = store.staff_by_idp(&idp.identity).await? {
+        return Ok(s);
+    }
+    // Another first request of the same provider account may win any race below; then
+    // the account is found by (`iss`, `sub`) after all.
+    let linked_meanwhile = || async {
+        store
+            .staff_by_idp(&idp.identity)
+            .await?
+            .ok_or(IdpAccountError::NotLinked)
+    };
+    if let Some(existing) = store.staff_by_email(&idp.email).await? {
+        let may_link = link_by_verified_email && idp.email_verified && existing.idp.is_none();
+        if !may_link {
+            tracing::warn!(
+                staff = %existing.id,
+                email_verified = idp.email_verified,
+                "identity-provider sign-in refused: the account with its email is not linked to it"
+            );
+            return Err(IdpAccountError::NotLinked);
+        }
+        return match store.link_staff_idp(&existing.id, &idp.identity).await {
+            Ok(s) => {
+                tracing::info!(staff = %s.id, "linked a staff account to the identity provider by its verified email");
+                Ok(s)
+            }
+            Err(DurableError::Conflict { .. }) => linked_meanwhile().await,
+            Err(e) => Err(e.into()),
+        };
+    }
+    let new = NewStaff {
+        email: idp.email.clone(),
+        name: idp.name.clone().unwrap_or_else(|| idp.email.clone()),
+        roles: idp.roles.clone(),
+        password_hash: None,
+        languages: Vec::new(),
+        gender: None,
+    };
+    match store.create_idp_staff(new, &idp.identity).await {
+        Ok(s) => {
+            tracing::info!(staff = %s.id, "created a staff account from the identity provider");
+            Ok(s)
+        }
+        Err(DurableError::Conflict { .. }) => linked_meanwhile().await,
+        Err(e) => Err(e.into()),
     }
 }

@@ -1,5 +1,7 @@
 //! Failure limits in fixed windows: sign-in per client IP and per email, join-code
-//! redemption per IP. Counted in the live store's [`Counters`], so with several nodes
+//! redemption per IP. Sign-in [`Limiter::take`]s a slot before the Argon2 check and
+//! gives it back only on success, so a burst of concurrent guesses checks no more
+//! passwords than the limit allows. Counted in the live store's [`Counters`], so with several nodes
 //! every node sees the same count (a guesser gains nothing by spreading over nodes).
 
 use crate::live::Counters;
@@ -45,6 +47,20 @@ impl Limiter {
 
     pub async fn clear(&self, key: &str) {
         self.counters.clear(&self.key(key)).await;
+    }
+
+    /// Count an attempt as a failure before it is checked: `Err(retry_after)` when `key`
+    /// has no failures left. Concurrent attempts each take their own slot, so no more
+    /// than `max_failures` are ever checked in a window, however many arrive at once.
+    pub async fn take(&self, key: &str) -> Result<(), Duration> {
+        self.counters
+            .take(&self.key(key), self.max_failures, self.window)
+            .await
+    }
+
+    /// The attempt `take` counted was not a failure after all.
+    pub async fn give_back(&self, key: &str) {
+        self.counters.give_back(&self.key(key)).await;
     }
 }
 

@@ -21,22 +21,33 @@ struct Window {
     failures: u32,
 }
 
+/// `key`'s open window, opened afresh when there is none or it has closed.
+fn open_window<'a>(
+    map: &'a mut HashMap<String, Window>,
+    key: &str,
+    window: Duration,
+    now: Instant,
+) -> &'a mut Window {
+    if map.len() > PRUNE_ABOVE {
+        map.retain(|_, w| now < w.ends);
+    }
+    let w = map.entry(key.to_owned()).or_insert(Window {
+        ends: now + window,
+        failures: 0,
+    });
+    if now >= w.ends {
+        *w = Window {
+            ends: now + window,
+            failures: 0,
+        };
+    }
+    w
+}
+
 impl LocalCounters {
     pub fn fail_at(&self, key: &str, window: Duration, now: Instant) {
         let mut map = self.windows.lock().expect("poisoned");
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, w| now < w.ends);
-        }
-        let w = map.entry(key.to_owned()).or_insert(Window {
-            ends: now + window,
-            failures: 0,
-        });
-        if now >= w.ends {
-            *w = Window {
-                ends: now + window,
-                failures: 0,
-            };
-        }
+        let w = open_window(&mut map, key, window, now);
         w.failures += 1;
     }
 
@@ -44,6 +55,29 @@ impl LocalCounters {
         let map = self.windows.lock().expect("poisoned");
         let w = map.get(key).filter(|w| now < w.ends)?;
         Some((w.failures, w.ends - now))
+    }
+
+    pub fn take_at(
+        &self,
+        key: &str,
+        max: u32,
+        window: Duration,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut map = self.windows.lock().expect("poisoned");
+        let w = open_window(&mut map, key, window, now);
+        if w.failures >= max {
+            return Err(w.ends - now);
+        }
+        w.failures += 1;
+        Ok(())
+    }
+
+    pub fn give_back_now(&self, key: &str) {
+        let mut map = self.windows.lock().expect("poisoned");
+        if let Some(w) = map.get_mut(key) {
+            w.failures = w.failures.saturating_sub(1);
+        }
     }
 
     pub fn clear_now(&self, key: &str) {
@@ -61,6 +95,12 @@ impl Counters for LocalCounters {
     }
     async fn clear(&self, key: &str) {
         self.clear_now(key);
+    }
+    async fn take(&self, key: &str, max: u32, window: Duration) -> Result<(), Duration> {
+        self.take_at(key, max, window, Instant::now())
+    }
+    async fn give_back(&self, key: &str) {
+        self.give_back_now(key);
     }
 }
 
@@ -86,5 +126,26 @@ mod tests {
         assert_eq!(c.current_at("a", t0 + minute), Some((1, minute)));
         c.clear_now("a");
         assert_eq!(c.current_at("a", t0 + minute), None);
+    }
+
+    #[test]
+    fn slots_run_out_at_max_and_a_given_back_slot_can_be_taken_again() {
+        let c = LocalCounters::default();
+        let minute = Duration::from_secs(60);
+        let t0 = Instant::now();
+        assert_eq!(c.take_at("a", 2, minute, t0), Ok(()));
+        assert_eq!(c.take_at("a", 2, minute, t0), Ok(()));
+        let later = t0 + Duration::from_secs(20);
+        assert_eq!(
+            c.take_at("a", 2, minute, later),
+            Err(Duration::from_secs(40))
+        );
+        assert_eq!(c.current_at("a", later), Some((2, Duration::from_secs(40))));
+        c.give_back_now("a");
+        assert_eq!(c.take_at("a", 2, minute, later), Ok(()));
+        assert!(
+            c.take_at("a", 2, minute, t0 + minute).is_ok(),
+            "a new window"
+        );
     }
 }

@@ -136,4 +136,11 @@ pub trait Counters: Send + Sync + 'static {
     /// Failures of `key` in its open window and the time left in it.
     async fn current(&self, key: &str) -> Option<(u32, Duration)>;
     async fn clear(&self, key: &str);
+    /// Take one of `max` slots of `key` in its window (which opens at the first slot),
+    /// counting the attempt as a failure *before* the caller does its costly check. One
+    /// atomic step, so concurrent callers cannot all slip through a check-then-count
+    /// gap. `Err(time left)` when every slot is taken; nothing is counted then.
+    async fn take(&self, key: &str, max: u32, window: Duration) -> Result<(), Duration>;
+    /// Hand a slot back: the attempt it was taken for turned out not to be a failure.
+    async fn give_back(&self, key: &str);
 }

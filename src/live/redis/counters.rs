@@ -17,6 +17,8 @@ pub(super) struct RedisCounters {
     inner: Arc<Inner>,
     fail: Script,
     failures: Script,
+    take: Script,
+    give_back: Script,
     local: LocalCounters,
     /// Redis failed the last call: say so once, not per request.
     degraded: AtomicBool,
@@ -28,6 +30,8 @@ impl RedisCounters {
             inner,
             fail: Script::new(super::scripts::FAIL),
             failures: Script::new(super::scripts::FAILURES),
+            take: Script::new(super::scripts::TAKE),
+            give_back: Script::new(super::scripts::GIVE_BACK),
             local: LocalCounters::default(),
             degraded: AtomicBool::new(false),
         }
@@ -103,5 +107,42 @@ impl Counters for RedisCounters {
             .await;
         self.health(r);
         self.local.clear(key).await;
+    }
+
+    async fn take(&self, key: &str, max: u32, window: Duration) -> Result<(), Duration> {
+        // What this node counted during an outage still uses up slots until its window ends.
+        let local = self.local.current(key).await;
+        let (counted_here, left_here) = local.unwrap_or((0, Duration::ZERO));
+        if counted_here >= max {
+            return Err(left_here);
+        }
+        let mut c = self.inner.redis.clone();
+        let mut inv = self.take.prepare_invoke();
+        inv.key(self.key(key))
+            .arg(window.as_millis() as u64)
+            .arg(max - counted_here);
+        let r = self
+            .inner
+            .call("take a slot", inv.invoke_async::<(i64, i64)>(&mut c))
+            .await;
+        match self.health(r) {
+            Some((1, _)) => Ok(()),
+            Some((_, ms)) => Err(Duration::from_millis(ms.max(0) as u64).max(left_here)),
+            None => self.local.take(key, max, window).await,
+        }
+    }
+
+    async fn give_back(&self, key: &str) {
+        let mut c = self.inner.redis.clone();
+        let mut inv = self.give_back.prepare_invoke();
+        inv.key(self.key(key));
+        let r = self
+            .inner
+            .call("give back a slot", inv.invoke_async::<i64>(&mut c))
+            .await;
+        // Redis away: the slot was most likely taken here too.
+        if self.health(r).is_none() {
+            self.local.give_back(key).await;
+        }
     }
 }

@@ -84,3 +84,25 @@ local n = redis.call('GET', KEYS[1])
 if not n then return {0, 0} end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}
 "#;
+
+/// KEYS: failure counter. ARGV: window ms, max. Takes a slot when fewer than `max` are
+/// taken (the first opens the window): `{1, 0}`; else `{0, ms left}` and counts nothing.
+/// One script, so two nodes cannot both take the last slot.
+pub const TAKE: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[2]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left <= 0 then left = tonumber(ARGV[1]) end
+  return {0, left}
+end
+redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {1, 0}
+"#;
+
+/// KEYS: failure counter. Hands one slot back (never below zero; the window keeps its end).
+pub const GIVE_BACK: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"#;
