@@ -366,7 +366,10 @@ async fn a_node_at_its_connection_limit_reports_itself_full_until_a_slot_frees()
         (r["status"].as_str(), r["checks"]["full"].as_bool()),
         (Some("not_ready"), Some(true))
     );
-    assert_eq!(r["connections"], json!({"open": 2, "max": 2}));
+    assert_eq!(
+        r["connections"],
+        json!({"open": 2, "max": 2, "unauthenticated": 0})
+    );
     drop(ben);
     let mut ready = false;
     for _ in 0..100 {
