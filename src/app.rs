@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{IceServerInfo, ServerMsg};
 use crate::records::PanelCache;
 use crate::records::smart::{ClientKey, SigningAlg};
+use crate::signalling::admission::Admission;
 use crate::visit::RoomConfig;
 use crate::visit::room::{Timing, Transition};
 use async_trait::async_trait;
@@ -59,6 +60,9 @@ pub struct AppState {
     pub connection_slots: Arc<Semaphore>,
     /// The cap `connection_slots` started with.
     pub connection_limit: usize,
+    /// Who gets a WebSocket slot: unauthenticated sockets per address and per node, and
+    /// the share of `connection_slots` kept for staff and admitted visits.
+    pub admission: Arc<Admission>,
     /// STUN/TURN servers; mints short-lived TURN credentials per participant.
     pub ice: IceConfig,
     /// Server-side WebRTC peers for pre-call connection checks.
@@ -279,11 +283,24 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         &settings.identity,
         live.counters(),
     ));
-    let limit = connection_limit(settings.signalling.max_connections);
+    // Sockets waiting for their hello hold a file descriptor too.
+    let sig = &settings.signalling;
+    let limit = connection_limit(sig.max_connections + sig.max_unauthenticated)
+        .saturating_sub(sig.max_unauthenticated)
+        .max(1);
+    let slots = Arc::new(Semaphore::new(limit));
+    let admission = Arc::new(Admission::new(
+        slots.clone(),
+        limit,
+        sig.reserved_percent,
+        sig.max_unauthenticated,
+        sig.max_unauthenticated_per_ip,
+    ));
     Ok(AppState {
         guards,
-        connection_slots: Arc::new(Semaphore::new(limit)),
+        connection_slots: slots,
         connection_limit: limit,
+        admission,
         ice,
         checks,
         records,
@@ -328,19 +345,37 @@ fn connection_limit(configured: usize) -> usize {
 
 /// Serve on `listener` until `state.shutdown` fires, then drain: clients are told the
 /// server is going away, and the whole shutdown takes at most `shutdown_grace_secs`.
+///
+/// Plain HTTP and HTTPS go through the same server, so both get the same limits: a client
+/// must send its request headers within `server.header_read_timeout_secs` (a slow-header
+/// client cannot hold a connection open), and a request with a body must be read and
+/// answered within `server.request_timeout_secs`.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(), StartError> {
     // Both rustls crypto back-ends are compiled in through dependencies; without a
     // process default the first TLS handshake panics. aws-lc-rs is the one we ship.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let addr = listener.local_addr()?;
-    let router = crate::http::router(state.clone());
-    let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+    let server_cfg = &state.settings.server;
+    let router = crate::http::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        Duration::from_secs(server_cfg.request_timeout_secs),
+        request_deadline,
+    ));
+    let grace = Duration::from_secs(server_cfg.shutdown_grace_secs);
+    let header_timeout = Duration::from_secs(server_cfg.header_read_timeout_secs);
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = state.shutdown.clone();
-    let server = if let (Some(cert), Some(key)) = (
-        &state.settings.server.tls_cert,
-        &state.settings.server.tls_key,
-    ) {
+    let handle = axum_server::Handle::new();
+    {
+        let (h, sd) = (handle.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            sd.cancelled().await;
+            h.graceful_shutdown(Some(grace));
+        });
+    }
+    // (axum_server's acceptor sets TCP_NODELAY: signalling is many small writes, and
+    // without it a reply that follows another waits for the delayed ACK, ~40 ms a join.)
+    let std_listener = listener.into_std()?;
+    let server = if let (Some(cert), Some(key)) = (&server_cfg.tls_cert, &server_cfg.tls_key) {
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
             .map_err(|e| StartError::Tls(format!("loading {}: {e}", cert.display())))?;
@@ -350,34 +385,15 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(
             key.clone(),
             shutdown.clone(),
         ));
-        let handle = axum_server::Handle::new();
-        let h = handle.clone();
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            sd.cancelled().await;
-            h.graceful_shutdown(Some(grace));
-        });
-        let std_listener = listener.into_std()?;
         tracing::info!(%addr, "serving HTTPS");
-        tokio::spawn(async move {
-            axum_server::from_tcp_rustls(std_listener, tls)
-                .handle(handle)
-                .serve(make)
-                .await
-        })
+        let mut server = axum_server::from_tcp_rustls(std_listener, tls).handle(handle);
+        header_deadline(server.http_builder(), header_timeout);
+        tokio::spawn(server.serve(make))
     } else {
         tracing::info!(%addr, "serving HTTP");
-        let sd = shutdown.clone();
-        // Signalling is many small writes: without TCP_NODELAY a reply that follows another
-        // waits for the delayed ACK (~40 ms on every join, measured by examroom-load).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, make)
-                .with_graceful_shutdown(sd.cancelled_owned())
-                .await
-        })
+        let mut server = axum_server::from_tcp(std_listener).handle(handle);
+        header_deadline(server.http_builder(), header_timeout);
+        tokio::spawn(server.serve(make))
     };
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + grace;
@@ -393,6 +409,49 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(
     // Sessions have ended and told their rooms: now hand the rooms over.
     state.live.drain().await;
     Ok(())
+}
+
+/// hyper's HTTP/1 header timeout only runs with a timer, which neither server sets.
+fn header_deadline(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limit: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limit);
+}
+
+/// A request with a body must be read and answered in time: a client trickling its body
+/// a byte at a time gets `408 request_timeout` and its connection closed. Requests
+/// without a body (pages, records, the WebSocket upgrade) are not limited here.
+async fn request_deadline(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, StatusCode, header};
+    use axum::response::IntoResponse;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = crate::http::error::ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request was not received within {} s", limit.as_secs()),
+            )
+            .into_response();
+            // The rest of the body may never come: do not wait for it.
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            r
+        }
+    }
 }
 
 /// Certificates are renewed in place (e.g. by certbot): reload them when they change.

@@ -70,6 +70,7 @@ pub struct Settings {
     pub ice: IceSettings,
     pub records: RecordsSettings,
     pub media: MediaSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +93,12 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Largest HTTP request body, bytes. Default 1 MiB.
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers (a new connection's first request
+    /// or an idle keep-alive connection's next one); then the connection is closed. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request with a body (POST, PUT, PATCH, DELETE) has to be read and
+    /// answered; then it gets `408 request_timeout` and the connection is closed. Default 30.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -105,6 +112,8 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 10,
             max_body_bytes: 1 << 20,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -150,11 +159,22 @@ pub struct SignallingSettings {
     pub heartbeat_interval_secs: u64,
     /// A peer silent for this long is dead, seconds. Default 30.
     pub heartbeat_timeout_secs: u64,
-    /// Seconds a new connection has to send `hello`. Default 10.
+    /// Seconds a new connection has to send `hello`. Default 5.
     pub hello_timeout_secs: u64,
-    /// Most WebSocket connections one node holds (then `/readyz` says full). Default 20000;
-    /// lowered at start if the process may not open that many files.
+    /// Most WebSocket connections past `hello` one node holds (then `/readyz` says full).
+    /// Default 20000; lowered at start if the process may not open that many files.
     pub max_connections: usize,
+    /// Percent of `max_connections` that patients in the waiting room may not take: kept
+    /// for staff and guests (admitted visits), so a full waiting room cannot lock the
+    /// physicians out. Default 10.
+    pub reserved_percent: usize,
+    /// Most connections that have not said `hello` yet, per node. They are counted apart
+    /// from `max_connections`, so idle sockets never take an authenticated one's place.
+    /// Default 1000.
+    pub max_unauthenticated: usize,
+    /// Most connections that have not said `hello` yet from one client address (the
+    /// peer, or the `X-Forwarded-For` entry when the peer is a trusted proxy). Default 10.
+    pub max_unauthenticated_per_ip: usize,
     /// WebSocket read buffer per connection, bytes. Default 4096 (tungstenite's own is 128 KiB).
     pub read_buffer_bytes: usize,
 }
@@ -168,8 +188,11 @@ impl Default for SignallingSettings {
             outbox_capacity: 256,
             heartbeat_interval_secs: 10,
             heartbeat_timeout_secs: 30,
-            hello_timeout_secs: 10,
+            hello_timeout_secs: 5,
             max_connections: 20_000,
+            reserved_percent: 10,
+            max_unauthenticated: 1000,
+            max_unauthenticated_per_ip: 10,
             read_buffer_bytes: 4096,
         }
     }
@@ -426,6 +449,14 @@ impl Default for MediaSettings {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Bearer token Prometheus sends to scrape `GET /metrics` (at least 16 bytes).
+    /// Empty (default): `/metrics` answers 401 to everyone.
+    pub token: Secret,
+}
+
 /// Where settings come from, before validation.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -528,6 +559,34 @@ impl Settings {
             return Err(invalid(
                 "signalling.read_buffer_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if s.hello_timeout_secs == 0 {
+            return Err(invalid(
+                "signalling.hello_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if s.reserved_percent > 50 {
+            return Err(invalid("signalling.reserved_percent", "must be at most 50"));
+        }
+        if s.max_unauthenticated == 0 || s.max_unauthenticated_per_ip == 0 {
+            return Err(invalid(
+                "signalling.max_unauthenticated_per_ip",
+                "max_unauthenticated and max_unauthenticated_per_ip must be at least 1",
+            ));
+        }
+        if self.server.header_read_timeout_secs == 0 || self.server.request_timeout_secs == 0 {
+            return Err(invalid(
+                "server.header_read_timeout_secs",
+                "header_read_timeout_secs and request_timeout_secs must be at least 1",
+            ));
+        }
+        let metrics = &self.metrics.token;
+        if !metrics.is_empty() && metrics.expose().len() < 16 {
+            return Err(invalid(
+                "metrics.token",
+                "must be at least 16 bytes (or empty to refuse every scrape)",
             ));
         }
         if self.visit.max_participants < 2 || self.visit.max_participants > 8 {

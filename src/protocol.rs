@@ -351,6 +351,7 @@ pub enum ErrorCode {
     Superseded,
     SlowConsumer,
     HeartbeatTimeout,
+    AccessRevoked,
     ServerFull,
     Unavailable,
     TooManyChecks,
@@ -358,7 +359,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -384,6 +385,7 @@ impl ErrorCode {
         ErrorCode::Superseded,
         ErrorCode::SlowConsumer,
         ErrorCode::HeartbeatTimeout,
+        ErrorCode::AccessRevoked,
         ErrorCode::ServerFull,
         ErrorCode::Unavailable,
         ErrorCode::TooManyChecks,
@@ -400,7 +402,7 @@ impl ErrorCode {
 }
 
 // Names in the same order as `ErrorCode::ALL`, for metrics labels without allocation.
-const ERROR_NAMES: [&str; 29] = [
+const ERROR_NAMES: [&str; 30] = [
     "bad_json",
     "unknown_type",
     "bad_message",
@@ -426,6 +428,7 @@ const ERROR_NAMES: [&str; 29] = [
     "superseded",
     "slow_consumer",
     "heartbeat_timeout",
+    "access_revoked",
     "server_full",
     "unavailable",
     "too_many_checks",

@@ -156,6 +156,8 @@ fn expected(access: Access, who: Who) -> Expect {
     };
     match access {
         Access::Public | Access::Secret | Access::WebSocket => Pass,
+        // Only Prometheus holds the metrics token; no role's sign-in opens /metrics.
+        Access::MetricsToken => Refused(401, "bad_metrics_token"),
         Access::Staff | Access::RoomPhysicianOrAdmin => staff_only(who),
         Access::Physician => match who {
             Admin => Refused(403, "not_physician"),

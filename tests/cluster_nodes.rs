@@ -358,3 +358,51 @@ async fn while_redis_is_down_a_same_node_visit_keeps_relaying_and_readiness_reco
     );
     cluster.stop().await;
 }
+
+/// Issue 17: an admin deactivates a physician on one node; the physician's dashboard,
+/// open on another node, is closed at once with `access_revoked` (4403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
+    let cluster = Cluster::start(2, &shared_redis()).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let grey = cluster.physician("Dr Grey").await;
+    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    let admin = cluster
+        .store
+        .create_staff(examroom::durable::NewStaff {
+            email: "admin@clinic.test".into(),
+            name: "Ad Min".into(),
+            roles: vec![examroom::identity::Role::Admin],
+            password_hash: None,
+            languages: vec![],
+            gender: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let admin_token = cluster.staff_token(&admin).await;
+
+    let (pt, _, _) = cluster.patient_token(&room.id, "Ana");
+    let mut ana = a.join(&pt).await;
+    ana.expect("waiting").await;
+    let mut doc = b.join(&cluster.staff_token(&grey).await).await;
+    doc.expect_where("queue", |q| q["entries"][0]["name"] == "Ana")
+        .await;
+
+    let r = reqwest::Client::new()
+        .patch(a.url(&format!("/api/staff/{grey}")))
+        .bearer_auth(&admin_token)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    assert_eq!(doc.close_frame().await, (4403, "access_revoked".into()));
+    assert_eq!(
+        doc.expect("error").await["code"],
+        "access_revoked",
+        "the dashboard on the other node is told why"
+    );
+    cluster.stop().await;
+}

@@ -61,3 +61,67 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
         "the old certificate is gone"
     );
 }
+
+/// Issue 17: the HTTPS listener has the same header deadline as plain HTTP: a client
+/// that trickles its request headers is disconnected.
+#[tokio::test]
+async fn a_slow_header_client_is_disconnected_over_https_too() {
+    use std::io::{Read, Write};
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(certs.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(certs.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let app = TestApp::spawn_with(|s| {
+        s.server.tls_cert = Some(c.clone());
+        s.server.tls_key = Some(k.clone());
+        s.server.header_read_timeout_secs = 1;
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let addr = app.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(config),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(250)))
+            .unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        while started.elapsed() < Duration::from_secs(6) {
+            if tls.write_all(b"X").is_err() {
+                return true;
+            }
+            match tls.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed,
+        "a client trickling its headers over TLS still holds the connection"
+    );
+}

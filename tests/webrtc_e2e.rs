@@ -116,7 +116,7 @@ async fn visit_with_real_peers(app: &TestApp, policy: IcePolicy) -> (Arc<Peer>, 
     assert_eq!(chat.recv_timeout(CONNECT).await.unwrap(), b"yes, doctor");
 
     // The server saw the answer go through: the visit is in a call.
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let (_, metrics) = app.metrics(Some(METRICS_TOKEN)).await;
     assert!(
         metrics.contains("examroom_visits{state=\"in_call\"} 1"),
         "{metrics}"

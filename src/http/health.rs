@@ -1,11 +1,14 @@
 //! `/healthz` (the process is alive), `/readyz` (ready to take visits: stores reachable,
 //! a free connection slot, not stopping)
-//! and `/metrics` (Prometheus).
+//! and `/metrics` (Prometheus, for holders of `metrics.token` only: the counts say how
+//! busy the clinic is and which errors clients see, which is nobody else's business).
 
 use crate::app::AppState;
+use crate::http::error::ApiError;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -49,19 +52,39 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": { "durable": durable, "live": live, "shutting_down": shutting_down, "full": full },
-        "connections": { "open": max.saturating_sub(free), "max": max },
+        "connections": { "open": max.saturating_sub(free), "max": max, "unauthenticated": state.admission.unauthenticated() },
     });
     (status, Json(body))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let want = &state.settings.metrics.token;
+    if want.is_empty() {
+        return Err(ApiError::unauthorized(
+            "metrics_token_required",
+            "metrics are off: set metrics.token (EXAMROOM__METRICS__TOKEN) and scrape with it as a bearer token",
+        ));
+    }
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared as hashes, so the time taken says nothing about how much of it was right.
+    let hash = crate::identity::hash_secret;
+    if sent.map(hash) != Some(hash(want.expose())) {
+        return Err(ApiError::unauthorized(
+            "bad_metrics_token",
+            "send the metrics token as Authorization: Bearer",
+        ));
+    }
     let stats = state.live.stats();
     let body = state.metrics.render(&stats.visits);
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
     )
+        .into_response())
 }

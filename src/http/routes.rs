@@ -48,6 +48,9 @@ pub enum Access {
     /// Anyone may open the WebSocket; the `hello` message authenticates (see the
     /// WebSocket half of the matrix).
     WebSocket,
+    /// The holder of `metrics.token` (`Authorization: Bearer`); everyone else gets 401
+    /// (`metrics_token_required` when none is configured, else `bad_metrics_token`).
+    MetricsToken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +106,7 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/dashboard", Access::Public),
     Route::new("GET", "/healthz", Access::Public),
     Route::new("GET", "/join/{code}", Access::Public),
-    Route::new("GET", "/metrics", Access::Public),
+    Route::new("GET", "/metrics", Access::MetricsToken),
     Route::new("GET", "/readyz", Access::Public),
     Route::new("GET", "/setup/{token}", Access::Public),
     Route::new("GET", "/ws", Access::WebSocket),

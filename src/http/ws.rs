@@ -2,6 +2,8 @@
 //! message (`hello`), so tokens never appear in URLs or access logs.
 
 use crate::app::AppState;
+use crate::http::auth::Client;
+use crate::signalling::admission::Refused;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -18,10 +20,10 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
-async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
-        let body = serde_json::json!({"error": "server_full", "message": "this server is at its connection limit; try again shortly"});
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+async fn upgrade(State(state): State<AppState>, client: Client, ws: WebSocketUpgrade) -> Response {
+    let slot = match state.admission.pending(client.ip) {
+        Ok(slot) => slot,
+        Err(refused) => return refusal(refused),
     };
     if state.shutdown.is_cancelled() {
         let body =
@@ -33,8 +35,16 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         .write_buffer_size(cfg.read_buffer_bytes)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| async move {
-            crate::signalling::session::run(socket, state).await;
-            drop(slot);
-        })
+        .on_upgrade(move |socket| crate::signalling::session::run(socket, state, slot))
+}
+
+fn refusal(refused: Refused) -> Response {
+    let (status, code) = match refused {
+        Refused::ServerFull | Refused::TooManyUnauthenticated => {
+            (StatusCode::SERVICE_UNAVAILABLE, "server_full")
+        }
+        Refused::TooManyFromAddress => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+    };
+    let body = serde_json::json!({"error": code, "message": refused.to_string()});
+    (status, axum::Json(body)).into_response()
 }

@@ -4,6 +4,7 @@
 use super::counters::LocalCounters;
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
+use crate::protocol::ServerMsg;
 use crate::visit::room::{Input, Output, Room, Timing};
 use crate::visit::{RoomConfig, VisitState};
 use async_trait::async_trait;
@@ -208,6 +209,20 @@ impl Live for MemoryLive {
         if map.get(who).is_some_and(|o| o.conn == conn) {
             map.remove(who);
         }
+    }
+
+    async fn revoke(&self, who: &ParticipantId, msg: ServerMsg) -> Result<(), LiveError> {
+        let outbox = self
+            .inner
+            .outboxes
+            .lock()
+            .expect("poisoned")
+            .get(who)
+            .cloned();
+        if let Some(o) = outbox {
+            o.push(Outgoing::Close(Box::new(msg)));
+        }
+        Ok(())
     }
 
     async fn is_connected(&self, who: &ParticipantId) -> bool {

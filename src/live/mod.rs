@@ -92,6 +92,11 @@ pub trait Live: Send + Sync + 'static {
     fn attach(&self, who: &ParticipantId, outbox: Outbox) -> Option<Outbox>;
     /// Forget `who`'s outbox if it is still connection `conn`.
     fn detach(&self, who: &ParticipantId, conn: u64);
+    /// Close `who`'s connection on whichever node holds it, sending `msg` first: an admin
+    /// changed their account (deactivated, roles changed, signed out everywhere), so what
+    /// their socket was allowed at `hello` no longer holds. Every node is told, not only
+    /// the one presence names, so a stale presence key cannot keep a socket open.
+    async fn revoke(&self, who: &ParticipantId, msg: ServerMsg) -> Result<(), LiveError>;
     /// Whether `who` has a live connection anywhere.
     async fn is_connected(&self, who: &ParticipantId) -> bool;
     /// Hand an input to the task that owns the room, starting it if needed.

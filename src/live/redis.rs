@@ -70,6 +70,8 @@ enum Wire {
         msg: ServerMsg,
         hops: u8,
     },
+    /// Broadcast on `<prefix>:all`: close `to`'s connection if it is on the receiving node.
+    Revoke { to: ParticipantId, msg: ServerMsg },
     /// For a room the receiving node owns.
     Room {
         room: RoomId,
@@ -106,6 +108,10 @@ impl Keys {
     }
     fn channel(&self, node: &str) -> String {
         format!("{}:node:{node}", self.0)
+    }
+    /// Every node listens here too: for what every node must hear (revoked access).
+    fn broadcast(&self) -> String {
+        format!("{}:all", self.0)
     }
 }
 
@@ -509,6 +515,11 @@ impl Inner {
                 msg,
                 hops,
             } => self.deliver(to, close, msg, hops),
+            Wire::Revoke { to, msg } => {
+                if let Some(o) = self.outbox(&to) {
+                    o.push(Outgoing::Close(Box::new(msg)));
+                }
+            }
             Wire::Room { room, cmd, hops } => {
                 if let Some(tx) = self.local_room(&room)
                     && tx.send(Local::Cmd(cmd.clone())).await.is_ok()
@@ -843,18 +854,19 @@ fn snapshot(room: &Room, inner: &Inner) -> Snapshot {
     }
 }
 
-/// This node's channel: messages for its participants and inputs for its rooms, in order.
-/// Reconnects while Redis is away.
+/// This node's channel: messages for its participants and inputs for its rooms, in order;
+/// and the channel every node hears. Reconnects while Redis is away.
 async fn subscribe(
     inner: Arc<Inner>,
     stop: CancellationToken,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
     let channel = inner.keys.channel(&inner.node);
+    let broadcast = inner.keys.broadcast();
     loop {
         let connected = async {
             let mut ps = inner.client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
+            ps.subscribe(&[&channel, &broadcast]).await?;
             Ok::<_, ::redis::RedisError>(ps)
         };
         match tokio::time::timeout(inner.timeout, connected).await {
@@ -1019,6 +1031,27 @@ impl Live for RedisLive {
                     .await;
             });
         }
+    }
+
+    async fn revoke(&self, who: &ParticipantId, msg: ServerMsg) -> Result<(), LiveError> {
+        // Here at once, even while Redis is away; the broadcast reaches the other nodes
+        // (and this one again, harmlessly: the socket is closing).
+        if let Some(o) = self.inner.outbox(who) {
+            o.push(Outgoing::Close(Box::new(msg.clone())));
+        }
+        let wire = Wire::Revoke {
+            to: who.clone(),
+            msg,
+        };
+        let payload = serde_json::to_string(&wire).expect("wire messages serialise");
+        let mut c = self.inner.redis.clone();
+        self.inner
+            .call(
+                "publish",
+                c.publish::<_, _, i64>(self.inner.keys.broadcast(), payload),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn is_connected(&self, who: &ParticipantId) -> bool {

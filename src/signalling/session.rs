@@ -1,8 +1,13 @@
 //! One WebSocket connection: a reader and a writer task around a bounded outbox.
 //!
 //! - The first message must be `hello` with a valid token, within `hello_timeout_secs`.
+//! - Until then it holds an unauthenticated place ([`super::admission`]); the hello
+//!   trades it for an established one, or the connection is closed (`server_full`).
 //! - Every later message is size-checked, rate-limited and parsed; a bad one gets an
-//!   `error` naming the problem and the connection stays up.
+//!   `error` naming the problem and the connection stays up. A message over the hard
+//!   limit closes it (1009), and so does a client that keeps flooding (1008).
+//! - Every close after an `error` carries a close code and the error code as its reason
+//!   ([`close_code`]).
 //! - The server pings every `heartbeat_interval_secs`; a client silent for
 //!   `heartbeat_timeout_secs` is dropped.
 //! - A client that cannot keep up with its outbox is dropped (`slow_consumer`); it never
@@ -18,6 +23,7 @@ use crate::live::{Outbox, Outgoing};
 use crate::media::check::{CheckError, CheckHandle};
 use crate::media::peer::LocalCandidate;
 use crate::protocol::{self, Candidate, ClientMsg, ErrorCode, ServerMsg};
+use crate::signalling::admission::{Established, Pending};
 use crate::visit::room::{Act, Input, Member};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -25,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -42,9 +49,41 @@ struct Identity {
     member: Member,
     rooms: Vec<RoomId>,
     claims: Claims,
+    /// This connection's established place; given back when the session ends.
+    _slot: Established,
 }
 
-pub async fn run(socket: WebSocket, state: AppState) {
+/// Close codes, by the error that ends the connection. Documented in docs/protocol.md.
+pub fn close_code(msg: &ServerMsg) -> u16 {
+    match msg {
+        ServerMsg::GoingAway { .. } => 1001,
+        ServerMsg::Error {
+            code: ErrorCode::TooLarge,
+            ..
+        } => 1009,
+        ServerMsg::Error {
+            code: ErrorCode::AccessRevoked,
+            ..
+        } => 4403,
+        ServerMsg::Error {
+            code: ErrorCode::ServerFull | ErrorCode::Unavailable,
+            ..
+        } => 1013,
+        _ => 1008,
+    }
+}
+
+/// The close reason: the error code (or `going_away`), so a client that only sees the
+/// close frame still knows why.
+fn close_reason(msg: &ServerMsg) -> &'static str {
+    match msg {
+        ServerMsg::Error { code, .. } => code.as_str(),
+        ServerMsg::GoingAway { .. } => "going_away",
+        _ => "",
+    }
+}
+
+pub async fn run(socket: WebSocket, state: AppState, slot: Pending) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
     let cfg = &state.settings.signalling;
@@ -55,7 +94,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         kill: CancellationToken::new(),
     };
     let view = Arc::new(Mutex::new(View::default()));
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         sink,
@@ -66,7 +105,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         writer_done.clone(),
     ));
 
-    let identity = read_loop(stream, &state, &outbox, &view, &writer_done).await;
+    let identity = read_loop(&mut stream, &state, &outbox, &view, &writer_done, slot).await;
 
     // Cleanup, in one place: forget the outbox, tell the rooms, stop the writer.
     if let Some((id, left)) = identity {
@@ -87,6 +126,17 @@ pub async fn run(socket: WebSocket, state: AppState) {
     }
     drop(outbox);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    // The closing handshake: read (and drop) what the client still sends until it answers
+    // our close. Closing the socket with unread data in it would reset the connection,
+    // and the client would lose the close frame that says why.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     state.metrics.connections.dec();
 }
 
@@ -101,11 +151,12 @@ fn close(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
 /// Reads until the connection ends. Returns who it was (if the hello succeeded) and
 /// whether they left on purpose.
 async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
     state: &AppState,
     outbox: &Outbox,
     view: &Arc<Mutex<View>>,
     writer_done: &CancellationToken,
+    slot: Pending,
 ) -> Option<(Identity, bool)> {
     let cfg = &state.settings.signalling;
     let max = cfg.max_message_bytes;
@@ -114,7 +165,7 @@ async fn read_loop(
 
     // ---- hello ----
     let first = tokio::select! {
-        r = tokio::time::timeout(hello_timeout, next_text(&mut stream, outbox, max)) => r,
+        r = tokio::time::timeout(hello_timeout, next_text(stream, outbox, max)) => r,
         _ = writer_done.cancelled() => return None,
     };
     let text = match first {
@@ -129,7 +180,7 @@ async fn read_loop(
         Ok(None) => return None,
         Ok(Some(t)) => t,
     };
-    let id = match hello(&text, state, outbox).await {
+    let id = match hello(&text, state, outbox, slot).await {
         Ok(id) => id,
         Err((code, message)) => {
             close(outbox, code, message);
@@ -152,9 +203,12 @@ async fn read_loop(
     let has_turn = state.ice.has_turn();
     let mut check: Option<CheckHandle> = None;
     let mut left = false;
+    // Messages dropped in a row for the rate: the first gets `rate_limited`, and a client
+    // that goes on past a whole burst is flooding and is closed.
+    let mut dropped: u32 = 0;
     loop {
         let next = tokio::select! {
-            r = tokio::time::timeout(silence, next_text(&mut stream, outbox, max)) => r,
+            r = tokio::time::timeout(silence, next_text(stream, outbox, max)) => r,
             _ = refresh.tick(), if needs_refresh => {
                 push(outbox, fresh_token(state, &id.claims));
                 continue;
@@ -185,16 +239,31 @@ async fn read_loop(
             Ok(None) => break,
             Ok(Some(t)) => t,
         };
+        // A close is on its way (access revoked, superseded): nothing more is acted on.
+        if writer_done.is_cancelled() {
+            break;
+        }
         if !throttle.allow(Instant::now()) {
-            push(
-                outbox,
-                ServerMsg::error(
+            dropped += 1;
+            if dropped == 1 {
+                push(
+                    outbox,
+                    ServerMsg::error(
+                        ErrorCode::RateLimited,
+                        "too many messages; this one was dropped",
+                    ),
+                );
+            } else if dropped > cfg.rate_burst.max(1) {
+                close(
+                    outbox,
                     ErrorCode::RateLimited,
-                    "too many messages; this one was dropped",
-                ),
-            );
+                    "too many messages; the connection is closed",
+                );
+                break;
+            }
             continue;
         }
+        dropped = 0;
         let msg = match protocol::parse_client(&text) {
             Ok(m) => m,
             Err((code, message, about)) => {
@@ -329,7 +398,15 @@ async fn next_text(
                 );
             }
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Close(_)) => return None,
+            Err(e) => {
+                // Over the hard limit the socket stops reading; say so before closing.
+                let inner = e.into_inner();
+                if let Some(tungstenite::Error::Capacity(c)) = inner.downcast_ref() {
+                    close(outbox, ErrorCode::TooLarge, format!("message refused: {c}"));
+                }
+                return None;
+            }
         }
     }
 }
@@ -359,7 +436,12 @@ fn fresh_token(state: &AppState, c: &Claims) -> ServerMsg {
 
 type Refusal = (ErrorCode, String);
 
-async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity, Refusal> {
+async fn hello(
+    text: &str,
+    state: &AppState,
+    outbox: &Outbox,
+    slot: Pending,
+) -> Result<Identity, Refusal> {
     let msg = protocol::parse_client(text).map_err(|(code, m, _)| (code, m))?;
     let ClientMsg::Hello { v, token, resume } = msg else {
         return Err((
@@ -405,6 +487,12 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
     ))?;
     let (member, rooms) =
         crate::identity::access::member_for(state, &claims, participant.clone(), idp).await?;
+    // Staff and guests (guests join admitted visits only) may use the reserved share.
+    let reserved = !matches!(member.role, Role::Patient);
+    let slot = state
+        .admission
+        .establish(slot, reserved)
+        .map_err(|e| (ErrorCode::ServerFull, e.to_string()))?;
 
     let resume_token = crate::ids::random_id();
     if let Some(old) = state.live.attach(&participant, outbox.clone()) {
@@ -453,6 +541,7 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
         member,
         rooms,
         claims,
+        _slot: slot,
     })
 }
 
@@ -658,8 +747,8 @@ async fn write_loop(
             _ = kill.cancelled() => {
                 state.metrics.error(ErrorCode::SlowConsumer);
                 let msg = ServerMsg::error(ErrorCode::SlowConsumer, "you fell too far behind; reconnect");
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(send(&msg))).await;
-                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: "slow consumer".into() }))).await;
+                done.cancel();
+                send_close(&mut sink, &msg, &send).await;
                 break;
             }
             out = rx.recv() => match out {
@@ -670,13 +759,13 @@ async fn write_loop(
                 }
                 Some(Outgoing::Close(msg)) => {
                     state.metrics.sent(&msg);
-                    let _ = sink.send(send(&msg)).await;
-                    let code = if matches!(*msg, ServerMsg::GoingAway { .. }) { 1001 } else { 1008 };
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
+                    // The reader stops acting on messages now, not once the close is out.
+                    done.cancel();
+                    send_close(&mut sink, &msg, &send).await;
                     break;
                 }
                 None => {
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(None))).await;
                     break;
                 }
             },
@@ -686,6 +775,31 @@ async fn write_loop(
         }
     }
     done.cancel();
+}
+
+/// Longest the last words to a closing client may take: one that does not read (a flood)
+/// must not keep its session, and its slot, alive.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Send `msg`, then the close frame its code calls for, each bounded by [`CLOSE_WAIT`].
+async fn send_close(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: &ServerMsg,
+    send: &impl Fn(&ServerMsg) -> Message,
+) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(send(msg))).await;
+    let frame = CloseFrame {
+        code: close_code(msg),
+        reason: close_reason(msg).into(),
+    };
+    let code = frame.code;
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    if code == 1009 {
+        // The rest of the oversized frame cannot be read, and a socket closed with unread
+        // data is reset, which loses this close frame on its way: hold the socket (this
+        // half keeps it open) while the client reads it.
+        tokio::time::sleep(CLOSE_WAIT).await;
+    }
 }
 
 fn observe(view: &Arc<Mutex<View>>, msg: &ServerMsg) {

@@ -33,8 +33,12 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.server.data_dir = dir.to_path_buf();
     s.server.shutdown_grace_secs = 3;
     s.identity.token_secret = Secret::new("test-secret-test-secret-test-secret!!");
+    s.metrics.token = Secret::new(METRICS_TOKEN);
     s
 }
+
+/// The bearer token test servers want at `GET /metrics`.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
@@ -507,5 +511,80 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("visit {visit} never reached a final state in the history");
+    }
+}
+
+// --- Socket limits and close codes (issue 17: sockets) -----------------------------------
+
+impl Client {
+    /// Open a WebSocket from a chosen local address (127.0.0.2 … on Linux loopback), as a
+    /// client at another address would. `Err` carries the refusal's HTTP status and body.
+    pub async fn connect_from(
+        url: &str,
+        from: std::net::IpAddr,
+    ) -> Result<Client, (u16, serde_json::Value)> {
+        let host = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        let tcp = socket.connect(host.parse().unwrap()).await.unwrap();
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        match tokio_tungstenite::client_async(url, stream).await {
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                participant: String::new(),
+                resume_token: String::new(),
+                backlog: Vec::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                let status = r.status().as_u16();
+                let body = r
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or(Value::Null);
+                Err((status, body))
+            }
+            Err(e) => panic!("websocket handshake failed: {e}"),
+        }
+    }
+
+    /// Read until the server's close frame: its code and reason. Messages before it are
+    /// kept in the backlog. Panics if the connection ends without one.
+    pub async fn close_frame(&mut self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => panic!("no close frame within {WAIT:?}; got {:?}", self.backlog),
+                Ok(Some(Ok(Message::Close(Some(f))))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.backlog.push(serde_json::from_str(&t).unwrap())
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!(
+                    "connection ended without a close frame: {other:?}; got {:?}",
+                    self.backlog
+                ),
+            }
+        }
+    }
+}
+
+impl TestApp {
+    /// `GET /metrics` with an optional bearer token: status and body text.
+    pub async fn metrics(&self, token: Option<&str>) -> (u16, String) {
+        let mut req = reqwest::Client::new().get(self.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
     }
 }

@@ -277,10 +277,16 @@ async fn update_staff(
         languages: body.languages,
         gender: body.gender.map(|g| g.filter(|g| !g.trim().is_empty())),
     };
+    let before = state.durable.staff(&id).await?;
     let staff = state.durable.update_staff(&id, update).await?;
     if body.active == Some(false) {
         let n = state.durable.revoke_sessions_of(&id).await?;
         tracing::info!(staff = %id, sessions = n, "staff member deactivated; sessions revoked");
+    }
+    // Open sockets hold what `hello` granted: close them when that changed.
+    let was = before.map(|b| (b.active, b.roles));
+    if was.as_ref() != Some(&(staff.active, staff.roles.clone())) {
+        crate::signalling::staff_access_changed(state.live.as_ref(), &id).await;
     }
     Ok(Json(staff.into()))
 }
