@@ -8,15 +8,16 @@
 
 use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
 use super::error::ApiError;
+use super::extract::Json;
 use crate::app::AppState;
 use crate::durable::{NewSession, NewStaff, SetupPurpose, Staff};
 use crate::identity::token::NewToken;
 use crate::identity::{Role, hash_secret, password};
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
