@@ -44,7 +44,9 @@ struct Identity {
     claims: Claims,
 }
 
-pub async fn run(socket: WebSocket, state: AppState) {
+/// `cookie`: the staff session token the upgrade request carried (Origin already
+/// checked); a `hello` without a token uses it.
+pub async fn run(socket: WebSocket, state: AppState, cookie: Option<String>) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
     let cfg = &state.settings.signalling;
@@ -66,7 +68,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         writer_done.clone(),
     ));
 
-    let identity = read_loop(stream, &state, &outbox, &view, &writer_done).await;
+    let identity = read_loop(stream, &state, &outbox, &view, &writer_done, cookie).await;
 
     // Cleanup, in one place: forget the outbox, tell the rooms, stop the writer.
     if let Some((id, left)) = identity {
@@ -106,6 +108,7 @@ async fn read_loop(
     outbox: &Outbox,
     view: &Arc<Mutex<View>>,
     writer_done: &CancellationToken,
+    cookie: Option<String>,
 ) -> Option<(Identity, bool)> {
     let cfg = &state.settings.signalling;
     let max = cfg.max_message_bytes;
@@ -129,7 +132,7 @@ async fn read_loop(
         Ok(None) => return None,
         Ok(Some(t)) => t,
     };
-    let id = match hello(&text, state, outbox).await {
+    let id = match hello(&text, state, outbox, cookie).await {
         Ok(id) => id,
         Err((code, message)) => {
             close(outbox, code, message);
@@ -359,7 +362,12 @@ fn fresh_token(state: &AppState, c: &Claims) -> ServerMsg {
 
 type Refusal = (ErrorCode, String);
 
-async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity, Refusal> {
+async fn hello(
+    text: &str,
+    state: &AppState,
+    outbox: &Outbox,
+    cookie: Option<String>,
+) -> Result<Identity, Refusal> {
     let msg = protocol::parse_client(text).map_err(|(code, m, _)| (code, m))?;
     let ClientMsg::Hello { v, token, resume } = msg else {
         return Err((
@@ -376,6 +384,17 @@ async fn hello(text: &str, state: &AppState, outbox: &Outbox) -> Result<Identity
             ),
         ));
     }
+    // A staff page says hello without a token: its session cookie came with the upgrade.
+    let token = match (token.is_empty(), cookie) {
+        (false, _) => token,
+        (true, Some(c)) => c,
+        (true, None) => {
+            return Err((
+                ErrorCode::Unauthenticated,
+                "hello has no token and no session cookie came with the connection".into(),
+            ));
+        }
+    };
     // Staff signed in at the clinic's identity provider present its token here too.
     let guards = &state.guards;
     let idp = guards.jwks.is_some() && crate::identity::oidc::Jwks::claims_token(&token);
