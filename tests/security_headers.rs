@@ -53,6 +53,7 @@ async fn pages_cannot_be_framed_and_run_only_our_own_scripts() {
         assert!(pp.contains("geolocation=()"), "{path}: {pp}");
         assert_eq!(header(&r, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header(&r, "referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header(&r, "x-xss-protection"), "0", "{path}");
     }
 }
 
@@ -119,6 +120,7 @@ async fn no_api_answer_is_kept_by_a_browser_or_proxy() {
     ] {
         let r = app.call("GET", path, Some(&token), None).await;
         assert_eq!(header(&r, "cache-control"), "no-store", "{path}");
+        assert_eq!(header(&r, "pragma"), "no-cache", "{path}");
     }
     let r = app.call("GET", "/api/me", None, None).await;
     assert_eq!(r.status(), 401);

@@ -12,7 +12,8 @@
 //! - `Cache-Control: no-store` on every `/api` answer: records, tokens, staff lists and
 //!   visit history are all patient or credential data, and one rule for all of `/api` is
 //!   one rule nobody has to remember;
-//! - `Strict-Transport-Security` when examroom serves TLS itself.
+//! - `Strict-Transport-Security` when examroom serves TLS itself;
+//! - `X-XSS-Protection: 0`: the legacy XSS auditor is itself a leak; the CSP does its job.
 //!
 //! TURN servers are not listed in the policy: ICE traffic is not governed by
 //! `connect-src` in any browser, so listing them would promise a control that is not there.
@@ -88,8 +89,11 @@ pub async fn security_headers(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
+    h.insert("x-xss-protection", HeaderValue::from_static("0"));
     if api {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // For HTTP/1.0 caches, which know no Cache-Control.
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     if policy.hsts {
         h.insert(
