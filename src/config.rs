@@ -83,6 +83,9 @@ pub struct ServerSettings {
     /// Public base URL used in join links and sign-in hints, e.g. `https://visits.clinic.example`.
     /// Empty: derived from `addr`.
     pub public_url: String,
+    /// Origins (`scheme://host[:port]`) whose pages may open the WebSocket, besides the
+    /// page's own host (the request's `Host`) and `public_url`. Default none.
+    pub allowed_origins: Vec<String>,
     /// PEM certificate chain; with `tls_key`, serve HTTPS directly (reloaded when the files change).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -107,6 +110,7 @@ impl Default for ServerSettings {
             addr: "127.0.0.1:8080".parse().expect("valid default"),
             data_dir: PathBuf::from("data"),
             public_url: String::new(),
+            allowed_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
@@ -530,6 +534,14 @@ impl Settings {
 
     /// Refuse values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for o in &self.server.allowed_origins {
+            if origin_of(o).is_none() {
+                return Err(invalid(
+                    "server.allowed_origins",
+                    "each entry must be an origin such as https://visits.clinic.example",
+                ));
+            }
+        }
         let s = &self.signalling;
         if s.max_message_bytes < 1024 || s.max_message_bytes > 1 << 20 {
             return Err(invalid(
@@ -676,6 +688,24 @@ impl Settings {
     pub fn data_path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.server.data_dir.join(rel)
     }
+}
+
+/// The origin (`scheme://host[:port]`, lower case, default port dropped) a URL or origin
+/// names; `None` for anything that is not an http(s) or ws(s) origin, or has a path.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => return None,
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if rest.is_empty() || !rest.chars().all(ok) {
+        return None;
+    }
+    let host = rest.strip_suffix(default_port).unwrap_or(rest);
+    Some(format!("{scheme}://{host}"))
 }
 
 fn describe(e: &figment::Error) -> String {

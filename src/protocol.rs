@@ -39,9 +39,11 @@ pub struct IceServerInfo {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
     /// First message on a connection: protocol version, token, and the resume token of
-    /// the previous connection when the page still holds its peer connections.
+    /// the previous connection when the page still holds its peer connections. No token
+    /// (or an empty one): the staff session cookie that came with the upgrade.
     Hello {
         v: u32,
+        #[serde(default)]
         token: String,
         #[serde(default)]
         resume: Option<String>,

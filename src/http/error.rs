@@ -94,3 +94,54 @@ impl From<crate::durable::DurableError> for ApiError {
         }
     }
 }
+
+/// The reason code for an error the framework answered itself (no handler ran, or an
+/// extractor refused the request before it did).
+fn framework_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Every error answer is `{error, message, field?}` JSON. Handlers answer with
+/// [`ApiError`]; what the framework answers by itself (an unknown route, a wrong method,
+/// a query or path that does not parse, a body over the limit, a WebSocket request
+/// without the upgrade headers) is plain text, and is rewritten here into the same shape
+/// so that clients need one error parser.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    // Framework answers are a sentence; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase(),
+        t => t.to_owned(),
+    };
+    let mut out = ApiError::new(status, framework_code(status), message).into_response();
+    // Keep what the framework said besides the body (`Allow`, `Retry-After`, …).
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

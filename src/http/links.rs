@@ -4,6 +4,7 @@
 
 use super::auth::{Client, StaffAuth};
 use super::error::ApiError;
+use super::extract::Json;
 use crate::app::AppState;
 use crate::durable::{Link, LinkKind, NewLink};
 use crate::identity::links::{self as rules, LinkRefusal};
@@ -11,11 +12,11 @@ use crate::identity::token::NewToken;
 use crate::identity::{Role, hash_secret};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::visit::{Millis, RoomConfig};
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

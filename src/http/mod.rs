@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod extract;
+pub mod headers;
 mod health;
 mod links;
 pub mod openapi;
@@ -17,9 +19,11 @@ mod ws;
 use crate::app::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.max_body_bytes;
+    let policy = Arc::new(headers::WebPolicy::new(&state.settings));
     Router::new()
         .merge(health::routes())
         .merge(ws::routes())
@@ -31,5 +35,11 @@ pub fn router(state: AppState) -> Router {
         .merge(surveys::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
+        // Outermost last: errors are made JSON first, then every answer gets the headers.
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            headers::security_headers,
+        ))
         .with_state(state)
 }

@@ -56,13 +56,65 @@ async fn asker(parts: &mut Parts, state: &AppState) -> Result<Asker, ApiError> {
     }
 }
 
-struct Who(Asker);
+/// Whoever is asking — or why they could not be identified, and what is known of them —
+/// so that refusals at authentication are audited like every other refusal.
+struct Who {
+    asker: Result<Asker, ApiError>,
+    /// The verified token subject when there is one (a revoked session or a deactivated
+    /// account still names who it was), else `ip:<client address>`.
+    known_as: String,
+}
 
 impl FromRequestParts<AppState> for Who {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        asker(parts, state).await.map(Who)
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        let asker = asker(parts, state).await;
+        let known_as = match &asker {
+            Ok(a) => a.actor(),
+            Err(_) => presented_subject(parts, state)
+                .unwrap_or_else(|| format!("ip:{}", super::auth::client_ip(state, parts))),
+        };
+        Ok(Who { asker, known_as })
     }
+}
+
+/// The subject of a token the caller presented, when its signature holds (it may still
+/// be refused: session revoked, account deactivated, not staff).
+fn presented_subject(parts: &Parts, state: &AppState) -> Option<String> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = super::auth::session_cookie(&parts.headers);
+    let token = bearer.or(cookie)?;
+    state.keys.verify(token).ok().map(|c| c.sub)
+}
+
+/// Write one refused record read to the audit log: who (as far as known), which visit
+/// and patient was asked for, and why it was refused (a stable reason code). Every
+/// refusal of a record read goes through here, whatever refused it.
+pub(crate) async fn audit_refused_read(
+    state: &AppState,
+    actor: String,
+    visit: &VisitId,
+    patient_ref: Option<PatientRef>,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let entry = NewAuditEntry {
+        at: chrono::Utc::now().timestamp_millis(),
+        actor,
+        action: "records.read".into(),
+        patient_ref,
+        visit: Some(visit.clone()),
+        sections: Vec::new(),
+        outcome: AuditOutcome::Refused,
+        reason: Some(reason.to_owned()),
+    };
+    audit(state, entry).await
 }
 
 async fn audit(state: &AppState, entry: NewAuditEntry) -> Result<(), ApiError> {
@@ -83,12 +135,26 @@ struct RecordQuery {
 }
 
 async fn record(
+    who: Who,
     State(state): State<AppState>,
     Path(visit): Path<String>,
     Query(query): Query<RecordQuery>,
-    Who(asker): Who,
 ) -> Result<impl IntoResponse, ApiError> {
+    // An id that does not parse names no visit and so no chart: nothing to audit.
     let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
+    let asker = match who.asker {
+        Ok(a) => a,
+        Err(refusal) => {
+            // What was asked for: the chart of the patient this visit names, if any.
+            let patient = state
+                .durable
+                .visit(&visit)
+                .await?
+                .and_then(|r| r.patient_ref);
+            audit_refused_read(&state, who.known_as, &visit, patient, refusal.code).await?;
+            return Err(refusal);
+        }
+    };
     let now = chrono::Utc::now().timestamp_millis();
     let decision = decide(&state, &asker, &visit, now).await?;
     let (patient_ref, refusal) = match &decision {
@@ -106,7 +172,7 @@ async fn record(
         reason: refusal.map(|(code, _)| code.to_owned()),
     };
     if let Some((code, why)) = refusal {
-        audit(&state, entry).await?;
+        audit_refused_read(&state, entry.actor, &visit, entry.patient_ref, code).await?;
         return Err(ApiError::forbidden(code, why));
     }
     let patient = patient_ref.expect("allowed reads name a patient");

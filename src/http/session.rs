@@ -8,17 +8,18 @@
 
 use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
 use super::error::ApiError;
+use super::extract::Json;
 use crate::app::AppState;
 use crate::durable::{DurableError, NewSession, SetupPurpose, Staff};
 use crate::identity::setup::{FirstAdminError, create_first_admin};
 use crate::identity::signin::{SignInError, check_password};
 use crate::identity::token::NewToken;
 use crate::identity::{hash_secret, password};
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -270,6 +271,8 @@ async fn setup(
             // A reset ends every other session of the account.
             if t.purpose == SetupPurpose::Reset {
                 state.durable.revoke_sessions_of(&staff).await?;
+                // …and closes its open sockets, on every node.
+                crate::signalling::staff_access_changed(state.live.as_ref(), &staff).await;
             }
             tracing::info!(staff = %account.id, purpose = t.purpose.as_str(), "password set from a setup link");
             account

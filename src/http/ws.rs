@@ -1,5 +1,10 @@
 //! `GET /ws`: upgrade to the signalling WebSocket. Authentication happens in the first
 //! message (`hello`), so tokens never appear in URLs or access logs.
+//!
+//! Browsers: the upgrade's `Origin` must be one of ours (`http::headers::check_origin`),
+//! and a staff page authenticates with its `HttpOnly` session cookie, which comes with the
+//! upgrade — its `hello` carries no token, so page scripts never hold the staff token.
+//! Tools (load generator, tests) send no `Origin` and say `hello` with a bearer token.
 
 use crate::app::AppState;
 use crate::http::auth::Client;
@@ -7,7 +12,7 @@ use crate::signalling::admission::Refused;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -20,7 +25,19 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
-async fn upgrade(State(state): State<AppState>, client: Client, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Cross-site WebSocket hijacking: a page elsewhere cannot ride the staff cookie.
+    // Checked before a place is taken, so refused upgrades cost nothing.
+    if let Err(e) = super::headers::check_origin(&state.settings, &headers) {
+        return super::error::ApiError::forbidden("origin_not_allowed", e.to_string())
+            .into_response();
+    }
+    let cookie = super::auth::session_cookie(&headers).map(str::to_owned);
     let slot = match state.admission.pending(client.ip) {
         Ok(slot) => slot,
         Err(refused) => return refusal(refused),
@@ -35,7 +52,7 @@ async fn upgrade(State(state): State<AppState>, client: Client, ws: WebSocketUpg
         .write_buffer_size(cfg.read_buffer_bytes)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| crate::signalling::session::run(socket, state, slot))
+        .on_upgrade(move |socket| crate::signalling::session::run(socket, state, slot, cookie))
 }
 
 fn refusal(refused: Refused) -> Response {

@@ -83,7 +83,9 @@ fn close_reason(msg: &ServerMsg) -> &'static str {
     }
 }
 
-pub async fn run(socket: WebSocket, state: AppState, slot: Pending) {
+/// `cookie`: the staff session token the upgrade request carried (Origin already
+/// checked); a `hello` without a token uses it.
+pub async fn run(socket: WebSocket, state: AppState, slot: Pending, cookie: Option<String>) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
     let cfg = &state.settings.signalling;
@@ -105,7 +107,8 @@ pub async fn run(socket: WebSocket, state: AppState, slot: Pending) {
         writer_done.clone(),
     ));
 
-    let identity = read_loop(&mut stream, &state, &outbox, &view, &writer_done, slot).await;
+    let identity =
+        read_loop(&mut stream, &state, &outbox, &view, &writer_done, slot, cookie).await;
 
     // Cleanup, in one place: forget the outbox, tell the rooms, stop the writer.
     if let Some((id, left)) = identity {
@@ -157,6 +160,7 @@ async fn read_loop(
     view: &Arc<Mutex<View>>,
     writer_done: &CancellationToken,
     slot: Pending,
+    cookie: Option<String>,
 ) -> Option<(Identity, bool)> {
     let cfg = &state.settings.signalling;
     let max = cfg.max_message_bytes;
@@ -180,7 +184,7 @@ async fn read_loop(
         Ok(None) => return None,
         Ok(Some(t)) => t,
     };
-    let id = match hello(&text, state, outbox, slot).await {
+    let id = match hello(&text, state, outbox, slot, cookie).await {
         Ok(id) => id,
         Err((code, message)) => {
             close(outbox, code, message);
@@ -441,6 +445,7 @@ async fn hello(
     state: &AppState,
     outbox: &Outbox,
     slot: Pending,
+    cookie: Option<String>,
 ) -> Result<Identity, Refusal> {
     let msg = protocol::parse_client(text).map_err(|(code, m, _)| (code, m))?;
     let ClientMsg::Hello { v, token, resume } = msg else {
@@ -458,6 +463,17 @@ async fn hello(
             ),
         ));
     }
+    // A staff page says hello without a token: its session cookie came with the upgrade.
+    let token = match (token.is_empty(), cookie) {
+        (false, _) => token,
+        (true, Some(c)) => c,
+        (true, None) => {
+            return Err((
+                ErrorCode::Unauthenticated,
+                "hello has no token and no session cookie came with the connection".into(),
+            ));
+        }
+    };
     // Staff signed in at the clinic's identity provider present its token here too.
     let guards = &state.guards;
     let idp = guards.jwks.is_some() && crate::identity::oidc::Jwks::claims_token(&token);

@@ -1,7 +1,8 @@
 // The HTTP API: JSON in and out, errors as ApiError {status, code, message}.
-// Staff pages authenticate with the HttpOnly session cookie; state-changing requests carry
-// the CSRF token from sign-in (kept in sessionStorage). The staff token itself is kept in
-// sessionStorage only because the WebSocket `hello` needs it.
+// Staff pages authenticate with the HttpOnly session cookie, for HTTP and for the WebSocket
+// (whose `hello` then carries no token); state-changing requests carry the CSRF token from
+// sign-in (kept in sessionStorage). The staff token itself is never kept: a script injected
+// into a page could read anything stored, and the cookie is out of its reach.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -18,8 +19,10 @@ export function staffSession() {
 }
 
 function saveStaffSession(s) {
-  if (s) sessionStorage.setItem(KEY, JSON.stringify(s));
-  else sessionStorage.removeItem(KEY);
+  if (s) {
+    const { csrf_token, expires_at, staff } = s;
+    sessionStorage.setItem(KEY, JSON.stringify({ csrf_token, expires_at, staff }));
+  } else sessionStorage.removeItem(KEY);
 }
 
 export async function api(method, path, body, { bearer } = {}) {
@@ -56,12 +59,12 @@ export async function api(method, path, body, { bearer } = {}) {
 export async function signIn(email, password) {
   const s = await api('POST', '/api/session', { email, password });
   saveStaffSession(s);
-  return s;
+  return staffSession();
 }
 
 /** Keep a session returned by another endpoint (setup). */
 export function adoptSession(s) {
-  if (s?.token && s?.csrf_token) saveStaffSession(s);
+  if (s?.csrf_token) saveStaffSession(s);
 }
 
 export async function signOut() {
@@ -72,7 +75,7 @@ export async function signOut() {
 /** The signed-in staff member, checked with the server; null when signed out. */
 export async function currentStaff() {
   const s = staffSession();
-  if (!s?.token) return null;
+  if (!s?.csrf_token) return null;
   try {
     const me = await api('GET', '/api/me');
     const staff = me?.staff || me;

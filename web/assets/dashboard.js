@@ -41,7 +41,8 @@ function renderRoomSelect() {
 // --- signalling -------------------------------------------------------------------------
 
 function connect() {
-  const signal = new Signal(() => state.session.token, {
+  // No token: the HttpOnly session cookie comes with the WebSocket upgrade.
+  const signal = new Signal(() => undefined, {
     onState: (s) => {
       $('#conn').textContent = s === 'connected' ? 'Live' : s === 'connecting' ? 'Connecting…' : 'Reconnecting…';
       $('#conn').className = `badge ${s === 'connected' ? 'ok' : 'warn'}`;

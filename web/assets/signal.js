@@ -9,7 +9,8 @@ const FATAL = new Set([
 
 export class Signal {
   /**
-   * @param {() => string} token   the token to say hello with (read at each connect)
+   * @param {() => string|undefined} token   the token to say hello with (read at each
+   *   connect); none for staff pages, whose HttpOnly session cookie authenticates the upgrade
    * @param {object} opts          { onState(state, detail), onFatal(code, message), canResume() }
    */
   constructor(token, opts = {}) {
@@ -56,7 +57,9 @@ export class Signal {
     this.welcomed = false;
     this.opts.onState?.(this.attempt ? 'reconnecting' : 'connecting');
     ws.onopen = () => {
-      const hello = { type: 'hello', v: 1, token: this.token() };
+      const hello = { type: 'hello', v: 1 };
+      const token = this.token();
+      if (token) hello.token = token;
       if (this.resumeToken && (this.opts.canResume?.() ?? true)) hello.resume = this.resumeToken;
       ws.send(JSON.stringify(hello));
     };
