@@ -277,10 +277,11 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
  * A join link is minted — by the physician on the dashboard, or, when it names a patient
  * record (`ref`), by the admin on the admin page (physicians may not name records, issue 17);
  * the patient (a fresh context) confirms their date of birth (`born`) when asked, checks
- * devices and waits. `onPage(page)` runs before the patient's page opens anything.
+ * devices and waits (`onIdentity(page)` answers the date-of-birth step instead).
+ * `onPage(page)` runs before the patient's page opens anything.
  * Returns { patient, visit }.
  */
-export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', admin, born, onPage }) {
+export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', admin, born, onIdentity, onPage }) {
   const minter = ref ? admin : doc;
   if (!minter) throw new Error('a link naming a patient record is minted by the admin: pass `admin`');
   if (ref) {
@@ -300,7 +301,7 @@ export async function patientWaits(browser, server, doc, log, { name, ref = '', 
   const patient = await ctx.newPage();
   onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);
-  if (ref) await confirmBirthDate(patient, born);
+  if (ref) await (onIdentity ? onIdentity(patient) : confirmBirthDate(patient, born));
   await patient.click('#start-check');
   await patient.waitForSelector('#s-check:not([hidden])');
   await patient.waitForFunction(() => !/…/.test(document.querySelector('#net-result').textContent), null, { timeout: 15000 });
