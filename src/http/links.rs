@@ -335,9 +335,9 @@ async fn redeem(
         return Ok(refusal(e));
     }
     if link.kind == LinkKind::Patient
-        && let Some(staff) = staff_presence(&state, &headers).await
+        && let Some(staff) = staff_presence(&state, &headers)
     {
-        let actor = staff.clone().unwrap_or_else(|| "staff-device".into());
+        let actor = staff.actor();
         state
             .durable
             .append_audit(NewAuditEntry {
@@ -351,7 +351,7 @@ async fn redeem(
                 reason: Some("staff_cannot_join_as_patient".into()),
             })
             .await?;
-        tracing::warn!(link = %link.id, staff = staff.as_deref().unwrap_or("staff-device"), "join refused: staff redeeming a patient link");
+        tracing::warn!(link = %link.id, staff = %staff.actor(), "join refused: staff redeeming a patient link");
         return Err(ApiError::forbidden(
             "staff_cannot_join_as_patient",
             "this is a patient's link; staff cannot open it from a staff sign-in or a staff browser",
@@ -417,10 +417,27 @@ async fn redeem(
     Ok(Json(body).into_response())
 }
 
-/// Whether this request comes from staff: `Some(Some(id))` for a staff session (bearer
-/// or cookie, verified), `Some(None)` for a browser carrying the staff-device marker or
-/// an identity-provider token, `None` for anyone else.
-async fn staff_presence(state: &AppState, headers: &HeaderMap) -> Option<Option<String>> {
+/// How a request shows it comes from staff.
+enum StaffPresence {
+    /// A verified examroom staff token (bearer or session cookie): the staff id.
+    Session(String),
+    /// A staff browser (session cookie of any age, the staff-device marker) or an
+    /// identity-provider token: staff, but not who.
+    Marker,
+}
+
+impl StaffPresence {
+    /// Who to name in the audit log.
+    fn actor(&self) -> String {
+        match self {
+            StaffPresence::Session(id) => id.clone(),
+            StaffPresence::Marker => "staff-device".into(),
+        }
+    }
+}
+
+/// Whether this request comes from staff, and how it shows; `None` for anyone else.
+fn staff_presence(state: &AppState, headers: &HeaderMap) -> Option<StaffPresence> {
     let cookies = || {
         headers
             .get_all(header::COOKIE)
@@ -438,21 +455,21 @@ async fn staff_presence(state: &AppState, headers: &HeaderMap) -> Option<Option<
         .map(|(_, v)| v);
     for token in bearer.into_iter().chain(session) {
         match state.keys.verify(token) {
-            Ok(c) if c.is_staff() => return Some(Some(c.sub)),
+            Ok(c) if c.is_staff() => return Some(StaffPresence::Session(c.sub)),
             Ok(_) => {}
             // A token from the clinic's identity provider is a staff sign-in too.
             Err(_)
                 if state.guards.jwks.is_some()
                     && crate::identity::oidc::Jwks::claims_token(token) =>
             {
-                return Some(None);
+                return Some(StaffPresence::Marker);
             }
             Err(_) => {}
         }
     }
     // Any session cookie at all (even expired or signed out) marks a staff browser.
     if session.is_some() || cookies().any(|(k, _)| k == STAFF_DEVICE_COOKIE) {
-        return Some(None);
+        return Some(StaffPresence::Marker);
     }
     None
 }
