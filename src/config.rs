@@ -645,11 +645,6 @@ impl Settings {
                 "must be between 1 and 20",
             ));
         }
-        if self.links.identity_factor == IdentityFactor::None {
-            tracing::warn!(
-                "links.identity_factor = \"none\": any holder of a patient link opens that patient's chart (unsafe)"
-            );
-        }
         Ok(())
     }
 
