@@ -528,3 +528,47 @@ async fn with_the_factor_explicitly_off_the_chart_opens_without_confirmation() {
         && e.outcome == AuditOutcome::Allowed
         && e.reason.as_deref() == Some("identity_factor_none")));
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_patient_link_from_the_command_line() {
+    let c = clinic().await;
+    let room = c.room.id.to_string();
+    let dir = c.app.shutdown().await;
+    let cli = |by: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_examroom"))
+            .args(["link", "create", "--room", &room, "--by", by])
+            .args(["--patient-ref", PATIENT, "--name", "Ana"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env(
+                "EXAMROOM__IDENTITY__TOKEN_SECRET",
+                "test-secret-test-secret-test-secret!!",
+            )
+            .output()
+            .unwrap()
+    };
+    // A physician is not a trusted source of the record id, here either.
+    let refused = cli("grey@clinic.test");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--by"));
+    let made = cli("admin.ada@clinic.test");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let url = String::from_utf8(made.stdout).unwrap();
+    let code = url.trim().rsplit('/').next().unwrap().to_owned();
+
+    let settings = support::test_settings(dir.path());
+    let app = TestApp::spawn_in(dir, {
+        let mut s = settings;
+        s.records.demo = true;
+        s
+    })
+    .await;
+    let (s, joined) = app.redeem(&code, "patient-browser-0001").await;
+    assert_eq!(s, 200, "{joined}");
+    assert_eq!(joined["name"], "Ana");
+    assert_eq!(joined["identity"]["required"], true);
+}
