@@ -239,6 +239,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         source,
     })?;
     let keys = TokenKeys::new(&token_secret(&settings)?);
+    if settings.links.identity_factor == crate::config::IdentityFactor::None {
+        tracing::warn!(
+            "links.identity_factor = \"none\": whoever holds a patient link opens that patient's chart (unsafe; docs/security.md)"
+        );
+    }
     let durable = durable::open(&settings).await?;
     let metrics = Arc::new(Metrics::new());
     let source = crate::records::open(&settings)

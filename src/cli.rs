@@ -1,4 +1,4 @@
-//! The command line: `examroom serve`, the admin commands and `records import`.
+//! The command line: `examroom serve`, the admin commands, `link create` and `records import`.
 
 use crate::config::{Settings, Sources};
 use clap::{Parser, Subcommand};
@@ -47,6 +47,35 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Join links made by an admin from the command line (e.g. from the clinic's scheduling
+    /// system): the trusted way to put a patient record on a link.
+    Link {
+        #[command(subcommand)]
+        command: LinkCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Make a patient join link and print its URL (the code is shown only here).
+    Create {
+        /// The room's id (r_…).
+        #[arg(long)]
+        room: String,
+        /// Email of the admin account the link is made in the name of.
+        #[arg(long)]
+        by: String,
+        /// The patient's record id in the record source; the patient confirms their
+        /// date of birth against it before the physician's panel opens.
+        #[arg(long)]
+        patient_ref: Option<String>,
+        /// The patient's name, shown to the physician.
+        #[arg(long)]
+        name: Option<String>,
+        /// Hours the link stays valid (default: identity.join_link_secs).
+        #[arg(long)]
+        valid_hours: Option<u64>,
     },
 }
 
@@ -170,7 +199,79 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             init_logging(&settings, cli.log_json);
             admin_create(settings, &email, &name, &roles).await
         }
+        Command::Link {
+            command:
+                LinkCommand::Create {
+                    room,
+                    by,
+                    patient_ref,
+                    name,
+                    valid_hours,
+                },
+        } => {
+            let settings = Settings::load(&sources)?;
+            init_logging(&settings, cli.log_json);
+            link_create(settings, &room, &by, patient_ref, name, valid_hours).await
+        }
     }
+}
+
+/// `link create`: an admin's patient link, as `POST /api/links` makes it.
+async fn link_create(
+    settings: Settings,
+    room: &str,
+    by: &str,
+    patient_ref: Option<String>,
+    name: Option<String>,
+    valid_hours: Option<u64>,
+) -> Result<(), CliError> {
+    use crate::durable::{LinkKind, NewLink};
+    use crate::identity::Role;
+    use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
+    let bad = |m: String| CliError::Other(m);
+    let room = RoomId::parse(room).map_err(|_| bad("--room: not a room id".into()))?;
+    let patient_ref = patient_ref
+        .map(|p| PatientRef::parse(p.trim()))
+        .transpose()
+        .map_err(|_| bad("--patient-ref: not a record id".into()))?;
+    let store = crate::durable::open(&settings)
+        .await
+        .map_err(|e| bad(format!("database: {e}")))?;
+    let admin = store
+        .staff_by_email(by)
+        .await
+        .map_err(|e| bad(format!("database: {e}")))?
+        .filter(|s| s.active && s.has_role(Role::Admin))
+        .ok_or_else(|| bad("--by: no active admin with that email".into()))?;
+    match store.room(&room).await {
+        Ok(Some(r)) if !r.archived => {}
+        Ok(_) => return Err(bad("--room: no such room".into())),
+        Err(e) => return Err(bad(format!("database: {e}"))),
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let secs = valid_hours.map_or(settings.identity.join_link_secs, |h| h * 3600);
+    let code = crate::identity::links::new_code();
+    let link = store
+        .create_link(NewLink {
+            id: LinkId::new(),
+            code_hash: crate::identity::hash_secret(&code),
+            kind: LinkKind::Patient,
+            room,
+            visit: VisitId::new(),
+            patient_name: name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+            patient_ref,
+            reason: None,
+            lang: None,
+            not_before: None,
+            expires_at: now + secs as i64 * 1000,
+            created_by: admin.id.clone(),
+            created_at: now,
+        })
+        .await
+        .map_err(|e| bad(format!("link: {e}")))?;
+    tracing::info!(link = %link.id, room = %link.room, staff = %admin.id, "join link minted (command line)");
+    println!("{}/join/{code}", settings.public_url());
+    Ok(())
 }
 
 /// `records import` / `records check`: the report goes to standard output (the operator's

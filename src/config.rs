@@ -71,6 +71,7 @@ pub struct Settings {
     pub records: RecordsSettings,
     pub media: MediaSettings,
     pub metrics: MetricsSettings,
+    pub links: LinksSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -461,6 +462,53 @@ pub struct MetricsSettings {
     pub token: Secret,
 }
 
+/// What a joining patient confirms before the physician's record panel opens.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityFactor {
+    /// The patient types their date of birth; it must equal the record's `Patient.birthDate`.
+    #[default]
+    BirthDate,
+    /// UNSAFE: the chart opens for whoever holds the link (any physician can open any
+    /// chart by minting a link and opening it themself). Only for closed test setups.
+    None,
+}
+
+impl IdentityFactor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityFactor::BirthDate => "birth_date",
+            IdentityFactor::None => "none",
+        }
+    }
+}
+
+/// Who may name a patient record on a join link, and how the patient proves it is them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksSettings {
+    /// Whether a physician's join link may name a patient record (`patient_ref`). Enable
+    /// only when physicians create links from the EHR's launch context (the reference
+    /// then comes from the EHR, not typed by hand). Default false: only admins may.
+    pub physicians_may_name_patient: bool,
+    /// What the patient confirms before the record panel opens: `birth_date` (default)
+    /// or `none` (unsafe: see docs/security.md).
+    pub identity_factor: IdentityFactor,
+    /// Wrong answers per link before it is locked for identity (the chart then opens
+    /// only by emergency access). Default 5.
+    pub identity_attempts: u32,
+}
+
+impl Default for LinksSettings {
+    fn default() -> Self {
+        Self {
+            physicians_may_name_patient: false,
+            identity_factor: IdentityFactor::BirthDate,
+            identity_attempts: 5,
+        }
+    }
+}
+
 /// Where settings come from, before validation.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -668,6 +716,12 @@ impl Settings {
         }
         if self.media.max_concurrent_checks == 0 {
             return Err(invalid("media.max_concurrent_checks", "must be at least 1"));
+        }
+        if !(1..=20).contains(&self.links.identity_attempts) {
+            return Err(invalid(
+                "links.identity_attempts",
+                "must be between 1 and 20",
+            ));
         }
         Ok(())
     }

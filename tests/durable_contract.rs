@@ -180,6 +180,8 @@ contract!(
     concurrent_events_of_one_visit_all_count,
     open_refuses_an_unknown_database_url,
     audit_verify_pages_through_a_long_log,
+    identity_attempts_are_limited_under_concurrency,
+    emergency_access_is_kept_per_visit_and_physician,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1420,4 +1422,80 @@ async fn audit_verify_pages_through_a_long_log(ctx: Ctx) {
         .await;
     let v = s.verify_audit().await.unwrap();
     assert_eq!((v.ok, v.first_bad_seq), (false, Some(1002)));
+}
+
+async fn identity_attempts_are_limited_under_concurrency(ctx: Ctx) {
+    let s = &ctx.store;
+    let visit = VisitId::new();
+    assert_eq!(s.identity_check(&visit).await.unwrap(), None);
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (s, visit) = (s.clone(), visit.clone());
+            tokio::spawn(async move { s.take_identity_attempt(&visit, 5).await.unwrap() })
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for t in tasks {
+        slots.extend(t.await.unwrap());
+    }
+    slots.sort();
+    assert_eq!(slots, vec![1, 2, 3, 4, 5], "exactly five slots, numbered");
+    let check = s.identity_check(&visit).await.unwrap().unwrap();
+    assert_eq!((check.attempts, check.confirmed_at), (5, None));
+
+    // Confirmed: the first time is kept and no further slot is given.
+    let other = VisitId::new();
+    assert_eq!(s.take_identity_attempt(&other, 5).await.unwrap(), Some(1));
+    s.confirm_identity(&other, T0).await.unwrap();
+    s.confirm_identity(&other, T0 + 5).await.unwrap();
+    assert_eq!(s.take_identity_attempt(&other, 5).await.unwrap(), None);
+    let check = s.identity_check(&other).await.unwrap().unwrap();
+    assert_eq!((check.attempts, check.confirmed_at), (1, Some(T0)));
+    assert!(matches!(
+        s.confirm_identity(&VisitId::new(), T0).await,
+        Err(DurableError::NotFound { .. })
+    ));
+}
+
+async fn emergency_access_is_kept_per_visit_and_physician(ctx: Ctx) {
+    let s = &ctx.store;
+    let grey = physician(s, "grey@clinic.test").await;
+    let house = physician(s, "house@clinic.test").await;
+    let room = s
+        .create_room(new_room("ER", vec![grey.id.clone(), house.id.clone()]))
+        .await
+        .unwrap();
+    let visit = VisitId::new();
+    let grant = |staff: &Staff, reason: &str, at: i64| NewEmergencyAccess {
+        visit: visit.clone(),
+        room: room.id.clone(),
+        staff: staff.id.clone(),
+        patient_ref: Some(PatientRef::parse("pt-1").unwrap()),
+        reason: reason.into(),
+        at,
+    };
+    assert_invalid(
+        s.record_emergency_access(grant(&grey, "  ", T0)).await,
+        "reason",
+    );
+    assert!(!s.emergency_access_granted(&visit, &grey.id).await.unwrap());
+    s.record_emergency_access(grant(&grey, "unresponsive patient", T0))
+        .await
+        .unwrap();
+    assert!(s.emergency_access_granted(&visit, &grey.id).await.unwrap());
+    assert!(!s.emergency_access_granted(&visit, &house.id).await.unwrap());
+    assert!(
+        !s.emergency_access_granted(&VisitId::new(), &grey.id)
+            .await
+            .unwrap()
+    );
+    s.record_emergency_access(grant(&house, "second opinion, urgent", T0 + 1))
+        .await
+        .unwrap();
+    let list = s.list_emergency_access(10).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].staff, house.id, "newest first");
+    assert_eq!(list[1].reason, "unresponsive patient");
+    assert_eq!(list[1].patient_ref.as_ref().unwrap().as_str(), "pt-1");
+    assert_eq!(s.list_emergency_access(1).await.unwrap().len(), 1);
 }

@@ -1,6 +1,7 @@
 //! The record side panel: only the visit's physician, while the visit is open (plus a
-//! short window), may read it; every read, allowed or refused, is audited; and
-//! `examroom audit verify` detects an edited or deleted audit entry.
+//! short window), and once the patient confirmed their date of birth, may read it; every
+//! read, allowed or refused, is audited; and `examroom audit verify` detects an edited or
+//! deleted audit entry. (The identity check itself: `records_identity.rs`.)
 
 mod support;
 
@@ -44,6 +45,16 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
     let (t, _, visit) = app.patient_token_with(&room.id, "Ana", Some(patient.clone()), None);
     let mut ana = app.join(&t).await;
     ana.expect("waiting").await;
+    // Ana confirms who she is (demo-patient-1 was born 1968-04-17).
+    let (s, body) = app
+        .call_json(
+            "POST",
+            "/api/identity",
+            Some(&t),
+            Some(json!({"birth_date": "1968-04-17"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
 
     // Before anyone admitted her, not even her room's physician may look.
     let (s, body) = get_record(&app, visit.as_str(), Some(&grey_t)).await;

@@ -304,6 +304,39 @@ pub struct Link {
 }
 
 // ---------------------------------------------------------------------------------------
+// Identity checks and emergency access (who may open a visit's record)
+
+/// A visit's identity check: answers taken (right or wrong) and when the patient confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityCheck {
+    pub attempts: u32,
+    pub confirmed_at: Option<Millis>,
+}
+
+/// A physician opens one visit's record around the identity check, with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmergencyAccess {
+    pub visit: VisitId,
+    pub room: RoomId,
+    pub staff: StaffId,
+    pub patient_ref: Option<PatientRef>,
+    /// Free text from the physician; kept for the admins' review, never logged.
+    pub reason: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmergencyAccess {
+    pub id: String,
+    pub visit: VisitId,
+    pub room: RoomId,
+    pub staff: StaffId,
+    pub patient_ref: Option<PatientRef>,
+    pub reason: String,
+    pub at: Millis,
+}
+
+// ---------------------------------------------------------------------------------------
 // Visit history and surveys
 
 /// One transition, as the live visit state machine reports it.
@@ -473,6 +506,34 @@ pub trait DurableStore: Send + Sync + 'static {
         device_hash: &str,
         at: Millis,
     ) -> Result<(), DurableError>;
+
+    /// The visit's identity check, if any answer was ever taken.
+    async fn identity_check(&self, visit: &VisitId) -> Result<Option<IdentityCheck>, DurableError>;
+    /// Takes one answer slot in a single atomic statement, before the answer is compared:
+    /// of concurrent callers at most `max` ever get one. The slot's number (1-based), or
+    /// `None` when the visit is already confirmed or all `max` slots are taken.
+    async fn take_identity_attempt(
+        &self,
+        visit: &VisitId,
+        max: u32,
+    ) -> Result<Option<u32>, DurableError>;
+    /// Marks the visit's patient confirmed (keeps the first time); `NotFound{visit}` when
+    /// no slot was taken.
+    async fn confirm_identity(&self, visit: &VisitId, at: Millis) -> Result<(), DurableError>;
+    /// Empty reason → `Invalid{reason}`; unknown staff → `Invalid{staff}`.
+    async fn record_emergency_access(
+        &self,
+        e: NewEmergencyAccess,
+    ) -> Result<EmergencyAccess, DurableError>;
+    /// Whether `staff` was granted emergency access to this visit's record.
+    async fn emergency_access_granted(
+        &self,
+        visit: &VisitId,
+        staff: &StaffId,
+    ) -> Result<bool, DurableError>;
+    /// Newest first, at most `limit` (capped at 1000).
+    async fn list_emergency_access(&self, limit: i64)
+    -> Result<Vec<EmergencyAccess>, DurableError>;
 
     /// Appends a transition and updates the visit's summary in one transaction.
     /// Recording the same `(visit, state, at)` twice changes nothing.

@@ -1,12 +1,22 @@
 //! Join links: physicians mint them (`POST /api/links`, `POST /api/links/guest`) and
 //! revoke them (`DELETE /api/links/{id}`); patients and guests redeem them for a
-//! short-lived token (`POST /api/join/{code}`). The rules live in `identity::links`.
+//! short-lived token (`POST /api/join/{code}`); a patient whose link names a record
+//! confirms who they are (`POST /api/identity`). The rules live in `identity::links`
+//! and `identity::chart`.
+//!
+//! A patient link may name a record (`patient_ref`) only from a trusted source: an admin,
+//! or a physician when `links.physicians_may_name_patient` is on (links made from the
+//! EHR's launch context). Staff cannot redeem patient links from a staff session or a
+//! browser that signed in as staff ([`STAFF_DEVICE_COOKIE`]).
 
-use super::auth::{Client, StaffAuth};
+use super::auth::{Client, ParticipantAuth, SESSION_COOKIE, StaffAuth};
 use super::error::ApiError;
 use super::extract::Json;
 use crate::app::AppState;
+use crate::audit::{AuditOutcome, NewAuditEntry};
+use crate::config::IdentityFactor;
 use crate::durable::{Link, LinkKind, NewLink};
+use crate::identity::chart::{self, IdentityError};
 use crate::identity::links::{self as rules, LinkRefusal};
 use crate::identity::token::NewToken;
 use crate::identity::{Role, hash_secret};
@@ -14,7 +24,7 @@ use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::visit::{Millis, RoomConfig};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use serde::Deserialize;
@@ -26,6 +36,21 @@ pub fn routes() -> Router<AppState> {
         .route("/api/links/guest", post(mint_guest))
         .route("/api/links/{id}", delete(revoke))
         .route("/api/join/{code}", post(redeem))
+        .route("/api/identity", post(confirm_identity))
+}
+
+/// Set on every staff sign-in and kept after sign-out: a browser that ever signed in as
+/// staff may not redeem patient links. Not a credential (its value means nothing); a
+/// marker the patient page cannot read or clear (HttpOnly).
+pub const STAFF_DEVICE_COOKIE: &str = "examroom_staff_device";
+
+/// The `Set-Cookie` value for [`STAFF_DEVICE_COOKIE`]: one year, every path.
+pub fn staff_device_cookie(https: bool) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{STAFF_DEVICE_COOKIE}=1; HttpOnly; SameSite=Strict; Path=/; Max-Age=31536000{secure}"
+    ))
+    .unwrap_or(HeaderValue::from_static("examroom_staff_device=1; Path=/"))
 }
 
 /// Longest a guest link lives, seconds: guests join one visit, today.
@@ -100,6 +125,21 @@ async fn mint(
     let room = live_room(&state, &m.room).await?;
     if !(auth.has(Role::Admin) || is_room_physician(&auth, &room)) {
         return Err(not_your_room());
+    }
+    // A hand-typed record id is how any physician could open any chart: only admins, or
+    // physicians working from the EHR's launch context (operator's choice), may name one.
+    if m.patient_ref.is_some()
+        && !auth.has(Role::Admin)
+        && !state.settings.links.physicians_may_name_patient
+    {
+        tracing::warn!(room = %room.id, staff = %auth.staff, "join link refused: physician named a patient record");
+        return Err(ApiError {
+            field: Some("patient_ref"),
+            ..ApiError::forbidden(
+                "patient_ref_not_allowed",
+                "only an admin (or the EHR's scheduling context, when enabled) may put a patient record on a link",
+            )
+        });
     }
     let now = now_ms();
     let expires_at = m
@@ -253,6 +293,7 @@ async fn redeem(
     State(state): State<AppState>,
     Path(code): Path<String>,
     client: Client,
+    headers: HeaderMap,
     Json(r): Json<Redeem>,
 ) -> Result<Response, ApiError> {
     let ip_key = client.ip.to_string();
@@ -293,6 +334,29 @@ async fn redeem(
     if let Err(e) = rules::check_usable(&link, now) {
         tracing::info!(link = %link.id, reason = e.code(), "join refused");
         return Ok(refusal(e));
+    }
+    if link.kind == LinkKind::Patient
+        && let Some(staff) = staff_presence(&state, &headers)
+    {
+        let actor = staff.actor();
+        state
+            .durable
+            .append_audit(NewAuditEntry {
+                at: now,
+                actor,
+                action: "links.redeem".into(),
+                patient_ref: link.patient_ref.clone(),
+                visit: Some(link.visit.clone()),
+                sections: Vec::new(),
+                outcome: AuditOutcome::Refused,
+                reason: Some("staff_cannot_join_as_patient".into()),
+            })
+            .await?;
+        tracing::warn!(link = %link.id, staff = %staff.actor(), "join refused: staff redeeming a patient link");
+        return Err(ApiError::forbidden(
+            "staff_cannot_join_as_patient",
+            "this is a patient's link; staff cannot open it from a staff sign-in or a staff browser",
+        ));
     }
     let participant = rules::participant_for(state.keys.fingerprint(), &link.id);
     let device_hash = hash_secret(&format!("device:{device}"));
@@ -339,6 +403,7 @@ async fn redeem(
         issued,
     );
     tracing::info!(link = %link.id, participant = %participant, "join link redeemed");
+    let identity = identity_status(&state, &link).await?;
     let body: Value = json!({
         "token": token,
         "expires_at": (issued + ttl as i64) * 1000,
@@ -348,6 +413,211 @@ async fn redeem(
         "name": name,
         "lang": link.lang,
         "kind": kind,
+        "identity": identity,
     });
     Ok(Json(body).into_response())
+}
+
+/// How a request shows it comes from staff.
+enum StaffPresence {
+    /// A verified examroom staff token (bearer or session cookie): the staff id.
+    Session(String),
+    /// A staff browser (session cookie of any age, the staff-device marker) or an
+    /// identity-provider token: staff, but not who.
+    Marker,
+}
+
+impl StaffPresence {
+    /// Who to name in the audit log.
+    fn actor(&self) -> String {
+        match self {
+            StaffPresence::Session(id) => id.clone(),
+            StaffPresence::Marker => "staff-device".into(),
+        }
+    }
+}
+
+/// Whether this request comes from staff, and how it shows; `None` for anyone else.
+fn staff_presence(state: &AppState, headers: &HeaderMap) -> Option<StaffPresence> {
+    let cookies = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let session = cookies()
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v);
+    for token in bearer.into_iter().chain(session) {
+        match state.keys.verify(token) {
+            Ok(c) if c.is_staff() => return Some(StaffPresence::Session(c.sub)),
+            Ok(_) => {}
+            // A token from the clinic's identity provider is a staff sign-in too.
+            Err(_)
+                if state.guards.jwks.is_some()
+                    && crate::identity::oidc::Jwks::claims_token(token) =>
+            {
+                return Some(StaffPresence::Marker);
+            }
+            Err(_) => {}
+        }
+    }
+    // Any session cookie at all (even expired or signed out) marks a staff browser.
+    if session.is_some() || cookies().any(|(k, _)| k == STAFF_DEVICE_COOKIE) {
+        return Some(StaffPresence::Marker);
+    }
+    None
+}
+
+/// What the patient page must ask before the physician's panel opens.
+async fn identity_status(state: &AppState, link: &Link) -> Result<Value, ApiError> {
+    let factor = state.settings.links.identity_factor;
+    let required = link.kind == LinkKind::Patient
+        && link.patient_ref.is_some()
+        && factor != IdentityFactor::None;
+    if !required {
+        return Ok(json!({ "required": false }));
+    }
+    let check = state.durable.identity_check(&link.visit).await?;
+    let confirmed = check.as_ref().is_some_and(|c| c.confirmed_at.is_some());
+    let max = state.settings.links.identity_attempts;
+    let used = check.map_or(0, |c| c.attempts);
+    Ok(json!({
+        "required": true,
+        "factor": factor.as_str(),
+        "confirmed": confirmed,
+        "attempts_left": if confirmed { max } else { max.saturating_sub(used) },
+    }))
+}
+
+#[derive(Deserialize)]
+struct ConfirmIdentity {
+    birth_date: Option<String>,
+}
+
+/// The answer to a failed identity check, in the documented error shape; a wrong
+/// answer also says how many tries are left.
+fn identity_error(e: IdentityError) -> Response {
+    let code = e.code();
+    let message = e.to_string();
+    match e {
+        IdentityError::BadAnswer => ApiError::invalid("birth_date", message).into_response(),
+        IdentityError::Mismatch { attempts_left } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": code,
+                "message": message,
+                "field": "birth_date",
+                "attempts_left": attempts_left,
+            })),
+        )
+            .into_response(),
+        IdentityError::Locked => ApiError::forbidden(code, message).into_response(),
+        IdentityError::Unverifiable => {
+            ApiError::new(StatusCode::CONFLICT, code, message).into_response()
+        }
+        IdentityError::Store(d) => ApiError::from(d).into_response(),
+    }
+}
+
+/// The joining patient confirms the identity factor (date of birth) against the record
+/// source. Every answer is audited; wrong answers are limited per visit.
+async fn confirm_identity(
+    who: ParticipantAuth,
+    State(state): State<AppState>,
+    body: Option<Json<ConfirmIdentity>>,
+) -> Result<Response, ApiError> {
+    let claims = &who.claims;
+    if !claims.has(Role::Patient) {
+        return Err(ApiError::forbidden(
+            "not_patient",
+            "only the patient confirms who they are",
+        ));
+    }
+    let Some(visit) = claims.visit.clone() else {
+        return Err(ApiError::forbidden("not_participant", "token has no visit"));
+    };
+    let answer = body.and_then(|Json(b)| b.birth_date).unwrap_or_default();
+    let answer = match chart::parse_birth_date(&answer) {
+        Ok(a) => a,
+        Err(e) => return Ok(identity_error(e)),
+    };
+    let Some(patient) = claims.patient.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_patient_record",
+            "this visit's link named no patient record; nothing to confirm",
+        ));
+    };
+    if state.settings.links.identity_factor == IdentityFactor::None {
+        return Ok(Json(json!({ "confirmed": true, "required": false })).into_response());
+    }
+    // The link (if any) still has to be live: a revoked link confirms nothing.
+    if let Some(link) = claims
+        .sid
+        .as_deref()
+        .and_then(|s| crate::ids::LinkId::parse(s).ok())
+        && state.durable.link(&link).await?.is_some_and(|l| l.revoked)
+    {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "link_revoked",
+            "this link was revoked",
+        ));
+    }
+    let now = now_ms();
+    let mut entry = NewAuditEntry {
+        at: now,
+        actor: claims.sub.clone(),
+        action: "identity.confirm".into(),
+        patient_ref: Some(patient.clone()),
+        visit: Some(visit.clone()),
+        sections: vec!["demographics".into()],
+        outcome: AuditOutcome::Refused,
+        reason: None,
+    };
+    // The record source, not anything the link's creator wrote, holds the truth.
+    let recorded = match state.records.get(&visit, &patient, false).await {
+        Ok(served) => chart::recorded_birth_date(served.summary.demographics.birth_date.as_deref()),
+        Err(e) => {
+            entry.reason = Some("source_error".into());
+            state.durable.append_audit(entry).await?;
+            tracing::warn!(visit = %visit, error = %e, "identity check: record source failed");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "records_unavailable",
+                "the clinic's record system could not be reached; try again shortly",
+            ));
+        }
+    };
+    let max = state.settings.links.identity_attempts;
+    let result =
+        chart::confirm_birth_date(state.durable.as_ref(), &visit, answer, recorded, max, now).await;
+    match &result {
+        Ok(()) => entry.outcome = AuditOutcome::Allowed,
+        // Nothing was decided: the store failed before or while taking the slot.
+        Err(IdentityError::Store(_)) => {}
+        Err(e) => entry.reason = Some(e.code().to_owned()),
+    }
+    if !matches!(result, Err(IdentityError::Store(_))) {
+        state.durable.append_audit(entry).await?;
+    }
+    match result {
+        Ok(()) => {
+            tracing::info!(visit = %visit, "patient confirmed their identity");
+            Ok(Json(json!({ "confirmed": true })).into_response())
+        }
+        Err(e) => {
+            if matches!(e, IdentityError::Locked) {
+                tracing::warn!(visit = %visit, "identity check locked: too many wrong answers");
+            }
+            Ok(identity_error(e))
+        }
+    }
 }

@@ -27,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "staff", description = "Staff accounts, invitations and resets"),
         (name = "links", description = "Join links (listing)"),
         (name = "visits", description = "Visit history, JSON and CSV"),
+        (name = "records", description = "Emergency accesses to patient records (review)"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
         (name = "meta", description = "This document")
     )

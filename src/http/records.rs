@@ -1,8 +1,11 @@
 //! The patient-record side panel over HTTP, and the public key the EHR registers.
 //!
 //! `GET /api/visits/{visit}/record`: only a physician who admitted (or is in) that visit,
-//! while it is open or for `records.after_visit_minutes` after it ended. The patient is
-//! the one the join link named — a physician cannot ask for an arbitrary patient id.
+//! while it is open or for `records.after_visit_minutes` after it ended, and only once the
+//! joining patient confirmed who they are (`identity::chart`). The patient is the one the
+//! join link named — a physician cannot ask for an arbitrary patient id.
+//! `POST /api/visits/{visit}/record/emergency-access`: that physician opens the chart
+//! without the patient's confirmation, giving a reason; audited, admins alerted.
 //! Every request that names a visit, allowed or refused, is written to the audit log
 //! (who, which patient, which sections, which visit, when, outcome). Patient data never
 //! goes to the application log.
@@ -11,19 +14,25 @@ use super::auth::{ParticipantAuth, StaffAuth};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::audit::{AuditOutcome, NewAuditEntry};
+use crate::durable::{NewEmergencyAccess, VisitRecord};
 use crate::identity::Role;
+use crate::identity::chart::{self, ChartGate};
 use crate::ids::{PatientRef, VisitId};
 use crate::records::summary::SectionStatus;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/visits/{visit}/record", get(record))
+        .route(
+            "/api/visits/{visit}/record/emergency-access",
+            post(emergency_access),
+        )
         .route("/.well-known/jwks.json", get(jwks))
 }
 
@@ -157,9 +166,9 @@ async fn record(
     };
     let now = chrono::Utc::now().timestamp_millis();
     let decision = decide(&state, &asker, &visit, now).await?;
-    let (patient_ref, refusal) = match &decision {
-        Ok(p) => (Some(p.clone()), None),
-        Err((p, code, why)) => (p.clone(), Some((*code, *why))),
+    let (patient_ref, gate, refusal) = match decision {
+        Ok((p, gate)) => (Some(p), Some(gate), None),
+        Err((p, code, why)) => (p, None, Some((code, why))),
     };
     let mut entry = NewAuditEntry {
         at: now,
@@ -169,12 +178,18 @@ async fn record(
         visit: Some(visit.clone()),
         sections: Vec::new(),
         outcome: AuditOutcome::Refused,
-        reason: refusal.map(|(code, _)| code.to_owned()),
+        reason: refusal.as_ref().map(|(code, _)| (*code).to_owned()),
     };
     if let Some((code, why)) = refusal {
         audit_refused_read(&state, entry.actor, &visit, entry.patient_ref, code).await?;
         return Err(ApiError::forbidden(code, why));
     }
+    // Why the chart opened, when it was not the patient's confirmation.
+    let note = match gate {
+        Some(ChartGate::Emergency) => Some("emergency_access"),
+        Some(ChartGate::FactorOff) => Some("identity_factor_none"),
+        _ => None,
+    };
     let patient = patient_ref.expect("allowed reads name a patient");
     match state.records.get(&visit, &patient, query.refresh).await {
         Ok(served) => {
@@ -187,9 +202,10 @@ async fn record(
                 .map(|(k, _)| k.to_string())
                 .collect();
             entry.outcome = AuditOutcome::Allowed;
-            if entry.sections.len() < crate::records::record::Part::ALL.len() {
-                entry.reason = Some("some_sections_unavailable".into());
-            }
+            let partial = (entry.sections.len() < crate::records::record::Part::ALL.len())
+                .then_some("some_sections_unavailable");
+            let notes: Vec<&str> = note.into_iter().chain(partial).collect();
+            entry.reason = (!notes.is_empty()).then(|| notes.join(";"));
             audit(&state, entry).await?;
             let mut body = serde_json::to_value(&*served.summary).map_err(ApiError::internal)?;
             body["cached"] = serde_json::Value::Bool(served.cached);
@@ -200,32 +216,42 @@ async fn record(
             ))
         }
         Err(e) => {
-            entry.reason = Some("source_error".into());
+            entry.reason =
+                Some(note.map_or("source_error".into(), |n| format!("{n};source_error")));
             audit(&state, entry).await?;
             Err(records_error(e))
         }
     }
 }
 
-type Refusal = (Option<PatientRef>, &'static str, &'static str);
+type Refusal = (Option<PatientRef>, &'static str, String);
 
-/// Whether `asker` may read this visit's record now: the patient, or why not.
-async fn decide(
+fn refused(
+    patient: Option<PatientRef>,
+    code: &'static str,
+    why: impl Into<String>,
+) -> Result<Result<(VisitRecord, PatientRef), Refusal>, ApiError> {
+    Ok(Err((patient, code, why.into())))
+}
+
+/// Whether `asker` is the physician of this visit, within its record window, and the
+/// visit names a patient: the visit and its patient, or why not.
+async fn physician_of_visit(
     state: &AppState,
     asker: &Asker,
     visit: &VisitId,
     now: i64,
-) -> Result<Result<PatientRef, Refusal>, ApiError> {
+) -> Result<Result<(VisitRecord, PatientRef), Refusal>, ApiError> {
     let mut record = state.durable.visit(visit).await?;
     let patient = record.as_ref().and_then(|r| r.patient_ref.clone());
     let staff = match asker {
         Asker::Staff(s) if s.has(Role::Physician) => s,
         _ => {
-            return Ok(Err((
+            return refused(
                 patient,
                 "not_physician",
                 "only the visit's physician may read the record",
-            )));
+            );
         }
     };
     // The visit's history is written just after the admit; allow it a moment to land.
@@ -237,37 +263,155 @@ async fn decide(
         record = state.durable.visit(visit).await?;
     }
     let Some(record) = record else {
-        return Ok(Err((
+        return refused(
             None,
             "not_your_visit",
             "you are not the physician of this visit",
-        )));
+        );
     };
     let mine = record.admitted_by.as_ref() == Some(&staff.staff)
         || record.physician.as_ref() == Some(&staff.staff);
     if !mine {
-        return Ok(Err((
+        return refused(
             patient,
             "not_your_visit",
             "you are not the physician of this visit",
-        )));
+        );
     }
     let window = state.settings.records.after_visit_minutes as i64 * 60_000;
     if record.ended_at.is_some_and(|end| now > end + window) {
-        return Ok(Err((
+        return refused(
             patient,
             "visit_closed",
             "the visit is over and its record window has closed",
-        )));
+        );
     }
     match patient {
-        Some(p) => Ok(Ok(p)),
-        None => Ok(Err((
+        Some(p) => Ok(Ok((record, p))),
+        None => refused(
             None,
             "no_patient_record",
             "this visit's link named no patient record",
-        ))),
+        ),
     }
+}
+
+/// Whether `asker` may read this visit's record now: the patient and why it opens, or
+/// why not.
+async fn decide(
+    state: &AppState,
+    asker: &Asker,
+    visit: &VisitId,
+    now: i64,
+) -> Result<Result<(PatientRef, ChartGate), Refusal>, ApiError> {
+    let (_, patient) = match physician_of_visit(state, asker, visit, now).await? {
+        Ok(v) => v,
+        Err(r) => return Ok(Err(r)),
+    };
+    let Asker::Staff(staff) = asker else {
+        return Err(ApiError::internal("a visit physician who is not staff"));
+    };
+    let emergency = state
+        .durable
+        .emergency_access_granted(visit, &staff.staff)
+        .await?;
+    let check = state.durable.identity_check(visit).await?;
+    let links = &state.settings.links;
+    match chart::chart_gate(
+        links.identity_factor,
+        check.as_ref(),
+        links.identity_attempts,
+        emergency,
+    ) {
+        Ok(gate) => Ok(Ok((patient, gate))),
+        Err(r) => Ok(Err((Some(patient), r.code(), r.to_string()))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EmergencyBody {
+    reason: Option<String>,
+}
+
+/// The visit's physician opens the chart without the patient's identity confirmation.
+/// Refused like a read (and audited) unless it is their visit; the reason is required.
+async fn emergency_access(
+    Who(asker): Who,
+    State(state): State<AppState>,
+    Path(visit): Path<String>,
+    body: Option<Json<EmergencyBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut entry = NewAuditEntry {
+        at: now,
+        actor: asker.actor(),
+        action: "records.emergency_access".into(),
+        patient_ref: None,
+        visit: Some(visit.clone()),
+        sections: Vec::new(),
+        outcome: AuditOutcome::Refused,
+        reason: None,
+    };
+    let (record, patient) = match physician_of_visit(&state, &asker, &visit, now).await? {
+        Ok(v) => v,
+        Err((patient, code, why)) => {
+            entry.patient_ref = patient;
+            entry.reason = Some(code.to_owned());
+            audit(&state, entry).await?;
+            return Err(ApiError::forbidden(code, why));
+        }
+    };
+    entry.patient_ref = Some(patient.clone());
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    let chars = reason.chars().count();
+    if !(chart::MIN_EMERGENCY_REASON_CHARS..=chart::MAX_EMERGENCY_REASON_CHARS).contains(&chars) {
+        entry.reason = Some("reason_missing".into());
+        audit(&state, entry).await?;
+        return Err(ApiError::invalid(
+            "reason",
+            format!(
+                "say why you need the chart without the patient's confirmation ({}-{} characters)",
+                chart::MIN_EMERGENCY_REASON_CHARS,
+                chart::MAX_EMERGENCY_REASON_CHARS
+            ),
+        ));
+    }
+    let Asker::Staff(staff) = &asker else {
+        return Err(ApiError::internal("a visit physician who is not staff"));
+    };
+    // The audit entry first: access that cannot be audited is not granted.
+    entry.outcome = AuditOutcome::Allowed;
+    entry.reason = Some(format!("emergency_access: {reason}"));
+    audit(&state, entry).await?;
+    let grant = state
+        .durable
+        .record_emergency_access(NewEmergencyAccess {
+            visit: visit.clone(),
+            room: record.room.clone(),
+            staff: staff.staff.clone(),
+            patient_ref: Some(patient),
+            reason,
+            at: now,
+        })
+        .await?;
+    // The alert admins watch for; no patient, no reason text (it may name the patient).
+    tracing::warn!(
+        staff = %staff.staff,
+        visit = %visit,
+        room = %record.room,
+        "emergency access to a patient record (review: GET /api/emergency-access)"
+    );
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serde_json::json!({
+            "visit": visit,
+            "granted_at": grant.at,
+        })),
+    ))
 }
 
 fn records_error(e: crate::records::RecordsError) -> ApiError {

@@ -133,6 +133,11 @@ async fn start_session(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
     );
+    // Marks this browser as a staff one for good: it may not redeem patient links.
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::links::staff_device_cookie(client.https),
+    );
     Ok(r)
 }
 

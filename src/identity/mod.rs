@@ -6,6 +6,7 @@
 //! subject, its roles and — for patients and guests — the one room and visit it is
 //! bound to. Nothing a client sends can widen that.
 
+pub mod chart;
 pub mod links;
 pub mod oidc;
 pub mod password;

@@ -105,8 +105,9 @@ test('the record panel never turns an EHR error into "no known allergies"', { ti
   const violations = [];
 
   await step('the allergy search answers 200 with an OperationOutcome: "Allergies could not be loaded", never "none"', async () => {
-    ({ doc } = await setUpClinic(browser, server, log));
-    const { visit } = await patientWaits(browser, server, doc, log, { name: 'Ana López', ref: PATIENT, reason: 'Rash' });
+    let admin;
+    ({ doc, admin } = await setUpClinic(browser, server, log));
+    const { visit } = await patientWaits(browser, server, doc, log, { name: 'Ana López', ref: PATIENT, reason: 'Rash', admin, born: '1980-04-02' });
     await doc.click(`#admit-${visit}`);
     await doc.waitForSelector('#visit:not([hidden])');
     await doc.waitForFunction(() => /\S/.test(document.querySelector('#record-status')?.textContent || ''), null, { timeout: 20000 });

@@ -274,22 +274,34 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
 }
 
 /**
- * The physician mints a join link; the patient (a fresh context) checks devices and waits.
- * `onPage(page)` runs before the patient's page opens anything. Returns { patient, visit }.
+ * A join link is minted — by the physician on the dashboard, or, when it names a patient
+ * record (`ref`), by the admin on the admin page (physicians may not name records, issue 17);
+ * the patient (a fresh context) confirms their date of birth (`born`) when asked, checks
+ * devices and waits (`onIdentity(page)` answers the date-of-birth step instead).
+ * `onPage(page)` runs before the patient's page opens anything.
+ * Returns { patient, visit }.
  */
-export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', onPage }) {
-  await doc.waitForSelector('#link-room option', { state: 'attached' });
-  const before = (await doc.textContent('#link-url')).trim();
-  await doc.fill('#link-name', name);
-  await doc.fill('#link-ref', ref);
-  await doc.fill('#link-reason', reason);
-  await doc.click('#link-form button[type=submit]');
-  await doc.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
-  const joinUrl = (await doc.textContent('#link-url')).trim();
+export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', admin, born, onIdentity, onPage }) {
+  const minter = ref ? admin : doc;
+  if (!minter) throw new Error('a link naming a patient record is minted by the admin: pass `admin`');
+  if (ref) {
+    await admin.click('#tab-links');
+    await admin.waitForSelector('#links-room option', { state: 'attached' });
+  } else {
+    await doc.waitForSelector('#link-room option', { state: 'attached' });
+  }
+  const before = (await minter.textContent('#link-url')).trim();
+  await minter.fill('#link-name', name);
+  if (ref) await minter.fill('#link-ref', ref);
+  await minter.fill('#link-reason', reason);
+  await minter.click('#link-form button[type=submit]');
+  await minter.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
+  const joinUrl = (await minter.textContent('#link-url')).trim();
   const ctx = await newContext(browser, 'patient', log, { baseURL: server.url });
   const patient = await ctx.newPage();
   onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);
+  if (ref) await (onIdentity ? onIdentity(patient) : confirmBirthDate(patient, born));
   await patient.click('#start-check');
   await patient.waitForSelector('#s-check:not([hidden])');
   await patient.waitForFunction(() => !/…/.test(document.querySelector('#net-result').textContent), null, { timeout: 15000 });
@@ -298,4 +310,12 @@ export async function patientWaits(browser, server, doc, log, { name, ref = '', 
   const entry = doc.locator('.queue li', { hasText: name });
   await entry.waitFor();
   return { patient, visit: await entry.getAttribute('data-visit') };
+}
+
+/** The patient page asks for the date of birth (the link names a record): type it, go on. */
+export async function confirmBirthDate(patient, born) {
+  await patient.waitForSelector('#s-identity:not([hidden])');
+  await patient.fill('#birth-date', born);
+  await patient.click('#identity-submit');
+  await patient.waitForSelector('#s-welcome:not([hidden])');
 }

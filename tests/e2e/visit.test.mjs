@@ -1,5 +1,6 @@
 // A whole visit through the real server in real Chromium: the first admin sets up a room
-// and a physician; the physician mints a join link; the patient checks devices, waits, is
+// and a physician; the admin mints a join link naming her record (the physician may not);
+// the patient confirms her date of birth, checks devices, waits, is
 // admitted; both receive each other's media; chat, a patient reload mid-call, the end, the
 // survey, and the admin console's history and NPS. Every page is scanned with axe-core and
 // photographed at phone and desktop size.
@@ -72,7 +73,7 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await shoot(admin, 'admin-rooms');
   });
 
-  await step('the physician accepts the invitation, signs in and mints a join link', async () => {
+  await step('the physician accepts the invitation and signs in', async () => {
     await doc.goto(invitation);
     await doc.fill('#email', 'grey@clinic.test');
     await doc.fill('#name', 'Dr Meredith Grey');
@@ -83,19 +84,47 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await doc.goto('/dashboard');
     await signInIfAsked(doc, 'grey@clinic.test');
     await doc.waitForSelector('#link-room option', { state: 'attached' });
-    await doc.fill('#link-name', 'Ana López');
+  });
+
+  await step('a physician cannot put a patient record on their own link', async () => {
+    await doc.fill('#link-name', 'Someone Else');
+    await doc.fill('#link-ref', 'demo-patient-2');
+    await doc.click('#link-form button[type=submit]');
+    await doc.waitForFunction(() => /admin/i.test(document.querySelector('#link-error').textContent));
+    assert.equal(await doc.isHidden('#link-out'), true);
+    await doc.fill('#link-name', '');
+    await doc.fill('#link-ref', '');
+  });
+
+  await step('the admin mints the patient join link with her record id', async () => {
+    await admin.click('#tab-links');
+    await admin.waitForSelector('#links-room option', { state: 'attached' });
+    await admin.fill('#link-name', 'Ana López');
     // A synthetic patient of `serve --demo` (scripts/browser-test starts the server with it);
     // a server without --demo has no such record and the panel step below fails.
-    await doc.fill('#link-ref', 'demo-patient-1');
-    await doc.fill('#link-reason', 'Cough for two weeks');
-    await doc.click('#link-form button[type=submit]');
-    await doc.waitForSelector('#link-out:not([hidden])');
-    joinUrl = (await doc.textContent('#link-url')).trim();
+    await admin.fill('#link-ref', 'demo-patient-1');
+    await admin.fill('#link-reason', 'Cough for two weeks');
+    await admin.click('#link-form button[type=submit]');
+    await admin.waitForSelector('#link-out:not([hidden])');
+    joinUrl = (await admin.textContent('#link-url')).trim();
     assert.match(joinUrl, /\/join\//);
+    violations.push(...await axe(admin, 'admin links'));
+  });
+
+  await step('the patient confirms her date of birth (a wrong one is refused)', async () => {
+    await patient.goto(new URL(new URL(joinUrl).pathname, BASE).href);
+    await patient.waitForSelector('#s-identity:not([hidden])');
+    violations.push(...await axe(patient, 'patient identity'));
+    await shoot(patient, 'patient-identity');
+    await patient.fill('#birth-date', '1986-04-17');
+    await patient.click('#identity-submit');
+    await patient.waitForFunction(() => /4/.test(document.querySelector('#identity-error').textContent));
+    await patient.fill('#birth-date', '1968-04-17');
+    await patient.click('#identity-submit');
+    await patient.waitForSelector('#s-welcome:not([hidden])');
   });
 
   await step('the patient checks their devices and waits; the dashboard shows them live', async () => {
-    await patient.goto(new URL(new URL(joinUrl).pathname, BASE).href);
     await patient.waitForSelector('#s-welcome:not([hidden])');
     violations.push(...await axe(patient, 'patient welcome'));
     await patient.click('#start-check');

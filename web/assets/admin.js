@@ -16,7 +16,7 @@ function selectTab(tab) {
     t.tabIndex = on ? 0 : -1;
     $(`#${t.getAttribute('aria-controls')}`).hidden = !on;
   }
-  const load = { 'tab-rooms': loadRooms, 'tab-staff': loadStaff, 'tab-links': loadLinks, 'tab-visits': loadVisits, 'tab-experience': loadExperience }[tab.id];
+  const load = { 'tab-rooms': loadRooms, 'tab-staff': loadStaff, 'tab-links': () => { loadLinks(); loadEmergencies(); }, 'tab-visits': loadVisits, 'tab-experience': loadExperience }[tab.id];
   load?.();
 }
 
@@ -159,6 +159,31 @@ async function loadLinks() {
   } catch (e) { toast(`Links: ${e.message}`); }
 }
 
+async function mintLink(ev) {
+  ev.preventDefault();
+  $('#link-error').textContent = '';
+  const room = $('#links-room').value;
+  if (!room) { $('#link-error').textContent = 'Choose a room first.'; return; }
+  const body = { room };
+  for (const [k, v] of new FormData(ev.target).entries()) if (String(v).trim()) body[k] = String(v).trim();
+  try {
+    const link = await api('POST', '/api/links', body);
+    $('#link-url').textContent = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
+    $('#link-out').hidden = false;
+    ev.target.reset();
+    loadLinks();
+  } catch (e) { $('#link-error').textContent = e.message; }
+}
+
+async function loadEmergencies() {
+  try {
+    const rows = list(await api('GET', '/api/emergency-access'), 'emergency');
+    $('#emergency-body').replaceChildren(...rows.map((g) => h('tr', {},
+      h('td', {}, time(ms(g.at))), h('td', {}, g.staff_name || g.staff), h('td', {}, g.room_name || g.room), h('td', {}, h('code', {}, g.visit)), h('td', {}, g.reason))));
+    if (!rows.length) $('#emergency-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'None.')));
+  } catch (e) { toast(`Emergency accesses: ${e.message}`); }
+}
+
 // --- visits and experience --------------------------------------------------------------
 function query(form) {
   const p = new URLSearchParams();
@@ -223,6 +248,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('#room-reset').addEventListener('click', resetRoomForm);
   $('#staff-form').addEventListener('submit', inviteStaff);
   $('#links-room').addEventListener('change', loadLinks);
+  $('#link-form').addEventListener('submit', mintLink);
   $('#visits-form').addEventListener('submit', (e) => { e.preventDefault(); loadVisits(); });
   $('#exp-form').addEventListener('submit', (e) => { e.preventDefault(); loadExperience(); });
   await requireStaff('admin');

@@ -5,10 +5,12 @@
 // into a page could read anything stored, and the cookie is out of its reach.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, body = null) {
     super(message || code || `HTTP ${status}`);
     this.status = status;
     this.code = code;
+    // The whole error body, for fields beyond {error, message} (e.g. attempts_left).
+    this.body = body;
   }
 }
 
@@ -51,7 +53,7 @@ export async function api(method, path, body, { bearer } = {}) {
     if (res.status === 401 && !bearer) saveStaffSession(null);
     // Errors are {"error": "code", "message": "…"} or {"error": {"code", "message"}}.
     const err = data?.error && typeof data.error === 'object' ? data.error : { code: data?.error, message: data?.message };
-    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || (typeof data === 'string' ? data : ''));
+    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || (typeof data === 'string' ? data : ''), data && typeof data === 'object' ? data : null);
   }
   return data;
 }

@@ -1,5 +1,7 @@
-// The patient page: redeem the join link, check devices and network, wait, then the call,
-// then the survey. Everything the patient reads comes from i18n/<lang>.json.
+// The patient page: redeem the join link, confirm the date of birth when the link names a
+// health record (so the doctor's record panel opens only for the real patient), check
+// devices and network, wait, then the call, then the survey. Everything the patient reads
+// comes from i18n/<lang>.json.
 
 import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
@@ -49,6 +51,56 @@ async function start() {
     }
   }
   await setLang(pickLang(state.join.lang));
+  if (needsIdentity()) return showIdentity();
+  welcome();
+}
+
+// --- identity: the date of birth, checked by the server against the clinic's record ----
+
+const needsIdentity = () => {
+  const id = state.join?.identity;
+  // No tries left (reopened after too many wrong answers): the visit goes ahead without it.
+  if (id?.required && !id.confirmed && id.attempts_left === 0 && !id.settled) id.settled = 'locked';
+  return !!(id?.required && !id.confirmed && !id.settled);
+};
+
+function showIdentity() {
+  const room = state.join.room || {};
+  $('#brand').textContent = room.name || 'examroom';
+  show('identity');
+  $('#birth-date').focus();
+}
+
+async function confirmIdentity(ev) {
+  ev.preventDefault();
+  const value = $('#birth-date').value.trim();
+  const error = $('#identity-error');
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) { error.textContent = t('identity.invalid'); $('#birth-date').focus(); return; }
+  error.textContent = '';
+  const submit = $('#identity-submit');
+  submit.disabled = true;
+  try {
+    await api('POST', '/api/identity', { birth_date: value }, { bearer: state.token });
+    state.join.identity.confirmed = true;
+  } catch (e) {
+    if (e.code === 'identity_mismatch') {
+      const n = e.body?.attempts_left;
+      error.textContent = n === 1 ? t('identity.mismatch_one') : t('identity.mismatch', { n: n ?? '?' });
+      $('#birth-date').focus();
+      return;
+    }
+    if (e.code === 'invalid_field') { error.textContent = t('identity.invalid'); return; }
+    if (e.code === 'identity_locked' || e.code === 'identity_unverifiable') {
+      // The video visit goes ahead; the doctor's panel stays closed and they will check in the call.
+      state.join.identity.settled = e.code === 'identity_locked' ? 'locked' : 'unverifiable';
+    } else {
+      error.textContent = e.status === 0 ? t('error.network') : t('identity.unavailable');
+      return;
+    }
+  } finally {
+    submit.disabled = false;
+  }
+  save();
   welcome();
 }
 
@@ -68,6 +120,9 @@ async function welcome() {
   const physician = j.physician_name || j.physician?.name;
   $('#welcome-physician').hidden = !physician;
   if (physician) $('#welcome-physician').textContent = t('welcome.physician', { physician });
+  const settled = j.identity?.settled;
+  $('#welcome-identity').hidden = !settled;
+  if (settled) $('#welcome-identity').textContent = t(`identity.${settled}`);
   show('welcome');
   $('#start-check').focus();
   try {
@@ -400,6 +455,7 @@ document.addEventListener('DOMContentLoaded', () => {
   apply();
   buildScale();
   $('#retry').addEventListener('click', () => location.reload());
+  $('#identity-form').addEventListener('submit', confirmIdentity);
   $('#start-check').addEventListener('click', runCheck);
   $('#check-again').addEventListener('click', runCheck);
   $('#speaker-test').addEventListener('click', playTestSound);

@@ -118,6 +118,7 @@ async function load(panel, refresh) {
 /** The whole panel failed. Earlier content, if any, stays below, marked with its own time. */
 function renderFailure(panel, e, tried) {
   const code = e.code || '';
+  if (e.status === 403 && (code === 'identity_not_confirmed' || code === 'identity_locked')) return renderIdentityGate(panel, code, tried);
   const what = e.status === 404 && code === 'no_record' ? 'The record system has no patient with this visit\'s record id.'
     : e.status === 404 ? 'No record is linked to this visit.'
       : e.status === 403 ? 'You may not open this record now.'
@@ -139,6 +140,44 @@ function renderFailure(panel, e, tried) {
   } else {
     panel.root.replaceChildren(header('Patient record', panel.refresh), status(`The record could not be loaded (tried at ${clock(tried)}).`), failure);
   }
+}
+
+/**
+ * The patient has not confirmed who they are: say so, offer "Check again", and the one way
+ * around it — emergency access, with a reason, audited and reported to the admins.
+ */
+function renderIdentityGate(panel, code, tried) {
+  const locked = code === 'identity_locked';
+  const what = locked
+    ? 'the patient could not confirm their date of birth (too many wrong answers). Check who they are in the call.'
+    : 'the chart opens when the patient confirms their date of birth.';
+  const reason = h('textarea', { id: 'emergency-reason', maxlength: '500', required: true, 'aria-describedby': 'emergency-hint' });
+  const error = h('p', { id: 'emergency-error', class: 'form-error', role: 'alert' });
+  const form = h('form', { id: 'emergency-form', novalidate: true },
+    h('label', { for: 'emergency-reason' }, 'Reason for opening the chart without confirmation'),
+    h('p', { id: 'emergency-hint', class: 'field-hint' }, 'Required (at least 10 characters). Recorded in the audit log and shown to the clinic\'s admins.'),
+    reason, error,
+    h('button', { type: 'submit', class: 'danger small', id: 'emergency-open' }, 'Open the chart (emergency access)'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = reason.value.trim();
+    if (text.length < 10) { error.textContent = 'Say why you need the chart now (at least 10 characters).'; reason.focus(); return; }
+    error.textContent = '';
+    try {
+      await api('POST', `/api/visits/${encodeURIComponent(panel.visit)}/record/emergency-access`, { reason: text });
+    } catch (e) {
+      error.textContent = e.message || 'Emergency access failed.';
+      return;
+    }
+    load(panel, true);
+  });
+  panel.root.replaceChildren(
+    header('Patient record', panel.refresh),
+    status(`Checked at ${clock(tried)}.`),
+    h('div', { class: 'notice warn', id: 'record-identity' },
+      h('p', {}, h('strong', {}, 'Identity not confirmed'), ` — ${what}`),
+      h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Check again')),
+    h('details', { class: 'emergency', id: 'emergency' }, h('summary', {}, 'Emergency access'), form));
 }
 
 function header(title, onRefresh) {

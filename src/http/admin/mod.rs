@@ -9,6 +9,7 @@
 //! Routes are registered through `utoipa_axum`, so the OpenAPI document (`http::openapi`)
 //! is generated from the same registrations that serve requests and cannot drift.
 
+mod emergency;
 pub mod hours;
 mod links;
 mod rooms;
@@ -33,6 +34,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(staff::api())
         .merge(links::api())
         .merge(visits::api())
+        .merge(emergency::api())
 }
 
 pub fn routes() -> axum::Router<AppState> {
