@@ -531,7 +531,7 @@ fn identity_error(e: IdentityError) -> Response {
 async fn confirm_identity(
     who: ParticipantAuth,
     State(state): State<AppState>,
-    body: Option<Json<ConfirmIdentity>>,
+    body: Option<axum::Json<ConfirmIdentity>>,
 ) -> Result<Response, ApiError> {
     let claims = &who.claims;
     if !claims.has(Role::Patient) {
@@ -543,7 +543,9 @@ async fn confirm_identity(
     let Some(visit) = claims.visit.clone() else {
         return Err(ApiError::forbidden("not_participant", "token has no visit"));
     };
-    let answer = body.and_then(|Json(b)| b.birth_date).unwrap_or_default();
+    let answer = body
+        .and_then(|axum::Json(b)| b.birth_date)
+        .unwrap_or_default();
     let answer = match chart::parse_birth_date(&answer) {
         Ok(a) => a,
         Err(e) => return Ok(identity_error(e)),

@@ -336,13 +336,31 @@ struct EmergencyBody {
 /// The visit's physician opens the chart without the patient's identity confirmation.
 /// Refused like a read (and audited) unless it is their visit; the reason is required.
 async fn emergency_access(
-    Who(asker): Who,
+    who: Who,
     State(state): State<AppState>,
     Path(visit): Path<String>,
     body: Option<Json<EmergencyBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let visit = VisitId::parse(&visit).map_err(|_| ApiError::not_found("visit"))?;
     let now = chrono::Utc::now().timestamp_millis();
+    let asker = match who.asker {
+        Ok(a) => a,
+        Err(refusal) => {
+            // Refused at authentication: audited like every other refused attempt.
+            let entry = NewAuditEntry {
+                at: now,
+                actor: who.known_as,
+                action: "records.emergency_access".into(),
+                patient_ref: None,
+                visit: Some(visit.clone()),
+                sections: Vec::new(),
+                outcome: AuditOutcome::Refused,
+                reason: Some(refusal.code.to_owned()),
+            };
+            audit(&state, entry).await?;
+            return Err(refusal);
+        }
+    };
     let mut entry = NewAuditEntry {
         at: now,
         actor: asker.actor(),

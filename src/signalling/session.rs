@@ -107,8 +107,16 @@ pub async fn run(socket: WebSocket, state: AppState, slot: Pending, cookie: Opti
         writer_done.clone(),
     ));
 
-    let identity =
-        read_loop(&mut stream, &state, &outbox, &view, &writer_done, slot, cookie).await;
+    let identity = read_loop(
+        &mut stream,
+        &state,
+        &outbox,
+        &view,
+        &writer_done,
+        slot,
+        cookie,
+    )
+    .await;
 
     // Cleanup, in one place: forget the outbox, tell the rooms, stop the writer.
     if let Some((id, left)) = identity {
