@@ -204,6 +204,29 @@ async fn guessing_join_codes_is_rate_limited_and_never_logged() {
 }
 
 #[tokio::test]
+async fn concurrent_join_code_guesses_check_only_the_limit() {
+    let app = TestApp::spawn().await;
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move { app.redeem(&format!("guess-{i:020}"), DEVICE_A).await.0 }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 404).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        checked,
+        examroom::identity::JOIN_FAILURES_PER_IP as usize,
+        "codes actually looked up: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+    // A real link from the same address is then refused too (the window is spent)…
+    let (doc, room) = physician_and_room(&app).await;
+    let m = app.mint_link(&doc, json!({"room": room.id})).await;
+    let (s, _) = app.redeem(m["code"].as_str().unwrap(), DEVICE_A).await;
+    assert_eq!(s, 429);
+}
+
+#[tokio::test]
 async fn physician_of_another_room_cannot_mint_or_revoke() {
     let app = TestApp::spawn().await;
     let (doc, room) = physician_and_room(&app).await;

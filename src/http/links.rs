@@ -297,7 +297,16 @@ async fn redeem(
     Json(r): Json<Redeem>,
 ) -> Result<Response, ApiError> {
     let ip_key = client.ip.to_string();
-    if let Some(wait) = state.guards.join_ip.blocked(&ip_key).await {
+    let device = r.device.trim();
+    if device.chars().count() < rules::MIN_DEVICE_CHARS || device.len() > 200 {
+        return Err(ApiError::invalid(
+            "device",
+            format!("a random id of {}-200 characters", rules::MIN_DEVICE_CHARS),
+        ));
+    }
+    // Every lookup counts as a wrong guess until it finds a link: the slot is taken before
+    // the lookup, so concurrent guesses cannot all slip through one check.
+    if let Err(wait) = state.guards.join_ip.take(&ip_key).await {
         tracing::warn!(ip = %client.ip, "join refused: rate limited");
         let secs = wait.as_secs().max(1);
         let mut resp = ApiError::new(
@@ -310,17 +319,12 @@ async fn redeem(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return Ok(resp);
     }
-    let device = r.device.trim();
-    if device.chars().count() < rules::MIN_DEVICE_CHARS || device.len() > 200 {
-        return Err(ApiError::invalid(
-            "device",
-            format!("a random id of {}-200 characters", rules::MIN_DEVICE_CHARS),
-        ));
-    }
-    let link = match state.durable.link_by_code_hash(&hash_secret(&code)).await? {
-        Some(l) => l,
-        None => {
-            state.guards.join_ip.fail(&ip_key).await;
+    let link = match state.durable.link_by_code_hash(&hash_secret(&code)).await {
+        Ok(Some(l)) => {
+            state.guards.join_ip.give_back(&ip_key).await;
+            l
+        }
+        Ok(None) => {
             // The code itself is a secret: never logged.
             tracing::warn!(ip = %client.ip, "join refused: unknown link");
             return Err(ApiError::new(
@@ -328,6 +332,11 @@ async fn redeem(
                 "unknown_link",
                 "this link is not valid; ask the clinic for a new one",
             ));
+        }
+        Err(e) => {
+            // Our failure, not a guess.
+            state.guards.join_ip.give_back(&ip_key).await;
+            return Err(e.into());
         }
     };
     let now = now_ms();

@@ -120,7 +120,16 @@ pub struct FhirSource {
     base: Url,
     cfg: FhirConfig,
     tokens: TokenSource,
+    /// Response bodies buffered and parsed at once, node-wide: each may hold up to
+    /// `max_response_bytes`, and a panel runs thirteen searches (and several panels may be
+    /// prefetched together), so without this a server answering every search with a huge
+    /// body would multiply the cap. Reading a body is quick next to the round trip, so the
+    /// others wait little.
+    bodies: tokio::sync::Semaphore,
 }
+
+/// Bodies read at once ([`FhirSource::bodies`]).
+const BODIES_AT_ONCE: usize = 2;
 
 impl std::fmt::Debug for FhirSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,6 +188,7 @@ impl FhirSource {
             base,
             cfg,
             tokens,
+            bodies: tokio::sync::Semaphore::new(BODIES_AT_ONCE),
         })
     }
 
@@ -426,6 +436,14 @@ impl FhirSource {
         if resp.content_length().is_some_and(|n| n > cap as u64) {
             return Err(RecordsError::TooLarge(cap));
         }
+        // Never closed, so acquiring cannot fail; held until the body is parsed.
+        let _reading = self
+            .bodies
+            .acquire()
+            .await
+            .map_err(|_| RecordsError::Unavailable {
+                cause: "the record source is shutting down".into(),
+            })?;
         let mut bytes = Vec::new();
         while let Some(chunk) = resp
             .chunk()
