@@ -130,6 +130,34 @@ async fn a_physician_demoted_to_admin_is_closed_and_comes_back_without_rooms() {
 }
 
 #[tokio::test]
+async fn a_physician_taken_off_a_room_no_longer_sees_its_waiting_patients() {
+    let app = TestApp::spawn().await;
+    let mut c = clinic(&app).await;
+    let other = app.physician("Dr Other").await;
+    let (status, body) = app
+        .call_json(
+            "PUT",
+            &format!("/api/rooms/{}", c.room.id),
+            Some(&c.admin_token),
+            Some(json!({"name": "Family medicine", "kind": "physician",
+                        "physicians": [other.as_str()]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The socket that was given this room's queue at hello is closed; a new one is not
+    // given the room, and a patient arriving there is not shown to Dr Grey.
+    let (code, reason) = c.dashboard.close_frame().await;
+    assert_eq!((code, reason.as_str()), (4403, "access_revoked"));
+    let mut back = app.ws().await;
+    let w = back.hello(&c.grey_token, None).await;
+    assert_eq!(w["rooms"], json!([]), "{w}");
+    let (t, _, _) = app.patient_token(&c.room.id, "Ana");
+    let mut ana = app.join(&t).await;
+    ana.expect("waiting").await;
+    back.expect_none("queue", Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
 async fn editing_a_name_leaves_the_socket_alone() {
     let app = TestApp::spawn().await;
     let mut c = clinic(&app).await;

@@ -10,8 +10,8 @@ use crate::ids::{ParticipantId, StaffId};
 use crate::live::Live;
 use crate::protocol::{ErrorCode, ServerMsg};
 
-/// An admin changed `staff`'s account — deactivated it, changed its roles, or revoked its
-/// sessions. What their open socket was allowed at `hello` (the live queue with patient
+/// An admin changed `staff`'s account — deactivated it, changed its roles, revoked its
+/// sessions, or took it off a room. What their open socket was allowed at `hello` (the live queue with patient
 /// names, admitting) no longer holds, so the socket is closed on whichever node holds it
 /// (`access_revoked`, close code 4403). The dashboard reconnects, and its new `hello` is
 /// checked against the account as it is now.
@@ -22,7 +22,7 @@ pub async fn staff_access_changed(live: &dyn Live, staff: &StaffId) {
     };
     let msg = ServerMsg::error(
         ErrorCode::AccessRevoked,
-        "an admin changed your account; sign in again",
+        "an admin changed your account or your rooms; sign in again",
     );
     if let Err(e) = live.revoke(&who, msg).await {
         // This node's socket is closed already; other nodes' sockets are refused at their

@@ -256,14 +256,24 @@ async fn update_room(
 ) -> Result<Json<RoomView>, ApiError> {
     let id = room_id(&id)?;
     let new = body.into_new_room()?;
+    let before: Vec<StaffId> = match state.durable.room_details(&id).await? {
+        Some(d) => RoomView::from(d).physicians,
+        None => Vec::new(),
+    };
     let config = state.durable.update_room(&id, new).await?;
     tell_live(&state, config).await;
-    let d = state
+    let view: RoomView = state
         .durable
         .room_details(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found("room"))?;
-    Ok(Json(d.into()))
+        .ok_or_else(|| ApiError::not_found("room"))?
+        .into();
+    // A physician taken off the room was given its queue (patient names) at hello: close
+    // that socket, on whichever node holds it; the dashboard reconnects without the room.
+    for gone in before.iter().filter(|p| !view.physicians.contains(p)) {
+        crate::signalling::staff_access_changed(state.live.as_ref(), gone).await;
+    }
+    Ok(Json(view))
 }
 
 /// Archive a room (admin): no new visits; history and links stay. Idempotent.
