@@ -1,13 +1,13 @@
 //! Post-visit surveys (the patient, once, after the visit ended) and the experience
 //! figures staff read from them: NPS, waiting times, no-shows.
 
-use super::admin::{BodyFields, JsonBody, now_millis, scoped_filter};
+use super::admin::{now_millis, scoped_filter};
 use super::auth::{ParticipantAuth, StaffAuth};
 use super::error::ApiError;
+use super::extract::Json;
 use crate::app::AppState;
 use crate::durable::{ExperienceStats, NewSurvey};
 use crate::identity::Role;
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -41,10 +41,6 @@ pub struct SurveyBody {
     pub visit: Option<crate::ids::VisitId>,
 }
 
-impl BodyFields for SurveyBody {
-    const FIELDS: &'static [&'static str] = &["score", "comment", "visit"];
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SurveyReceipt {
     #[schema(value_type = String)]
@@ -62,7 +58,7 @@ pub struct SurveyReceipt {
 async fn submit_survey(
     who: ParticipantAuth,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<SurveyBody>,
+    Json(body): Json<SurveyBody>,
 ) -> Result<(StatusCode, Json<SurveyReceipt>), ApiError> {
     if !who.claims.has(Role::Patient) {
         return Err(ApiError::forbidden(

@@ -2,14 +2,14 @@
 //! whether a room is open (the patient page does, before joining).
 
 use super::hours::{self, OpeningHours};
-use super::{BodyFields, JsonBody, now_millis};
+use super::now_millis;
 use crate::app::AppState;
 use crate::durable::{NewRoom, RoomDetails};
 use crate::http::auth::{AdminAuth, PhysicianAuth};
 use crate::http::error::ApiError;
+use crate::http::extract::Json;
 use crate::ids::{RoomId, StaffId};
 use crate::visit::{Millis, RoomConfig, RoomKind};
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -110,20 +110,6 @@ pub struct RoomBody {
     pub opening_hours: Option<String>,
 }
 
-impl BodyFields for RoomBody {
-    const FIELDS: &'static [&'static str] = &[
-        "name",
-        "kind",
-        "physicians",
-        "waiting_message",
-        "max_wait_secs",
-        "max_participants",
-        "chat_allowed",
-        "invites_allowed",
-        "opening_hours",
-    ];
-}
-
 const MAX_WAITING_MESSAGE: usize = 2000;
 
 impl RoomBody {
@@ -216,7 +202,7 @@ async fn list_rooms(
 async fn create_room(
     _: AdminAuth,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<RoomBody>,
+    Json(body): Json<RoomBody>,
 ) -> Result<(StatusCode, Json<RoomView>), ApiError> {
     let room = state.durable.create_room(body.into_new_room()?).await?;
     let d = state
@@ -252,7 +238,7 @@ async fn update_room(
     _: AdminAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RoomBody>,
+    Json(body): Json<RoomBody>,
 ) -> Result<Json<RoomView>, ApiError> {
     let id = room_id(&id)?;
     let new = body.into_new_room()?;

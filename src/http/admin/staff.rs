@@ -1,15 +1,15 @@
 //! Staff accounts: admins list, invite, edit, deactivate and send password resets.
 //! Accepting an invitation or reset (`POST /api/setup/{token}`) is `identity`'s route.
 
-use super::{BodyFields, JsonBody, new_setup_secret, now_millis};
+use super::{new_setup_secret, now_millis};
 use crate::app::AppState;
 use crate::durable::{NewSetupToken, NewStaff, SetupPurpose, Staff, StaffUpdate};
 use crate::http::auth::AdminAuth;
 use crate::http::error::ApiError;
+use crate::http::extract::Json;
 use crate::identity::Role;
 use crate::ids::StaffId;
 use crate::visit::Millis;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -131,10 +131,6 @@ pub struct NewStaffBody {
     pub gender: Option<String>,
 }
 
-impl BodyFields for NewStaffBody {
-    const FIELDS: &'static [&'static str] = &["email", "name", "roles", "languages", "gender"];
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Invitation {
     pub staff: StaffView,
@@ -176,7 +172,7 @@ async fn setup_link(
 async fn create_staff(
     _: AdminAuth,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<NewStaffBody>,
+    Json(body): Json<NewStaffBody>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
     staff_roles(&body.roles)?;
     check_languages(&body.languages)?;
@@ -228,10 +224,6 @@ pub struct StaffPatch {
     pub gender: Option<Option<String>>,
 }
 
-impl BodyFields for StaffPatch {
-    const FIELDS: &'static [&'static str] = &["name", "roles", "active", "languages", "gender"];
-}
-
 fn staff_id(id: &str) -> Result<StaffId, ApiError> {
     StaffId::parse(id).map_err(|_| ApiError::not_found("staff"))
 }
@@ -244,7 +236,7 @@ async fn update_staff(
     AdminAuth(me): AdminAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<StaffPatch>,
+    Json(body): Json<StaffPatch>,
 ) -> Result<Json<StaffView>, ApiError> {
     let id = staff_id(&id)?;
     if let Some(roles) = &body.roles {
