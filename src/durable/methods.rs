@@ -6,6 +6,53 @@
 macro_rules! impl_durable_store {
     ($store:ty) => {
         impl $store {
+            /// A new active staff account, linked to an identity-provider account or not.
+            async fn insert_staff(
+                &self,
+                new: NewStaff,
+                idp: Option<&IdpIdentity>,
+            ) -> Result<Staff, DurableError> {
+                let roles = check_new_staff(&new)?;
+                let id = $crate::ids::StaffId::new();
+                let r = sqlx::query(
+                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
+                     password_hash, languages, gender, created_at, idp_issuer, idp_subject) \
+                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(id.as_str())
+                .bind(new.email.trim())
+                .bind(normalise_email(&new.email))
+                .bind(new.name.trim())
+                .bind(to_json(&roles))
+                .bind(&new.password_hash)
+                .bind(to_json(&new.languages))
+                .bind(&new.gender)
+                .bind(now_millis())
+                .bind(idp.map(|i| i.issuer.as_str()))
+                .bind(idp.map(|i| i.subject.as_str()))
+                .execute(&self.pool)
+                .await;
+                match r {
+                    Err(e) if is_unique(&e, "email") => {
+                        return Err(DurableError::conflict(
+                            "email",
+                            "a staff account with this email exists",
+                        ));
+                    }
+                    Err(e) if is_unique(&e, "idp") => {
+                        return Err(DurableError::conflict(
+                            "idp",
+                            "this identity-provider account is linked already",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                self.staff(&id)
+                    .await?
+                    .ok_or_else(|| DurableError::Internal("staff vanished after insert".into()))
+            }
+
             async fn room_physicians(
                 &self,
                 room_id: &str,
@@ -139,37 +186,7 @@ macro_rules! impl_durable_store {
             // --- staff -------------------------------------------------------------------
 
             async fn create_staff(&self, new: NewStaff) -> Result<Staff, DurableError> {
-                let roles = check_new_staff(&new)?;
-                let id = $crate::ids::StaffId::new();
-                let r = sqlx::query(
-                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
-                     password_hash, languages, gender, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9)",
-                )
-                .bind(id.as_str())
-                .bind(new.email.trim())
-                .bind(normalise_email(&new.email))
-                .bind(new.name.trim())
-                .bind(to_json(&roles))
-                .bind(&new.password_hash)
-                .bind(to_json(&new.languages))
-                .bind(&new.gender)
-                .bind(now_millis())
-                .execute(&self.pool)
-                .await;
-                match r {
-                    Err(e) if is_unique(&e, "email") => {
-                        return Err(DurableError::conflict(
-                            "email",
-                            "a staff account with this email exists",
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => {}
-                }
-                self.staff(&id)
-                    .await?
-                    .ok_or_else(|| DurableError::Internal("staff vanished after insert".into()))
+                self.insert_staff(new, None).await
             }
 
             async fn staff(
@@ -287,45 +304,7 @@ macro_rules! impl_durable_store {
                 new: NewStaff,
                 idp: &IdpIdentity,
             ) -> Result<Staff, DurableError> {
-                let roles = check_new_staff(&new)?;
-                let id = $crate::ids::StaffId::new();
-                let r = sqlx::query(
-                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
-                     password_hash, languages, gender, created_at, idp_issuer, idp_subject) \
-                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(id.as_str())
-                .bind(new.email.trim())
-                .bind(normalise_email(&new.email))
-                .bind(new.name.trim())
-                .bind(to_json(&roles))
-                .bind(&new.password_hash)
-                .bind(to_json(&new.languages))
-                .bind(&new.gender)
-                .bind(now_millis())
-                .bind(&idp.issuer)
-                .bind(&idp.subject)
-                .execute(&self.pool)
-                .await;
-                match r {
-                    Err(e) if is_unique(&e, "email") => {
-                        return Err(DurableError::conflict(
-                            "email",
-                            "a staff account with this email exists",
-                        ));
-                    }
-                    Err(e) if is_unique(&e, "idp") => {
-                        return Err(DurableError::conflict(
-                            "idp",
-                            "this identity-provider account is linked already",
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => {}
-                }
-                self.staff(&id)
-                    .await?
-                    .ok_or_else(|| DurableError::Internal("staff vanished after insert".into()))
+                self.insert_staff(new, Some(idp)).await
             }
 
             async fn link_staff_idp(
