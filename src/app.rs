@@ -7,16 +7,17 @@ use crate::durable::{self, DurableStore, VisitEvent};
 use crate::history::HistoryWriter;
 use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
-use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
+use crate::ids::{PatientRef, RoomId, VisitId};
 use crate::live::memory::MemoryLive;
 use crate::live::redis::RedisLive;
 use crate::live::{Effects, Live, LiveError, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
-use crate::protocol::{IceServerInfo, ServerMsg};
+use crate::protocol::ServerMsg;
 use crate::records::PanelCache;
 use crate::records::smart::{ClientKey, SigningAlg};
-use crate::signalling::admission::Admission;
+pub use crate::state::AppState;
+use crate::state::admission::Admission;
 use crate::visit::RoomConfig;
 use crate::visit::room::{Timing, Transition};
 use async_trait::async_trait;
@@ -43,46 +44,6 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error("live store: {0}")]
     Live(#[from] LiveError),
-}
-
-/// Everything a request handler or a session needs. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub keys: TokenKeys,
-    pub durable: Arc<dyn DurableStore>,
-    pub live: Arc<dyn Live>,
-    pub metrics: Arc<Metrics>,
-    /// Fires once when the server starts shutting down.
-    pub shutdown: CancellationToken,
-    /// Caps open WebSocket connections: `signalling.max_connections`, or fewer when the
-    /// process may not open that many files ([`connection_limit`]).
-    pub connection_slots: Arc<Semaphore>,
-    /// The cap `connection_slots` started with.
-    pub connection_limit: usize,
-    /// Who gets a WebSocket slot: unauthenticated sockets per address and per node, and
-    /// the share of `connection_slots` kept for staff and admitted visits.
-    pub admission: Arc<Admission>,
-    /// STUN/TURN servers; mints short-lived TURN credentials per participant.
-    pub ice: IceConfig,
-    /// Server-side WebRTC peers for pre-call connection checks.
-    pub checks: CheckService,
-    /// Patient-record summaries, prefetched when a patient starts waiting.
-    pub records: Arc<PanelCache>,
-    /// Failure limits (sign-in, join codes) and the identity provider's key cache.
-    pub guards: Arc<crate::identity::Guards>,
-    /// The key examroom signs SMART Backend Services assertions with (public part at
-    /// `/.well-known/jwks.json`, so the EHR can register it).
-    pub client_key: Arc<ClientKey>,
-}
-
-impl AppState {
-    /// ICE servers for one participant (STUN as configured; TURN with fresh credentials),
-    /// and when the TURN credentials expire (unix seconds).
-    pub fn ice_servers(&self, participant: &ParticipantId) -> (Vec<IceServerInfo>, Option<i64>) {
-        self.ice
-            .servers_for(participant.as_str(), chrono::Utc::now().timestamp())
-    }
 }
 
 /// The token secret: from config, else from `<data_dir>/secrets.toml`, else generated
@@ -185,52 +146,6 @@ impl Effects for NodeEffects {
     fn delivered(&self, _msg: &ServerMsg) {}
 }
 
-/// Patients who never connected within their appointment window are no-shows: a
-/// patient link that expired unused, whose visit never started, gets a `no_show`
-/// history entry (at the link's expiry), so the no-show rate counts them.
-pub async fn sweep_no_shows(
-    durable: &dyn DurableStore,
-    now: i64,
-) -> Result<usize, durable::DurableError> {
-    let mut marked = 0;
-    for link in durable.list_links(None).await? {
-        let unused = link.first_used_at.is_none() && !link.revoked;
-        if link.kind != durable::LinkKind::Patient || !unused || link.expires_at > now {
-            continue;
-        }
-        if durable.visit(&link.visit).await?.is_some() {
-            continue;
-        }
-        durable
-            .record_visit_event(VisitEvent {
-                visit: link.visit.clone(),
-                room: link.room.clone(),
-                state: crate::visit::VisitState::NoShow,
-                at: link.expires_at,
-                actor: Some("system".into()),
-                physician: None,
-                patient_ref: link.patient_ref.clone(),
-            })
-            .await?;
-        marked += 1;
-    }
-    Ok(marked)
-}
-
-async fn no_show_sweeper(durable: Arc<dyn DurableStore>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-        if let Err(e) =
-            sweep_no_shows(durable.as_ref(), chrono::Utc::now().timestamp_millis()).await
-        {
-            tracing::warn!(error = %e, "no-show sweep failed; will retry");
-        }
-    }
-}
-
 /// Build the server's state from settings: data dir, secrets, stores.
 pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let dir = &settings.server.data_dir;
@@ -283,7 +198,10 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(no_show_sweeper(durable.clone(), shutdown.clone()));
+    tokio::spawn(crate::history::no_show_sweeper(
+        durable.clone(),
+        shutdown.clone(),
+    ));
     let guards = Arc::new(crate::identity::Guards::new(
         &settings.identity,
         live.counters(),
@@ -489,7 +407,7 @@ async fn reload_tls(
 /// The one start-up line that says where staff sign in (and, on first start, where
 /// to create the first admin).
 pub async fn announce(state: &AppState, url: &str) {
-    match crate::identity::setup::first_admin_link(state, url).await {
+    match crate::identity::setup::first_admin_link(state.durable.as_ref(), url).await {
         Ok(Some(link)) => tracing::info!("first start: create the first admin at {link}"),
         Ok(None) => {
             tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)")

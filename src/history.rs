@@ -1,4 +1,6 @@
-//! The visit history writer: every transition a room makes goes to the durable store
+//! The visit history: the writer, and the no-show sweep.
+//!
+//! The writer: every transition a room makes goes to the durable store
 //! *before* the room sends what the transition causes (`live::record_first`), so
 //! whatever a patient or physician was told happened is in the history even if this
 //! node is killed the next instant (`docs/deploy.md`, "Node failure").
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 /// How long a room waits for the database before it carries on and queues the write.
 pub const DIRECT_WAIT: Duration = Duration::from_secs(2);
@@ -104,5 +107,49 @@ async fn retry(
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Patients who never connected within their appointment window are no-shows: a
+/// patient link that expired unused, whose visit never started, gets a `no_show`
+/// history entry (at the link's expiry), so the no-show rate counts them.
+pub async fn sweep_no_shows(durable: &dyn DurableStore, now: i64) -> Result<usize, DurableError> {
+    let mut marked = 0;
+    for link in durable.list_links(None).await? {
+        let unused = link.first_used_at.is_none() && !link.revoked;
+        if link.kind != crate::durable::LinkKind::Patient || !unused || link.expires_at > now {
+            continue;
+        }
+        if durable.visit(&link.visit).await?.is_some() {
+            continue;
+        }
+        durable
+            .record_visit_event(VisitEvent {
+                visit: link.visit.clone(),
+                room: link.room.clone(),
+                state: crate::visit::VisitState::NoShow,
+                at: link.expires_at,
+                actor: Some("system".into()),
+                physician: None,
+                patient_ref: link.patient_ref.clone(),
+            })
+            .await?;
+        marked += 1;
+    }
+    Ok(marked)
+}
+
+/// Runs [`sweep_no_shows`] every minute until `shutdown`.
+pub async fn no_show_sweeper(durable: Arc<dyn DurableStore>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) =
+            sweep_no_shows(durable.as_ref(), chrono::Utc::now().timestamp_millis()).await
+        {
+            tracing::warn!(error = %e, "no-show sweep failed; will retry");
+        }
     }
 }

@@ -124,3 +124,26 @@ mod tests {
         assert!(serde_json::from_str::<RoomId>("\"../etc\"").is_err());
     }
 }
+
+/// What someone is in a visit or in the clinic. A staff account holds one or more;
+/// a patient's or guest's token exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Patient,
+    Physician,
+    Admin,
+    /// Someone a physician invited into one visit (interpreter, family member).
+    Guest,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Physician => "physician",
+            Role::Admin => "admin",
+            Role::Guest => "guest",
+        }
+    }
+}

@@ -38,4 +38,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod records;
 pub mod signalling;
+pub mod state;
 pub mod visit;

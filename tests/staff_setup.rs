@@ -146,14 +146,14 @@ async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
 
     // Before the window closes nothing is marked.
     assert_eq!(
-        examroom::app::sweep_no_shows(app.state.durable.as_ref(), now)
+        examroom::history::sweep_no_shows(app.state.durable.as_ref(), now)
             .await
             .unwrap(),
         0
     );
     let after = now + 2000;
     assert_eq!(
-        examroom::app::sweep_no_shows(app.state.durable.as_ref(), after)
+        examroom::history::sweep_no_shows(app.state.durable.as_ref(), after)
             .await
             .unwrap(),
         1
@@ -169,7 +169,7 @@ async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
     assert_eq!(r.outcome, Some(examroom::visit::VisitState::NoShow));
     // Idempotent: a second sweep marks nothing new.
     assert_eq!(
-        examroom::app::sweep_no_shows(app.state.durable.as_ref(), after)
+        examroom::history::sweep_no_shows(app.state.durable.as_ref(), after)
             .await
             .unwrap(),
         0
@@ -178,10 +178,13 @@ async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
 
 /// The link printed at the first start, as `examroom serve` prints it.
 async fn first_admin_link(app: &TestApp) -> String {
-    let url = examroom::identity::setup::first_admin_link(&app.state, "https://clinic.test")
-        .await
-        .unwrap()
-        .expect("no staff yet, so a link");
+    let url = examroom::identity::setup::first_admin_link(
+        app.state.durable.as_ref(),
+        "https://clinic.test",
+    )
+    .await
+    .unwrap()
+    .expect("no staff yet, so a link");
     token_of(&url)
 }
 
@@ -245,10 +248,13 @@ async fn a_first_admin_link_is_dead_once_an_admin_was_made_on_the_command_line()
         "no second admin"
     );
     assert!(
-        examroom::identity::setup::first_admin_link(&app.state, "https://clinic.test")
-            .await
-            .unwrap()
-            .is_none(),
+        examroom::identity::setup::first_admin_link(
+            app.state.durable.as_ref(),
+            "https://clinic.test"
+        )
+        .await
+        .unwrap()
+        .is_none(),
         "no new link either"
     );
 }

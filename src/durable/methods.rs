@@ -480,7 +480,7 @@ macro_rules! impl_durable_store {
             ) -> Result<Staff, DurableError> {
                 // Before the transaction: a bad form never touches the token.
                 let roles = check_new_staff(&new)?;
-                if !roles.contains(&$crate::identity::Role::Admin) {
+                if !roles.contains(&$crate::ids::Role::Admin) {
                     return Err(DurableError::invalid("roles", "the first admin is an admin"));
                 }
                 // Holds off every other write to `staff` until we commit, so no admin can

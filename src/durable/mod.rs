@@ -24,7 +24,7 @@ pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntr
 pub use stats::ExperienceStats;
 
 use crate::config::Settings;
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{LinkId, PatientRef, RoomId, StaffId, VisitId};
 use crate::visit::{Millis, RoomConfig, RoomKind, VisitState};
 use serde::{Deserialize, Serialize};

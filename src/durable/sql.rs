@@ -15,7 +15,7 @@ use super::{
     SetupToken, Staff, VisitRecord, VisitTransition,
 };
 use crate::audit::{AuditEntry, AuditOutcome};
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{PatientRef, StaffId};
 use crate::visit::{Millis, RoomConfig, RoomKind, VisitState};
 use std::str::FromStr;

@@ -11,11 +11,11 @@
 //! checked against the provider's keys instead (`identity::oidc`).
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::durable::Staff;
-use crate::identity::oidc::{IdpAccountError, Jwks, OidcError, staff_account};
+use crate::identity::oidc::{self, IdpSignInError, Jwks, OidcError};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::StaffId;
+use crate::state::AppState;
 use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -96,9 +96,9 @@ impl FromRequestParts<AppState> for StaffAuth {
                 "this needs a staff sign-in",
             ));
         }
-        crate::identity::access::check_staff_session(state, &claims)
+        crate::identity::access::check_staff_session(state.durable.as_ref(), &claims)
             .await
-            .map_err(|(_, m)| ApiError::unauthorized("session_revoked", m))?;
+            .map_err(|e| ApiError::unauthorized("session_revoked", e.to_string()))?;
         if by_cookie && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             let sid = claims.sid.as_deref().unwrap_or_default();
@@ -133,68 +133,28 @@ async fn active_staff(state: &AppState, id: &StaffId) -> Result<Staff, ApiError>
     }
 }
 
-/// A staff member signed in at the clinic's identity provider. The account is the one
-/// linked to the token's (`iss`, `sub`) — see [`staff_account`] for when an email may
-/// link one; the provider's roles are the ones that count.
-pub(crate) async fn idp_staff(
-    state: &AppState,
-    jwks: &Jwks,
-    token: &str,
-) -> Result<StaffAuth, ApiError> {
-    let idp = jwks.verify(token).await.map_err(|e| match e {
-        OidcError::Unavailable(cause) => ApiError::unavailable(cause),
-        e => ApiError::unauthorized(e.code(), e.to_string()),
-    })?;
-    if idp.roles.is_empty() {
-        return Err(ApiError::forbidden(
-            "not_staff",
-            "the identity provider gives this account no examroom role",
-        ));
+/// A staff member signed in at the clinic's identity provider (`identity::oidc::sign_in`).
+async fn idp_staff(state: &AppState, jwks: &Jwks, token: &str) -> Result<StaffAuth, ApiError> {
+    let (claims, staff) = oidc::sign_in(
+        state.durable.as_ref(),
+        jwks,
+        &state.settings.identity,
+        token,
+    )
+    .await
+    .map_err(idp_error)?;
+    Ok(StaffAuth { claims, staff })
+}
+
+fn idp_error(e: IdpSignInError) -> ApiError {
+    match e {
+        IdpSignInError::Token(OidcError::Unavailable(cause)) => ApiError::unavailable(cause),
+        IdpSignInError::Token(e) => ApiError::unauthorized(e.code(), e.to_string()),
+        e @ (IdpSignInError::NoRole | IdpSignInError::NotLinked | IdpSignInError::Deactivated) => {
+            ApiError::forbidden(e.code(), e.to_string())
+        }
+        IdpSignInError::Store(e) => e.into(),
     }
-    let link_by_email = state.settings.identity.oidc_link_by_verified_email;
-    let account = staff_account(state.durable.as_ref(), &idp, link_by_email)
-        .await
-        .map_err(|e| match e {
-            IdpAccountError::NotLinked => ApiError::forbidden(
-                "idp_not_linked",
-                "a staff account with this email exists but is not linked to this sign-in; ask an admin",
-            ),
-            IdpAccountError::Store(e) => e.into(),
-        })?;
-    if !account.active {
-        return Err(ApiError::forbidden(
-            "account_deactivated",
-            "this account is deactivated",
-        ));
-    }
-    if account.roles != idp.roles {
-        let update = crate::durable::StaffUpdate {
-            roles: Some(idp.roles.clone()),
-            ..Default::default()
-        };
-        state.durable.update_staff(&account.id, update).await?;
-    }
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: account.id.to_string(),
-        name: account.name.clone(),
-        roles: idp.roles,
-        room: None,
-        visit: None,
-        patient: None,
-        sid: None,
-        lang: None,
-        iss: state.settings.identity.oidc_issuer.clone(),
-        aud: state.settings.identity.oidc_audience.clone(),
-        iat: now,
-        nbf: now,
-        exp: idp.exp,
-        jti: crate::ids::random_id(),
-    };
-    Ok(StaffAuth {
-        claims,
-        staff: account.id,
-    })
 }
 
 /// The client's address: the peer, or — when the peer is a trusted proxy — the

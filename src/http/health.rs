@@ -3,8 +3,8 @@
 //! and `/metrics` (Prometheus, for holders of `metrics.token` only: the counts say how
 //! busy the clinic is and which errors clients see, which is nobody else's business).
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};

@@ -12,7 +12,6 @@
 use super::auth::{Client, ParticipantAuth, SESSION_COOKIE, StaffAuth};
 use super::error::ApiError;
 use super::extract::Json;
-use crate::app::AppState;
 use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::config::IdentityFactor;
 use crate::durable::{Link, LinkKind, NewLink};
@@ -21,6 +20,7 @@ use crate::identity::links::{self as rules, LinkRefusal};
 use crate::identity::token::NewToken;
 use crate::identity::{Role, hash_secret};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
+use crate::state::AppState;
 use crate::visit::{Millis, RoomConfig};
 use axum::Router;
 use axum::extract::{Path, State};

@@ -16,7 +16,7 @@ mod session;
 pub mod surveys;
 mod ws;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use std::sync::Arc;

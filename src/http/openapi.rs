@@ -4,7 +4,7 @@
 //! (handlers annotated with `#[utoipa::path]`) and adding one line to [`document`];
 //! `docs/api.md` says how.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::routing::get;

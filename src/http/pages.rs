@@ -1,7 +1,7 @@
 //! The pages from `web/`: embedded in the binary (release builds), read from disk in
 //! debug builds so editing a page needs no rebuild.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};

@@ -12,13 +12,13 @@
 
 use super::auth::{ParticipantAuth, StaffAuth};
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::durable::{NewEmergencyAccess, VisitRecord};
 use crate::identity::Role;
 use crate::identity::chart::{self, ChartGate};
 use crate::ids::{PatientRef, VisitId};
 use crate::records::summary::SectionStatus;
+use crate::state::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;

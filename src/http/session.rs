@@ -9,12 +9,12 @@
 use super::auth::{Client, SESSION_COOKIE, StaffAuth, csrf_token};
 use super::error::ApiError;
 use super::extract::Json;
-use crate::app::AppState;
 use crate::durable::{DurableError, NewSession, SetupPurpose, Staff};
 use crate::identity::setup::{FirstAdminError, create_first_admin};
 use crate::identity::signin::{SignInError, check_password};
 use crate::identity::token::NewToken;
 use crate::identity::{hash_secret, password};
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -6,9 +6,9 @@
 //! upgrade — its `hello` carries no token, so page scripts never hold the staff token.
 //! Tools (load generator, tests) send no `Origin` and say `hello` with a bearer token.
 
-use crate::app::AppState;
 use crate::http::auth::Client;
-use crate::signalling::admission::Refused;
+use crate::state::AppState;
+use crate::state::admission::Refused;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;

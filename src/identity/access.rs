@@ -3,41 +3,73 @@
 //! token; physicians reach exactly the rooms an admin assigned them.
 
 use super::{Claims, Role};
-use crate::app::AppState;
+use crate::durable::DurableStore;
 use crate::ids::{ParticipantId, RoomId, StaffId};
 use crate::protocol::ErrorCode;
 use crate::visit::room::Member;
 
-pub type Refusal = (ErrorCode, String);
+/// Why a verified token may not act. The messages are what the client is shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("staff token has no session")]
+    NoSession,
+    #[error("session signed out or revoked (session_revoked)")]
+    SessionEnded,
+    #[error("bad subject")]
+    BadSubject,
+    #[error("this account is deactivated")]
+    Deactivated,
+    #[error("token has no role that may join")]
+    NoJoinRole,
+    #[error("token is not bound to a visit")]
+    NotBoundToVisit,
+    #[error("this link was revoked (link_revoked)")]
+    LinkRevoked,
+    /// The store that answers this question is down; names the service.
+    #[error("{0} service unavailable")]
+    Unavailable(&'static str),
+}
 
-fn refuse<T>(code: ErrorCode, m: &str) -> Result<T, Refusal> {
-    Err((code, m.to_owned()))
+impl AccessError {
+    /// The protocol code a WebSocket client receives for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AccessError::NoSession | AccessError::SessionEnded | AccessError::BadSubject => {
+                ErrorCode::Unauthenticated
+            }
+            AccessError::Deactivated
+            | AccessError::NoJoinRole
+            | AccessError::NotBoundToVisit
+            | AccessError::LinkRevoked => ErrorCode::Forbidden,
+            AccessError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
 }
 
 /// Check a staff token's session is still live (not signed out, not revoked).
-pub async fn check_staff_session(state: &AppState, claims: &Claims) -> Result<(), Refusal> {
+pub async fn check_staff_session(
+    durable: &dyn DurableStore,
+    claims: &Claims,
+) -> Result<(), AccessError> {
     let Some(sid) = &claims.sid else {
-        return refuse(ErrorCode::Unauthenticated, "staff token has no session");
+        return Err(AccessError::NoSession);
     };
     let now = chrono::Utc::now().timestamp_millis();
-    match state.durable.session(&super::hash_secret(sid)).await {
+    match durable.session(&super::hash_secret(sid)).await {
         Ok(Some(s)) if !s.revoked && s.expires_at > now && s.staff.as_str() == claims.sub => Ok(()),
-        Ok(_) => refuse(
-            ErrorCode::Unauthenticated,
-            "session signed out or revoked (session_revoked)",
-        ),
-        Err(_) => refuse(ErrorCode::Unavailable, "sign-in service unavailable"),
+        Ok(_) => Err(AccessError::SessionEnded),
+        Err(_) => Err(AccessError::Unavailable("sign-in")),
     }
 }
 
 /// The member a verified token stands for, and the rooms its connection may act in.
 /// `idp`: the claims come from a verified identity-provider token (no examroom session).
 pub async fn member_for(
-    state: &AppState,
+    durable: &dyn DurableStore,
     claims: &Claims,
     participant: ParticipantId,
     idp: bool,
-) -> Result<(Member, Vec<RoomId>), Refusal> {
+) -> Result<(Member, Vec<RoomId>), AccessError> {
     let base = Member {
         id: participant,
         role: Role::Patient,
@@ -53,14 +85,13 @@ pub async fn member_for(
     };
     if claims.is_staff() {
         if !idp {
-            check_staff_session(state, claims).await?;
+            check_staff_session(durable, claims).await?;
         }
-        let staff_id = StaffId::parse(&claims.sub)
-            .map_err(|_| (ErrorCode::Unauthenticated, "bad subject".to_owned()))?;
-        let staff = match state.durable.staff(&staff_id).await {
+        let staff_id = StaffId::parse(&claims.sub).map_err(|_| AccessError::BadSubject)?;
+        let staff = match durable.staff(&staff_id).await {
             Ok(Some(s)) if s.active => s,
-            Ok(_) => return refuse(ErrorCode::Forbidden, "this account is deactivated"),
-            Err(_) => return refuse(ErrorCode::Unavailable, "account service unavailable"),
+            Ok(_) => return Err(AccessError::Deactivated),
+            Err(_) => return Err(AccessError::Unavailable("account")),
         };
         if !staff.has_role(Role::Physician) {
             // Admin-only accounts have no rooms to be present in.
@@ -73,16 +104,10 @@ pub async fn member_for(
             };
             return Ok((m, Vec::new()));
         }
-        let rooms = state
-            .durable
+        let rooms = durable
             .rooms_for_physician(&staff_id)
             .await
-            .map_err(|_| {
-                (
-                    ErrorCode::Unavailable,
-                    "room service unavailable".to_owned(),
-                )
-            })?;
+            .map_err(|_| AccessError::Unavailable("room"))?;
         let m = Member {
             role: Role::Physician,
             name: staff.name.clone(),
@@ -100,10 +125,10 @@ pub async fn member_for(
     } else if claims.has(Role::Patient) {
         Role::Patient
     } else {
-        return refuse(ErrorCode::Forbidden, "token has no role that may join");
+        return Err(AccessError::NoJoinRole);
     };
     let (Some(room), Some(_)) = (&claims.room, &claims.visit) else {
-        return refuse(ErrorCode::Forbidden, "token is not bound to a visit");
+        return Err(AccessError::NotBoundToVisit);
     };
     // The link may carry the reason for the visit; a revoked link stops working at once.
     let mut reason = None;
@@ -112,13 +137,13 @@ pub async fn member_for(
         .as_deref()
         .and_then(|s| crate::ids::LinkId::parse(s).ok())
     {
-        match state.durable.link(&link_id).await {
+        match durable.link(&link_id).await {
             Ok(Some(l)) if l.revoked => {
-                return refuse(ErrorCode::Forbidden, "this link was revoked (link_revoked)");
+                return Err(AccessError::LinkRevoked);
             }
             Ok(Some(l)) => reason = l.reason,
             Ok(None) => {}
-            Err(_) => return refuse(ErrorCode::Unavailable, "link service unavailable"),
+            Err(_) => return Err(AccessError::Unavailable("link")),
         }
     }
     Ok((

@@ -15,33 +15,12 @@ pub mod setup;
 pub mod signin;
 pub mod token;
 
+pub use crate::ids::Role;
 pub use token::{Claims, TokenError, TokenKeys};
 
 use crate::live::Counters;
 use ratelimit::Limiter;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Patient,
-    Physician,
-    Admin,
-    /// Someone a physician invited into one visit (interpreter, family member).
-    Guest,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Patient => "patient",
-            Role::Physician => "physician",
-            Role::Admin => "admin",
-            Role::Guest => "guest",
-        }
-    }
-}
 
 pub mod access;
 

@@ -324,3 +324,90 @@ pub async fn staff_account(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Why an identity-provider token does not sign a staff member in. One variant per
+/// answer the client can get; the edge maps each to its HTTP status or protocol code.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpSignInError {
+    /// The token itself failed (signature, expiry, audience…) or the provider's keys
+    /// could not be fetched ([`OidcError::Unavailable`]).
+    #[error("{0}")]
+    Token(#[from] OidcError),
+    #[error("the identity provider gives this account no examroom role")]
+    NoRole,
+    #[error(
+        "a staff account with this email exists but is not linked to this sign-in; ask an admin"
+    )]
+    NotLinked,
+    #[error("this account is deactivated")]
+    Deactivated,
+    #[error("{0}")]
+    Store(#[from] DurableError),
+}
+
+impl From<IdpAccountError> for IdpSignInError {
+    fn from(e: IdpAccountError) -> Self {
+        match e {
+            IdpAccountError::NotLinked => IdpSignInError::NotLinked,
+            IdpAccountError::Store(e) => IdpSignInError::Store(e),
+        }
+    }
+}
+
+impl IdpSignInError {
+    /// The stable reason code clients see (HTTP `error`, or in a WebSocket message).
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdpSignInError::Token(e) => e.code(),
+            IdpSignInError::NoRole => "not_staff",
+            IdpSignInError::NotLinked => "idp_not_linked",
+            IdpSignInError::Deactivated => "account_deactivated",
+            IdpSignInError::Store(_) => "unavailable",
+        }
+    }
+}
+
+/// A staff member signed in at the clinic's identity provider: the claims examroom
+/// treats them with. The account is the one linked to the token's (`iss`, `sub`) —
+/// see [`staff_account`] for when an email may link one; the provider's roles are the
+/// ones that count, and are copied onto the account.
+pub async fn sign_in(
+    store: &dyn DurableStore,
+    jwks: &Jwks,
+    settings: &IdentitySettings,
+    token: &str,
+) -> Result<(crate::identity::Claims, crate::ids::StaffId), IdpSignInError> {
+    let idp = jwks.verify(token).await?;
+    if idp.roles.is_empty() {
+        return Err(IdpSignInError::NoRole);
+    }
+    let account = staff_account(store, &idp, settings.oidc_link_by_verified_email).await?;
+    if !account.active {
+        return Err(IdpSignInError::Deactivated);
+    }
+    if account.roles != idp.roles {
+        let update = crate::durable::StaffUpdate {
+            roles: Some(idp.roles.clone()),
+            ..Default::default()
+        };
+        store.update_staff(&account.id, update).await?;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = crate::identity::Claims {
+        sub: account.id.to_string(),
+        name: account.name.clone(),
+        roles: idp.roles,
+        room: None,
+        visit: None,
+        patient: None,
+        sid: None,
+        lang: None,
+        iss: settings.oidc_issuer.clone(),
+        aud: settings.oidc_audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: idp.exp,
+        jti: crate::ids::random_id(),
+    };
+    Ok((claims, account.id))
+}

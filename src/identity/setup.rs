@@ -6,7 +6,6 @@
 //! node, a concurrent use of the same link). A form the server refuses never spends it.
 
 use super::{Role, hash_secret, password};
-use crate::app::AppState;
 use crate::durable::{DurableError, DurableStore, NewSetupToken, NewStaff, SetupPurpose, Staff};
 
 /// Lifetime of the first-admin setup link, seconds.
@@ -15,15 +14,14 @@ pub const FIRST_ADMIN_LINK_SECS: i64 = 24 * 3600;
 /// With no staff account yet, make a one-time link for creating the first admin.
 /// `None` when there is staff already.
 pub async fn first_admin_link(
-    state: &AppState,
+    durable: &dyn DurableStore,
     public_url: &str,
 ) -> Result<Option<String>, DurableError> {
-    if state.durable.count_staff().await? > 0 {
+    if durable.count_staff().await? > 0 {
         return Ok(None);
     }
     let token = super::links::new_code();
-    state
-        .durable
+    durable
         .create_setup_token(NewSetupToken {
             hash: hash_secret(&token),
             purpose: SetupPurpose::FirstAdmin,

@@ -13,7 +13,7 @@
 
 use super::model::{Bundle, Resource};
 use super::record::{Part, PartStatus, PatientRecord, names_patient};
-use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource};
+use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource, transport_error};
 use super::summary::{LOINC, PanelSummary, VitalKind, assemble};
 use super::{RecordSource, RecordsError, today};
 use crate::config::Settings;
@@ -136,16 +136,6 @@ impl std::fmt::Debug for FhirSource {
         f.debug_struct("FhirSource")
             .field("base", &self.base.as_str())
             .finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn transport_error(e: reqwest::Error, timeout: Duration) -> RecordsError {
-    if e.is_timeout() {
-        RecordsError::Timeout(timeout)
-    } else {
-        RecordsError::Unavailable {
-            cause: e.without_url().to_string(),
-        }
     }
 }
 

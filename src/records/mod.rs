@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod demo;
 pub mod embedded;
+mod error;
 pub mod fhir;
 pub mod import;
 pub mod model;
@@ -28,6 +29,7 @@ pub mod summary;
 
 pub use cache::PanelCache;
 pub use embedded::{EmbeddedOptions, EmbeddedSource, StoreStats};
+pub use error::RecordsError;
 pub use fhir::{FhirConfig, FhirSource};
 pub use record::PatientRecord;
 pub use smart::{ClientKey, SigningAlg};
@@ -39,25 +41,6 @@ use crate::ids::PatientRef;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Why the panel could not be had. Clone so one failed fetch can answer every waiter.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RecordsError {
-    #[error("the record source has no such patient")]
-    NotFound,
-    #[error("the record source is unavailable: {cause}")]
-    Unavailable { cause: String },
-    #[error("the record source refused our credentials: {cause}")]
-    Unauthorized { cause: String },
-    #[error("the record source did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the record source sent data we cannot read: {0}")]
-    BadData(String),
-    #[error("the record source's answer was larger than the {0}-byte limit")]
-    TooLarge(usize),
-    #[error("records configuration: {0}")]
-    Config(String),
-}
 
 /// Where patient records come from.
 #[async_trait]

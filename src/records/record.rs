@@ -133,8 +133,8 @@ impl PartStatus {
     }
 
     /// Could not be read, tried just now.
-    pub fn failed(e: &super::RecordsError) -> Self {
-        use super::RecordsError as E;
+    pub fn failed(e: &super::error::RecordsError) -> Self {
+        use super::error::RecordsError as E;
         let code = match e {
             E::Timeout(_) => "timeout",
             E::Unauthorized { .. } => "unauthorized",

@@ -308,7 +308,7 @@ impl TokenSource {
             .body(body)
             .send()
             .await
-            .map_err(|e| super::fhir::transport_error(e, self.timeout))?;
+            .map_err(|e| transport_error(e, self.timeout))?;
         let status = resp.status();
         if status.is_client_error() {
             // OAuth errors name the problem (invalid_client, invalid_scope); no patient data.
@@ -335,5 +335,17 @@ impl TokenSource {
             access: t.access_token,
             renew_at: Instant::now() + renew_in,
         })
+    }
+}
+
+/// A failed HTTP exchange with the EHR (token endpoint or FHIR server), without its URL
+/// (which can carry a patient id).
+pub(crate) fn transport_error(e: reqwest::Error, timeout: Duration) -> RecordsError {
+    if e.is_timeout() {
+        RecordsError::Timeout(timeout)
+    } else {
+        RecordsError::Unavailable {
+            cause: e.without_url().to_string(),
+        }
     }
 }

@@ -1,8 +1,7 @@
 //! The WebSocket edge: one [`session`] per connection turns wire messages into room
 //! inputs and room outputs into wire messages. It decides nothing about visits; the
-//! room state machine does. [`admission`] decides who gets a socket at all.
+//! room state machine does. Who gets a socket at all is [`crate::state::admission`]'s.
 
-pub mod admission;
 pub mod session;
 mod throttle;
 

@@ -16,14 +16,14 @@
 //!
 //! Tokens are never logged.
 
-use crate::app::AppState;
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::{ParticipantId, RoomId, VisitId};
 use crate::live::{Outbox, Outgoing};
 use crate::media::check::{CheckError, CheckHandle};
 use crate::media::peer::LocalCandidate;
 use crate::protocol::{self, Candidate, ClientMsg, ErrorCode, ServerMsg};
-use crate::signalling::admission::{Established, Pending};
+use crate::state::AppState;
+use crate::state::admission::{Established, Pending};
 use crate::visit::room::{Act, Input, Member};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -448,6 +448,17 @@ fn fresh_token(state: &AppState, c: &Claims) -> ServerMsg {
 
 type Refusal = (ErrorCode, String);
 
+/// What a client whose identity-provider token was refused at `hello` is told.
+fn idp_refusal(e: &crate::identity::oidc::IdpSignInError) -> String {
+    use crate::identity::oidc::{IdpSignInError, OidcError};
+    match e {
+        IdpSignInError::Token(OidcError::Unavailable(_)) | IdpSignInError::Store(_) => {
+            "a service examroom needs is unavailable; try again shortly (unavailable)".to_owned()
+        }
+        e => format!("{e} ({})", e.code()),
+    }
+}
+
 async fn hello(
     text: &str,
     state: &AppState,
@@ -486,15 +497,15 @@ async fn hello(
     let guards = &state.guards;
     let idp = guards.jwks.is_some() && crate::identity::oidc::Jwks::claims_token(&token);
     let claims = if let (true, Some(jwks)) = (idp, &guards.jwks) {
-        crate::http::auth::idp_staff(state, jwks, &token)
-            .await
-            .map_err(|e| {
-                (
-                    ErrorCode::Unauthenticated,
-                    format!("{} ({})", e.message, e.code),
-                )
-            })?
-            .claims
+        crate::identity::oidc::sign_in(
+            state.durable.as_ref(),
+            jwks,
+            &state.settings.identity,
+            &token,
+        )
+        .await
+        .map_err(|e| (ErrorCode::Unauthenticated, idp_refusal(&e)))?
+        .0
     } else {
         state.keys.verify(&token).map_err(|e| {
             let code = if e == TokenError::Expired {
@@ -509,8 +520,14 @@ async fn hello(
         ErrorCode::Unauthenticated,
         "token subject is not a participant".to_owned(),
     ))?;
-    let (member, rooms) =
-        crate::identity::access::member_for(state, &claims, participant.clone(), idp).await?;
+    let (member, rooms) = crate::identity::access::member_for(
+        state.durable.as_ref(),
+        &claims,
+        participant.clone(),
+        idp,
+    )
+    .await
+    .map_err(|e| (e.code(), e.to_string()))?;
     // Staff and guests (guests join admitted visits only) may use the reserved share.
     let reserved = !matches!(member.role, Role::Patient);
     let slot = state

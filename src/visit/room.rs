@@ -12,7 +12,7 @@
 //!   visit goes back to waiting, and while within it the patient keeps the call.
 
 use super::{Millis, RoomConfig, RoomKind, VisitState};
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
 use crate::protocol::{ErrorCode, PeerInfo, QueueEntry, ServerMsg};
 use serde::{Deserialize, Serialize};

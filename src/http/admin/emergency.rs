@@ -2,11 +2,11 @@
 //! chart without the patient's identity confirmation, when, and why (issue 17, item 1).
 //! Granting one is `http::records`'; each grant is in the audit log too.
 
-use crate::app::AppState;
 use crate::durable::EmergencyAccess;
 use crate::http::auth::AdminAuth;
 use crate::http::error::ApiError;
 use crate::ids::{RoomId, StaffId, VisitId};
+use crate::state::AppState;
 use crate::visit::Millis;
 use axum::Json;
 use axum::extract::{Query, State};

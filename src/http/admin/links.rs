@@ -2,12 +2,12 @@
 //! itself is never shown (only its hash is stored). Minting and revoking are `identity`'s.
 
 use super::{now_millis, parse_room};
-use crate::app::AppState;
 use crate::durable::{Link, LinkKind};
 use crate::http::auth::StaffAuth;
 use crate::http::error::ApiError;
 use crate::identity::Role;
 use crate::ids::{LinkId, RoomId, StaffId, VisitId};
+use crate::state::AppState;
 use crate::visit::Millis;
 use axum::Json;
 use axum::extract::{Query, State};

@@ -20,8 +20,8 @@ mod visits;
 pub use visits::scoped_filter;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::ids::{RoomId, StaffId};
+use crate::state::AppState;
 use crate::visit::Millis;
 use utoipa_axum::router::OpenApiRouter;
 

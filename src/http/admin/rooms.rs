@@ -3,12 +3,12 @@
 
 use super::hours::{self, OpeningHours};
 use super::now_millis;
-use crate::app::AppState;
 use crate::durable::{NewRoom, RoomDetails};
 use crate::http::auth::{AdminAuth, PhysicianAuth};
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::ids::{RoomId, StaffId};
+use crate::state::AppState;
 use crate::visit::{Millis, RoomConfig, RoomKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -2,13 +2,13 @@
 //! Accepting an invitation or reset (`POST /api/setup/{token}`) is `identity`'s route.
 
 use super::{new_setup_secret, now_millis};
-use crate::app::AppState;
 use crate::durable::{NewSetupToken, NewStaff, SetupPurpose, Staff, StaffUpdate};
 use crate::http::auth::AdminAuth;
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::identity::Role;
 use crate::ids::StaffId;
+use crate::state::AppState;
 use crate::visit::Millis;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -2,12 +2,12 @@
 //! or were in). JSON for the pages, CSV for spreadsheets.
 
 use super::{parse_range, parse_room, parse_staff};
-use crate::app::AppState;
 use crate::durable::{VisitFilter, VisitRecord, VisitTransition};
 use crate::http::auth::StaffAuth;
 use crate::http::error::ApiError;
 use crate::identity::Role;
 use crate::ids::{RoomId, StaffId, VisitId};
+use crate::state::AppState;
 use crate::visit::{Millis, VisitState};
 use axum::Json;
 use axum::extract::{Path, Query, State};

@@ -1,0 +1,61 @@
+//! What every HTTP handler and WebSocket session reaches: the services built once at
+//! start-up ([`crate::app::build`]) and handed to the edge. Nothing below the edge sees
+//! it; use cases take the typed pieces they need (a store, a setting), not this.
+
+use crate::config::Settings;
+use crate::durable::DurableStore;
+use crate::ice::IceConfig;
+use crate::identity::TokenKeys;
+use crate::ids::ParticipantId;
+use crate::live::Live;
+use crate::media::check::CheckService;
+use crate::metrics::Metrics;
+use crate::protocol::IceServerInfo;
+use crate::records::ClientKey;
+use crate::records::PanelCache;
+pub mod admission;
+
+use admission::Admission;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a request handler or a session needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub keys: TokenKeys,
+    pub durable: Arc<dyn DurableStore>,
+    pub live: Arc<dyn Live>,
+    pub metrics: Arc<Metrics>,
+    /// Fires once when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Caps open WebSocket connections: `signalling.max_connections`, or fewer when the
+    /// process may not open that many files ([`connection_limit`]).
+    pub connection_slots: Arc<Semaphore>,
+    /// The cap `connection_slots` started with.
+    pub connection_limit: usize,
+    /// Who gets a WebSocket slot: unauthenticated sockets per address and per node, and
+    /// the share of `connection_slots` kept for staff and admitted visits.
+    pub admission: Arc<Admission>,
+    /// STUN/TURN servers; mints short-lived TURN credentials per participant.
+    pub ice: IceConfig,
+    /// Server-side WebRTC peers for pre-call connection checks.
+    pub checks: CheckService,
+    /// Patient-record summaries, prefetched when a patient starts waiting.
+    pub records: Arc<PanelCache>,
+    /// Failure limits (sign-in, join codes) and the identity provider's key cache.
+    pub guards: Arc<crate::identity::Guards>,
+    /// The key examroom signs SMART Backend Services assertions with (public part at
+    /// `/.well-known/jwks.json`, so the EHR can register it).
+    pub client_key: Arc<ClientKey>,
+}
+
+impl AppState {
+    /// ICE servers for one participant (STUN as configured; TURN with fresh credentials),
+    /// and when the TURN credentials expire (unix seconds).
+    pub fn ice_servers(&self, participant: &ParticipantId) -> (Vec<IceServerInfo>, Option<i64>) {
+        self.ice
+            .servers_for(participant.as_str(), chrono::Utc::now().timestamp())
+    }
+}
