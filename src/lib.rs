@@ -14,7 +14,6 @@
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
-//! - [`load`]: the load generator behind `examroom-load` (benchmarks, not the server).
 //! - [`metrics`]: Prometheus counters.
 //! - [`ids`]: typed identifiers.
 //!
@@ -32,7 +31,6 @@ pub mod ice;
 pub mod identity;
 pub mod ids;
 pub mod live;
-pub mod load;
 pub mod media;
 pub mod metrics;
 pub mod protocol;

@@ -33,8 +33,6 @@ const PARTS: &[(&str, Layer)] = &[
     ("cli", Layer::Entry),
     ("app", Layer::Entry),
     ("bin", Layer::Entry),
-    // The load generator (a tool, not the server) drives the server from the top.
-    ("load", Layer::Entry),
     ("http", Layer::Edge),
     ("signalling", Layer::Edge),
     ("state", Layer::EdgeState),
@@ -413,4 +411,22 @@ fn the_layer_check_sees_an_upward_arrow() {
     assert!(allowed(&part(&["identity"]), &part(&["records", "cache"])).is_err());
     assert!(allowed(&part(&["visit"]), &part(&["identity"])).is_err());
     assert!(allowed(&part(&["identity"]), &part(&["durable", "postgres"])).is_err());
+}
+
+#[test]
+fn the_server_does_not_depend_on_its_tools() {
+    // The load generator and benches live in crates/examroom-load, which depends on the
+    // server; the server's own dependencies must not pull the tooling back in.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("\n[")
+        .find(|section| section.starts_with("dependencies]"))
+        .expect("a [dependencies] section");
+    for tool in ["examroom-load", "hdrhistogram"] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(tool)),
+            "the server depends on {tool}"
+        );
+    }
 }

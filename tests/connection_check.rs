@@ -4,9 +4,9 @@
 
 mod support;
 
-use examroom::media::check::{CheckOptions, run_check};
 use examroom::media::peer::{Candidate, LocalCandidate, Peer, PeerOptions};
 use examroom::visit::RoomKind;
+use examroom_load::check::{CheckOptions, run_check};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;

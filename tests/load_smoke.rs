@@ -3,7 +3,7 @@
 
 mod support;
 
-use examroom::load::{LoadConfig, Server, Target, fixture, run};
+use examroom_load::{LoadConfig, Server, Target, fixture, run};
 use std::time::Duration;
 use support::*;
 

@@ -3,8 +3,9 @@
 
 use examroom::config::MediaSettings;
 use examroom::ice::IceConfig;
-use examroom::media::check::{CheckError, CheckHandle, CheckOptions, CheckService, run_check};
+use examroom::media::check::{CheckError, CheckHandle, CheckService};
 use examroom::media::peer::{CandidateKind, Channel, LocalCandidate, Peer, PeerOptions};
+use examroom_load::check::{CheckOptions, run_check};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -186,7 +186,8 @@ async fn a_forged_credential_gets_no_relay() {
 #[tokio::test]
 async fn a_relay_only_client_completes_a_connection_check_and_learns_its_path_is_relay() {
     use examroom::config::MediaSettings;
-    use examroom::media::check::{CheckOptions, CheckService, run_check};
+    use examroom::media::check::CheckService;
+    use examroom_load::check::{CheckOptions, run_check};
 
     let turn = coturn();
     let ice = ice_config(&turn);

@@ -68,20 +68,7 @@ impl Default for PeerOptions {
 
 /// An ICE candidate as browsers exchange it (`RTCIceCandidateInit`); the wire type.
 /// An empty `candidate` line means "end of candidates".
-pub use crate::protocol::Candidate;
-
-impl Candidate {
-    /// The candidate type named in the attribute line (`typ host|srflx|prflx|relay`).
-    pub fn kind(&self) -> Option<CandidateKind> {
-        let mut words = self.candidate.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "typ" {
-                return words.next().map(CandidateKind::from_sdp);
-            }
-        }
-        None
-    }
-}
+pub use crate::protocol::{Candidate, CandidateKind};
 
 /// One item out of [`LocalCandidates`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,36 +83,13 @@ pub enum LocalCandidate {
 /// handful of candidates per round and the driver's callback must never wait on a reader.
 pub type LocalCandidates = mpsc::UnboundedReceiver<LocalCandidate>;
 
-/// Kind of an ICE candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CandidateKind {
-    Host,
-    Srflx,
-    Prflx,
-    Relay,
-    Unknown,
-}
-
-impl CandidateKind {
-    fn from_sdp(s: &str) -> Self {
-        match s {
-            "host" => Self::Host,
-            "srflx" => Self::Srflx,
-            "prflx" => Self::Prflx,
-            "relay" => Self::Relay,
-            _ => Self::Unknown,
-        }
-    }
-
-    fn from_rtc(t: RTCIceCandidateType) -> Self {
-        match t {
-            RTCIceCandidateType::Host => Self::Host,
-            RTCIceCandidateType::Srflx => Self::Srflx,
-            RTCIceCandidateType::Prflx => Self::Prflx,
-            RTCIceCandidateType::Relay => Self::Relay,
-            _ => Self::Unknown,
-        }
+fn kind_from_rtc(t: RTCIceCandidateType) -> CandidateKind {
+    match t {
+        RTCIceCandidateType::Host => CandidateKind::Host,
+        RTCIceCandidateType::Srflx => CandidateKind::Srflx,
+        RTCIceCandidateType::Prflx => CandidateKind::Prflx,
+        RTCIceCandidateType::Relay => CandidateKind::Relay,
+        _ => CandidateKind::Unknown,
     }
 }
 
@@ -497,7 +461,7 @@ impl Peer {
             .get_selected_candidate_pair()
             .await
             .ok()??;
-        let local = CandidateKind::from_rtc(pair.local().typ);
+        let local = kind_from_rtc(pair.local().typ);
         // webrtc 0.21 leaves `relay_protocol` and `url` of the selected pair's candidates
         // unset; the URL a relay candidate came from is only on its gathering event, so the
         // handler remembers it by address.
@@ -510,7 +474,7 @@ impl Peer {
             .flatten();
         Some(SelectedPath {
             local,
-            remote: CandidateKind::from_rtc(pair.remote().typ),
+            remote: kind_from_rtc(pair.remote().typ),
             relay_protocol,
         })
     }

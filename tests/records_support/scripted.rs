@@ -14,7 +14,8 @@
 //! `Patient/<id>`, or ignored), whether `_sort` is honoured, a forced page size, a latency
 //! added to every answer; and [`Script`] answers per resource type that replace the search.
 //!
-//! Also used by `src/bin/bench-records.rs` (included by path) for the cold-paint benchmark.
+//! Also used by `crates/examroom-load/src/bin/bench-records.rs` (included by path) for the
+//! cold-paint benchmark.
 #![allow(dead_code)]
 
 use axum::Router;

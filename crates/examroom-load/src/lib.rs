@@ -1,7 +1,13 @@
-//! The load generator behind `examroom-load` (issue 10): drives concurrent visits against a
-//! running signalling server — examroom, or PeerJS server for comparison — and reports relay
-//! latency, join and admit latency, and the server's CPU time and memory as `/proc` sees them.
+//! examroom's tooling, kept out of the server crate: the load generator behind
+//! `examroom-load` (issue 10), the `bench-connect` and `bench-records` benches, and the
+//! client side of the connection check. The server never depends on this crate, so what only
+//! the tooling needs (an HdrHistogram, a PeerJS client) never reaches a server build.
 //!
+//! The load generator drives concurrent visits against a running signalling server —
+//! examroom, or PeerJS server for comparison — and reports relay latency, join and admit
+//! latency, and the server's CPU time and memory as `/proc` sees them.
+//!
+//! - [`check`]: the client side of the connection check (probes over a data channel).
 //! - [`fixture`]: physicians, rooms, sessions and tokens for examroom, written straight into
 //!   its durable store (no HTTP API needed).
 //! - [`proc_stats`]: CPU time and resident memory of the server process.
@@ -16,6 +22,7 @@
 //! Everything runs on one current-thread runtime in the caller, so the generator can be
 //! pinned to one core and never competes with the server for a second one.
 
+pub mod check;
 pub mod fixture;
 pub mod proc_stats;
 mod wire;
@@ -245,7 +252,7 @@ impl Ctx {
             "{}?key={}&id={id}&token={}",
             self.url,
             self.peerjs_key,
-            crate::ids::random_id()
+            examroom_protocol::ids::random_id()
         )
     }
 }
@@ -387,7 +394,7 @@ fn pairs(server: Server, fixtures: &Fixtures, visits: usize) -> Vec<Pair> {
             })
             .collect(),
         Server::PeerJs => {
-            let tag = &crate::ids::random_id()[..8];
+            let tag = &examroom_protocol::ids::random_id()[..8];
             (0..visits)
                 .map(|i| Pair {
                     doc: format!("lg-{tag}-{i}-d"),

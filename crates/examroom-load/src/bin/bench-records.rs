@@ -1,13 +1,13 @@
 //! Record-panel benchmarks: warm assembly, and cold first paint from a distant FHIR server.
 //!
-//! `cargo run --release --bin bench-records -- [VISITS] [ITERATIONS] [DIR]`
+//! `cargo run --release -p examroom-load --bin bench-records -- [VISITS] [ITERATIONS] [DIR]`
 //!
 //! Warm: builds a Synthea-sized synthetic patient (VISITS monthly visits, default 600:
 //! ≈ 4,000 vital-sign and 800 lab observations), or loads DIR (e.g. Synthea output)
 //! instead, then assembles the panel ITERATIONS times (default 500) per patient
 //! after a warm-up and prints p50/p95/p99.
 //!
-//! `cargo run --release --bin bench-records -- cold [LATENCY_MS] [RUNS] [VISITS] [PAGE_SIZE]`
+//! `cargo run --release -p examroom-load --bin bench-records -- cold [LATENCY_MS] [RUNS] [VISITS] [PAGE_SIZE]`
 //!
 //! Cold: serves the same synthetic patient from the scripted FHIR server of the records
 //! tests (tests/records_support/scripted.rs, a real HTTP server on loopback) with
@@ -16,12 +16,12 @@
 //! nothing cached — what the physician waits for when the panel was not prefetched.
 //! PAGE_SIZE is the `_count` asked for (default: the client's, 200).
 //!
-//! `cargo run --release --bin bench-records -- parse [VISITS] [RUNS]`
+//! `cargo run --release -p examroom-load --bin bench-records -- parse [VISITS] [RUNS]`
 //!
 //! The client's own CPU in a cold paint: the same patient as searchset pages (bytes),
 //! parsed and typed as the FHIR client does, without a network or a server.
 
-#[path = "../../tests/records_support/scripted.rs"]
+#[path = "../../../../tests/records_support/scripted.rs"]
 mod scripted;
 
 use examroom::ids::PatientRef;

@@ -3,11 +3,11 @@
 //! mode, so this works while the server runs), and tokens minted with the server's secret —
 //! exactly what `tests/support/mod.rs` does for the integration tests.
 
-use crate::durable::{DurableError, DurableStore, NewRoom, NewSession, NewStaff};
-use crate::identity::token::NewToken;
-use crate::identity::{Role, TokenKeys};
-use crate::ids::{ParticipantId, RoomId, VisitId};
-use crate::visit::RoomKind;
+use examroom::durable::{DurableError, DurableStore, NewRoom, NewSession, NewStaff};
+use examroom::identity::token::NewToken;
+use examroom::identity::{Role, TokenKeys};
+use examroom::ids::{ParticipantId, RoomId, VisitId};
+use examroom::visit::RoomKind;
 use std::sync::Arc;
 
 /// One visit: a physician with a room of their own and one patient bound to it.
@@ -37,7 +37,7 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn new_room(name: String, physicians: Vec<crate::ids::StaffId>) -> NewRoom {
+fn new_room(name: String, physicians: Vec<examroom::ids::StaffId>) -> NewRoom {
     NewRoom {
         name,
         kind: RoomKind::Physician,
@@ -96,10 +96,10 @@ pub async fn prepare(
         let room = store
             .create_room(new_room(format!("load {tag} {i}"), vec![staff.id.clone()]))
             .await?;
-        let sid = crate::ids::random_id();
+        let sid = examroom::ids::random_id();
         store
             .create_session(NewSession {
-                id: crate::identity::hash_secret(&sid),
+                id: examroom::identity::hash_secret(&sid),
                 staff: staff.id.clone(),
                 created_at: now() * 1000,
                 expires_at: (now() + TTL as i64) * 1000,

@@ -4,8 +4,8 @@
 //! CPU cost of one connection check.
 //!
 //! ```text
-//! cargo run --release --bin bench-connect -- [VISITS]            # direct only
-//! EXAMROOM_TEST_TURN_URL=… EXAMROOM_TEST_TURN_SECRET=… cargo run --release --bin bench-connect -- 100
+//! cargo run --release -p examroom-load --bin bench-connect -- [VISITS]            # direct only
+//! EXAMROOM_TEST_TURN_URL=… EXAMROOM_TEST_TURN_SECRET=… cargo run --release -p examroom-load --bin bench-connect -- 100
 //! ```
 
 use examroom::config::{Secret, Settings};
@@ -13,12 +13,12 @@ use examroom::durable::{NewRoom, NewSession, NewStaff};
 use examroom::identity::Role;
 use examroom::identity::token::NewToken;
 use examroom::ids::{ParticipantId, VisitId};
-use examroom::media::check::{CheckOptions, run_check};
 use examroom::media::peer::{
     Candidate, IcePolicy, LocalCandidate, LocalCandidates, Peer, PeerOptions,
 };
 use examroom::protocol::IceServerInfo;
 use examroom::visit::RoomKind;
+use examroom_load::check::{CheckOptions, run_check};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;

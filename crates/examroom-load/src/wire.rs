@@ -175,12 +175,12 @@ mod tests {
         let w = Wire::new(Server::Examroom, 3000, 300);
         let offer = w.offer("p_1", 42);
         assert!((2900..3300).contains(&offer.len()), "{}", offer.len());
-        let msg = crate::protocol::parse_client(&offer).expect("a valid offer");
+        let msg = examroom_protocol::parse_client(&offer).expect("a valid offer");
         assert_eq!(msg.type_name(), "offer");
         let cand = w.candidate("p_1", 7);
         assert!((250..350).contains(&cand.len()), "{}", cand.len());
         assert_eq!(
-            crate::protocol::parse_client(&cand).unwrap().type_name(),
+            examroom_protocol::parse_client(&cand).unwrap().type_name(),
             "candidate"
         );
         assert_eq!(timestamp(&cand), Some(7));

@@ -14,7 +14,7 @@
 use clap::{Parser, ValueEnum};
 use examroom::config::{Secret, Settings};
 use examroom::identity::TokenKeys;
-use examroom::load::{LoadConfig, Report, Server, Target, fixture};
+use examroom_load::{LoadConfig, Report, Server, Target, fixture};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -180,11 +180,11 @@ async fn run(a: Args) -> Result<Report, String> {
             }
         }
     };
-    Ok(examroom::load::run(&cfg, &target).await)
+    Ok(examroom_load::run(&cfg, &target).await)
 }
 
 fn summary(r: &Report) {
-    let p = |name: &str, x: &examroom::load::Percentiles| {
+    let p = |name: &str, x: &examroom_load::Percentiles| {
         if x.count > 0 {
             eprintln!(
                 "  {name:<6} n={:<8} p50={:>9.1}µs p90={:>9.1}µs p99={:>9.1}µs max={:>9.1}µs",
