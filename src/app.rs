@@ -178,9 +178,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let ice = IceConfig::from_settings(&settings.ice);
     // CheckService gives its peer only the STUN servers (no TURN allocation of its own).
     let checks = CheckService::new(&settings.media, ice.clone());
+    let history = HistoryWriter::start(durable.clone());
+    let history_written = history.written();
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
-        history: HistoryWriter::start(durable.clone()),
+        history,
         records: records.clone(),
         durable: durable.clone(),
     });
@@ -228,6 +230,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         checks,
         records,
         client_key,
+        history_written,
         settings: Arc::new(settings),
         keys,
         durable,

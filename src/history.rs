@@ -14,7 +14,7 @@ use crate::durable::{DurableError, DurableStore, VisitEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long a room waits for the database before it carries on and queues the write.
@@ -34,6 +34,8 @@ pub struct HistoryWriter {
     writers: Semaphore,
     /// Transitions queued or being retried; while non-zero, new ones queue behind them.
     queued: Arc<AtomicUsize>,
+    /// Ticks once per stored transition, for whoever waits for one to land.
+    written: Arc<watch::Sender<u64>>,
 }
 
 impl HistoryWriter {
@@ -41,13 +43,20 @@ impl HistoryWriter {
     pub fn start(durable: Arc<dyn DurableStore>) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(retry(durable.clone(), rx, queued.clone()));
+        let written = Arc::new(watch::Sender::new(0));
+        tokio::spawn(retry(durable.clone(), rx, queued.clone(), written.clone()));
         HistoryWriter {
             durable,
             backlog: tx,
             writers: Semaphore::new(WRITERS),
             queued,
+            written,
         }
+    }
+
+    /// Changes each time a transition is stored (directly or from the retry queue).
+    pub fn written(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// Returns once the transition is stored, or (database failing) queued for retry.
@@ -58,7 +67,10 @@ impl HistoryWriter {
                 self.durable.record_visit_event(ev.clone()).await
             };
             match tokio::time::timeout(DIRECT_WAIT, write).await {
-                Ok(Ok(())) => return,
+                Ok(Ok(())) => {
+                    self.written.send_modify(|n| *n += 1);
+                    return;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "recording visit history failed; queued for retry")
                 }
@@ -81,6 +93,7 @@ async fn retry(
     durable: Arc<dyn DurableStore>,
     mut rx: mpsc::Receiver<VisitEvent>,
     queued: Arc<AtomicUsize>,
+    written: Arc<watch::Sender<u64>>,
 ) {
     while let Some(ev) = rx.recv().await {
         let mut delay = Duration::from_millis(100);
@@ -88,7 +101,10 @@ async fn retry(
         loop {
             attempt += 1;
             match durable.record_visit_event(ev.clone()).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    written.send_modify(|n| *n += 1);
+                    break;
+                }
                 // A database that is away is waited for, however long: the queue holds.
                 Err(e @ DurableError::Unavailable(_)) => {
                     if attempt == 1 || attempt % 20 == 0 {

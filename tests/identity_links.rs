@@ -20,7 +20,7 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
     let app = TestApp::spawn().await;
     // First start: no staff, so a setup link is made.
     let url = app.state.settings.public_url();
-    let link = examroom::identity::setup::first_admin_link(&app.state, &url)
+    let link = examroom::identity::setup::first_admin_link(app.state.durable.as_ref(), &url)
         .await
         .unwrap()
         .expect("a setup link on first start");
@@ -42,7 +42,7 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
         .await;
     assert_eq!((s, again["error"].as_str()), (410, Some("already_used")));
     assert!(
-        examroom::identity::setup::first_admin_link(&app.state, &url)
+        examroom::identity::setup::first_admin_link(app.state.durable.as_ref(), &url)
             .await
             .unwrap()
             .is_none()

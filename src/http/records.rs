@@ -13,10 +13,10 @@
 use super::auth::{ParticipantAuth, StaffAuth};
 use super::error::ApiError;
 use crate::audit::{AuditOutcome, NewAuditEntry};
-use crate::durable::{NewEmergencyAccess, VisitRecord};
+use crate::durable::NewEmergencyAccess;
 use crate::identity::Role;
-use crate::identity::chart::{self, ChartGate};
-use crate::ids::{PatientRef, VisitId};
+use crate::identity::chart::{self, ChartAccessError, ChartGate, ChartRules};
+use crate::ids::{PatientRef, StaffId, VisitId};
 use crate::records::summary::SectionStatus;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -24,7 +24,6 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -165,32 +164,41 @@ async fn record(
         }
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let decision = decide(&state, &asker, &visit, now).await?;
-    let (patient_ref, gate, refusal) = match decision {
-        Ok((p, gate)) => (Some(p), Some(gate), None),
-        Err((p, code, why)) => (p, None, Some((code, why))),
+    let rules = ChartRules::from_settings(&state.settings);
+    let written = Some(state.history_written.clone());
+    let decision = chart::may_open(
+        state.durable.as_ref(),
+        asker.physician(),
+        &visit,
+        now,
+        &rules,
+        written,
+    )
+    .await?;
+    let (patient, gate) = match decision {
+        Ok(allowed) => allowed,
+        Err(denied) => {
+            let code = denied.why.code();
+            audit_refused_read(&state, asker.actor(), &visit, denied.patient, code).await?;
+            return Err(chart_refusal(denied.why));
+        }
     };
     let mut entry = NewAuditEntry {
         at: now,
         actor: asker.actor(),
         action: "records.read".into(),
-        patient_ref: patient_ref.clone(),
+        patient_ref: Some(patient.clone()),
         visit: Some(visit.clone()),
         sections: Vec::new(),
         outcome: AuditOutcome::Refused,
-        reason: refusal.as_ref().map(|(code, _)| (*code).to_owned()),
+        reason: None,
     };
-    if let Some((code, why)) = refusal {
-        audit_refused_read(&state, entry.actor, &visit, entry.patient_ref, code).await?;
-        return Err(ApiError::forbidden(code, why));
-    }
     // Why the chart opened, when it was not the patient's confirmation.
     let note = match gate {
-        Some(ChartGate::Emergency) => Some("emergency_access"),
-        Some(ChartGate::FactorOff) => Some("identity_factor_none"),
-        _ => None,
+        ChartGate::Emergency => Some("emergency_access"),
+        ChartGate::FactorOff => Some("identity_factor_none"),
+        ChartGate::Confirmed => None,
     };
-    let patient = patient_ref.expect("allowed reads name a patient");
     match state.records.get(&visit, &patient, query.refresh).await {
         Ok(served) => {
             // Audit what was shown: the sections that could be read.
@@ -224,108 +232,18 @@ async fn record(
     }
 }
 
-type Refusal = (Option<PatientRef>, &'static str, String);
-
-fn refused(
-    patient: Option<PatientRef>,
-    code: &'static str,
-    why: impl Into<String>,
-) -> Result<Result<(VisitRecord, PatientRef), Refusal>, ApiError> {
-    Ok(Err((patient, code, why.into())))
-}
-
-/// Whether `asker` is the physician of this visit, within its record window, and the
-/// visit names a patient: the visit and its patient, or why not.
-async fn physician_of_visit(
-    state: &AppState,
-    asker: &Asker,
-    visit: &VisitId,
-    now: i64,
-) -> Result<Result<(VisitRecord, PatientRef), Refusal>, ApiError> {
-    let mut record = state.durable.visit(visit).await?;
-    let patient = record.as_ref().and_then(|r| r.patient_ref.clone());
-    let staff = match asker {
-        Asker::Staff(s) if s.has(Role::Physician) => s,
-        _ => {
-            return refused(
-                patient,
-                "not_physician",
-                "only the visit's physician may read the record",
-            );
+impl Asker {
+    /// The asker's staff account when they hold the physician role.
+    fn physician(&self) -> Option<&StaffId> {
+        match self {
+            Asker::Staff(s) if s.has(Role::Physician) => Some(&s.staff),
+            _ => None,
         }
-    };
-    // The visit's history is written just after the admit; allow it a moment to land.
-    for _ in 0..10 {
-        if record.as_ref().is_some_and(|r| r.admitted_by.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        record = state.durable.visit(visit).await?;
-    }
-    let Some(record) = record else {
-        return refused(
-            None,
-            "not_your_visit",
-            "you are not the physician of this visit",
-        );
-    };
-    let mine = record.admitted_by.as_ref() == Some(&staff.staff)
-        || record.physician.as_ref() == Some(&staff.staff);
-    if !mine {
-        return refused(
-            patient,
-            "not_your_visit",
-            "you are not the physician of this visit",
-        );
-    }
-    let window = state.settings.records.after_visit_minutes as i64 * 60_000;
-    if record.ended_at.is_some_and(|end| now > end + window) {
-        return refused(
-            patient,
-            "visit_closed",
-            "the visit is over and its record window has closed",
-        );
-    }
-    match patient {
-        Some(p) => Ok(Ok((record, p))),
-        None => refused(
-            None,
-            "no_patient_record",
-            "this visit's link named no patient record",
-        ),
     }
 }
 
-/// Whether `asker` may read this visit's record now: the patient and why it opens, or
-/// why not.
-async fn decide(
-    state: &AppState,
-    asker: &Asker,
-    visit: &VisitId,
-    now: i64,
-) -> Result<Result<(PatientRef, ChartGate), Refusal>, ApiError> {
-    let (_, patient) = match physician_of_visit(state, asker, visit, now).await? {
-        Ok(v) => v,
-        Err(r) => return Ok(Err(r)),
-    };
-    let Asker::Staff(staff) = asker else {
-        return Err(ApiError::internal("a visit physician who is not staff"));
-    };
-    let emergency = state
-        .durable
-        .emergency_access_granted(visit, &staff.staff)
-        .await?;
-    let check = state.durable.identity_check(visit).await?;
-    let links = &state.settings.links;
-    match chart::chart_gate(
-        links.identity_factor,
-        check.as_ref(),
-        links.identity_attempts,
-        emergency,
-    ) {
-        Ok(gate) => Ok(Ok((patient, gate))),
-        Err(r) => Ok(Err((Some(patient), r.code(), r.to_string()))),
-    }
+fn chart_refusal(why: ChartAccessError) -> ApiError {
+    ApiError::forbidden(why.code(), why.to_string())
 }
 
 #[derive(serde::Deserialize)]
@@ -371,13 +289,25 @@ async fn emergency_access(
         outcome: AuditOutcome::Refused,
         reason: None,
     };
-    let (record, patient) = match physician_of_visit(&state, &asker, &visit, now).await? {
+    let rules = ChartRules::from_settings(&state.settings);
+    let written = Some(state.history_written.clone());
+    let physician = asker.physician().cloned();
+    let decision = chart::physician_of_visit(
+        state.durable.as_ref(),
+        physician.as_ref(),
+        &visit,
+        now,
+        &rules,
+        written,
+    )
+    .await?;
+    let (record, patient) = match decision {
         Ok(v) => v,
-        Err((patient, code, why)) => {
-            entry.patient_ref = patient;
-            entry.reason = Some(code.to_owned());
+        Err(denied) => {
+            entry.patient_ref = denied.patient;
+            entry.reason = Some(denied.why.code().to_owned());
             audit(&state, entry).await?;
-            return Err(ApiError::forbidden(code, why));
+            return Err(chart_refusal(denied.why));
         }
     };
     entry.patient_ref = Some(patient.clone());
@@ -398,7 +328,7 @@ async fn emergency_access(
             ),
         ));
     }
-    let Asker::Staff(staff) = &asker else {
+    let Some(staff) = physician else {
         return Err(ApiError::internal("a visit physician who is not staff"));
     };
     // The audit entry first: access that cannot be audited is not granted.
@@ -410,7 +340,7 @@ async fn emergency_access(
         .record_emergency_access(NewEmergencyAccess {
             visit: visit.clone(),
             room: record.room.clone(),
-            staff: staff.staff.clone(),
+            staff: staff.clone(),
             patient_ref: Some(patient),
             reason,
             at: now,
@@ -418,7 +348,7 @@ async fn emergency_access(
         .await?;
     // The alert admins watch for; no patient, no reason text (it may name the patient).
     tracing::warn!(
-        staff = %staff.staff,
+        staff = %staff,
         visit = %visit,
         room = %record.room,
         "emergency access to a patient record (review: GET /api/emergency-access)"

@@ -10,13 +10,19 @@
 //! - The only way around it is emergency access: one physician, one visit, a reason of at
 //!   least [`MIN_EMERGENCY_REASON_CHARS`], audited, admins alerted.
 //!
+//! - Only the physician who admitted (or is in) the visit reads its chart, while the visit
+//!   is open or for `records.after_visit_minutes` after it ended, and only the patient the
+//!   join link named ([`may_open`]).
+//!
 //! The record read and the audit are the caller's (the HTTP edge); this module decides.
 
-use crate::config::IdentityFactor;
-use crate::durable::{DurableError, DurableStore, IdentityCheck};
-use crate::ids::VisitId;
+use crate::config::{IdentityFactor, Settings};
+use crate::durable::{DurableError, DurableStore, IdentityCheck, VisitRecord};
+use crate::ids::{PatientRef, StaffId, VisitId};
 use crate::visit::Millis;
 use chrono::NaiveDate;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// Shortest reason accepted for emergency access, characters.
 pub const MIN_EMERGENCY_REASON_CHARS: usize = 10;
@@ -153,6 +159,155 @@ pub fn chart_gate(
         Some(c) if c.confirmed_at.is_some() => Ok(ChartGate::Confirmed),
         Some(c) if c.attempts >= max_attempts => Err(ChartRefusal::IdentityLocked),
         _ => Err(ChartRefusal::IdentityNotConfirmed),
+    }
+}
+
+/// Why a staff member may not open a visit's chart. The messages are what they are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChartAccessError {
+    #[error("only the visit's physician may read the record")]
+    NotPhysician,
+    #[error("you are not the physician of this visit")]
+    NotYourVisit,
+    #[error("the visit is over and its record window has closed")]
+    VisitClosed,
+    #[error("this visit's link named no patient record")]
+    NoPatientRecord,
+    #[error(transparent)]
+    Identity(#[from] ChartRefusal),
+}
+
+impl ChartAccessError {
+    /// The stable reason code (HTTP `error`, and the audit entry's reason).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChartAccessError::NotPhysician => "not_physician",
+            ChartAccessError::NotYourVisit => "not_your_visit",
+            ChartAccessError::VisitClosed => "visit_closed",
+            ChartAccessError::NoPatientRecord => "no_patient_record",
+            ChartAccessError::Identity(r) => r.code(),
+        }
+    }
+}
+
+/// A refused chart request, with the patient that was asked for (for the audit entry).
+#[derive(Debug)]
+pub struct ChartDenied {
+    pub patient: Option<PatientRef>,
+    pub why: ChartAccessError,
+}
+
+/// The rules [`may_open`] applies, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartRules {
+    /// How long after the visit ended its physician may still read the chart.
+    pub after_visit_ms: i64,
+    pub factor: IdentityFactor,
+    pub max_attempts: u32,
+}
+
+impl ChartRules {
+    pub fn from_settings(settings: &Settings) -> Self {
+        ChartRules {
+            after_visit_ms: settings.records.after_visit_minutes as i64 * 60_000,
+            factor: settings.links.identity_factor,
+            max_attempts: settings.links.identity_attempts,
+        }
+    }
+}
+
+/// How long a chart request waits for the visit's admit to reach the history. The room
+/// records the admit before telling anyone (history before effects), so this only
+/// matters while the write is queued behind a slow database.
+const ADMIT_LANDS: Duration = Duration::from_millis(500);
+
+/// The visit's record, once it shows an admit or [`ADMIT_LANDS`] passed. `written` ticks
+/// whenever this node's history writer stored a transition.
+async fn visit_after_admit(
+    durable: &dyn DurableStore,
+    visit: &VisitId,
+    written: Option<watch::Receiver<u64>>,
+) -> Result<Option<VisitRecord>, DurableError> {
+    let Some(mut written) = written else {
+        return durable.visit(visit).await;
+    };
+    // Marked seen before reading, so a write after the read wakes the wait below.
+    written.borrow_and_update();
+    let mut record = durable.visit(visit).await?;
+    let deadline = tokio::time::Instant::now() + ADMIT_LANDS;
+    while !record.as_ref().is_some_and(|r| r.admitted_by.is_some()) {
+        match tokio::time::timeout_at(deadline, written.changed()).await {
+            Ok(Ok(())) => record = durable.visit(visit).await?,
+            _ => break,
+        }
+    }
+    Ok(record)
+}
+
+/// Whether `physician` (the asker's staff account when they hold the physician role,
+/// else `None`) is this visit's physician, within its record window, and the visit names
+/// a patient: the visit and its patient, or why not.
+pub async fn physician_of_visit(
+    durable: &dyn DurableStore,
+    physician: Option<&StaffId>,
+    visit: &VisitId,
+    now: Millis,
+    rules: &ChartRules,
+    written: Option<watch::Receiver<u64>>,
+) -> Result<Result<(VisitRecord, PatientRef), ChartDenied>, DurableError> {
+    let denied = |patient, why| Ok(Err(ChartDenied { patient, why }));
+    let Some(physician) = physician else {
+        let patient = durable.visit(visit).await?.and_then(|r| r.patient_ref);
+        return denied(patient, ChartAccessError::NotPhysician);
+    };
+    let Some(record) = visit_after_admit(durable, visit, written).await? else {
+        return denied(None, ChartAccessError::NotYourVisit);
+    };
+    let patient = record.patient_ref.clone();
+    let mine = record.admitted_by.as_ref() == Some(physician)
+        || record.physician.as_ref() == Some(physician);
+    if !mine {
+        return denied(patient, ChartAccessError::NotYourVisit);
+    }
+    if record
+        .ended_at
+        .is_some_and(|end| now > end + rules.after_visit_ms)
+    {
+        return denied(patient, ChartAccessError::VisitClosed);
+    }
+    match patient {
+        Some(p) => Ok(Ok((record, p))),
+        None => denied(None, ChartAccessError::NoPatientRecord),
+    }
+}
+
+/// Whether `physician` may open this visit's chart now: the patient and why it opens,
+/// or why not ([`physician_of_visit`], then the identity gate [`chart_gate`]).
+pub async fn may_open(
+    durable: &dyn DurableStore,
+    physician: Option<&StaffId>,
+    visit: &VisitId,
+    now: Millis,
+    rules: &ChartRules,
+    written: Option<watch::Receiver<u64>>,
+) -> Result<Result<(PatientRef, ChartGate), ChartDenied>, DurableError> {
+    let (_, patient) =
+        match physician_of_visit(durable, physician, visit, now, rules, written).await? {
+            Ok(v) => v,
+            Err(d) => return Ok(Err(d)),
+        };
+    // (Without a physician the request was refused above.)
+    let emergency = match physician {
+        Some(p) => durable.emergency_access_granted(visit, p).await?,
+        None => false,
+    };
+    let check = durable.identity_check(visit).await?;
+    match chart_gate(rules.factor, check.as_ref(), rules.max_attempts, emergency) {
+        Ok(gate) => Ok(Ok((patient, gate))),
+        Err(r) => Ok(Err(ChartDenied {
+            patient: Some(patient),
+            why: r.into(),
+        })),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     /// The key examroom signs SMART Backend Services assertions with (public part at
     /// `/.well-known/jwks.json`, so the EHR can register it).
     pub client_key: Arc<ClientKey>,
+    /// Ticks when this node stored a visit transition (`HistoryWriter::written`).
+    pub history_written: tokio::sync::watch::Receiver<u64>,
 }
 
 impl AppState {
