@@ -1,11 +1,12 @@
 //! Added latency of a cross-node relay versus a same-node one (docs/benchmarks.md,
 //! "Cross-node relay"). Ignored by default: `cargo test --release --test cluster_bench
 //! -- --ignored --nocapture`.
+//! Its own test binary: an ignored benchmark that times relays, so it wants a quiet process.
 
-mod cluster_support;
-mod support;
+#[path = "it/kit/mod.rs"]
+mod kit;
 
-use cluster_support::*;
+use crate::kit::cluster::*;
 use examroom::visit::RoomKind;
 use serde_json::json;
 use std::time::{Duration, Instant};

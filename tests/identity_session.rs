@@ -1,14 +1,17 @@
 //! Staff sign-in, sessions, cookies, CSRF and the bad tokens examroom refuses.
+//! Its own test binary: it installs a global tracing subscriber and reads every log line of
+//! the process, so other tests must not share the process.
 
-mod support;
+#[path = "it/kit/mod.rs"]
+mod kit;
 
+use crate::kit::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use examroom::durable::{AuditEntry, AuditOutcome};
 use examroom::identity::Role;
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
-use support::TestApp;
 
 const PW: &str = "correct horse battery staple";
 

@@ -6,13 +6,11 @@
 //! staff cookie; and a staff page says `hello` with its HttpOnly cookie, not a token its
 //! scripts could read.
 
-mod support;
-
+use crate::kit::*;
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

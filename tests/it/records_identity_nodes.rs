@@ -3,14 +3,12 @@
 //! reaches. Needs Redis and PostgreSQL (`EXAMROOM_TEST_REDIS_URL`,
 //! `EXAMROOM_TEST_DATABASE_URL`), as the cluster tests do.
 
-mod support;
-
+use crate::kit::*;
 use examroom::config::{LiveBackend, Secret, Settings};
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use serde_json::json;
 use sqlx::Connection;
-use support::*;
 
 const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";

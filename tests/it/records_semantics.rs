@@ -3,12 +3,10 @@
 //! computed twice — from the embedded store and through the FHIR client from the scripted
 //! server holding the same resources — and the two must agree.
 
-mod records_support;
-
+use crate::kit::records::scripted::{Behaviour, ScriptedFhir};
+use crate::kit::records::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use records_support::scripted::{Behaviour, ScriptedFhir};
-use records_support::*;
 use serde_json::{Value, json};
 
 const ME: &str = "pat-1";

@@ -4,13 +4,11 @@
 //! unknown route, a wrong method. A client needs one error parser, and a 500 or a
 //! text/plain answer to hostile input is a finding.
 
-mod support;
-
+use crate::kit::TestApp;
 use examroom::http::routes::{Access, ROUTES};
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use serde_json::Value;
-use support::TestApp;
 
 /// The answer is an error in the documented shape; returns (status, body).
 async fn assert_json_error(what: &str, res: reqwest::Response) -> (u16, Value) {

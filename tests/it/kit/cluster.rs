@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::support::Client;
+pub use crate::kit::Client;
 
 const SECRET: &str = "cluster-secret-cluster-secret-cluster!";
 const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -2,15 +2,13 @@
 //! visit history and CSV, surveys and experience, the OpenAPI document — and who may
 //! call what.
 
-mod support;
-
+use crate::kit::*;
 use examroom::durable::{LinkKind, NewLink, VisitEvent};
 use examroom::identity::Role;
 use examroom::ids::{LinkId, RoomId, StaffId, VisitId};
 use examroom::visit::{RoomKind, VisitState};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 /// A clinic: an admin, two physicians with a room each.
 struct Clinic {

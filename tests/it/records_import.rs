@@ -3,11 +3,9 @@
 //! `scripts/fetch-fhir-fixtures`). A clinic re-exports its records and imports them again;
 //! the panel must show what the latest export says, not what an older one said.
 
-mod records_support;
-
+use crate::kit::records::*;
 use examroom::ids::PatientRef;
 use examroom::records::{EmbeddedOptions, EmbeddedSource, RecordsError};
-use records_support::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

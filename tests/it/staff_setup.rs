@@ -2,11 +2,9 @@
 //! who sets a password and signs in; an admin resets a password, which ends the old
 //! sessions. Each link works once.
 
-mod support;
-
+use crate::kit::*;
 use examroom::identity::Role;
 use serde_json::{Value, json};
-use support::*;
 
 fn token_of(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_owned()

@@ -1,10 +1,8 @@
 //! Browsers give a page the camera only in a secure context: examroom serves HTTPS
 //! itself when given a certificate, and picks up a renewed certificate without a restart.
 
-mod support;
-
+use crate::kit::*;
 use std::time::Duration;
-use support::*;
 
 fn write_cert(dir: &std::path::Path) -> String {
     let ck =

@@ -2,15 +2,13 @@
 //! JWKS, served here by a local HTTP server with real RSA and EC keys generated in the
 //! test. Every bad token gets a 401 with a reason and changes nothing.
 
-mod support;
-
+use crate::kit::*;
 use axum::{Json, Router, routing::get};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 
 const ISS: &str = "https://idp.clinic.test";
 const AUD: &str = "examroom-staff";

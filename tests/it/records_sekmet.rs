@@ -2,14 +2,12 @@
 //! Services token endpoint) on loopback, loaded with Synthea and IPS patients.
 //! Needs `EXAMROOM_SEKMET` and `EXAMROOM_FHIR_FIXTURES` (scripts/fetch-fhir-fixtures).
 
-mod records_support;
-
+use crate::kit::records::*;
 use examroom::ids::PatientRef;
 use examroom::records::smart::ASSERTION_TYPE;
 use examroom::records::{
     ClientKey, EmbeddedSource, FhirConfig, FhirSource, RecordSource, SigningAlg,
 };
-use records_support::*;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

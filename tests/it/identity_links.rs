@@ -1,12 +1,10 @@
 //! Join links from minting to the waiting room: the patient story end to end, and every
 //! way a code can be refused.
 
-mod support;
-
+use crate::kit::TestApp;
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use serde_json::json;
-use support::TestApp;
 
 const DEVICE_A: &str = "device-aaaaaaaaaaaaaaaa";
 const DEVICE_B: &str = "device-bbbbbbbbbbbbbbbb";

@@ -1,10 +1,7 @@
 //! Several real examroom processes behind no balancer at all: clients pick nodes, as a
 //! load balancer without sticky sessions would. One Redis, one PostgreSQL database.
 
-mod cluster_support;
-mod support;
-
-use cluster_support::*;
+use crate::kit::cluster::*;
 use examroom::media::peer::{Candidate, LocalCandidate, LocalCandidates, Peer, PeerOptions};
 use examroom::visit::{RoomKind, VisitState};
 use serde_json::json;

@@ -10,11 +10,9 @@
 //! the field. Needs `scripts/fetch-fhir-fixtures` (EXAMROOM_FHIR_FIXTURES,
 //! EXAMROOM_MEDPLUM_MODULES, EXAMROOM_FHIRSNAKE).
 
-mod records_support;
-
-use records_support::scripted::{Behaviour, PatientMatch, Script, ScriptedFhir};
-use records_support::servers::*;
-use records_support::*;
+use crate::kit::records::scripted::{Behaviour, PatientMatch, Script, ScriptedFhir};
+use crate::kit::records::servers::*;
+use crate::kit::records::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -1,12 +1,10 @@
 //! The signalling edge over real WebSockets against the real server on a random port.
 
-mod support;
-
+use crate::kit::*;
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 /// A physician room with one physician signed in on the dashboard.
 async fn clinic(app: &TestApp) -> (examroom::visit::RoomConfig, Client) {

@@ -1,13 +1,11 @@
 //! The panel against real FHIR that nobody here wrote: the HL7 R4 examples, the IPS
 //! example bundles and Synthea patients (fetched by `scripts/fetch-fhir-fixtures`).
 
-mod records_support;
-
+use crate::kit::records::*;
 use examroom::ids::PatientRef;
 use examroom::records::model::Resource;
 use examroom::records::summary::{VitalKind, assemble};
 use examroom::records::{EmbeddedSource, PatientRecord};
-use records_support::*;
 
 const SHOWN: &[&str] = &[
     "Patient",

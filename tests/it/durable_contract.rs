@@ -142,7 +142,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::run_sqlite(|ctx| Box::pin(crate::$name(ctx))).await;
+                    super::run_sqlite(|ctx| Box::pin(super::$name(ctx))).await;
                 }
             )*
         }
@@ -150,7 +150,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::run_postgres(|ctx| Box::pin(crate::$name(ctx))).await;
+                    super::run_postgres(|ctx| Box::pin(super::$name(ctx))).await;
                 }
             )*
         }

@@ -1,11 +1,9 @@
 //! The load generator works: a short run against a real server completes its visits and
 //! relays messages both ways. No timing is asserted — that is what `scripts/bench` is for.
 
-mod support;
-
+use crate::kit::*;
 use examroom::load::{LoadConfig, Server, Target, fixture, run};
 use std::time::Duration;
-use support::*;
 
 async fn target(app: &TestApp, visits: usize, idle: usize) -> Target {
     let fixtures = fixture::prepare(

@@ -3,14 +3,12 @@
 //! read, allowed or refused, is audited; and `examroom audit verify` detects an edited or
 //! deleted audit entry. (The identity check itself: `records_identity.rs`.)
 
-mod support;
-
+use crate::kit::*;
 use examroom::audit::AuditOutcome;
 use examroom::identity::Role;
 use examroom::ids::PatientRef;
 use examroom::visit::RoomKind;
 use serde_json::{Value, json};
-use support::*;
 
 async fn get_record(app: &TestApp, visit: &str, token: Option<&str>) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(app.url(&format!("/api/visits/{visit}/record")));

@@ -11,8 +11,7 @@
 //! - every JSON-body route answers any body with a success or a 4xx in the documented
 //!   `{error, message, field?}` shape, never a 500 and never plain text.
 
-mod support;
-
+use crate::kit::*;
 use examroom::http::routes::{Access, ROUTES};
 use examroom::identity::Role;
 use examroom::protocol::{ClientMsg, ErrorCode, all_type_names, parse_client};
@@ -20,7 +19,6 @@ use examroom::visit::RoomKind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use support::*;
 
 /// JSON values of any shape, with strings that look like what the protocol carries.
 fn any_json() -> impl Strategy<Value = Value> {

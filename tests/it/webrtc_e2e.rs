@@ -3,8 +3,8 @@
 //! `connected`, and a data-channel message crosses. Then the same through a real coturn
 //! with relay-only policy and the TURN credentials examroom minted.
 
-mod support;
-
+use crate::kit::rtc::signal_over_ws;
+use crate::kit::*;
 use examroom::config::Secret;
 use examroom::identity::Role;
 use examroom::media::peer::{CandidateKind, IcePolicy, Peer, PeerOptions};
@@ -13,8 +13,6 @@ use examroom::visit::RoomKind;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::rtc::signal_over_ws;
-use support::*;
 
 const CONNECT: Duration = Duration::from_secs(20);
 

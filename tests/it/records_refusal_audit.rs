@@ -2,14 +2,12 @@
 //! far as known), which visit and patient was asked for, and why. Someone probing the
 //! records API without a valid sign-in leaves a trail in the hash-chained audit log.
 
-mod support;
-
+use crate::kit::*;
 use examroom::audit::{AuditEntry, AuditOutcome};
 use examroom::identity::Role;
 use examroom::ids::PatientRef;
 use examroom::visit::RoomKind;
 use serde_json::Value;
-use support::*;
 
 async fn read_chart(app: &TestApp, visit: &str, auth: Option<&str>) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(app.url(&format!("/api/visits/{visit}/record")));

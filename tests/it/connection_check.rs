@@ -2,8 +2,7 @@
 //! offers to examroom's own peer over `/ws`, gets RTT/loss figures, and the concurrency
 //! limit refuses the next check with a clear error.
 
-mod support;
-
+use crate::kit::*;
 use examroom::media::check::{CheckOptions, run_check};
 use examroom::media::peer::{Candidate, LocalCandidate, Peer, PeerOptions};
 use examroom::visit::RoomKind;
@@ -11,7 +10,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn waiting_patient(app: &TestApp, name: &str) -> Client {

@@ -4,14 +4,12 @@
 //! of birth against the record, and emergency access (reason required, audited, listed
 //! for admins) is the only way around it.
 
-mod support;
-
+use crate::kit::*;
 use examroom::audit::AuditOutcome;
 use examroom::identity::Role;
 use examroom::ids::{StaffId, VisitId};
 use examroom::visit::{RoomConfig, RoomKind};
 use serde_json::{Value, json};
-use support::*;
 
 /// demo-patient-1 (`serve --demo`): born 1968-04-17, allergic to penicillin.
 const PATIENT: &str = "demo-patient-1";
@@ -560,7 +558,7 @@ async fn an_admin_makes_a_patient_link_from_the_command_line() {
     let url = String::from_utf8(made.stdout).unwrap();
     let code = url.trim().rsplit('/').next().unwrap().to_owned();
 
-    let settings = support::test_settings(dir.path());
+    let settings = crate::kit::test_settings(dir.path());
     let app = TestApp::spawn_in(dir, {
         let mut s = settings;
         s.records.demo = true;

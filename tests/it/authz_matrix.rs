@@ -5,14 +5,12 @@
 //! when a `.route(…)` under `src/` is missing from that table, so a new route cannot
 //! skip the matrix. See `src/http/routes.rs` for how to register one.
 
-mod support;
-
+use crate::kit::TestApp;
 use examroom::http::routes::{Access, ROUTES};
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use support::TestApp;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -426,7 +424,7 @@ async fn hello_for_every_caller() {
 }
 
 /// Send one action; the code of the error it brings, or `closed`.
-async fn act(c: &mut support::Client, msg: Value) -> String {
+async fn act(c: &mut crate::kit::Client, msg: Value) -> String {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     if c.ws

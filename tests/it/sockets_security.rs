@@ -2,8 +2,7 @@
 //! open socket at once, idle sockets that cannot lock patients out, slow HTTP clients that
 //! cannot hold connections, `/metrics` for Prometheus only, and close codes that say why.
 
-mod support;
-
+use crate::kit::*;
 use examroom::identity::Role;
 use examroom::ids::StaffId;
 use examroom::visit::{RoomConfig, RoomKind};
@@ -11,7 +10,6 @@ use futures_util::SinkExt;
 use serde_json::json;
 use std::net::IpAddr;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 

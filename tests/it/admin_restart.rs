@@ -1,11 +1,9 @@
 //! Everything the admin API wrote survives a restart on the same data directory.
 
-mod support;
-
+use crate::kit::*;
 use examroom::identity::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
 
 async fn get(app: &TestApp, path: &str, token: &str) -> Value {
     let r = app.api(Method::GET, path, token).send().await.unwrap();

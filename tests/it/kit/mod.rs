@@ -2,6 +2,8 @@
 //! client that speaks the protocol. A test reads like the user story it checks.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod records;
 pub mod rtc;
 
 use examroom::app::AppState;
