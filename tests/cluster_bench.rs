@@ -52,8 +52,7 @@ fn pct(v: &[u128], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn cross_node_relay_latency() {
-    let redis = std::env::var("EXAMROOM_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = crate::kit::services::redis_url();
     let cluster = Cluster::start_with(
         2,
         &redis,

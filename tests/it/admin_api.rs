@@ -3,9 +3,9 @@
 //! call what.
 
 use crate::kit::*;
-use examroom::durable::{LinkKind, NewLink, VisitEvent};
+use examroom::durable::{NewLink, VisitEvent};
 use examroom::identity::Role;
-use examroom::ids::{LinkId, RoomId, StaffId, VisitId};
+use examroom::ids::{RoomId, StaffId, VisitId};
 use examroom::visit::{RoomKind, VisitState};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -24,10 +24,7 @@ struct Clinic {
 
 async fn clinic() -> Clinic {
     let app = TestApp::spawn().await;
-    let admin_id = app
-        .staff("Ada Admin", vec![Role::Admin], vec![], None)
-        .await;
-    let admin = app.staff_token(&admin_id, vec![Role::Admin]).await;
+    let (_, admin) = app.admin().await;
     let doc_a = app.physician("Dr Grey").await;
     let doc_b = app.physician("Dr Shepherd").await;
     let tok_a = app.staff_token(&doc_a, vec![Role::Physician]).await;
@@ -810,19 +807,8 @@ async fn links_are_listed_without_their_codes_and_physicians_see_their_rooms_onl
             .state
             .durable
             .create_link(NewLink {
-                id: LinkId::new(),
-                code_hash: examroom::identity::hash_secret(&examroom::ids::random_id()),
-                kind: LinkKind::Patient,
-                room: room.clone(),
-                visit: VisitId::new(),
-                patient_name: Some(name.into()),
-                patient_ref: None,
                 reason: Some("rash".into()),
-                lang: None,
-                not_before: None,
-                expires_at: now + 3_600_000,
-                created_by: by.clone(),
-                created_at: now,
+                ..seed::new_patient_link(room, by, &examroom::ids::random_id(), name, now)
             })
             .await
             .unwrap();

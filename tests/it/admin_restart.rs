@@ -14,10 +14,7 @@ async fn get(app: &TestApp, path: &str, token: &str) -> Value {
 #[tokio::test]
 async fn rooms_staff_links_visits_and_surveys_survive_a_restart() {
     let app = TestApp::spawn().await;
-    let admin_id = app
-        .staff("Ada Admin", vec![Role::Admin], vec![], None)
-        .await;
-    let admin = app.staff_token(&admin_id, vec![Role::Admin]).await;
+    let (_, admin) = app.admin().await;
     let doc = app.physician("Dr Grey").await;
 
     // Through the API: a room, an invited physician, an edit.
@@ -56,21 +53,9 @@ async fn rooms_staff_links_visits_and_surveys_survive_a_restart() {
     let now = chrono::Utc::now().timestamp_millis();
     app.state
         .durable
-        .create_link(examroom::durable::NewLink {
-            id: examroom::ids::LinkId::new(),
-            code_hash: examroom::identity::hash_secret("code"),
-            kind: examroom::durable::LinkKind::Patient,
-            room: room_id.clone(),
-            visit: examroom::ids::VisitId::new(),
-            patient_name: Some("Ana".into()),
-            patient_ref: None,
-            reason: None,
-            lang: None,
-            not_before: None,
-            expires_at: now + 3_600_000,
-            created_by: doc.clone(),
-            created_at: now,
-        })
+        .create_link(crate::kit::seed::new_patient_link(
+            &room_id, &doc, "code", "Ana", now,
+        ))
         .await
         .unwrap();
     let doc_token = app.staff_token(&doc, vec![Role::Physician]).await;

@@ -8,7 +8,6 @@
 use crate::kit::TestApp;
 use examroom::http::routes::{Access, ROUTES};
 use examroom::identity::Role;
-use examroom::visit::RoomKind;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -201,9 +200,7 @@ struct World {
 /// came in by real links.
 async fn world() -> World {
     let app = TestApp::spawn().await;
-    let doc = app.physician("Dr Matrix").await;
-    let room = app.room("Matrix", RoomKind::Physician, &[&doc]).await;
-    let physician = app.staff_token(&doc, vec![Role::Physician]).await;
+    let (_, physician, room) = app.physician_with_room("Dr Matrix", "Matrix").await;
     let admin_id = app.staff("Ad Min", vec![Role::Admin], vec![], None).await;
     let admin = app.staff_token(&admin_id, vec![Role::Admin]).await;
     let link = app.mint_link(&physician, json!({"room": room.id})).await;

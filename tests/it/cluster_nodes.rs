@@ -7,11 +7,8 @@ use examroom::visit::{RoomKind, VisitState};
 use serde_json::json;
 use std::time::Duration;
 
-const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
-
-fn shared_redis() -> String {
-    std::env::var("EXAMROOM_TEST_REDIS_URL").unwrap_or_else(|_| SHARED_REDIS.into())
-}
+use crate::kit::admit;
+use crate::kit::services::redis_url as shared_redis;
 
 /// Local candidates of one gathering round, until its end.
 async fn gathered(rx: &mut LocalCandidates) -> Vec<Candidate> {
@@ -65,14 +62,7 @@ async fn a_patient_on_one_node_sees_a_physician_on_another_with_real_webrtc() {
         .await;
     assert_eq!(q["entries"][0]["name"], "Ana");
 
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    let admitted = ana.expect("admitted").await;
-    let doc_id = admitted["peers"][0]["participant"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    doc.expect("admitted").await;
+    let doc_id = admit(&mut doc, &mut ana, &room.id, &visit).await;
 
     // Real peers, signalled through two nodes.
     let (pa, mut pa_cands) = Peer::new(PeerOptions::default()).await.unwrap();
@@ -313,14 +303,7 @@ async fn while_redis_is_down_a_same_node_visit_keeps_relaying_and_readiness_reco
         .to_owned();
 
     redis.stop();
-    let mut went_down = false;
-    for _ in 0..60 {
-        if node.ready_status().await == 503 {
-            went_down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let went_down = node.ready_status_within(503, 60).await;
     assert!(went_down, "/readyz stayed 200 with Redis gone");
     for i in 0..5 {
         doc.send(json!({"type": "offer", "to": ana.participant, "sdp": format!("v=0 {i}")}))
@@ -332,14 +315,7 @@ async fn while_redis_is_down_a_same_node_visit_keeps_relaying_and_readiness_reco
     doc.expect("answer").await;
 
     redis.restart();
-    let mut back = false;
-    for _ in 0..100 {
-        if node.ready_status().await == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let back = node.ready_status_within(200, 100).await;
     assert!(back, "/readyz did not recover after Redis returned");
     // The room took its lease back and goes on.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -368,11 +344,8 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
         .store
         .create_staff(examroom::durable::NewStaff {
             email: "admin@clinic.test".into(),
-            name: "Ad Min".into(),
-            roles: vec![examroom::identity::Role::Admin],
-            password_hash: None,
             languages: vec![],
-            gender: None,
+            ..crate::kit::seed::new_staff("Ad Min", vec![examroom::identity::Role::Admin])
         })
         .await
         .unwrap()

@@ -6,6 +6,7 @@
 //! `examroom_test_<random>` database there and drops it afterwards. If PostgreSQL cannot be
 //! reached the PostgreSQL tests fail, naming that variable: they never skip.
 
+use crate::kit::services::TestDatabase;
 use examroom::audit::AuditOutcome;
 use examroom::config::{Secret, Settings};
 use examroom::durable::*;
@@ -16,9 +17,6 @@ use sqlx::Connection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-const PG_ENV: &str = "EXAMROOM_TEST_DATABASE_URL";
-const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// One test's store plus what it needs to reach under the store (to tamper, to reopen).
 struct Ctx {
@@ -85,23 +83,9 @@ async fn run_sqlite(check: Check) {
 }
 
 async fn run_postgres(check: Check) {
-    let admin_url = std::env::var(PG_ENV).unwrap_or_else(|_| PG_DEFAULT.to_owned());
-    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "PostgreSQL is unreachable ({e}). The PostgreSQL contract tests need a server: \
-             set {PG_ENV} to a URL of a role that may CREATE DATABASE \
-             (default {PG_DEFAULT})."
-        ),
-    };
-    let name = format!("examroom_test_{}", examroom::ids::random_id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("CREATE DATABASE for the test");
-    let mut url = url_with_db(&admin_url, &name);
+    let db = TestDatabase::create().await;
     let mut settings = Settings::default();
-    settings.database.url = Secret::new(std::mem::take(&mut url));
+    settings.database.url = Secret::new(db.url.clone());
     // Run the check as its own task so a failing assertion still lets us drop the database.
     let outcome = tokio::spawn(async move {
         let store = open(&settings).await.expect("open PostgreSQL store");
@@ -113,27 +97,10 @@ async fn run_postgres(check: Check) {
         .await;
     })
     .await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .expect("drop the test database");
+    db.drop().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
-}
-
-/// Replace the database name (the path) of a postgres URL.
-fn url_with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
-    format!("{}/{db}{query}", &base[..host_end])
 }
 
 macro_rules! contract {

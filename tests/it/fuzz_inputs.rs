@@ -321,14 +321,7 @@ fn json_bodies_get_an_answer_or_a_json_error_never_a_500() {
                     req = req.header("content-type", "application/json");
                 }
                 let res = req.send().await.unwrap();
-                let status = res.status().as_u16();
-                let ctype = res
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let text = res.text().await.unwrap();
+                let (status, ctype, text) = crate::kit::status_type_text(res).await;
                 let what = format!(
                     "{} {} {}",
                     route.method,

@@ -117,9 +117,8 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
 }
 
 async fn physician_and_room(app: &TestApp) -> (String, examroom::visit::RoomConfig) {
-    let doc = app.physician("Dr Bo").await;
-    let room = app.room("Bo", RoomKind::Physician, &[&doc]).await;
-    (app.staff_token(&doc, vec![Role::Physician]).await, room)
+    let (_, token, room) = app.physician_with_room("Dr Bo", "Bo").await;
+    (token, room)
 }
 
 #[tokio::test]
@@ -299,7 +298,6 @@ async fn physician_and_room_named(
     who: &str,
     name: &str,
 ) -> (String, examroom::visit::RoomConfig) {
-    let doc = app.physician(who).await;
-    let room = app.room(name, RoomKind::Physician, &[&doc]).await;
-    (app.staff_token(&doc, vec![Role::Physician]).await, room)
+    let (_, token, room) = app.physician_with_room(who, name).await;
+    (token, room)
 }

@@ -12,14 +12,7 @@ use serde_json::Value;
 
 /// The answer is an error in the documented shape; returns (status, body).
 async fn assert_json_error(what: &str, res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
+    let (status, ctype, text) = crate::kit::status_type_text(res).await;
     assert!(
         (400..500).contains(&status),
         "{what}: expected a 4xx, got {status}: {text}"

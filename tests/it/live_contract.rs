@@ -76,11 +76,8 @@ async fn redis() -> Ctx {
     let mut s = Settings::default();
     s.live.backend = LiveBackend::Redis;
     s.live.lease_ms = 1000;
-    s.redis.url = examroom::config::Secret::new(
-        std::env::var("EXAMROOM_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-    );
-    s.redis.key_prefix = format!("examroom-test:{}", examroom::ids::random_id());
+    s.redis.url = examroom::config::Secret::new(crate::kit::services::redis_url());
+    s.redis.key_prefix = crate::kit::services::redis_prefix();
     let live = RedisLive::connect(&s, rooms.clone(), history.clone(), timing())
         .await
         .expect("Redis reachable (EXAMROOM_TEST_REDIS_URL)");

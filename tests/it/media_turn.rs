@@ -57,22 +57,6 @@ fn relay_options(servers: Vec<IceServer>) -> PeerOptions {
     }
 }
 
-/// Offer/answer between two peers; returns them shared, with candidates piped both ways.
-async fn signal(
-    a: (Peer, LocalCandidates),
-    b: (Peer, LocalCandidates),
-) -> (Arc<Peer>, Arc<Peer>, examroom::media::peer::Channel) {
-    let (a, a_cands) = (Arc::new(a.0), a.1);
-    let (b, b_cands) = (Arc::new(b.0), b.1);
-    let chan = a.create_channel("chat").await.unwrap();
-    let offer = a.create_offer().await.unwrap();
-    let answer = b.accept_offer(&offer).await.unwrap();
-    a.set_answer(&answer).await.unwrap();
-    pipe_candidates(a_cands, b.clone());
-    pipe_candidates(b_cands, a.clone());
-    (a, b, chan)
-}
-
 /// Collect local candidates until the end-of-candidates marker (or `limit`).
 async fn gather(peer: &Peer, cands: &mut LocalCandidates, limit: Duration) -> Vec<CandidateKind> {
     let _chan = peer.create_channel("probe").await.unwrap();
@@ -98,7 +82,7 @@ async fn relay_only_peers_connect_through_coturn_with_minted_credentials() {
 
     let patient = Peer::new(relay_options(patient_servers)).await.unwrap();
     let physician = Peer::new(relay_options(physician_servers)).await.unwrap();
-    let (patient, physician, chat) = signal(patient, physician).await;
+    let (patient, physician, chat) = crate::kit::rtc::signal_directly(patient, physician).await;
 
     patient.wait_connected(WAIT).await.unwrap();
     physician.wait_connected(WAIT).await.unwrap();
@@ -143,7 +127,7 @@ async fn assert_refused(bad: Vec<IceServer>, turn: &Turn) {
     let (good, _) = ice_config(turn).servers_for("physician-9", now());
     let bad_peer = Peer::new(relay_options(bad)).await.unwrap();
     let good_peer = Peer::new(relay_options(good)).await.unwrap();
-    let (bad_peer, good_peer, _chan) = signal(bad_peer, good_peer).await;
+    let (bad_peer, good_peer, _chan) = crate::kit::rtc::signal_directly(bad_peer, good_peer).await;
     assert!(
         bad_peer
             .wait_connected(Duration::from_secs(8))

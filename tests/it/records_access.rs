@@ -159,9 +159,7 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
 #[tokio::test]
 async fn audit_verify_detects_an_edited_entry() {
     let app = TestApp::spawn_with(|s| s.records.demo = true).await;
-    let grey = app.physician("Dr Grey").await;
-    let room = app.room("Room", RoomKind::Physician, &[&grey]).await;
-    let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;
+    let (_, grey_t, room) = app.physician_with_room("Dr Grey", "Room").await;
     let (t, _, visit) = app.patient_token_with(
         &room.id,
         "Ana",
@@ -174,18 +172,7 @@ async fn audit_verify_detects_an_edited_entry() {
         get_record(&app, visit.as_str(), Some(&grey_t)).await;
     }
     let dir = app.shutdown().await;
-    let bin = env!("CARGO_BIN_EXE_examroom");
-    let verify = || {
-        std::process::Command::new(bin)
-            .args(["audit", "verify", "--data-dir"])
-            .arg(dir.path())
-            .env(
-                "EXAMROOM__IDENTITY__TOKEN_SECRET",
-                "test-secret-test-secret-test-secret!!",
-            )
-            .output()
-            .unwrap()
-    };
+    let verify = || crate::kit::cli(&["audit", "verify"], dir.path());
     let ok = verify();
     assert!(
         ok.status.success(),

@@ -52,20 +52,6 @@ fn all_files() -> Vec<(Value, Value, String)> {
     out
 }
 
-/// The resource types the panel reads: the servers are loaded with these only (claims,
-/// procedures, documents… would only make loading slower).
-const PANEL_TYPES: [&str; 9] = [
-    "Patient",
-    "AllergyIntolerance",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Medication",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "Encounter",
-];
-
 fn panel_resources(b: &Value) -> Vec<Value> {
     resources_with_ids(b)
         .into_iter()

@@ -7,17 +7,7 @@ use examroom::records::model::Resource;
 use examroom::records::summary::{VitalKind, assemble};
 use examroom::records::{EmbeddedSource, PatientRecord};
 
-const SHOWN: &[&str] = &[
-    "Patient",
-    "AllergyIntolerance",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Medication",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "Encounter",
-];
+const SHOWN: &[&str] = PANEL_TYPES;
 
 #[test]
 fn every_r4_example_of_a_shown_type_parses() {

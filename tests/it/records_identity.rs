@@ -225,15 +225,7 @@ async fn staff_cannot_redeem_a_patient_link_from_a_staff_session_or_browser() {
     );
 
     // Signed in in this browser: the session cookie.
-    let r = c
-        .app
-        .call(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "grey@clinic.test", "password": PW})),
-        )
-        .await;
+    let r = c.app.sign_in_call("grey@clinic.test", PW).await;
     assert_eq!(r.status(), 200);
     let cookies = set_cookies(&r);
     let session = cookies
@@ -533,17 +525,9 @@ async fn an_admin_makes_a_patient_link_from_the_command_line() {
     let room = c.room.id.to_string();
     let dir = c.app.shutdown().await;
     let cli = |by: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_examroom"))
-            .args(["link", "create", "--room", &room, "--by", by])
-            .args(["--patient-ref", PATIENT, "--name", "Ana"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env(
-                "EXAMROOM__IDENTITY__TOKEN_SECRET",
-                "test-secret-test-secret-test-secret!!",
-            )
-            .output()
-            .unwrap()
+        let args = ["link", "create", "--room", room.as_str(), "--by", by];
+        let more = ["--patient-ref", PATIENT, "--name", "Ana"];
+        crate::kit::cli(&[&args[..], &more[..]].concat(), dir.path())
     };
     // A physician is not a trusted source of the record id, here either.
     let refused = cli("grey@clinic.test");

@@ -3,74 +3,34 @@
 //! reaches. Needs Redis and PostgreSQL (`EXAMROOM_TEST_REDIS_URL`,
 //! `EXAMROOM_TEST_DATABASE_URL`), as the cluster tests do.
 
+use crate::kit::services::{TestDatabase, on_redis, redis_prefix};
 use crate::kit::*;
-use examroom::config::{LiveBackend, Secret, Settings};
+use examroom::config::{Secret, Settings};
 use examroom::identity::Role;
-use examroom::visit::RoomKind;
 use serde_json::json;
-use sqlx::Connection;
-
-const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 
 /// Two in-process nodes sharing a fresh PostgreSQL database and a Redis key prefix, and
-/// what drops that database afterwards.
-async fn two_nodes() -> (TestApp, TestApp, DropDb) {
-    let admin_url =
-        std::env::var("EXAMROOM_TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into());
-    let redis = std::env::var("EXAMROOM_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_DEFAULT.into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("PostgreSQL reachable (EXAMROOM_TEST_DATABASE_URL)");
-    let db = format!("examroom_test_{}", examroom::ids::random_id());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let db_url = format!("{base}/{db}");
-    let prefix = format!("examroom-test:{}", examroom::ids::random_id());
+/// that database (to drop once the nodes are down).
+async fn two_nodes() -> (TestApp, TestApp, TestDatabase) {
+    let db = TestDatabase::create().await;
+    let prefix = redis_prefix();
     let node = |s: &mut Settings| {
         s.records.demo = true;
-        s.database.url = Secret::new(db_url.clone());
-        s.live.backend = LiveBackend::Redis;
+        s.database.url = Secret::new(db.url.clone());
+        on_redis(s, &prefix);
         s.live.lease_ms = 1500;
-        s.redis.url = Secret::new(redis.clone());
-        s.redis.key_prefix = prefix.clone();
     };
     (
         TestApp::spawn_with(node).await,
         TestApp::spawn_with(node).await,
-        DropDb { admin_url, db },
+        db,
     )
-}
-
-struct DropDb {
-    admin_url: String,
-    db: String,
-}
-
-impl DropDb {
-    async fn drop_after(self, nodes: [TestApp; 2]) {
-        for n in nodes {
-            n.shutdown().await;
-        }
-        if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
-                .execute(&mut c)
-                .await;
-        }
-    }
 }
 
 #[tokio::test]
 async fn answers_and_reads_on_either_node_share_one_identity_check() {
     let (a, b, db) = two_nodes().await;
-    let grey = a.physician("Dr Grey").await;
-    let room = a
-        .room("Family medicine", RoomKind::Physician, &[&grey])
-        .await;
-    let grey_t = a.staff_token(&grey, vec![Role::Physician]).await;
+    let (_, grey_t, room) = a.physician_with_room("Dr Grey", "Family medicine").await;
     let admin = a.staff("Admin Ada", vec![Role::Admin], vec![], None).await;
     let admin_t = a.staff_token(&admin, vec![Role::Admin]).await;
     let link = a
@@ -138,5 +98,8 @@ async fn answers_and_reads_on_either_node_share_one_identity_check() {
         assert_eq!(s, 200, "{panel}");
     }
     drop((ana, doc));
-    db.drop_after([a, b]).await;
+    for n in [a, b] {
+        n.shutdown().await;
+    }
+    db.drop().await;
 }

@@ -26,16 +26,8 @@ impl Drop for Sekmet {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_sekmet(dir: &std::path::Path, clients: Value) -> Sekmet {
-    let port = free_port();
+    let port = crate::kit::services::free_port();
     let root = format!("http://127.0.0.1:{port}");
     let config = json!({
         "base_url": format!("{root}/fhir"),
@@ -74,9 +66,7 @@ async fn start_sekmet(dir: &std::path::Path, clients: Value) -> Sekmet {
     };
     let http = reqwest::Client::new();
     for _ in 0..150 {
-        if let Ok(r) = http.get(format!("{}/metadata", s.base)).send().await
-            && r.status().is_success()
-        {
+        if crate::kit::services::answers(&http, &format!("{}/metadata", s.base)).await {
             return s;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -94,12 +94,7 @@ async fn no_api_answer_is_kept_by_a_browser_or_proxy() {
     .await;
     // Sign-in hands out a token: never stored.
     let r = app
-        .call(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "ada@clinic.test", "password": "correct horse battery staple"})),
-        )
+        .sign_in_call("ada@clinic.test", "correct horse battery staple")
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");

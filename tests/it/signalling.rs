@@ -8,11 +8,7 @@ use std::time::Duration;
 
 /// A physician room with one physician signed in on the dashboard.
 async fn clinic(app: &TestApp) -> (examroom::visit::RoomConfig, Client) {
-    let doc = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&doc])
-        .await;
-    let token = app.staff_token(&doc, vec![Role::Physician]).await;
+    let (_, token, room) = app.physician_with_room("Dr Grey", "Family medicine").await;
     let mut c = app.join(&token).await;
     c.expect("queue").await;
     (room, c)
@@ -27,22 +23,13 @@ async fn a_visit_exchanges_offer_answer_and_candidates_and_no_one_else_hears() {
     let w = ana.expect("waiting").await;
     assert_eq!(w["position"], 1);
     // Another patient waits in the same room: they must hear nothing of Ana's visit.
-    let (t2, _, _) = app.patient_token(&room.id, "Ben");
-    let mut ben = app.join(&t2).await;
-    ben.expect("waiting").await;
+    let mut ben = app.waiting_patient(&room.id, "Ben").await;
 
     let q = doc
         .expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 2)
         .await;
     assert_eq!(q["entries"][0]["name"], "Ana");
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    let admitted = ana.expect("admitted").await;
-    let doc_id = admitted["peers"][0]["participant"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    doc.expect("admitted").await;
+    let doc_id = admit(&mut doc, &mut ana, &room.id, &visit).await;
 
     doc.send(json!({"type": "offer", "to": ana.participant, "sdp": "v=0 offer"}))
         .await;
@@ -90,9 +77,7 @@ async fn a_visit_exchanges_offer_answer_and_candidates_and_no_one_else_hears() {
 async fn bad_input_gets_a_named_error_and_the_connection_survives() {
     let app = TestApp::spawn().await;
     let (room, _doc) = clinic(&app).await;
-    let (t, _, _) = app.patient_token(&room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
+    let mut ana = app.waiting_patient(&room.id, "Ana").await;
 
     ana.send_raw("{not json".into()).await;
     assert_eq!(ana.expect("error").await["code"], "bad_json");
@@ -190,9 +175,7 @@ async fn flooding_is_rate_limited_without_closing() {
 #[tokio::test]
 async fn a_physician_drop_mid_call_resumes_without_readmission() {
     let app = TestApp::spawn().await;
-    let doc_id = app.physician("Dr Grey").await;
-    let room = app.room("Room", RoomKind::Physician, &[&doc_id]).await;
-    let doc_token = app.staff_token(&doc_id, vec![Role::Physician]).await;
+    let (doc_id, doc_token, room) = app.physician_with_room("Dr Grey", "Room").await;
     let mut doc = app.join(&doc_token).await;
     let (t, _, visit) = app.patient_token(&room.id, "Ana");
     let mut ana = app.join(&t).await;
@@ -311,9 +294,7 @@ async fn walk_in_two_physicians_five_patients_each_admitted_once() {
 async fn shutdown_tells_clients_to_reconnect_and_finishes_in_bounded_time() {
     let app = TestApp::spawn().await;
     let (room, mut doc) = clinic(&app).await;
-    let (t, _, _) = app.patient_token(&room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
+    let mut ana = app.waiting_patient(&room.id, "Ana").await;
     let started = std::time::Instant::now();
     let state = app.state.clone();
     let stop = tokio::spawn(app.shutdown());

@@ -23,11 +23,7 @@ struct Clinic {
 }
 
 async fn clinic(app: &TestApp) -> Clinic {
-    let grey = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&grey])
-        .await;
-    let grey_token = app.staff_token(&grey, vec![Role::Physician]).await;
+    let (grey, grey_token, room) = app.physician_with_room("Dr Grey", "Family medicine").await;
     let admin = app.staff("Ad Min", vec![Role::Admin], vec![], None).await;
     let admin_token = app.staff_token(&admin, vec![Role::Admin]).await;
     let mut dashboard = app.join(&grey_token).await;
@@ -149,9 +145,7 @@ async fn a_physician_taken_off_a_room_no_longer_sees_its_waiting_patients() {
     let mut back = app.ws().await;
     let w = back.hello(&c.grey_token, None).await;
     assert_eq!(w["rooms"], json!([]), "{w}");
-    let (t, _, _) = app.patient_token(&c.room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
+    let _ana = app.waiting_patient(&c.room.id, "Ana").await;
     back.expect_none("queue", Duration::from_millis(300)).await;
 }
 
@@ -415,9 +409,7 @@ async fn a_flood_gets_rate_limited_then_is_closed_with_1008() {
     })
     .await;
     let c = clinic(&app).await;
-    let (t, _, _) = app.patient_token(&c.room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
+    let mut ana = app.waiting_patient(&c.room.id, "Ana").await;
     for _ in 0..200 {
         if ana
             .ws

@@ -11,22 +11,13 @@ fn token_of(url: &str) -> String {
 }
 
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
-    app.call_json(
-        "POST",
-        "/api/session",
-        None,
-        Some(json!({"email": email, "password": password})),
-    )
-    .await
+    app.sign_in_json(email, password).await
 }
 
 #[tokio::test]
 async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
     let app = TestApp::spawn().await;
-    let admin = app
-        .staff("Ada Admin", vec![Role::Admin], vec![], None)
-        .await;
-    let admin_t = app.staff_token(&admin, vec![Role::Admin]).await;
+    let (_, admin_t) = app.admin().await;
 
     let (s, invited) = app
         .call_json(

@@ -6,7 +6,6 @@
 use crate::kit::rtc::signal_over_ws;
 use crate::kit::*;
 use examroom::config::Secret;
-use examroom::identity::Role;
 use examroom::media::peer::{CandidateKind, IcePolicy, Peer, PeerOptions};
 use examroom::protocol::IceServerInfo;
 use examroom::visit::RoomKind;
@@ -17,11 +16,7 @@ use std::time::Duration;
 const CONNECT: Duration = Duration::from_secs(20);
 
 async fn visit_with_real_peers(app: &TestApp, policy: IcePolicy) -> (Arc<Peer>, Arc<Peer>) {
-    let doc_id = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&doc_id])
-        .await;
-    let doc_token = app.staff_token(&doc_id, vec![Role::Physician]).await;
+    let (_, doc_token, room) = app.physician_with_room("Dr Grey", "Family medicine").await;
 
     // The patient arrives first and waits.
     let (t, _, visit) = app.patient_token(&room.id, "Ana");

@@ -2,13 +2,14 @@
 //! database; staff, rooms and tokens are made through the library on the same database.
 #![allow(dead_code)]
 
+use super::seed;
+use super::services::free_port;
+use super::services::{TestDatabase, redis_prefix};
 use examroom::config::{Secret, Settings};
-use examroom::durable::{DurableStore, LinkKind, NewLink, NewRoom, NewSession, NewStaff};
-use examroom::identity::token::NewToken;
+use examroom::durable::{DurableStore, NewStaff};
 use examroom::identity::{Role, TokenKeys};
-use examroom::ids::{LinkId, ParticipantId, RoomId, StaffId, VisitId};
+use examroom::ids::{ParticipantId, RoomId, StaffId, VisitId};
 use examroom::visit::{RoomConfig, RoomKind};
-use sqlx::Connection;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +17,6 @@ use std::time::Duration;
 pub use crate::kit::Client;
 
 const SECRET: &str = "cluster-secret-cluster-secret-cluster!";
-const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A private Redis for tests that stop and start it.
 pub struct PrivateRedis {
@@ -79,9 +71,7 @@ impl Drop for PrivateRedis {
 }
 
 pub struct Cluster {
-    pub db_url: String,
-    db_name: String,
-    admin_url: String,
+    pub db: TestDatabase,
     pub redis_url: String,
     pub prefix: String,
     pub store: Arc<dyn DurableStore>,
@@ -106,6 +96,16 @@ impl Node {
             Err(_) => 0,
         }
     }
+    /// Whether `/readyz` answers `status` within `tries` × 100 ms.
+    pub async fn ready_status_within(&self, status: u16, tries: usize) -> bool {
+        for _ in 0..tries {
+            if self.ready_status().await == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -123,14 +123,15 @@ impl Node {
         (status, r.json().await.unwrap_or_default())
     }
     pub async fn join(&self, token: &str) -> Client {
-        let mut c = Client::connect(&format!("ws://127.0.0.1:{}/ws", self.port)).await;
-        c.hello(token, None).await;
-        c
+        Client::join(&format!("ws://127.0.0.1:{}/ws", self.port), token, None).await
     }
     pub async fn rejoin(&self, token: &str, resume: &str) -> Client {
-        let mut c = Client::connect(&format!("ws://127.0.0.1:{}/ws", self.port)).await;
-        c.hello(token, Some(resume)).await;
-        c
+        Client::join(
+            &format!("ws://127.0.0.1:{}/ws", self.port),
+            token,
+            Some(resume),
+        )
+        .await
     }
 }
 
@@ -147,31 +148,16 @@ impl Cluster {
 
     /// With extra `EXAMROOM__…` settings for every node.
     pub async fn start_with(nodes: usize, redis_url: &str, env: &[(&str, &str)]) -> Cluster {
-        let admin_url =
-            std::env::var("EXAMROOM_TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("PostgreSQL reachable (EXAMROOM_TEST_DATABASE_URL)");
-        let db_name = format!("examroom_test_{}", examroom::ids::random_id());
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let db_url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db_name}"),
-            None => unreachable!(),
-        };
+        let db = TestDatabase::create().await;
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::default();
         settings.server.data_dir = dir.path().to_path_buf();
-        settings.database.url = Secret::new(db_url.clone());
+        settings.database.url = Secret::new(db.url.clone());
         let store = examroom::durable::open(&settings).await.unwrap();
         let mut c = Cluster {
-            db_url,
-            db_name,
-            admin_url,
+            db,
             redis_url: redis_url.to_owned(),
-            prefix: format!("examroom-test:{}", examroom::ids::random_id()),
+            prefix: redis_prefix(),
             store,
             keys: TokenKeys::new(&Secret::new(SECRET)),
             nodes: Vec::new(),
@@ -194,7 +180,7 @@ impl Cluster {
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data)
-            .env("EXAMROOM__DATABASE__URL", &self.db_url)
+            .env("EXAMROOM__DATABASE__URL", &self.db.url)
             .env("EXAMROOM__LIVE__BACKEND", "redis")
             .env("EXAMROOM__LIVE__LEASE_MS", "1500")
             .env("EXAMROOM__REDIS__URL", &self.redis_url)
@@ -221,148 +207,59 @@ impl Cluster {
     }
 
     pub async fn physician(&self, name: &str) -> StaffId {
-        self.store
-            .create_staff(NewStaff {
-                email: format!("{}@clinic.test", name.to_lowercase().replace(' ', ".")),
-                name: name.into(),
-                roles: vec![Role::Physician],
-                password_hash: None,
-                languages: vec!["en".into()],
-                gender: None,
-            })
-            .await
-            .unwrap()
-            .id
+        seed::create_staff(
+            self.store.as_ref(),
+            seed::new_staff(name, vec![Role::Physician]),
+        )
+        .await
     }
 
     pub async fn room(&self, kind: RoomKind, physicians: &[&StaffId]) -> RoomConfig {
-        self.store
-            .create_room(NewRoom {
-                name: format!("Room {}", &examroom::ids::random_id()[..8]),
-                kind,
-                physicians: physicians.iter().map(|s| (*s).clone()).collect(),
-                waiting_message: "Thanks for waiting.".into(),
-                max_wait_secs: 3600,
-                max_participants: 4,
-                chat_allowed: true,
-                invites_allowed: true,
-                opening_hours: None,
-            })
-            .await
-            .unwrap()
+        let name = format!("Room {}", &examroom::ids::random_id()[..8]);
+        let room = seed::new_room(&name, kind, physicians, "Thanks for waiting.");
+        seed::create_room(self.store.as_ref(), room).await
     }
 
     pub async fn staff_token(&self, staff: &StaffId) -> String {
-        let sid = examroom::ids::random_id();
-        let now = chrono::Utc::now().timestamp();
-        self.store
-            .create_session(NewSession {
-                id: examroom::identity::hash_secret(&sid),
-                staff: staff.clone(),
-                created_at: now * 1000,
-                expires_at: (now + 3600) * 1000,
-            })
-            .await
-            .unwrap();
-        self.keys.issue(
-            NewToken {
-                sub: staff.to_string(),
-                name: "staff".into(),
-                roles: vec![Role::Physician],
-                room: None,
-                visit: None,
-                patient: None,
-                sid: Some(sid),
-                lang: None,
-                ttl_secs: 3600,
-            },
-            now,
+        seed::staff_token(
+            self.store.as_ref(),
+            &self.keys,
+            staff,
+            vec![Role::Physician],
         )
+        .await
     }
 
     /// A staff account that signs in with `password`.
     pub async fn staff_with_password(&self, email: &str, password: &str) -> StaffId {
-        self.store
-            .create_staff(NewStaff {
-                email: email.into(),
-                name: "Front desk".into(),
-                roles: vec![Role::Physician],
-                password_hash: Some(examroom::identity::password::hash(password)),
-                languages: vec!["en".into()],
-                gender: None,
-            })
-            .await
-            .unwrap()
-            .id
+        let staff = NewStaff {
+            email: email.into(),
+            password_hash: Some(examroom::identity::password::hash(password)),
+            ..seed::new_staff("Front desk", vec![Role::Physician])
+        };
+        seed::create_staff(self.store.as_ref(), staff).await
     }
 
     /// A patient join link for `room`: its secret code and visit.
     pub async fn patient_link(&self, room: &RoomId, by: &StaffId) -> (String, VisitId) {
         let code = examroom::identity::links::new_code();
         let now = chrono::Utc::now().timestamp_millis();
-        let link = self
-            .store
-            .create_link(NewLink {
-                id: LinkId::new(),
-                code_hash: examroom::identity::hash_secret(&code),
-                kind: LinkKind::Patient,
-                room: room.clone(),
-                visit: VisitId::new(),
-                patient_name: Some("Ana".into()),
-                patient_ref: None,
-                reason: None,
-                lang: None,
-                not_before: None,
-                expires_at: now + 3_600_000,
-                created_by: by.clone(),
-                created_at: now,
-            })
-            .await
-            .unwrap();
+        let link = seed::new_patient_link(room, by, &code, "Ana", now);
+        let link = self.store.create_link(link).await.unwrap();
         (code, link.visit)
     }
 
     pub fn patient_token(&self, room: &RoomId, name: &str) -> (String, ParticipantId, VisitId) {
-        let who = ParticipantId::new();
-        let visit = VisitId::new();
-        let t = self.keys.issue(
-            NewToken {
-                sub: who.to_string(),
-                name: name.into(),
-                roles: vec![Role::Patient],
-                room: Some(room.clone()),
-                visit: Some(visit.clone()),
-                patient: None,
-                sid: None,
-                lang: None,
-                ttl_secs: 900,
-            },
-            chrono::Utc::now().timestamp(),
-        );
-        (t, who, visit)
+        seed::patient_token(&self.keys, room, name, None, None)
     }
 
     /// The visit's history once it reached `outcome` (history is written asynchronously).
     pub async fn finished_visit(&self, visit: &VisitId) -> examroom::durable::VisitRecord {
-        for _ in 0..100 {
-            if let Some(r) = self.store.visit(visit).await.unwrap()
-                && r.outcome.is_some()
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("visit {visit} never finished in the history");
+        seed::finished_visit(self.store.as_ref(), visit).await
     }
 
     pub async fn stop(mut self) {
         self.nodes.clear();
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        ))
-        .execute(&mut admin)
-        .await;
+        self.db.drop().await;
     }
 }

@@ -5,12 +5,13 @@
 pub mod cluster;
 pub mod records;
 pub mod rtc;
+pub mod seed;
+pub mod services;
 
 use examroom::app::AppState;
 use examroom::config::{Secret, Settings};
-use examroom::durable::{NewRoom, NewSession, NewStaff};
+use examroom::durable::NewStaff;
 use examroom::identity::Role;
-use examroom::identity::token::NewToken;
 use examroom::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
 use examroom::visit::{RoomConfig, RoomKind};
 use futures_util::{SinkExt, StreamExt};
@@ -34,9 +35,24 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.server.addr = "127.0.0.1:0".parse().unwrap();
     s.server.data_dir = dir.to_path_buf();
     s.server.shutdown_grace_secs = 3;
-    s.identity.token_secret = Secret::new("test-secret-test-secret-test-secret!!");
+    s.identity.token_secret = Secret::new(TOKEN_SECRET);
     s.metrics.token = Secret::new(METRICS_TOKEN);
     s
+}
+
+/// The secret test servers sign tokens with.
+pub const TOKEN_SECRET: &str = "test-secret-test-secret-test-secret!!";
+
+/// `examroom ARGS --data-dir DIR` as an operator runs it next to a test server (stopped, or
+/// sharing its data directory), with the test servers' token secret.
+pub fn cli(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_examroom"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("EXAMROOM__IDENTITY__TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap()
 }
 
 /// The bearer token test servers want at `GET /metrics`.
@@ -104,68 +120,44 @@ impl TestApp {
         languages: Vec<String>,
         gender: Option<String>,
     ) -> StaffId {
-        let s = self
-            .state
-            .durable
-            .create_staff(NewStaff {
-                email: format!("{}@clinic.test", name.to_lowercase().replace(' ', ".")),
-                name: name.into(),
-                roles,
-                password_hash: None,
-                languages,
-                gender,
-            })
-            .await
-            .unwrap();
-        s.id
+        let staff = NewStaff {
+            languages,
+            gender,
+            ..seed::new_staff(name, roles)
+        };
+        seed::create_staff(self.state.durable.as_ref(), staff).await
     }
 
     pub async fn room(&self, name: &str, kind: RoomKind, physicians: &[&StaffId]) -> RoomConfig {
-        self.state
-            .durable
-            .create_room(NewRoom {
-                name: name.into(),
-                kind,
-                physicians: physicians.iter().map(|s| (*s).clone()).collect(),
-                waiting_message: "Thanks for waiting; the doctor will be with you shortly.".into(),
-                max_wait_secs: 3600,
-                max_participants: 4,
-                chat_allowed: true,
-                invites_allowed: true,
-                opening_hours: None,
-            })
-            .await
-            .unwrap()
+        let waiting = "Thanks for waiting; the doctor will be with you shortly.";
+        let room = seed::new_room(name, kind, physicians, waiting);
+        seed::create_room(self.state.durable.as_ref(), room).await
+    }
+
+    /// Ada, an admin who speaks no listed language, and her signed-in token.
+    pub async fn admin(&self) -> (StaffId, String) {
+        let id = self
+            .staff("Ada Admin", vec![Role::Admin], vec![], None)
+            .await;
+        let token = self.staff_token(&id, vec![Role::Admin]).await;
+        (id, token)
+    }
+
+    /// Physician `who` with a physician room `room` of their own, and their signed-in token.
+    pub async fn physician_with_room(
+        &self,
+        who: &str,
+        room: &str,
+    ) -> (StaffId, String, RoomConfig) {
+        let doc = self.physician(who).await;
+        let room = self.room(room, RoomKind::Physician, &[&doc]).await;
+        let token = self.staff_token(&doc, vec![Role::Physician]).await;
+        (doc, token, room)
     }
 
     /// A signed-in staff token (with a live server-side session).
     pub async fn staff_token(&self, staff: &StaffId, roles: Vec<Role>) -> String {
-        let sid = examroom::ids::random_id();
-        let now = chrono::Utc::now().timestamp();
-        self.state
-            .durable
-            .create_session(NewSession {
-                id: examroom::identity::hash_secret(&sid),
-                staff: staff.clone(),
-                created_at: now * 1000,
-                expires_at: (now + 3600) * 1000,
-            })
-            .await
-            .unwrap();
-        self.state.keys.issue(
-            NewToken {
-                sub: staff.to_string(),
-                name: "staff".into(),
-                roles,
-                room: None,
-                visit: None,
-                patient: None,
-                sid: Some(sid),
-                lang: None,
-                ttl_secs: 3600,
-            },
-            now,
-        )
+        seed::staff_token(self.state.durable.as_ref(), &self.state.keys, staff, roles).await
     }
 
     /// A patient token bound to a room and a new visit, as a join link would give.
@@ -180,34 +172,24 @@ impl TestApp {
         patient: Option<PatientRef>,
         lang: Option<&str>,
     ) -> (String, ParticipantId, VisitId) {
-        let who = ParticipantId::new();
-        let visit = VisitId::new();
-        let t = self.state.keys.issue(
-            NewToken {
-                sub: who.to_string(),
-                name: name.into(),
-                roles: vec![Role::Patient],
-                room: Some(room.clone()),
-                visit: Some(visit.clone()),
-                patient,
-                sid: None,
-                lang: lang.map(str::to_owned),
-                ttl_secs: 900,
-            },
-            chrono::Utc::now().timestamp(),
-        );
-        (t, who, visit)
+        seed::patient_token(&self.state.keys, room, name, patient, lang)
     }
 
     pub async fn ws(&self) -> Client {
         Client::connect(&format!("ws://{}/ws", self.addr)).await
     }
 
+    /// A patient of a new visit in `room`, connected and told `waiting`.
+    pub async fn waiting_patient(&self, room: &RoomId, name: &str) -> Client {
+        let (t, _, _) = self.patient_token(room, name);
+        let mut c = self.join(&t).await;
+        c.expect("waiting").await;
+        c
+    }
+
     /// Connect and say hello; returns the client after `welcome`.
     pub async fn join(&self, token: &str) -> Client {
-        let mut c = self.ws().await;
-        c.hello(token, None).await;
-        c
+        Client::join(&format!("ws://{}/ws", self.addr), token, None).await
     }
 }
 
@@ -227,12 +209,23 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
+        Client::over(ws)
+    }
+
+    fn over(ws: Ws) -> Client {
         Client {
             ws,
             participant: String::new(),
             resume_token: String::new(),
             backlog: Vec::new(),
         }
+    }
+
+    /// Connect to `url` and say hello (resuming `resume`); returns the client after `welcome`.
+    pub async fn join(url: &str, token: &str, resume: Option<&str>) -> Client {
+        let mut c = Client::connect(url).await;
+        c.hello(token, resume).await;
+        c
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -338,6 +331,18 @@ impl Client {
     }
 }
 
+/// A response's status, `content-type` (empty when none) and body text.
+pub async fn status_type_text(res: reqwest::Response) -> (u16, String, String) {
+    let status = res.status().as_u16();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ctype, res.text().await.unwrap())
+}
+
 // ---- identity helpers (sign-in, links, raw HTTP) ----
 
 impl TestApp {
@@ -395,16 +400,22 @@ impl TestApp {
         .id
     }
 
+    /// `POST /api/session` with an email and a password, whatever the answer.
+    pub async fn sign_in_call(&self, email: &str, password: &str) -> reqwest::Response {
+        let body = json!({"email": email, "password": password});
+        self.call("POST", "/api/session", None, Some(body)).await
+    }
+
+    /// `POST /api/session`: status and JSON body, whatever the answer.
+    pub async fn sign_in_json(&self, email: &str, password: &str) -> (u16, Value) {
+        let body = json!({"email": email, "password": password});
+        self.call_json("POST", "/api/session", None, Some(body))
+            .await
+    }
+
     /// `POST /api/session`; returns the response body (panics unless 200).
     pub async fn sign_in(&self, email: &str, password: &str) -> Value {
-        let (s, body) = self
-            .call_json(
-                "POST",
-                "/api/session",
-                None,
-                Some(json!({"email": email, "password": password})),
-            )
-            .await;
+        let (s, body) = self.sign_in_json(email, password).await;
         assert_eq!(s, 200, "sign-in failed: {body}");
         body
     }
@@ -441,19 +452,14 @@ impl TestApp {
         name: &str,
         role: Role,
     ) -> String {
-        self.state.keys.issue(
-            NewToken {
-                sub: ParticipantId::new().to_string(),
-                name: name.into(),
-                roles: vec![role],
-                room: Some(room.clone()),
-                visit: Some(visit.clone()),
-                patient: None,
-                sid: None,
-                lang: None,
-                ttl_secs: 900,
-            },
-            chrono::Utc::now().timestamp(),
+        let who = ParticipantId::new();
+        seed::visit_token(
+            &self.state.keys,
+            &who,
+            name,
+            role,
+            (room, visit),
+            (None, None),
         )
     }
 
@@ -478,15 +484,7 @@ impl TestApp {
         let (t, _, visit) = self.patient_token(room, patient);
         let mut p = self.join(&t).await;
         p.expect("waiting").await;
-        doc.send(json!({"type": "admit", "room": room, "visit": visit}))
-            .await;
-        let admitted = p.expect("admitted").await;
-        let doc_id = admitted["peers"][0]["participant"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        doc.expect_where("admitted", |m| m["visit"] == json!(visit))
-            .await;
+        let doc_id = admit(doc, &mut p, room, &visit).await;
         doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
             .await;
         p.expect("offer").await;
@@ -504,16 +502,23 @@ impl TestApp {
 
     /// History is written behind the live state: wait until the visit's outcome is stored.
     pub async fn wait_for_outcome(&self, visit: &VisitId) {
-        for _ in 0..100 {
-            if let Ok(Some(v)) = self.state.durable.visit(visit).await
-                && v.outcome.is_some()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("visit {visit} never reached a final state in the history");
+        seed::finished_visit(self.state.durable.as_ref(), visit).await;
     }
+}
+
+/// `doc` admits the waiting patient `p` to `visit`: both hear `admitted`. Returns the
+/// physician's participant id as the patient sees it.
+pub async fn admit(doc: &mut Client, p: &mut Client, room: &RoomId, visit: &VisitId) -> String {
+    doc.send(json!({"type": "admit", "room": room, "visit": visit}))
+        .await;
+    let admitted = p.expect("admitted").await;
+    let doc_id = admitted["peers"][0]["participant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    doc.expect_where("admitted", |m| m["visit"] == json!(visit))
+        .await;
+    doc_id
 }
 
 // --- Socket limits and close codes (issue 17: sockets) -----------------------------------
@@ -536,12 +541,7 @@ impl Client {
         let tcp = socket.connect(host.parse().unwrap()).await.unwrap();
         let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
         match tokio_tungstenite::client_async(url, stream).await {
-            Ok((ws, _)) => Ok(Client {
-                ws,
-                participant: String::new(),
-                resume_token: String::new(),
-                backlog: Vec::new(),
-            }),
+            Ok((ws, _)) => Ok(Client::over(ws)),
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
                 let status = r.status().as_u16();
                 let body = r

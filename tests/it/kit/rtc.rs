@@ -2,7 +2,7 @@
 //! the signalling messages (answer offers, apply answers, trickle candidates both ways).
 
 use super::Client;
-use examroom::media::peer::{Candidate, LocalCandidate, LocalCandidates, Peer};
+use examroom::media::peer::{Candidate, LocalCandidate, LocalCandidates, Peer, pipe_candidates};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -60,4 +60,20 @@ pub fn signal_over_ws(
         }
     });
     (task, others_rx)
+}
+
+/// Offer/answer between two peers; returns them shared, with candidates piped both ways.
+pub async fn signal_directly(
+    a: (Peer, LocalCandidates),
+    b: (Peer, LocalCandidates),
+) -> (Arc<Peer>, Arc<Peer>, examroom::media::peer::Channel) {
+    let (a, a_cands) = (Arc::new(a.0), a.1);
+    let (b, b_cands) = (Arc::new(b.0), b.1);
+    let chan = a.create_channel("chat").await.unwrap();
+    let offer = a.create_offer().await.unwrap();
+    let answer = b.accept_offer(&offer).await.unwrap();
+    a.set_answer(&answer).await.unwrap();
+    pipe_candidates(a_cands, b.clone());
+    pipe_candidates(b_cands, a.clone());
+    (a, b, chan)
 }

@@ -9,6 +9,22 @@ pub fn as_of() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 15).unwrap()
 }
 
+/// `$var`, which must name something that exists (`inside`, relative to it, if given).
+pub fn env_file(var: &str, inside: &str) -> PathBuf {
+    let p = env_path(var);
+    let wanted = if inside.is_empty() {
+        p.clone()
+    } else {
+        p.join(inside)
+    };
+    assert!(
+        wanted.exists(),
+        "{} missing: run scripts/fetch-fhir-fixtures",
+        wanted.display()
+    );
+    p
+}
+
 pub fn env_path(var: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
@@ -21,13 +37,7 @@ pub fn env_path(var: &str) -> PathBuf {
 
 /// `$EXAMROOM_FHIR_FIXTURES`, the `.cache/fhir` folder the fetch script fills.
 pub fn fixtures() -> PathBuf {
-    let p = env_path("EXAMROOM_FHIR_FIXTURES");
-    assert!(
-        p.join("r4-examples/package").is_dir(),
-        "{} has no r4-examples: run scripts/fetch-fhir-fixtures",
-        p.display()
-    );
-    p
+    env_file("EXAMROOM_FHIR_FIXTURES", "r4-examples/package")
 }
 
 pub fn r4_examples() -> PathBuf {
@@ -38,8 +48,9 @@ pub fn ips_examples() -> PathBuf {
     fixtures().join("ips/package/example")
 }
 
-pub fn synthea_bundles() -> Vec<PathBuf> {
-    let dir = fixtures().join("synthea/fhir");
+/// The `.json` files of a fixture folder, sorted; fails when there are none.
+fn json_files_in(folder: &str, what: &str) -> Vec<PathBuf> {
+    let dir = fixtures().join(folder);
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-fhir-fixtures", dir.display()))
         .map(|e| e.unwrap().path())
@@ -48,20 +59,18 @@ pub fn synthea_bundles() -> Vec<PathBuf> {
     v.sort();
     assert!(
         !v.is_empty(),
-        "no Synthea patients: run scripts/fetch-fhir-fixtures"
+        "no {what} patients: run scripts/fetch-fhir-fixtures"
     );
     v
 }
 
+pub fn synthea_bundles() -> Vec<PathBuf> {
+    json_files_in("synthea/fhir", "Synthea")
+}
+
 /// `$EXAMROOM_SEKMET`, the sekmet binary.
 pub fn sekmet() -> PathBuf {
-    let p = env_path("EXAMROOM_SEKMET");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/fetch-fhir-fixtures",
-        p.display()
-    );
-    p
+    env_file("EXAMROOM_SEKMET", "")
 }
 
 pub fn read_json(p: &std::path::Path) -> serde_json::Value {
@@ -79,23 +88,17 @@ pub fn bundle_patient_id(b: &serde_json::Value) -> String {
         .expect("bundle has a Patient")
 }
 
+/// The resource types the panel reads (test servers are loaded with these only: claims,
+/// procedures, documents… would only make loading slower).
+#[allow(unused_imports)] // not every binary that includes the kit reads fixtures
+pub use examroom::records::import::PANEL_TYPES;
+
 pub mod scripted;
 pub mod servers;
 
 /// The carebundle patients (transaction bundles, resources without ids, urn:uuid references).
 pub fn carebundle_bundles() -> Vec<PathBuf> {
-    let dir = fixtures().join("carebundle");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-fhir-fixtures", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    v.sort();
-    assert!(
-        !v.is_empty(),
-        "no carebundle patients: run scripts/fetch-fhir-fixtures"
-    );
-    v
+    json_files_in("carebundle", "carebundle")
 }
 
 /// The panel as the JSON the API serves (what the tests assert on).

@@ -3,7 +3,8 @@
 //! time, is loaded through its own REST API and is killed by its own pid when dropped.
 #![allow(dead_code)]
 
-use super::env_path;
+use super::env_file;
+use crate::kit::services::{answers, free_port};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,24 +32,15 @@ impl Drop for FhirProcess {
 
 /// `$EXAMROOM_MEDPLUM_MODULES`: the node_modules holding @medplum/fhir-router.
 pub fn medplum_modules() -> PathBuf {
-    let p = env_path("EXAMROOM_MEDPLUM_MODULES");
-    assert!(
-        p.join("@medplum/fhir-router/package.json").exists(),
-        "{} has no @medplum/fhir-router: run scripts/fetch-fhir-fixtures",
-        p.display()
-    );
-    p
+    env_file(
+        "EXAMROOM_MEDPLUM_MODULES",
+        "@medplum/fhir-router/package.json",
+    )
 }
 
 /// `$EXAMROOM_FHIRSNAKE`: the fhirsnake launcher the fetch script writes.
 pub fn fhirsnake() -> PathBuf {
-    let p = env_path("EXAMROOM_FHIRSNAKE");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/fetch-fhir-fixtures",
-        p.display()
-    );
-    p
+    env_file("EXAMROOM_FHIRSNAKE", "")
 }
 
 fn repo_file(rel: &str) -> PathBuf {
@@ -107,14 +99,6 @@ pub async fn start_medplum(dir: &Path, clients: Value) -> FhirProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// fhirsnake serving an empty `resources/` folder under `dir`, loaded later by PUT. It has
 /// no authorization: `token_url` is left for the caller to point at a token endpoint.
 pub async fn start_fhirsnake(dir: &Path) -> FhirProcess {
@@ -141,9 +125,7 @@ pub async fn start_fhirsnake(dir: &Path) -> FhirProcess {
             if let Ok(Some(_)) = p.child.try_wait() {
                 break; // port taken between picking and binding: try another
             }
-            if let Ok(r) = http.get(format!("{}/", p.base)).send().await
-                && r.status().is_success()
-            {
+            if answers(&http, &format!("{}/", p.base)).await {
                 return p;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
