@@ -6,7 +6,7 @@
 //!   loaded with transaction bundles as exported (server-assigned ids) and batches of PUTs;
 //! - fhirsnake (PyPI), a minimal server that ignores every search parameter, loaded by PUT.
 //!
-//! The scripted server (records_support/scripted.rs) then plays each misbehaviour seen in
+//! The scripted server (kit/records/scripted.rs) then plays each misbehaviour seen in
 //! the field. Needs `scripts/fetch-fhir-fixtures` (EXAMROOM_FHIR_FIXTURES,
 //! EXAMROOM_MEDPLUM_MODULES, EXAMROOM_FHIRSNAKE).
 
