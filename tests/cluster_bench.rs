@@ -1,11 +1,12 @@
 //! Added latency of a cross-node relay versus a same-node one (docs/benchmarks.md,
 //! "Cross-node relay"). Ignored by default: `cargo test --release --test cluster_bench
 //! -- --ignored --nocapture`.
+//! Its own test binary: an ignored benchmark that times relays, so it wants a quiet process.
 
-mod cluster_support;
-mod support;
+#[path = "it/kit/mod.rs"]
+mod kit;
 
-use cluster_support::*;
+use crate::kit::cluster::*;
 use examroom::visit::RoomKind;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -51,8 +52,7 @@ fn pct(v: &[u128], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn cross_node_relay_latency() {
-    let redis = std::env::var("EXAMROOM_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = crate::kit::services::redis_url();
     let cluster = Cluster::start_with(
         2,
         &redis,

@@ -1,14 +1,17 @@
 //! Staff sign-in, sessions, cookies, CSRF and the bad tokens examroom refuses.
+//! Its own test binary: it installs a global tracing subscriber and reads every log line of
+//! the process, so other tests must not share the process.
 
-mod support;
+#[path = "it/kit/mod.rs"]
+mod kit;
 
+use crate::kit::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use examroom::durable::{AuditEntry, AuditOutcome};
 use examroom::identity::Role;
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
-use support::TestApp;
 
 const PW: &str = "correct horse battery staple";
 
@@ -47,14 +50,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_me_answers() {
     let app = TestApp::spawn().await;
     app.staff_with_password("eve@clinic.test", vec![Role::Physician], PW)
         .await;
-    let r = app
-        .call(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "eve@clinic.test", "password": PW})),
-        )
-        .await;
+    let r = app.sign_in_call("eve@clinic.test", PW).await;
     assert_eq!(r.status(), 200);
     let c = cookie_header(&r);
     assert!(c.starts_with("examroom_session="));
@@ -94,22 +90,8 @@ async fn wrong_password_and_unknown_email_get_the_same_answer() {
     let app = TestApp::spawn().await;
     app.staff_with_password("eve@clinic.test", vec![Role::Physician], PW)
         .await;
-    let wrong = app
-        .call_json(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "eve@clinic.test", "password": "nope nope nope"})),
-        )
-        .await;
-    let unknown = app
-        .call_json(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "who@clinic.test", "password": "nope nope nope"})),
-        )
-        .await;
+    let wrong = app.sign_in_json("eve@clinic.test", "nope nope nope").await;
+    let unknown = app.sign_in_json("who@clinic.test", "nope nope nope").await;
     assert_eq!(wrong, unknown);
     assert_eq!(
         (wrong.0, wrong.1["error"].as_str()),
@@ -125,25 +107,11 @@ async fn brute_forcing_a_password_is_rate_limited_and_the_password_is_never_logg
         .await;
     let guess = "guess-SECRET-0123456789";
     for _ in 0..examroom::identity::SIGN_IN_FAILURES_PER_EMAIL {
-        let (s, _) = app
-            .call_json(
-                "POST",
-                "/api/session",
-                None,
-                Some(json!({"email": "eve@clinic.test", "password": guess})),
-            )
-            .await;
+        let (s, _) = app.sign_in_json("eve@clinic.test", guess).await;
         assert_eq!(s, 401);
     }
     // Even the right password is refused until the window ends.
-    let r = app
-        .call(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "eve@clinic.test", "password": PW})),
-        )
-        .await;
+    let r = app.sign_in_call("eve@clinic.test", PW).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
     let body: serde_json::Value = r.json().await.unwrap();
@@ -180,14 +148,7 @@ async fn a_deactivated_account_answers_its_right_password_like_a_wrong_one() {
         )
         .await
         .unwrap();
-    let sign_in = |password: &'static str| {
-        app.call_json(
-            "POST",
-            "/api/session",
-            None,
-            Some(json!({"email": "eve@clinic.test", "password": password})),
-        )
-    };
+    let sign_in = |password: &'static str| app.sign_in_json("eve@clinic.test", password);
     // An attacker holding the right password learns nothing from the answer.
     let right = sign_in(PW).await;
     let wrong = sign_in("nope nope nope").await;
@@ -281,17 +242,8 @@ async fn sixty_concurrent_sign_ins_from_one_ip_check_only_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_guesses_spread_over_two_nodes_check_only_the_limit() {
-    let prefix = format!("examroom-test:{}", examroom::ids::random_id());
-    let redis = std::env::var("EXAMROOM_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let node = || {
-        let (prefix, redis) = (prefix.clone(), redis.clone());
-        TestApp::spawn_with(move |s| {
-            s.live.backend = examroom::config::LiveBackend::Redis;
-            s.redis.url = examroom::config::Secret::new(redis);
-            s.redis.key_prefix = prefix;
-        })
-    };
+    let prefix = crate::kit::services::redis_prefix();
+    let node = || TestApp::spawn_with(|s| crate::kit::services::on_redis(s, &prefix));
     let (a, b) = (node().await, node().await);
     for n in [&a, &b] {
         n.staff_with_password("eve@clinic.test", vec![Role::Physician], PW)

@@ -2,10 +2,11 @@
 //! answer once took the server to 677 MB RSS). Its own test binary, so the memory it
 //! measures is this test's alone.
 
-mod records_support;
+#[path = "it/kit/mod.rs"]
+mod kit;
 
-use records_support::scripted::{Behaviour, Script, ScriptedFhir};
-use records_support::*;
+use crate::kit::records::scripted::{Behaviour, Script, ScriptedFhir};
+use crate::kit::records::*;
 use serde_json::json;
 
 /// Peak resident memory of this process since the last reset, in MiB.

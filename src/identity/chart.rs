@@ -235,7 +235,7 @@ async fn visit_after_admit(
     written.borrow_and_update();
     let mut record = durable.visit(visit).await?;
     let deadline = tokio::time::Instant::now() + ADMIT_LANDS;
-    while !record.as_ref().is_some_and(|r| r.admitted_by.is_some()) {
+    while record.as_ref().is_none_or(|r| r.admitted_by.is_none()) {
         match tokio::time::timeout_at(deadline, written.changed()).await {
             Ok(Ok(())) => record = durable.visit(visit).await?,
             _ => break,

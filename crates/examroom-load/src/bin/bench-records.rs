@@ -10,7 +10,7 @@
 //! `cargo run --release -p examroom-load --bin bench-records -- cold [LATENCY_MS] [RUNS] [VISITS] [PAGE_SIZE]`
 //!
 //! Cold: serves the same synthetic patient from the scripted FHIR server of the records
-//! tests (tests/records_support/scripted.rs, a real HTTP server on loopback) with
+//! tests (tests/it/kit/records/scripted.rs, a real HTTP server on loopback) with
 //! LATENCY_MS (default 50) added before every answer, token endpoint included, and times
 //! RUNS (default 20) first paints, each with a new client: new token, new connections,
 //! nothing cached — what the physician waits for when the panel was not prefetched.
@@ -21,7 +21,7 @@
 //! The client's own CPU in a cold paint: the same patient as searchset pages (bytes),
 //! parsed and typed as the FHIR client does, without a network or a server.
 
-#[path = "../../../../tests/records_support/scripted.rs"]
+#[path = "../../../../tests/it/kit/records/scripted.rs"]
 mod scripted;
 
 use examroom::ids::PatientRef;

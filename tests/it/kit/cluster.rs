@@ -1,0 +1,265 @@
+//! Several real `examroom serve` processes against one Redis and one fresh PostgreSQL
+//! database; staff, rooms and tokens are made through the library on the same database.
+#![allow(dead_code)]
+
+use super::seed;
+use super::services::free_port;
+use super::services::{TestDatabase, redis_prefix};
+use examroom::config::{Secret, Settings};
+use examroom::durable::{DurableStore, NewStaff};
+use examroom::identity::{Role, TokenKeys};
+use examroom::ids::{ParticipantId, RoomId, StaffId, VisitId};
+use examroom::visit::{RoomConfig, RoomKind};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::kit::Client;
+
+const SECRET: &str = "cluster-secret-cluster-secret-cluster!";
+
+/// A private Redis for tests that stop and start it.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = free_port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart();
+        r
+    }
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("private redis did not start");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Cluster {
+    pub db: TestDatabase,
+    pub redis_url: String,
+    pub prefix: String,
+    pub store: Arc<dyn DurableStore>,
+    pub keys: TokenKeys,
+    pub nodes: Vec<Node>,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+pub struct Node {
+    pub port: u16,
+    child: Child,
+}
+
+impl Node {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+    pub async fn ready_status(&self) -> u16 {
+        match reqwest::get(self.url("/readyz")).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+    /// Whether `/readyz` answers `status` within `tries` × 100 ms.
+    pub async fn ready_status_within(&self, status: u16, tries: usize) -> bool {
+        for _ in 0..tries {
+            if self.ready_status().await == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    /// POST a JSON body; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("node answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+    pub async fn join(&self, token: &str) -> Client {
+        Client::join(&format!("ws://127.0.0.1:{}/ws", self.port), token, None).await
+    }
+    pub async fn rejoin(&self, token: &str, resume: &str) -> Client {
+        Client::join(
+            &format!("ws://127.0.0.1:{}/ws", self.port),
+            token,
+            Some(resume),
+        )
+        .await
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Cluster {
+    pub async fn start(nodes: usize, redis_url: &str) -> Cluster {
+        Self::start_with(nodes, redis_url, &[]).await
+    }
+
+    /// With extra `EXAMROOM__…` settings for every node.
+    pub async fn start_with(nodes: usize, redis_url: &str, env: &[(&str, &str)]) -> Cluster {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.server.data_dir = dir.path().to_path_buf();
+        settings.database.url = Secret::new(db.url.clone());
+        let store = examroom::durable::open(&settings).await.unwrap();
+        let mut c = Cluster {
+            db,
+            redis_url: redis_url.to_owned(),
+            prefix: redis_prefix(),
+            store,
+            keys: TokenKeys::new(&Secret::new(SECRET)),
+            nodes: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir,
+        };
+        for _ in 0..nodes {
+            c.add_node().await;
+        }
+        c
+    }
+
+    pub async fn add_node(&mut self) -> usize {
+        let port = free_port();
+        let data = self.dir.path().join(format!("node-{port}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_examroom"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("EXAMROOM__DATABASE__URL", &self.db.url)
+            .env("EXAMROOM__LIVE__BACKEND", "redis")
+            .env("EXAMROOM__LIVE__LEASE_MS", "1500")
+            .env("EXAMROOM__REDIS__URL", &self.redis_url)
+            .env("EXAMROOM__REDIS__TIMEOUT_MS", "500")
+            .env("EXAMROOM__REDIS__KEY_PREFIX", &self.prefix)
+            .env("EXAMROOM__IDENTITY__TOKEN_SECRET", SECRET)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("examroom binary");
+        let node = Node { port, child };
+        for _ in 0..300 {
+            if node.ready_status().await == 200 {
+                self.nodes.push(node);
+                return self.nodes.len() - 1;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node on port {port} never became ready");
+    }
+
+    pub async fn physician(&self, name: &str) -> StaffId {
+        seed::create_staff(
+            self.store.as_ref(),
+            seed::new_staff(name, vec![Role::Physician]),
+        )
+        .await
+    }
+
+    pub async fn room(&self, kind: RoomKind, physicians: &[&StaffId]) -> RoomConfig {
+        let name = format!("Room {}", &examroom::ids::random_id()[..8]);
+        let room = seed::new_room(&name, kind, physicians, "Thanks for waiting.");
+        seed::create_room(self.store.as_ref(), room).await
+    }
+
+    pub async fn staff_token(&self, staff: &StaffId) -> String {
+        seed::staff_token(
+            self.store.as_ref(),
+            &self.keys,
+            staff,
+            vec![Role::Physician],
+        )
+        .await
+    }
+
+    /// A staff account that signs in with `password`.
+    pub async fn staff_with_password(&self, email: &str, password: &str) -> StaffId {
+        let staff = NewStaff {
+            email: email.into(),
+            password_hash: Some(examroom::identity::password::hash(password)),
+            ..seed::new_staff("Front desk", vec![Role::Physician])
+        };
+        seed::create_staff(self.store.as_ref(), staff).await
+    }
+
+    /// A patient join link for `room`: its secret code and visit.
+    pub async fn patient_link(&self, room: &RoomId, by: &StaffId) -> (String, VisitId) {
+        let code = examroom::identity::links::new_code();
+        let now = chrono::Utc::now().timestamp_millis();
+        let link = seed::new_patient_link(room, by, &code, "Ana", now);
+        let link = self.store.create_link(link).await.unwrap();
+        (code, link.visit)
+    }
+
+    pub fn patient_token(&self, room: &RoomId, name: &str) -> (String, ParticipantId, VisitId) {
+        seed::patient_token(&self.keys, room, name, None, None)
+    }
+
+    /// The visit's history once it reached `outcome` (history is written asynchronously).
+    pub async fn finished_visit(&self, visit: &VisitId) -> examroom::durable::VisitRecord {
+        seed::finished_visit(self.store.as_ref(), visit).await
+    }
+
+    pub async fn stop(mut self) {
+        self.nodes.clear();
+        self.db.drop().await;
+    }
+}
