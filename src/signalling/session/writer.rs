@@ -1,0 +1,126 @@
+//! The writer half: drains the outbox onto the socket, and how a connection is closed.
+
+use super::*;
+
+/// Close codes, by the error that ends the connection. Documented in docs/protocol.md.
+pub fn close_code(msg: &ServerMsg) -> u16 {
+    match msg {
+        ServerMsg::GoingAway { .. } => 1001,
+        ServerMsg::Error {
+            code: ErrorCode::TooLarge,
+            ..
+        } => 1009,
+        ServerMsg::Error {
+            code: ErrorCode::AccessRevoked,
+            ..
+        } => 4403,
+        ServerMsg::Error {
+            code: ErrorCode::ServerFull | ErrorCode::Unavailable,
+            ..
+        } => 1013,
+        _ => 1008,
+    }
+}
+
+/// The close reason: the error code (or `going_away`), so a client that only sees the
+/// close frame still knows why.
+pub(super) fn close_reason(msg: &ServerMsg) -> &'static str {
+    match msg {
+        ServerMsg::Error { code, .. } => code.as_str(),
+        ServerMsg::GoingAway { .. } => "going_away",
+        _ => "",
+    }
+}
+
+pub(super) async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    kill: CancellationToken,
+    view: Arc<Mutex<View>>,
+    state: AppState,
+    done: CancellationToken,
+) {
+    let every = Duration::from_secs(state.settings.signalling.heartbeat_interval_secs);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let send = |msg: &ServerMsg| {
+        Message::Text(
+            serde_json::to_string(msg)
+                .expect("server messages serialise")
+                .into(),
+        )
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => {
+                state.metrics.error(ErrorCode::SlowConsumer);
+                let msg = ServerMsg::error(ErrorCode::SlowConsumer, "you fell too far behind; reconnect");
+                done.cancel();
+                send_close(&mut sink, &msg, &send).await;
+                break;
+            }
+            out = rx.recv() => match out {
+                Some(Outgoing::Msg(msg)) => {
+                    observe(&view, &msg);
+                    state.metrics.sent(&msg);
+                    if sink.send(send(&msg)).await.is_err() { break; }
+                }
+                Some(Outgoing::Close(msg)) => {
+                    state.metrics.sent(&msg);
+                    // The reader stops acting on messages now, not once the close is out.
+                    done.cancel();
+                    send_close(&mut sink, &msg, &send).await;
+                    break;
+                }
+                None => {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(None))).await;
+                    break;
+                }
+            },
+            _ = ping.tick() => {
+                if sink.send(send(&ServerMsg::Ping {})).await.is_err() { break; }
+            }
+        }
+    }
+    done.cancel();
+}
+
+/// Longest the last words to a closing client may take: one that does not read (a flood)
+/// must not keep its session, and its slot, alive.
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Send `msg`, then the close frame its code calls for, each bounded by [`CLOSE_WAIT`].
+pub(super) async fn send_close(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: &ServerMsg,
+    send: &impl Fn(&ServerMsg) -> Message,
+) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(send(msg))).await;
+    let frame = CloseFrame {
+        code: close_code(msg),
+        reason: close_reason(msg).into(),
+    };
+    let code = frame.code;
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    if code == 1009 {
+        // The rest of the oversized frame cannot be read, and a socket closed with unread
+        // data is reset, which loses this close frame on its way: hold the socket (this
+        // half keeps it open) while the client reads it.
+        tokio::time::sleep(CLOSE_WAIT).await;
+    }
+}
+
+pub(super) fn observe(view: &Arc<Mutex<View>>, msg: &ServerMsg) {
+    let mut v = view.lock().expect("poisoned");
+    match msg {
+        ServerMsg::Admitted { room, visit, .. } => v.active = Some((room.clone(), visit.clone())),
+        ServerMsg::VisitEnded { visit, .. }
+        | ServerMsg::SentBack { visit, .. }
+        | ServerMsg::Denied { visit, .. }
+            if v.active.as_ref().is_some_and(|(_, a)| a == visit) =>
+        {
+            v.active = None;
+        }
+        _ => {}
+    }
+}
