@@ -25,6 +25,7 @@ use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, Roo
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::{ErrorCode, ServerMsg};
+use crate::visit::room::snapshot::RoomSnapshot;
 use crate::visit::room::{Input, Output, Room, Timing};
 use crate::visit::{RoomConfig, VisitState};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -369,11 +370,12 @@ impl Inner {
         let machine = if state.is_empty() {
             Room::new(config, self.timing.clone())
         } else {
-            match serde_json::from_str::<Room>(state) {
-                Ok(mut m) => {
-                    // The admin's latest settings win over the snapshot's.
-                    m.reconfigure(config);
-                    first = self.stale_connections(state, previous, local).await;
+            match RoomSnapshot::from_json(state).and_then(|snap| {
+                let stale = snap.clone();
+                Room::restore(snap, config.clone()).map(|m| (m, stale))
+            }) {
+                Ok((m, snap)) => {
+                    first = self.stale_connections(&snap, previous, local).await;
                     tracing::info!(room = %room, epoch, from = %previous, "took over a room");
                     m
                 }
@@ -399,34 +401,27 @@ impl Inner {
     /// Participants a taken-over snapshot shows connected who are not: those that were on
     /// the previous owner's node (it is gone or drained) and those with no presence left.
     /// They get a `Disconnect` first, so their reconnection resumes (`peer_resumed`).
-    async fn stale_connections(&self, state: &str, previous: &str, local: &str) -> Vec<Input> {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(state) else {
-            return Vec::new();
-        };
+    async fn stale_connections(
+        &self,
+        snap: &RoomSnapshot,
+        previous: &str,
+        local: &str,
+    ) -> Vec<Input> {
         let were_local: HashSet<String> = serde_json::from_str(local).unwrap_or_default();
-        let Some(presence) = v.get("presence").and_then(|p| p.as_object()) else {
-            return Vec::new();
-        };
         let mut stale = Vec::new();
-        for (who, p) in presence {
-            if p.get("connected") != Some(&serde_json::Value::Bool(true)) {
-                continue;
-            }
-            let Ok(id) = ParticipantId::parse(who) else {
-                continue;
-            };
-            let gone = if previous != self.node && were_local.contains(who) {
+        for id in snap.connected() {
+            let gone = if previous != self.node && were_local.contains(id.as_str()) {
                 true
             } else {
                 let mut c = self.redis.clone();
                 let at: Option<String> = self
-                    .call("get presence", c.get(self.keys.presence(&id)))
+                    .call("get presence", c.get(self.keys.presence(id)))
                     .await
                     .unwrap_or(None);
                 at.is_none()
             };
             if gone {
-                stale.push(Input::Disconnect { who: id });
+                stale.push(Input::Disconnect { who: id.clone() });
             }
         }
         stale
@@ -832,25 +827,19 @@ fn resubmit(
 }
 
 fn snapshot(room: &Room, inner: &Inner) -> Snapshot {
-    let value = serde_json::to_value(room).expect("rooms serialise");
+    let snap = room.snapshot();
     // Who of the room is connected to this node: a successor after a crash knows
     // they dropped with it.
-    let local: Vec<String> = {
+    let local: Vec<&str> = {
         let outboxes = inner.outboxes.lock().expect("poisoned");
-        value
-            .get("presence")
-            .and_then(|p| p.as_object())
-            .map(|p| {
-                p.keys()
-                    .filter(|k| ParticipantId::parse(k).is_ok_and(|id| outboxes.contains_key(&id)))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        snap.participants()
+            .filter(|id| outboxes.contains_key(*id))
+            .map(|id| id.as_str())
+            .collect()
     };
     Snapshot {
-        state: value.to_string(),
         local: serde_json::to_string(&local).expect("strings serialise"),
+        state: snap.to_json(),
     }
 }
 

@@ -176,7 +176,7 @@ pub struct Timing {
     pub replay_buffer: usize,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Presence {
     member: Member,
     connected: bool,
@@ -187,7 +187,7 @@ struct Presence {
     free_since: Millis,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Visit {
     id: VisitId,
     state: VisitState,
@@ -217,8 +217,8 @@ impl Visit {
     }
 }
 
-/// One room's live state.
-#[derive(Debug, Serialize, Deserialize)]
+/// One room's live state. It leaves and enters only as a [`snapshot::RoomSnapshot`].
+#[derive(Debug)]
 pub struct Room {
     config: RoomConfig,
     timing: Timing,
@@ -1313,5 +1313,6 @@ fn primary_language(tag: &str) -> String {
         .to_ascii_lowercase()
 }
 
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
