@@ -20,7 +20,7 @@
 mod counters;
 mod scripts;
 
-use super::memory::now_ms;
+use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
@@ -41,25 +41,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Inputs queued to one room before submitters wait.
-const ROOM_INBOX: usize = 4096;
 /// Messages waiting to be published to other nodes before new ones are dropped.
 const REMOTE_QUEUE: usize = 65_536;
 /// Publishes sent to Redis in one pipeline.
 const REMOTE_BATCH: usize = 128;
-/// A room with nobody in it and nothing open is given up after this long.
-const IDLE_ROOM: Duration = Duration::from_secs(60);
 /// Times a message may be passed on between nodes while ownership or presence moves.
 const MAX_HOPS: u8 = 3;
 /// Snapshots of rooms nobody touches are forgotten after a day.
 const SNAPSHOT_TTL_MS: u64 = 24 * 3600 * 1000;
-
-/// What one room task is asked to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum RoomCmd {
-    Input(Input),
-    Reconfigure(RoomConfig),
-}
 
 /// What travels on a node's channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,13 +70,11 @@ enum Wire {
     },
 }
 
-// Drain is sent once per room; boxing every input to shrink it is not worth it.
-#[allow(clippy::large_enum_variant)]
-enum Local {
-    Cmd(RoomCmd),
-    /// Snapshot, release the lease and stop; reply when done.
-    Drain(oneshot::Sender<()>),
-}
+/// A room task's inbox here: commands, and [`Drain`].
+type Local = Mail<Drain>;
+
+/// Snapshot, release the lease and stop; reply when done.
+struct Drain(oneshot::Sender<()>);
 
 struct Keys(String);
 
@@ -288,10 +275,11 @@ impl Inner {
         let mut cmd = cmd;
         loop {
             if let Some(tx) = self.local_room(room) {
-                match tx.send(Local::Cmd(cmd)).await {
+                match tx.send(Mail::Cmd(cmd)).await {
                     Ok(()) => return Ok(()),
                     // The room task just stopped (idle, drained or deposed).
-                    Err(mpsc::error::SendError(Local::Cmd(c))) => cmd = c,
+                    Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = c,
+                    // Invariant: what we sent comes back; it was a command.
                     Err(_) => unreachable!("we sent a command"),
                 }
             }
@@ -394,7 +382,8 @@ impl Inner {
             .lock()
             .expect("poisoned")
             .insert(room.clone(), tx);
-        tokio::spawn(run_room(machine, rx, lease, first, self.clone()));
+        let host = RedisRoom::start(self.clone(), machine.id().clone(), lease);
+        tokio::spawn(run_room(machine, rx, host, first));
         Ok(true)
     }
 
@@ -517,7 +506,7 @@ impl Inner {
             }
             Wire::Room { room, cmd, hops } => {
                 if let Some(tx) = self.local_room(&room)
-                    && tx.send(Local::Cmd(cmd.clone())).await.is_ok()
+                    && tx.send(Mail::Cmd(cmd.clone())).await.is_ok()
                 {
                     return;
                 }
@@ -697,133 +686,121 @@ async fn keep_lease(
     }
 }
 
-/// The owner of one room: feeds its state machine, sends what it says, publishes a
-/// snapshot after each change, and stops the moment its lease is gone.
-async fn run_room(
-    mut room: Room,
-    mut rx: mpsc::Receiver<Local>,
-    lease: Arc<tokio::sync::Mutex<Lease>>,
-    first: Vec<Input>,
+/// Around each room task this node owns: publishes a snapshot after each change, and
+/// stops the room the moment its lease is gone.
+struct RedisRoom {
     inner: Arc<Inner>,
-) {
-    let id = room.id().clone();
-    let lost = CancellationToken::new();
-    let stop = CancellationToken::new();
-    let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
-    let redis_ok = Arc::new(AtomicBool::new(true));
-    tokio::spawn(keep_lease(
-        inner.clone(),
-        id.clone(),
-        lease.clone(),
-        snap_rx,
-        redis_ok.clone(),
-        lost.clone(),
-        stop.clone(),
-    ));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_since: Option<tokio::time::Instant> = None;
-    for input in first {
-        let out = room.handle(input, now_ms());
-        inner.commit(&room, &lease, &redis_ok, out).await;
-    }
-    let _ = snap_tx.send(snapshot(&room, &inner));
-    let mut drained: Option<oneshot::Sender<()>> = None;
-    let mut idle = false;
-    loop {
-        // A tick that says nothing changed nothing worth a snapshot (and whatever time alone
-        // changes, a successor's own ticks redo): serialising every room every second was
-        // most of a busy node's CPU.
-        let (outputs, quiet) = tokio::select! {
-            biased;
-            _ = lost.cancelled() => {
-                tracing::warn!(room = %id, "lost the room's lease; another node owns it now");
-                break;
-            }
-            cmd = rx.recv() => match cmd {
-                Some(Local::Cmd(RoomCmd::Input(input))) => (room.handle(input, now_ms()), false),
-                Some(Local::Cmd(RoomCmd::Reconfigure(cfg))) => { room.reconfigure(cfg); (room.handle(Input::Tick, now_ms()), false) }
-                Some(Local::Drain(done)) => { drained = Some(done); break; }
-                None => break,
-            },
-            _ = tick.tick() => {
-                let out = room.handle(Input::Tick, now_ms());
-                if room.is_idle() {
-                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= IDLE_ROOM && rx.is_empty() {
-                        idle = true;
-                        inner.commit(&room, &lease, &redis_ok, out).await;
-                        break;
-                    }
-                } else {
-                    idle_since = None;
-                }
-                let quiet = out.is_empty();
-                (out, quiet)
-            }
-        };
-        let written = inner.commit(&room, &lease, &redis_ok, outputs).await;
-        if quiet {
-            continue;
+    id: RoomId,
+    lease: Arc<tokio::sync::Mutex<Lease>>,
+    redis_ok: Arc<AtomicBool>,
+    snaps: watch::Sender<Snapshot>,
+    /// What the last commit wrote to Redis, to publish without serialising twice.
+    written: Option<Snapshot>,
+    lost: CancellationToken,
+    /// Stops the lease keeper.
+    stop: CancellationToken,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl RedisRoom {
+    fn start(inner: Arc<Inner>, id: RoomId, lease: Arc<tokio::sync::Mutex<Lease>>) -> Self {
+        let lost = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let (snaps, snap_rx) = watch::channel(Snapshot::default());
+        let redis_ok = Arc::new(AtomicBool::new(true));
+        tokio::spawn(keep_lease(
+            inner.clone(),
+            id.clone(),
+            lease.clone(),
+            snap_rx,
+            redis_ok.clone(),
+            lost.clone(),
+            stop.clone(),
+        ));
+        Self {
+            inner,
+            id,
+            lease,
+            redis_ok,
+            snaps,
+            written: None,
+            lost,
+            stop,
+            drained: Vec::new(),
         }
-        inner
-            .visit_counts
-            .lock()
-            .expect("poisoned")
-            .insert(id.clone(), room.state_counts());
-        let _ = snap_tx.send(written.unwrap_or_else(|| snapshot(&room, &inner)));
-    }
-    // Stop taking inputs first: whatever arrives later goes to the next owner.
-    rx.close();
-    stop.cancel();
-    if !lost.is_cancelled() {
-        // Hand over: the last state, then the lease (an idle room's state is dropped).
-        let l = lease.lock().await;
-        let last = snapshot(&room, &inner);
-        if !idle && let Err(e) = inner.write_snapshot(&id, &l, &last).await {
-            tracing::warn!(room = %id, error = %e, "final room snapshot not written");
-        }
-        if let Err(e) = inner.release(&id, &l, idle).await {
-            tracing::warn!(room = %id, error = %e, "room lease not released; it expires");
-        }
-    }
-    {
-        let mut rooms = inner.rooms.lock().expect("poisoned");
-        if rooms.get(&id).is_some_and(|tx| tx.is_closed()) {
-            rooms.remove(&id);
-        }
-    }
-    inner.visit_counts.lock().expect("poisoned").remove(&id);
-    let mut leftovers = Vec::new();
-    while let Ok(cmd) = rx.try_recv() {
-        match cmd {
-            Local::Cmd(c) => leftovers.push(c),
-            Local::Drain(done) => {
-                let _ = done.send(());
-            }
-        }
-    }
-    if let Some(done) = drained {
-        let _ = done.send(());
-    }
-    if !leftovers.is_empty() {
-        tokio::spawn(resubmit(inner, id, leftovers));
     }
 }
 
-// Boxed: a room task may start its successor, and the future type would otherwise recurse.
-fn resubmit(
-    inner: Arc<Inner>,
-    id: RoomId,
-    cmds: Vec<RoomCmd>,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        for cmd in cmds {
-            if let Err(e) = inner.route(&id, cmd, 0).await {
-                tracing::warn!(room = %id, error = %e, "input lost while the room moved");
+#[async_trait]
+impl RoomHost for RedisRoom {
+    type Mail = Drain;
+
+    async fn commit(&mut self, room: &Room, outputs: Vec<Output>) {
+        self.written = self
+            .inner
+            .commit(room, &self.lease, &self.redis_ok, outputs)
+            .await;
+    }
+
+    fn changed(&mut self, room: &Room) {
+        self.inner
+            .visit_counts
+            .lock()
+            .expect("poisoned")
+            .insert(self.id.clone(), room.state_counts());
+        let snap = self
+            .written
+            .take()
+            .unwrap_or_else(|| snapshot(room, &self.inner));
+        let _ = self.snaps.send(snap);
+    }
+
+    fn mail(&mut self, Drain(done): Drain) -> bool {
+        self.drained.push(done);
+        true
+    }
+
+    fn deposed(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    async fn stopped(self, room: Room, why: Stop, leftovers: Vec<RoomCmd>) {
+        let (inner, id) = (self.inner, self.id);
+        self.stop.cancel();
+        if why == Stop::Deposed {
+            tracing::warn!(room = %id, "lost the room's lease; another node owns it now");
+        } else {
+            // Hand over: the last state, then the lease (an idle room's state is dropped).
+            let idle = why == Stop::Idle;
+            let l = self.lease.lock().await;
+            let last = snapshot(&room, &inner);
+            if !idle && let Err(e) = inner.write_snapshot(&id, &l, &last).await {
+                tracing::warn!(room = %id, error = %e, "final room snapshot not written");
+            }
+            if let Err(e) = inner.release(&id, &l, idle).await {
+                tracing::warn!(room = %id, error = %e, "room lease not released; it expires");
             }
         }
-    })
+        {
+            let mut rooms = inner.rooms.lock().expect("poisoned");
+            if rooms.get(&id).is_some_and(|tx| tx.is_closed()) {
+                rooms.remove(&id);
+            }
+        }
+        inner.visit_counts.lock().expect("poisoned").remove(&id);
+        for done in self.drained {
+            let _ = done.send(());
+        }
+        if !leftovers.is_empty() {
+            tokio::spawn(async move {
+                for cmd in leftovers {
+                    if let Err(e) = inner.route(&id, cmd, 0).await {
+                        tracing::warn!(room = %id, error = %e, "input lost while the room moved");
+                    }
+                }
+            });
+        }
+    }
 }
 
 fn snapshot(room: &Room, inner: &Inner) -> Snapshot {
@@ -1120,7 +1097,7 @@ impl Live for RedisLive {
             .collect();
         for tx in rooms {
             let (done, wait) = oneshot::channel();
-            if tx.send(Local::Drain(done)).await.is_ok() {
+            if tx.send(Mail::Host(Drain(done))).await.is_ok() {
                 let _ = tokio::time::timeout(self.inner.timeout * 2, wait).await;
             }
         }

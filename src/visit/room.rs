@@ -63,6 +63,27 @@ pub enum Input {
     Tick,
 }
 
+impl Input {
+    /// What kind of input this is, for logs: never any of its content.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::Connect { .. } => "connect",
+            Input::Disconnect { .. } => "disconnect",
+            Input::Act { act, .. } => act.name(),
+            Input::Tick => "tick",
+        }
+    }
+
+    /// Whose input this is (none for a tick).
+    pub fn participant(&self) -> Option<&ParticipantId> {
+        match self {
+            Input::Connect { member, .. } => Some(&member.id),
+            Input::Disconnect { who } | Input::Act { who, .. } => Some(who),
+            Input::Tick => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Act {
     Profile {
@@ -305,6 +326,8 @@ impl Room {
             self.match_walk_in(now);
         }
         self.flush_queue();
+        #[cfg(test)]
+        fault::maybe_panic(&self.config.id);
         std::mem::take(&mut self.out)
     }
 
@@ -1316,3 +1339,29 @@ fn primary_language(tag: &str) -> String {
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+
+/// Tests make handling panic to check that the room task contains it.
+#[cfg(test)]
+pub(crate) mod fault {
+    use crate::ids::RoomId;
+    use std::sync::Mutex;
+
+    // Per room, so tests running in parallel do not trip each other.
+    static ARMED: Mutex<Vec<RoomId>> = Mutex::new(Vec::new());
+
+    /// The next input `room` handles panics after it is applied.
+    pub(crate) fn panic_next(room: &RoomId) {
+        ARMED.lock().unwrap().push(room.clone());
+    }
+
+    pub(super) fn maybe_panic(room: &RoomId) {
+        let fire = {
+            let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+            let at = armed.iter().position(|r| r == room);
+            at.map(|i| armed.remove(i)).is_some()
+        };
+        if fire {
+            panic!("room handling panicked (test fault)");
+        }
+    }
+}
