@@ -260,6 +260,13 @@ fn clip(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+fn no_such_visit() -> Refusal {
+    (
+        ErrorCode::UnknownVisit,
+        "no such visit in this room".to_owned(),
+    )
+}
+
 impl Room {
     pub fn new(config: RoomConfig, timing: Timing) -> Self {
         Self {
@@ -429,24 +436,22 @@ impl Room {
         let entries: Vec<QueueEntry> = order
             .iter()
             .enumerate()
-            .map(|(i, id)| {
-                let v = &self.visits[id];
-                QueueEntry {
-                    visit: v.id.clone(),
-                    name: v.name.clone(),
-                    reason: v.reason.clone(),
-                    waiting_since: v.queued_at,
-                    position: i + 1,
-                    device_ok: v.device_ok,
-                    device_summary: v.device_summary.clone(),
-                    connected: self.presence.get(&v.patient).is_some_and(|p| p.connected),
-                    lang: v.lang.clone(),
-                    offered_to: v
-                        .offer
-                        .as_ref()
-                        .and_then(|(p, _)| self.presence.get(p))
-                        .map(|p| p.member.name.clone()),
-                }
+            .filter_map(|(i, id)| self.visits.get(id).map(|v| (i, v)))
+            .map(|(i, v)| QueueEntry {
+                visit: v.id.clone(),
+                name: v.name.clone(),
+                reason: v.reason.clone(),
+                waiting_since: v.queued_at,
+                position: i + 1,
+                device_ok: v.device_ok,
+                device_summary: v.device_summary.clone(),
+                connected: self.presence.get(&v.patient).is_some_and(|p| p.connected),
+                lang: v.lang.clone(),
+                offered_to: v
+                    .offer
+                    .as_ref()
+                    .and_then(|(p, _)| self.presence.get(p))
+                    .map(|p| p.member.name.clone()),
             })
             .collect();
         for doc in self.physicians_here() {
@@ -458,7 +463,9 @@ impl Room {
             self.send(&doc, msg);
         }
         for (i, id) in order.iter().enumerate() {
-            let patient = self.visits[id].patient.clone();
+            let Some(patient) = self.visits.get(id).map(|v| v.patient.clone()) else {
+                continue;
+            };
             let msg = ServerMsg::Waiting {
                 room: self.config.id.clone(),
                 visit: id.clone(),
@@ -592,7 +599,10 @@ impl Room {
     }
 
     fn patient_connected(&mut self, m: &Member, resumed: bool, now: Millis) {
-        let vid = m.visit.clone().expect("checked at admission");
+        // A first connection was checked at admission; a returning one may not be bound.
+        let Some(vid) = m.visit.clone() else {
+            return self.unbound(m);
+        };
         if !self.visits.contains_key(&vid) {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -626,8 +636,7 @@ impl Room {
                 });
             }
         }
-        let v = &self.visits[&vid];
-        if v.active() {
+        if self.visits.get(&vid).is_some_and(Visit::active) {
             self.rejoin_call(&vid, &m.id, resumed);
         }
         // Waiting: position is sent by flush_queue.
@@ -635,26 +644,52 @@ impl Room {
     }
 
     fn guest_connected(&mut self, m: &Member, resumed: bool) {
-        let vid = m.visit.clone().expect("checked at admission");
-        let v = self.visits.get_mut(&vid).expect("checked at admission");
+        let Some(vid) = m.visit.clone() else {
+            return self.unbound(m);
+        };
+        let Some(v) = self.visits.get_mut(&vid) else {
+            // Checked at a first admission; a returning guest's visit may be gone.
+            self.out.push(Output::Close {
+                who: m.id.clone(),
+                msg: ServerMsg::error(ErrorCode::VisitClosed, "this visit is not in progress"),
+            });
+            return;
+        };
         if v.participants.contains(&m.id) {
             self.rejoin_call(&vid, &m.id, resumed);
             return;
         }
         v.participants.push(m.id.clone());
-        let msg = self.admitted_msg(&self.visits[&vid], &m.id);
-        self.send(&m.id, msg);
+        if let Some(msg) = self.visits.get(&vid).map(|v| self.admitted_msg(v, &m.id)) {
+            self.send(&m.id, msg);
+        }
         self.announce_joined(&vid, &m.id);
     }
 
+    /// A patient or guest whose token names no visit: refused, as at admission.
+    fn unbound(&mut self, m: &Member) {
+        self.out.push(Output::Close {
+            who: m.id.clone(),
+            msg: ServerMsg::error(ErrorCode::Forbidden, "token is not bound to a visit"),
+        });
+    }
+
+    /// Everyone in visit `vid` but `who`.
+    fn others_in(&self, vid: &VisitId, who: &ParticipantId) -> Vec<ParticipantId> {
+        self.visits
+            .get(vid)
+            .map(|v| {
+                v.participants
+                    .iter()
+                    .filter(|p| *p != who)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn announce_joined(&mut self, vid: &VisitId, who: &ParticipantId) {
-        let others: Vec<ParticipantId> = self.visits[vid]
-            .participants
-            .iter()
-            .filter(|p| *p != who)
-            .cloned()
-            .collect();
-        for o in others {
+        for o in self.others_in(vid, who) {
             if let Some(peer) = self.peer_info(&o, who) {
                 self.send(&o, ServerMsg::PeerJoined { peer });
             }
@@ -666,18 +701,13 @@ impl Room {
     fn rejoin_call(&mut self, vid: &VisitId, who: &ParticipantId, resumed: bool) {
         // The returning side always learns the visit as it is now; a page that kept its
         // peer connections keeps those and only builds the ones it lacks.
-        let msg = self.admitted_msg(&self.visits[vid], who);
-        self.send(who, msg);
+        if let Some(msg) = self.visits.get(vid).map(|v| self.admitted_msg(v, who)) {
+            self.send(who, msg);
+        }
         if !resumed {
             self.announce_joined(vid, who);
         } else {
-            let others: Vec<ParticipantId> = self.visits[vid]
-                .participants
-                .iter()
-                .filter(|p| *p != who)
-                .cloned()
-                .collect();
-            for o in others {
+            for o in self.others_in(vid, who) {
                 self.send(
                     &o,
                     ServerMsg::PeerResumed {
@@ -699,13 +729,7 @@ impl Room {
         p.dropped_at = Some(now);
         let role = p.member.role;
         if let Some(vid) = self.active_visit_of(who) {
-            let others: Vec<ParticipantId> = self.visits[&vid]
-                .participants
-                .iter()
-                .filter(|p| *p != who)
-                .cloned()
-                .collect();
-            for o in others {
+            for o in self.others_in(&vid, who) {
                 self.send(
                     &o,
                     ServerMsg::PeerReconnecting {
@@ -821,9 +845,13 @@ impl Room {
     /// `who` leaves an active visit. The last one out ends it; when no physician is left
     /// the patient goes back to the waiting room (never locked out).
     fn leave_call(&mut self, vid: &VisitId, who: &ParticipantId, reason: &str, now: Millis) {
-        let v = self.visits.get_mut(vid).expect("active visit exists");
+        let Some(v) = self.visits.get_mut(vid) else {
+            return;
+        };
         v.participants.retain(|p| p != who);
         let remaining = v.participants.clone();
+        let patient = v.patient.clone();
+        let in_charge = v.admitted_by.as_ref() == Some(who);
         for o in &remaining {
             self.send(
                 o,
@@ -833,10 +861,9 @@ impl Room {
                 },
             );
         }
-        let patient = self.visits[vid].patient.clone();
         let physician_left = remaining.iter().any(|p| self.is_physician(p));
         if remaining.is_empty()
-            || (remaining.len() == 1 && remaining[0] != patient && !physician_left)
+            || (remaining.len() == 1 && !remaining.contains(&patient) && !physician_left)
         {
             // Nobody (or only a guest) is left.
             self.end_visit(vid, who.as_str(), now);
@@ -846,9 +873,11 @@ impl Room {
             } else {
                 self.end_visit(vid, who.as_str(), now);
             }
-        } else if self.visits[vid].admitted_by.as_ref() == Some(who) {
+        } else if in_charge {
             let next = remaining.iter().find(|p| self.is_physician(p)).cloned();
-            self.visits.get_mut(vid).expect("exists").admitted_by = next;
+            if let Some(v) = self.visits.get_mut(vid) {
+                v.admitted_by = next;
+            }
         }
     }
 
@@ -866,7 +895,9 @@ impl Room {
     }
 
     fn back_to_waiting(&mut self, vid: &VisitId, actor: &str, now: Millis) {
-        let v = self.visits.get_mut(vid).expect("exists");
+        let Some(v) = self.visits.get_mut(vid) else {
+            return;
+        };
         let patient = v.patient.clone();
         let others: Vec<ParticipantId> =
             v.participants.drain(..).filter(|p| *p != patient).collect();
@@ -910,7 +941,9 @@ impl Room {
     }
 
     fn end_visit(&mut self, vid: &VisitId, by: &str, now: Millis) {
-        let v = self.visits.get_mut(vid).expect("exists");
+        let Some(v) = self.visits.get_mut(vid) else {
+            return;
+        };
         v.state = VisitState::Ended;
         let patient = v.patient.clone();
         let participants = std::mem::take(&mut v.participants);
@@ -959,7 +992,7 @@ impl Room {
         match act {
             Act::Profile { name, reason } => {
                 let vid = self.own_waiting_visit(who)?;
-                let v = self.visits.get_mut(&vid).expect("exists");
+                let v = self.visits.get_mut(&vid).ok_or_else(no_such_visit)?;
                 if let Some(n) = name.filter(|n| !n.trim().is_empty()) {
                     v.name = clip(n.trim(), MAX_NAME);
                 }
@@ -981,14 +1014,16 @@ impl Room {
                     .find(|v| v.patient == *who && !v.state.is_final())
                     .map(|v| v.id.clone())
                     .ok_or((ErrorCode::NotInVisit, "you have no open visit".to_owned()))?;
-                let v = self.visits.get_mut(&vid).expect("exists");
+                let v = self.visits.get_mut(&vid).ok_or_else(no_such_visit)?;
                 v.device_ok = Some(ok);
                 v.device_summary = clip(&summary, MAX_REASON);
                 self.queue_dirty = true;
             }
             Act::Availability { available } => {
                 need_physician()?;
-                self.presence.get_mut(who).expect("present").available = available;
+                if let Some(p) = self.presence.get_mut(who) {
+                    p.available = available;
+                }
                 if !available {
                     self.withdraw_offers_of(who);
                 }
@@ -1020,8 +1055,7 @@ impl Room {
             Act::Deny { visit, reason } => {
                 need_physician()?;
                 self.may_manage(who)?;
-                self.waiting_visit(&visit)?;
-                let patient = self.visits[&visit].patient.clone();
+                let patient = self.waiting_visit(&visit)?.patient.clone();
                 self.finish_waiting(&visit, VisitState::Denied, who.as_str(), now);
                 let reason = clip(
                     reason
@@ -1041,11 +1075,10 @@ impl Room {
             Act::MessagePatient { visit, text } => {
                 need_physician()?;
                 self.may_manage(who)?;
-                self.waiting_visit(&visit)?;
+                let patient = self.waiting_visit(&visit)?.patient.clone();
                 if text.trim().is_empty() {
                     return refuse(ErrorCode::BadMessage, "message text is empty");
                 }
-                let patient = self.visits[&visit].patient.clone();
                 self.send(
                     &patient,
                     ServerMsg::PhysicianMessage {
@@ -1072,7 +1105,8 @@ impl Room {
                     ErrorCode::NotInVisit,
                     "you are not in an admitted visit".to_owned(),
                 ))?;
-                if to == *who || !self.visits[&vid].participants.contains(&to) {
+                let v = self.visits.get(&vid).ok_or_else(no_such_visit)?;
+                if to == *who || !v.participants.contains(&to) {
                     return refuse(
                         ErrorCode::UnknownPeer,
                         "that participant is not in your visit",
@@ -1080,8 +1114,11 @@ impl Room {
                 }
                 let is_answer = matches!(msg, ServerMsg::Answer { .. });
                 self.send(&to, msg);
-                if is_answer && self.visits[&vid].state == VisitState::Admitted {
-                    self.visits.get_mut(&vid).expect("exists").state = VisitState::InCall;
+                if let Some(v) = self.visits.get_mut(&vid)
+                    && is_answer
+                    && v.state == VisitState::Admitted
+                {
+                    v.state = VisitState::InCall;
                     self.record(&vid, who.as_str(), now);
                 }
             }
@@ -1096,14 +1133,12 @@ impl Room {
                 if text.trim().is_empty() {
                     return refuse(ErrorCode::BadMessage, "chat text is empty");
                 }
-                let name = self.presence[who].member.name.clone();
-                let others: Vec<ParticipantId> = self.visits[&vid]
-                    .participants
-                    .iter()
-                    .filter(|p| *p != who)
-                    .cloned()
-                    .collect();
-                for o in others {
+                let name = self
+                    .presence
+                    .get(who)
+                    .map(|p| p.member.name.clone())
+                    .unwrap_or_default();
+                for o in self.others_in(&vid, who) {
                     let msg = ServerMsg::Chat {
                         from: who.clone(),
                         name: name.clone(),
@@ -1128,14 +1163,14 @@ impl Room {
             ))
     }
 
-    fn waiting_visit(&self, visit: &VisitId) -> Result<(), Refusal> {
+    fn waiting_visit(&self, visit: &VisitId) -> Result<&Visit, Refusal> {
         match self.visits.get(visit) {
-            None => refuse(ErrorCode::UnknownVisit, "no such visit in this room"),
+            None => Err(no_such_visit()),
             Some(v) if v.state != VisitState::Waiting => refuse(
                 ErrorCode::IllegalTransition,
                 format!("the visit is {}, not waiting", v.state.as_str()),
             ),
-            Some(_) => Ok(()),
+            Some(v) => Ok(v),
         }
     }
 
@@ -1173,8 +1208,8 @@ impl Room {
         now: Millis,
     ) -> Result<(), Refusal> {
         self.may_manage(who)?;
-        self.waiting_visit(visit)?;
-        let offered_to_me = self.visits[visit]
+        let offered_to_me = self
+            .waiting_visit(visit)?
             .offer
             .as_ref()
             .is_some_and(|(d, _)| d == who);
@@ -1190,7 +1225,7 @@ impl Room {
                 format!("you are already in visit {busy}; end it or send the patient back first"),
             );
         }
-        let v = self.visits.get_mut(visit).expect("exists");
+        let v = self.visits.get_mut(visit).ok_or_else(no_such_visit)?;
         v.state = VisitState::Admitted;
         v.offer = None;
         v.admitted_by = Some(who.clone());
@@ -1198,8 +1233,9 @@ impl Room {
         let participants = v.participants.clone();
         self.record(visit, who.as_str(), now);
         for p in &participants {
-            let msg = self.admitted_msg(&self.visits[visit], p);
-            self.send(p, msg);
+            if let Some(msg) = self.visits.get(visit).map(|v| self.admitted_msg(v, p)) {
+                self.send(p, msg);
+            }
         }
         // A physician with an outstanding offer elsewhere in the room gives it up.
         self.withdraw_offers_of(who);
@@ -1217,7 +1253,9 @@ impl Room {
             .map(|v| v.id.clone())
             .collect();
         for vid in mine {
-            self.visits.get_mut(&vid).expect("exists").offer = None;
+            if let Some(v) = self.visits.get_mut(&vid) {
+                v.offer = None;
+            }
             self.send(
                 doc,
                 ServerMsg::WalkInWithdrawn {
@@ -1230,7 +1268,9 @@ impl Room {
     }
 
     fn pass(&mut self, vid: &VisitId, doc: &ParticipantId) {
-        let v = self.visits.get_mut(vid).expect("exists");
+        let Some(v) = self.visits.get_mut(vid) else {
+            return;
+        };
         v.offer = None;
         v.passed.insert(doc.clone());
         self.send(
@@ -1266,7 +1306,7 @@ impl Room {
     /// free longest. A patient everyone has passed starts a new round.
     fn match_walk_in(&mut self, now: Millis) {
         for vid in self.waiting_order() {
-            if self.visits[&vid].offer.is_some() {
+            if self.visits.get(&vid).is_none_or(|v| v.offer.is_some()) {
                 continue;
             }
             let mut free: Vec<ParticipantId> = self
@@ -1277,26 +1317,36 @@ impl Room {
             if free.is_empty() {
                 break;
             }
-            let v = &self.visits[&vid];
+            let Some(v) = self.visits.get_mut(&vid) else {
+                continue;
+            };
             if free.iter().all(|d| v.passed.contains(d)) {
-                self.visits.get_mut(&vid).expect("exists").passed.clear();
+                v.passed.clear();
             }
-            let v = &self.visits[&vid];
+            let v = &*v;
             free.retain(|d| !v.passed.contains(d));
             let lang = v.lang.as_deref().map(primary_language);
             let gender = v.prefers_gender.clone();
+            let presence = &self.presence;
             let score = |d: &ParticipantId| {
-                let m = &self.presence[d];
-                let lang_ok = lang
-                    .as_deref()
-                    .is_none_or(|l| m.member.languages.iter().any(|x| primary_language(x) == l));
-                let gender_ok = gender
-                    .as_deref()
-                    .is_none_or(|g| m.member.gender.as_deref() == Some(g));
-                (!lang_ok, !gender_ok, m.free_since, d.clone())
+                // `free` holds present physicians only (`is_free`); a missing one sorts last.
+                let m = presence.get(d);
+                let lang_ok = m.is_some_and(|m| {
+                    lang.as_deref()
+                        .is_none_or(|l| m.member.languages.iter().any(|x| primary_language(x) == l))
+                });
+                let gender_ok = m.is_some_and(|m| {
+                    gender
+                        .as_deref()
+                        .is_none_or(|g| m.member.gender.as_deref() == Some(g))
+                });
+                let free_since = m.map_or(Millis::MAX, |m| m.free_since);
+                (!lang_ok, !gender_ok, free_since, d.clone())
             };
             free.sort_by_key(score);
-            let chosen = free[0].clone();
+            let Some(chosen) = free.first().cloned() else {
+                continue;
+            };
             let (lang_miss, gender_miss, _, _) = score(&chosen);
             let told = v.preference_told;
             let patient = v.patient.clone();
@@ -1312,10 +1362,12 @@ impl Room {
                     &patient,
                     ServerMsg::PreferenceUnavailable { what: what.into() },
                 );
-                self.visits.get_mut(&vid).expect("exists").preference_told = true;
             }
             let expires_at = now + self.timing.offer_ms;
-            self.visits.get_mut(&vid).expect("exists").offer = Some((chosen.clone(), expires_at));
+            if let Some(v) = self.visits.get_mut(&vid) {
+                v.preference_told |= lang_miss || gender_miss;
+                v.offer = Some((chosen.clone(), expires_at));
+            }
             let msg = ServerMsg::WalkInOffer {
                 room: self.config.id.clone(),
                 visit: vid.clone(),
