@@ -269,30 +269,19 @@ mod tests {
     }
 
     fn member(id: &str, role: Role) -> Member {
-        Member {
-            id: ParticipantId::parse(id).unwrap(),
-            role,
-            name: id.into(),
-            staff: (role == Role::Physician).then(|| StaffId::parse(id).unwrap()),
-            visit: (role == Role::Patient).then(|| VisitId::parse("v_1").unwrap()),
-            patient_ref: None,
-            reason: None,
-            lang: None,
-            prefers_gender: None,
-            languages: vec![],
-            gender: None,
+        Member::test(id, role, (role == Role::Patient).then_some("v_1"))
+    }
+
+    fn first_connect(member: Member) -> Input {
+        Input::Connect {
+            member,
+            resume: None,
+            new_resume_token: "t0".into(),
         }
     }
 
     fn connect(r: &mut Supervised, m: Member, now: Millis) -> Vec<Output> {
-        r.handle(
-            Input::Connect {
-                member: m,
-                resume: None,
-                new_resume_token: "t0".into(),
-            },
-            now,
-        )
+        r.handle(first_connect(m), now)
     }
 
     fn admit(r: &mut Supervised, now: Millis) -> Vec<Output> {
@@ -402,16 +391,7 @@ mod tests {
                 kill: CancellationToken::new(),
             };
             live.attach(&m.id, outbox);
-            live.submit(
-                &id,
-                Input::Connect {
-                    member: m,
-                    resume: None,
-                    new_resume_token: "t0".into(),
-                },
-            )
-            .await
-            .unwrap();
+            live.submit(&id, first_connect(m)).await.unwrap();
             inboxes.push(rx);
         }
         let admit = || Input::Act {

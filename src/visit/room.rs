@@ -1392,6 +1392,28 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+impl Member {
+    /// A member as tests outside this module need one: a physician is staff under their
+    /// own id, a patient waits for `visit`.
+    pub(crate) fn test(id: &str, role: Role, visit: Option<&str>) -> Member {
+        let parse = |s: &str| ParticipantId::parse(s).expect("test ids are valid");
+        Member {
+            id: parse(id),
+            role,
+            name: id.into(),
+            staff: (role == Role::Physician).then(|| StaffId::parse(id).expect("valid")),
+            visit: visit.map(|v| VisitId::parse(v).expect("valid")),
+            patient_ref: None,
+            reason: None,
+            lang: None,
+            prefers_gender: None,
+            languages: vec![],
+            gender: None,
+        }
+    }
+}
+
 /// Tests make handling panic to check that the room task contains it.
 #[cfg(test)]
 pub(crate) mod fault {

@@ -167,19 +167,7 @@ mod tests {
         let pat = ParticipantId::parse("p_pat").unwrap();
         let out = room.handle(
             Input::Connect {
-                member: Member {
-                    id: pat.clone(),
-                    role: crate::identity::Role::Patient,
-                    name: "Patient p_pat".into(),
-                    staff: None,
-                    visit: Some(v1),
-                    patient_ref: None,
-                    reason: None,
-                    lang: None,
-                    prefers_gender: None,
-                    languages: vec![],
-                    gender: None,
-                },
+                member: Member::test("p_pat", crate::identity::Role::Patient, Some("v_1")),
                 resume: Some("t0".into()),
                 new_resume_token: "t1".into(),
             },
