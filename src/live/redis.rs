@@ -241,6 +241,16 @@ impl Inner {
             .cloned()
     }
 
+    /// Everyone connected to this node.
+    fn connected_here(&self) -> Vec<ParticipantId> {
+        self.outboxes
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     fn outbox(&self, who: &ParticipantId) -> Option<Outbox> {
         self.outboxes.lock().expect("poisoned").get(who).cloned()
     }
@@ -410,15 +420,7 @@ impl Live for RedisLive {
                 let _ = tokio::time::timeout(self.inner.timeout * 2, wait).await;
             }
         }
-        let who: Vec<ParticipantId> = self
-            .inner
-            .outboxes
-            .lock()
-            .expect("poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        for p in who {
+        for p in self.inner.connected_here() {
             let mut c = self.inner.redis.clone();
             let mut inv = self.inner.scripts.forget_presence.prepare_invoke();
             inv.key(self.inner.keys.presence(&p)).arg(&self.inner.node);

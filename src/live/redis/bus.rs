@@ -194,13 +194,7 @@ pub(super) async fn refresh_presence(inner: Arc<Inner>, stop: CancellationToken)
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let who: Vec<ParticipantId> = inner
-            .outboxes
-            .lock()
-            .expect("poisoned")
-            .keys()
-            .cloned()
-            .collect();
+        let who = inner.connected_here();
         if who.is_empty() {
             continue;
         }

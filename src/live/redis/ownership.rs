@@ -4,6 +4,18 @@
 use super::*;
 
 impl Inner {
+    /// The lease script for `room`, never handing out an epoch at or below `floor`.
+    fn acquire(&self, room: &RoomId, floor: u64) -> ::redis::ScriptInvocation<'_> {
+        let mut inv = self.scripts.acquire.prepare_invoke();
+        inv.key(self.keys.lease(room))
+            .key(self.keys.epoch(room))
+            .key(self.keys.snapshot(room))
+            .arg(&self.node)
+            .arg(self.lease_ms)
+            .arg(floor);
+        inv
+    }
+
     /// Hand `cmd` to the room's owner: this node's task, another node's channel, or a
     /// task started here after taking the lease. Waits out a dead owner's lease.
     pub(super) async fn route(
@@ -83,13 +95,7 @@ impl Inner {
             .await?
             .ok_or(LiveError::RoomNotFound)?;
         let mut c = self.redis.clone();
-        let mut inv = self.scripts.acquire.prepare_invoke();
-        inv.key(self.keys.lease(room))
-            .key(self.keys.epoch(room))
-            .key(self.keys.snapshot(room))
-            .arg(&self.node)
-            .arg(self.lease_ms)
-            .arg(0);
+        let inv = self.acquire(room, 0);
         let reply: Vec<String> = self.call("acquire", inv.invoke_async(&mut c)).await?;
         if reply.first().map(String::as_str) != Some("1") {
             return Ok(false);
@@ -227,13 +233,7 @@ impl Inner {
         match self.call("renew", inv.invoke_async::<i64>(&mut c)).await {
             Ok(1) => Kept::Held,
             Ok(0) => {
-                let mut inv = self.scripts.acquire.prepare_invoke();
-                inv.key(self.keys.lease(room))
-                    .key(self.keys.epoch(room))
-                    .key(self.keys.snapshot(room))
-                    .arg(&self.node)
-                    .arg(self.lease_ms)
-                    .arg(lease.epoch);
+                let inv = self.acquire(room, lease.epoch);
                 match self
                     .call("reacquire", inv.invoke_async::<Vec<String>>(&mut c))
                     .await
