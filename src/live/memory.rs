@@ -2,6 +2,7 @@
 //! a map from participant to outbox delivers what it says.
 
 use super::counters::LocalCounters;
+use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
@@ -9,24 +10,17 @@ use crate::visit::room::{Input, Output, Room, Timing};
 use crate::visit::{RoomConfig, VisitState};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Inputs queued to one room before submitters wait.
-const ROOM_INBOX: usize = 4096;
-/// A room with nobody in it and nothing open is dropped after this long.
-const IDLE_ROOM: Duration = Duration::from_secs(60);
-
-enum RoomCmd {
-    Input(Input),
-    Reconfigure(RoomConfig),
-}
+/// The memory store has no mail of its own for its room tasks.
+type RoomMail = Mail<Infallible>;
 
 struct Inner {
     // std Mutex: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
-    rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomCmd>>>,
+    rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomMail>>>,
     visit_counts: Mutex<HashMap<RoomId, HashMap<VisitState, usize>>>,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
@@ -42,7 +36,7 @@ impl Inner {
     async fn room_sender(
         self: &Arc<Self>,
         room: &RoomId,
-    ) -> Result<mpsc::Sender<RoomCmd>, LiveError> {
+    ) -> Result<mpsc::Sender<RoomMail>, LiveError> {
         if let Some(tx) = self
             .rooms
             .lock()
@@ -65,7 +59,10 @@ impl Inner {
         let (tx, rx) = mpsc::channel(ROOM_INBOX);
         rooms.insert(room.clone(), tx.clone());
         let machine = Room::new(config, self.timing.clone());
-        tokio::spawn(run_room(machine, rx, self.clone()));
+        let host = MemoryRoom {
+            inner: self.clone(),
+        };
+        tokio::spawn(run_room(machine, rx, host, Vec::new()));
         Ok(tx)
     }
 
@@ -73,10 +70,11 @@ impl Inner {
         let mut cmd = cmd;
         for _ in 0..3 {
             let tx = self.room_sender(room).await?;
-            match tx.send(cmd).await {
+            match tx.send(Mail::Cmd(cmd)).await {
                 Ok(()) => return Ok(()),
                 // The room task just exited (idle): start a new one.
-                Err(mpsc::error::SendError(c)) => cmd = c,
+                Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = c,
+                Err(mpsc::error::SendError(Mail::Host(never))) => match never {},
             }
         }
         Err(LiveError::Unavailable(
@@ -101,74 +99,49 @@ impl MemoryLive {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Around each of this node's room tasks: outputs go to this node's outboxes.
+struct MemoryRoom {
+    inner: Arc<Inner>,
 }
 
-async fn run_room(mut room: Room, mut rx: mpsc::Receiver<RoomCmd>, inner: Arc<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_since: Option<tokio::time::Instant> = None;
-    loop {
-        let outputs = tokio::select! {
-            cmd = rx.recv() => match cmd {
-                Some(RoomCmd::Input(input)) => room.handle(input, now_ms()),
-                Some(RoomCmd::Reconfigure(cfg)) => { room.reconfigure(cfg); room.handle(Input::Tick, now_ms()) }
-                None => break,
-            },
-            _ = tick.tick() => {
-                let out = room.handle(Input::Tick, now_ms());
-                if room.is_idle() {
-                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= IDLE_ROOM && rx.is_empty() {
-                        break;
-                    }
-                } else {
-                    idle_since = None;
-                }
-                out
-            }
-        };
-        dispatch(&inner, outputs).await;
-        inner
+#[async_trait]
+impl RoomHost for MemoryRoom {
+    type Mail = Infallible;
+
+    async fn commit(&mut self, _room: &Room, outputs: Vec<Output>) {
+        dispatch(&self.inner, outputs).await;
+    }
+
+    fn changed(&mut self, room: &Room) {
+        self.inner
             .visit_counts
             .lock()
             .expect("poisoned")
             .insert(room.id().clone(), room.state_counts());
     }
-    // Stop taking inputs, then forget the room. Anything that slipped in between the
-    // idle check and the close goes to a fresh owner, so no input is ever lost.
-    rx.close();
-    let id = room.id().clone();
-    {
-        let mut rooms = inner.rooms.lock().expect("poisoned");
-        if rooms.get(&id).is_some_and(|tx| tx.is_closed()) {
-            rooms.remove(&id);
-        }
-    }
-    inner.visit_counts.lock().expect("poisoned").remove(&id);
-    let mut leftovers = Vec::new();
-    while let Ok(cmd) = rx.try_recv() {
-        leftovers.push(cmd);
-    }
-    if !leftovers.is_empty() {
-        resubmit(inner, id, leftovers).await;
-    }
-}
 
-// Boxed: a room task may start its successor, and the future type would otherwise recurse.
-fn resubmit(
-    inner: Arc<Inner>,
-    id: RoomId,
-    cmds: Vec<RoomCmd>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        for cmd in cmds {
+    fn mail(&mut self, never: Infallible) -> bool {
+        match never {}
+    }
+
+    async fn stopped(self, room: Room, _why: Stop, leftovers: Vec<RoomCmd>) {
+        // Forget the room. Anything that slipped in between the idle check and the
+        // close goes to a fresh task, so no input is ever lost.
+        let inner = self.inner;
+        let id = room.id().clone();
+        {
+            let mut rooms = inner.rooms.lock().expect("poisoned");
+            if rooms.get(&id).is_some_and(|tx| tx.is_closed()) {
+                rooms.remove(&id);
+            }
+        }
+        inner.visit_counts.lock().expect("poisoned").remove(&id);
+        for cmd in leftovers {
             if let Err(e) = inner.submit(&id, cmd).await {
                 tracing::warn!(room = %id, error = %e, "input lost while restarting an idle room");
             }
         }
-    })
+    }
 }
 
 async fn dispatch(inner: &Inner, outputs: Vec<Output>) {
@@ -246,7 +219,7 @@ impl Live for MemoryLive {
             .get(&config.id)
             .cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(RoomCmd::Reconfigure(config)).await;
+            let _ = tx.send(Mail::Cmd(RoomCmd::Reconfigure(config))).await;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 pub mod counters;
 pub mod memory;
 pub mod redis;
+mod runtime;
 
 use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
 use crate::protocol::ServerMsg;

@@ -10,6 +10,8 @@
 
 pub mod room;
 
+pub use room::snapshot::{RoomSnapshot, SnapshotError};
+
 use crate::ids::{RoomId, StaffId};
 use serde::{Deserialize, Serialize};
 

@@ -834,3 +834,14 @@ fn every_walk_in_patient_is_admitted_exactly_once() {
     admitted.dedup();
     assert_eq!(admitted.len(), 5);
 }
+
+#[test]
+fn a_returning_participant_with_an_unbound_token_is_refused_not_a_panic() {
+    let mut r = admitted_room();
+    let mut unbound = patient("p_pat", "v_1");
+    unbound.visit = None;
+    let out = connect(&mut r, unbound, 3 * SEC);
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Close { who, msg: ServerMsg::Error { code: ErrorCode::Forbidden, .. } } if who.as_str() == "p_pat")));
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+}

@@ -1,0 +1,434 @@
+//! One room task, shared by both live stores. It feeds the room's state machine its
+//! inputs and a tick a second, hands each batch of outputs to the store
+//! ([`RoomHost::commit`]: history first, then delivery), and stops when the room is idle,
+//! its inbox closes, or the store says so. The stores differ only in their [`RoomHost`]:
+//! where outputs go, what a change publishes, and what happens when the room stops.
+//!
+//! Handling is supervised ([`Supervised`]): a panic while handling one input is caught,
+//! logged without patient data (room and input kind only), the room restored from its
+//! last good snapshot, and its connected participants told to resume (`going_away`), so
+//! a bug cannot take a room's waiting patients down with it.
+
+use crate::ids::ParticipantId;
+use crate::protocol::ServerMsg;
+use crate::visit::room::{Act, Input, Output, Room};
+use crate::visit::{Millis, RoomConfig, RoomSnapshot};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Inputs queued to one room before submitters wait.
+pub(crate) const ROOM_INBOX: usize = 4096;
+/// A room with nobody in it and nothing open is given up after this long.
+const IDLE_ROOM: Duration = Duration::from_secs(60);
+/// How soon a participant told to resume after a contained panic reconnects.
+const RESUME_AFTER_MS: u64 = 500;
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What one room task is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum RoomCmd {
+    Input(Input),
+    Reconfigure(RoomConfig),
+}
+
+/// A room task's inbox: commands for the room, and the store's own.
+// A store's own mail is rare (the Redis store's drain); boxing every input to shrink
+// the enum is not worth it.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Mail<H> {
+    Cmd(RoomCmd),
+    Host(H),
+}
+
+/// Why a room task stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Nobody in it and nothing open for [`IDLE_ROOM`].
+    Idle,
+    /// Every sender is gone.
+    Closed,
+    /// The store's [`RoomHost::deposed`] token fired (another node owns the room now).
+    Deposed,
+    /// The store's own mail asked it to stop.
+    Asked,
+}
+
+/// What a live store does around the shared room task.
+#[async_trait]
+pub(crate) trait RoomHost: Send + 'static {
+    type Mail: Send + 'static;
+    /// Send one batch of outputs; its transitions are recorded before anything is sent
+    /// ([`super::record_first`]).
+    async fn commit(&mut self, room: &Room, outputs: Vec<Output>);
+    /// A batch changed the room: publish what depends on its state.
+    fn changed(&mut self, room: &Room);
+    /// The store's own mail, also for mail left in the inbox after the room stopped.
+    /// `true` stops the room.
+    fn mail(&mut self, mail: Self::Mail) -> bool;
+    /// Fires when the room must stop at once; never, for a store without rivals.
+    fn deposed(&self) -> CancellationToken {
+        CancellationToken::new()
+    }
+    /// The task stopped taking inputs; `leftovers` slipped in before its inbox closed
+    /// and must go to the room's next task.
+    async fn stopped(self, room: Room, why: Stop, leftovers: Vec<RoomCmd>);
+}
+
+/// The room task: `first` are inputs to handle before any from the inbox.
+pub(crate) async fn run_room<H: RoomHost>(
+    room: Room,
+    mut rx: mpsc::Receiver<Mail<H::Mail>>,
+    mut host: H,
+    first: Vec<Input>,
+) {
+    let mut room = Supervised::new(room);
+    let deposed = host.deposed();
+    for input in first {
+        let out = room.handle(input, now_ms());
+        host.commit(room.room(), out).await;
+    }
+    host.changed(room.room());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_since: Option<tokio::time::Instant> = None;
+    let why = loop {
+        // A tick that says nothing changed nothing worth publishing (and whatever time
+        // alone changes, a successor's own ticks redo): serialising every room every
+        // second was most of a busy node's CPU.
+        let (outputs, quiet) = tokio::select! {
+            biased;
+            _ = deposed.cancelled() => break Stop::Deposed,
+            mail = rx.recv() => match mail {
+                Some(Mail::Cmd(RoomCmd::Input(input))) => (room.handle(input, now_ms()), false),
+                Some(Mail::Cmd(RoomCmd::Reconfigure(cfg))) => (room.reconfigure(cfg, now_ms()), false),
+                Some(Mail::Host(m)) => {
+                    if host.mail(m) {
+                        break Stop::Asked;
+                    }
+                    continue;
+                }
+                None => break Stop::Closed,
+            },
+            _ = tick.tick() => {
+                let out = room.handle(Input::Tick, now_ms());
+                if room.room().is_idle() {
+                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= IDLE_ROOM && rx.is_empty() {
+                        host.commit(room.room(), out).await;
+                        break Stop::Idle;
+                    }
+                } else {
+                    idle_since = None;
+                }
+                let quiet = out.is_empty();
+                (out, quiet)
+            }
+        };
+        host.commit(room.room(), outputs).await;
+        if !quiet {
+            host.changed(room.room());
+        }
+    };
+    // Stop taking inputs first: whatever arrives later goes to the room's next task.
+    rx.close();
+    let mut leftovers = Vec::new();
+    while let Ok(mail) = rx.try_recv() {
+        match mail {
+            Mail::Cmd(c) => leftovers.push(c),
+            Mail::Host(m) => {
+                host.mail(m);
+            }
+        }
+    }
+    host.stopped(room.into_room(), why, leftovers).await;
+}
+
+/// A room whose handling cannot panic out: it keeps the last state known good and goes
+/// back to it when handling an input panics.
+pub(crate) struct Supervised {
+    room: Room,
+    /// Taken after every input that may change the room, except relays and chat (the
+    /// bulk of the traffic) that changed no visit's state, and ticks that said nothing.
+    /// Restoring loses at most such messages held for a reconnecting participant.
+    last_good: RoomSnapshot,
+}
+
+impl Supervised {
+    pub(crate) fn new(room: Room) -> Self {
+        let last_good = room.snapshot();
+        Self { room, last_good }
+    }
+
+    pub(crate) fn room(&self) -> &Room {
+        &self.room
+    }
+
+    pub(crate) fn into_room(self) -> Room {
+        self.room
+    }
+
+    pub(crate) fn reconfigure(&mut self, config: RoomConfig, now: Millis) -> Vec<Output> {
+        self.room.reconfigure(config);
+        self.handle(Input::Tick, now)
+    }
+
+    pub(crate) fn handle(&mut self, input: Input, now: Millis) -> Vec<Output> {
+        let kind = input.kind();
+        let who = input.participant().cloned();
+        let tick = matches!(input, Input::Tick);
+        let relay = matches!(
+            input,
+            Input::Act {
+                act: Act::Relay { .. } | Act::Chat { .. },
+                ..
+            }
+        );
+        match catch_unwind(AssertUnwindSafe(|| self.room.handle(input, now))) {
+            Ok(out) => {
+                let keep = if tick {
+                    !out.is_empty()
+                } else if relay {
+                    out.iter().any(|o| matches!(o, Output::Record(_)))
+                } else {
+                    true
+                };
+                if keep {
+                    self.last_good = self.room.snapshot();
+                }
+                out
+            }
+            Err(_) => self.recover(kind, who),
+        }
+    }
+
+    /// Handling `kind` panicked: the room may be half-changed. Go back to the last good
+    /// state and have everyone connected reconnect and resume, so what their pages show
+    /// matches the room again. Logs no patient data.
+    fn recover(&mut self, kind: &'static str, who: Option<ParticipantId>) -> Vec<Output> {
+        let id = self.room.id().clone();
+        tracing::error!(room = %id, input = kind, "handling an input panicked; restoring the room from its last good snapshot");
+        match Room::restore(self.last_good.clone(), self.room.config().clone()) {
+            Ok(room) => self.room = room,
+            // Cannot happen (our own snapshot, our own config); serve what is there.
+            Err(e) => tracing::error!(room = %id, error = %e, "room not restored"),
+        }
+        let mut told: Vec<ParticipantId> = self.last_good.connected().cloned().collect();
+        if let Some(w) = who
+            && !told.contains(&w)
+        {
+            told.push(w);
+        }
+        told.sort();
+        told.into_iter()
+            .map(|who| Output::Close {
+                who,
+                msg: ServerMsg::GoingAway {
+                    reason: "the room restarted after an internal error".into(),
+                    reconnect_after_ms: RESUME_AFTER_MS,
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Role;
+    use crate::ids::{RoomId, StaffId, VisitId};
+    use crate::visit::room::{Member, Timing, fault};
+    use crate::visit::{RoomKind, VisitState};
+
+    fn room(id: &str) -> Room {
+        Room::new(
+            RoomConfig {
+                id: RoomId::parse(id).unwrap(),
+                name: "Room".into(),
+                kind: RoomKind::Physician,
+                physicians: vec![StaffId::parse("s_doc").unwrap()],
+                waiting_message: "Please wait.".into(),
+                max_wait_secs: 600,
+                max_participants: 4,
+                chat_allowed: true,
+                invites_allowed: true,
+                archived: false,
+            },
+            Timing {
+                grace_ms: 120_000,
+                offer_ms: 30_000,
+                replay_buffer: 8,
+            },
+        )
+    }
+
+    fn member(id: &str, role: Role) -> Member {
+        Member::test(id, role, (role == Role::Patient).then_some("v_1"))
+    }
+
+    fn first_connect(member: Member) -> Input {
+        Input::Connect {
+            member,
+            resume: None,
+            new_resume_token: "t0".into(),
+        }
+    }
+
+    fn connect(r: &mut Supervised, m: Member, now: Millis) -> Vec<Output> {
+        r.handle(first_connect(m), now)
+    }
+
+    fn admit(r: &mut Supervised, now: Millis) -> Vec<Output> {
+        r.handle(
+            Input::Act {
+                who: ParticipantId::parse("s_doc").unwrap(),
+                act: Act::Admit {
+                    visit: VisitId::parse("v_1").unwrap(),
+                },
+            },
+            now,
+        )
+    }
+
+    fn told_to_resume(out: &[Output]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Close {
+                    who,
+                    msg: ServerMsg::GoingAway { .. },
+                } => Some(who.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_panic_while_handling_restores_the_room_and_tells_everyone_to_resume() {
+        let mut r = Supervised::new(room("r_panics"));
+        connect(&mut r, member("s_doc", Role::Physician), 0);
+        connect(&mut r, member("p_pat", Role::Patient), 1000);
+        let v1 = VisitId::parse("v_1").unwrap();
+
+        // The admit is applied, then handling panics: the half-done admit must not stick.
+        fault::panic_next(r.room().id());
+        let out = admit(&mut r, 2000);
+        assert_eq!(told_to_resume(&out), ["p_pat", "s_doc"]);
+        assert!(!out.iter().any(|o| matches!(o, Output::Record(_))));
+        assert_eq!(r.room().visit_state(&v1), Some(VisitState::Waiting));
+
+        // The room keeps serving: the same admit works now.
+        let out = admit(&mut r, 3000);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Record(t) if t.state == VisitState::Admitted))
+        );
+        assert_eq!(r.room().visit_state(&v1), Some(VisitState::Admitted));
+    }
+
+    #[test]
+    fn a_panic_on_a_first_connect_tells_that_participant_too() {
+        let mut r = Supervised::new(room("r_panics_connect"));
+        connect(&mut r, member("s_doc", Role::Physician), 0);
+        fault::panic_next(r.room().id());
+        let out = connect(&mut r, member("p_pat", Role::Patient), 1000);
+        assert_eq!(told_to_resume(&out), ["p_pat", "s_doc"]);
+        assert_eq!(r.room().visit_state(&VisitId::parse("v_1").unwrap()), None);
+    }
+
+    /// The whole memory store: a room task whose handling panics keeps serving.
+    #[tokio::test]
+    async fn a_room_task_survives_a_panic_and_its_participants_resume() {
+        use crate::ids::PatientRef;
+        use crate::live::memory::MemoryLive;
+        use crate::live::{Effects, Live, LiveError, Outbox, Outgoing, RoomLoader};
+        use crate::visit::room::Transition;
+        use std::sync::Arc;
+
+        struct OneRoom(RoomConfig);
+        #[async_trait]
+        impl RoomLoader for OneRoom {
+            async fn load(&self, room: &RoomId) -> Result<Option<RoomConfig>, LiveError> {
+                Ok((*room == self.0.id).then(|| self.0.clone()))
+            }
+        }
+        struct NoEffects;
+        #[async_trait]
+        impl Effects for NoEffects {
+            async fn record(&self, _t: Transition) {}
+            fn prefetch(&self, _visit: VisitId, _patient: PatientRef) {}
+            fn delivered(&self, _msg: &ServerMsg) {}
+        }
+
+        let r = room("r_task_panics");
+        let id = r.id().clone();
+        let live = MemoryLive::new(
+            Arc::new(OneRoom(r.config().clone())),
+            Arc::new(NoEffects),
+            Timing {
+                grace_ms: 120_000,
+                offer_ms: 30_000,
+                replay_buffer: 8,
+            },
+        );
+        let mut inboxes = Vec::new();
+        for (conn, m) in [
+            member("s_doc", Role::Physician),
+            member("p_pat", Role::Patient),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (tx, rx) = mpsc::channel(64);
+            let outbox = Outbox {
+                conn: conn as u64,
+                tx,
+                kill: CancellationToken::new(),
+            };
+            live.attach(&m.id, outbox);
+            live.submit(&id, first_connect(m)).await.unwrap();
+            inboxes.push(rx);
+        }
+        let admit = || Input::Act {
+            who: ParticipantId::parse("s_doc").unwrap(),
+            act: Act::Admit {
+                visit: VisitId::parse("v_1").unwrap(),
+            },
+        };
+        /// The first message `want` accepts, skipping others; `None` after 5 s.
+        async fn next(
+            rx: &mut mpsc::Receiver<Outgoing>,
+            want: impl Fn(&Outgoing) -> bool,
+        ) -> Option<Outgoing> {
+            loop {
+                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+                match got.ok()?? {
+                    o if want(&o) => return Some(o),
+                    _ => {}
+                }
+            }
+        }
+        let going_away = |o: &Outgoing| matches!(o, Outgoing::Close(m) if matches!(**m, ServerMsg::GoingAway { .. }));
+        let admitted = |o: &Outgoing| matches!(o, Outgoing::Msg(m) if matches!(**m, ServerMsg::Admitted { .. }));
+        // Both are in the room before the fault is armed.
+        let waiting = |o: &Outgoing| matches!(o, Outgoing::Msg(m) if matches!(**m, ServerMsg::Waiting { .. }));
+        assert!(next(&mut inboxes[1], waiting).await.is_some());
+
+        fault::panic_next(&id);
+        live.submit(&id, admit()).await.unwrap();
+        for rx in &mut inboxes {
+            assert!(next(rx, going_away).await.is_some(), "told to resume");
+        }
+        // The same task takes the next input and admits.
+        live.submit(&id, admit()).await.unwrap();
+        for rx in &mut inboxes {
+            assert!(next(rx, admitted).await.is_some(), "the room kept serving");
+        }
+        assert_eq!(live.stats().rooms, 1);
+    }
+}
