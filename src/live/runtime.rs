@@ -241,7 +241,7 @@ impl Supervised {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Role;
+    use crate::ids::Role;
     use crate::ids::{RoomId, StaffId, VisitId};
     use crate::visit::room::{Member, Timing, fault};
     use crate::visit::{RoomKind, VisitState};

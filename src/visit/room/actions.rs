@@ -5,7 +5,7 @@ use super::{
     Act, MAX_NAME, MAX_REASON, MAX_TEXT, Millis, Refusal, Room, RoomKind, Visit, VisitState, clip,
     no_such_visit, refuse,
 };
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{ParticipantId, VisitId};
 use crate::protocol::{ErrorCode, ServerMsg};
 

@@ -4,7 +4,7 @@
 use super::{
     MAX_NAME, MAX_REASON, Member, Millis, Output, Presence, Room, Visit, VisitState, clip,
 };
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{ParticipantId, VisitId};
 use crate::protocol::{ErrorCode, ServerMsg};
 use std::collections::{BTreeSet, VecDeque};

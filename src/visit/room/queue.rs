@@ -2,7 +2,7 @@
 //! free physician each waiting patient is offered to.
 
 use super::{Millis, Room, Visit, VisitState};
-use crate::identity::Role;
+use crate::ids::Role;
 use crate::ids::{ParticipantId, VisitId};
 use crate::protocol::{QueueEntry, ServerMsg};
 

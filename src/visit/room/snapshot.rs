@@ -167,7 +167,7 @@ mod tests {
         let pat = ParticipantId::parse("p_pat").unwrap();
         let out = room.handle(
             Input::Connect {
-                member: Member::test("p_pat", crate::identity::Role::Patient, Some("v_1")),
+                member: Member::test("p_pat", crate::ids::Role::Patient, Some("v_1")),
                 resume: Some("t0".into()),
                 new_resume_token: "t1".into(),
             },
