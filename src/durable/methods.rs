@@ -3,6 +3,43 @@
 //! `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, DurableError>`.
 //! See `sql.rs` for why one body fits both databases.
 
+/// Binds `$1`…`$9` of an `INSERT INTO staff`: id, email, email_norm, name, roles,
+/// password_hash, languages, gender, created_at — in that order, for every insert.
+macro_rules! bind_new_staff {
+    ($query:expr, $id:expr, $new:expr, $roles:expr) => {
+        $query
+            .bind($id.as_str())
+            .bind($new.email.trim())
+            .bind(normalise_email(&$new.email))
+            .bind($new.name.trim())
+            .bind(to_json(&$roles))
+            .bind(&$new.password_hash)
+            .bind(to_json(&$new.languages))
+            .bind(&$new.gender)
+            .bind(now_millis())
+    };
+}
+
+/// Binds the next nine parameters of a room write (after its id): name, name_norm, kind,
+/// waiting_message, max_wait_secs, max_participants, chat_allowed, invites_allowed,
+/// opening_hours — the same for insert and update.
+macro_rules! bind_new_room {
+    ($query:expr, $new:expr) => {
+        $query
+            .bind($new.name.trim())
+            .bind($new.name.trim().to_lowercase())
+            .bind($new.kind.as_str())
+            .bind(&$new.waiting_message)
+            .bind($new.max_wait_secs as i64)
+            .bind($new.max_participants as i64)
+            .bind($new.chat_allowed)
+            .bind($new.invites_allowed)
+            .bind(&$new.opening_hours)
+    };
+}
+
+pub(super) use {bind_new_room, bind_new_staff};
+
 macro_rules! impl_durable_store {
     ($store:ty) => {
         impl $store {
@@ -14,31 +51,20 @@ macro_rules! impl_durable_store {
             ) -> Result<Staff, DurableError> {
                 let roles = check_new_staff(&new)?;
                 let id = $crate::ids::StaffId::new();
-                let r = sqlx::query(
-                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
-                     password_hash, languages, gender, created_at, idp_issuer, idp_subject) \
-                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11)",
+                let r = $crate::durable::methods::bind_new_staff!(
+                    sqlx::query(
+                        "INSERT INTO staff (id, email, email_norm, name, roles, active, \
+                         password_hash, languages, gender, created_at, idp_issuer, idp_subject) \
+                         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $10, $11)",
+                    ),
+                    id, new, roles
                 )
-                .bind(id.as_str())
-                .bind(new.email.trim())
-                .bind(normalise_email(&new.email))
-                .bind(new.name.trim())
-                .bind(to_json(&roles))
-                .bind(&new.password_hash)
-                .bind(to_json(&new.languages))
-                .bind(&new.gender)
-                .bind(now_millis())
                 .bind(idp.map(|i| i.issuer.as_str()))
                 .bind(idp.map(|i| i.subject.as_str()))
                 .execute(&self.pool)
                 .await;
                 match r {
-                    Err(e) if is_unique(&e, "email") => {
-                        return Err(DurableError::conflict(
-                            "email",
-                            "a staff account with this email exists",
-                        ));
-                    }
+                    Err(e) if is_unique(&e, "email") => return Err(email_taken()),
                     Err(e) if is_unique(&e, "idp") => {
                         return Err(DurableError::conflict(
                             "idp",
@@ -523,30 +549,19 @@ macro_rules! impl_durable_store {
                     ));
                 }
                 let id = $crate::ids::StaffId::new();
-                let r = sqlx::query(
-                    "INSERT INTO staff (id, email, email_norm, name, roles, active, \
-                     password_hash, languages, gender, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9)",
+                let r = $crate::durable::methods::bind_new_staff!(
+                    sqlx::query(
+                        "INSERT INTO staff (id, email, email_norm, name, roles, active, \
+                         password_hash, languages, gender, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9)",
+                    ),
+                    id, new, roles
                 )
-                .bind(id.as_str())
-                .bind(new.email.trim())
-                .bind(normalise_email(&new.email))
-                .bind(new.name.trim())
-                .bind(to_json(&roles))
-                .bind(&new.password_hash)
-                .bind(to_json(&new.languages))
-                .bind(&new.gender)
-                .bind(now_millis())
                 .execute(&mut *tx)
                 .await;
                 match r {
                     // Dropping `tx` rolls back: the token stays unspent.
-                    Err(e) if is_unique(&e, "email") => {
-                        return Err(DurableError::conflict(
-                            "email",
-                            "a staff account with this email exists",
-                        ));
-                    }
+                    Err(e) if is_unique(&e, "email") => return Err(email_taken()),
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
                 }
@@ -566,32 +581,21 @@ macro_rules! impl_durable_store {
                 let physicians = check_new_room(&new)?;
                 let id = $crate::ids::RoomId::new();
                 let mut tx = self.begin_write().await?;
-                let r = sqlx::query(
-                    "INSERT INTO rooms (id, name, name_norm, kind, waiting_message, \
-                     max_wait_secs, max_participants, chat_allowed, invites_allowed, \
-                     opening_hours, archived, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, FALSE, $11)",
+                let r = $crate::durable::methods::bind_new_room!(
+                    sqlx::query(
+                        "INSERT INTO rooms (id, name, name_norm, kind, waiting_message, \
+                         max_wait_secs, max_participants, chat_allowed, invites_allowed, \
+                         opening_hours, archived, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, FALSE, $11)",
+                    )
+                    .bind(id.as_str()),
+                    new
                 )
-                .bind(id.as_str())
-                .bind(new.name.trim())
-                .bind(new.name.trim().to_lowercase())
-                .bind(new.kind.as_str())
-                .bind(&new.waiting_message)
-                .bind(new.max_wait_secs as i64)
-                .bind(new.max_participants as i64)
-                .bind(new.chat_allowed)
-                .bind(new.invites_allowed)
-                .bind(&new.opening_hours)
                 .bind(now_millis())
                 .execute(&mut *tx)
                 .await;
                 match r {
-                    Err(e) if is_unique(&e, "name") => {
-                        return Err(DurableError::conflict(
-                            "name",
-                            "a room with this name exists",
-                        ));
-                    }
+                    Err(e) if is_unique(&e, "name") => return Err(room_name_taken()),
                     Err(e) => return Err(e.into()),
                     Ok(_) => {}
                 }
@@ -609,30 +613,19 @@ macro_rules! impl_durable_store {
             ) -> Result<$crate::visit::RoomConfig, DurableError> {
                 let physicians = check_new_room(&new)?;
                 let mut tx = self.begin_write().await?;
-                let r = sqlx::query(
-                    "UPDATE rooms SET name = $2, name_norm = $3, kind = $4, waiting_message = $5, \
-                     max_wait_secs = $6, max_participants = $7, chat_allowed = $8, \
-                     invites_allowed = $9, opening_hours = $10 WHERE id = $1",
+                let r = $crate::durable::methods::bind_new_room!(
+                    sqlx::query(
+                        "UPDATE rooms SET name = $2, name_norm = $3, kind = $4, waiting_message = $5, \
+                         max_wait_secs = $6, max_participants = $7, chat_allowed = $8, \
+                         invites_allowed = $9, opening_hours = $10 WHERE id = $1",
+                    )
+                    .bind(id.as_str()),
+                    new
                 )
-                .bind(id.as_str())
-                .bind(new.name.trim())
-                .bind(new.name.trim().to_lowercase())
-                .bind(new.kind.as_str())
-                .bind(&new.waiting_message)
-                .bind(new.max_wait_secs as i64)
-                .bind(new.max_participants as i64)
-                .bind(new.chat_allowed)
-                .bind(new.invites_allowed)
-                .bind(&new.opening_hours)
                 .execute(&mut *tx)
                 .await;
                 match r {
-                    Err(e) if is_unique(&e, "name") => {
-                        return Err(DurableError::conflict(
-                            "name",
-                            "a room with this name exists",
-                        ));
-                    }
+                    Err(e) if is_unique(&e, "name") => return Err(room_name_taken()),
                     Err(e) => return Err(e.into()),
                     Ok(r) if r.rows_affected() == 0 => {
                         return Err(DurableError::NotFound { what: "room" });

@@ -72,6 +72,16 @@ pub(super) fn is_unique(e: &sqlx::Error, hint: &str) -> bool {
     }
 }
 
+/// A staff account with this email (any case) exists.
+pub(super) fn email_taken() -> DurableError {
+    DurableError::conflict("email", "a staff account with this email exists")
+}
+
+/// A room with this name (any case) exists.
+pub(super) fn room_name_taken() -> DurableError {
+    DurableError::conflict("name", "a room with this name exists")
+}
+
 pub(super) fn is_foreign_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }

@@ -218,39 +218,43 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct AdminAuth(pub StaffAuth);
+/// An extractor for signed-in staff who hold `$role`; anyone else gets 403 `$code`.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr, $code:literal, $message:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub StaffAuth);
 
-impl FromRequestParts<AppState> for AdminAuth {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let s = StaffAuth::from_request_parts(parts, state).await?;
-        if !s.has(Role::Admin) {
-            return Err(ApiError::forbidden(
-                "not_admin",
-                "this needs the admin role",
-            ));
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                let s = StaffAuth::from_request_parts(parts, state).await?;
+                if !s.has($role) {
+                    return Err(ApiError::forbidden($code, $message));
+                }
+                Ok($name(s))
+            }
         }
-        Ok(AdminAuth(s))
-    }
+    };
 }
 
-#[derive(Debug, Clone)]
-pub struct PhysicianAuth(pub StaffAuth);
-
-impl FromRequestParts<AppState> for PhysicianAuth {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let s = StaffAuth::from_request_parts(parts, state).await?;
-        if !s.has(Role::Physician) {
-            return Err(ApiError::forbidden(
-                "not_physician",
-                "this needs the physician role",
-            ));
-        }
-        Ok(PhysicianAuth(s))
-    }
-}
+role_extractor!(
+    /// Staff with the admin role.
+    AdminAuth,
+    Role::Admin,
+    "not_admin",
+    "this needs the admin role"
+);
+role_extractor!(
+    /// Staff with the physician role.
+    PhysicianAuth,
+    Role::Physician,
+    "not_physician",
+    "this needs the physician role"
+);
 
 /// A patient or guest, by the bearer token their join link gave them.
 #[derive(Debug, Clone)]

@@ -105,6 +105,33 @@ struct Mint {
     expires_at: Option<Millis>,
 }
 
+/// A link for `code` with no patient details; patient links fill those in on top.
+fn new_link(
+    code: &str,
+    kind: LinkKind,
+    room: &RoomConfig,
+    visit: VisitId,
+    auth: &StaffAuth,
+    now: Millis,
+    expires_at: Millis,
+) -> NewLink {
+    NewLink {
+        id: LinkId::new(),
+        code_hash: hash_secret(code),
+        kind,
+        room: room.id.clone(),
+        visit,
+        patient_name: None,
+        patient_ref: None,
+        reason: None,
+        lang: None,
+        not_before: None,
+        expires_at,
+        created_by: auth.staff.clone(),
+        created_at: now,
+    }
+}
+
 fn minted(state: &AppState, link: &Link, code: &str) -> Response {
     let body = json!({
         "id": link.id,
@@ -162,24 +189,23 @@ async fn mint(
         ));
     }
     let code = rules::new_code();
-    let link = state
-        .durable
-        .create_link(NewLink {
-            id: LinkId::new(),
-            code_hash: hash_secret(&code),
-            kind: LinkKind::Patient,
-            room: room.id.clone(),
-            visit: VisitId::new(),
-            patient_name: optional_text(m.patient_name, "patient_name", 200)?,
-            patient_ref: m.patient_ref,
-            reason: optional_text(m.reason, "reason", 500)?,
-            lang,
-            not_before: m.not_before,
+    let new = NewLink {
+        patient_name: optional_text(m.patient_name, "patient_name", 200)?,
+        patient_ref: m.patient_ref,
+        reason: optional_text(m.reason, "reason", 500)?,
+        lang,
+        not_before: m.not_before,
+        ..new_link(
+            &code,
+            LinkKind::Patient,
+            &room,
+            VisitId::new(),
+            &auth,
+            now,
             expires_at,
-            created_by: auth.staff.clone(),
-            created_at: now,
-        })
-        .await?;
+        )
+    };
+    let link = state.durable.create_link(new).await?;
     tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "join link minted");
     Ok(minted(&state, &link, &code))
 }
@@ -226,25 +252,18 @@ async fn mint_guest(
     }
     let now = now_ms();
     let code = rules::new_code();
-    let link = state
-        .durable
-        .create_link(NewLink {
-            id: LinkId::new(),
-            code_hash: hash_secret(&code),
-            kind: LinkKind::Guest,
-            room: room.id.clone(),
-            visit: m.visit,
-            patient_name: None,
-            patient_ref: None,
-            reason: None,
-            lang: None,
-            not_before: None,
-            expires_at: now
-                + GUEST_LINK_SECS.min(state.settings.identity.join_link_secs as i64) * 1000,
-            created_by: auth.staff.clone(),
-            created_at: now,
-        })
-        .await?;
+    let expires_at =
+        now + GUEST_LINK_SECS.min(state.settings.identity.join_link_secs as i64) * 1000;
+    let new = new_link(
+        &code,
+        LinkKind::Guest,
+        &room,
+        m.visit,
+        &auth,
+        now,
+        expires_at,
+    );
+    let link = state.durable.create_link(new).await?;
     tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "guest link minted");
     Ok(minted(&state, &link, &code))
 }

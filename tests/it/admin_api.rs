@@ -1012,15 +1012,7 @@ async fn visit_history_in_json_and_csv_admins_see_all_physicians_their_own() {
         }
     }
     // Physicians get their own rows only, in CSV too.
-    let mine_csv = c
-        .app
-        .api(Method::GET, "/api/visits.csv", &c.tok_a)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mine_csv = c.app.get_text("/api/visits.csv", &c.tok_a).await;
     assert_eq!(
         csv::Reader::from_reader(mine_csv.as_bytes())
             .records()
@@ -1037,15 +1029,7 @@ async fn csv_quotes_awkward_names() {
     let (_, room) = c.post("/api/rooms", &c.admin, b).await;
     let rid = RoomId::parse(room["id"].as_str().unwrap()).unwrap();
     c.past_visit(&rid, &c.doc_a, 10, VisitState::Left).await;
-    let body = c
-        .app
-        .api(Method::GET, "/api/visits.csv", &c.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = c.app.get_text("/api/visits.csv", &c.admin).await;
     assert!(
         body.contains("\"Ear, nose & \"\"throat\"\" clinic\""),
         "{body}"

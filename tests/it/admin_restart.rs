@@ -85,14 +85,7 @@ async fn rooms_staff_links_visits_and_surveys_survive_a_restart() {
     for p in paths {
         before.push(get(&app, p, &admin).await);
     }
-    let csv_before = app
-        .api(Method::GET, "/api/visits.csv", &admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv_before = app.get_text("/api/visits.csv", &admin).await;
     let detail_before = get(&app, &format!("/api/visits/{v1}"), &admin).await;
     assert_eq!(before[3].as_array().unwrap().len(), 2);
     assert_eq!(before[4]["nps"].as_f64(), Some(0.0));
@@ -109,16 +102,7 @@ async fn rooms_staff_links_visits_and_surveys_survive_a_restart() {
             "{p} changed across the restart"
         );
     }
-    assert_eq!(
-        app.api(Method::GET, "/api/visits.csv", &admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        csv_before
-    );
+    assert_eq!(app.get_text("/api/visits.csv", &admin).await, csv_before);
     assert_eq!(
         get(&app, &format!("/api/visits/{v1}"), &admin).await,
         detail_before

@@ -3,12 +3,38 @@
 
 use crate::kit::cluster::*;
 use examroom::media::peer::{Candidate, LocalCandidate, LocalCandidates, Peer, PeerOptions};
-use examroom::visit::{RoomKind, VisitState};
+use examroom::visit::{RoomConfig, RoomKind, VisitState};
 use serde_json::json;
 use std::time::Duration;
 
 use crate::kit::admit;
 use crate::kit::services::redis_url as shared_redis;
+
+/// Two nodes on the shared Redis, Dr Grey and his room.
+async fn two_nodes_and_grey_s_room() -> (Cluster, examroom::ids::StaffId, RoomConfig) {
+    let cluster = Cluster::start(2, &shared_redis()).await;
+    let grey = cluster.physician("Dr Grey").await;
+    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    (cluster, grey, room)
+}
+
+/// `doc` sees the one patient waiting in the queue and admits her; returns the
+/// physician's participant id as she sees it.
+async fn admit_the_one_waiting(
+    doc: &mut Client,
+    ana: &mut Client,
+    room: &RoomConfig,
+    visit: &examroom::ids::VisitId,
+) -> String {
+    doc.expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
+        .await;
+    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
+        .await;
+    ana.expect("admitted").await["peers"][0]["participant"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 /// Local candidates of one gathering round, until its end.
 async fn gathered(rx: &mut LocalCandidates) -> Vec<Candidate> {
@@ -48,10 +74,8 @@ async fn take_candidates(c: &mut Client, peer: &Peer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_patient_on_one_node_sees_a_physician_on_another_with_real_webrtc() {
-    let cluster = Cluster::start(2, &shared_redis()).await;
+    let (cluster, grey, room) = two_nodes_and_grey_s_room().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let grey = cluster.physician("Dr Grey").await;
-    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
 
     let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
     let mut ana = a.join(&pt).await;
@@ -151,9 +175,7 @@ async fn two_physicians_on_two_nodes_racing_to_admit_get_exactly_one_admission()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_s_participants_resume_on_another_node_and_history_is_whole() {
-    let mut cluster = Cluster::start(2, &shared_redis()).await;
-    let grey = cluster.physician("Dr Grey").await;
-    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    let (mut cluster, grey, room) = two_nodes_and_grey_s_room().await;
     let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
     // The patient arrives first on node A, so A owns the room.
     let mut ana = cluster.nodes[0].join(&pt).await;
@@ -161,14 +183,7 @@ async fn a_killed_node_s_participants_resume_on_another_node_and_history_is_whol
     let mut doc = cluster.nodes[1]
         .join(&cluster.staff_token(&grey).await)
         .await;
-    doc.expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
-        .await;
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    let doc_id = ana.expect("admitted").await["peers"][0]["participant"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let doc_id = admit_the_one_waiting(&mut doc, &mut ana, &room, &visit).await;
     doc.send(json!({"type": "offer", "to": ana.participant, "sdp": "v=0 offer"}))
         .await;
     ana.expect("offer").await;
@@ -220,10 +235,8 @@ async fn a_killed_node_s_participants_resume_on_another_node_and_history_is_whol
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_links_and_guessing_limits_hold_across_nodes() {
-    let cluster = Cluster::start(2, &shared_redis()).await;
+    let (cluster, grey, room) = two_nodes_and_grey_s_room().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let grey = cluster.physician("Dr Grey").await;
-    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
     let (code, visit) = cluster.patient_link(&room.id, &grey).await;
     let join = format!("/api/join/{code}");
     let phone = json!({"device": "phone-browser-0001"});
@@ -293,14 +306,7 @@ async fn while_redis_is_down_a_same_node_visit_keeps_relaying_and_readiness_reco
     let mut ana = node.join(&pt).await;
     ana.expect("waiting").await;
     let mut doc = node.join(&cluster.staff_token(&grey).await).await;
-    doc.expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
-        .await;
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    let doc_id = ana.expect("admitted").await["peers"][0]["participant"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let doc_id = admit_the_one_waiting(&mut doc, &mut ana, &room, &visit).await;
 
     redis.stop();
     let went_down = node.ready_status_within(503, 60).await;
@@ -336,10 +342,8 @@ async fn while_redis_is_down_a_same_node_visit_keeps_relaying_and_readiness_reco
 /// open on another node, is closed at once with `access_revoked` (4403).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
-    let cluster = Cluster::start(2, &shared_redis()).await;
+    let (cluster, grey, room) = two_nodes_and_grey_s_room().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let grey = cluster.physician("Dr Grey").await;
-    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
     let admin = cluster
         .store
         .create_staff(examroom::durable::NewStaff {

@@ -12,7 +12,7 @@ use examroom::config::{Secret, Settings};
 use examroom::durable::*;
 use examroom::identity::Role;
 use examroom::ids::{LinkId, PatientRef, RoomId, StaffId, VisitId};
-use examroom::visit::{RoomKind, VisitState};
+use examroom::visit::{RoomConfig, RoomKind, VisitState};
 use sqlx::Connection;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,21 +41,15 @@ impl Ctx {
                     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                         .await
                         .unwrap();
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
+                let done = sqlx::query(sql).execute(&mut c).await;
+                done.unwrap().rows_affected()
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(self.settings.database.url.expose())
                     .await
                     .unwrap();
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
+                let done = sqlx::query(sql).execute(&mut c).await;
+                done.unwrap().rows_affected()
             }
         }
     }
@@ -171,6 +165,26 @@ async fn physician(s: &Arc<dyn DurableStore>, email: &str) -> Staff {
     s.create_staff(new_staff(email, &[Role::Physician]))
         .await
         .unwrap()
+}
+
+/// Dr `doc@clinic.example` and the room "GP" where she is the physician.
+async fn gp_room(s: &Arc<dyn DurableStore>) -> (Staff, RoomConfig) {
+    let doc = physician(s, "doc@clinic.example").await;
+    let room = s
+        .create_room(new_room("GP", vec![doc.id.clone()]))
+        .await
+        .unwrap();
+    (doc, room)
+}
+
+/// A survey answer without a comment, given at `T0`.
+fn survey(visit: VisitId, score: i64) -> NewSurvey {
+    NewSurvey {
+        visit,
+        score,
+        comment: None,
+        at: T0,
+    }
 }
 
 fn new_room(name: &str, physicians: Vec<StaffId>) -> NewRoom {
@@ -807,11 +821,7 @@ async fn rooms_are_validated_and_listed(ctx: Ctx) {
 
 async fn join_link_lifecycle(ctx: Ctx) {
     let s = &ctx.store;
-    let doc = physician(s, "doc@clinic.example").await;
-    let room = s
-        .create_room(new_room("GP", vec![doc.id.clone()]))
-        .await
-        .unwrap();
+    let (doc, room) = gp_room(s).await;
     let other = s.create_room(new_room("Derm", vec![])).await.unwrap();
     let new_link = |room: &RoomId, code: &str| NewLink {
         id: LinkId::new(),
@@ -914,11 +924,7 @@ async fn join_link_lifecycle(ctx: Ctx) {
 
 async fn visit_history_summarises_transitions(ctx: Ctx) {
     let s = &ctx.store;
-    let doc = physician(s, "doc@clinic.example").await;
-    let room = s
-        .create_room(new_room("GP", vec![doc.id.clone()]))
-        .await
-        .unwrap();
+    let (doc, room) = gp_room(s).await;
     let v = full_visit(s, &room.id, &doc.id, T0, 90, 600).await;
 
     // A retry of an identical event changes nothing.
@@ -1044,11 +1050,7 @@ async fn visits_are_filtered(ctx: Ctx) {
 
 async fn surveys_and_experience(ctx: Ctx) {
     let s = &ctx.store;
-    let doc = physician(s, "doc@clinic.example").await;
-    let room = s
-        .create_room(new_room("GP", vec![doc.id.clone()]))
-        .await
-        .unwrap();
+    let (doc, room) = gp_room(s).await;
     let empty = s.experience(&VisitFilter::default()).await.unwrap();
     assert_eq!(empty.visits, 0);
     assert_eq!(empty.answers, 0);
@@ -1076,33 +1078,15 @@ async fn surveys_and_experience(ctx: Ctx) {
         .unwrap();
 
     assert_invalid(
-        s.submit_survey(NewSurvey {
-            visit: visits[0].clone(),
-            score: 11,
-            comment: None,
-            at: T0,
-        })
-        .await,
+        s.submit_survey(survey(visits[0].clone(), 11)).await,
         "score",
     );
     assert_invalid(
-        s.submit_survey(NewSurvey {
-            visit: visits[0].clone(),
-            score: -1,
-            comment: None,
-            at: T0,
-        })
-        .await,
+        s.submit_survey(survey(visits[0].clone(), -1)).await,
         "score",
     );
     assert!(matches!(
-        s.submit_survey(NewSurvey {
-            visit: VisitId::new(),
-            score: 5,
-            comment: None,
-            at: T0,
-        })
-        .await,
+        s.submit_survey(survey(VisitId::new(), 5)).await,
         Err(DurableError::NotFound { what: "visit" })
     ));
     // Scores 10, 9 (promoters), 7 (passive), 3 (detractor): NPS = 50 % - 25 % = 25.
@@ -1116,16 +1100,7 @@ async fn surveys_and_experience(ctx: Ctx) {
         .await
         .unwrap();
     }
-    assert_conflict(
-        s.submit_survey(NewSurvey {
-            visit: visits[0].clone(),
-            score: 0,
-            comment: None,
-            at: T0,
-        })
-        .await,
-        "visit",
-    );
+    assert_conflict(s.submit_survey(survey(visits[0].clone(), 0)).await, "visit");
 
     let x = s.experience(&VisitFilter::default()).await.unwrap();
     assert_eq!(x.visits, 5);
@@ -1266,22 +1241,9 @@ async fn concurrent_audit_appends_do_not_fork_the_chain(ctx: Ctx) {
 }
 
 async fn data_survives_a_restart(mut ctx: Ctx) {
-    let doc = physician(&ctx.store, "doc@clinic.example").await;
-    let room = ctx
-        .store
-        .create_room(new_room("GP", vec![doc.id.clone()]))
-        .await
-        .unwrap();
+    let (doc, room) = gp_room(&ctx.store).await;
     let v = full_visit(&ctx.store, &room.id, &doc.id, T0, 30, 300).await;
-    ctx.store
-        .submit_survey(NewSurvey {
-            visit: v.clone(),
-            score: 9,
-            comment: None,
-            at: T0,
-        })
-        .await
-        .unwrap();
+    ctx.store.submit_survey(survey(v.clone(), 9)).await.unwrap();
     ctx.store
         .create_session(NewSession {
             id: "sess".into(),

@@ -109,28 +109,23 @@ async fn every_json_body_route_answers_broken_bodies_with_a_json_error() {
     assert!(walked >= 10 * 12, "walked only {walked} cases");
 }
 
+/// POST a sign-in body as `content_type`.
+async fn post_session(app: &TestApp, content_type: &str, body: &'static str) -> reqwest::Response {
+    let req = app.api(reqwest::Method::POST, "/api/session", "");
+    let req = req.header("content-type", content_type).body(body);
+    req.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_broken_sign_in_body_names_the_field() {
     let app = TestApp::spawn().await;
-    let res = app
-        .api(reqwest::Method::POST, "/api/session", "")
-        .header("content-type", "application/json")
-        .body(r#"{"email":"a@b.c"}"#)
-        .send()
-        .await
-        .unwrap();
+    let res = post_session(&app, "application/json", r#"{"email":"a@b.c"}"#).await;
     let (status, body) = assert_json_error("sign-in without password", res).await;
     assert_eq!(status, 422);
     assert_eq!(body["error"], "invalid_field");
     assert_eq!(body["field"], "password");
 
-    let res = app
-        .api(reqwest::Method::POST, "/api/session", "")
-        .header("content-type", "text/plain")
-        .body(r#"{"email":"a@b.c","password":"x"}"#)
-        .send()
-        .await
-        .unwrap();
+    let res = post_session(&app, "text/plain", r#"{"email":"a@b.c","password":"x"}"#).await;
     let (status, body) = assert_json_error("sign-in as text/plain", res).await;
     assert_eq!(status, 415);
     assert_eq!(body["error"], "unsupported_media_type");

@@ -28,6 +28,24 @@ struct Script {
     observations: usize,
 }
 
+impl Script {
+    /// A server with `n` vital-sign observations per patient.
+    fn observing(n: usize) -> Script {
+        Script {
+            observations: n,
+            ..Default::default()
+        }
+    }
+
+    /// Answer `resource` searches with `answers` in turn before succeeding.
+    fn fail(&self, resource: &str, answers: Vec<(u16, Option<&'static str>)>) {
+        self.failures
+            .lock()
+            .unwrap()
+            .insert(resource.into(), answers);
+    }
+}
+
 type S = Arc<Script>;
 
 async fn token(State(s): State<S>, body: String) -> Json<Value> {
@@ -145,11 +163,7 @@ fn as_of() -> chrono::NaiveDate {
 
 #[tokio::test]
 async fn paging_follows_next_links_across_several_pages() {
-    let (s, src, _dir) = start(Script {
-        observations: 30,
-        ..Default::default()
-    })
-    .await;
+    let (s, src, _dir) = start(Script::observing(30)).await;
     let summary = src.summary_at(&p1(), as_of()).await.unwrap();
     let hr = &summary.vital_signs.items()[0];
     assert_eq!(hr.count, 30, "all five pages were read");
@@ -165,20 +179,9 @@ async fn paging_follows_next_links_across_several_pages() {
 
 #[tokio::test]
 async fn server_errors_and_429_are_retried_honouring_retry_after() {
-    let script = Script {
-        observations: 3,
-        ..Default::default()
-    };
-    script
-        .failures
-        .lock()
-        .unwrap()
-        .insert("Patient".into(), vec![(503, None), (502, None)]);
-    script
-        .failures
-        .lock()
-        .unwrap()
-        .insert("Condition".into(), vec![(429, Some("1"))]);
+    let script = Script::observing(3);
+    script.fail("Patient", vec![(503, None), (502, None)]);
+    script.fail("Condition", vec![(429, Some("1"))]);
     let (s, src, _dir) = start(script).await;
     let t0 = Instant::now();
     let summary = src.summary_at(&p1(), as_of()).await.unwrap();
@@ -195,15 +198,8 @@ async fn server_errors_and_429_are_retried_honouring_retry_after() {
 
 #[tokio::test]
 async fn persistent_server_errors_mark_the_part_unavailable_without_patient_data() {
-    let script = Script {
-        observations: 3,
-        ..Default::default()
-    };
-    script
-        .failures
-        .lock()
-        .unwrap()
-        .insert("Patient".into(), vec![(500, None); 10]);
+    let script = Script::observing(3);
+    script.fail("Patient", vec![(500, None); 10]);
     let (s, src, _dir) = start(script).await;
     let summary = src.summary_at(&p1(), as_of()).await.unwrap();
     let json = serde_json::to_value(&summary).unwrap();
@@ -232,11 +228,7 @@ async fn persistent_server_errors_mark_the_part_unavailable_without_patient_data
 #[tokio::test]
 async fn a_missing_patient_is_not_found_and_not_retried() {
     let script = Script::default();
-    script
-        .failures
-        .lock()
-        .unwrap()
-        .insert("Patient".into(), vec![(404, None)]);
+    script.fail("Patient", vec![(404, None)]);
     let (s, src, _dir) = start(script).await;
     assert!(matches!(
         src.summary_at(&p1(), as_of()).await,
@@ -247,10 +239,7 @@ async fn a_missing_patient_is_not_found_and_not_retried() {
 
 #[tokio::test]
 async fn a_slow_server_times_out_and_only_its_sections_say_so() {
-    let script = Script {
-        observations: 3,
-        ..Default::default()
-    };
+    let script = Script::observing(3);
     *script.slow.lock().unwrap() = Some(Duration::from_secs(3));
     let (_s, src, _dir) = start(script).await;
     let t0 = Instant::now();
@@ -268,15 +257,8 @@ async fn a_slow_server_times_out_and_only_its_sections_say_so() {
 
 #[tokio::test]
 async fn a_refused_token_drops_the_cache_and_retries_once() {
-    let script = Script {
-        observations: 1,
-        ..Default::default()
-    };
-    script
-        .failures
-        .lock()
-        .unwrap()
-        .insert("Patient".into(), vec![(401, None)]);
+    let script = Script::observing(1);
+    script.fail("Patient", vec![(401, None)]);
     let (s, src, _dir) = start(script).await;
     src.summary_at(&p1(), as_of()).await.unwrap();
     assert_eq!(s.tokens.load(Ordering::SeqCst), 2);

@@ -147,6 +147,16 @@ async fn open_ws(
     }
 }
 
+/// Say hello with no token (the cookie, if any, is the credential); the server's answer.
+async fn hello_answer(ws: &mut Ws) -> Value {
+    ws.send(Message::Text(
+        json!({"type": "hello", "v": 1}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    first_message(ws).await
+}
+
 async fn first_message(ws: &mut Ws) -> Value {
     loop {
         match ws.next().await.expect("a message").unwrap() {
@@ -183,12 +193,7 @@ async fn a_page_elsewhere_cannot_open_the_websocket_with_the_staff_cookie() {
     let own = format!("http://{}", app.addr);
     for origin in [own.as_str(), "https://portal.clinic.example"] {
         let mut ws = open_ws(&app, Some(origin), Some(&cookie)).await.unwrap();
-        ws.send(Message::Text(
-            json!({"type": "hello", "v": 1}).to_string().into(),
-        ))
-        .await
-        .unwrap();
-        let welcome = first_message(&mut ws).await;
+        let welcome = hello_answer(&mut ws).await;
         assert_eq!(welcome["type"], "welcome", "{origin}: {welcome}");
         assert_eq!(welcome["participant"], doc.as_str());
         assert_eq!(welcome["role"], "physician");
@@ -201,12 +206,7 @@ async fn a_page_elsewhere_cannot_open_the_websocket_with_the_staff_cookie() {
 
     // No token and no cookie: refused in the protocol's own words.
     let mut ws = open_ws(&app, Some(&own), None).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type": "hello", "v": 1}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let err = first_message(&mut ws).await;
+    let err = hello_answer(&mut ws).await;
     assert_eq!(
         (err["type"].as_str(), err["code"].as_str()),
         (Some("error"), Some("unauthenticated"))
@@ -215,11 +215,6 @@ async fn a_page_elsewhere_cannot_open_the_websocket_with_the_staff_cookie() {
     // A signed-out session's cookie no longer opens anything.
     app.state.durable.revoke_sessions_of(&doc).await.unwrap();
     let mut ws = open_ws(&app, Some(&own), Some(&cookie)).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type": "hello", "v": 1}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let err = first_message(&mut ws).await;
+    let err = hello_answer(&mut ws).await;
     assert_eq!(err["code"], "unauthenticated", "{err}");
 }

@@ -14,6 +14,21 @@ async fn clinic(app: &TestApp) -> (examroom::visit::RoomConfig, Client) {
     (room, c)
 }
 
+/// Ana joins `room`, waits, and `doc` admits her; returns her client and visit.
+async fn ana_admitted(
+    app: &TestApp,
+    room: &examroom::visit::RoomConfig,
+    doc: &mut Client,
+) -> (Client, examroom::ids::VisitId) {
+    let (t, _, visit) = app.patient_token(&room.id, "Ana");
+    let mut ana = app.join(&t).await;
+    ana.expect("waiting").await;
+    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
+        .await;
+    ana.expect("admitted").await;
+    (ana, visit)
+}
+
 #[tokio::test]
 async fn a_visit_exchanges_offer_answer_and_candidates_and_no_one_else_hears() {
     let app = TestApp::spawn().await;
@@ -129,12 +144,7 @@ async fn a_silent_client_is_dropped_and_its_peer_told() {
     })
     .await;
     let (room, mut doc) = clinic(&app).await;
-    let (t, _, visit) = app.patient_token(&room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    ana.expect("admitted").await;
+    let (ana, _) = ana_admitted(&app, &room, &mut doc).await;
     // Ana's network dies: she stops reading and answering pings.
     let started = std::time::Instant::now();
     let reconnecting = doc.expect("peer_reconnecting").await;
@@ -177,12 +187,7 @@ async fn a_physician_drop_mid_call_resumes_without_readmission() {
     let app = TestApp::spawn().await;
     let (doc_id, doc_token, room) = app.physician_with_room("Dr Grey", "Room").await;
     let mut doc = app.join(&doc_token).await;
-    let (t, _, visit) = app.patient_token(&room.id, "Ana");
-    let mut ana = app.join(&t).await;
-    ana.expect("waiting").await;
-    doc.send(json!({"type": "admit", "room": room.id, "visit": visit}))
-        .await;
-    ana.expect("admitted").await;
+    let (mut ana, _) = ana_admitted(&app, &room, &mut doc).await;
     doc.expect("admitted").await;
 
     // The physician's connection drops.

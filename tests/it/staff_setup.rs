@@ -14,6 +14,12 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
     app.sign_in_json(email, password).await
 }
 
+/// Redeem a setup link (invitation, reset, first admin) with `body`.
+async fn set_password(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let path = format!("/api/setup/{token}");
+    app.call_json("POST", &path, None, Some(body)).await
+}
+
 #[tokio::test]
 async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
     let app = TestApp::spawn().await;
@@ -30,37 +36,16 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
     assert_eq!(s, 201, "{invited}");
     let invite = token_of(invited["invitation_url"].as_str().unwrap());
 
-    let (s, body) = app
-        .call_json(
-            "POST",
-            &format!("/api/setup/{invite}"),
-            None,
-            Some(json!({"password": "short"})),
-        )
-        .await;
+    let (s, body) = set_password(&app, &invite, json!({"password": "short"})).await;
     assert_eq!(
         (s, body["field"].as_str()),
         (422, Some("password")),
         "a weak password does not spend the link"
     );
-    let (s, body) = app
-        .call_json(
-            "POST",
-            &format!("/api/setup/{invite}"),
-            None,
-            Some(json!({"password": "correct horse battery"})),
-        )
-        .await;
+    let (s, body) = set_password(&app, &invite, json!({"password": "correct horse battery"})).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["staff"]["email"], "grey@clinic.test");
-    let (s, _) = app
-        .call_json(
-            "POST",
-            &format!("/api/setup/{invite}"),
-            None,
-            Some(json!({"password": "another long password"})),
-        )
-        .await;
+    let (s, _) = set_password(&app, &invite, json!({"password": "another long password"})).await;
     assert_eq!(s, 410, "an invitation works once");
 
     let (s, session) = sign_in(&app, "grey@clinic.test", "correct horse battery").await;
@@ -81,14 +66,7 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
         .await;
     assert_eq!(s, 200, "{reset}");
     let reset = token_of(reset["reset_url"].as_str().unwrap());
-    let (s, _) = app
-        .call_json(
-            "POST",
-            &format!("/api/setup/{reset}"),
-            None,
-            Some(json!({"password": "a brand new passphrase"})),
-        )
-        .await;
+    let (s, _) = set_password(&app, &reset, json!({"password": "a brand new passphrase"})).await;
     assert_eq!(s, 200);
     let (s, _) = app.call_json("GET", "/api/me", Some(&old), None).await;
     assert_eq!(s, 401, "sessions from before the reset are over");
@@ -216,15 +194,9 @@ async fn a_first_admin_link_is_dead_once_an_admin_was_made_on_the_command_line()
     .await
     .unwrap();
 
-    let (s, body) = app
-        .call_json(
-            "POST",
-            &format!("/api/setup/{link}"),
-            None,
-            Some(json!({"email": "mallory@evil.test", "name": "Mallory",
-                        "password": "correct horse battery"})),
-        )
-        .await;
+    let body = json!({"email": "mallory@evil.test", "name": "Mallory",
+                      "password": "correct horse battery"});
+    let (s, body) = set_password(&app, &link, body).await;
     assert_eq!(
         (s, body["error"].as_str()),
         (410, Some("admin_exists")),

@@ -473,6 +473,12 @@ impl TestApp {
         }
     }
 
+    /// The body of a GET to the API with a bearer token, as text (CSV exports).
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        let res = self.api(reqwest::Method::GET, path, token).send().await;
+        res.unwrap().text().await.unwrap()
+    }
+
     /// Drive one real visit over WebSockets: the patient waits, `doc` admits, offer and
     /// answer put it in a call, `doc` ends it. Returns once the history shows it ended.
     pub async fn visit_to_the_end(
