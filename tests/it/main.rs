@@ -5,6 +5,7 @@ mod kit;
 
 mod admin_api;
 mod admin_restart;
+mod api_errors_doc;
 mod architecture;
 mod authz_matrix;
 mod cluster_nodes;
