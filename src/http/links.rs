@@ -16,8 +16,7 @@ use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::config::IdentityFactor;
 use crate::durable::{Link, LinkKind, NewLink};
 use crate::identity::chart::{self, IdentityError};
-use crate::identity::links::{self as rules, LinkRefusal};
-use crate::identity::token::NewToken;
+use crate::identity::links::{self as rules, LinkRefusal, RedeemError};
 use crate::identity::{Role, hash_secret};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::state::AppState;
@@ -306,8 +305,8 @@ fn refusal(r: LinkRefusal) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// A patient or guest opens their link: a token for the waiting room, bound to the
-/// link's room and visit.
+/// A patient or guest opens their link (`identity::links::redeem`): a token for the
+/// waiting room, bound to the link's room and visit.
 async fn redeem(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -315,135 +314,69 @@ async fn redeem(
     headers: HeaderMap,
     Json(r): Json<Redeem>,
 ) -> Result<Response, ApiError> {
-    let ip_key = client.ip.to_string();
-    let device = r.device.trim();
-    if device.chars().count() < rules::MIN_DEVICE_CHARS || device.len() > 200 {
-        return Err(ApiError::invalid(
-            "device",
-            format!("a random id of {}-200 characters", rules::MIN_DEVICE_CHARS),
-        ));
-    }
-    // Every lookup counts as a wrong guess until it finds a link: the slot is taken before
-    // the lookup, so concurrent guesses cannot all slip through one check.
-    if let Err(wait) = state.guards.join_ip.take(&ip_key).await {
-        tracing::warn!(ip = %client.ip, "join refused: rate limited");
-        let secs = wait.as_secs().max(1);
-        let mut resp = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many wrong links; try again in {secs} s"),
-        )
-        .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(resp);
-    }
-    let link = match state.durable.link_by_code_hash(&hash_secret(&code)).await {
-        Ok(Some(l)) => {
-            state.guards.join_ip.give_back(&ip_key).await;
-            l
-        }
-        Ok(None) => {
-            // The code itself is a secret: never logged.
-            tracing::warn!(ip = %client.ip, "join refused: unknown link");
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_link",
-                "this link is not valid; ask the clinic for a new one",
-            ));
-        }
-        Err(e) => {
-            // Our failure, not a guess.
-            state.guards.join_ip.give_back(&ip_key).await;
-            return Err(e.into());
-        }
+    let with = rules::JoinServices {
+        durable: state.durable.as_ref(),
+        live: state.live.as_ref(),
+        keys: &state.keys,
+        guesses: &state.guards.join_ip,
+        token_secs: state.settings.identity.patient_token_secs,
     };
-    let now = now_ms();
-    if let Err(e) = rules::check_usable(&link, now) {
-        tracing::info!(link = %link.id, reason = e.code(), "join refused");
-        return Ok(refusal(e));
-    }
-    if link.kind == LinkKind::Patient
-        && let Some(staff) = staff_presence(&state, &headers)
-    {
-        let actor = staff.actor();
-        state
-            .durable
-            .append_audit(NewAuditEntry {
-                at: now,
-                actor,
-                action: "links.redeem".into(),
-                patient_ref: link.patient_ref.clone(),
-                visit: Some(link.visit.clone()),
-                sections: Vec::new(),
-                outcome: AuditOutcome::Refused,
-                reason: Some("staff_cannot_join_as_patient".into()),
-            })
-            .await?;
-        tracing::warn!(link = %link.id, staff = %staff.actor(), "join refused: staff redeeming a patient link");
-        return Err(ApiError::forbidden(
-            "staff_cannot_join_as_patient",
-            "this is a patient's link; staff cannot open it from a staff sign-in or a staff browser",
-        ));
-    }
-    let participant = rules::participant_for(state.keys.fingerprint(), &link.id);
-    let device_hash = hash_secret(&format!("device:{device}"));
-    let bound = state.durable.link_device(&link.id).await?;
-    let connected = state.live.is_connected(&participant).await;
-    if let Err(e) = rules::check_device(bound.as_deref(), &device_hash, connected) {
-        tracing::info!(link = %link.id, reason = e.code(), "join refused");
-        return Ok(refusal(e));
-    }
-    if bound.as_deref() != Some(device_hash.as_str()) {
-        state
-            .durable
-            .bind_link_device(&link.id, &device_hash, now)
-            .await?;
-    }
-    state.durable.mark_link_used(&link.id, now).await?;
-    let room = state
-        .durable
-        .room(&link.room)
-        .await?
-        .ok_or_else(|| ApiError::not_found("room"))?;
-    let (role, kind, default_name) = match link.kind {
-        LinkKind::Patient => (Role::Patient, "patient", "Patient"),
-        LinkKind::Guest => (Role::Guest, "guest", "Guest"),
+    let attempt = rules::Redeem {
+        code: &code,
+        device: &r.device,
+        ip: client.ip,
+        staff: staff_presence(&state, &headers).map(|s| s.actor()),
     };
-    let name = link
-        .patient_name
-        .clone()
-        .unwrap_or_else(|| default_name.to_owned());
-    let ttl = state.settings.identity.patient_token_secs;
-    let issued = chrono::Utc::now().timestamp();
-    let token = state.keys.issue(
-        NewToken {
-            sub: participant.to_string(),
-            name: name.clone(),
-            roles: vec![role],
-            room: Some(link.room.clone()),
-            visit: Some(link.visit.clone()),
-            patient: link.patient_ref.clone(),
-            sid: Some(link.id.to_string()),
-            lang: link.lang.clone(),
-            ttl_secs: ttl,
-        },
-        issued,
-    );
-    tracing::info!(link = %link.id, participant = %participant, "join link redeemed");
-    let identity = identity_status(&state, &link).await?;
+    let j = match rules::redeem(&with, attempt, now_ms()).await {
+        Ok(j) => j,
+        Err(e) => return redeem_error(e),
+    };
+    let kind = match j.link.kind {
+        LinkKind::Patient => "patient",
+        LinkKind::Guest => "guest",
+    };
+    let identity = identity_status(&state, &j.link).await?;
+    let room = &j.room;
     let body: Value = json!({
-        "token": token,
-        "expires_at": (issued + ttl as i64) * 1000,
-        "participant": participant,
+        "token": j.token,
+        "expires_at": j.expires_at,
+        "participant": j.participant,
         "room": { "id": room.id, "name": room.name, "waiting_message": room.waiting_message },
-        "visit": link.visit,
-        "name": name,
-        "lang": link.lang,
+        "visit": j.link.visit,
+        "name": j.name,
+        "lang": j.link.lang,
         "kind": kind,
         "identity": identity,
     });
     Ok(Json(body).into_response())
+}
+
+/// The one answer for each way a link is not opened.
+fn redeem_error(e: RedeemError) -> Result<Response, ApiError> {
+    let message = e.to_string();
+    match e {
+        RedeemError::BadDevice => Err(ApiError::invalid("device", message)),
+        RedeemError::RateLimited(wait) => {
+            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+                .into_response();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            Ok(resp)
+        }
+        RedeemError::UnknownLink => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_link",
+            message,
+        )),
+        RedeemError::Refused(r) => Ok(refusal(r)),
+        RedeemError::StaffCannotJoinAsPatient => {
+            Err(ApiError::forbidden("staff_cannot_join_as_patient", message))
+        }
+        RedeemError::RoomGone => Err(ApiError::not_found("room")),
+        RedeemError::Store(e) => Err(e.into()),
+    }
 }
 
 /// How a request shows it comes from staff.

@@ -9,10 +9,15 @@
 //!   connected it may take the link over.
 
 use super::hash_secret;
-use crate::durable::Link;
-use crate::ids::ParticipantId;
-use crate::visit::Millis;
+use super::ratelimit::Limiter;
+use super::token::{NewToken, TokenKeys};
+use crate::durable::{DurableError, DurableStore, Link, LinkKind};
+use crate::ids::{ParticipantId, Role};
+use crate::live::Live;
+use crate::visit::{Millis, RoomConfig};
 use base64::Engine;
+use std::net::IpAddr;
+use std::time::Duration;
 
 /// Shortest device id a browser may send.
 pub const MIN_DEVICE_CHARS: usize = 16;
@@ -77,6 +82,173 @@ pub fn check_device(
         Some(b) if b != device_hash && connected => Err(LinkRefusal::InUse),
         _ => Ok(()),
     }
+}
+
+/// What redeeming a join link uses.
+pub struct JoinServices<'a> {
+    pub durable: &'a dyn DurableStore,
+    pub live: &'a dyn Live,
+    pub keys: &'a TokenKeys,
+    /// Wrong codes per client address.
+    pub guesses: &'a Limiter,
+    /// Lifetime of the token a redeemed link gives, seconds.
+    pub token_secs: u64,
+}
+
+/// One attempt to open a join link.
+pub struct Redeem<'a> {
+    /// The secret code from the link (never logged).
+    pub code: &'a str,
+    /// The browser's own random id, which the link is bound to.
+    pub device: &'a str,
+    pub ip: IpAddr,
+    /// Who, when the request shows it comes from staff (a staff token, session cookie or
+    /// staff-browser marker): named in the audit entry of a refused patient link.
+    pub staff: Option<String>,
+}
+
+/// An opened link: the participant's token and what the page shows.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub token: String,
+    /// Milliseconds.
+    pub expires_at: i64,
+    pub participant: ParticipantId,
+    pub link: Link,
+    pub room: RoomConfig,
+    pub name: String,
+}
+
+/// Why a link was not opened. The messages are what the person is told.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    #[error("a random id of {MIN_DEVICE_CHARS}-200 characters")]
+    BadDevice,
+    #[error("too many wrong links; try again in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    #[error("this link is not valid; ask the clinic for a new one")]
+    UnknownLink,
+    #[error(transparent)]
+    Refused(#[from] LinkRefusal),
+    #[error(
+        "this is a patient's link; staff cannot open it from a staff sign-in or a staff browser"
+    )]
+    StaffCannotJoinAsPatient,
+    #[error("room not found")]
+    RoomGone,
+    #[error(transparent)]
+    Store(#[from] DurableError),
+}
+
+/// Open a join link: check it is usable now and by this browser, bind it to the
+/// browser, and issue the participant's token for the link's room and visit.
+///
+/// Every lookup counts as a wrong guess until it finds a link: the slot is taken before
+/// the lookup, so concurrent guesses cannot all slip through one check. A patient link
+/// opened by staff is refused and audited (staff must not join as the patient).
+pub async fn redeem(
+    with: &JoinServices<'_>,
+    r: Redeem<'_>,
+    now: Millis,
+) -> Result<Redeemed, RedeemError> {
+    let device = r.device.trim();
+    if device.chars().count() < MIN_DEVICE_CHARS || device.len() > 200 {
+        return Err(RedeemError::BadDevice);
+    }
+    let ip_key = r.ip.to_string();
+    if let Err(wait) = with.guesses.take(&ip_key).await {
+        tracing::warn!(ip = %r.ip, "join refused: rate limited");
+        return Err(RedeemError::RateLimited(wait));
+    }
+    let link = match with.durable.link_by_code_hash(&hash_secret(r.code)).await {
+        Ok(Some(l)) => {
+            with.guesses.give_back(&ip_key).await;
+            l
+        }
+        Ok(None) => {
+            // The code itself is a secret: never logged.
+            tracing::warn!(ip = %r.ip, "join refused: unknown link");
+            return Err(RedeemError::UnknownLink);
+        }
+        Err(e) => {
+            // Our failure, not a guess.
+            with.guesses.give_back(&ip_key).await;
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = check_usable(&link, now) {
+        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        return Err(e.into());
+    }
+    if link.kind == LinkKind::Patient
+        && let Some(staff) = r.staff
+    {
+        with.durable
+            .append_audit(crate::audit::NewAuditEntry {
+                at: now,
+                actor: staff.clone(),
+                action: "links.redeem".into(),
+                patient_ref: link.patient_ref.clone(),
+                visit: Some(link.visit.clone()),
+                sections: Vec::new(),
+                outcome: crate::audit::AuditOutcome::Refused,
+                reason: Some("staff_cannot_join_as_patient".into()),
+            })
+            .await?;
+        tracing::warn!(link = %link.id, staff = %staff, "join refused: staff redeeming a patient link");
+        return Err(RedeemError::StaffCannotJoinAsPatient);
+    }
+    let participant = participant_for(with.keys.fingerprint(), &link.id);
+    let device_hash = hash_secret(&format!("device:{device}"));
+    let bound = with.durable.link_device(&link.id).await?;
+    let connected = with.live.is_connected(&participant).await;
+    if let Err(e) = check_device(bound.as_deref(), &device_hash, connected) {
+        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        return Err(e.into());
+    }
+    if bound.as_deref() != Some(device_hash.as_str()) {
+        with.durable
+            .bind_link_device(&link.id, &device_hash, now)
+            .await?;
+    }
+    with.durable.mark_link_used(&link.id, now).await?;
+    let room = with
+        .durable
+        .room(&link.room)
+        .await?
+        .ok_or(RedeemError::RoomGone)?;
+    let (role, default_name) = match link.kind {
+        LinkKind::Patient => (Role::Patient, "Patient"),
+        LinkKind::Guest => (Role::Guest, "Guest"),
+    };
+    let name = link
+        .patient_name
+        .clone()
+        .unwrap_or_else(|| default_name.to_owned());
+    let issued = chrono::Utc::now().timestamp();
+    let token = with.keys.issue(
+        NewToken {
+            sub: participant.to_string(),
+            name: name.clone(),
+            roles: vec![role],
+            room: Some(link.room.clone()),
+            visit: Some(link.visit.clone()),
+            patient: link.patient_ref.clone(),
+            sid: Some(link.id.to_string()),
+            lang: link.lang.clone(),
+            ttl_secs: with.token_secs,
+        },
+        issued,
+    );
+    tracing::info!(link = %link.id, participant = %participant, "join link redeemed");
+    Ok(Redeemed {
+        token,
+        expires_at: (issued + with.token_secs as i64) * 1000,
+        participant,
+        link,
+        room,
+        name,
+    })
 }
 
 #[cfg(test)]
