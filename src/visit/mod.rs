@@ -8,6 +8,7 @@
 //!
 //! The states and who may cause each transition are written up in `docs/visits.md`.
 
+pub mod hours;
 pub mod room;
 
 pub use room::snapshot::{RoomSnapshot, SnapshotError};

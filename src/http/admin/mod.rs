@@ -10,7 +10,6 @@
 //! is generated from the same registrations that serve requests and cannot drift.
 
 mod emergency;
-pub mod hours;
 mod links;
 mod rooms;
 mod staff;

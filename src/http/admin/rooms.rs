@@ -1,7 +1,6 @@
 //! Rooms: admins create, edit and archive them; physicians list theirs; anyone may ask
 //! whether a room is open (the patient page does, before joining).
 
-use super::hours::{self, OpeningHours};
 use super::now_millis;
 use crate::durable::{NewRoom, RoomDetails};
 use crate::http::auth::{AdminAuth, PhysicianAuth};
@@ -9,6 +8,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::ids::{RoomId, StaffId};
 use crate::state::AppState;
+use crate::visit::hours::{self, OpeningHours};
 use crate::visit::{Millis, RoomConfig, RoomKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

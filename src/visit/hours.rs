@@ -12,7 +12,7 @@
 //!
 //! Pure: [`OpeningHours::status_at`] takes the time, so it is tested without a clock.
 
-use crate::visit::Millis;
+use super::Millis;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Timelike, Utc};
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
