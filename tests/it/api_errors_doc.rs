@@ -3,19 +3,9 @@
 //! source: each `ApiError` built with a literal code, and every `code()` of an error enum
 //! (identity, links, chart, tokens) whose codes reach HTTP clients.
 
+use crate::kit::rust_files;
 use std::collections::BTreeSet;
 use std::path::Path;
-
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The quoted snake_case word that starts at `text` (after optional whitespace), if any.
 fn quoted_code(text: &str) -> Option<&str> {

@@ -11,8 +11,9 @@
 //! goes through a port); no part below the edge names axum or a socket; and the parts
 //! form no cycle. Test code inside `src/` (`#[cfg(test)]` modules) is not counted.
 
+use crate::kit::rust_files;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Layer {
@@ -98,17 +99,6 @@ fn module_of(file: &Path, src: &Path) -> Vec<String> {
         parts.pop();
     }
     parts
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The file's code without its test module and without comments.

@@ -6,6 +6,7 @@
 //! skip the matrix. See `src/http/routes.rs` for how to register one.
 
 use crate::kit::TestApp;
+use crate::kit::rust_files;
 use examroom::http::routes::{Access, ROUTES};
 use examroom::identity::Role;
 use serde_json::{Value, json};
@@ -74,17 +75,6 @@ fn routes_in(text: &str) -> Vec<(String, String)> {
         out.push((method, tail[..end].to_owned()));
     }
     out
-}
-
-fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 #[test]

@@ -596,3 +596,16 @@ impl TestApp {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 }
+
+/// Every `.rs` file under `dir`, for the tests that read the source (layers, error codes,
+/// the authorisation matrix).
+pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
