@@ -15,7 +15,7 @@ use super::error::ApiError;
 use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::durable::NewEmergencyAccess;
 use crate::identity::Role;
-use crate::identity::chart::{self, ChartAccessError, ChartGate, ChartRules};
+use crate::identity::chart::{self, ChartAccessError, ChartGate, ChartRequest, ChartRules};
 use crate::ids::{PatientRef, StaffId, VisitId};
 use crate::records::summary::SectionStatus;
 use crate::state::AppState;
@@ -165,15 +165,14 @@ async fn record(
     };
     let now = chrono::Utc::now().timestamp_millis();
     let rules = ChartRules::from_settings(&state.settings);
-    let written = Some(state.history_written.clone());
-    let decision = chart::may_open(
-        state.durable.as_ref(),
-        asker.physician(),
-        &visit,
+    let decision = chart::may_open(ChartRequest {
+        durable: state.durable.as_ref(),
+        physician: asker.physician(),
+        visit: &visit,
         now,
-        &rules,
-        written,
-    )
+        rules: &rules,
+        written: &state.history_written,
+    })
     .await?;
     let (patient, gate) = match decision {
         Ok(allowed) => allowed,
@@ -290,16 +289,15 @@ async fn emergency_access(
         reason: None,
     };
     let rules = ChartRules::from_settings(&state.settings);
-    let written = Some(state.history_written.clone());
     let physician = asker.physician().cloned();
-    let decision = chart::physician_of_visit(
-        state.durable.as_ref(),
-        physician.as_ref(),
-        &visit,
+    let decision = chart::physician_of_visit(ChartRequest {
+        durable: state.durable.as_ref(),
+        physician: physician.as_ref(),
+        visit: &visit,
         now,
-        &rules,
-        written,
-    )
+        rules: &rules,
+        written: &state.history_written,
+    })
     .await?;
     let (record, patient) = match decision {
         Ok(v) => v,

@@ -226,11 +226,8 @@ const ADMIT_LANDS: Duration = Duration::from_millis(500);
 async fn visit_after_admit(
     durable: &dyn DurableStore,
     visit: &VisitId,
-    written: Option<watch::Receiver<u64>>,
+    mut written: watch::Receiver<u64>,
 ) -> Result<Option<VisitRecord>, DurableError> {
-    let Some(mut written) = written else {
-        return durable.visit(visit).await;
-    };
     // Marked seen before reading, so a write after the read wakes the wait below.
     written.borrow_and_update();
     let mut record = durable.visit(visit).await?;
@@ -244,23 +241,39 @@ async fn visit_after_admit(
     Ok(record)
 }
 
+/// One request to read a visit's chart.
+#[derive(Clone, Copy)]
+pub struct ChartRequest<'a> {
+    pub durable: &'a dyn DurableStore,
+    /// The asker's staff account when they hold the physician role, else `None`.
+    pub physician: Option<&'a StaffId>,
+    pub visit: &'a VisitId,
+    pub now: Millis,
+    pub rules: &'a ChartRules,
+    /// Ticks when this node stored a visit transition (the admit may be landing).
+    pub written: &'a watch::Receiver<u64>,
+}
+
 /// Whether `physician` (the asker's staff account when they hold the physician role,
 /// else `None`) is this visit's physician, within its record window, and the visit names
 /// a patient: the visit and its patient, or why not.
 pub async fn physician_of_visit(
-    durable: &dyn DurableStore,
-    physician: Option<&StaffId>,
-    visit: &VisitId,
-    now: Millis,
-    rules: &ChartRules,
-    written: Option<watch::Receiver<u64>>,
+    q: ChartRequest<'_>,
 ) -> Result<Result<(VisitRecord, PatientRef), ChartDenied>, DurableError> {
+    let ChartRequest {
+        durable,
+        physician,
+        visit,
+        now,
+        rules,
+        written,
+    } = q;
     let denied = |patient, why| Ok(Err(ChartDenied { patient, why }));
     let Some(physician) = physician else {
         let patient = durable.visit(visit).await?.and_then(|r| r.patient_ref);
         return denied(patient, ChartAccessError::NotPhysician);
     };
-    let Some(record) = visit_after_admit(durable, visit, written).await? else {
+    let Some(record) = visit_after_admit(durable, visit, written.clone()).await? else {
         return denied(None, ChartAccessError::NotYourVisit);
     };
     let patient = record.patient_ref.clone();
@@ -284,18 +297,13 @@ pub async fn physician_of_visit(
 /// Whether `physician` may open this visit's chart now: the patient and why it opens,
 /// or why not ([`physician_of_visit`], then the identity gate [`chart_gate`]).
 pub async fn may_open(
-    durable: &dyn DurableStore,
-    physician: Option<&StaffId>,
-    visit: &VisitId,
-    now: Millis,
-    rules: &ChartRules,
-    written: Option<watch::Receiver<u64>>,
+    q: ChartRequest<'_>,
 ) -> Result<Result<(PatientRef, ChartGate), ChartDenied>, DurableError> {
-    let (_, patient) =
-        match physician_of_visit(durable, physician, visit, now, rules, written).await? {
-            Ok(v) => v,
-            Err(d) => return Ok(Err(d)),
-        };
+    let (durable, physician, visit, rules) = (q.durable, q.physician, q.visit, q.rules);
+    let (_, patient) = match physician_of_visit(q).await? {
+        Ok(v) => v,
+        Err(d) => return Ok(Err(d)),
+    };
     // (Without a physician the request was refused above.)
     let emergency = match physician {
         Some(p) => durable.emergency_access_granted(visit, p).await?,
