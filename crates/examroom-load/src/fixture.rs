@@ -1,7 +1,7 @@
 //! Fixtures for a load run against examroom, made without an HTTP API: physicians, rooms and
 //! staff sessions written straight into the durable store the server uses (SQLite is in WAL
 //! mode, so this works while the server runs), and tokens minted with the server's secret —
-//! exactly what `tests/support/mod.rs` does for the integration tests.
+//! exactly what `tests/it/kit/seed.rs` does for the integration tests.
 
 use examroom::durable::{DurableError, DurableStore, NewRoom, NewSession, NewStaff};
 use examroom::identity::token::NewToken;
