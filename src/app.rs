@@ -13,6 +13,7 @@ use crate::live::redis::RedisLive;
 use crate::live::{Effects, Live, LiveError, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
+use crate::protocol::ApiErrorCode;
 use crate::protocol::ServerMsg;
 use crate::records::PanelCache;
 use crate::records::smart::{ClientKey, SigningAlg};
@@ -366,7 +367,7 @@ async fn request_deadline(
         Err(_) => {
             let mut r = crate::http::error::ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                ApiErrorCode::RequestTimeout,
                 format!("the request was not received within {} s", limit.as_secs()),
             )
             .into_response();

@@ -15,6 +15,7 @@ use crate::durable::Staff;
 use crate::identity::oidc::{self, IdpSignInError, Jwks, OidcError};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::StaffId;
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
@@ -81,7 +82,12 @@ impl FromRequestParts<AppState> for StaffAuth {
         let (token, by_cookie) = match (bearer(parts), cookie(parts, SESSION_COOKIE)) {
             (Some(t), _) => (t, false),
             (None, Some(c)) => (c, true),
-            (None, None) => return Err(ApiError::unauthorized("no_credentials", "sign in first")),
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    ApiErrorCode::NoCredentials,
+                    "sign in first",
+                ));
+            }
         };
         let guards = &state.guards;
         if let (Some(jwks), false) = (&guards.jwks, by_cookie)
@@ -92,25 +98,25 @@ impl FromRequestParts<AppState> for StaffAuth {
         let mut claims = state.keys.verify(token).map_err(token_error)?;
         if !claims.is_staff() {
             return Err(ApiError::forbidden(
-                "not_staff",
+                ApiErrorCode::NotStaff,
                 "this needs a staff sign-in",
             ));
         }
         crate::identity::access::check_staff_session(state.durable.as_ref(), &claims)
             .await
-            .map_err(|e| ApiError::unauthorized("session_revoked", e.to_string()))?;
+            .map_err(|e| ApiError::unauthorized(ApiErrorCode::SessionRevoked, e.to_string()))?;
         if by_cookie && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             let sid = claims.sid.as_deref().unwrap_or_default();
             if sent != Some(csrf_token(state, sid).as_str()) {
                 return Err(ApiError::forbidden(
-                    "csrf",
+                    ApiErrorCode::Csrf,
                     "missing or wrong X-CSRF-Token header",
                 ));
             }
         }
         let staff = StaffId::parse(&claims.sub)
-            .map_err(|_| ApiError::unauthorized("token_malformed", "bad subject"))?;
+            .map_err(|_| ApiError::unauthorized(ApiErrorCode::TokenMalformed, "bad subject"))?;
         // Roles and the active flag come from the account, not the token: a demotion
         // or deactivation takes effect on the next request.
         let account = active_staff(state, &staff).await?;
@@ -123,11 +129,11 @@ async fn active_staff(state: &AppState, id: &StaffId) -> Result<Staff, ApiError>
     match state.durable.staff(id).await? {
         Some(s) if s.active => Ok(s),
         Some(_) => Err(ApiError::forbidden(
-            "account_deactivated",
+            ApiErrorCode::AccountDeactivated,
             "this account is deactivated",
         )),
         None => Err(ApiError::unauthorized(
-            "session_revoked",
+            ApiErrorCode::SessionRevoked,
             "this account no longer exists",
         )),
     }
@@ -220,7 +226,7 @@ impl FromRequestParts<AppState> for Client {
 
 /// An extractor for signed-in staff who hold `$role`; anyone else gets 403 `$code`.
 macro_rules! role_extractor {
-    ($(#[$doc:meta])* $name:ident, $role:expr, $code:literal, $message:literal) => {
+    ($(#[$doc:meta])* $name:ident, $role:expr, $code:expr, $message:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name(pub StaffAuth);
@@ -245,14 +251,14 @@ role_extractor!(
     /// Staff with the admin role.
     AdminAuth,
     Role::Admin,
-    "not_admin",
+    ApiErrorCode::NotAdmin,
     "this needs the admin role"
 );
 role_extractor!(
     /// Staff with the physician role.
     PhysicianAuth,
     Role::Physician,
-    "not_physician",
+    ApiErrorCode::NotPhysician,
     "this needs the physician role"
 );
 
@@ -265,12 +271,13 @@ pub struct ParticipantAuth {
 impl FromRequestParts<AppState> for ParticipantAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)
-            .ok_or_else(|| ApiError::unauthorized("no_credentials", "no patient token"))?;
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized(ApiErrorCode::NoCredentials, "no patient token")
+        })?;
         let claims = state.keys.verify(token).map_err(token_error)?;
         if !(claims.has(Role::Patient) || claims.has(Role::Guest)) || claims.visit.is_none() {
             return Err(ApiError::forbidden(
-                "not_participant",
+                ApiErrorCode::NotParticipant,
                 "this needs a patient or guest token",
             ));
         }

@@ -6,18 +6,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+pub use crate::protocol::ApiErrorCode;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     /// Stable reason code, e.g. `token_expired`, `not_admin`, `invalid_field`.
-    pub code: &'static str,
+    pub code: ApiErrorCode,
     pub message: String,
     /// The request field at fault, for validation errors.
     pub field: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ApiErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -25,36 +27,40 @@ impl ApiError {
             field: None,
         }
     }
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ApiErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ApiErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ApiErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiErrorCode::InvalidField,
+                message,
+            )
         }
     }
     pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field),
-            ..Self::new(StatusCode::CONFLICT, "conflict", message)
+            ..Self::new(StatusCode::CONFLICT, ApiErrorCode::Conflict, message)
         }
     }
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(cause = %cause, "a store is unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ApiErrorCode::Unavailable,
             "a service examroom needs is unavailable; try again shortly",
         )
     }
@@ -62,7 +68,7 @@ impl ApiError {
         tracing::error!(cause = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ApiErrorCode::Internal,
             "something went wrong on our side",
         )
     }
@@ -70,7 +76,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
+        let mut body = json!({ "error": self.code.as_str(), "message": self.message });
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }
@@ -85,10 +91,14 @@ impl From<crate::durable::DurableError> for ApiError {
             D::NotFound { what } => ApiError::not_found(what),
             D::Conflict { field, message } => ApiError::conflict(field, message),
             D::Invalid { field, message } => ApiError::invalid(field, message),
-            D::Expired => ApiError::new(StatusCode::GONE, "expired", "this has expired"),
-            D::AlreadyUsed => {
-                ApiError::new(StatusCode::GONE, "already_used", "this was already used")
+            D::Expired => {
+                ApiError::new(StatusCode::GONE, ApiErrorCode::Expired, "this has expired")
             }
+            D::AlreadyUsed => ApiError::new(
+                StatusCode::GONE,
+                ApiErrorCode::AlreadyUsed,
+                "this was already used",
+            ),
             D::Unavailable(c) => ApiError::unavailable(c),
             D::Internal(c) => ApiError::internal(c),
         }
@@ -97,15 +107,15 @@ impl From<crate::durable::DurableError> for ApiError {
 
 /// The reason code for an error the framework answered itself (no handler ran, or an
 /// extractor refused the request before it did).
-fn framework_code(status: StatusCode) -> &'static str {
+fn framework_code(status: StatusCode) -> ApiErrorCode {
     match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => ApiErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiErrorCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ApiErrorCode::InvalidBody,
+        s if s.is_server_error() => ApiErrorCode::Internal,
+        _ => ApiErrorCode::BadRequest,
     }
 }
 

@@ -11,6 +11,7 @@
 //!   whole body is wrong).
 
 use super::error::ApiError;
+use crate::protocol::ApiErrorCode;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +41,7 @@ where
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ApiErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
@@ -48,9 +49,13 @@ where
             .await
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(e.status(), "too_large", "the body is too large")
+                    ApiError::new(e.status(), ApiErrorCode::TooLarge, "the body is too large")
                 } else {
-                    ApiError::new(e.status(), "bad_body", "the body could not be read")
+                    ApiError::new(
+                        e.status(),
+                        ApiErrorCode::BadBody,
+                        "the body could not be read",
+                    )
                 }
             })?;
         parse(&bytes).map(Json)
@@ -72,7 +77,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "bad_json",
+                ApiErrorCode::BadJson,
                 "the body is not valid JSON",
             );
         }
@@ -95,7 +100,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_json",
+            ApiErrorCode::BadJson,
             "the body is not valid JSON",
         )
     })?;

@@ -4,6 +4,7 @@
 //! busy the clinic is and which errors clients see, which is nobody else's business).
 
 use crate::http::error::ApiError;
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -61,7 +62,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let want = &state.settings.metrics.token;
     if want.is_empty() {
         return Err(ApiError::unauthorized(
-            "metrics_token_required",
+            ApiErrorCode::MetricsTokenRequired,
             "metrics are off: set metrics.token (EXAMROOM__METRICS__TOKEN) and scrape with it as a bearer token",
         ));
     }
@@ -73,7 +74,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let hash = crate::identity::hash_secret;
     if sent.map(hash) != Some(hash(want.expose())) {
         return Err(ApiError::unauthorized(
-            "bad_metrics_token",
+            ApiErrorCode::BadMetricsToken,
             "send the metrics token as Authorization: Bearer",
         ));
     }

@@ -19,6 +19,7 @@ use crate::identity::chart::{self, IdentityError};
 use crate::identity::links::{self as rules, LinkRefusal, RedeemError};
 use crate::identity::{Role, hash_secret};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::visit::{Millis, RoomConfig};
 use axum::Router;
@@ -60,7 +61,10 @@ fn now_ms() -> Millis {
 }
 
 fn not_your_room() -> ApiError {
-    ApiError::forbidden("not_your_room", "you are not a physician of this room")
+    ApiError::forbidden(
+        ApiErrorCode::NotYourRoom,
+        "you are not a physician of this room",
+    )
 }
 
 async fn live_room(state: &AppState, id: &RoomId) -> Result<RoomConfig, ApiError> {
@@ -68,7 +72,7 @@ async fn live_room(state: &AppState, id: &RoomId) -> Result<RoomConfig, ApiError
         Some(r) if !r.archived => Ok(r),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_room",
+            ApiErrorCode::UnknownRoom,
             "no such room",
         )),
     }
@@ -162,7 +166,7 @@ async fn mint(
         return Err(ApiError {
             field: Some("patient_ref"),
             ..ApiError::forbidden(
-                "patient_ref_not_allowed",
+                ApiErrorCode::PatientRefNotAllowed,
                 "only an admin (or the EHR's scheduling context, when enabled) may put a patient record on a link",
             )
         });
@@ -228,7 +232,7 @@ async fn mint_guest(
     }
     if !room.invites_allowed {
         return Err(ApiError::forbidden(
-            "invites_disabled",
+            ApiErrorCode::InvitesDisabled,
             "this room does not allow guests",
         ));
     }
@@ -245,7 +249,7 @@ async fn mint_guest(
     if !known {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_visit",
+            ApiErrorCode::UnknownVisit,
             "no such visit in this room",
         ));
     }
@@ -273,7 +277,13 @@ async fn revoke(
     auth: StaffAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_link", "no such link");
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ApiErrorCode::UnknownLink,
+            "no such link",
+        )
+    };
     let id = LinkId::parse(&id).map_err(|_| unknown())?;
     let link = state.durable.link(&id).await?.ok_or_else(unknown)?;
     if !auth.has(Role::Admin) {
@@ -357,8 +367,12 @@ fn redeem_error(e: RedeemError) -> Result<Response, ApiError> {
     match e {
         RedeemError::BadDevice => Err(ApiError::invalid("device", message)),
         RedeemError::RateLimited(wait) => {
-            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
-                .into_response();
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ApiErrorCode::RateLimited,
+                message,
+            )
+            .into_response();
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(wait.as_secs().max(1)),
@@ -367,13 +381,14 @@ fn redeem_error(e: RedeemError) -> Result<Response, ApiError> {
         }
         RedeemError::UnknownLink => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_link",
+            ApiErrorCode::UnknownLink,
             message,
         )),
         RedeemError::Refused(r) => Ok(refusal(r)),
-        RedeemError::StaffCannotJoinAsPatient => {
-            Err(ApiError::forbidden("staff_cannot_join_as_patient", message))
-        }
+        RedeemError::StaffCannotJoinAsPatient => Err(ApiError::forbidden(
+            ApiErrorCode::StaffCannotJoinAsPatient,
+            message,
+        )),
         RedeemError::RoomGone => Err(ApiError::not_found("room")),
         RedeemError::Store(e) => Err(e.into()),
     }
@@ -497,12 +512,15 @@ async fn confirm_identity(
     let claims = &who.claims;
     if !claims.has(Role::Patient) {
         return Err(ApiError::forbidden(
-            "not_patient",
+            ApiErrorCode::NotPatient,
             "only the patient confirms who they are",
         ));
     }
     let Some(visit) = claims.visit.clone() else {
-        return Err(ApiError::forbidden("not_participant", "token has no visit"));
+        return Err(ApiError::forbidden(
+            ApiErrorCode::NotParticipant,
+            "token has no visit",
+        ));
     };
     let answer = body
         .and_then(|axum::Json(b)| b.birth_date)
@@ -514,7 +532,7 @@ async fn confirm_identity(
     let Some(patient) = claims.patient.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_patient_record",
+            ApiErrorCode::NoPatientRecord,
             "this visit's link named no patient record; nothing to confirm",
         ));
     };
@@ -530,7 +548,7 @@ async fn confirm_identity(
     {
         return Err(ApiError::new(
             StatusCode::GONE,
-            "link_revoked",
+            ApiErrorCode::LinkRevoked,
             "this link was revoked",
         ));
     }
@@ -554,7 +572,7 @@ async fn confirm_identity(
             tracing::warn!(visit = %visit, error = %e, "identity check: record source failed");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "records_unavailable",
+                ApiErrorCode::RecordsUnavailable,
                 "the clinic's record system could not be reached; try again shortly",
             ));
         }
@@ -566,7 +584,7 @@ async fn confirm_identity(
         Ok(()) => entry.outcome = AuditOutcome::Allowed,
         // Nothing was decided: the store failed before or while taking the slot.
         Err(IdentityError::Store(_)) => {}
-        Err(e) => entry.reason = Some(e.code().to_owned()),
+        Err(e) => entry.reason = Some(e.code().as_str().to_owned()),
     }
     if !matches!(result, Err(IdentityError::Store(_))) {
         state.durable.append_audit(entry).await?;

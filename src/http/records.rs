@@ -17,6 +17,7 @@ use crate::durable::NewEmergencyAccess;
 use crate::identity::Role;
 use crate::identity::chart::{self, ChartAccessError, ChartGate, ChartRequest, ChartRules};
 use crate::ids::{PatientRef, StaffId, VisitId};
+use crate::protocol::ApiErrorCode;
 use crate::records::summary::SectionStatus;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -159,7 +160,8 @@ async fn record(
                 .visit(&visit)
                 .await?
                 .and_then(|r| r.patient_ref);
-            audit_refused_read(&state, who.known_as, &visit, patient, refusal.code).await?;
+            audit_refused_read(&state, who.known_as, &visit, patient, refusal.code.as_str())
+                .await?;
             return Err(refusal);
         }
     };
@@ -178,7 +180,8 @@ async fn record(
         Ok(allowed) => allowed,
         Err(denied) => {
             let code = denied.why.code();
-            audit_refused_read(&state, asker.actor(), &visit, denied.patient, code).await?;
+            audit_refused_read(&state, asker.actor(), &visit, denied.patient, code.as_str())
+                .await?;
             return Err(chart_refusal(denied.why));
         }
     };
@@ -272,7 +275,7 @@ async fn emergency_access(
                 visit: Some(visit.clone()),
                 sections: Vec::new(),
                 outcome: AuditOutcome::Refused,
-                reason: Some(refusal.code.to_owned()),
+                reason: Some(refusal.code.as_str().to_owned()),
             };
             audit(&state, entry).await?;
             return Err(refusal);
@@ -303,7 +306,7 @@ async fn emergency_access(
         Ok(v) => v,
         Err(denied) => {
             entry.patient_ref = denied.patient;
-            entry.reason = Some(denied.why.code().to_owned());
+            entry.reason = Some(denied.why.code().as_str().to_owned());
             audit(&state, entry).await?;
             return Err(chart_refusal(denied.why));
         }
@@ -366,17 +369,17 @@ fn records_error(e: crate::records::RecordsError) -> ApiError {
     match e {
         R::NotFound => ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_record",
+            ApiErrorCode::NoRecord,
             "the record source has no such patient",
         ),
         R::Timeout(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "records_timeout",
+            ApiErrorCode::RecordsTimeout,
             "the record source did not answer in time",
         ),
         other => ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "records_unavailable",
+            ApiErrorCode::RecordsUnavailable,
             format!("the record source failed: {other}"),
         ),
     }

@@ -14,6 +14,7 @@ use crate::identity::setup::{FirstAdminError, create_first_admin};
 use crate::identity::signin::{SignInError, check_password};
 use crate::identity::token::NewToken;
 use crate::identity::{hash_secret, password};
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -44,7 +45,7 @@ fn rate_limited(retry_after: std::time::Duration) -> Response {
     let secs = retry_after.as_secs().max(1);
     let mut r = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ApiErrorCode::RateLimited,
         format!("too many failed attempts; try again in {secs} s"),
     )
     .into_response();
@@ -71,7 +72,7 @@ async fn sign_in(
         Err(SignInError::RateLimited(wait)) => return Ok(rate_limited(wait)),
         Err(SignInError::BadCredentials) => {
             return Err(ApiError::unauthorized(
-                "bad_credentials",
+                ApiErrorCode::BadCredentials,
                 "wrong email or password",
             ));
         }
@@ -211,7 +212,7 @@ async fn setup(
     let unknown = |e| match e {
         DurableError::NotFound { .. } => ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_setup_token",
+            ApiErrorCode::UnknownSetupToken,
             "this setup link is not valid",
         ),
         e => e.into(),
@@ -233,7 +234,7 @@ async fn setup(
             FirstAdminError::Invalid { field, message } => ApiError::invalid(field, message),
             FirstAdminError::AdminExists => ApiError::new(
                 StatusCode::GONE,
-                "admin_exists",
+                ApiErrorCode::AdminExists,
                 "an admin account exists already; sign in instead",
             ),
             FirstAdminError::Store(e) => unknown(e),
@@ -269,7 +270,7 @@ async fn setup(
             let account = state.durable.update_staff(&staff, update).await?;
             if !account.active {
                 return Err(ApiError::forbidden(
-                    "account_deactivated",
+                    ApiErrorCode::AccountDeactivated,
                     "this account is deactivated",
                 ));
             }

@@ -7,6 +7,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use crate::durable::{ExperienceStats, NewSurvey};
 use crate::identity::Role;
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -62,17 +63,23 @@ async fn submit_survey(
 ) -> Result<(StatusCode, Json<SurveyReceipt>), ApiError> {
     if !who.claims.has(Role::Patient) {
         return Err(ApiError::forbidden(
-            "not_patient",
+            ApiErrorCode::NotPatient,
             "only the patient of a visit answers its survey",
         ));
     }
     let Some(visit) = who.claims.visit.clone() else {
-        return Err(ApiError::forbidden("not_participant", "token has no visit"));
+        return Err(ApiError::forbidden(
+            ApiErrorCode::NotParticipant,
+            "token has no visit",
+        ));
     };
     if body.visit.as_ref().is_some_and(|v| *v != visit) {
         return Err(ApiError {
             field: Some("visit"),
-            ..ApiError::forbidden("not_your_visit", "you can answer only for your own visit")
+            ..ApiError::forbidden(
+                ApiErrorCode::NotYourVisit,
+                "you can answer only for your own visit",
+            )
         });
     }
     if !(0..=10).contains(&body.score) {
@@ -100,7 +107,7 @@ async fn submit_survey(
     });
     if !ended {
         return Err(ApiError {
-            code: "visit_not_ended",
+            code: ApiErrorCode::VisitNotEnded,
             ..ApiError::conflict("visit", "the survey opens when the visit has ended")
         });
     }

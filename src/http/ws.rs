@@ -7,6 +7,7 @@
 //! Tools (load generator, tests) send no `Origin` and say `hello` with a bearer token.
 
 use crate::http::auth::Client;
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::state::admission::Refused;
 use axum::Router;
@@ -34,7 +35,7 @@ async fn upgrade(
     // Cross-site WebSocket hijacking: a page elsewhere cannot ride the staff cookie.
     // Checked before a place is taken, so refused upgrades cost nothing.
     if let Err(e) = super::headers::check_origin(&state.settings, &headers) {
-        return super::error::ApiError::forbidden("origin_not_allowed", e.to_string())
+        return super::error::ApiError::forbidden(ApiErrorCode::OriginNotAllowed, e.to_string())
             .into_response();
     }
     let cookie = super::auth::session_cookie(&headers).map(str::to_owned);
@@ -43,9 +44,12 @@ async fn upgrade(
         Err(refused) => return refusal(refused),
     };
     if state.shutdown.is_cancelled() {
-        let body =
-            serde_json::json!({"error": "unavailable", "message": "server is shutting down"});
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        return super::error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiErrorCode::Unavailable,
+            "server is shutting down",
+        )
+        .into_response();
     }
     let cfg = &state.settings.signalling;
     ws.read_buffer_size(cfg.read_buffer_bytes)
@@ -58,10 +62,12 @@ async fn upgrade(
 fn refusal(refused: Refused) -> Response {
     let (status, code) = match refused {
         Refused::ServerFull | Refused::TooManyUnauthenticated => {
-            (StatusCode::SERVICE_UNAVAILABLE, "server_full")
+            (StatusCode::SERVICE_UNAVAILABLE, ApiErrorCode::ServerFull)
         }
-        Refused::TooManyFromAddress => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+        Refused::TooManyFromAddress => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiErrorCode::TooManyConnections,
+        ),
     };
-    let body = serde_json::json!({"error": code, "message": refused.to_string()});
-    (status, axum::Json(body)).into_response()
+    super::error::ApiError::new(status, code, refused.to_string()).into_response()
 }

@@ -19,6 +19,7 @@
 use crate::config::{IdentityFactor, Settings};
 use crate::durable::{DurableError, DurableStore, IdentityCheck, VisitRecord};
 use crate::ids::{PatientRef, StaffId, VisitId};
+use crate::protocol::ApiErrorCode;
 use crate::visit::Millis;
 use chrono::NaiveDate;
 use std::time::Duration;
@@ -45,13 +46,13 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
-            IdentityError::BadAnswer => "invalid_field",
-            IdentityError::Mismatch { .. } => "identity_mismatch",
-            IdentityError::Locked => "identity_locked",
-            IdentityError::Unverifiable => "identity_unverifiable",
-            IdentityError::Store(_) => "unavailable",
+            IdentityError::BadAnswer => ApiErrorCode::InvalidField,
+            IdentityError::Mismatch { .. } => ApiErrorCode::IdentityMismatch,
+            IdentityError::Locked => ApiErrorCode::IdentityLocked,
+            IdentityError::Unverifiable => ApiErrorCode::IdentityUnverifiable,
+            IdentityError::Store(_) => ApiErrorCode::Unavailable,
         }
     }
 }
@@ -123,10 +124,10 @@ pub enum ChartRefusal {
 }
 
 impl ChartRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
-            ChartRefusal::IdentityNotConfirmed => "identity_not_confirmed",
-            ChartRefusal::IdentityLocked => "identity_locked",
+            ChartRefusal::IdentityNotConfirmed => ApiErrorCode::IdentityNotConfirmed,
+            ChartRefusal::IdentityLocked => ApiErrorCode::IdentityLocked,
         }
     }
 }
@@ -179,12 +180,12 @@ pub enum ChartAccessError {
 
 impl ChartAccessError {
     /// The stable reason code (HTTP `error`, and the audit entry's reason).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
-            ChartAccessError::NotPhysician => "not_physician",
-            ChartAccessError::NotYourVisit => "not_your_visit",
-            ChartAccessError::VisitClosed => "visit_closed",
-            ChartAccessError::NoPatientRecord => "no_patient_record",
+            ChartAccessError::NotPhysician => ApiErrorCode::NotPhysician,
+            ChartAccessError::NotYourVisit => ApiErrorCode::NotYourVisit,
+            ChartAccessError::VisitClosed => ApiErrorCode::VisitClosed,
+            ChartAccessError::NoPatientRecord => ApiErrorCode::NoPatientRecord,
             ChartAccessError::Identity(r) => r.code(),
         }
     }

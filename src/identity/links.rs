@@ -14,6 +14,7 @@ use super::token::{NewToken, TokenKeys};
 use crate::durable::{DurableError, DurableStore, Link, LinkKind};
 use crate::ids::{ParticipantId, Role};
 use crate::live::Live;
+use crate::protocol::ApiErrorCode;
 use crate::visit::{Millis, RoomConfig};
 use base64::Engine;
 use std::net::IpAddr;
@@ -47,12 +48,12 @@ pub enum LinkRefusal {
 }
 
 impl LinkRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
-            LinkRefusal::Revoked => "link_revoked",
-            LinkRefusal::Expired => "link_expired",
-            LinkRefusal::NotYetValid { .. } => "link_not_yet_valid",
-            LinkRefusal::InUse => "link_in_use",
+            LinkRefusal::Revoked => ApiErrorCode::LinkRevoked,
+            LinkRefusal::Expired => ApiErrorCode::LinkExpired,
+            LinkRefusal::NotYetValid { .. } => ApiErrorCode::LinkNotYetValid,
+            LinkRefusal::InUse => ApiErrorCode::LinkInUse,
         }
     }
 }
@@ -177,7 +178,7 @@ pub async fn redeem(
         }
     };
     if let Err(e) = check_usable(&link, now) {
-        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        tracing::info!(link = %link.id, reason = e.code().as_str(), "join refused");
         return Err(e.into());
     }
     if link.kind == LinkKind::Patient
@@ -203,7 +204,7 @@ pub async fn redeem(
     let bound = with.durable.link_device(&link.id).await?;
     let connected = with.live.is_connected(&participant).await;
     if let Err(e) = check_device(bound.as_deref(), &device_hash, connected) {
-        tracing::info!(link = %link.id, reason = e.code(), "join refused");
+        tracing::info!(link = %link.id, reason = e.code().as_str(), "join refused");
         return Err(e.into());
     }
     if bound.as_deref() != Some(device_hash.as_str()) {

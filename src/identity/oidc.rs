@@ -11,6 +11,7 @@
 use crate::config::IdentitySettings;
 use crate::durable::{DurableError, DurableStore, IdpIdentity, NewStaff, Staff};
 use crate::identity::Role;
+use crate::protocol::ApiErrorCode;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
@@ -43,15 +44,15 @@ pub enum OidcError {
 }
 
 impl OidcError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
-            OidcError::Algorithm | OidcError::BadSignature => "token_bad_signature",
-            OidcError::UnknownKey => "token_unknown_key",
-            OidcError::Expired => "token_expired",
-            OidcError::NotYetValid => "token_not_yet_valid",
-            OidcError::WrongAudience => "token_wrong_audience",
-            OidcError::Malformed => "token_malformed",
-            OidcError::Unavailable(_) => "unavailable",
+            OidcError::Algorithm | OidcError::BadSignature => ApiErrorCode::TokenBadSignature,
+            OidcError::UnknownKey => ApiErrorCode::TokenUnknownKey,
+            OidcError::Expired => ApiErrorCode::TokenExpired,
+            OidcError::NotYetValid => ApiErrorCode::TokenNotYetValid,
+            OidcError::WrongAudience => ApiErrorCode::TokenWrongAudience,
+            OidcError::Malformed => ApiErrorCode::TokenMalformed,
+            OidcError::Unavailable(_) => ApiErrorCode::Unavailable,
         }
     }
 }
@@ -356,13 +357,13 @@ impl From<IdpAccountError> for IdpSignInError {
 
 impl IdpSignInError {
     /// The stable reason code clients see (HTTP `error`, or in a WebSocket message).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiErrorCode {
         match self {
             IdpSignInError::Token(e) => e.code(),
-            IdpSignInError::NoRole => "not_staff",
-            IdpSignInError::NotLinked => "idp_not_linked",
-            IdpSignInError::Deactivated => "account_deactivated",
-            IdpSignInError::Store(_) => "unavailable",
+            IdpSignInError::NoRole => ApiErrorCode::NotStaff,
+            IdpSignInError::NotLinked => ApiErrorCode::IdpNotLinked,
+            IdpSignInError::Deactivated => ApiErrorCode::AccountDeactivated,
+            IdpSignInError::Store(_) => ApiErrorCode::Unavailable,
         }
     }
 }

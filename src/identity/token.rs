@@ -6,6 +6,7 @@
 use super::Role;
 use crate::config::Secret;
 use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
+use crate::protocol::ApiErrorCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -72,13 +73,13 @@ pub enum TokenError {
 
 impl TokenError {
     /// Stable reason code for clients.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ApiErrorCode {
         match self {
-            TokenError::Expired => "token_expired",
-            TokenError::NotYetValid => "token_not_yet_valid",
-            TokenError::BadSignature => "token_bad_signature",
-            TokenError::WrongAudience => "token_wrong_audience",
-            TokenError::Malformed => "token_malformed",
+            TokenError::Expired => ApiErrorCode::TokenExpired,
+            TokenError::NotYetValid => ApiErrorCode::TokenNotYetValid,
+            TokenError::BadSignature => ApiErrorCode::TokenBadSignature,
+            TokenError::WrongAudience => ApiErrorCode::TokenWrongAudience,
+            TokenError::Malformed => ApiErrorCode::TokenMalformed,
         }
     }
 }

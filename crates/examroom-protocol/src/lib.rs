@@ -10,7 +10,10 @@
 //! Every message in both directions and every error code is written up in
 //! `docs/protocol.md`; a test checks that the document names each of them.
 
+pub mod codes;
 pub mod ids;
+
+pub use codes::{ApiErrorCode, ErrorCode};
 
 use ids::{ParticipantId, RoomId, VisitId};
 use serde::{Deserialize, Serialize};
@@ -371,119 +374,6 @@ pub struct QueueEntry {
     /// Walk-in: the physician this patient is currently offered to.
     pub offered_to: Option<String>,
 }
-
-/// Every error code the server sends. Stable: clients switch on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadJson,
-    UnknownType,
-    BadMessage,
-    TooLarge,
-    RateLimited,
-    HelloRequired,
-    HelloTimeout,
-    UnsupportedVersion,
-    Unauthenticated,
-    TokenExpired,
-    Forbidden,
-    NotYourRoom,
-    NotInVisit,
-    UnknownPeer,
-    UnknownVisit,
-    VisitClosed,
-    IllegalTransition,
-    Busy,
-    NotOfferedToYou,
-    RoomFull,
-    RoomNotFound,
-    ChatDisabled,
-    Superseded,
-    SlowConsumer,
-    HeartbeatTimeout,
-    AccessRevoked,
-    ServerFull,
-    Unavailable,
-    TooManyChecks,
-    Internal,
-}
-
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
-        ErrorCode::BadJson,
-        ErrorCode::UnknownType,
-        ErrorCode::BadMessage,
-        ErrorCode::TooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::HelloRequired,
-        ErrorCode::HelloTimeout,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::Unauthenticated,
-        ErrorCode::TokenExpired,
-        ErrorCode::Forbidden,
-        ErrorCode::NotYourRoom,
-        ErrorCode::NotInVisit,
-        ErrorCode::UnknownPeer,
-        ErrorCode::UnknownVisit,
-        ErrorCode::VisitClosed,
-        ErrorCode::IllegalTransition,
-        ErrorCode::Busy,
-        ErrorCode::NotOfferedToYou,
-        ErrorCode::RoomFull,
-        ErrorCode::RoomNotFound,
-        ErrorCode::ChatDisabled,
-        ErrorCode::Superseded,
-        ErrorCode::SlowConsumer,
-        ErrorCode::HeartbeatTimeout,
-        ErrorCode::AccessRevoked,
-        ErrorCode::ServerFull,
-        ErrorCode::Unavailable,
-        ErrorCode::TooManyChecks,
-        ErrorCode::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        let i = ErrorCode::ALL
-            .iter()
-            .position(|c| *c == self)
-            .unwrap_or(ErrorCode::ALL.len() - 1);
-        ERROR_NAMES[i]
-    }
-}
-
-// Names in the same order as `ErrorCode::ALL`, for metrics labels without allocation.
-const ERROR_NAMES: [&str; 30] = [
-    "bad_json",
-    "unknown_type",
-    "bad_message",
-    "too_large",
-    "rate_limited",
-    "hello_required",
-    "hello_timeout",
-    "unsupported_version",
-    "unauthenticated",
-    "token_expired",
-    "forbidden",
-    "not_your_room",
-    "not_in_visit",
-    "unknown_peer",
-    "unknown_visit",
-    "visit_closed",
-    "illegal_transition",
-    "busy",
-    "not_offered_to_you",
-    "room_full",
-    "room_not_found",
-    "chat_disabled",
-    "superseded",
-    "slow_consumer",
-    "heartbeat_timeout",
-    "access_revoked",
-    "server_full",
-    "unavailable",
-    "too_many_checks",
-    "internal",
-];
 
 impl ServerMsg {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {

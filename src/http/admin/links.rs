@@ -7,6 +7,7 @@ use crate::http::auth::StaffAuth;
 use crate::http::error::ApiError;
 use crate::identity::Role;
 use crate::ids::{LinkId, RoomId, StaffId, VisitId};
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::visit::Millis;
 use axum::Json;
@@ -100,7 +101,7 @@ async fn list_links(
             && !mine.contains(r)
         {
             return Err(ApiError::forbidden(
-                "not_your_room",
+                ApiErrorCode::NotYourRoom,
                 "you are not a physician of that room",
             ));
         }

@@ -7,6 +7,7 @@ use crate::http::auth::StaffAuth;
 use crate::http::error::ApiError;
 use crate::identity::Role;
 use crate::ids::{RoomId, StaffId, VisitId};
+use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::visit::{Millis, VisitState};
 use axum::Json;
@@ -156,7 +157,10 @@ pub fn scoped_filter(
             Some(p) if *p != me.staff => {
                 return Err(ApiError {
                     field: Some("physician"),
-                    ..ApiError::forbidden("not_your_visits", "physicians see only their own visits")
+                    ..ApiError::forbidden(
+                        ApiErrorCode::NotYourVisits,
+                        "physicians see only their own visits",
+                    )
                 });
             }
             _ => physician = Some(me.staff.clone()),
@@ -244,7 +248,7 @@ async fn get_visit(
                 .any(|t| t.physician.as_ref() == Some(&me.staff));
         if !mine {
             return Err(ApiError::forbidden(
-                "not_your_visit",
+                ApiErrorCode::NotYourVisit,
                 "physicians see only their own visits",
             ));
         }
