@@ -4,24 +4,23 @@
 //! confirms who they are (`POST /api/identity`). The rules live in `identity::links`
 //! and `identity::chart`.
 //!
-//! A patient link may name a record (`patient_ref`) only from a trusted source: an admin,
-//! or a physician when `links.physicians_may_name_patient` is on (links made from the
-//! EHR's launch context). Staff cannot redeem patient links from a staff session or a
-//! browser that signed in as staff ([`STAFF_DEVICE_COOKIE`]).
+//! Who may make which link, and what it may carry, is `identity::links::mint`. Staff
+//! cannot redeem patient links from a staff session or a browser that signed in as staff ([`STAFF_DEVICE_COOKIE`]).
 
 use super::auth::{Client, ParticipantAuth, SESSION_COOKIE, StaffAuth};
 use super::error::ApiError;
 use super::extract::Json;
 use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::config::IdentityFactor;
-use crate::durable::{Link, LinkKind, NewLink};
+use crate::durable::{Link, LinkKind};
+use crate::identity::Role;
 use crate::identity::chart::{self, IdentityError};
+use crate::identity::links::mint::{self, Maker, MintError, MintRules, Minted, PatientLinkRequest};
 use crate::identity::links::{self as rules, LinkRefusal, RedeemError};
-use crate::identity::{Role, hash_secret};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
-use crate::visit::{Millis, RoomConfig};
+use crate::visit::Millis;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -53,46 +52,40 @@ pub fn staff_device_cookie(https: bool) -> HeaderValue {
     .unwrap_or(HeaderValue::from_static("examroom_staff_device=1; Path=/"))
 }
 
-/// Longest a guest link lives, seconds: guests join one visit, today.
-pub const GUEST_LINK_SECS: i64 = 24 * 3600;
-
 fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn not_your_room() -> ApiError {
-    ApiError::forbidden(
-        ApiErrorCode::NotYourRoom,
-        "you are not a physician of this room",
-    )
-}
-
-async fn live_room(state: &AppState, id: &RoomId) -> Result<RoomConfig, ApiError> {
-    match state.durable.room(id).await? {
-        Some(r) if !r.archived => Ok(r),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorCode::UnknownRoom,
-            "no such room",
-        )),
+/// The one place a refused mint or revoke becomes an answer.
+fn mint_error(e: MintError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        MintError::Store(e) => e.into(),
+        MintError::Invalid { field, message } => ApiError::invalid(field, message),
+        MintError::UnknownRoom | MintError::UnknownVisit | MintError::UnknownLink => {
+            ApiError::new(StatusCode::NOT_FOUND, e.code(), message)
+        }
+        MintError::PatientRefNotAllowed => ApiError {
+            field: Some("patient_ref"),
+            ..ApiError::forbidden(e.code(), message)
+        },
+        MintError::NotYourRoom | MintError::InvitesDisabled => {
+            ApiError::forbidden(e.code(), message)
+        }
     }
 }
 
-fn is_room_physician(auth: &StaffAuth, room: &RoomConfig) -> bool {
-    auth.has(Role::Physician) && room.physicians.contains(&auth.staff)
+fn mint_rules(state: &AppState) -> MintRules {
+    MintRules {
+        link_secs: state.settings.identity.join_link_secs,
+        physicians_may_name_patient: state.settings.links.physicians_may_name_patient,
+    }
 }
 
-fn optional_text(
-    v: Option<String>,
-    field: &'static str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
-        Some(s) if s.chars().count() > max => Err(ApiError::invalid(
-            field,
-            format!("at most {max} characters"),
-        )),
-        other => Ok(other),
+fn maker(auth: &StaffAuth) -> Maker<'_> {
+    Maker {
+        staff: &auth.staff,
+        claims: &auth.claims,
     }
 }
 
@@ -108,40 +101,13 @@ struct Mint {
     expires_at: Option<Millis>,
 }
 
-/// A link for `code` with no patient details; patient links fill those in on top.
-fn new_link(
-    code: &str,
-    kind: LinkKind,
-    room: &RoomConfig,
-    visit: VisitId,
-    auth: &StaffAuth,
-    now: Millis,
-    expires_at: Millis,
-) -> NewLink {
-    NewLink {
-        id: LinkId::new(),
-        code_hash: hash_secret(code),
-        kind,
-        room: room.id.clone(),
-        visit,
-        patient_name: None,
-        patient_ref: None,
-        reason: None,
-        lang: None,
-        not_before: None,
-        expires_at,
-        created_by: auth.staff.clone(),
-        created_at: now,
-    }
-}
-
-fn minted(state: &AppState, link: &Link, code: &str) -> Response {
+fn minted(state: &AppState, m: Minted) -> Response {
     let body = json!({
-        "id": link.id,
-        "code": code,
-        "url": format!("{}/join/{code}", state.settings.public_url()),
-        "visit": link.visit,
-        "expires_at": link.expires_at,
+        "id": m.link.id,
+        "code": m.code,
+        "url": format!("{}/join/{}", state.settings.public_url(), m.code),
+        "visit": m.link.visit,
+        "expires_at": m.link.expires_at,
     });
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -152,65 +118,25 @@ async fn mint(
     auth: StaffAuth,
     Json(m): Json<Mint>,
 ) -> Result<Response, ApiError> {
-    let room = live_room(&state, &m.room).await?;
-    if !(auth.has(Role::Admin) || is_room_physician(&auth, &room)) {
-        return Err(not_your_room());
-    }
-    // A hand-typed record id is how any physician could open any chart: only admins, or
-    // physicians working from the EHR's launch context (operator's choice), may name one.
-    if m.patient_ref.is_some()
-        && !auth.has(Role::Admin)
-        && !state.settings.links.physicians_may_name_patient
-    {
-        tracing::warn!(room = %room.id, staff = %auth.staff, "join link refused: physician named a patient record");
-        return Err(ApiError {
-            field: Some("patient_ref"),
-            ..ApiError::forbidden(
-                ApiErrorCode::PatientRefNotAllowed,
-                "only an admin (or the EHR's scheduling context, when enabled) may put a patient record on a link",
-            )
-        });
-    }
-    let now = now_ms();
-    let expires_at = m
-        .expires_at
-        .unwrap_or(now + state.settings.identity.join_link_secs as i64 * 1000);
-    if expires_at <= now {
-        return Err(ApiError::invalid("expires_at", "must be in the future"));
-    }
-    if m.not_before.is_some_and(|nb| nb >= expires_at) {
-        return Err(ApiError::invalid("not_before", "must be before expires_at"));
-    }
-    let lang = optional_text(m.lang, "lang", 35)?;
-    if lang
-        .as_deref()
-        .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    {
-        return Err(ApiError::invalid(
-            "lang",
-            "a BCP 47 tag such as `en` or `pt-BR`",
-        ));
-    }
-    let code = rules::new_code();
-    let new = NewLink {
-        patient_name: optional_text(m.patient_name, "patient_name", 200)?,
+    let request = PatientLinkRequest {
+        room: m.room,
+        patient_name: m.patient_name,
         patient_ref: m.patient_ref,
-        reason: optional_text(m.reason, "reason", 500)?,
-        lang,
+        reason: m.reason,
+        lang: m.lang,
         not_before: m.not_before,
-        ..new_link(
-            &code,
-            LinkKind::Patient,
-            &room,
-            VisitId::new(),
-            &auth,
-            now,
-            expires_at,
-        )
+        expires_at: m.expires_at,
     };
-    let link = state.durable.create_link(new).await?;
-    tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "join link minted");
-    Ok(minted(&state, &link, &code))
+    let made = mint::mint_patient_link(
+        state.durable.as_ref(),
+        mint_rules(&state),
+        maker(&auth),
+        request,
+        now_ms(),
+    )
+    .await
+    .map_err(mint_error)?;
+    Ok(minted(&state, made))
 }
 
 #[derive(Deserialize)]
@@ -226,49 +152,17 @@ async fn mint_guest(
     auth: StaffAuth,
     Json(m): Json<MintGuest>,
 ) -> Result<Response, ApiError> {
-    let room = live_room(&state, &m.room).await?;
-    if !is_room_physician(&auth, &room) {
-        return Err(not_your_room());
-    }
-    if !room.invites_allowed {
-        return Err(ApiError::forbidden(
-            ApiErrorCode::InvitesDisabled,
-            "this room does not allow guests",
-        ));
-    }
-    // The visit must belong to this room: a patient link made it, or history has it.
-    let links = state.durable.list_links(Some(&room.id)).await?;
-    let known = links
-        .iter()
-        .any(|l| l.visit == m.visit && l.kind == LinkKind::Patient)
-        || state
-            .durable
-            .visit(&m.visit)
-            .await?
-            .is_some_and(|v| v.room == room.id);
-    if !known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorCode::UnknownVisit,
-            "no such visit in this room",
-        ));
-    }
-    let now = now_ms();
-    let code = rules::new_code();
-    let expires_at =
-        now + GUEST_LINK_SECS.min(state.settings.identity.join_link_secs as i64) * 1000;
-    let new = new_link(
-        &code,
-        LinkKind::Guest,
-        &room,
+    let made = mint::mint_guest_link(
+        state.durable.as_ref(),
+        mint_rules(&state),
+        maker(&auth),
+        &m.room,
         m.visit,
-        &auth,
-        now,
-        expires_at,
-    );
-    let link = state.durable.create_link(new).await?;
-    tracing::info!(link = %link.id, room = %room.id, staff = %auth.staff, "guest link minted");
-    Ok(minted(&state, &link, &code))
+        now_ms(),
+    )
+    .await
+    .map_err(mint_error)?;
+    Ok(minted(&state, made))
 }
 
 /// The room's physician or an admin revokes a link; its tokens stop at the next hello.
@@ -277,23 +171,10 @@ async fn revoke(
     auth: StaffAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorCode::UnknownLink,
-            "no such link",
-        )
-    };
-    let id = LinkId::parse(&id).map_err(|_| unknown())?;
-    let link = state.durable.link(&id).await?.ok_or_else(unknown)?;
-    if !auth.has(Role::Admin) {
-        let room = state.durable.room(&link.room).await?;
-        if !room.is_some_and(|r| is_room_physician(&auth, &r)) {
-            return Err(not_your_room());
-        }
-    }
-    state.durable.revoke_link(&id).await?;
-    tracing::info!(link = %id, staff = %auth.staff, "join link revoked");
+    let id = LinkId::parse(&id).map_err(|_| mint_error(MintError::UnknownLink))?;
+    mint::revoke_link(state.durable.as_ref(), maker(&auth), &id)
+        .await
+        .map_err(mint_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

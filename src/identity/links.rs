@@ -8,6 +8,8 @@
 //!   Another browser is refused while the participant is connected; once nobody is
 //!   connected it may take the link over.
 
+pub mod mint;
+
 use super::hash_secret;
 use super::ratelimit::Limiter;
 use super::token::{NewToken, TokenKeys};
