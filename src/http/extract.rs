@@ -175,8 +175,8 @@ mod tests {
         let e = parse::<B>(br#"[1]"#).unwrap_err();
         assert_eq!(e.field, Some("body"));
         let e = parse::<B>(br#"{"name":"#).unwrap_err();
-        assert_eq!(e.code, "bad_json");
+        assert_eq!(e.code, ApiErrorCode::BadJson);
         let e = parse::<B>(br#"{"name":"a","n":1} x"#).unwrap_err();
-        assert_eq!(e.code, "bad_json");
+        assert_eq!(e.code, ApiErrorCode::BadJson);
     }
 }
