@@ -165,6 +165,13 @@ pub enum ClientMsg {
     EndOfCandidates {
         to: ParticipantId,
     },
+    /// Relay: whether your microphone and camera are on, for the badges on the peer's
+    /// view of your tile (a disabled track arrives as silence or black, not as "off").
+    MediaState {
+        to: ParticipantId,
+        audio: bool,
+        video: bool,
+    },
     /// Text chat to everyone in the current visit.
     Chat {
         text: String,
@@ -201,6 +208,7 @@ impl ClientMsg {
             ClientMsg::Answer { .. } => "answer",
             ClientMsg::Candidate { .. } => "candidate",
             ClientMsg::EndOfCandidates { .. } => "end_of_candidates",
+            ClientMsg::MediaState { .. } => "media_state",
             ClientMsg::Chat { .. } => "chat",
             ClientMsg::CheckOffer { .. } => "check_offer",
             ClientMsg::CheckCandidate { .. } => "check_candidate",
@@ -321,6 +329,12 @@ pub enum ServerMsg {
     },
     EndOfCandidates {
         from: ParticipantId,
+    },
+    /// A peer's microphone (`audio`) and camera (`video`) are on or off.
+    MediaState {
+        from: ParticipantId,
+        audio: bool,
+        video: bool,
     },
     Chat {
         from: ParticipantId,
@@ -508,6 +522,7 @@ impl ServerMsg {
                 | ServerMsg::Answer { .. }
                 | ServerMsg::Candidate { .. }
                 | ServerMsg::EndOfCandidates { .. }
+                | ServerMsg::MediaState { .. }
                 | ServerMsg::Chat { .. }
         )
     }
@@ -534,6 +549,7 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "answer",
         "candidate",
         "end_of_candidates",
+        "media_state",
         "chat",
         "check_offer",
         "check_candidate",
@@ -562,6 +578,7 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "answer",
         "candidate",
         "end_of_candidates",
+        "media_state",
         "chat",
         "token",
         "ice_servers",
