@@ -235,6 +235,9 @@ async fn redeem(
         "room": { "id": room.id, "name": room.name, "waiting_message": room.waiting_message },
         "visit": j.link.visit,
         "name": j.name,
+        // `name` falls back to "Patient"; the page asks the patient's own name either way
+        // and prefills it with this one.
+        "linked_name": j.link.patient_name,
         "lang": j.link.lang,
         "kind": kind,
         "identity": identity,

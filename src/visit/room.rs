@@ -154,6 +154,7 @@ impl Act {
                 ServerMsg::Offer { .. } => "offer",
                 ServerMsg::Answer { .. } => "answer",
                 ServerMsg::Candidate { .. } => "candidate",
+                ServerMsg::MediaState { .. } => "media_state",
                 _ => "end_of_candidates",
             },
             Act::Chat { .. } => "chat",

@@ -4,29 +4,22 @@
 // then sees in their list. (The patient who confirms: visit.test.mjs.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, axe, startServer, setUpClinic, patientWaits } from './support.mjs';
+import { axe, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
 
 test('the chart stays closed for an unconfirmed patient until emergency access', { timeout: 180000 }, async (t) => {
   const log = [];
   // --demo: demo-patient-1 (born 1968-04-17, allergic to penicillin); two tries to keep it short.
   const server = await startServer({ EXAMROOM__LINKS__IDENTITY_ATTEMPTS: '2' }, ['--demo']);
   t.after(() => server.stop());
-  const browser = await launch();
-  t.after(async () => { await browser.close(); if (log.length) console.log(log.join('\n')); });
+  const browser = await browserFor(t, log);
   let admin; let doc; let visit;
-  let failed = null;
-  const step = async (name, fn) => {
-    if (failed) return t.test(name, { skip: `after "${failed}" failed` }, () => {});
-    return t.test(name, async () => {
-      try { await fn(); } catch (e) { failed = name; throw e; }
-    });
-  };
+  const step = steps(t);
   const violations = [];
 
   await step('two wrong dates of birth: the patient is told, and goes on to the waiting room', async () => {
     ({ admin, doc } = await setUpClinic(browser, server, log));
     ({ visit } = await patientWaits(browser, server, doc, log, {
-      name: 'Ana López', ref: 'demo-patient-1', reason: 'Cough', admin,
+      name: 'Avery Testperson', ref: 'demo-patient-1', reason: 'Cough', admin,
       onIdentity: async (patient) => {
         await patient.waitForSelector('#s-identity:not([hidden])');
         await patient.fill('#birth-date', '1970-01-01');

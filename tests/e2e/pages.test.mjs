@@ -3,7 +3,7 @@
 // the set-up form.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, newContext, axe, shoot } from './support.mjs';
+import { launch, newContext, axe, shoot, widthAt320 } from './support.mjs';
 
 test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async (t) => {
   const log = [];
@@ -13,9 +13,14 @@ test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async 
   const page = await ctx.newPage();
   const violations = [];
 
+  // No page scrolls sideways on a 320 px phone.
+  const narrow = [];
+  const at320 = async (name) => { const w = await widthAt320(page); if (w.scroll > w.width) narrow.push(`${name}: ${w.scroll} px wide at ${w.width}`); };
+
   await page.goto('/join/no-such-link');
   await page.waitForSelector('#s-error:not([hidden])');
   assert.match(await page.textContent('#error-text'), /\S/);
+  await at320('join (bad link)');
   violations.push(...await axe(page, 'join (bad link)'));
   await shoot(page, 'patient-bad-link');
 
@@ -34,14 +39,19 @@ test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async 
     await page.waitForSelector('#signin:not([hidden])');
     violations.push(...await axe(page, name));
     await shoot(page, name);
+    await at320(name);
   }
 
   await page.goto('/setup/some-token');
   await page.waitForSelector('#setup-form');
   violations.push(...await axe(page, 'setup'));
+  await at320('setup');
 
   await page.goto('/');
   violations.push(...await axe(page, 'home'));
+  await at320('home');
+
+  assert.deepEqual(narrow, [], 'no sideways scrolling at 320 px');
 
   assert.deepEqual(log, [], 'no script errors on any page');
   assert.deepEqual(violations, []);

@@ -14,6 +14,17 @@ export const BASE = process.env.EXAMROOM_URL || 'http://127.0.0.1:8080';
 export const SCREENSHOTS = process.env.EXAMROOM_SCREENSHOTS || path.resolve('../../docs/screenshots');
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
+export const TABLET = { width: 1024, height: 768 };
+export const NARROW = { width: 320, height: 640 };
+
+/** How wide the page is at 320 px: `{ scroll, width }`; scroll > width means sideways scrolling. The page is left at desktop size. */
+export async function widthAt320(page) {
+  await page.setViewportSize(NARROW);
+  await page.waitForTimeout(200);
+  const w = await page.evaluate(() => ({ scroll: document.scrollingElement.scrollWidth, width: innerWidth }));
+  await page.setViewportSize(DESKTOP);
+  return w;
+}
 
 export async function launch() {
   return chromium.launch({
@@ -25,6 +36,27 @@ export async function launch() {
       '--autoplay-policy=no-user-gesture-required',
     ],
   });
+}
+
+/** Chromium for test `t`, closed after it; the pages' script errors in `log` are printed then. */
+export async function browserFor(t, log) {
+  const browser = await launch();
+  t.after(async () => { await browser.close(); if (log.length) console.log(log.join('\n')); });
+  return browser;
+}
+
+/**
+ * `step(name, fn)` for test `t`: steps run in order; once one fails the rest are skipped
+ * rather than each timing out.
+ */
+export function steps(t) {
+  let failed = null;
+  return async (name, fn) => {
+    if (failed) return t.test(name, { skip: `after "${failed}" failed` }, () => {});
+    return t.test(name, async () => {
+      try { await fn(); } catch (e) { failed = name; throw e; }
+    });
+  };
 }
 
 /** A fresh profile (own cookies and storage) whose pages record every RTCPeerConnection. */
@@ -88,15 +120,20 @@ export async function axe(page, label) {
     .map((v) => `${label}: ${v.id} (${v.impact}) ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
 }
 
-/** Screenshots at phone and desktop size: docs/screenshots/<name>-phone.png, -desktop.png. */
-export async function shoot(page, name) {
+/**
+ * Screenshots at phone and desktop size: docs/screenshots/<name>-phone.png, -desktop.png;
+ * `tablet: true` adds -tablet.png (1024×768). `before(page)` runs after each resize (e.g.
+ * to scroll the part being shown into view). The page is left at desktop size.
+ */
+export async function shoot(page, name, { tablet = false, before } = {}) {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.setViewportSize(PHONE);
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-phone.png`) });
-  await page.setViewportSize(DESKTOP);
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-desktop.png`) });
+  const sizes = [['phone', PHONE], ...(tablet ? [['tablet', TABLET]] : []), ['desktop', DESKTOP]];
+  for (const [suffix, size] of sizes) {
+    await page.setViewportSize(size);
+    await page.waitForTimeout(300);
+    await before?.(page);
+    await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-${suffix}.png`) });
+  }
 }
 
 /** The first-admin set-up link the server prints in its log on first start. */
@@ -278,10 +315,11 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
  * record (`ref`), by the admin on the admin page (physicians may not name records, issue 17);
  * the patient (a fresh context) confirms their date of birth (`born`) when asked, checks
  * devices and waits (`onIdentity(page)` answers the date-of-birth step instead).
- * `onPage(page)` runs before the patient's page opens anything.
+ * `onPage(page)` runs before the patient's page opens anything; `gives`: the name the
+ * patient types on the device-check page instead of the link's.
  * Returns { patient, visit }.
  */
-export async function patientWaits(browser, server, doc, log, { name, ref = '', reason = '', admin, born, onIdentity, onPage }) {
+export async function patientWaits(browser, server, doc, log, { name, gives, ref = '', reason = '', admin, born, onIdentity, onPage }) {
   const minter = ref ? admin : doc;
   if (!minter) throw new Error('a link naming a patient record is minted by the admin: pass `admin`');
   if (ref) {
@@ -305,9 +343,11 @@ export async function patientWaits(browser, server, doc, log, { name, ref = '', 
   await patient.click('#start-check');
   await patient.waitForSelector('#s-check:not([hidden])');
   await patient.waitForFunction(() => !/…/.test(document.querySelector('#net-result').textContent), null, { timeout: 15000 });
+  // The page asks the patient's own name, prefilled with the link's; `gives` types another.
+  if (gives !== undefined) await patient.fill('#p-name', gives);
   await patient.click('#to-waiting');
   await patient.waitForSelector('#s-waiting:not([hidden])');
-  const entry = doc.locator('.queue li', { hasText: name });
+  const entry = doc.locator('.queue li', { hasText: gives || name });
   await entry.waitFor();
   return { patient, visit: await entry.getAttribute('data-visit') };
 }

@@ -6,13 +6,12 @@
 // photographed at phone and desktop size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, newContext, receivesMedia, axe, shoot, setupLinkFromLog, signInIfAsked, signallingLog, callDiagnostics, BASE, PASSWORD } from './support.mjs';
+import { newContext, receivesMedia, axe, shoot, setupLinkFromLog, signInIfAsked, signallingLog, callDiagnostics, widthAt320, BASE, PASSWORD, PHONE, DESKTOP, browserFor, steps } from './support.mjs';
 
 test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   const log = [];
   const violations = [];
-  const browser = await launch();
-  t.after(async () => { await browser.close(); if (log.length) console.log(log.join('\n')); });
+  const browser = await browserFor(t, log);
   const adminCtx = await newContext(browser, 'admin', log);
   const docCtx = await newContext(browser, 'physician', log);
   const patientCtx = await newContext(browser, 'patient', log);
@@ -34,13 +33,7 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   };
   let invitation; let joinUrl; let visit;
   // Steps run in order; once one fails the rest are skipped rather than each timing out.
-  let failed = null;
-  const step = async (name, fn) => {
-    if (failed) return t.test(name, { skip: `after "${failed}" failed` }, () => {});
-    return t.test(name, async () => {
-      try { await fn(); } catch (e) { failed = name; throw e; }
-    });
-  };
+  const step = steps(t);
 
   await step('the first admin sets up their account from the link in the server log', async () => {
     await admin.goto(await setupLinkFromLog());
@@ -99,7 +92,7 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   await step('the admin mints the patient join link with her record id', async () => {
     await admin.click('#tab-links');
     await admin.waitForSelector('#links-room option', { state: 'attached' });
-    await admin.fill('#link-name', 'Ana López');
+    await admin.fill('#link-name', 'Avery Testperson');
     // A synthetic patient of `serve --demo` (scripts/browser-test starts the server with it);
     // a server without --demo has no such record and the panel step below fails.
     await admin.fill('#link-ref', 'demo-patient-1');
@@ -138,9 +131,13 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     violations.push(...await axe(patient, 'patient waiting room'));
     await shoot(patient, 'patient-waiting');
 
-    const entry = doc.locator('.queue li', { hasText: 'Ana López' });
+    const entry = doc.locator('.queue li', { hasText: 'Avery Testperson' });
     await entry.waitFor();
     await doc.waitForSelector('.queue li .badge.ok');
+    // The device check in words: no ICE candidate types (host, srflx, prflx, relay).
+    const device = await doc.textContent('.queue li .badge.ok');
+    assert.match(device, /camera, microphone, \d+ ms/);
+    assert.doesNotMatch(device, /\b(host|srflx|prflx|relay)\b/);
     visit = await entry.getAttribute('data-visit');
     violations.push(...await axe(doc, 'dashboard queue'));
     await shoot(doc, 'dashboard-queue');
@@ -170,6 +167,47 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await patient.waitForSelector('#chat-log >> text=How long have you had the cough?');
   });
 
+  await step('camera off and muted show as badges on both sides\' tiles', async () => {
+    await doc.click('#camera');
+    await doc.waitForSelector('.self-view .tile-badge.camera-off');
+    await patient.waitForSelector('#remotes .tile-badge.camera-off');
+    assert.match(await patient.textContent('#remotes .tile-badges'), /Camera off|Cámara apagada/);
+    await patient.click('#mute');
+    await patient.waitForSelector('.self-view .tile-badge.muted');
+    await doc.waitForSelector('#remotes .tile-badge.muted');
+    assert.equal((await doc.textContent('#remotes .tile-badges')).trim(), 'Muted');
+    violations.push(...await axe(doc, 'dashboard call, badges'));
+    await shoot(patient, 'patient-call-badges', { tablet: true });
+    await doc.click('#camera');
+    await patient.click('#mute');
+    await patient.waitForFunction(() => !document.querySelector('#remotes .tile-badge, .self-view .tile-badge'));
+    await doc.waitForFunction(() => !document.querySelector('#remotes .tile-badge, .self-view .tile-badge'));
+  });
+
+  await step('on a phone the patient\'s call fills the screen, controls over the video; nothing scrolls sideways at 320 px', async () => {
+    await patient.setViewportSize(PHONE);
+    await patient.waitForTimeout(300);
+    const box = await patient.evaluate(() => {
+      const s = document.querySelector('#stage').getBoundingClientRect();
+      const c = document.querySelector('#s-call .controls').getBoundingClientRect();
+      const self = document.querySelector('.self-view').getBoundingClientRect();
+      return { stage: [s.left, s.top, s.width, s.height].map(Math.round), controls: [c.top, c.bottom].map(Math.round), self: [self.left, self.right].map(Math.round), vw: innerWidth, vh: innerHeight };
+    });
+    assert.deepEqual(box.stage, [0, 0, box.vw, box.vh], `the video fills the screen: ${JSON.stringify(box)}`);
+    assert.ok(box.controls[1] === box.vh && box.controls[0] > box.vh / 2, `controls at the bottom, over the video: ${JSON.stringify(box)}`);
+    assert.ok(box.self[0] >= 0 && box.self[1] <= box.vw, `the self-view is not clipped: ${JSON.stringify(box)}`);
+    await patient.click('#chat-toggle');
+    await patient.waitForSelector('#chat-input', { state: 'visible' });
+    assert.equal(await patient.getAttribute('#chat-toggle', 'aria-expanded'), 'true');
+    violations.push(...await axe(patient, 'patient call on a phone, chat open'));
+    await patient.click('#chat-toggle');
+    await patient.setViewportSize(DESKTOP);
+    for (const [name, page] of [['patient', patient], ['physician', doc]]) {
+      const w = await widthAt320(page);
+      assert.ok(w.scroll <= w.width, `the ${name}'s call is ${w.scroll} px wide at ${w.width} px`);
+    }
+  });
+
   await step('the patient reloads mid-call and the call resumes', async () => {
     await patient.reload();
     await patient.waitForSelector('#s-call:not([hidden])', { timeout: 20000 });
@@ -191,6 +229,9 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
   await step('the admin console shows the visit and the NPS', async () => {
     await admin.click('#tab-visits');
     await admin.waitForSelector(`#visits-body tr[data-visit="${visit}"]`);
+    // Outcomes in words, not codes ("ended", "no_show").
+    assert.match(await admin.textContent(`#visits-body tr[data-visit="${visit}"]`), /Seen/);
+    assert.doesNotMatch(await admin.textContent('#visits-body'), /\b[a-z]+_[a-z]+\b/);
     violations.push(...await axe(admin, 'admin visits'));
     await shoot(admin, 'admin-visits');
     await admin.click('#tab-experience');

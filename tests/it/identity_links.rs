@@ -70,6 +70,10 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
     assert_eq!(joined["visit"], minted["visit"]);
     assert_eq!(joined["room"]["id"], json!(room.id));
     assert_eq!(joined["lang"], "pt-BR");
+    assert_eq!(
+        joined["linked_name"], "Ana",
+        "the page prefills the name it asks for"
+    );
     let patient = app.join(joined["token"].as_str().unwrap()).await;
     assert_eq!(patient.participant, joined["participant"].as_str().unwrap());
     let mut doctor = app.join(bearer).await;
@@ -134,6 +138,8 @@ async fn revoked_code_is_410_and_its_token_is_refused_at_hello() {
     let (doc, room) = physician_and_room(&app).await;
     let m = app.mint_link(&doc, json!({"room": room.id})).await;
     let (_, joined) = app.redeem(m["code"].as_str().unwrap(), DEVICE_A).await;
+    // No name on the link: the page asks the patient's, with nothing to prefill.
+    assert_eq!(joined["linked_name"], serde_json::Value::Null);
     let (s, _) = app
         .call_json(
             "DELETE",

@@ -51,6 +51,7 @@ fn type_lists_cover_every_variant() {
         r#"{"type":"answer","to":"p_1","sdp":"s"}"#,
         r#"{"type":"candidate","to":"p_1","candidate":{"candidate":"c"}}"#,
         r#"{"type":"end_of_candidates","to":"p_1"}"#,
+        r#"{"type":"media_state","to":"p_1","audio":true,"video":false}"#,
         r#"{"type":"chat","text":"t"}"#,
         r#"{"type":"check_offer","sdp":"s"}"#,
         r#"{"type":"check_candidate","candidate":{"candidate":""}}"#,

@@ -89,6 +89,34 @@ async fn a_visit_exchanges_offer_answer_and_candidates_and_no_one_else_hears() {
 }
 
 #[tokio::test]
+async fn camera_and_microphone_state_reach_the_peer_and_no_one_else() {
+    let app = TestApp::spawn().await;
+    let (room, mut doc) = clinic(&app).await;
+    let (t1, _, visit) = app.patient_token(&room.id, "Ana");
+    let mut ana = app.join(&t1).await;
+    ana.expect("waiting").await;
+    let mut ben = app.waiting_patient(&room.id, "Ben").await;
+    let doc_id = admit(&mut doc, &mut ana, &room.id, &visit).await;
+
+    doc.send(json!({"type": "media_state", "to": ana.participant, "audio": true, "video": false}))
+        .await;
+    let m = ana.expect("media_state").await;
+    assert_eq!(
+        (&m["from"], &m["audio"], &m["video"]),
+        (&json!(doc_id), &json!(true), &json!(false))
+    );
+    ana.send(json!({"type": "media_state", "to": doc_id, "audio": false, "video": true}))
+        .await;
+    assert_eq!(doc.expect("media_state").await["audio"], false);
+    // A waiting patient can neither send it into the call nor hear it.
+    ben.send(json!({"type": "media_state", "to": doc_id, "audio": false, "video": false}))
+        .await;
+    assert_eq!(ben.expect("error").await["code"], "not_in_visit");
+    doc.expect_none("media_state", Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_named_error_and_the_connection_survives() {
     let app = TestApp::spawn().await;
     let (room, _doc) = clinic(&app).await;

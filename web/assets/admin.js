@@ -1,5 +1,5 @@
 // The admin console: rooms, staff, links, visit history with CSV, patient-experience charts.
-import { $, $$, h, toast, duration, time } from './ui.js';
+import { $, $$, h, toast, duration, time, linkSummary } from './ui.js';
 import { api } from './api.js';
 import { requireStaff } from './staff.js';
 import { bars, npsGauge } from './charts.js';
@@ -169,6 +169,7 @@ async function mintLink(ev) {
   try {
     const link = await api('POST', '/api/links', body);
     $('#link-url').textContent = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
+    $('#link-for').textContent = linkSummary(body, $('#links-room').selectedOptions[0]?.textContent);
     $('#link-out').hidden = false;
     ev.target.reset();
     loadLinks();
@@ -196,6 +197,10 @@ function query(form) {
   return p.toString();
 }
 
+/** A visit's outcome as a person says it ("no_show" → "No show"); an unknown code as it came. */
+const OUTCOMES = { waiting: 'Waiting', admitted: 'Admitted', in_call: 'In call', ended: 'Seen', denied: 'Turned away', left: 'Left before being seen', no_show: 'No show' };
+const outcomeText = (code) => (code ? OUTCOMES[code] || String(code).replace(/_/g, ' ') : '—');
+
 async function loadVisits() {
   if (!state.rooms.length) await loadRooms();
   const q = query($('#visits-form'));
@@ -205,7 +210,7 @@ async function loadVisits() {
     const visits = list(await api('GET', `/api/visits${q ? `?${q}` : ''}`), 'visits');
     $('#visits-body').replaceChildren(...visits.map((v) => h('tr', { dataset: { visit: v.id || v.visit } },
       h('td', {}, time(ms(v.started_at || v.created_at || v.waiting_since))), h('td', {}, roomName(v.room)),
-      h('td', {}, v.physician_name || v.physician || '—'), h('td', {}, v.outcome || v.state || '—'),
+      h('td', {}, v.physician_name || v.physician || '—'), h('td', { dataset: { outcome: v.outcome || v.state || '' } }, outcomeText(v.outcome || v.state)),
       h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs ?? v.duration_secs)))));
     if (!visits.length) $('#visits-body').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No visits in this period.')));
   } catch (e) { toast(`Visits: ${e.message}`); }

@@ -16,6 +16,8 @@
 // - `peer_left`              close it
 // - `peer_resumed`           their network came back: restart ICE (impolite side offers)
 // - `peer_reconnecting`      show it; keep the connection
+// - `media_state`            the peer's microphone/camera are on or off (badges on its tile);
+//                            ours goes to each peer when it connects and when we toggle
 
 /** How long the polite side waits for the first offer before making one itself. */
 export const FIRST_OFFER_WAIT_MS = 4000;
@@ -23,13 +25,16 @@ export const FIRST_OFFER_WAIT_MS = 4000;
 export class Mesh {
   /**
    * @param {Signal} signal
-   * @param {object} hooks { onRemote(peerId, stream, info), onRemoved(peerId), onState(peerId, state) }
+   * @param {object} hooks { onRemote(peerId, stream, info), onRemoved(peerId), onState(peerId, state),
+   *   onMediaState(peerId, {audio, video}) }
    */
   constructor(signal, hooks = {}) {
     this.signal = signal;
     this.hooks = hooks;
     this.peers = new Map();
     this.localStream = null;
+    this.media = { audio: true, video: true };
+    signal.on('media_state', (m) => this.hooks.onMediaState?.(m.from, { audio: !!m.audio, video: !!m.video }));
     signal.on('offer', (m) => this.peer(m.from)?.description('offer', m.sdp));
     signal.on('answer', (m) => this.peer(m.from)?.description('answer', m.sdp));
     signal.on('candidate', (m) => this.peer(m.from)?.candidate(m.candidate));
@@ -61,7 +66,18 @@ export class Mesh {
     this.remove(info.participant, true);
     const p = new Peer(this, info);
     this.peers.set(info.participant, p);
+    this.tellMedia(info.participant);
     return p;
+  }
+
+  /** Our microphone/camera went on or off: tell every peer (they show a badge). */
+  setMediaState(media) {
+    this.media = { audio: !!media.audio, video: !!media.video };
+    for (const id of this.peers.keys()) this.tellMedia(id);
+  }
+
+  tellMedia(id) {
+    this.signal.send({ type: 'media_state', to: id, ...this.media });
   }
 
   remove(id, quiet = false) {
@@ -391,4 +407,28 @@ async function selectedPath(pc) {
     const local = pair && stats.get(pair.localCandidateId);
     return local?.candidateType || null;
   } catch { return null; }
+}
+
+/** Whether `stream` has a live, enabled microphone and camera track. */
+export function mediaOf(stream) {
+  const on = (kind) => !!stream?.getTracks().some((t) => t.kind === kind && t.enabled && t.readyState === 'live');
+  return { audio: on('audio'), video: on('video') };
+}
+
+/**
+ * "Camera off" / "Muted" badges on a video tile (`.remote` or `.self-view`), so a black or
+ * silent tile is not mistaken for a fault. `text`: { cameraOff, muted } in the page's language.
+ */
+export function tileBadges(tile, media, text) {
+  if (!tile) return;
+  let box = tile.querySelector('.tile-badges');
+  if (!box) {
+    box = document.createElement('span');
+    box.className = 'tile-badges';
+    tile.append(box);
+  }
+  const items = [[!media.video, 'camera-off', text.cameraOff], [!media.audio, 'muted', text.muted]]
+    .filter(([off]) => off)
+    .map(([, cls, label]) => Object.assign(document.createElement('span'), { className: `tile-badge ${cls}`, textContent: label }));
+  box.replaceChildren(...items);
 }

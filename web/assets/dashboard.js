@@ -1,22 +1,25 @@
 // The physician dashboard: live queues, admit/message/deny, join links, the call with the
 // patient-record panel beside the video, and the physician's own figures.
 
-import { $, h, toast, duration, copy, formData } from './ui.js';
+import { $, h, toast, duration, copy, formData, linkSummary } from './ui.js';
 import { api } from './api.js';
 import { requireStaff } from './staff.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia } from './call.js';
+import { Mesh, getLocalMedia, mediaOf, tileBadges } from './call.js';
 import { openRecord, closeRecord } from './record.js';
 
-const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null };
+const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map(), remoteMedia: new Map() };
 
 async function main() {
   state.session = await requireStaff('physician');
   $('#availability-wrap').hidden = false;
+  $('#chime').hidden = false;
+  renderChime();
+  renderNotify();
   await loadRooms();
   connect();
   figures();
-  setInterval(renderQueues, 15000);
+  setInterval(tickWaits, 1000);
   qualityLoop();
 }
 
@@ -55,6 +58,10 @@ function connect() {
   state.mesh = new Mesh(signal, {
     onRemote: addRemote,
     onRemoved: (id) => document.getElementById(`remote-${id}`)?.remove(),
+    onMediaState: (id, media) => {
+      state.remoteMedia.set(id, media);
+      tileBadges(document.getElementById(`remote-${id}`), media, BADGES);
+    },
     onState: (id, s) => {
       const name = state.names.get(id) || 'The patient';
       if (s === 'reconnecting') banner(`${name} is reconnecting…`);
@@ -71,6 +78,10 @@ function connect() {
     r.name = m.room_name || r.name;
     state.rooms.set(m.room, r);
     state.queues.set(m.room, m.entries || []);
+    arrivals(r, m.entries || []);
+    // Remembered past the queue: the entry is gone by the time the visit is admitted.
+    for (const e of m.entries || []) state.patients.set(e.visit, patientNames(e));
+    learnLinkNames(m.room, m.entries || []);
     renderRoomSelect();
     renderQueues();
   });
@@ -87,13 +98,46 @@ function connect() {
 
 // --- the queue --------------------------------------------------------------------------
 
+/** The names a visit knows for its patient: the one they gave, and the one on the link. */
+function patientNames(e) {
+  return [...new Set([e.name, state.linkNames.get(e.visit)].filter((n) => n && n.trim()))];
+}
+
+/** The link's name when the patient gave another ("Sam Exampleton" on "Robin Exampleton"'s link). */
+function otherLinkedName(e) {
+  const linked = state.linkNames.get(e.visit);
+  const norm = (n) => String(n || '').trim().toLowerCase();
+  return linked && norm(linked) !== norm(e.name) ? linked : null;
+}
+
+/**
+ * Which name each visit's link carries: the queue has the name the patient typed; the link
+ * list (GET /api/links) the one it was made for. Asked again when an unknown visit waits.
+ */
+async function learnLinkNames(room, entries) {
+  const unknown = entries.filter((e) => !state.linkNames.has(e.visit) && !state.linksAsked.has(e.visit));
+  if (!unknown.length) return;
+  for (const e of unknown) state.linksAsked.add(e.visit);
+  try {
+    const res = await api('GET', `/api/links?room=${encodeURIComponent(room)}`);
+    for (const l of res?.links || res || []) if (l.kind === 'patient') state.linkNames.set(l.visit, l.patient_name || null);
+  } catch { /* the queue still shows the name the patient gave */ }
+  for (const e of entries) state.patients.set(e.visit, patientNames(e));
+  renderQueues();
+}
+
 function renderQueues() {
   const root = $('#rooms');
   const focusId = document.activeElement?.id;
+  // What the physician was typing to a waiting patient survives the re-render.
+  const typed = [...document.querySelectorAll('input[data-message-to]')].map((i) => [i.id, i.value]).filter(([, v]) => v);
   root.replaceChildren();
   if (!state.rooms.size) root.append(h('p', { class: 'notice warn' }, 'You are not assigned to any room yet. Ask an admin to add you to one.'));
+  const side = [];
+  let waiting = 0;
   for (const room of state.rooms.values()) {
     const entries = state.queues.get(room.id) || [];
+    waiting += entries.length;
     const sec = h('section', { class: 'card', 'aria-labelledby': `q-${room.id}` },
       h('h2', { id: `q-${room.id}` }, `${room.name || room.id} `, h('span', { class: 'badge muted' }, `${entries.length} waiting`)));
     if (!entries.length) sec.append(h('p', { class: 'muted' }, 'Nobody is waiting.'));
@@ -101,24 +145,96 @@ function renderQueues() {
     for (const e of entries) list.append(queueEntry(room, e));
     sec.append(list);
     root.append(sec);
+    // Beside the call: who waits, and a way to message them (admitting means leaving this call).
+    if (entries.length) {
+      side.push(h('h3', { class: 'side-room' }, room.name || room.id),
+        h('ul', { class: 'side-queue', 'aria-label': `Waiting in ${room.name || room.id}` }, entries.map((e) => queueEntry(room, e, 'cq-'))));
+    }
   }
+  $('#call-queue-list').replaceChildren(...(side.length ? side : [h('p', { class: 'muted' }, 'Nobody is waiting.')]));
+  $('#call-queue-count').textContent = `${waiting} waiting`;
+  document.title = `${waiting ? `(${waiting}) ` : ''}Dashboard · examroom`;
+  for (const [id, value] of typed) { const el = document.getElementById(id); if (el) el.value = value; }
   if (focusId) document.getElementById(focusId)?.focus();
 }
 
-function queueEntry(room, e) {
-  const waited = (Date.now() - e.waiting_since) / 1000;
+/** "0:35", "4:05", "1:02:05": a wait that visibly ticks. */
+function clockDuration(secs) {
+  const s = Math.max(0, Math.floor(secs));
+  const mm = String(Math.floor((s % 3600) / 60)); const ss = String(s % 60).padStart(2, '0');
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm.padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+const waitText = (since) => `Waiting ${clockDuration((Date.now() - since) / 1000)}`;
+function tickWaits() {
+  for (const el of document.querySelectorAll('.wait[data-since]')) el.textContent = waitText(Number(el.dataset.since));
+}
+
+// --- arrivals: chime, desktop notification ------------------------------------------------
+
+/** New visits in a room's queue (not the ones it had when this page first heard of it). */
+function arrivals(room, entries) {
+  const first = !state.seen.has(room.id);
+  const seen = state.seen.get(room.id) || new Set();
+  const fresh = entries.filter((e) => !seen.has(e.visit));
+  for (const e of entries) seen.add(e.visit);
+  state.seen.set(room.id, seen);
+  if (first || !fresh.length) return;
+  if (chimeOn()) chime();
+  // No patient name: a desktop notification can be read by anyone passing the screen.
+  if ('Notification' in window && Notification.permission === 'granted') {
+    try {
+      new Notification('Patient waiting', { body: `${fresh.length === 1 ? 'A patient is' : `${fresh.length} patients are`} waiting in ${room.name || 'your room'}.`, tag: `examroom-${room.id}` });
+    } catch { /* some browsers allow notifications only from a service worker */ }
+  }
+}
+
+const chimeOn = () => localStorage.getItem('examroom.chime') !== 'off';
+let audio = null;
+function chime() {
+  try {
+    audio ||= new AudioContext();
+    audio.resume?.();
+    const t0 = audio.currentTime;
+    for (const [i, freq] of [660, 880].entries()) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t0 + i * 0.18);
+      gain.gain.exponentialRampToValueAtTime(0.15, t0 + i * 0.18 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + i * 0.18 + 0.3);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t0 + i * 0.18);
+      osc.stop(t0 + i * 0.18 + 0.32);
+    }
+  } catch { /* no audio output: the title and the list still say it */ }
+}
+
+function renderChime() {
+  const on = chimeOn();
+  $('#chime').setAttribute('aria-pressed', String(on));
+  $('#chime').textContent = on ? 'Arrival sound on' : 'Arrival sound off';
+}
+
+function renderNotify() {
+  $('#notify').hidden = !('Notification' in window) || Notification.permission !== 'default';
+}
+
+/** One waiting patient; `prefix` keeps ids apart in the list beside the call (no admit there). */
+function queueEntry(room, e, prefix = '') {
   const device = e.device_ok === true ? h('span', { class: 'badge ok' }, `✓ ${e.device_summary || 'devices ok'}`)
     : e.device_ok === false ? h('span', { class: 'badge bad' }, `✗ ${e.device_summary || 'device problem'}`)
       : h('span', { class: 'badge muted' }, 'checking devices');
-  const msgId = `msg-${e.visit}`;
+  const msgId = `${prefix}msg-${e.visit}`;
+  const side = prefix !== '';
   return h('li', { dataset: { visit: e.visit } },
     h('div', { class: 'row' },
       h('span', { class: 'who' }, `${e.position}. ${e.name || 'Unnamed patient'}`),
+      otherLinkedName(e) ? h('span', { class: 'badge warn linked-name' }, `link made for ${otherLinkedName(e)}`) : null,
       e.connected === false ? h('span', { class: 'badge warn' }, 'disconnected') : null,
       e.lang ? h('span', { class: 'badge muted' }, e.lang) : null),
     e.reason ? h('p', {}, e.reason) : null,
-    h('p', { class: 'muted' }, `Waiting ${duration(waited)} `, device),
-    h('div', { class: 'row' },
+    h('p', { class: 'muted' }, h('span', { class: 'wait', dataset: { since: String(e.waiting_since) } }, waitText(e.waiting_since)), ' ', device),
+    side ? null : h('div', { class: 'row' },
       h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => state.signal.send({ type: 'admit', room: room.id, visit: e.visit }) }, `Admit ${e.name || ''}`.trim()),
       h('button', { type: 'button', class: 'secondary', id: `deny-${e.visit}`, onclick: () => deny(room, e) }, 'Deny')),
     h('form', { class: 'row', onsubmit: (ev) => {
@@ -130,7 +246,7 @@ function queueEntry(room, e) {
       toast('Message sent');
     } },
     h('label', { for: msgId, class: 'visually-hidden' }, `Message to ${e.name || 'the patient'}`),
-    h('input', { id: msgId, type: 'text', placeholder: 'e.g. running 5 minutes late', maxlength: 2000, style: 'flex:1' }),
+    h('input', { id: msgId, type: 'text', placeholder: 'e.g. running 5 minutes late', maxlength: 2000, class: 'grow', dataset: { messageTo: e.visit } }),
     h('button', { type: 'submit', class: 'secondary small' }, 'Send message')));
 }
 
@@ -162,7 +278,10 @@ async function enterVisit(m) {
   $('#lobby').hidden = true;
   $('#visit').hidden = false;
   const patient = m.peers.find((p) => p.role === 'patient');
-  $('#visit-h').textContent = `Visit with ${patient?.name || m.peers.map((p) => p.name).join(', ') || 'patient'}`;
+  const known = state.patients.get(m.visit) || [];
+  const given = known[0] || patient?.name;
+  const linked = known.slice(1);
+  $('#visit-h').textContent = `Visit with ${given || m.peers.map((p) => p.name).join(', ') || 'patient'}${linked.length ? ` (link made for ${linked.join(', ')})` : ''}`;
   if (!state.local) {
     const { stream, error } = await getLocalMedia();
     state.local = stream;
@@ -170,11 +289,12 @@ async function enterVisit(m) {
   }
   state.mesh.setLocalStream(state.local);
   $('#self').srcObject = state.local;
+  showOwnMedia();
   state.mesh.admitted(m.peers);
   if (fresh) {
     $('#chat-log').replaceChildren();
     $('#invite-out').hidden = true;
-    state.record = openRecord($('#record'), m.visit);
+    state.record = openRecord($('#record'), m.visit, { patient: { names: known.length ? known : [patient?.name].filter((n) => n && n !== 'Patient') } });
   }
 }
 
@@ -197,6 +317,7 @@ function addRemote(id, stream, info) {
     const name = info?.name || state.names.get(id) || '';
     box = h('div', { class: 'remote', id: `remote-${id}` }, h('video', { autoplay: true, playsinline: true, 'aria-label': `Video of ${name}` }), h('span', { class: 'who' }, name));
     $('#remotes').append(box);
+    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, BADGES);
   }
   const v = box.querySelector('video');
   if (v.srcObject !== stream) v.srcObject = stream;
@@ -248,18 +369,40 @@ function toggleTrack(kind, button, on, off) {
   for (const tr of state.local?.getTracks().filter((x) => x.kind === kind) || []) tr.enabled = !disable;
   button.setAttribute('aria-pressed', String(disable));
   button.textContent = disable ? off : on;
+  showOwnMedia();
+}
+
+const BADGES = { cameraOff: 'Camera off', muted: 'Muted' };
+/** Our own tile's badges, and the same news to the patient's page. */
+function showOwnMedia() {
+  const media = mediaOf(state.local);
+  tileBadges($('.self-view'), media, BADGES);
+  state.mesh?.setMediaState(media);
 }
 
 document.addEventListener('DOMContentLoaded', () => {
   $('#available').addEventListener('change', (e) => state.signal?.send({ type: 'availability', available: e.target.checked }));
+  $('#chime').addEventListener('click', () => {
+    localStorage.setItem('examroom.chime', chimeOn() ? 'off' : 'on');
+    renderChime();
+  });
+  $('#notify').addEventListener('click', async () => {
+    try { await Notification.requestPermission(); } catch { /* refused */ }
+    renderNotify();
+  });
   $('#link-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     $('#link-error').textContent = '';
     try {
-      const link = await api('POST', '/api/links', formData(ev.target));
+      const body = formData(ev.target);
+      const link = await api('POST', '/api/links', body);
       const url = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
       $('#link-url').textContent = url;
+      $('#link-for').textContent = linkSummary(body, state.rooms.get(body.room)?.name);
       $('#link-out').hidden = false;
+      // The next link starts empty: the last patient's name or record must not ride along.
+      for (const id of ['#link-name', '#link-ref', '#link-reason']) $(id).value = '';
+      $('#link-lang').value = '';
       $('#link-copy').focus();
     } catch (e) {
       $('#link-error').textContent = e.message;

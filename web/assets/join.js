@@ -7,15 +7,22 @@ import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
 import { t, setLang, pickLang, apply } from './i18n.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck } from './call.js';
+import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges } from './call.js';
 
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const storeKey = `examroom.join.${code}`;
 const state = {
   join: null, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
   signal: null, mesh: null, names: new Map(), stopMeter: null, check: null, roomStatus: null,
-  surveyToken: null,
+  surveyToken: null, remoteMedia: new Map(),
 };
+const badges = () => ({ cameraOff: t('call.badge_camera_off'), muted: t('call.badge_muted') });
+/** Our own tile's badges, and the same news to the physician's page. */
+function showOwnMedia() {
+  const media = mediaOf(state.local);
+  tileBadges($('.self-view'), media, badges());
+  state.mesh?.setMediaState(media);
+}
 
 const show = (stage) => { state.stage = stage; showOnly('.stage-section', `s-${stage}`); };
 const save = () => sessionStorage.setItem(storeKey, JSON.stringify({ join: state.join, token: state.token, checked: state.checked }));
@@ -115,7 +122,8 @@ async function welcome() {
   const j = state.join;
   const room = j.room || {};
   $('#brand').textContent = room.name || 'examroom';
-  $('#welcome-hello').textContent = j.name ? t('welcome.hello', { name: j.name }) : '';
+  const known = j.given_name || j.linked_name;
+  $('#welcome-hello').textContent = known ? t('welcome.hello', { name: known }) : '';
   $('#welcome-room').textContent = t('welcome.room', { room: room.name || '' });
   const physician = j.physician_name || j.physician?.name;
   $('#welcome-physician').hidden = !physician;
@@ -174,9 +182,9 @@ async function runCheck() {
     $('#mic-meter').setAttribute('aria-valuenow', String(Math.round(v * 100)));
   });
   const j = state.join;
-  $('#profile').hidden = !!(j.name && j.reason);
-  $('#p-name').parentElement.hidden = false;
-  for (const el of [$('#p-name'), $('label[for=p-name]')]) el.hidden = !!j.name;
+  // Always asked: the link's name may be someone else's (a parent joining for a child).
+  $('#profile').hidden = false;
+  if (!$('#p-name').value) $('#p-name').value = j.given_name || j.linked_name || '';
   for (const el of [$('#p-reason'), $('label[for=p-reason]')]) el.hidden = !!j.reason;
   if (!state.signal) connect();
   state.check = { hasVideo, hasAudio, net: null };
@@ -217,7 +225,9 @@ function checkSummary() {
   if (n?.ok) {
     parts.push(`${n.rttMs} ms`);
     if (n.lossPct) parts.push(`${n.lossPct}% loss`);
-    if (n.path) parts.push(n.path === 'relay' ? 'via relay' : n.path);
+    // ICE candidate types as the physician reads them: host/srflx/prflx reach us directly.
+    const path = { host: 'direct', srflx: 'direct', prflx: 'direct', relay: 'relayed' }[n.path];
+    if (path) parts.push(path);
   } else if (n) {
     parts.push(`network check failed${n.error ? ` (${n.error})` : ''}`);
   }
@@ -229,20 +239,17 @@ async function toWaiting(ev) {
   const j = state.join;
   const name = $('#p-name').value.trim();
   const reason = $('#p-reason').value.trim();
-  if (!j.name && !name) {
+  if (!name) {
     $('#profile-error').textContent = t('check.name_required');
     $('#p-name').focus();
     return;
   }
   $('#profile-error').textContent = '';
-  if (!j.name || !j.reason) {
-    const msg = { type: 'profile' };
-    if (!j.name && name) msg.name = name;
-    if (!j.reason && reason) msg.reason = reason;
-    state.signal.send(msg);
-    if (msg.name) j.name = msg.name;
-    if (msg.reason) j.reason = msg.reason;
-  }
+  const msg = { type: 'profile', name };
+  if (!j.reason && reason) msg.reason = reason;
+  state.signal.send(msg);
+  j.given_name = name;
+  if (msg.reason) j.reason = msg.reason;
   if (state.checkRun) await state.checkRun;
   if (!state.check?.net) await networkCheck();
   state.signal.send({ type: 'device_check', ...checkSummary() });
@@ -278,6 +285,10 @@ function connect() {
   const mesh = new Mesh(signal, {
     onRemote: (id, stream, info) => addRemote(id, stream, info),
     onRemoved: (id) => $(`#remote-${CSS.escape(id)}`)?.remove(),
+    onMediaState: (id, media) => {
+      state.remoteMedia.set(id, media);
+      tileBadges(document.getElementById(`remote-${id}`), media, badges());
+    },
     onState: (id, s) => {
       if (s === 'reconnecting') banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
       else if (s === 'connected' || s === 'completed') banner(null);
@@ -304,6 +315,7 @@ function connect() {
     for (const p of m.peers) state.names.set(p.participant, p.name);
     if (!state.local) await acquireMedia();
     $('#self').srcObject = state.local;
+    showOwnMedia();
     $('#call-with').textContent = t('call.with', { name: m.by || m.peers.map((p) => p.name).join(', ') });
     show('call');
     mesh.admitted(m.peers);
@@ -364,6 +376,7 @@ function addRemote(id, stream, info) {
       h('video', { autoplay: true, playsinline: true, 'aria-label': name }),
       h('span', { class: 'who' }, name));
     $('#remotes').append(box);
+    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, badges());
   }
   const v = box.querySelector('video');
   if (v.srcObject !== stream) v.srcObject = stream;
@@ -388,6 +401,7 @@ function toggleTrack(kind, button, onKey, offKey) {
   for (const tr of tracks) tr.enabled = !off;
   button.setAttribute('aria-pressed', String(off));
   button.textContent = t(off ? offKey : onKey);
+  showOwnMedia();
 }
 
 async function switchCamera() {
@@ -473,6 +487,12 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#mute').addEventListener('click', (e) => toggleTrack('audio', e.currentTarget, 'call.mute', 'call.unmute'));
   $('#camera').addEventListener('click', (e) => toggleTrack('video', e.currentTarget, 'call.camera_off', 'call.camera_on'));
   $('#switch-camera').addEventListener('click', switchCamera);
+  // Phones: the call fills the screen and the chat opens over it (examroom.css).
+  $('#chat-toggle').addEventListener('click', () => {
+    const open = $('#s-call').classList.toggle('chat-open');
+    $('#chat-toggle').setAttribute('aria-expanded', String(open));
+    if (open) $('#chat-input').focus();
+  });
   navigator.mediaDevices?.enumerateDevices?.().then((ds) => {
     $('#switch-camera').hidden = ds.filter((d) => d.kind === 'videoinput').length < 2;
   }).catch(() => {});

@@ -51,8 +51,15 @@ function shortSystem(s) {
   return s.replace(/^https?:\/\//, '');
 }
 // UCUM codes as a clinician writes them; anything else is shown as the record has it.
-const UNITS = { 'mm[Hg]': 'mmHg', Cel: '°C', '[degF]': '°F', 'kg/m2': 'kg/m²', '[lb_av]': 'lb', '[oz_av]': 'oz', '{beats}/min': '/min', '/min': '/min', '[in_i]': 'in' };
-const unitText = (u) => (u ? UNITS[u] || String(u) : '');
+const UNITS = {
+  'mm[Hg]': 'mmHg', Cel: '°C', '[degF]': '°F', 'kg/m2': 'kg/m²', '[lb_av]': 'lb', '[oz_av]': 'oz', '{beats}/min': '/min', '/min': '/min',
+  '{breaths}/min': '/min', '[in_i]': 'in', '[ft_i]': 'ft', '[stone_av]': 'stone', 'ug/L': 'µg/L', 'ug/dL': 'µg/dL', 'umol/L': 'µmol/L', 'uL': 'µL',
+  '10*3/uL': '×10³/µL', '10*6/uL': '×10⁶/µL', '10*9/L': '×10⁹/L', '10*12/L': '×10¹²/L', '[iU]/L': 'IU/L', '[IU]/L': 'IU/L', 'm[IU]/L': 'mIU/L',
+  'u[IU]/mL': 'µIU/mL', 'mL/min/{1.73_m2}': 'mL/min/1.73 m²', '%{HemoglobinA1C}': '%', 'g/dL': 'g/dL', 'mg/dL': 'mg/dL', '1': '', '{ratio}': '',
+};
+// Anything else: the code without UCUM's annotations ("{cells}/uL" → "/µL"), micro as µ.
+const unitText = (u) => (u === undefined || u === null || u === '' ? '' : Object.hasOwn(UNITS, u) ? UNITS[u]
+  : String(u).replace(/\{[^}]*\}/g, '').replace(/\bu(?=(g|L|mol|mL|m|IU)\b)/g, 'µ').replace(/\[([^\]_]+)(_[a-z]+)?\]/g, '$1') || String(u));
 const badge = (cls, text, title) => h('span', { class: `badge ${cls}`, title }, text);
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : v === null || v === undefined ? '?' : String(v));
 
@@ -70,14 +77,53 @@ const current = new WeakMap(); // root -> the panel it shows now
 /**
  * Load the panel for `visit` into `root` and keep it there: "Refresh" and every "Try again"
  * ask the server again with `?refresh=true`. Returns a handle whose `refresh()` does the same.
+ * `patient.names`: the names this visit knows for its patient (the name they gave, the name
+ * on the link); a record in another name stays closed until the physician confirms.
+ * Each visit's panel opens at its top: the previous patient's scroll position would put the
+ * next patient's name and allergies off-screen.
  */
-export function openRecord(root, visit) {
-  const panel = { root, visit, rec: null, seq: 0 };
+export function openRecord(root, visit, { patient = {} } = {}) {
+  const panel = { root, visit, rec: null, seq: 0, names: (patient.names || []).filter(Boolean), confirmedAt: null };
   current.set(root, panel);
   panel.refresh = () => load(panel, true);
+  panel.confirm = () => {
+    panel.confirmedAt = new Date().toISOString();
+    render(panel, panel.rec);
+    panel.root.querySelector('#record-h')?.focus();
+  };
   root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'), h('p', { class: 'muted', role: 'status' }, 'Loading the record…'));
+  root.scrollTop = 0;
   load(panel, false);
   return panel;
+}
+
+function render(panel, rec) {
+  const first = !panel.rec;
+  const said = panel.root.querySelector('#record-status')?.textContent || '';
+  panel.rec = rec;
+  renderRecord(panel.root, rec, { onRefresh: panel.refresh, identity: { names: panel.names, confirmedAt: panel.confirmedAt, onConfirm: panel.confirm } });
+  panel.root.querySelector('#record-status').textContent = said;
+  if (first) panel.root.scrollTop = 0;
+}
+
+// --- is this record this patient's? -------------------------------------------------------
+
+/** Lower-case words without accents: "Ana López-García" → ["ana", "lopez", "garcia"]. */
+function nameWords(name) {
+  return String(name || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u).filter((w) => w.length > 1);
+}
+
+/**
+ * Whether `visitName` can be the person named `recordName`: every word of the shorter name
+ * is in the longer one ("Ana López" is "Ana María López García"; "Sam Exampleton" is not
+ * "Robin Exampleton"). Lenient about middle names and accents, strict about given names.
+ */
+export function sameName(recordName, visitName) {
+  const a = nameWords(recordName); const b = nameWords(visitName);
+  if (!a.length || !b.length) return true; // nothing to compare
+  const [short, long] = a.length <= b.length ? [a, b] : [b, a];
+  return short.every((w) => long.includes(w));
 }
 
 /** The visit is over: forget the panel (a late answer must not bring it back). */
@@ -105,8 +151,7 @@ async function load(panel, refresh) {
   if (error) {
     renderFailure(panel, error, tried);
   } else {
-    panel.rec = rec;
-    renderRecord(panel.root, rec, { onRefresh: panel.refresh });
+    render(panel, rec);
     const bad = SECTIONS.filter((k) => sectionState(rec[k]) === 'unavailable').map((k) => TITLES[k].toLowerCase());
     const when = clock(rec.fetched_at) || clock(tried);
     panel.root.querySelector('#record-status').textContent = `${refresh ? 'Refreshed' : 'Read'} from the record at ${when}${rec.cached ? ' (saved copy)' : ''}.`
@@ -132,7 +177,7 @@ function renderFailure(panel, e, tried) {
     h('p', {}, 'Tried at ', timeEl(tried, clock(tried)), '.'),
     e.status === 403 ? null : h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Try again'));
   if (panel.rec) {
-    renderRecord(panel.root, panel.rec, { onRefresh: panel.refresh });
+    render(panel, panel.rec);
     panel.root.querySelector('#record-failure')?.remove(); // this failure is the newer news
     panel.root.querySelector('#record-status').after(failure);
     failure.querySelector('p').append(` Below is the record as read at ${clock(panel.rec.fetched_at) || 'an earlier time'}.`);
@@ -182,13 +227,17 @@ function renderIdentityGate(panel, code, tried) {
 
 function header(title, onRefresh) {
   return h('div', { class: 'record-head' },
-    h('h2', { id: 'record-h' }, title),
+    h('h2', { id: 'record-h', tabindex: '-1' }, title),
     onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-refresh', dataset: { refresh: '' }, onclick: onRefresh, 'aria-describedby': 'record-status' }, 'Refresh') : null);
 }
 const status = (text) => h('p', { id: 'record-status', class: 'muted record-status', role: 'status', 'aria-live': 'polite' }, text);
 
-/** Render a panel object (see the contract) into `root`. `onRefresh` wires Refresh / Try again. */
-export function renderRecord(root, rec, { onRefresh } = {}) {
+/**
+ * Render a panel object (see the contract) into `root`. `onRefresh` wires Refresh / Try again.
+ * `identity`: { names, confirmedAt, onConfirm } — the visit's names for its patient; when the
+ * record's name differs, only who the record is for shows until `onConfirm`.
+ */
+export function renderRecord(root, rec, { onRefresh, identity = {} } = {}) {
   root.replaceChildren();
   if (!rec) return;
   const d = rec.demographics || {};
@@ -197,8 +246,12 @@ export function renderRecord(root, rec, { onRefresh } = {}) {
   // Nothing loaded at all: say it once, with one "Try again"; each section keeps its line.
   const compact = sections.every(([, sec]) => sectionState(sec) === 'unavailable');
   const opts = { onRefresh, triedAt: rec.fetched_at, compact };
-  root.append(header(demoOk && d.name ? d.name : 'Patient record', onRefresh));
+  const others = demoOk && d.name ? (identity.names || []).filter((n) => !sameName(d.name, n)) : [];
+  const held = others.length > 0 && !identity.confirmedAt;
+  root.append(identityStrip(d, demoOk, held ? null : sections.find(([k]) => k === 'allergies')[1], onRefresh));
   root.append(status(''));
+  if (others.length) root.append(mismatch(d, others, identity));
+  if (held) return;
   if (compact) {
     const reasons = [...new Set([...sections.map(([, sec]) => sec), ...(demoOk ? [] : [d])].map(reasonOf).filter(Boolean))];
     const at = rec.fetched_at;
@@ -210,13 +263,54 @@ export function renderRecord(root, rec, { onRefresh } = {}) {
   }
   if (demoOk) {
     const lang = d.preferred_language ? conceptText(d.preferred_language) : null;
-    const facts = [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? `born ${d.birth_date}` : null, lang ? `speaks ${lang}` : null].filter(Boolean);
-    if (facts.length) root.append(h('p', { class: 'muted' }, facts.join(' · ')));
+    if (lang) root.append(h('p', { class: 'muted' }, `Speaks ${lang}`));
     if (d.deceased) root.append(h('p', { class: 'notice bad' }, 'Recorded as deceased.'));
   } else {
     root.append(unavailable('demographics', d, opts));
   }
   for (const [key, sec] of sections) root.append(section(key, sec, opts));
+}
+
+/**
+ * What stays in view while the physician scrolls (sticky): whose record this is — name,
+ * age, sex, date of birth — and the high-criticality allergies, or that the allergies could
+ * not be loaded (never "none" for "not read"). `allergies` null: not shown yet.
+ */
+function identityStrip(d, demoOk, allergies, onRefresh) {
+  const facts = demoOk
+    ? [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? ['born ', timeEl(d.birth_date, d.birth_date)] : 'date of birth not recorded']
+      .filter(Boolean).flatMap((f, i) => (i ? [' · ', f] : [f]))
+    : ['Name and date of birth could not be loaded'];
+  return h('div', { class: 'record-top', id: 'record-top' },
+    header(demoOk && d.name ? d.name : 'Patient record', onRefresh),
+    h('p', { class: 'record-facts', id: 'record-facts' }, facts),
+    allergies === null ? null : allergyLine(allergies));
+}
+
+function allergyLine(sec) {
+  const state = sectionState(sec);
+  const list = itemsOf(sec);
+  const line = (cls, ...content) => h('p', { class: `record-top-allergies ${cls}`, id: 'record-top-allergies' }, ...content);
+  if (state === 'unavailable') return line('bad', h('strong', {}, '⚠ Allergies could not be loaded'), ' — check the EHR');
+  const high = list.filter((a) => a.criticality === 'high');
+  if (high.length) return line('bad', h('strong', {}, '⚠ High-criticality allergies: '), high.map((a) => conceptText(a.substance, '(not named)')).join(', '));
+  if (state === 'none_recorded' && !sec.notes?.length) return line('muted', NONE.allergies);
+  return line('muted', 'No high-criticality allergy recorded');
+}
+
+/** The record is in another name than the visit's patient: say so; hold the chart until confirmed. */
+function mismatch(d, others, { confirmedAt, onConfirm }) {
+  const who = others.map((n) => `“${n}”`).join(' and ');
+  const record = [h('strong', {}, d.name), d.birth_date ? `, born ${d.birth_date}` : ''];
+  if (confirmedAt) {
+    return h('div', { class: 'notice warn', id: 'record-mismatch', dataset: { confirmed: '' } },
+      h('p', {}, 'This record is for ', ...record, `; the patient in this visit is ${who}. You confirmed this is the right record at `, timeEl(confirmedAt, clock(confirmedAt)), '.'));
+  }
+  return h('div', { class: 'notice bad record-mismatch', id: 'record-mismatch', role: 'alert' },
+    h('p', {}, h('strong', {}, 'Check who this is: the record is in another name.')),
+    h('p', {}, 'Record: ', ...record, '.'), h('p', {}, `Patient in this visit: ${who}.`),
+    h('p', {}, 'A parent or carer may be joining for a child, or the link may carry another person\'s record. Confirm with the patient before you use this chart.'),
+    h('button', { type: 'button', class: 'danger small', id: 'record-confirm', onclick: onConfirm }, 'I have checked: show this chart'));
 }
 
 /** "recorded" | "none_recorded" | "unavailable": anything else is treated as not loaded. */

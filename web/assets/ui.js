@@ -14,7 +14,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (k in el && typeof v !== 'string') el[k] = v;
     else el.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -77,4 +77,20 @@ export function formData(form) {
     if (typeof v === 'string' && v.trim() !== '') out[k] = v.trim();
   }
   return out;
+}
+
+/**
+ * What a join link just made is for, said beside its URL so nobody sends it to the wrong
+ * person: "For Ana López · record demo-patient-1 · Family medicine · made at 14:02".
+ */
+export function linkSummary(body, roomName) {
+  const at = new Date();
+  const hm = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
+  return [
+    body.patient_name ? `For ${body.patient_name}` : 'For a patient who will give their name',
+    body.patient_ref ? `record ${body.patient_ref}` : 'no patient record',
+    body.reason ? `reason: ${body.reason}` : null,
+    roomName || null,
+    `made at ${hm}`,
+  ].filter(Boolean).join(' · ');
 }

@@ -168,6 +168,13 @@ pub enum ClientMsg {
     EndOfCandidates {
         to: ParticipantId,
     },
+    /// Relay: whether your microphone and camera are on, for the badges on the peer's
+    /// view of your tile (a disabled track arrives as silence or black, not as "off").
+    MediaState {
+        to: ParticipantId,
+        audio: bool,
+        video: bool,
+    },
     /// Text chat to everyone in the current visit.
     Chat {
         text: String,
@@ -204,6 +211,7 @@ impl ClientMsg {
             ClientMsg::Answer { .. } => "answer",
             ClientMsg::Candidate { .. } => "candidate",
             ClientMsg::EndOfCandidates { .. } => "end_of_candidates",
+            ClientMsg::MediaState { .. } => "media_state",
             ClientMsg::Chat { .. } => "chat",
             ClientMsg::CheckOffer { .. } => "check_offer",
             ClientMsg::CheckCandidate { .. } => "check_candidate",
@@ -325,6 +333,12 @@ pub enum ServerMsg {
     EndOfCandidates {
         from: ParticipantId,
     },
+    /// A peer's microphone (`audio`) and camera (`video`) are on or off.
+    MediaState {
+        from: ParticipantId,
+        audio: bool,
+        video: bool,
+    },
     Chat {
         from: ParticipantId,
         name: String,
@@ -398,6 +412,7 @@ impl ServerMsg {
                 | ServerMsg::Answer { .. }
                 | ServerMsg::Candidate { .. }
                 | ServerMsg::EndOfCandidates { .. }
+                | ServerMsg::MediaState { .. }
                 | ServerMsg::Chat { .. }
         )
     }
@@ -424,6 +439,7 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "answer",
         "candidate",
         "end_of_candidates",
+        "media_state",
         "chat",
         "check_offer",
         "check_candidate",
@@ -452,6 +468,7 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "answer",
         "candidate",
         "end_of_candidates",
+        "media_state",
         "chat",
         "token",
         "ice_servers",

@@ -137,6 +137,17 @@ pub(super) async fn dispatch(
                 msg: ServerMsg::EndOfCandidates { from: me.clone() },
             },
         ),
+        ClientMsg::MediaState { to, audio, video } => (
+            active_room(),
+            Act::Relay {
+                to,
+                msg: ServerMsg::MediaState {
+                    from: me.clone(),
+                    audio,
+                    video,
+                },
+            },
+        ),
         ClientMsg::Chat { text } => (active_room(), Act::Chat { text }),
         ClientMsg::CheckOffer { .. } | ClientMsg::CheckCandidate { .. } => return Flow::Continue,
     };
