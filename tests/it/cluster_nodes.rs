@@ -380,3 +380,6 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
     );
     cluster.stop().await;
 }
+
+/// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
+mod faults;

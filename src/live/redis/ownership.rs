@@ -5,14 +5,17 @@ use super::*;
 
 impl Inner {
     /// The lease script for `room`, never handing out an epoch at or below `floor`.
-    fn acquire(&self, room: &RoomId, floor: u64) -> ::redis::ScriptInvocation<'_> {
+    /// `retake`: this node runs the room and takes back a lease Redis forgot.
+    fn acquire(&self, room: &RoomId, floor: u64, retake: bool) -> ::redis::ScriptInvocation<'_> {
         let mut inv = self.scripts.acquire.prepare_invoke();
         inv.key(self.keys.lease(room))
             .key(self.keys.epoch(room))
             .key(self.keys.snapshot(room))
+            .key(self.keys.marker())
             .arg(&self.node)
             .arg(self.lease_ms)
-            .arg(floor);
+            .arg(floor)
+            .arg(if retake { "1" } else { "0" });
         inv
     }
 
@@ -70,7 +73,9 @@ impl Inner {
                     if self.draining.load(Ordering::Relaxed) {
                         return Err(unavailable("this node is shutting down"));
                     }
-                    if self.start_room(room).await? {
+                    // Just after an outage the owner may be about to retake its lease:
+                    // wait for it rather than take the room from an older snapshot.
+                    if !self.recovering() && self.start_room(room).await? {
                         continue;
                     }
                 }
@@ -95,7 +100,7 @@ impl Inner {
             .await?
             .ok_or(LiveError::RoomNotFound)?;
         let mut c = self.redis.clone();
-        let inv = self.acquire(room, 0);
+        let inv = self.acquire(room, 0, false);
         let reply: Vec<String> = self.call("acquire", inv.invoke_async(&mut c)).await?;
         if reply.first().map(String::as_str) != Some("1") {
             return Ok(false);
@@ -233,7 +238,7 @@ impl Inner {
         match self.call("renew", inv.invoke_async::<i64>(&mut c)).await {
             Ok(1) => Kept::Held,
             Ok(0) => {
-                let inv = self.acquire(room, lease.epoch);
+                let inv = self.acquire(room, lease.epoch, true);
                 match self
                     .call("reacquire", inv.invoke_async::<Vec<String>>(&mut c))
                     .await
@@ -306,9 +311,17 @@ pub(super) async fn keep_lease(
     let mut renew = tokio::time::interval(every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written = Snapshot::default();
+    let mut wake = inner.wake.subscribe();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            // Redis is back: renew (or retake) now rather than at the next tick.
+            r = wake.changed() => {
+                if r.is_ok() {
+                    renew.reset_immediately();
+                }
+                continue;
+            }
             _ = renew.tick() => {
                 // tokio Mutex: serialises this room's Redis writes with the final one.
                 let mut l = lease.lock().await;
@@ -449,6 +462,17 @@ impl RoomHost for RedisRoom {
         self.stop.cancel();
         if why == Stop::Deposed {
             tracing::warn!(room = %id, "lost the room's lease; another node owns it now");
+            // What this task knew of the room is stale: whoever of it is connected here
+            // reconnects and resumes into the room where it runs now.
+            let snap = room.snapshot();
+            for who in snap.participants() {
+                if let Some(o) = inner.outbox(who) {
+                    o.push(Outgoing::Close(Box::new(ServerMsg::GoingAway {
+                        reason: "the room moved to another server".into(),
+                        reconnect_after_ms: RESUME_AFTER_MS,
+                    })));
+                }
+            }
         } else {
             // Hand over: the last state, then the lease (an idle room's state is dropped).
             let idle = why == Stop::Idle;
