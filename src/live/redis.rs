@@ -130,6 +130,9 @@ struct Inner {
     outage: AtomicBool,
     /// Bumped when Redis is back: every room's lease keeper renews at once.
     wake: watch::Sender<u64>,
+    /// The rooms each participant connected here entered (their `Connect`s): a room of
+    /// theirs whose owner died is taken over here for them (`recovery::adopt_orphans`).
+    rooms_of: Mutex<HashMap<ParticipantId, HashSet<RoomId>>>,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
     timing: Timing,
@@ -200,6 +203,7 @@ impl RedisLive {
             restored: Mutex::new(None),
             outage: AtomicBool::new(false),
             wake: watch::Sender::new(0),
+            rooms_of: Mutex::new(HashMap::new()),
             loader,
             effects,
             timing,
@@ -323,6 +327,7 @@ impl Live for RedisLive {
             let mut map = self.inner.outboxes.lock().expect("poisoned");
             if map.get(who).is_some_and(|o| o.conn == conn) {
                 map.remove(who);
+                self.inner.rooms_of.lock().expect("poisoned").remove(who);
                 true
             } else {
                 false
@@ -381,11 +386,18 @@ impl Live for RedisLive {
     }
 
     async fn submit(&self, room: &RoomId, input: Input) -> Result<(), LiveError> {
-        if let Input::Connect { member, .. } = &input
-            && let Err(e) = self.inner.set_presence(&member.id).await
-        {
-            // The refresher writes it once Redis is back; same-node delivery needs none.
-            tracing::debug!(error = %e, "presence not written");
+        if let Input::Connect { member, .. } = &input {
+            if self.inner.outbox(&member.id).is_some() {
+                let mut rooms_of = self.inner.rooms_of.lock().expect("poisoned");
+                rooms_of
+                    .entry(member.id.clone())
+                    .or_default()
+                    .insert(room.clone());
+            }
+            if let Err(e) = self.inner.set_presence(&member.id).await {
+                // The refresher writes it once Redis is back; same-node delivery needs none.
+                tracing::debug!(error = %e, "presence not written");
+            }
         }
         self.inner.route(room, RoomCmd::Input(input), 0).await
     }

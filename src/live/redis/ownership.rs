@@ -215,6 +215,9 @@ pub(super) struct Lease {
 pub(super) struct Snapshot {
     state: String,
     local: String,
+    /// Who the room believes connected through other nodes (not written): the keeper
+    /// checks they still have presence.
+    remote: Vec<ParticipantId>,
 }
 
 pub(super) enum Kept {
@@ -312,6 +315,8 @@ pub(super) async fn keep_lease(
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written = Snapshot::default();
     let mut wake = inner.wake.subscribe();
+    // Participants found without presence at the last check: gone at the second.
+    let mut absent: HashSet<ParticipantId> = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -337,6 +342,9 @@ pub(super) async fn keep_lease(
                         if matches!(kept, Kept::Retaken) {
                             written = Snapshot::default();
                         }
+                        drop(l);
+                        let remote = snaps.borrow().remote.clone();
+                        inner.gone_elsewhere(&room, remote, &mut absent).await;
                     }
                     Kept::Lost => { lost.cancel(); return; }
                     Kept::Unknown => {
@@ -371,6 +379,50 @@ pub(super) async fn keep_lease(
                 tracing::warn!(room = %room, error = %e, "room snapshot not written; will retry");
                 redis_ok.store(false, Ordering::Release);
             }
+        }
+    }
+}
+
+impl Inner {
+    /// Participants this room believes connected through other nodes but who have had no
+    /// presence at two checks in a row (their node died, or stalled past the presence TTL)
+    /// are disconnected, as a dropped socket is on one node: the others are told
+    /// `peer_reconnecting`, and `peer_left` after the grace unless they come back.
+    async fn gone_elsewhere(
+        &self,
+        room: &RoomId,
+        remote: Vec<ParticipantId>,
+        absent: &mut HashSet<ParticipantId>,
+    ) {
+        if remote.is_empty() || self.recovering() {
+            absent.clear();
+            return;
+        }
+        let keys: Vec<String> = remote.iter().map(|p| self.keys.presence(p)).collect();
+        let mut c = self.redis.clone();
+        let Ok(at) = self
+            .call("get presence", c.mget::<_, Vec<Option<String>>>(keys))
+            .await
+        else {
+            return;
+        };
+        let missing: HashSet<ParticipantId> = remote
+            .into_iter()
+            .zip(at)
+            .filter(|(_, at)| at.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        let gone: Vec<ParticipantId> = missing.intersection(absent).cloned().collect();
+        *absent = missing;
+        let Some(tx) = self.local_room(room) else {
+            return;
+        };
+        for who in gone {
+            absent.remove(&who);
+            tracing::info!(room = %room, "a participant connected through another node has no presence left");
+            let _ = tx
+                .send(Mail::Cmd(RoomCmd::Input(Input::Disconnect { who })))
+                .await;
         }
     }
 }
@@ -511,15 +563,22 @@ pub(super) fn snapshot(room: &Room, inner: &Inner) -> Snapshot {
     let snap = room.snapshot();
     // Who of the room is connected to this node: a successor after a crash knows
     // they dropped with it.
-    let local: Vec<&str> = {
+    let (local, remote): (Vec<&str>, Vec<ParticipantId>) = {
         let outboxes = inner.outboxes.lock().expect("poisoned");
-        snap.participants()
-            .filter(|id| outboxes.contains_key(*id))
-            .map(|id| id.as_str())
-            .collect()
+        (
+            snap.participants()
+                .filter(|id| outboxes.contains_key(*id))
+                .map(|id| id.as_str())
+                .collect(),
+            snap.connected()
+                .filter(|id| !outboxes.contains_key(*id))
+                .cloned()
+                .collect(),
+        )
     };
     Snapshot {
         local: serde_json::to_string(&local).expect("strings serialise"),
         state: snap.to_json(),
+        remote,
     }
 }

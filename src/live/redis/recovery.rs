@@ -61,17 +61,97 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// This process stood still for `for_how_long`, past its participants' presence: other
+    /// nodes may have taken its rooms over and reported its participants gone. Everyone
+    /// connected here reconnects and resumes, into wherever their rooms run now (their
+    /// pages would otherwise show a call nobody relays to any more).
+    fn woke_up(&self, for_how_long: Duration) {
+        let outboxes: Vec<Outbox> = self
+            .outboxes
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect();
+        tracing::warn!(
+            node = %self.node,
+            stalled_ms = for_how_long.as_millis() as u64,
+            connections = outboxes.len(),
+            "this node stood still past its presence; its participants resume"
+        );
+        for o in outboxes {
+            o.push(Outgoing::Close(Box::new(ServerMsg::GoingAway {
+                reason: "this server stalled; reconnect".into(),
+                reconnect_after_ms: RESUME_AFTER_MS,
+            })));
+        }
+    }
+
+    /// Rooms this node's participants are in, run by no node (their owner died and its
+    /// lease ran out) and not here: take them over, so the participants that were on the
+    /// dead node are reported (`peer_reconnecting`, then `peer_left`) even if nobody here
+    /// says anything.
+    async fn adopt_orphans(self: &Arc<Self>) {
+        let rooms: Vec<RoomId> = {
+            let rooms_of = self.rooms_of.lock().expect("poisoned");
+            let mut all: Vec<RoomId> = rooms_of.values().flatten().cloned().collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+        let rooms: Vec<RoomId> = rooms
+            .into_iter()
+            .filter(|r| self.local_room(r).is_none())
+            .collect();
+        if rooms.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = rooms.iter().map(|r| self.keys.lease(r)).collect();
+        let mut c = self.redis.clone();
+        let Ok(holders) = self
+            .call("get leases", c.mget::<_, Vec<Option<String>>>(keys))
+            .await
+        else {
+            return;
+        };
+        for (room, holder) in rooms.into_iter().zip(holders) {
+            if holder.is_some() {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.route(&room, RoomCmd::Input(Input::Tick), 0).await {
+                    tracing::debug!(room = %room, error = %e, "orphaned room not taken over yet");
+                }
+            });
+        }
+    }
+}
+
 /// Probes Redis a few times a lease: an error is an outage; an answer after one, or from a
 /// new Redis process (its `run_id` changed: it restarted, perhaps between two probes), is
 /// a recovery.
+///
+/// Also: a probe that comes much later than it was due means this process stood still
+/// (SIGSTOP, a frozen VM, starvation) past its participants' presence, and every few
+/// probes, rooms this node's participants are in that nobody runs any more are taken over.
 pub(super) async fn watch_redis(inner: Arc<Inner>, stop: CancellationToken) {
     let every = Duration::from_millis((inner.lease_ms / 5).clamp(100, 1000));
     let mut known: Option<String> = None;
+    let mut last = tokio::time::Instant::now();
+    let mut probes: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+        let stood_still = last.elapsed();
+        last = tokio::time::Instant::now();
+        if stood_still > Duration::from_millis(inner.presence_ttl_ms()) {
+            inner.woke_up(stood_still);
+        }
+        probes += 1;
         let mut c = inner.redis.clone();
         let info = inner
             .call(
@@ -95,6 +175,10 @@ pub(super) async fn watch_redis(inner: Arc<Inner>, stop: CancellationToken) {
                     inner.outage.store(false, Ordering::Relaxed);
                 } else if !inner.recovering() {
                     inner.mark().await;
+                    // About once a lease.
+                    if probes.is_multiple_of(5) {
+                        inner.adopt_orphans().await;
+                    }
                 }
             }
             Err(e) => {

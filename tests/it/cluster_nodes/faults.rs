@@ -27,6 +27,8 @@ pub(super) struct Side {
     pub(super) told: Vec<String>,
     /// `going_away` notices and closes it reconnected after.
     pub(super) resumes: u32,
+    /// `going_away` notices among them.
+    pub(super) going_away: u32,
     pub(super) errors: Vec<Value>,
 }
 
@@ -42,6 +44,7 @@ impl Side {
             reconnect_after: Duration::from_millis(500),
             told: Vec::new(),
             resumes: 0,
+            going_away: 0,
             errors: Vec::new(),
         }
     }
@@ -88,6 +91,7 @@ impl Side {
             "going_away" => {
                 let ms = m["reconnect_after_ms"].as_u64().unwrap_or(500);
                 self.reconnect_after = Duration::from_millis(ms);
+                self.going_away += 1;
                 println!("{} told going_away: {}", self.name, m["reason"]);
             }
             "error" => self.errors.push(m.clone()),
@@ -316,4 +320,103 @@ async fn a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_t
 async fn a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_the_physician_s_node()
  {
     a_split_visit_survives_a_redis_restart(true, Owner::PhysiciansNode).await;
+}
+
+/// Issue 18, "Cross-node presence": the patient's node is SIGKILLed and she never comes
+/// back. The physician on the other node is told `peer_reconnecting`, then `peer_left`
+/// after the reconnect grace (3 s here), as on one node, whichever node ran the room.
+async fn a_dead_node_s_patient_is_reported_to_the_physician(owner: Owner) {
+    let grace = Duration::from_secs(3);
+    let mut cluster = Cluster::start_with(
+        2,
+        &crate::kit::services::redis_url(),
+        &[("EXAMROOM__VISIT__RECONNECT_GRACE_SECS", "3")],
+    )
+    .await;
+    let grey = cluster.physician("Dr Grey").await;
+    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    let (ana, mut doc, _, _) = a_split_visit_in_call(&cluster, &grey, &room, owner).await;
+    let ana_id = ana.client.participant.clone();
+
+    cluster.nodes[0].kill();
+    let killed = Instant::now();
+    let is_ana = |m: &Value| m["participant"] == ana_id.as_str();
+    let reconnecting = doc.until("peer_reconnecting", WITHIN, is_ana).await;
+    let told_reconnecting = killed.elapsed();
+    let left = doc.until("peer_left", WITHIN + grace, is_ana).await;
+    let told_left = killed.elapsed();
+    println!(
+        "patient's node killed (room on the {owner:?}): physician told peer_reconnecting after \
+         {told_reconnecting:?}, peer_left after {told_left:?}"
+    );
+    assert!(
+        reconnecting.is_some(),
+        "the physician hears the patient dropped"
+    );
+    assert!(left.is_some(), "the physician hears the patient left");
+    // The grace runs on the room's one-second tick, as on one node.
+    assert!(
+        told_left - told_reconnecting >= grace - Duration::from_millis(200),
+        "peer_left only after the grace"
+    );
+    drop(ana);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_node_s_patient_is_reported_across_nodes_room_on_the_dead_node() {
+    a_dead_node_s_patient_is_reported_to_the_physician(Owner::PatientsNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_node_s_patient_is_reported_across_nodes_room_on_the_physician_s_node() {
+    a_dead_node_s_patient_is_reported_to_the_physician(Owner::PhysiciansNode).await;
+}
+
+/// Issue 18, "Stalls": the patient's node stalls (SIGSTOP) past its leases and presence
+/// while it runs the room; the physician's node takes the room over. When the stalled node
+/// wakes (SIGCONT) it tells the patient at once to resume (`going_away`), and her page,
+/// reconnecting without a reload, is back in the one call: relays both ways, exact history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_stalled_past_its_lease_tells_its_participants_to_resume() {
+    let (cluster, grey, room) = two_nodes(&crate::kit::services::redis_url()).await;
+    let (mut ana, mut doc, doc_id, visit) =
+        a_split_visit_in_call(&cluster, &grey, &room, Owner::PatientsNode).await;
+    let ana_id = ana.client.participant.clone();
+
+    cluster.nodes[0].stall();
+    // Past the lease (1.5 s) and the presence (4.5 s): node B takes the room over.
+    let stalled = Instant::now();
+    while stalled.elapsed() < Duration::from_secs(6) {
+        doc.pump(Duration::from_millis(200)).await;
+    }
+    cluster.nodes[0].resume();
+    let woke = Instant::now();
+    let mut told = None;
+    while told.is_none() && woke.elapsed() < WITHIN {
+        ana.pump(Duration::from_millis(100)).await;
+        if ana.going_away > 0 {
+            told = Some(woke.elapsed());
+        }
+    }
+    let to_ana = relayed(&mut doc, &mut ana, &ana_id, "offer", WITHIN).await;
+    let to_doc = relayed(&mut ana, &mut doc, &doc_id, "answer", WITHIN).await;
+    println!(
+        "patient's node stalled 6 s: patient told going_away {told:?} after waking; then \
+         physician→patient {to_ana:?}, patient→physician {to_doc:?} (time, probes lost)"
+    );
+    assert!(
+        told.is_some(),
+        "the patient on the stalled node is told to resume"
+    );
+    assert!(
+        to_ana.is_some() && to_doc.is_some(),
+        "the call relays again"
+    );
+    doc.send(json!({"type": "end_visit", "room": room.id, "visit": visit}))
+        .await;
+    assert!(doc.until("visit_ended", WITHIN, |_| true).await.is_some());
+    assert!(ana.until("visit_ended", WITHIN, |_| true).await.is_some());
+    history_is_exact(&cluster, &visit, &[&ana, &doc]).await;
+    cluster.stop().await;
 }
