@@ -246,6 +246,12 @@ impl Inner {
         }
     }
 
+    /// Several keys in one call; `None` when Redis does not answer.
+    async fn get_many(&self, what: &str, keys: Vec<String>) -> Option<Vec<Option<String>>> {
+        let mut c = self.redis.clone();
+        self.call(what, c.mget(keys)).await.ok()
+    }
+
     fn presence_ttl_ms(&self) -> u64 {
         self.lease_ms * 3
     }

@@ -399,11 +399,7 @@ impl Inner {
             return;
         }
         let keys: Vec<String> = remote.iter().map(|p| self.keys.presence(p)).collect();
-        let mut c = self.redis.clone();
-        let Ok(at) = self
-            .call("get presence", c.mget::<_, Vec<Option<String>>>(keys))
-            .await
-        else {
+        let Some(at) = self.get_many("get presence", keys).await else {
             return;
         };
         let missing: HashSet<ParticipantId> = remote

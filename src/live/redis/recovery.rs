@@ -108,11 +108,7 @@ impl Inner {
             return;
         }
         let keys: Vec<String> = rooms.iter().map(|r| self.keys.lease(r)).collect();
-        let mut c = self.redis.clone();
-        let Ok(holders) = self
-            .call("get leases", c.mget::<_, Vec<Option<String>>>(keys))
-            .await
-        else {
+        let Some(holders) = self.get_many("get leases", keys).await else {
             return;
         };
         for (room, holder) in rooms.into_iter().zip(holders) {

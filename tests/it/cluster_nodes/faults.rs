@@ -200,7 +200,11 @@ async fn a_split_visit_in_call(
 
 /// The visit's history is exactly the one call, and what each side was told is in it, in
 /// order (a page may be told its current state again when it resumes).
-async fn history_is_exact(cluster: &Cluster, visit: &examroom::ids::VisitId, sides: &[&Side]) {
+pub(super) async fn history_is_exact(
+    cluster: &Cluster,
+    visit: &examroom::ids::VisitId,
+    sides: &[&Side],
+) {
     let r = cluster.finished_visit(visit).await;
     let states: Vec<VisitState> = r.transitions.iter().map(|t| t.state).collect();
     assert_eq!(
