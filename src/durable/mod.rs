@@ -79,7 +79,53 @@ impl From<sqlx::Error> for DurableError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => DurableError::Unavailable(e.to_string()),
+            // A full disk is waited out like a database that is away: the write is refused
+            // clearly now (503), and queued history is retried until space returns rather
+            // than given up after a few attempts.
+            sqlx::Error::Database(db) if storage_full(db.as_ref()) => {
+                DurableError::Unavailable(format!("storage full: {db}"))
+            }
             other => DurableError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// SQLite's `SQLITE_FULL` (13, also its I/O errors on `ENOSPC`), PostgreSQL's `disk_full`
+/// (53100).
+fn storage_full(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code();
+    let sqlite_full = code
+        .as_deref()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 13);
+    sqlite_full
+        || code.as_deref() == Some("53100")
+        || db.message().contains("No space left on device")
+}
+
+#[cfg(test)]
+mod storage_full_tests {
+    use super::*;
+    use sqlx::{Connection, Executor};
+
+    /// A real `SQLITE_FULL`: the database may not grow past its page limit.
+    #[tokio::test]
+    async fn a_full_database_is_unavailable_not_an_internal_error() {
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        c.execute("CREATE TABLE t (x BLOB)").await.unwrap();
+        c.execute("PRAGMA max_page_count = 4").await.unwrap();
+        let mut refused = None;
+        for _ in 0..64 {
+            if let Err(e) = c.execute("INSERT INTO t VALUES (zeroblob(2000))").await {
+                refused = Some(DurableError::from(e));
+                break;
+            }
+        }
+        match refused {
+            Some(DurableError::Unavailable(m)) => assert!(m.starts_with("storage full"), "{m}"),
+            other => panic!("a full database must be retryable: {other:?}"),
         }
     }
 }

@@ -36,7 +36,10 @@ impl SqliteStore {
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: each commit is on disk before it returns, so a transition a participant
+            // was told about or an audited read survives power loss, not only a killed
+            // process (NORMAL + WAL may lose the last commits to an OS crash; docs/deploy.md).
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()

@@ -11,7 +11,14 @@
 //!   only grows. Inputs from other nodes are published to the owner's channel.
 //! - **Snapshots**: after each change the owner writes the room to `<prefix>:room:<room>`,
 //!   only while its lease token still matches, so a new owner continues where the old one
-//!   stopped. A node that learns it lost the lease stops acting on the room at once.
+//!   stopped. A node that learns it lost the lease stops acting on the room at once, and
+//!   tells the participants it holds in that room to resume (`going_away`): they reconnect
+//!   into the room where it runs now.
+//! - **Recovery**: `<prefix>:live` marks a Redis that holds the cluster's state. A Redis
+//!   that restarted empty lost it; until the nodes have put back what they hold in memory
+//!   (their participants' presence, the leases and snapshots of the rooms they run), no room
+//!   is started afresh, so a room whose owner is alive continues with its visits
+//!   (`recovery`).
 //!
 //! Invariants: only the lease holder mutates a room; the room task never waits on Redis
 //! (renewals and snapshot writes run beside it), so a Redis outage does not stall rooms
@@ -19,17 +26,19 @@
 //!
 //! Here: the store, its keys and connections, and the [`Live`] calls. Beside it:
 //! `ownership` (leases, take-over from a snapshot, snapshot writes), `bus` (node channels,
-//! cross-node delivery, presence refresh), `counters`, `scripts`.
+//! cross-node delivery, presence refresh), `recovery` (noticing Redis came back, or
+//! restarted, and restoring), `counters`, `scripts`.
 
 mod bus;
 mod counters;
 mod ownership;
+mod recovery;
 mod scripts;
 
 use bus::{Wire, publish, refresh_presence, subscribe};
 use ownership::{Drain, Local};
 
-use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
+use super::runtime::{Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
@@ -84,6 +93,10 @@ impl Keys {
     fn broadcast(&self) -> String {
         format!("{}:all", self.0)
     }
+    /// Present while this Redis holds the cluster's live state (see `recovery`).
+    fn marker(&self) -> String {
+        format!("{}:live", self.0)
+    }
 }
 
 struct Scripts {
@@ -111,6 +124,15 @@ struct Inner {
     remote: mpsc::Sender<Wire>,
     subscribed: AtomicBool,
     draining: AtomicBool,
+    /// Redis came back at this instant (after an outage or a restart); `None` before.
+    restored: Mutex<Option<std::time::Instant>>,
+    /// The watcher's last probe of Redis failed.
+    outage: AtomicBool,
+    /// Bumped when Redis is back: every room's lease keeper renews at once.
+    wake: watch::Sender<u64>,
+    /// The rooms each participant connected here entered (their `Connect`s): a room of
+    /// theirs whose owner died is taken over here for them (`recovery::adopt_orphans`).
+    rooms_of: Mutex<HashMap<ParticipantId, HashSet<RoomId>>>,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
     timing: Timing,
@@ -178,6 +200,10 @@ impl RedisLive {
             remote,
             subscribed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            restored: Mutex::new(None),
+            outage: AtomicBool::new(false),
+            wake: watch::Sender::new(0),
+            rooms_of: Mutex::new(HashMap::new()),
             loader,
             effects,
             timing,
@@ -189,6 +215,8 @@ impl RedisLive {
         tokio::spawn(refresh_presence(inner.clone(), stop.clone()));
         // Listen before taking any room, or the first forwarded inputs would be lost.
         let _ = tokio::time::timeout(timeout, ready_rx).await;
+        inner.mark().await;
+        tokio::spawn(recovery::watch_redis(inner.clone(), stop.clone()));
         tracing::info!(node = %inner.node, "live state in Redis");
         let counters = Arc::new(counters::RedisCounters::new(inner.clone()));
         Ok(Self {
@@ -216,6 +244,12 @@ impl Inner {
             Ok(Err(e)) => Err(LiveError::Unavailable(format!("redis {what}: {e}"))),
             Err(_) => Err(LiveError::Unavailable(format!("redis {what}: timed out"))),
         }
+    }
+
+    /// Several keys in one call; `None` when Redis does not answer.
+    async fn get_many(&self, what: &str, keys: Vec<String>) -> Option<Vec<Option<String>>> {
+        let mut c = self.redis.clone();
+        self.call(what, c.mget(keys)).await.ok()
     }
 
     fn presence_ttl_ms(&self) -> u64 {
@@ -299,6 +333,7 @@ impl Live for RedisLive {
             let mut map = self.inner.outboxes.lock().expect("poisoned");
             if map.get(who).is_some_and(|o| o.conn == conn) {
                 map.remove(who);
+                self.inner.rooms_of.lock().expect("poisoned").remove(who);
                 true
             } else {
                 false
@@ -357,11 +392,18 @@ impl Live for RedisLive {
     }
 
     async fn submit(&self, room: &RoomId, input: Input) -> Result<(), LiveError> {
-        if let Input::Connect { member, .. } = &input
-            && let Err(e) = self.inner.set_presence(&member.id).await
-        {
-            // The refresher writes it once Redis is back; same-node delivery needs none.
-            tracing::debug!(error = %e, "presence not written");
+        if let Input::Connect { member, .. } = &input {
+            if self.inner.outbox(&member.id).is_some() {
+                let mut rooms_of = self.inner.rooms_of.lock().expect("poisoned");
+                rooms_of
+                    .entry(member.id.clone())
+                    .or_default()
+                    .insert(room.clone());
+            }
+            if let Err(e) = self.inner.set_presence(&member.id).await {
+                // The refresher writes it once Redis is back; same-node delivery needs none.
+                tracing::debug!(error = %e, "presence not written");
+            }
         }
         self.inner.route(room, RoomCmd::Input(input), 0).await
     }

@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const ROOM_INBOX: usize = 4096;
 /// A room with nobody in it and nothing open is given up after this long.
 const IDLE_ROOM: Duration = Duration::from_secs(60);
-/// How soon a participant told to resume after a contained panic reconnects.
-const RESUME_AFTER_MS: u64 = 500;
+/// How soon a participant told to resume (after a contained panic, or when the room moved
+/// to another node) reconnects.
+pub(crate) const RESUME_AFTER_MS: u64 = 500;
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -194,25 +194,30 @@ pub(super) async fn refresh_presence(inner: Arc<Inner>, stop: CancellationToken)
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let who = inner.connected_here();
+        if let Err(e) = inner.write_presence().await {
+            tracing::debug!(error = %e, "presence not refreshed");
+        }
+    }
+}
+
+impl Inner {
+    /// Write the presence of everyone connected here, in one pipeline.
+    pub(super) async fn write_presence(&self) -> Result<(), LiveError> {
+        let who = self.connected_here();
         if who.is_empty() {
-            continue;
+            return Ok(());
         }
         let mut pipe = ::redis::pipe();
         for p in &who {
             pipe.cmd("SET")
-                .arg(inner.keys.presence(p))
-                .arg(&inner.node)
+                .arg(self.keys.presence(p))
+                .arg(&self.node)
                 .arg("PX")
-                .arg(inner.presence_ttl_ms())
+                .arg(self.presence_ttl_ms())
                 .ignore();
         }
-        let mut c = inner.redis.clone();
-        if let Err(e) = inner
-            .call("refresh presence", pipe.query_async::<()>(&mut c))
+        let mut c = self.redis.clone();
+        self.call("refresh presence", pipe.query_async::<()>(&mut c))
             .await
-        {
-            tracing::debug!(error = %e, "presence not refreshed");
-        }
     }
 }

@@ -5,14 +5,17 @@ use super::*;
 
 impl Inner {
     /// The lease script for `room`, never handing out an epoch at or below `floor`.
-    fn acquire(&self, room: &RoomId, floor: u64) -> ::redis::ScriptInvocation<'_> {
+    /// `retake`: this node runs the room and takes back a lease Redis forgot.
+    fn acquire(&self, room: &RoomId, floor: u64, retake: bool) -> ::redis::ScriptInvocation<'_> {
         let mut inv = self.scripts.acquire.prepare_invoke();
         inv.key(self.keys.lease(room))
             .key(self.keys.epoch(room))
             .key(self.keys.snapshot(room))
+            .key(self.keys.marker())
             .arg(&self.node)
             .arg(self.lease_ms)
-            .arg(floor);
+            .arg(floor)
+            .arg(if retake { "1" } else { "0" });
         inv
     }
 
@@ -70,7 +73,9 @@ impl Inner {
                     if self.draining.load(Ordering::Relaxed) {
                         return Err(unavailable("this node is shutting down"));
                     }
-                    if self.start_room(room).await? {
+                    // Just after an outage the owner may be about to retake its lease:
+                    // wait for it rather than take the room from an older snapshot.
+                    if !self.recovering() && self.start_room(room).await? {
                         continue;
                     }
                 }
@@ -95,7 +100,7 @@ impl Inner {
             .await?
             .ok_or(LiveError::RoomNotFound)?;
         let mut c = self.redis.clone();
-        let inv = self.acquire(room, 0);
+        let inv = self.acquire(room, 0, false);
         let reply: Vec<String> = self.call("acquire", inv.invoke_async(&mut c)).await?;
         if reply.first().map(String::as_str) != Some("1") {
             return Ok(false);
@@ -210,6 +215,9 @@ pub(super) struct Lease {
 pub(super) struct Snapshot {
     state: String,
     local: String,
+    /// Who the room believes connected through other nodes (not written): the keeper
+    /// checks they still have presence.
+    remote: Vec<ParticipantId>,
 }
 
 pub(super) enum Kept {
@@ -233,7 +241,7 @@ impl Inner {
         match self.call("renew", inv.invoke_async::<i64>(&mut c)).await {
             Ok(1) => Kept::Held,
             Ok(0) => {
-                let inv = self.acquire(room, lease.epoch);
+                let inv = self.acquire(room, lease.epoch, true);
                 match self
                     .call("reacquire", inv.invoke_async::<Vec<String>>(&mut c))
                     .await
@@ -306,9 +314,19 @@ pub(super) async fn keep_lease(
     let mut renew = tokio::time::interval(every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written = Snapshot::default();
+    let mut wake = inner.wake.subscribe();
+    // Participants found without presence at the last check: gone at the second.
+    let mut absent: HashSet<ParticipantId> = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            // Redis is back: renew (or retake) now rather than at the next tick.
+            r = wake.changed() => {
+                if r.is_ok() {
+                    renew.reset_immediately();
+                }
+                continue;
+            }
             _ = renew.tick() => {
                 // tokio Mutex: serialises this room's Redis writes with the final one.
                 let mut l = lease.lock().await;
@@ -324,6 +342,9 @@ pub(super) async fn keep_lease(
                         if matches!(kept, Kept::Retaken) {
                             written = Snapshot::default();
                         }
+                        drop(l);
+                        let remote = snaps.borrow().remote.clone();
+                        inner.gone_elsewhere(&room, remote, &mut absent).await;
                     }
                     Kept::Lost => { lost.cancel(); return; }
                     Kept::Unknown => {
@@ -358,6 +379,46 @@ pub(super) async fn keep_lease(
                 tracing::warn!(room = %room, error = %e, "room snapshot not written; will retry");
                 redis_ok.store(false, Ordering::Release);
             }
+        }
+    }
+}
+
+impl Inner {
+    /// Participants this room believes connected through other nodes but who have had no
+    /// presence at two checks in a row (their node died, or stalled past the presence TTL)
+    /// are disconnected, as a dropped socket is on one node: the others are told
+    /// `peer_reconnecting`, and `peer_left` after the grace unless they come back.
+    async fn gone_elsewhere(
+        &self,
+        room: &RoomId,
+        remote: Vec<ParticipantId>,
+        absent: &mut HashSet<ParticipantId>,
+    ) {
+        if remote.is_empty() || self.recovering() {
+            absent.clear();
+            return;
+        }
+        let keys: Vec<String> = remote.iter().map(|p| self.keys.presence(p)).collect();
+        let Some(at) = self.get_many("get presence", keys).await else {
+            return;
+        };
+        let missing: HashSet<ParticipantId> = remote
+            .into_iter()
+            .zip(at)
+            .filter(|(_, at)| at.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        let gone: Vec<ParticipantId> = missing.intersection(absent).cloned().collect();
+        *absent = missing;
+        let Some(tx) = self.local_room(room) else {
+            return;
+        };
+        for who in gone {
+            absent.remove(&who);
+            tracing::info!(room = %room, "a participant connected through another node has no presence left");
+            let _ = tx
+                .send(Mail::Cmd(RoomCmd::Input(Input::Disconnect { who })))
+                .await;
         }
     }
 }
@@ -449,6 +510,17 @@ impl RoomHost for RedisRoom {
         self.stop.cancel();
         if why == Stop::Deposed {
             tracing::warn!(room = %id, "lost the room's lease; another node owns it now");
+            // What this task knew of the room is stale: whoever of it is connected here
+            // reconnects and resumes into the room where it runs now.
+            let snap = room.snapshot();
+            for who in snap.participants() {
+                if let Some(o) = inner.outbox(who) {
+                    o.push(Outgoing::Close(Box::new(ServerMsg::GoingAway {
+                        reason: "the room moved to another server".into(),
+                        reconnect_after_ms: RESUME_AFTER_MS,
+                    })));
+                }
+            }
         } else {
             // Hand over: the last state, then the lease (an idle room's state is dropped).
             let idle = why == Stop::Idle;
@@ -487,15 +559,22 @@ pub(super) fn snapshot(room: &Room, inner: &Inner) -> Snapshot {
     let snap = room.snapshot();
     // Who of the room is connected to this node: a successor after a crash knows
     // they dropped with it.
-    let local: Vec<&str> = {
+    let (local, remote): (Vec<&str>, Vec<ParticipantId>) = {
         let outboxes = inner.outboxes.lock().expect("poisoned");
-        snap.participants()
-            .filter(|id| outboxes.contains_key(*id))
-            .map(|id| id.as_str())
-            .collect()
+        (
+            snap.participants()
+                .filter(|id| outboxes.contains_key(*id))
+                .map(|id| id.as_str())
+                .collect(),
+            snap.connected()
+                .filter(|id| !outboxes.contains_key(*id))
+                .cloned()
+                .collect(),
+        )
     };
     Snapshot {
         local: serde_json::to_string(&local).expect("strings serialise"),
         state: snap.to_json(),
+        remote,
     }
 }

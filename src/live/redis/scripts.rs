@@ -5,11 +5,19 @@
 //! epoch the caller already held, so even a Redis that lost its data never hands out an
 //! epoch that was used before for a state we still know.
 
-/// KEYS: lease, epoch counter, snapshot hash. ARGV: node, lease ms, lowest epoch allowed.
+/// KEYS: lease, epoch counter, snapshot hash, the store's marker. ARGV: node, lease ms,
+/// lowest epoch allowed, retake (1: the caller runs the room and takes back the lease a
+/// restarted Redis forgot).
 /// Returns `{1, epoch, state, previous owner, local list}` or `{0, current holder}`.
+///
+/// Without the marker this Redis lost its data and the nodes are still
+/// putting back what they hold in memory: nobody may start a room afresh (its owner may
+/// be about to take it back with the visits in it), only retake one: `{0, ''}`. The nodes
+/// set the marker again once they had the time to (`recovery`).
 pub const ACQUIRE: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder then return {0, holder} end
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[4]) == 0 then return {0, ''} end
 local e = redis.call('INCR', KEYS[2])
 local floor = tonumber(redis.call('HGET', KEYS[3], 'epoch') or '0')
 local mine = tonumber(ARGV[3])

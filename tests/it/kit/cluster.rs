@@ -18,16 +18,34 @@ pub use crate::kit::Client;
 
 const SECRET: &str = "cluster-secret-cluster-secret-cluster!";
 
-/// A private Redis for tests that stop and start it.
+/// A private Redis for tests that stop and start it. `stop` is SIGKILL: a Redis that
+/// crashed, or was restarted by its operator without a goodbye.
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
+    /// Where a persistent Redis keeps its append-only file; `None`: it comes back empty.
+    data: Option<tempfile::TempDir>,
 }
 
 impl PrivateRedis {
+    /// A Redis that keeps nothing: it comes back empty after `stop`.
     pub fn start() -> PrivateRedis {
+        Self::start_in(None)
+    }
+
+    /// A Redis that writes every change to its append-only file before answering, so it
+    /// comes back with its data (keys whose expiry passed while it was down are gone).
+    pub fn start_persistent() -> PrivateRedis {
+        Self::start_in(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn start_in(data: Option<tempfile::TempDir>) -> PrivateRedis {
         let port = free_port();
-        let mut r = PrivateRedis { port, child: None };
+        let mut r = PrivateRedis {
+            port,
+            child: None,
+            data,
+        };
         r.restart();
         r
     }
@@ -41,21 +59,30 @@ impl PrivateRedis {
         }
     }
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--save", ""]);
+        match &self.data {
+            Some(dir) => cmd
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir.path()),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server installed");
         self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        for _ in 0..250 {
+            let pong = std::net::TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                s.write_all(b"PING\r\n")?;
+                let mut buf = [0u8; 7];
+                s.read_exact(&mut buf)?;
+                Ok(buf == *b"+PONG\r\n")
+            });
+            // Loading its file, Redis answers -LOADING: not back yet.
+            if pong.unwrap_or(false) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -110,6 +137,23 @@ impl Node {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+    /// SIGSTOP: the process stalls (a long GC-like pause, a frozen VM) and keeps its
+    /// sockets open; `resume` sends SIGCONT.
+    pub fn stall(&self) {
+        self.signal("STOP");
+    }
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1)")
+            .success();
+        assert!(ok, "SIG{name} not delivered");
     }
     /// POST a JSON body; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

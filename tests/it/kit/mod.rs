@@ -297,6 +297,31 @@ impl Client {
         }
     }
 
+    /// The next message within `wait`, without panicking: what a page's event loop sees.
+    pub async fn poll(&mut self, wait: Duration) -> Polled {
+        if !self.backlog.is_empty() {
+            return Polled::Msg(self.backlog.remove(0));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Polled::Quiet,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return Polled::Closed;
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ping" {
+                        self.send(json!({"type": "pong"})).await;
+                        continue;
+                    }
+                    return Polled::Msg(v);
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// Assert nothing of `ty` arrives within `wait`.
     pub async fn expect_none(&mut self, ty: &str, wait: Duration) {
         assert!(
@@ -329,6 +354,16 @@ impl Client {
             }
         }
     }
+}
+
+/// What [`Client::poll`] saw.
+#[derive(Debug)]
+pub enum Polled {
+    Msg(Value),
+    /// Nothing within the wait.
+    Quiet,
+    /// The server closed the connection.
+    Closed,
 }
 
 /// A response's status, `content-type` (empty when none) and body text.
