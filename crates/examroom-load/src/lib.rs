@@ -174,6 +174,12 @@ pub struct Report {
     pub rss_idle_kib: u64,
     pub rss_per_idle_conn_kib: Option<f64>,
     pub rss_end_kib: u64,
+    /// Server RSS at the end of the measurement window, every visit still in call (both
+    /// sides connected and admitted, offer/answer done, candidates trickling).
+    pub rss_in_call_kib: u64,
+    /// (`rss_in_call_kib` − RSS before the visits, idle connections included) ÷ the
+    /// visits' connections (two per visit that was set up).
+    pub rss_per_call_conn_kib: Option<f64>,
     pub server_errors: u64,
     /// A few of the errors seen, for the log.
     pub error_samples: Vec<String>,
@@ -750,6 +756,19 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
         report.window_secs = t0.elapsed().as_secs_f64();
         report.relayed = r1 - r0;
         report.relayed_per_sec = report.relayed as f64 / report.window_secs;
+        if let Some(b) = s1 {
+            // Before the visits: with idle connections, the RSS they already hold.
+            let base = if cfg.idle > 0 {
+                report.rss_idle_kib
+            } else {
+                report.rss_before_kib
+            };
+            report.rss_in_call_kib = b.rss_kib;
+            if report.visits_ready > 0 && base > 0 {
+                report.rss_per_call_conn_kib =
+                    Some((b.rss_kib as f64 - base as f64) / (2 * report.visits_ready) as f64);
+            }
+        }
         if let (Some(a), Some(b)) = (s0, s1) {
             report.server_cpu_secs = (b.cpu - a.cpu).as_secs_f64();
             report.server_runqueue_wait_secs = b

@@ -230,6 +230,13 @@ fn summary(r: &Report) {
             r.rss_end_kib
         );
     }
+    if let Some(per) = r.rss_per_call_conn_kib {
+        eprintln!(
+            "  in call: {} connections, RSS {} KiB = {per:.2} KiB/conn",
+            2 * r.visits_ready,
+            r.rss_in_call_kib
+        );
+    }
     for e in &r.error_samples {
         eprintln!("  error: {e}");
     }
