@@ -58,6 +58,8 @@ async fn serve(tcp: TcpStream, peers: Peers) {
     let cfg = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
+    // The callback's error type is tungstenite's (a whole HTTP response); it never fails.
+    #[allow(clippy::result_large_err)]
     let learn_id = |req: &Request, res: Response| {
         let query = req.uri().query().unwrap_or_default();
         id = query
