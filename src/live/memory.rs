@@ -70,10 +70,10 @@ impl Inner {
         let mut cmd = cmd;
         for _ in 0..3 {
             let tx = self.room_sender(room).await?;
-            match tx.send(Mail::Cmd(cmd)).await {
+            match tx.send(Mail::cmd(cmd)).await {
                 Ok(()) => return Ok(()),
                 // The room task just exited (idle): start a new one.
-                Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = c,
+                Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = *c,
                 Err(mpsc::error::SendError(Mail::Host(never))) => match never {},
             }
         }
@@ -219,7 +219,7 @@ impl Live for MemoryLive {
             .get(&config.id)
             .cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(Mail::Cmd(RoomCmd::Reconfigure(config))).await;
+            let _ = tx.send(Mail::cmd(RoomCmd::Reconfigure(config))).await;
         }
         Ok(())
     }

@@ -86,7 +86,7 @@ impl Inner {
             }
             Wire::Room { room, cmd, hops } => {
                 if let Some(tx) = self.local_room(&room)
-                    && tx.send(Mail::Cmd(cmd.clone())).await.is_ok()
+                    && tx.send(Mail::cmd(cmd.clone())).await.is_ok()
                 {
                     return;
                 }

@@ -32,10 +32,10 @@ impl Inner {
         let mut cmd = cmd;
         loop {
             if let Some(tx) = self.local_room(room) {
-                match tx.send(Mail::Cmd(cmd)).await {
+                match tx.send(Mail::cmd(cmd)).await {
                     Ok(()) => return Ok(()),
                     // The room task just stopped (idle, drained or deposed).
-                    Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = c,
+                    Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = *c,
                     // Invariant: what we sent comes back; it was a command.
                     Err(_) => unreachable!("we sent a command"),
                 }
@@ -417,7 +417,7 @@ impl Inner {
             absent.remove(&who);
             tracing::info!(room = %room, "a participant connected through another node has no presence left");
             let _ = tx
-                .send(Mail::Cmd(RoomCmd::Input(Input::Disconnect { who })))
+                .send(Mail::cmd(RoomCmd::Input(Input::Disconnect { who })))
                 .await;
         }
     }

@@ -175,7 +175,9 @@ async fn read_loop(
         Ok(None) => return None,
         Ok(Some(t)) => t,
     };
-    let id = match hello(&text, state, outbox, slot, cookie).await {
+    // Boxed, like the connection check below: a future is as large as its largest await,
+    // and every connection would otherwise carry these once-only ones for its lifetime.
+    let id = match Box::pin(hello(&text, state, outbox, slot, cookie)).await {
         Ok(id) => id,
         Err((code, message)) => {
             close(outbox, code, message);
@@ -275,7 +277,7 @@ async fn read_loop(
         };
         let msg = match msg {
             ClientMsg::CheckOffer { sdp } => {
-                connection_check_offer(&mut check, sdp, &id, state, outbox).await;
+                Box::pin(connection_check_offer(&mut check, sdp, &id, state, outbox)).await;
                 continue;
             }
             ClientMsg::CheckCandidate { candidate } => {
