@@ -7,7 +7,6 @@
 use super::methods::impl_durable_store;
 use super::sql::*;
 use super::*;
-
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::time::Duration;

@@ -7,7 +7,6 @@
 use super::methods::impl_durable_store;
 use super::sql::*;
 use super::*;
-
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::path::Path;
