@@ -103,20 +103,23 @@ pub(crate) async fn run_room<H: RoomHost>(
         host.commit(room.room(), out).await;
     }
     host.changed(room.room());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // No ticking every second: the room sleeps until time alone would change it (its next
+    // deadline), until it has been idle long enough to stop, or for `MAX_SLEEP` at most.
     let mut idle_since: Option<tokio::time::Instant> = None;
+    let mut wake = next_wake(room.room(), &mut idle_since);
+    let sleep = tokio::time::sleep_until(wake);
+    tokio::pin!(sleep);
     let why = loop {
         // A tick that says nothing changed nothing worth publishing (and whatever time
         // alone changes, a successor's own ticks redo): serialising every room every
         // second was most of a busy node's CPU.
-        let (outputs, quiet) = tokio::select! {
+        let (outputs, quiet, ticked) = tokio::select! {
             biased;
             _ = deposed.cancelled() => break Stop::Deposed,
             mail = rx.recv() => match mail {
                 Some(Mail::Cmd(cmd)) => match *cmd {
-                    RoomCmd::Input(input) => (room.handle(input, now_ms()), false),
-                    RoomCmd::Reconfigure(cfg) => (room.reconfigure(cfg, now_ms()), false),
+                    RoomCmd::Input(input) => (room.handle(input, now_ms()), false, false),
+                    RoomCmd::Reconfigure(cfg) => (room.reconfigure(cfg, now_ms()), false, false),
                 },
                 Some(Mail::Host(m)) => {
                     if host.mail(m) {
@@ -126,24 +129,28 @@ pub(crate) async fn run_room<H: RoomHost>(
                 }
                 None => break Stop::Closed,
             },
-            _ = tick.tick() => {
+            _ = &mut sleep => {
                 let out = room.handle(Input::Tick, now_ms());
-                if room.room().is_idle() {
-                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= IDLE_ROOM && rx.is_empty() {
-                        host.commit(room.room(), out).await;
-                        break Stop::Idle;
-                    }
-                } else {
-                    idle_since = None;
+                let idle_for = idle_since.map(|since| since.elapsed());
+                if room.room().is_idle() && idle_for.is_some_and(|d| d >= IDLE_ROOM) && rx.is_empty() {
+                    host.commit(room.room(), out).await;
+                    break Stop::Idle;
                 }
                 let quiet = out.is_empty();
-                (out, quiet)
+                (out, quiet, true)
             }
         };
         host.commit(room.room(), outputs).await;
         if !quiet {
             host.changed(room.room());
+        }
+        // Re-arm after a tick, or when an input brought a deadline closer. A deadline an
+        // input removed is left armed: one tick that finds nothing is cheaper than moving
+        // the timer on every relayed message.
+        let next = next_wake(room.room(), &mut idle_since);
+        if ticked || next < wake {
+            wake = next;
+            sleep.as_mut().reset(wake);
         }
     };
     // Stop taking inputs first: whatever arrives later goes to the room's next task.
@@ -158,6 +165,30 @@ pub(crate) async fn run_room<H: RoomHost>(
         }
     }
     host.stopped(room.into_room(), why, leftovers).await;
+}
+
+/// Longest a room sleeps without an input: a backstop for a wall clock that jumped.
+const MAX_SLEEP: Duration = Duration::from_secs(15);
+/// Shortest: deadlines are whole wall-clock milliseconds, so a tick a fraction early finds
+/// nothing due, and an idle room with mail waiting is not stopped; neither may spin.
+const MIN_SLEEP: Duration = Duration::from_millis(5);
+
+/// When the room task must next wake by itself: the room's next deadline (wall-clock ms,
+/// turned into a timer), the end of [`IDLE_ROOM`] once it is idle, at most [`MAX_SLEEP`].
+/// Keeps `idle_since` up to date.
+fn next_wake(room: &Room, idle_since: &mut Option<tokio::time::Instant>) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let mut wake = now + MAX_SLEEP;
+    if let Some(deadline) = room.next_deadline() {
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()).max(0) as u64);
+        wake = wake.min(now + wait);
+    }
+    if room.is_idle() {
+        wake = wake.min(*idle_since.get_or_insert(now) + IDLE_ROOM);
+    } else {
+        *idle_since = None;
+    }
+    wake.max(now + MIN_SLEEP)
 }
 
 /// A room whose handling cannot panic out: it keeps the last state known good and goes

@@ -406,3 +406,24 @@ async fn a_second_connection_of_the_same_participant_supersedes_the_first() {
     assert_eq!(first.expect("error").await["code"], "superseded");
     assert!(first.closed_within(WAIT).await);
 }
+
+/// Room tasks sleep until their next deadline rather than ticking every second: a
+/// dropped patient must still be reported gone exactly when the grace period ends, with
+/// no other traffic in the room to wake it.
+#[tokio::test]
+async fn a_dropped_patient_is_reported_gone_when_the_grace_period_ends() {
+    let app = TestApp::spawn_with(|s| s.visit.reconnect_grace_secs = 2).await;
+    let (room, mut doc) = clinic(&app).await;
+    let (ana, _) = ana_admitted(&app, &room, &mut doc).await;
+    drop(ana);
+    doc.expect("peer_reconnecting").await;
+    let dropped = std::time::Instant::now();
+    doc.expect_none("peer_left", Duration::from_millis(1500))
+        .await;
+    doc.expect("peer_left").await;
+    let after = dropped.elapsed();
+    assert!(
+        after < Duration::from_secs(4),
+        "peer_left {after:?} after the drop, for a 2 s grace"
+    );
+}

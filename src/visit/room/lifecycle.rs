@@ -325,6 +325,24 @@ impl Room {
         }
     }
 
+    /// When time alone next changes this room: a dropped participant's grace period, a
+    /// waiting patient's wait limit or a walk-in offer running out — exactly the checks of
+    /// `tick`, so `Tick` before it changes nothing and a runtime may sleep until then.
+    /// `None`: nothing is timed.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let grace = self
+            .presence
+            .values()
+            .filter_map(|p| p.dropped_at.map(|t| t + self.timing.grace_ms));
+        let max_wait = self.config.max_wait_secs as Millis * 1000;
+        let waits = self.visits.values().flat_map(|v| {
+            let no_show = (v.state == VisitState::Waiting).then_some(v.queued_at + max_wait);
+            let offer = v.offer.as_ref().map(|(_, deadline)| *deadline);
+            no_show.into_iter().chain(offer)
+        });
+        grace.chain(waits).min()
+    }
+
     /// A waiting visit ends without a call (left, denied, no-show).
     pub(super) fn finish_waiting(
         &mut self,

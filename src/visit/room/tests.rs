@@ -845,3 +845,52 @@ fn a_returning_participant_with_an_unbound_token_is_refused_not_a_panic() {
         Output::Close { who, msg: ServerMsg::Error { code: ErrorCode::Forbidden, .. } } if who.as_str() == "p_pat")));
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
 }
+
+/// The runtime sleeps until `next_deadline` instead of ticking every second: each timed
+/// rule (walk-in offer, grace, wait limit) must fire at its deadline, and a tick just
+/// before it must change nothing.
+#[test]
+fn next_deadline_names_each_timed_change_and_nothing_happens_before_it() {
+    fn quiet_until(r: &mut Room, from: Millis) -> Millis {
+        let d = r.next_deadline().expect("a timed rule is pending");
+        assert!(d > from, "deadline {d} not after {from}");
+        assert!(
+            r.handle(Input::Tick, d - 1).is_empty(),
+            "tick before {d} acted"
+        );
+        d
+    }
+    let mut r = room(RoomKind::WalkIn, &["s_d1"]);
+    assert_eq!(r.next_deadline(), None, "an empty room has nothing timed");
+    connect(&mut r, doctor("s_d1"), 0);
+    assert_eq!(r.next_deadline(), None);
+    // A walk-in offer: 30 s to answer.
+    let out = connect(&mut r, patient("p_a", "v_a"), SEC);
+    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
+    let d = quiet_until(&mut r, SEC);
+    assert_eq!(d, 31 * SEC);
+    let out = r.handle(Input::Tick, d);
+    assert!(
+        !out.is_empty(),
+        "the unanswered offer must be passed on at its deadline"
+    );
+    // The physician drops: 120 s of grace, sooner than the patient's 600 s wait limit.
+    r.handle(Input::Disconnect { who: pid("s_d1") }, 40 * SEC);
+    let d = quiet_until(&mut r, 40 * SEC);
+    assert_eq!(d, 160 * SEC);
+    let out = r.handle(Input::Tick, d);
+    assert!(
+        !out.is_empty(),
+        "the physician must leave for good at the end of grace"
+    );
+    // Only the wait limit is left: the patient becomes a no-show at 1 s + 600 s.
+    let d = quiet_until(&mut r, 160 * SEC);
+    assert_eq!(d, 601 * SEC);
+    r.handle(Input::Tick, d);
+    assert_eq!(r.visit_state(&vid("v_a")), Some(VisitState::NoShow));
+    assert_eq!(
+        r.next_deadline(),
+        None,
+        "nothing is timed once the visit has ended"
+    );
+}
