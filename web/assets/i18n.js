@@ -1,4 +1,5 @@
-// Patient-facing strings live in assets/i18n/<lang>.json, one file per language.
+// Every page's strings live in assets/i18n/<lang>.json, one file per language: the patient
+// page's keys, and the staff pages' under `staff.`, `dash.`, `admin.`, `setup.`, `dialog.`.
 // t('key', {name}) fills {name}; elements with data-i18n="key" get their text from it,
 // data-i18n-attr="aria-label:key;placeholder:key2" fills attributes.
 
@@ -34,6 +35,11 @@ export function t(key, vars = {}) {
   return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? `{${k}}`));
 }
 
+/** "1 patient" / "3 patients": `key.one` when n is 1, `key.other` otherwise. */
+export function tn(key, n, vars = {}) {
+  return t(`${key}.${n === 1 ? 'one' : 'other'}`, { n, ...vars });
+}
+
 export function apply(root = document) {
   for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll('[data-i18n-attr]')) {
@@ -42,4 +48,27 @@ export function apply(root = document) {
       if (attr && key) el.setAttribute(attr.trim(), t(key.trim()));
     }
   }
+}
+
+// --- the staff pages: the browser's language, or the one chosen in the top bar ------------
+
+const STAFF_LANG = 'examroom.staff.lang';
+
+/**
+ * Staff pages: load the language (the one chosen before on this browser, else the
+ * browser's) and wire the top bar's `#lang` picker; a change is kept for every staff page
+ * and `onChange` re-renders what the page built in script.
+ */
+export async function staffLang(onChange = () => {}) {
+  let stored = null;
+  try { stored = localStorage.getItem(STAFF_LANG); } catch { /* storage refused: the browser's language */ }
+  await setLang(pickLang(stored));
+  const picker = document.getElementById('lang');
+  if (!picker) return;
+  picker.value = lang;
+  picker.addEventListener('change', async () => {
+    try { localStorage.setItem(STAFF_LANG, picker.value); } catch { /* for this page only */ }
+    await setLang(picker.value);
+    onChange();
+  });
 }
