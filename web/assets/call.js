@@ -565,3 +565,74 @@ export async function shareScreen(mesh, cameraStream, onEnd) {
   track.addEventListener('ended', stop);
   return { track, stream: shared, stop };
 }
+
+// --- the call view: what both pages show of a call --------------------------------------
+
+/**
+ * The parts of the call page the patient's and the physician's pages share, on the same
+ * element ids in both (`#remotes`, `#stage-empty`, `#call-banner`, `#chat-log`): one video
+ * tile per remote participant with its "Camera off" / "Muted" badges, the banner over the
+ * stage, and the chat log. `text()` gives { cameraOff, muted, videoOf(name) } in the page's
+ * language; `onTile(video)` runs for each remote video (the speaker picker).
+ */
+export class CallView {
+  constructor({ text, onTile = () => {} }) {
+    this.text = text;
+    this.onTile = onTile;
+    this.media = new Map();
+  }
+
+  /** A participant's stream: their tile, made the first time. */
+  addRemote(id, stream, name = '') {
+    let box = document.getElementById(`remote-${id}`);
+    if (!box) {
+      const video = Object.assign(document.createElement('video'), { autoplay: true, playsInline: true });
+      video.setAttribute('playsinline', '');
+      video.setAttribute('aria-label', this.text().videoOf(name));
+      const who = Object.assign(document.createElement('span'), { className: 'who', textContent: name });
+      box = Object.assign(document.createElement('div'), { className: 'remote', id: `remote-${id}` });
+      box.append(video, who);
+      document.getElementById('remotes').append(box);
+      tileBadges(box, this.media.get(id) || { audio: true, video: true }, this.text());
+    }
+    const v = box.querySelector('video');
+    if (v.srcObject !== stream) v.srcObject = stream;
+    this.onTile(v);
+    v.play?.().catch(() => {});
+    document.getElementById('stage-empty').hidden = true;
+  }
+
+  removeRemote(id) {
+    document.getElementById(`remote-${id}`)?.remove();
+  }
+
+  clearRemotes() {
+    document.getElementById('remotes').replaceChildren();
+    document.getElementById('stage-empty').hidden = false;
+  }
+
+  /** A participant's microphone/camera went on or off (`media_state`). */
+  mediaState(id, media) {
+    this.media.set(id, media);
+    tileBadges(document.getElementById(`remote-${id}`), media, this.text());
+  }
+
+  /** The language changed: the badges again. */
+  relabel() {
+    for (const [id, media] of this.media) tileBadges(document.getElementById(`remote-${id}`), media, this.text());
+  }
+
+  banner(text) {
+    const el = document.getElementById('call-banner');
+    el.hidden = !text;
+    if (text) el.textContent = text;
+  }
+
+  chatLine(from, text) {
+    const li = document.createElement('li');
+    if (from) li.append(Object.assign(document.createElement('span'), { className: 'from', textContent: `${from}: ` }));
+    li.append(document.createTextNode(text));
+    document.getElementById('chat-log').append(li);
+    li.scrollIntoView({ block: 'nearest' });
+  }
+}

@@ -7,10 +7,14 @@ import { t, tn, staffLang } from './i18n.js';
 import { confirmDialog } from './dialog.js';
 import { requireStaff } from './staff.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, mediaOf, tileBadges, devicePickers, shareScreen } from './call.js';
+import { Mesh, CallView, getLocalMedia, mediaOf, tileBadges, devicePickers, shareScreen } from './call.js';
 import { openRecord, closeRecord } from './record.js';
 
-const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map(), remoteMedia: new Map() };
+const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map() };
+const view = new CallView({
+  text: () => ({ cameraOff: t('dash.badge_camera_off'), muted: t('dash.badge_muted'), videoOf: (name) => t('dash.video_of', { name }) }),
+  onTile: (video) => state.pickers?.applySpeaker(video),
+});
 
 async function main() {
   await staffLang(relabel);
@@ -61,16 +65,13 @@ function connect() {
   });
   state.signal = signal;
   state.mesh = new Mesh(signal, {
-    onRemote: addRemote,
-    onRemoved: (id) => document.getElementById(`remote-${id}`)?.remove(),
-    onMediaState: (id, media) => {
-      state.remoteMedia.set(id, media);
-      tileBadges(document.getElementById(`remote-${id}`), media, BADGES);
-    },
+    onRemote: (id, stream, info) => view.addRemote(id, stream, info?.name || state.names.get(id) || ''),
+    onRemoved: (id) => view.removeRemote(id),
+    onMediaState: (id, media) => view.mediaState(id, media),
     onState: (id, s) => {
       const name = state.names.get(id) || t('dash.the_patient');
-      if (s === 'reconnecting') banner(t('dash.peer_reconnecting', { name }));
-      else if (s === 'connected' || s === 'completed') banner(null);
+      if (s === 'reconnecting') view.banner(t('dash.peer_reconnecting', { name }));
+      else if (s === 'connected' || s === 'completed') view.banner(null);
     },
   });
   signal.on('welcome', (m) => {
@@ -96,7 +97,7 @@ function connect() {
   signal.on('peer_joined', (m) => { state.names.set(m.peer.participant, m.peer.name); toast(t('dash.peer_joined', { name: m.peer.name })); });
   signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
   signal.on('visit_ended', () => leaveVisit(t('dash.visit_ended')));
-  signal.on('chat', (m) => chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
   signal.on('error', (m) => { if (!['rate_limited'].includes(m.code)) toast(m.message || m.code); });
   signal.connect();
 }
@@ -327,8 +328,7 @@ async function enterVisit(m) {
 function leaveVisit(text) {
   state.sharing?.stop();
   state.mesh.closeAll();
-  $('#remotes').replaceChildren();
-  $('#stage-empty').hidden = false;
+  view.clearRemotes();
   state.visit = null;
   state.record = null;
   closeRecord($('#record'));
@@ -336,32 +336,6 @@ function leaveVisit(text) {
   $('#lobby').hidden = false;
   if (text) toast(text);
   figures();
-}
-
-function addRemote(id, stream, info) {
-  let box = document.getElementById(`remote-${id}`);
-  if (!box) {
-    const name = info?.name || state.names.get(id) || '';
-    box = h('div', { class: 'remote', id: `remote-${id}` }, h('video', { autoplay: true, playsinline: true, 'aria-label': t('dash.video_of', { name }) }), h('span', { class: 'who' }, name));
-    $('#remotes').append(box);
-    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, BADGES);
-  }
-  const v = box.querySelector('video');
-  if (v.srcObject !== stream) v.srcObject = stream;
-  state.pickers?.applySpeaker(v);
-  v.play?.().catch(() => {});
-  $('#stage-empty').hidden = true;
-}
-
-function banner(text) {
-  $('#call-banner').hidden = !text;
-  if (text) $('#call-banner').textContent = text;
-}
-
-function chatLine(from, text) {
-  const li = h('li', {}, h('span', { class: 'from' }, `${from}: `), text);
-  $('#chat-log').append(li);
-  li.scrollIntoView({ block: 'nearest' });
 }
 
 async function qualityLoop() {
@@ -450,7 +424,7 @@ function relabel() {
   if (state.heading) renderHeading();
   $('#quality-text').textContent = t('dash.quality_0');
   if (state.session) { renderQueues(); figures(); showOwnMedia(); }
-  for (const [id, media] of state.remoteMedia) tileBadges(document.getElementById(`remote-${id}`), media, BADGES);
+  view.relabel();
 }
 
 const BADGES = { get cameraOff() { return t('dash.badge_camera_off'); }, get muted() { return t('dash.badge_muted'); } };
@@ -516,7 +490,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#chat-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('#chat-input').value.trim();
-    if (text && state.signal.send({ type: 'chat', text })) { chatLine(t('dash.you'), text); $('#chat-input').value = ''; }
+    if (text && state.signal.send({ type: 'chat', text })) { view.chatLine(t('dash.you'), text); $('#chat-input').value = ''; }
   });
   main();
 });

@@ -7,7 +7,7 @@ import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
 import { t, tn, setLang, pickLang, apply } from './i18n.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges, devicePickers } from './call.js';
+import { Mesh, CallView, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges, devicePickers } from './call.js';
 import { confirmDialog } from './dialog.js';
 
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
@@ -15,8 +15,12 @@ const storeKey = `examroom.join.${code}`;
 const state = {
   join: null, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
   signal: null, mesh: null, names: new Map(), stopMeter: null, check: null, roomStatus: null,
-  surveyToken: null, remoteMedia: new Map(), unread: 0, pickers: [],
+  surveyToken: null, unread: 0, pickers: [],
 };
+const view = new CallView({
+  text: () => ({ ...badges(), videoOf: (name) => name }),
+  onTile: (video) => state.pickers[0]?.applySpeaker(video),
+});
 const badges = () => ({ cameraOff: t('call.badge_camera_off'), muted: t('call.badge_muted') });
 /** Our own tile's badges, and the same news to the physician's page. */
 function showOwnMedia() {
@@ -307,15 +311,12 @@ function connect() {
   });
   state.signal = signal;
   const mesh = new Mesh(signal, {
-    onRemote: (id, stream, info) => addRemote(id, stream, info),
-    onRemoved: (id) => $(`#remote-${CSS.escape(id)}`)?.remove(),
-    onMediaState: (id, media) => {
-      state.remoteMedia.set(id, media);
-      tileBadges(document.getElementById(`remote-${id}`), media, badges());
-    },
+    onRemote: (id, stream, info) => view.addRemote(id, stream, info?.name || state.names.get(id) || ''),
+    onRemoved: (id) => view.removeRemote(id),
+    onMediaState: (id, media) => view.mediaState(id, media),
     onState: (id, s) => {
-      if (s === 'reconnecting') banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
-      else if (s === 'connected' || s === 'completed') banner(null);
+      if (s === 'reconnecting') view.banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
+      else if (s === 'connected' || s === 'completed') view.banner(null);
     },
   });
   state.mesh = mesh;
@@ -324,7 +325,7 @@ function connect() {
   signal.on('token', (m) => { state.token = m.token; save(); });
   signal.on('waiting', (m) => {
     state.lastWaiting = m;
-    if (state.stage === 'call') { mesh.closeAll(); clearRemotes(); }
+    if (state.stage === 'call') { mesh.closeAll(); view.clearRemotes(); }
     if (state.checked && !['survey', 'done'].includes(state.stage)) { show('waiting'); }
     renderWaiting(m);
   });
@@ -333,7 +334,7 @@ function connect() {
     $('#physician-messages').append(h('li', {}, m.text));
   });
   signal.on('preference_unavailable', () => notice(t('waiting.preference_unavailable')));
-  signal.on('sent_back', () => { mesh.closeAll(); clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
+  signal.on('sent_back', () => { mesh.closeAll(); view.clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
   signal.on('admitted', async (m) => {
     state.checked = true; save();
     for (const p of m.peers) state.names.set(p.participant, p.name);
@@ -359,7 +360,7 @@ function connect() {
 function finish() {
   state.signal?.close();
   state.mesh?.closeAll();
-  clearRemotes();
+  view.clearRemotes();
   if (state.local) for (const tr of state.local.getTracks()) tr.stop();
   state.stopMeter?.();
   sessionStorage.removeItem(storeKey);
@@ -370,10 +371,6 @@ function notice(text) {
   $('#waiting-notice').hidden = false;
 }
 
-function banner(text) {
-  $('#call-banner').hidden = !text;
-  if (text) $('#call-banner').textContent = text;
-}
 
 function renderWaiting(m) {
   if (!m) return;
@@ -392,32 +389,8 @@ function done(headingKey, textKey, literal = false) {
 
 // --- the call ---------------------------------------------------------------------------
 
-function addRemote(id, stream, info) {
-  let box = document.getElementById(`remote-${id}`);
-  if (!box) {
-    const name = info?.name || state.names.get(id) || '';
-    box = h('div', { class: 'remote', id: `remote-${id}` },
-      h('video', { autoplay: true, playsinline: true, 'aria-label': name }),
-      h('span', { class: 'who' }, name));
-    $('#remotes').append(box);
-    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, badges());
-  }
-  const v = box.querySelector('video');
-  if (v.srcObject !== stream) v.srcObject = stream;
-  for (const p of state.pickers.slice(0, 1)) p.applySpeaker(v);
-  v.play?.().catch(() => {});
-  $('#stage-empty').hidden = true;
-}
-
-function clearRemotes() {
-  $('#remotes').replaceChildren();
-  $('#stage-empty').hidden = false;
-}
-
 function chatLine(from, text, mine = false) {
-  const li = h('li', {}, from ? h('span', { class: 'from' }, `${from}: `) : null, text);
-  $('#chat-log').append(li);
-  li.scrollIntoView({ block: 'nearest' });
+  view.chatLine(from, text);
   // On a phone the chat folds away over the video: count what arrives while it is folded.
   const toggle = $('#chat-toggle');
   if (!mine && toggle.offsetParent !== null && !$('#s-call').classList.contains('chat-open')) {
