@@ -159,11 +159,21 @@ test('staff pages in two languages, with dialogs, invitations and a staff table 
     await admin.waitForFunction(() => document.querySelector('#toast')?.textContent.includes('Roles of Dr Gregory House saved'));
     const roles = await admin.evaluate(async () => (await (await fetch('/api/staff')).json()).find((s) => s.name === 'Dr Gregory House').roles);
     assert.deepEqual(roles.sort(), ['admin', 'physician']);
-    // The admin cannot take their own admin role away: the error is shown, the box restored.
+    // The admin cannot take their own admin role away or deactivate themselves: not offered.
     const me = admin.locator('#staff-body tr', { hasText: 'Ada Admin' });
-    await me.locator('input[data-role=admin]').uncheck();
-    await admin.waitForFunction(() => /own admin role/.test(document.querySelector('#staff-error-table').textContent));
-    await admin.locator('#staff-body tr', { hasText: 'Ada Admin' }).locator('input[data-role=admin]:checked').waitFor();
+    assert.equal(await me.locator('input[data-role=admin]').isDisabled(), true);
+    assert.equal(await me.locator('input[data-role=admin]').isChecked(), true);
+    assert.equal(await me.getByRole('button', { name: /Deactivate/ }).count(), 0);
+    // Were a page to send it anyway, the server refuses it, naming why.
+    const refused = await admin.evaluate(async () => {
+      const staff = await (await fetch('/api/staff')).json();
+      const ada = staff.find((x) => x.name === 'Ada Admin');
+      const csrf = JSON.parse(sessionStorage.getItem('examroom.staff')).csrf_token;
+      const r = await fetch(`/api/staff/${ada.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify({ roles: ['physician'] }) });
+      return [r.status, (await r.json()).message];
+    });
+    assert.equal(refused[0], 422);
+    assert.match(refused[1], /own admin role/);
   });
 
   await step('revoking a join link asks in the page first', async () => {

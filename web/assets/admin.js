@@ -6,7 +6,7 @@ import { confirmDialog } from './dialog.js';
 import { requireStaff } from './staff.js';
 import { bars, npsGauge } from './charts.js';
 
-const state = { rooms: [], staff: [] };
+const state = { rooms: [], staff: [], me: null };
 const list = (res, key) => (Array.isArray(res) ? res : res?.[key] || res?.items || []);
 const ms = (v) => (typeof v === 'number' ? v : v ? Date.parse(v) : null);
 
@@ -131,15 +131,18 @@ async function loadStaff() {
 
 function staffRow(s) {
   const status = staffStatus(s);
-  const roleBox = (role) => h('label', { class: 'inline' },
-    h('input', { type: 'checkbox', checked: (s.roles || []).includes(role),
+  // An admin cannot remove their own admin role or deactivate themselves (the server
+  // refuses): not offered, said why.
+  const self = s.id === state.me;
+  const roleBox = (role) => h('label', { class: 'inline', title: self && role === 'admin' ? t('admin.own_admin') : undefined },
+    h('input', { type: 'checkbox', checked: (s.roles || []).includes(role), disabled: self && role === 'admin',
       dataset: { staff: s.id, role }, onchange: () => saveRoles(s) }),
     t(`staff.role_${role}`));
   const actions = [];
   if (status !== 'deactivated') {
     actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => resetStaff(s) },
       status === 'pending' ? t('admin.new_invitation', { name: s.name }) : t('admin.reset_link', { name: s.name })));
-    actions.push(h('button', { type: 'button', class: 'danger small', onclick: () => setActive(s, false) }, t('admin.deactivate', { name: s.name })));
+    if (!self) actions.push(h('button', { type: 'button', class: 'danger small', onclick: () => setActive(s, false) }, t('admin.deactivate', { name: s.name })));
   } else {
     actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => setActive(s, true) }, t('admin.reactivate', { name: s.name })));
   }
@@ -334,6 +337,6 @@ document.addEventListener('DOMContentLoaded', async () => {
   // The language changed: what the script wrote is written again (the open tab reloads).
   await staffLang(() => { relabelRoomForm(); selectTab($('[role=tab][aria-selected=true]')); });
   relabelRoomForm();
-  await requireStaff('admin');
+  state.me = (await requireStaff('admin'))?.staff?.id || null;
   loadRooms();
 });
