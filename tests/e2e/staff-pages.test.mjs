@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { newContext, axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps, signInIfAsked, PASSWORD, PHONE, DESKTOP } from './support.mjs';
 
-const catalogue = (lang) => JSON.parse(readFileSync(new URL(`../../web/assets/i18n/${lang}.json`, import.meta.url), 'utf8'));
-const EN = catalogue('en');
-const ES = catalogue('es');
+const file = (name) => JSON.parse(readFileSync(new URL(`../../web/assets/i18n/${name}.json`, import.meta.url), 'utf8'));
+// What a staff page loads: the patient page's catalogue and the staff pages' own.
+const EN = { ...file('en'), ...file('en.staff') };
+const ES = { ...file('es'), ...file('es.staff') };
 // The staff pages' keys; the patient page's are checked by its own tests.
 const STAFF = /^(staff|dash|admin|setup|dialog|link|fig|outcome|devices)\./;
 
@@ -51,8 +52,13 @@ test('staff pages in two languages, with dialogs, invitations and a staff table 
 
   await step('the English and Spanish catalogues have the same keys, none empty', () => {
     const missing = (a, b) => Object.keys(a).filter((k) => !(k in b));
-    assert.deepEqual(missing(EN, ES), [], 'in en.json, not in es.json');
-    assert.deepEqual(missing(ES, EN), [], 'in es.json, not in en.json');
+    for (const part of ['', '.staff']) {
+      const en = file(`en${part}`); const es = file(`es${part}`);
+      assert.deepEqual(missing(en, es), [], `in en${part}.json, not in es${part}.json`);
+      assert.deepEqual(missing(es, en), [], `in es${part}.json, not in en${part}.json`);
+    }
+    // No key in both files: one would silently hide the other.
+    assert.deepEqual(Object.keys(file('en')).filter((k) => k in file('en.staff')), []);
     const empty = Object.entries({ ...EN, ...ES }).filter(([, v]) => typeof v !== 'string');
     assert.deepEqual(empty, []);
     const staffKeys = Object.keys(EN).filter((k) => STAFF.test(k));

@@ -44,7 +44,7 @@ export async function api(method, path, body, { bearer } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    throw new ApiError(0, 'network', t('staff.network'));
+    throw new ApiError(0, 'network', t('error.network'));
   }
   const text = await res.text();
   let data = null;

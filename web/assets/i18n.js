@@ -1,5 +1,7 @@
-// Every page's strings live in assets/i18n/<lang>.json, one file per language: the patient
-// page's keys, and the staff pages' under `staff.`, `dash.`, `admin.`, `setup.`, `dialog.`.
+// Every page's strings live in assets/i18n/: <lang>.json has what the patient page needs
+// (and the dialogs and device pickers both sides use); <lang>.staff.json adds the staff
+// pages' (`staff.`, `dash.`, `admin.`, `setup.`, `link.`, `fig.`, `outcome.`), so a patient
+// on a phone does not download the console's strings.
 // t('key', {name}) fills {name}; elements with data-i18n="key" get their text from it,
 // data-i18n-attr="aria-label:key;placeholder:key2" fills attributes.
 
@@ -7,6 +9,8 @@ export const LANGUAGES = ['en', 'es'];
 let strings = {};
 let fallback = {};
 export let lang = 'en';
+// Staff pages also load <lang>.staff.json (set by staffLang before the first setLang).
+let parts = [''];
 
 export function pickLang(wanted) {
   const cands = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
@@ -18,8 +22,11 @@ export function pickLang(wanted) {
 }
 
 async function load(l) {
-  const res = await fetch(`/assets/i18n/${l}.json`);
-  return res.ok ? res.json() : {};
+  const all = await Promise.all(parts.map(async (part) => {
+    const res = await fetch(`/assets/i18n/${l}${part}.json`);
+    return res.ok ? res.json() : {};
+  }));
+  return Object.assign({}, ...all);
 }
 
 export async function setLang(l) {
@@ -60,6 +67,7 @@ const STAFF_LANG = 'examroom.staff.lang';
  * and `onChange` re-renders what the page built in script.
  */
 export async function staffLang(onChange = () => {}) {
+  parts = ['', '.staff'];
   let stored = null;
   try { stored = localStorage.getItem(STAFF_LANG); } catch { /* storage refused: the browser's language */ }
   await setLang(pickLang(stored));
