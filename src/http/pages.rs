@@ -27,6 +27,12 @@ pub fn routes() -> Router<AppState> {
             get(|_: Path<String>| async { page("setup.html") }),
         )
         .route("/assets/{*path}", get(asset))
+        // Browsers ask for it on anything that is not one of our pages (the API's JSON, a
+        // 404): the same SVG the pages name, so no request for it fails.
+        .route(
+            "/favicon.ico",
+            get(|| async { serve("assets/favicon.svg") }),
+        )
 }
 
 fn page(name: &str) -> Response {

@@ -1,5 +1,6 @@
 //! Staff sign-in: `POST /api/session` (sign in), `DELETE /api/session` (sign out),
-//! `GET /api/me`, and `POST /api/setup/{token}` (first admin from the one-time link).
+//! `GET /api/me`, `GET /api/setup/{token}` (what a one-time link is for, without spending
+//! it) and `POST /api/setup/{token}` (first admin, invitation or reset from that link).
 //!
 //! A session is a random id; the store keeps only its hash. The token given out is an
 //! examroom JWT naming the session, so signing out (revoking the session) stops it
@@ -28,7 +29,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/session", post(sign_in).delete(sign_out))
         .route("/api/me", get(me))
-        .route("/api/setup/{token}", post(setup))
+        .route("/api/setup/{token}", get(setup_info).post(setup))
 }
 
 #[derive(Deserialize)]
@@ -180,6 +181,57 @@ struct Setup {
     password: String,
 }
 
+fn unknown_setup_token() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ApiErrorCode::UnknownSetupToken,
+        "this setup link is not valid",
+    )
+}
+
+/// What a one-time setup link is for, without spending it: the set-up page shows the
+/// e-mail of an invitation or reset read-only and prefills the name. A link that is
+/// used, expired or for a deactivated account answers as `POST` would, so the page can
+/// say so before anyone types a password.
+async fn setup_info(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = state
+        .durable
+        .setup_token(&hash_secret(&token))
+        .await?
+        .ok_or_else(unknown_setup_token)?;
+    if t.used_at.is_some() {
+        return Err(DurableError::AlreadyUsed.into());
+    }
+    if t.expires_at <= chrono::Utc::now().timestamp_millis() {
+        return Err(DurableError::Expired.into());
+    }
+    let account = match &t.staff {
+        Some(id) => Some(
+            state
+                .durable
+                .staff(id)
+                .await?
+                .ok_or_else(unknown_setup_token)?,
+        ),
+        None => None,
+    };
+    if account.as_ref().is_some_and(|a| !a.active) {
+        return Err(ApiError::forbidden(
+            ApiErrorCode::AccountDeactivated,
+            "this account is deactivated",
+        ));
+    }
+    Ok(Json(json!({
+        "purpose": t.purpose.as_str(),
+        "expires_at": t.expires_at,
+        "email": account.as_ref().map(|a| a.email.as_str()),
+        "name": account.as_ref().map(|a| a.name.as_str()),
+    })))
+}
+
 /// A one-time setup link: create the first admin (printed at first start), accept a
 /// staff invitation, or reset a password.
 async fn setup(
@@ -210,16 +262,15 @@ async fn setup(
         return Err(ApiError::invalid("name", "give a name of 1-200 characters"));
     }
     let unknown = |e| match e {
-        DurableError::NotFound { .. } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorCode::UnknownSetupToken,
-            "this setup link is not valid",
-        ),
+        DurableError::NotFound { .. } => unknown_setup_token(),
         e => e.into(),
     };
     let token_hash = hash_secret(&token);
     let peeked = state.durable.setup_token(&token_hash).await?;
-    if peeked.is_some_and(|t| t.purpose == SetupPurpose::FirstAdmin) {
+    if peeked
+        .as_ref()
+        .is_some_and(|t| t.purpose == SetupPurpose::FirstAdmin)
+    {
         // Checked, created and spent in one use case, so neither a bad form nor an
         // admin made in the meantime can go wrong halfway.
         let account = create_first_admin(
@@ -240,6 +291,19 @@ async fn setup(
             FirstAdminError::Store(e) => unknown(e),
         })?;
         return start_session(&state, &account, client).await;
+    }
+    // An invitation or reset is for one account: an e-mail sent with it must be that
+    // account's, or the person would sign in later with an address that does not work.
+    // Checked before the token is spent.
+    if let Some(id) = peeked.as_ref().and_then(|t| t.staff.as_ref())
+        && !email.is_empty()
+        && let Some(account) = state.durable.staff(id).await?
+        && !account.email.trim().eq_ignore_ascii_case(&email)
+    {
+        return Err(ApiError::invalid(
+            "email",
+            "this link was made for another e-mail address; sign in later with the address it was sent to",
+        ));
     }
     let now = chrono::Utc::now().timestamp_millis();
     let t = state

@@ -42,9 +42,13 @@ test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async 
     await at320(name);
   }
 
+  // A set-up link that does not exist says so before anyone types a password.
   await page.goto('/setup/some-token');
-  await page.waitForSelector('#setup-form');
-  violations.push(...await axe(page, 'setup'));
+  await page.waitForSelector('#setup-dead:not([hidden])');
+  assert.match(await page.textContent('#dead-text'), /not valid/);
+  assert.equal(await page.isHidden('#setup-form'), true);
+  violations.push(...await axe(page, 'setup (bad link)'));
+  await shoot(page, 'setup-bad-link');
   await at320('setup');
 
   await page.goto('/');

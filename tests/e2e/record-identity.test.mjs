@@ -33,6 +33,7 @@ test('the record panel shows whose chart it is before anything else', { timeout:
   };
   const endVisit = async () => {
     await doc.click('#end-visit');
+    await doc.getByRole('dialog').getByRole('button', { name: 'End visit' }).click();
     await doc.waitForSelector('#lobby:not([hidden])');
   };
   const panel = () => doc.evaluate(() => {

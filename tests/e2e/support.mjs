@@ -299,7 +299,9 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
   await admin.click('#room-save');
   await admin.waitForSelector(`#rooms-body >> text=${room}`);
   await doc.goto(new URL(new URL(invitation).pathname, server.url).href);
-  await doc.fill('#email', email);
+  // The invitation knows whom it is for: the e-mail is shown read-only, the name prefilled.
+  await doc.waitForSelector('#email[readonly]');
+  if ((await doc.inputValue('#email')) !== email) throw new Error(`the invitation page shows ${await doc.inputValue('#email')}, not ${email}`);
   await doc.fill('#name', physician);
   await doc.fill('#password', PASSWORD);
   await doc.fill('#password2', PASSWORD);

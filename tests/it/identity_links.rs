@@ -307,3 +307,83 @@ async fn physician_and_room_named(
     let (_, token, room) = app.physician_with_room(who, name).await;
     (token, room)
 }
+
+/// The set-up page asks `GET /api/setup/{token}` whom an invitation is for (to show the
+/// e-mail read-only and prefill the name) without spending it; accepting with another
+/// e-mail is refused, naming the field, and leaves the link usable; a used link says so.
+#[tokio::test]
+async fn an_invitation_says_whom_it_is_for_and_refuses_another_email() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let (s, inv) = app
+        .call_json(
+            "POST",
+            "/api/staff",
+            Some(&admin),
+            Some(json!({"email": "Kim@Clinic.test", "name": "Dr Kim", "roles": ["physician"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{inv}");
+    let token = inv["invitation_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let setup = format!("/api/setup/{token}");
+
+    for _ in 0..2 {
+        let (s, info) = app.call_json("GET", &setup, None, None).await;
+        assert_eq!(s, 200, "{info}");
+        assert_eq!(info["purpose"], "invite");
+        assert_eq!(info["email"], "Kim@Clinic.test");
+        assert_eq!(info["name"], "Dr Kim");
+        assert_eq!(info["expires_at"], inv["expires_at"]);
+    }
+
+    let password = "a long enough password";
+    let (s, e) = app
+        .call_json(
+            "POST",
+            &setup,
+            None,
+            Some(json!({"email": "someone.else@clinic.test", "name": "Dr Kim", "password": password})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str(), e["field"].as_str()),
+        (422, Some("invalid_field"), Some("email")),
+        "{e}"
+    );
+    assert_eq!(
+        app.call_json("GET", &setup, None, None).await.0,
+        200,
+        "the link still works"
+    );
+
+    // The same address in other letter case is the same address.
+    let (s, ok) = app
+        .call_json(
+            "POST",
+            &setup,
+            None,
+            Some(
+                json!({"email": "kim@clinic.test", "name": "Dr Min-ji Kim", "password": password}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!(ok["staff"]["name"], "Dr Min-ji Kim");
+    assert_eq!(ok["staff"]["email"], "Kim@Clinic.test");
+
+    let (s, used) = app.call_json("GET", &setup, None, None).await;
+    assert_eq!((s, used["error"].as_str()), (410, Some("already_used")));
+    let (s, unknown) = app
+        .call_json("GET", "/api/setup/no-such-token", None, None)
+        .await;
+    assert_eq!(
+        (s, unknown["error"].as_str()),
+        (404, Some("unknown_setup_token"))
+    );
+}

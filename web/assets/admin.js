@@ -1,10 +1,12 @@
 // The admin console: rooms, staff, links, visit history with CSV, patient-experience charts.
-import { $, $$, h, toast, duration, time, linkSummary } from './ui.js';
+import { $, $$, h, toast, duration, time, linkSummary, expiryText, copy } from './ui.js';
 import { api } from './api.js';
+import { t, staffLang } from './i18n.js';
+import { confirmDialog } from './dialog.js';
 import { requireStaff } from './staff.js';
 import { bars, npsGauge } from './charts.js';
 
-const state = { rooms: [], staff: [] };
+const state = { rooms: [], staff: [], me: null };
 const list = (res, key) => (Array.isArray(res) ? res : res?.[key] || res?.items || []);
 const ms = (v) => (typeof v === 'number' ? v : v ? Date.parse(v) : null);
 
@@ -22,39 +24,39 @@ function selectTab(tab) {
 
 // --- rooms ------------------------------------------------------------------------------
 async function loadRooms() {
-  try { state.rooms = list(await api('GET', '/api/rooms'), 'rooms'); } catch (e) { toast(`Rooms: ${e.message}`); }
+  try { state.rooms = list(await api('GET', '/api/rooms'), 'rooms'); } catch (e) { toast(t('admin.failed', { what: t('admin.tab_rooms'), message: e.message })); }
   try { state.staff = list(await api('GET', '/api/staff'), 'staff'); } catch { /* shown under Staff */ }
   const name = (id) => state.staff.find((s) => s.id === id)?.name || id;
   $('#rooms-body').replaceChildren(...state.rooms.map((r) => h('tr', {},
-    h('td', {}, r.name), h('td', {}, r.kind === 'walk_in' ? 'Walk-in' : 'Physician'),
-    h('td', {}, (r.physicians || []).map(name).join(', ') || '—'), h('td', {}, r.chat_allowed === false ? 'No' : 'Yes'),
+    h('td', {}, r.name), h('td', {}, r.kind === 'walk_in' ? t('admin.kind_walk_in') : t('admin.kind_physician')),
+    h('td', {}, (r.physicians || []).map(name).join(', ') || '—'), h('td', {}, r.chat_allowed === false ? t('admin.no') : t('admin.yes')),
     h('td', {}, h('div', { class: 'row' },
-      h('button', { type: 'button', class: 'secondary small', onclick: () => editRoom(r) }, `Edit ${r.name}`),
-      h('button', { type: 'button', class: 'danger small', onclick: () => archiveRoom(r) }, `Archive ${r.name}`))))));
-  if (!state.rooms.length) $('#rooms-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No rooms yet: create the first one below.')));
+      h('button', { type: 'button', class: 'secondary small', onclick: () => editRoom(r) }, t('admin.edit_room', { name: r.name })),
+      h('button', { type: 'button', class: 'danger small', onclick: () => archiveRoom(r) }, t('admin.archive_room', { name: r.name })))))));
+  if (!state.rooms.length) $('#rooms-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, t('admin.no_rooms'))));
   renderPhysicianChoices();
   for (const sel of ['#links-room', '#visits-room', '#exp-room']) {
     const el = $(sel);
     const keep = el.value;
     const opts = state.rooms.map((r) => h('option', { value: r.id }, r.name));
-    el.replaceChildren(...(sel === '#links-room' ? [] : [h('option', { value: '' }, 'All rooms')]), ...opts);
+    el.replaceChildren(...(sel === '#links-room' ? [] : [h('option', { value: '' }, t('admin.all_rooms'))]), ...opts);
     el.value = keep || el.options[0]?.value || '';
   }
 }
 
 function renderPhysicianChoices(selected = []) {
   const fs = $('#room-physicians');
-  const docs = state.staff.filter((s) => (s.roles || []).includes('physician'));
-  fs.replaceChildren(h('legend', {}, 'Physicians'));
-  if (!docs.length) fs.append(h('p', { class: 'muted' }, 'Invite physicians under Staff first.'));
+  const docs = state.staff.filter((s) => (s.roles || []).includes('physician') && s.active !== false);
+  fs.replaceChildren(h('legend', {}, t('admin.col_physicians')));
+  if (!docs.length) fs.append(h('p', { class: 'muted' }, t('admin.no_physicians')));
   for (const d of docs) {
     fs.append(h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'physicians', value: d.id, checked: selected.includes(d.id) }), d.name || d.email));
   }
 }
 
 function editRoom(r) {
-  $('#room-form-h').textContent = `Edit ${r.name}`;
-  $('#room-save').textContent = 'Save room';
+  $('#room-form-h').textContent = t('admin.edit_room', { name: r.name });
+  $('#room-save').textContent = t('admin.save_room');
   $('#room-id').value = r.id;
   $('#room-name').value = r.name || '';
   $('#room-kind').value = r.kind || 'physician';
@@ -68,11 +70,22 @@ function editRoom(r) {
   $('#room-name').focus();
 }
 
+function relabelRoomForm() {
+  const editing = state.rooms.find((r) => r.id === $('#room-id').value);
+  $('#room-form-h').textContent = editing ? t('admin.edit_room', { name: editing.name }) : t('admin.new_room');
+  $('#room-save').textContent = editing ? t('admin.save_room') : t('admin.create_room');
+  const msg = $('#room-message');
+  // The default message follows the language until someone writes their own.
+  if (!editing && !msg.dataset.touched) msg.value = t('admin.room_message_default');
+}
+
 function resetRoomForm() {
   $('#room-form').reset();
   $('#room-id').value = '';
-  $('#room-form-h').textContent = 'New room';
-  $('#room-save').textContent = 'Create room';
+  delete $('#room-message').dataset.touched;
+  $('#room-form-h').textContent = t('admin.new_room');
+  $('#room-save').textContent = t('admin.create_room');
+  $('#room-message').value = t('admin.room_message_default');
   renderPhysicianChoices();
 }
 
@@ -90,33 +103,86 @@ async function saveRoom(ev) {
     invites_allowed: $('#room-invites').checked,
     opening_hours: $('#room-hours').value.trim() || null,
   };
-  if (!body.name) { $('#room-error').textContent = 'A room needs a name.'; return; }
+  if (!body.name) { $('#room-error').textContent = t('admin.room_needs_name'); return; }
   const id = $('#room-id').value;
   try {
     if (id) await api('PUT', `/api/rooms/${encodeURIComponent(id)}`, body);
     else await api('POST', '/api/rooms', body);
-    toast(id ? 'Room saved' : 'Room created');
+    toast(id ? t('admin.room_saved') : t('admin.room_created'));
     resetRoomForm();
     loadRooms();
   } catch (e) { $('#room-error').textContent = e.message; }
 }
 
 async function archiveRoom(r) {
-  if (!confirm(`Archive ${r.name}? Its links stop working.`)) return;
+  const ok = await confirmDialog({ title: t('admin.archive_title', { name: r.name }), text: t('admin.archive_text'), confirm: t('admin.archive'), danger: true });
+  if (ok === null) return;
   try { await api('DELETE', `/api/rooms/${encodeURIComponent(r.id)}`); loadRooms(); } catch (e) { toast(e.message); }
 }
 
 // --- staff ------------------------------------------------------------------------------
+/** pending: invited, no password yet; deactivated: cannot sign in; active otherwise. */
+const staffStatus = (s) => (s.active === false ? 'deactivated' : s.has_password === false ? 'pending' : 'active');
+
 async function loadStaff() {
-  try { state.staff = list(await api('GET', '/api/staff'), 'staff'); } catch (e) { toast(`Staff: ${e.message}`); }
-  $('#staff-body').replaceChildren(...state.staff.map((s) => h('tr', {},
-    h('td', {}, s.name), h('td', {}, s.email), h('td', {}, (s.roles || []).join(', '), s.active === false ? ' (deactivated)' : ''),
-    h('td', {}, h('button', { type: 'button', class: 'secondary small', onclick: () => resetStaff(s) }, `Password reset link for ${s.name}`)))));
+  try { state.staff = list(await api('GET', '/api/staff'), 'staff'); } catch (e) { toast(t('admin.failed', { what: t('admin.tab_staff'), message: e.message })); }
+  $('#staff-body').replaceChildren(...state.staff.map(staffRow));
 }
 
-function showUrl(url) {
+function staffRow(s) {
+  const status = staffStatus(s);
+  // An admin cannot remove their own admin role or deactivate themselves (the server
+  // refuses): not offered, said why.
+  const self = s.id === state.me;
+  const roleBox = (role) => h('label', { class: 'inline', title: self && role === 'admin' ? t('admin.own_admin') : undefined },
+    h('input', { type: 'checkbox', checked: (s.roles || []).includes(role), disabled: self && role === 'admin',
+      dataset: { staff: s.id, role }, onchange: () => saveRoles(s) }),
+    t(`staff.role_${role}`));
+  const actions = [];
+  if (status !== 'deactivated') {
+    actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => resetStaff(s) },
+      status === 'pending' ? t('admin.new_invitation', { name: s.name }) : t('admin.reset_link', { name: s.name })));
+    if (!self) actions.push(h('button', { type: 'button', class: 'danger small', onclick: () => setActive(s, false) }, t('admin.deactivate', { name: s.name })));
+  } else {
+    actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => setActive(s, true) }, t('admin.reactivate', { name: s.name })));
+  }
+  return h('tr', { dataset: { staff: s.id, status } },
+    h('th', { scope: 'row' }, s.name), h('td', {}, s.email),
+    h('td', {}, roleBox('physician'), roleBox('admin')),
+    h('td', {}, h('span', { class: `status-${status}` }, t(`admin.status_${status}`))),
+    h('td', {}, h('div', { class: 'row' }, actions)));
+}
+
+async function saveRoles(s) {
+  $('#staff-error-table').textContent = '';
+  const roles = $$(`#staff-body input[data-staff="${s.id}"]:checked`).map((c) => c.dataset.role);
+  try {
+    await api('PATCH', `/api/staff/${encodeURIComponent(s.id)}`, { roles });
+    toast(t('admin.roles_saved', { name: s.name }));
+  } catch (e) { $('#staff-error-table').textContent = t('admin.staff_failed', { name: s.name, message: e.message }); }
+  loadStaff();
+}
+
+async function setActive(s, active) {
+  $('#staff-error-table').textContent = '';
+  if (!active) {
+    const ok = await confirmDialog({ title: t('admin.deactivate_title', { name: s.name }), text: t('admin.deactivate_text'), confirm: t('admin.deactivate_confirm'), danger: true });
+    if (ok === null) return;
+  }
+  try {
+    await api('PATCH', `/api/staff/${encodeURIComponent(s.id)}`, { active });
+    toast(active ? t('admin.reactivated', { name: s.name }) : t('admin.deactivated', { name: s.name }));
+  } catch (e) { $('#staff-error-table').textContent = t('admin.staff_failed', { name: s.name, message: e.message }); }
+  loadStaff();
+}
+
+/** A one-time set-up link with what it is for, a copy button and when it stops working. */
+function showUrl(url, forText, expiresAt) {
   $('#staff-url').textContent = url?.startsWith('http') ? url : new URL(url, location.origin).href;
+  $('#staff-out-for').textContent = forText;
+  $('#staff-expiry').textContent = `${expiryText(expiresAt)} ${t('link.once')}`;
   $('#staff-out').hidden = false;
+  $('#staff-copy').focus();
 }
 
 async function inviteStaff(ev) {
@@ -131,7 +197,7 @@ async function inviteStaff(ev) {
   if (langs.length) body.languages = langs;
   try {
     const res = await api('POST', '/api/staff', body);
-    showUrl(res.invitation_url);
+    showUrl(res.invitation_url, t('admin.invitation_for', { name: body.name, email: body.email }), res.expires_at);
     $('#staff-form').reset();
     loadStaff();
   } catch (e) { $('#staff-error').textContent = e.message; }
@@ -140,7 +206,7 @@ async function inviteStaff(ev) {
 async function resetStaff(s) {
   try {
     const res = await api('POST', `/api/staff/${encodeURIComponent(s.id)}/reset`);
-    showUrl(res.invitation_url || res.reset_url || res.url);
+    showUrl(res.reset_url, t('admin.reset_for', { name: s.name, email: s.email }), res.expires_at);
   } catch (e) { toast(e.message); }
 }
 
@@ -151,25 +217,34 @@ async function loadLinks() {
   try {
     const links = list(await api('GET', `/api/links?room=${encodeURIComponent($('#links-room').value)}`), 'links');
     $('#links-body').replaceChildren(...links.map((l) => {
-      const status = l.revoked || l.revoked_at ? 'Revoked' : l.used || l.used_at ? 'Used' : ms(l.expires_at) && ms(l.expires_at) < Date.now() ? 'Expired' : 'Open';
-      return h('tr', {}, h('td', {}, l.patient_name || (l.kind === 'guest' ? 'Guest' : '—')), h('td', {}, time(ms(l.created_at))), h('td', {}, time(ms(l.expires_at))), h('td', {}, status),
-        h('td', {}, status === 'Open' || status === 'Used' ? h('button', { type: 'button', class: 'danger small', onclick: async () => { await api('DELETE', `/api/links/${encodeURIComponent(l.id)}`).catch((e) => toast(e.message)); loadLinks(); } }, 'Revoke') : ''));
+      const status = l.revoked ? 'revoked' : l.used ? 'used' : l.expired || (ms(l.expires_at) && ms(l.expires_at) < Date.now()) ? 'expired' : 'open';
+      const who = l.patient_name || (l.kind === 'guest' ? t('admin.guest') : '—');
+      return h('tr', { dataset: { link: l.id, status } }, h('td', {}, who), h('td', {}, time(ms(l.created_at))), h('td', {}, time(ms(l.expires_at))), h('td', {}, t(`admin.link_${status}`)),
+        h('td', {}, status === 'open' || status === 'used' ? h('button', { type: 'button', class: 'danger small', onclick: () => revokeLink(l, who) }, t('admin.revoke')) : ''));
     }));
-    if (!links.length) $('#links-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No links for this room.')));
-  } catch (e) { toast(`Links: ${e.message}`); }
+    if (!links.length) $('#links-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, t('admin.no_links'))));
+  } catch (e) { toast(t('admin.failed', { what: t('admin.tab_links'), message: e.message })); }
+}
+
+async function revokeLink(l, who) {
+  const ok = await confirmDialog({ title: t('admin.revoke_title', { name: who }), text: t('admin.revoke_text'), confirm: t('admin.revoke'), danger: true });
+  if (ok === null) return;
+  try { await api('DELETE', `/api/links/${encodeURIComponent(l.id)}`); toast(t('admin.revoked')); } catch (e) { toast(e.message); }
+  loadLinks();
 }
 
 async function mintLink(ev) {
   ev.preventDefault();
   $('#link-error').textContent = '';
   const room = $('#links-room').value;
-  if (!room) { $('#link-error').textContent = 'Choose a room first.'; return; }
+  if (!room) { $('#link-error').textContent = t('admin.choose_room'); return; }
   const body = { room };
   for (const [k, v] of new FormData(ev.target).entries()) if (String(v).trim()) body[k] = String(v).trim();
   try {
     const link = await api('POST', '/api/links', body);
     $('#link-url').textContent = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
     $('#link-for').textContent = linkSummary(body, $('#links-room').selectedOptions[0]?.textContent);
+    $('#link-expiry').textContent = expiryText(link.expires_at);
     $('#link-out').hidden = false;
     ev.target.reset();
     loadLinks();
@@ -181,8 +256,8 @@ async function loadEmergencies() {
     const rows = list(await api('GET', '/api/emergency-access'), 'emergency');
     $('#emergency-body').replaceChildren(...rows.map((g) => h('tr', {},
       h('td', {}, time(ms(g.at))), h('td', {}, g.staff_name || g.staff), h('td', {}, g.room_name || g.room), h('td', {}, h('code', {}, g.visit)), h('td', {}, g.reason))));
-    if (!rows.length) $('#emergency-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'None.')));
-  } catch (e) { toast(`Emergency accesses: ${e.message}`); }
+    if (!rows.length) $('#emergency-body').append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, t('admin.none'))));
+  } catch (e) { toast(t('admin.failed', { what: t('admin.emergency_heading'), message: e.message })); }
 }
 
 // --- visits and experience --------------------------------------------------------------
@@ -198,8 +273,8 @@ function query(form) {
 }
 
 /** A visit's outcome as a person says it ("no_show" → "No show"); an unknown code as it came. */
-const OUTCOMES = { waiting: 'Waiting', admitted: 'Admitted', in_call: 'In call', ended: 'Seen', denied: 'Turned away', left: 'Left before being seen', no_show: 'No show' };
-const outcomeText = (code) => (code ? OUTCOMES[code] || String(code).replace(/_/g, ' ') : '—');
+const OUTCOMES = ['waiting', 'admitted', 'in_call', 'ended', 'denied', 'left', 'no_show'];
+const outcomeText = (code) => (code ? (OUTCOMES.includes(code) ? t(`outcome.${code}`) : String(code).replace(/_/g, ' ')) : '—');
 
 async function loadVisits() {
   if (!state.rooms.length) await loadRooms();
@@ -212,8 +287,8 @@ async function loadVisits() {
       h('td', {}, time(ms(v.started_at || v.created_at || v.waiting_since))), h('td', {}, roomName(v.room)),
       h('td', {}, v.physician_name || v.physician || '—'), h('td', { dataset: { outcome: v.outcome || v.state || '' } }, outcomeText(v.outcome || v.state)),
       h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs ?? v.duration_secs)))));
-    if (!visits.length) $('#visits-body').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No visits in this period.')));
-  } catch (e) { toast(`Visits: ${e.message}`); }
+    if (!visits.length) $('#visits-body').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, t('admin.no_visits'))));
+  } catch (e) { toast(t('admin.failed', { what: t('admin.tab_visits'), message: e.message })); }
 }
 
 async function loadExperience() {
@@ -224,17 +299,17 @@ async function loadExperience() {
     const fig = (label, value) => h('div', { class: 'figure' }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
     const pct = (v) => (v === null || v === undefined ? '–' : `${Math.round(v * (v <= 1 ? 100 : 1))}%`);
     $('#exp-figures').replaceChildren(
-      fig('NPS', x.nps === null || x.nps === undefined ? '–' : String(Math.round(x.nps))),
-      fig('Survey answers', String(x.answers ?? 0)), fig('Visits', String(x.visits ?? 0)),
-      fig('Median wait', duration(x.median_wait_secs)), fig('90th percentile wait', duration(x.p90_wait_secs)),
-      fig('No-show rate', pct(x.no_show_rate)));
+      fig(t('fig.nps'), x.nps === null || x.nps === undefined ? '–' : String(Math.round(x.nps))),
+      fig(t('fig.answers'), String(x.answers ?? 0)), fig(t('fig.visits'), String(x.visits ?? 0)),
+      fig(t('fig.median_wait'), duration(x.median_wait_secs)), fig(t('fig.p90_wait'), duration(x.p90_wait_secs)),
+      fig(t('fig.no_show_rate'), pct(x.no_show_rate)));
     $('#exp-nps').replaceChildren(npsGauge(typeof x.nps === 'number' ? x.nps : null));
     $('#exp-bars').replaceChildren(bars([
-      { label: 'Promoters (9–10)', value: x.promoters || 0, color: '#176b2c' },
-      { label: 'Passives (7–8)', value: x.passives || 0, color: '#8a4b00' },
-      { label: 'Detractors (0–6)', value: x.detractors || 0, color: '#b3261e' },
-    ], { label: `Promoters ${x.promoters || 0}, passives ${x.passives || 0}, detractors ${x.detractors || 0}` }));
-  } catch (e) { toast(`Experience: ${e.message}`); }
+      { label: t('fig.promoters'), value: x.promoters || 0, color: '#176b2c' },
+      { label: t('fig.passives'), value: x.passives || 0, color: '#8a4b00' },
+      { label: t('fig.detractors'), value: x.detractors || 0, color: '#b3261e' },
+    ], { label: t('fig.nps_label', { promoters: x.promoters || 0, passives: x.passives || 0, detractors: x.detractors || 0 }) }));
+  } catch (e) { toast(t('admin.failed', { what: t('admin.tab_experience'), message: e.message })); }
 }
 
 document.addEventListener('DOMContentLoaded', async () => {
@@ -251,11 +326,17 @@ document.addEventListener('DOMContentLoaded', async () => {
   });
   $('#room-form').addEventListener('submit', saveRoom);
   $('#room-reset').addEventListener('click', resetRoomForm);
+  $('#room-message').addEventListener('input', (e) => { e.target.dataset.touched = '1'; });
   $('#staff-form').addEventListener('submit', inviteStaff);
   $('#links-room').addEventListener('change', loadLinks);
   $('#link-form').addEventListener('submit', mintLink);
   $('#visits-form').addEventListener('submit', (e) => { e.preventDefault(); loadVisits(); });
   $('#exp-form').addEventListener('submit', (e) => { e.preventDefault(); loadExperience(); });
-  await requireStaff('admin');
+  $('#staff-copy').addEventListener('click', async () => toast(await copy($('#staff-url').textContent, $('#staff-url')) ? t('staff.copied') : t('staff.copy_by_hand')));
+  $('#link-copy').addEventListener('click', async () => toast(await copy($('#link-url').textContent, $('#link-url')) ? t('staff.copied') : t('staff.copy_by_hand')));
+  // The language changed: what the script wrote is written again (the open tab reloads).
+  await staffLang(() => { relabelRoomForm(); selectTab($('[role=tab][aria-selected=true]')); });
+  relabelRoomForm();
+  state.me = (await requireStaff('admin'))?.staff?.id || null;
   loadRooms();
 });

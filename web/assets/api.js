@@ -4,6 +4,8 @@
 // sign-in (kept in sessionStorage). The staff token itself is never kept: a script injected
 // into a page could read anything stored, and the cookie is out of its reach.
 
+import { t } from './i18n.js';
+
 export class ApiError extends Error {
   constructor(status, code, message, body = null) {
     super(message || code || `HTTP ${status}`);
@@ -42,7 +44,7 @@ export async function api(method, path, body, { bearer } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
+    throw new ApiError(0, 'network', t('error.network'));
   }
   const text = await res.text();
   let data = null;

@@ -268,14 +268,22 @@ function candidateInit(c) {
   return out;
 }
 
-/** Camera and microphone; falls back to microphone only, then to nothing. */
+/**
+ * Camera and microphone; falls back to microphone only, then to nothing. The devices
+ * chosen in a picker before (on this browser) are preferred, not required: a camera that
+ * was unplugged since falls back to the default one.
+ */
 export async function getLocalMedia(facingMode) {
-  const video = facingMode ? { facingMode, width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 1280 }, height: { ideal: 720 } };
+  const chosen = chosenDevices();
+  const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+  if (facingMode) video.facingMode = facingMode;
+  else if (chosen.videoinput) video.deviceId = { ideal: chosen.videoinput };
+  const audio = chosen.audioinput ? { deviceId: { ideal: chosen.audioinput } } : true;
   try {
-    return { stream: await navigator.mediaDevices.getUserMedia({ audio: true, video }), error: null };
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio, video }), error: null };
   } catch (e) {
     try {
-      return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), error: e };
+      return { stream: await navigator.mediaDevices.getUserMedia({ audio }), error: e };
     } catch (e2) {
       return { stream: null, error: e2 };
     }
@@ -431,4 +439,200 @@ export function tileBadges(tile, media, text) {
     .filter(([off]) => off)
     .map(([, cls, label]) => Object.assign(document.createElement('span'), { className: `tile-badge ${cls}`, textContent: label }));
   box.replaceChildren(...items);
+}
+
+// --- device pickers and screen sharing ----------------------------------------------------
+
+const DEVICES_KEY = 'examroom.devices';
+/** The devices picked before on this browser: { videoinput, audioinput, audiooutput } ids. */
+export function chosenDevices() {
+  try { return JSON.parse(localStorage.getItem(DEVICES_KEY)) || {}; } catch { return {}; }
+}
+function remember(kind, id) {
+  try { localStorage.setItem(DEVICES_KEY, JSON.stringify({ ...chosenDevices(), [kind]: id })); } catch { /* this visit only */ }
+}
+
+const canPickSpeaker = () => typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
+
+/**
+ * Camera, microphone and speaker pickers in `root`, filled from enumerateDevices and kept
+ * current when devices come and go. Picking a camera or microphone opens that device and
+ * hands `onStream(stream)` a stream with the new track in place of the old (muted or camera
+ * off stays so); the page passes it to `Mesh.setLocalStream`, whose replaceTrack swaps it on
+ * every peer without renegotiating. Picking a speaker sets the output of every element
+ * `mediaElements()` returns (where the browser can: `setSinkId`). Choices are remembered.
+ * `text`: { camera, microphone, speaker, unnamed(kind, n) } in the page's language.
+ * Returns { refresh(), applySpeaker(el) }.
+ */
+export function devicePickers(root, { id, text, getStream, onStream, mediaElements = () => [] }) {
+  const kinds = [['videoinput', text.camera], ['audioinput', text.microphone], ['audiooutput', text.speaker]];
+  const selects = {};
+  const wraps = {};
+  root.replaceChildren();
+  for (const [kind, label] of kinds) {
+    const sel = document.createElement('select');
+    sel.id = `${id}-${kind}`;
+    sel.dataset.kind = kind;
+    const lab = Object.assign(document.createElement('label'), { htmlFor: sel.id, textContent: label });
+    const wrap = document.createElement('div');
+    wrap.className = 'device-picker';
+    wrap.hidden = true;
+    wrap.append(lab, sel);
+    root.append(wrap);
+    selects[kind] = sel;
+    wraps[kind] = wrap;
+    sel.addEventListener('change', () => pick(kind, sel.value));
+  }
+
+  async function refresh() {
+    let all = [];
+    try { all = await navigator.mediaDevices.enumerateDevices(); } catch { /* none to offer */ }
+    const stream = getStream();
+    const current = {
+      videoinput: stream?.getVideoTracks()[0]?.getSettings().deviceId,
+      audioinput: stream?.getAudioTracks()[0]?.getSettings().deviceId,
+      audiooutput: chosenDevices().audiooutput,
+    };
+    for (const [kind] of kinds) {
+      // "default" and "communications" are aliases of a listed device: leave them out.
+      const list = all.filter((d) => d.kind === kind && d.deviceId && !['default', 'communications'].includes(d.deviceId));
+      const sel = selects[kind];
+      sel.replaceChildren(...list.map((d, i) => Object.assign(document.createElement('option'), { value: d.deviceId, textContent: d.label || text.unnamed(kind, i + 1) })));
+      if (current[kind] && list.some((d) => d.deviceId === current[kind])) sel.value = current[kind];
+      // Nothing to choose between, or no way to choose (speaker without setSinkId): no picker.
+      wraps[kind].hidden = list.length < 1 || (kind === 'audiooutput' && !canPickSpeaker()) || (kind !== 'audiooutput' && !current[kind]);
+    }
+  }
+
+  async function applySpeaker(el) {
+    const sink = chosenDevices().audiooutput;
+    if (sink && canPickSpeaker() && el.sinkId !== sink) await el.setSinkId(sink).catch(() => {});
+  }
+
+  async function pick(kind, deviceId) {
+    remember(kind, deviceId);
+    if (kind === 'audiooutput') {
+      for (const el of mediaElements()) await applySpeaker(el);
+      return;
+    }
+    const old = getStream();
+    const media = kind === 'videoinput' ? 'video' : 'audio';
+    const oldTrack = old?.getTracks().find((t) => t.kind === media);
+    const constraints = media === 'video' ? { deviceId: { exact: deviceId }, width: { ideal: 1280 }, height: { ideal: 720 } } : { deviceId: { exact: deviceId } };
+    let fresh;
+    try {
+      fresh = (await navigator.mediaDevices.getUserMedia({ [media]: constraints })).getTracks()[0];
+    } catch {
+      refresh();
+      return;
+    }
+    if (oldTrack) fresh.enabled = oldTrack.enabled;
+    const next = new MediaStream([...(old?.getTracks() || []).filter((t) => t.kind !== media), fresh]);
+    oldTrack?.stop();
+    onStream(next);
+    refresh();
+  }
+
+  navigator.mediaDevices?.addEventListener?.('devicechange', refresh);
+  refresh();
+  return { refresh, applySpeaker };
+}
+
+/**
+ * Share the screen in place of the camera: every peer's video sender gets the screen's
+ * track (replaceTrack); `onEnd()` runs when sharing stops, from `stop()` or the browser's
+ * own "Stop sharing". Resolves with { track, stop() }, or null when the person cancelled.
+ */
+export async function shareScreen(mesh, cameraStream, onEnd) {
+  let screen;
+  try {
+    screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch {
+    return null;
+  }
+  const track = screen.getVideoTracks()[0];
+  const shared = new MediaStream([...(cameraStream?.getAudioTracks() || []), track]);
+  mesh.setLocalStream(shared);
+  mesh.setMediaState({ audio: !!cameraStream?.getAudioTracks().some((t) => t.enabled), video: true });
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    track.stop();
+    mesh.setLocalStream(cameraStream);
+    onEnd?.();
+  };
+  track.addEventListener('ended', stop);
+  return { track, stream: shared, stop };
+}
+
+// --- the call view: what both pages show of a call --------------------------------------
+
+/**
+ * The parts of the call page the patient's and the physician's pages share, on the same
+ * element ids in both (`#remotes`, `#stage-empty`, `#call-banner`, `#chat-log`): one video
+ * tile per remote participant with its "Camera off" / "Muted" badges, the banner over the
+ * stage, and the chat log. `text()` gives { cameraOff, muted, videoOf(name) } in the page's
+ * language; `onTile(video)` runs for each remote video (the speaker picker).
+ */
+export class CallView {
+  constructor({ text, onTile = () => {} }) {
+    this.text = text;
+    this.onTile = onTile;
+    this.media = new Map();
+  }
+
+  /** A participant's stream: their tile, made the first time. */
+  addRemote(id, stream, name = '') {
+    let box = document.getElementById(`remote-${id}`);
+    if (!box) {
+      const video = Object.assign(document.createElement('video'), { autoplay: true, playsInline: true });
+      video.setAttribute('playsinline', '');
+      video.setAttribute('aria-label', this.text().videoOf(name));
+      const who = Object.assign(document.createElement('span'), { className: 'who', textContent: name });
+      box = Object.assign(document.createElement('div'), { className: 'remote', id: `remote-${id}` });
+      box.append(video, who);
+      document.getElementById('remotes').append(box);
+      tileBadges(box, this.media.get(id) || { audio: true, video: true }, this.text());
+    }
+    const v = box.querySelector('video');
+    if (v.srcObject !== stream) v.srcObject = stream;
+    this.onTile(v);
+    v.play?.().catch(() => {});
+    document.getElementById('stage-empty').hidden = true;
+  }
+
+  removeRemote(id) {
+    document.getElementById(`remote-${id}`)?.remove();
+  }
+
+  clearRemotes() {
+    document.getElementById('remotes').replaceChildren();
+    document.getElementById('stage-empty').hidden = false;
+  }
+
+  /** A participant's microphone/camera went on or off (`media_state`). */
+  mediaState(id, media) {
+    this.media.set(id, media);
+    tileBadges(document.getElementById(`remote-${id}`), media, this.text());
+  }
+
+  /** The language changed: the badges again. */
+  relabel() {
+    for (const [id, media] of this.media) tileBadges(document.getElementById(`remote-${id}`), media, this.text());
+  }
+
+  banner(text) {
+    const el = document.getElementById('call-banner');
+    el.hidden = !text;
+    if (text) el.textContent = text;
+  }
+
+  chatLine(from, text) {
+    const li = document.createElement('li');
+    if (from) li.append(Object.assign(document.createElement('span'), { className: 'from', textContent: `${from}: ` }));
+    li.append(document.createTextNode(text));
+    document.getElementById('chat-log').append(li);
+    li.scrollIntoView({ block: 'nearest' });
+  }
 }

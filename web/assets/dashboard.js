@@ -1,16 +1,24 @@
 // The physician dashboard: live queues, admit/message/deny, join links, the call with the
 // patient-record panel beside the video, and the physician's own figures.
 
-import { $, h, toast, duration, copy, formData, linkSummary } from './ui.js';
+import { $, h, toast, duration, copy, formData, linkSummary, expiryText } from './ui.js';
 import { api } from './api.js';
+import { t, tn, staffLang } from './i18n.js';
+import { confirmDialog } from './dialog.js';
 import { requireStaff } from './staff.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, mediaOf, tileBadges } from './call.js';
+import { Mesh, CallView, getLocalMedia, mediaOf, tileBadges, devicePickers, shareScreen } from './call.js';
 import { openRecord, closeRecord } from './record.js';
 
-const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map(), remoteMedia: new Map() };
+const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map() };
+const view = new CallView({
+  text: () => ({ cameraOff: t('dash.badge_camera_off'), muted: t('dash.badge_muted'), videoOf: (name) => t('dash.video_of', { name }) }),
+  onTile: (video) => state.pickers?.applySpeaker(video),
+});
 
 async function main() {
+  await staffLang(relabel);
+  relabel();
   state.session = await requireStaff('physician');
   $('#availability-wrap').hidden = false;
   $('#chime').hidden = false;
@@ -28,7 +36,7 @@ async function loadRooms() {
     const res = await api('GET', '/api/my/rooms');
     for (const r of res?.rooms || res || []) state.rooms.set(r.id, r);
   } catch (e) {
-    toast(`Could not load your rooms: ${e.message}`);
+    toast(t('dash.rooms_failed', { message: e.message }));
   }
   renderRoomSelect();
   renderQueues();
@@ -47,25 +55,23 @@ function connect() {
   // No token: the HttpOnly session cookie comes with the WebSocket upgrade.
   const signal = new Signal(() => undefined, {
     onState: (s) => {
-      $('#conn').textContent = s === 'connected' ? 'Live' : s === 'connecting' ? 'Connecting…' : 'Reconnecting…';
+      state.conn = s;
+      renderConn();
       $('#conn').className = `badge ${s === 'connected' ? 'ok' : 'warn'}`;
-      if (state.visit) { $('#call-banner').hidden = s === 'connected'; $('#call-banner').textContent = 'Reconnecting…'; }
+      if (state.visit) { $('#call-banner').hidden = s === 'connected'; $('#call-banner').textContent = t('dash.reconnecting'); }
     },
-    onFatal: (code, message) => { toast(`Disconnected: ${message || code}`); if (code === 'unauthenticated' || code === 'token_expired') location.reload(); },
+    onFatal: (code, message) => { toast(t('dash.disconnected', { message: message || code })); if (code === 'unauthenticated' || code === 'token_expired') location.reload(); },
     canResume: () => state.mesh && state.mesh.peers.size > 0,
   });
   state.signal = signal;
   state.mesh = new Mesh(signal, {
-    onRemote: addRemote,
-    onRemoved: (id) => document.getElementById(`remote-${id}`)?.remove(),
-    onMediaState: (id, media) => {
-      state.remoteMedia.set(id, media);
-      tileBadges(document.getElementById(`remote-${id}`), media, BADGES);
-    },
+    onRemote: (id, stream, info) => view.addRemote(id, stream, info?.name || state.names.get(id) || ''),
+    onRemoved: (id) => view.removeRemote(id),
+    onMediaState: (id, media) => view.mediaState(id, media),
     onState: (id, s) => {
-      const name = state.names.get(id) || 'The patient';
-      if (s === 'reconnecting') banner(`${name} is reconnecting…`);
-      else if (s === 'connected' || s === 'completed') banner(null);
+      const name = state.names.get(id) || t('dash.the_patient');
+      if (s === 'reconnecting') view.banner(t('dash.peer_reconnecting', { name }));
+      else if (s === 'connected' || s === 'completed') view.banner(null);
     },
   });
   signal.on('welcome', (m) => {
@@ -88,10 +94,10 @@ function connect() {
   signal.on('walk_in_offer', walkInOffer);
   signal.on('walk_in_withdrawn', (m) => document.getElementById(`offer-${m.visit}`)?.remove());
   signal.on('admitted', (m) => enterVisit(m));
-  signal.on('peer_joined', (m) => { state.names.set(m.peer.participant, m.peer.name); toast(`${m.peer.name} joined`); });
-  signal.on('peer_left', (m) => toast(`${state.names.get(m.participant) || 'A participant'} left`));
-  signal.on('visit_ended', () => leaveVisit('The visit has ended.'));
-  signal.on('chat', (m) => chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('peer_joined', (m) => { state.names.set(m.peer.participant, m.peer.name); toast(t('dash.peer_joined', { name: m.peer.name })); });
+  signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
+  signal.on('visit_ended', () => leaveVisit(t('dash.visit_ended')));
+  signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
   signal.on('error', (m) => { if (!['rate_limited'].includes(m.code)) toast(m.message || m.code); });
   signal.connect();
 }
@@ -132,28 +138,28 @@ function renderQueues() {
   // What the physician was typing to a waiting patient survives the re-render.
   const typed = [...document.querySelectorAll('input[data-message-to]')].map((i) => [i.id, i.value]).filter(([, v]) => v);
   root.replaceChildren();
-  if (!state.rooms.size) root.append(h('p', { class: 'notice warn' }, 'You are not assigned to any room yet. Ask an admin to add you to one.'));
+  if (!state.rooms.size) root.append(h('p', { class: 'notice warn' }, t('dash.no_rooms')));
   const side = [];
   let waiting = 0;
   for (const room of state.rooms.values()) {
     const entries = state.queues.get(room.id) || [];
     waiting += entries.length;
     const sec = h('section', { class: 'card', 'aria-labelledby': `q-${room.id}` },
-      h('h2', { id: `q-${room.id}` }, `${room.name || room.id} `, h('span', { class: 'badge muted' }, `${entries.length} waiting`)));
-    if (!entries.length) sec.append(h('p', { class: 'muted' }, 'Nobody is waiting.'));
-    const list = h('ul', { class: 'queue', 'aria-label': `Waiting in ${room.name || room.id}` });
+      h('h2', { id: `q-${room.id}` }, `${room.name || room.id} `, h('span', { class: 'badge muted' }, tn('dash.n_waiting', entries.length))));
+    if (!entries.length) sec.append(h('p', { class: 'muted' }, t('dash.nobody_waiting')));
+    const list = h('ul', { class: 'queue', 'aria-label': t('dash.waiting_in', { room: room.name || room.id }) });
     for (const e of entries) list.append(queueEntry(room, e));
     sec.append(list);
     root.append(sec);
     // Beside the call: who waits, and a way to message them (admitting means leaving this call).
     if (entries.length) {
       side.push(h('h3', { class: 'side-room' }, room.name || room.id),
-        h('ul', { class: 'side-queue', 'aria-label': `Waiting in ${room.name || room.id}` }, entries.map((e) => queueEntry(room, e, 'cq-'))));
+        h('ul', { class: 'side-queue', 'aria-label': t('dash.waiting_in', { room: room.name || room.id }) }, entries.map((e) => queueEntry(room, e, 'cq-'))));
     }
   }
-  $('#call-queue-list').replaceChildren(...(side.length ? side : [h('p', { class: 'muted' }, 'Nobody is waiting.')]));
-  $('#call-queue-count').textContent = `${waiting} waiting`;
-  document.title = `${waiting ? `(${waiting}) ` : ''}Dashboard · examroom`;
+  $('#call-queue-list').replaceChildren(...(side.length ? side : [h('p', { class: 'muted' }, t('dash.nobody_waiting'))]));
+  $('#call-queue-count').textContent = tn('dash.n_waiting', waiting);
+  document.title = `${waiting ? `(${waiting}) ` : ''}${t('dash.title')}`;
   for (const [id, value] of typed) { const el = document.getElementById(id); if (el) el.value = value; }
   if (focusId) document.getElementById(focusId)?.focus();
 }
@@ -164,7 +170,7 @@ function clockDuration(secs) {
   const mm = String(Math.floor((s % 3600) / 60)); const ss = String(s % 60).padStart(2, '0');
   return s >= 3600 ? `${Math.floor(s / 3600)}:${mm.padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
 }
-const waitText = (since) => `Waiting ${clockDuration((Date.now() - since) / 1000)}`;
+const waitText = (since) => t('dash.waiting_for', { time: clockDuration((Date.now() - since) / 1000) });
 function tickWaits() {
   for (const el of document.querySelectorAll('.wait[data-since]')) el.textContent = waitText(Number(el.dataset.since));
 }
@@ -183,7 +189,7 @@ function arrivals(room, entries) {
   // No patient name: a desktop notification can be read by anyone passing the screen.
   if ('Notification' in window && Notification.permission === 'granted') {
     try {
-      new Notification('Patient waiting', { body: `${fresh.length === 1 ? 'A patient is' : `${fresh.length} patients are`} waiting in ${room.name || 'your room'}.`, tag: `examroom-${room.id}` });
+      new Notification(t('dash.note_title'), { body: tn('dash.note_body', fresh.length, { room: room.name || t('dash.your_room') }), tag: `examroom-${room.id}` });
     } catch { /* some browsers allow notifications only from a service worker */ }
   }
 }
@@ -212,7 +218,7 @@ function chime() {
 function renderChime() {
   const on = chimeOn();
   $('#chime').setAttribute('aria-pressed', String(on));
-  $('#chime').textContent = on ? 'Arrival sound on' : 'Arrival sound off';
+  $('#chime').textContent = on ? t('dash.chime_on') : t('dash.chime_off');
 }
 
 function renderNotify() {
@@ -221,49 +227,55 @@ function renderNotify() {
 
 /** One waiting patient; `prefix` keeps ids apart in the list beside the call (no admit there). */
 function queueEntry(room, e, prefix = '') {
-  const device = e.device_ok === true ? h('span', { class: 'badge ok' }, `✓ ${e.device_summary || 'devices ok'}`)
-    : e.device_ok === false ? h('span', { class: 'badge bad' }, `✗ ${e.device_summary || 'device problem'}`)
-      : h('span', { class: 'badge muted' }, 'checking devices');
+  const device = e.device_ok === true ? h('span', { class: 'badge ok' }, `✓ ${e.device_summary || t('dash.devices_ok')}`)
+    : e.device_ok === false ? h('span', { class: 'badge bad' }, `✗ ${e.device_summary || t('dash.device_problem')}`)
+      : h('span', { class: 'badge muted' }, t('dash.checking_devices'));
   const msgId = `${prefix}msg-${e.visit}`;
   const side = prefix !== '';
   return h('li', { dataset: { visit: e.visit } },
     h('div', { class: 'row' },
-      h('span', { class: 'who' }, `${e.position}. ${e.name || 'Unnamed patient'}`),
-      otherLinkedName(e) ? h('span', { class: 'badge warn linked-name' }, `link made for ${otherLinkedName(e)}`) : null,
-      e.connected === false ? h('span', { class: 'badge warn' }, 'disconnected') : null,
+      h('span', { class: 'who' }, `${e.position}. ${e.name || t('dash.unnamed')}`),
+      otherLinkedName(e) ? h('span', { class: 'badge warn linked-name' }, t('dash.link_made_for', { name: otherLinkedName(e) })) : null,
+      e.connected === false ? h('span', { class: 'badge warn' }, t('dash.disconnected_badge')) : null,
       e.lang ? h('span', { class: 'badge muted' }, e.lang) : null),
     e.reason ? h('p', {}, e.reason) : null,
     h('p', { class: 'muted' }, h('span', { class: 'wait', dataset: { since: String(e.waiting_since) } }, waitText(e.waiting_since)), ' ', device),
     side ? null : h('div', { class: 'row' },
-      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => state.signal.send({ type: 'admit', room: room.id, visit: e.visit }) }, `Admit ${e.name || ''}`.trim()),
-      h('button', { type: 'button', class: 'secondary', id: `deny-${e.visit}`, onclick: () => deny(room, e) }, 'Deny')),
+      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => state.signal.send({ type: 'admit', room: room.id, visit: e.visit }) }, e.name ? t('dash.admit_name', { name: e.name }) : t('dash.admit')),
+      h('button', { type: 'button', class: 'secondary', id: `deny-${e.visit}`, onclick: () => deny(room, e) }, t('dash.deny'))),
     h('form', { class: 'row', onsubmit: (ev) => {
       ev.preventDefault();
       const input = document.getElementById(msgId);
       if (!input.value.trim()) return;
       state.signal.send({ type: 'message_patient', room: room.id, visit: e.visit, text: input.value.trim() });
       input.value = '';
-      toast('Message sent');
+      toast(t('dash.message_sent'));
     } },
-    h('label', { for: msgId, class: 'visually-hidden' }, `Message to ${e.name || 'the patient'}`),
-    h('input', { id: msgId, type: 'text', placeholder: 'e.g. running 5 minutes late', maxlength: 2000, class: 'grow', dataset: { messageTo: e.visit } }),
-    h('button', { type: 'submit', class: 'secondary small' }, 'Send message')));
+    h('label', { for: msgId, class: 'visually-hidden' }, t('dash.message_to', { name: e.name || t('dash.the_patient_lc') })),
+    h('input', { id: msgId, type: 'text', placeholder: t('dash.message_placeholder'), maxlength: 2000, class: 'grow', dataset: { messageTo: e.visit } }),
+    h('button', { type: 'submit', class: 'secondary small' }, t('dash.send_message'))));
 }
 
-function deny(room, e) {
-  const reason = prompt(`Turn ${e.name || 'this patient'} away? Optionally say why (the patient sees this):`, '');
-  if (reason === null) return;
+async function deny(room, e) {
+  const answer = await confirmDialog({
+    title: e.name ? t('dash.deny_title', { name: e.name }) : t('dash.deny_title_unnamed'),
+    text: t('dash.deny_text'),
+    input: t('dash.deny_reason'),
+    confirm: t('dash.deny_confirm'),
+    danger: true,
+  });
+  if (answer === null) return;
   const msg = { type: 'deny', room: room.id, visit: e.visit };
-  if (reason.trim()) msg.reason = reason.trim();
+  if (answer.trim()) msg.reason = answer.trim();
   state.signal.send(msg);
 }
 
 function walkInOffer(m) {
   const card = h('div', { class: 'notice warn', id: `offer-${m.visit}`, role: 'alert' },
-    h('strong', {}, `Walk-in patient: ${m.name || 'unnamed'}`), m.reason ? ` — ${m.reason}` : '',
+    h('strong', {}, t('dash.walk_in', { name: m.name || t('dash.unnamed') })), m.reason ? ` — ${m.reason}` : '',
     h('div', { class: 'row' },
-      h('button', { type: 'button', onclick: () => { state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, 'Accept'),
-      h('button', { type: 'button', class: 'secondary', onclick: () => { state.signal.send({ type: 'walk_in_pass', room: m.room, visit: m.visit }); card.remove(); } }, 'Pass')));
+      h('button', { type: 'button', onclick: () => { state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.accept')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => { state.signal.send({ type: 'walk_in_pass', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.pass'))));
   $('#walk-in-offers').append(card);
   setTimeout(() => card.remove(), Math.max(0, m.expires_at - Date.now()));
 }
@@ -281,15 +293,30 @@ async function enterVisit(m) {
   const known = state.patients.get(m.visit) || [];
   const given = known[0] || patient?.name;
   const linked = known.slice(1);
-  $('#visit-h').textContent = `Visit with ${given || m.peers.map((p) => p.name).join(', ') || 'patient'}${linked.length ? ` (link made for ${linked.join(', ')})` : ''}`;
+  state.heading = { given: given || m.peers.map((p) => p.name).join(', '), linked };
+  renderHeading();
   if (!state.local) {
     const { stream, error } = await getLocalMedia();
     state.local = stream;
-    if (error && !stream) toast('Camera and microphone are blocked: allow them in the browser to be seen and heard.');
+    if (error && !stream) toast(t('dash.media_blocked'));
   }
   state.mesh.setLocalStream(state.local);
   $('#self').srcObject = state.local;
   showOwnMedia();
+  state.pickers ||= devicePickers($('#device-pickers'), {
+    id: 'dev',
+    text: { camera: t('devices.camera'), microphone: t('devices.microphone'), speaker: t('devices.speaker'), unnamed: (kind, n) => t(`devices.unnamed_${kind}`, { n }) },
+    getStream: () => state.local,
+    onStream: (stream) => {
+      state.sharing?.stop();
+      state.local = stream;
+      state.mesh.setLocalStream(stream);
+      $('#self').srcObject = stream;
+      showOwnMedia();
+    },
+    mediaElements: () => [...document.querySelectorAll('#remotes video')],
+  });
+  state.pickers.refresh();
   state.mesh.admitted(m.peers);
   if (fresh) {
     $('#chat-log').replaceChildren();
@@ -299,9 +326,9 @@ async function enterVisit(m) {
 }
 
 function leaveVisit(text) {
+  state.sharing?.stop();
   state.mesh.closeAll();
-  $('#remotes').replaceChildren();
-  $('#stage-empty').hidden = false;
+  view.clearRemotes();
   state.visit = null;
   state.record = null;
   closeRecord($('#record'));
@@ -311,36 +338,11 @@ function leaveVisit(text) {
   figures();
 }
 
-function addRemote(id, stream, info) {
-  let box = document.getElementById(`remote-${id}`);
-  if (!box) {
-    const name = info?.name || state.names.get(id) || '';
-    box = h('div', { class: 'remote', id: `remote-${id}` }, h('video', { autoplay: true, playsinline: true, 'aria-label': `Video of ${name}` }), h('span', { class: 'who' }, name));
-    $('#remotes').append(box);
-    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, BADGES);
-  }
-  const v = box.querySelector('video');
-  if (v.srcObject !== stream) v.srcObject = stream;
-  v.play?.().catch(() => {});
-  $('#stage-empty').hidden = true;
-}
-
-function banner(text) {
-  $('#call-banner').hidden = !text;
-  if (text) $('#call-banner').textContent = text;
-}
-
-function chatLine(from, text) {
-  const li = h('li', {}, h('span', { class: 'from' }, `${from}: `), text);
-  $('#chat-log').append(li);
-  li.scrollIntoView({ block: 'nearest' });
-}
-
 async function qualityLoop() {
   if (state.visit) {
     const q = await state.mesh.quality();
     $('#quality').dataset.level = String(q.level);
-    $('#quality-text').textContent = `${['Connecting', 'Poor', 'Fair', 'Good'][q.level]}${q.rttMs !== null ? ` · ${q.rttMs} ms` : ''}${q.lossPct ? ` · ${q.lossPct}% loss` : ''}`;
+    $('#quality-text').textContent = `${t(`dash.quality_${q.level}`)}${q.rttMs !== null ? ` · ${q.rttMs} ms` : ''}${q.lossPct ? ` · ${t('dash.loss', { pct: q.lossPct })}` : ''}`;
   }
   setTimeout(qualityLoop, 2000);
 }
@@ -352,30 +354,83 @@ async function figures() {
     const x = await api('GET', `/api/experience?physician=${encodeURIComponent(state.session.staff.id)}&from=${encodeURIComponent(from)}`);
     const fig = (label, value) => h('div', { class: 'figure' }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
     root.replaceChildren(
-      fig('NPS', x.nps === null || x.nps === undefined ? '–' : String(Math.round(x.nps))),
-      fig('Survey answers', String(x.answers ?? 0)),
-      fig('Median wait', duration(x.median_wait_secs)),
-      fig('90th percentile wait', duration(x.p90_wait_secs)),
-      fig('Visits', String(x.visits ?? 0)));
+      fig(t('fig.nps'), x.nps === null || x.nps === undefined ? '–' : String(Math.round(x.nps))),
+      fig(t('fig.answers'), String(x.answers ?? 0)),
+      fig(t('fig.median_wait'), duration(x.median_wait_secs)),
+      fig(t('fig.p90_wait'), duration(x.p90_wait_secs)),
+      fig(t('fig.visits'), String(x.visits ?? 0)));
   } catch (e) {
-    root.replaceChildren(h('p', { class: 'muted' }, `Figures are not available (${e.message}).`));
+    root.replaceChildren(h('p', { class: 'muted' }, t('dash.figures_failed', { message: e.message })));
   }
 }
 
 // --- wiring -----------------------------------------------------------------------------
 
-function toggleTrack(kind, button, on, off) {
+function toggleTrack(kind, button) {
   const disable = button.getAttribute('aria-pressed') !== 'true';
   for (const tr of state.local?.getTracks().filter((x) => x.kind === kind) || []) tr.enabled = !disable;
   button.setAttribute('aria-pressed', String(disable));
-  button.textContent = disable ? off : on;
+  renderTrackButtons();
   showOwnMedia();
 }
 
-const BADGES = { cameraOff: 'Camera off', muted: 'Muted' };
+/** Screen sharing: the patient sees the screen in place of the camera until it stops. */
+async function toggleShare() {
+  if (state.sharing) { state.sharing.stop(); return; }
+  const sharing = await shareScreen(state.mesh, state.local, () => {
+    state.sharing = null;
+    $('#self').srcObject = state.local;
+    renderShare();
+    showOwnMedia();
+  });
+  if (!sharing) return;
+  state.sharing = sharing;
+  $('#self').srcObject = sharing.stream;
+  renderShare();
+  showOwnMedia();
+}
+
+function renderShare() {
+  $('#share').setAttribute('aria-pressed', String(!!state.sharing));
+  $('#share').textContent = state.sharing ? t('dash.share_stop') : t('dash.share');
+  $('.self-view').classList.toggle('sharing', !!state.sharing);
+}
+
+function renderTrackButtons() {
+  const off = (id) => $(id).getAttribute('aria-pressed') === 'true';
+  $('#mute').textContent = off('#mute') ? t('dash.unmute') : t('dash.mute');
+  $('#camera').textContent = off('#camera') ? t('dash.camera_on') : t('dash.camera_off');
+}
+
+function renderConn() {
+  const s = state.conn;
+  if (!s) return;
+  $('#conn').textContent = s === 'connected' ? t('dash.live') : s === 'connecting' ? t('dash.connecting') : t('dash.reconnecting');
+}
+
+function renderHeading() {
+  const { given, linked } = state.heading || {};
+  $('#visit-h').textContent = linked?.length
+    ? t('dash.visit_with_linked', { name: given || t('dash.the_patient_lc'), linked: linked.join(', ') })
+    : t('dash.visit_with', { name: given || t('dash.the_patient_lc') });
+}
+
+/** The language changed: everything this script wrote is written again. */
+function relabel() {
+  renderConn();
+  renderChime();
+  renderTrackButtons();
+  renderShare();
+  if (state.heading) renderHeading();
+  $('#quality-text').textContent = t('dash.quality_0');
+  if (state.session) { renderQueues(); figures(); showOwnMedia(); }
+  view.relabel();
+}
+
+const BADGES = { get cameraOff() { return t('dash.badge_camera_off'); }, get muted() { return t('dash.badge_muted'); } };
 /** Our own tile's badges, and the same news to the patient's page. */
 function showOwnMedia() {
-  const media = mediaOf(state.local);
+  const media = mediaOf(state.sharing?.stream || state.local);
   tileBadges($('.self-view'), media, BADGES);
   state.mesh?.setMediaState(media);
 }
@@ -399,6 +454,7 @@ document.addEventListener('DOMContentLoaded', () => {
       const url = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
       $('#link-url').textContent = url;
       $('#link-for').textContent = linkSummary(body, state.rooms.get(body.room)?.name);
+      $('#link-expiry').textContent = expiryText(link.expires_at);
       $('#link-out').hidden = false;
       // The next link starts empty: the last patient's name or record must not ride along.
       for (const id of ['#link-name', '#link-ref', '#link-reason']) $(id).value = '';
@@ -408,29 +464,33 @@ document.addEventListener('DOMContentLoaded', () => {
       $('#link-error').textContent = e.message;
     }
   });
-  $('#link-copy').addEventListener('click', async () => toast(await copy($('#link-url').textContent, $('#link-url')) ? 'Link copied' : 'Press Ctrl+C to copy'));
-  $('#invite-copy').addEventListener('click', async () => toast(await copy($('#invite-url').textContent, $('#invite-url')) ? 'Link copied' : 'Press Ctrl+C to copy'));
+  $('#link-copy').addEventListener('click', async () => toast(await copy($('#link-url').textContent, $('#link-url')) ? t('staff.copied') : t('staff.copy_by_hand')));
+  $('#invite-copy').addEventListener('click', async () => toast(await copy($('#invite-url').textContent, $('#invite-url')) ? t('staff.copied') : t('staff.copy_by_hand')));
   $('#invite').addEventListener('click', async () => {
     try {
       const link = await api('POST', '/api/links/guest', { room: state.room, visit: state.visit });
       $('#invite-url').textContent = link.url?.startsWith('http') ? link.url : new URL(link.url || `/join/${link.code}`, location.origin).href;
+      $('#invite-expiry').textContent = expiryText(link.expires_at);
       $('#invite-out').hidden = false;
-    } catch (e) { toast(`Could not create the invitation: ${e.message}`); }
+    } catch (e) { toast(t('dash.invite_failed', { message: e.message })); }
   });
   $('#send-back').addEventListener('click', () => {
     state.signal.send({ type: 'send_back', room: state.room, visit: state.visit });
-    leaveVisit('The patient is back in the waiting room.');
+    leaveVisit(t('dash.sent_back'));
   });
-  $('#end-visit').addEventListener('click', () => {
-    if (!confirm('End this visit for everyone?')) return;
+  $('#end-visit').addEventListener('click', async () => {
+    const ok = await confirmDialog({ title: t('dash.end_title'), text: t('dash.end_text'), confirm: t('dash.end_visit'), danger: true });
+    if (ok === null) return;
     state.signal.send({ type: 'end_visit', room: state.room, visit: state.visit });
   });
-  $('#mute').addEventListener('click', (e) => toggleTrack('audio', e.currentTarget, 'Mute', 'Unmute'));
-  $('#camera').addEventListener('click', (e) => toggleTrack('video', e.currentTarget, 'Camera off', 'Camera on'));
+  $('#share').addEventListener('click', toggleShare);
+  $('#share').hidden = !navigator.mediaDevices?.getDisplayMedia;
+  $('#mute').addEventListener('click', (e) => toggleTrack('audio', e.currentTarget));
+  $('#camera').addEventListener('click', (e) => toggleTrack('video', e.currentTarget));
   $('#chat-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('#chat-input').value.trim();
-    if (text && state.signal.send({ type: 'chat', text })) { chatLine('You', text); $('#chat-input').value = ''; }
+    if (text && state.signal.send({ type: 'chat', text })) { view.chatLine(t('dash.you'), text); $('#chat-input').value = ''; }
   });
   main();
 });

@@ -5,17 +5,22 @@
 
 import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
-import { t, setLang, pickLang, apply } from './i18n.js';
+import { t, tn, setLang, pickLang, apply } from './i18n.js';
 import { Signal } from './signal.js';
-import { Mesh, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges } from './call.js';
+import { Mesh, CallView, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges, devicePickers } from './call.js';
+import { confirmDialog } from './dialog.js';
 
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const storeKey = `examroom.join.${code}`;
 const state = {
   join: null, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
   signal: null, mesh: null, names: new Map(), stopMeter: null, check: null, roomStatus: null,
-  surveyToken: null, remoteMedia: new Map(),
+  surveyToken: null, unread: 0, pickers: [],
 };
+const view = new CallView({
+  text: () => ({ ...badges(), videoOf: (name) => name }),
+  onTile: (video) => state.pickers[0]?.applySpeaker(video),
+});
 const badges = () => ({ cameraOff: t('call.badge_camera_off'), muted: t('call.badge_muted') });
 /** Our own tile's badges, and the same news to the physician's page. */
 function showOwnMedia() {
@@ -157,11 +162,39 @@ function deniedHelp() {
 async function acquireMedia() {
   const { stream, error } = await getLocalMedia(state.facing);
   if (state.local) for (const tr of state.local.getTracks()) tr.stop();
-  state.local = stream;
+  useStream(stream);
   state.mediaError = error;
+  return { stream, error };
+}
+
+/** Our camera and microphone, now this stream: on every peer, in both previews. */
+function useStream(stream) {
+  state.local = stream;
   state.mesh?.setLocalStream(stream);
   $('#self').srcObject = stream;
-  return { stream, error };
+  if (state.stage === 'check') $('#preview').srcObject = stream;
+  if (state.stage === 'check' && stream) {
+    // The meter follows the microphone picked.
+    state.stopMeter?.();
+    const bar = $('#mic-meter span');
+    state.stopMeter = micMeter(stream, (v) => {
+      bar.style.width = `${Math.round(v * 100)}%`;
+      $('#mic-meter').setAttribute('aria-valuenow', String(Math.round(v * 100)));
+    });
+  }
+  showOwnMedia();
+  for (const p of state.pickers) p.refresh();
+}
+
+/** Camera, microphone and speaker pickers: on the check page and beside the call. */
+function pickers(root, id) {
+  return devicePickers(root, {
+    id,
+    text: { camera: t('devices.camera'), microphone: t('devices.microphone'), speaker: t('devices.speaker'), unnamed: (kind, n) => t(`devices.unnamed_${kind}`, { n }) },
+    getStream: () => state.local,
+    onStream: useStream,
+    mediaElements: () => [...document.querySelectorAll('#remotes video')],
+  });
 }
 
 async function runCheck() {
@@ -171,16 +204,11 @@ async function runCheck() {
   const hasAudio = !!stream?.getAudioTracks().length;
   const denied = error && (error.name === 'NotAllowedError' || error.name === 'SecurityError');
   $('#preview').srcObject = stream;
+  if (!state.pickers.length) state.pickers = [pickers($('#check-devices'), 'check-dev'), pickers($('#call-device-pickers'), 'call-dev')];
   $('#denied').hidden = !denied;
   if (denied) $('#denied-help').textContent = deniedHelp();
   $('#cam-result').textContent = hasVideo ? t('check.camera_ok') : t('check.camera_missing');
   $('#mic-result').textContent = hasAudio ? t('check.mic_ok') : t('check.mic_missing');
-  state.stopMeter?.();
-  const bar = $('#mic-meter span');
-  state.stopMeter = micMeter(stream, (v) => {
-    bar.style.width = `${Math.round(v * 100)}%`;
-    $('#mic-meter').setAttribute('aria-valuenow', String(Math.round(v * 100)));
-  });
   const j = state.join;
   // Always asked: the link's name may be someone else's (a parent joining for a child).
   $('#profile').hidden = false;
@@ -283,15 +311,12 @@ function connect() {
   });
   state.signal = signal;
   const mesh = new Mesh(signal, {
-    onRemote: (id, stream, info) => addRemote(id, stream, info),
-    onRemoved: (id) => $(`#remote-${CSS.escape(id)}`)?.remove(),
-    onMediaState: (id, media) => {
-      state.remoteMedia.set(id, media);
-      tileBadges(document.getElementById(`remote-${id}`), media, badges());
-    },
+    onRemote: (id, stream, info) => view.addRemote(id, stream, info?.name || state.names.get(id) || ''),
+    onRemoved: (id) => view.removeRemote(id),
+    onMediaState: (id, media) => view.mediaState(id, media),
     onState: (id, s) => {
-      if (s === 'reconnecting') banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
-      else if (s === 'connected' || s === 'completed') banner(null);
+      if (s === 'reconnecting') view.banner(t('call.peer_reconnecting', { name: state.names.get(id) || '' }));
+      else if (s === 'connected' || s === 'completed') view.banner(null);
     },
   });
   state.mesh = mesh;
@@ -300,7 +325,7 @@ function connect() {
   signal.on('token', (m) => { state.token = m.token; save(); });
   signal.on('waiting', (m) => {
     state.lastWaiting = m;
-    if (state.stage === 'call') { mesh.closeAll(); clearRemotes(); }
+    if (state.stage === 'call') { mesh.closeAll(); view.clearRemotes(); }
     if (state.checked && !['survey', 'done'].includes(state.stage)) { show('waiting'); }
     renderWaiting(m);
   });
@@ -309,7 +334,7 @@ function connect() {
     $('#physician-messages').append(h('li', {}, m.text));
   });
   signal.on('preference_unavailable', () => notice(t('waiting.preference_unavailable')));
-  signal.on('sent_back', () => { mesh.closeAll(); clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
+  signal.on('sent_back', () => { mesh.closeAll(); view.clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
   signal.on('admitted', async (m) => {
     state.checked = true; save();
     for (const p of m.peers) state.names.set(p.participant, p.name);
@@ -335,7 +360,7 @@ function connect() {
 function finish() {
   state.signal?.close();
   state.mesh?.closeAll();
-  clearRemotes();
+  view.clearRemotes();
   if (state.local) for (const tr of state.local.getTracks()) tr.stop();
   state.stopMeter?.();
   sessionStorage.removeItem(storeKey);
@@ -346,10 +371,6 @@ function notice(text) {
   $('#waiting-notice').hidden = false;
 }
 
-function banner(text) {
-  $('#call-banner').hidden = !text;
-  if (text) $('#call-banner').textContent = text;
-}
 
 function renderWaiting(m) {
   if (!m) return;
@@ -368,31 +389,22 @@ function done(headingKey, textKey, literal = false) {
 
 // --- the call ---------------------------------------------------------------------------
 
-function addRemote(id, stream, info) {
-  let box = document.getElementById(`remote-${id}`);
-  if (!box) {
-    const name = info?.name || state.names.get(id) || '';
-    box = h('div', { class: 'remote', id: `remote-${id}` },
-      h('video', { autoplay: true, playsinline: true, 'aria-label': name }),
-      h('span', { class: 'who' }, name));
-    $('#remotes').append(box);
-    tileBadges(box, state.remoteMedia.get(id) || { audio: true, video: true }, badges());
+function chatLine(from, text, mine = false) {
+  view.chatLine(from, text);
+  // On a phone the chat folds away over the video: count what arrives while it is folded.
+  const toggle = $('#chat-toggle');
+  if (!mine && toggle.offsetParent !== null && !$('#s-call').classList.contains('chat-open')) {
+    state.unread += 1;
+    renderUnread();
   }
-  const v = box.querySelector('video');
-  if (v.srcObject !== stream) v.srcObject = stream;
-  v.play?.().catch(() => {});
-  $('#stage-empty').hidden = true;
 }
 
-function clearRemotes() {
-  $('#remotes').replaceChildren();
-  $('#stage-empty').hidden = false;
-}
-
-function chatLine(from, text) {
-  const li = h('li', {}, from ? h('span', { class: 'from' }, `${from}: `) : null, text);
-  $('#chat-log').append(li);
-  li.scrollIntoView({ block: 'nearest' });
+function renderUnread() {
+  const n = state.unread;
+  $('#chat-unread').hidden = !n;
+  $('#chat-unread').textContent = n ? String(n) : '';
+  if (n) $('#chat-toggle').setAttribute('aria-label', tn('chat.unread', n));
+  else $('#chat-toggle').removeAttribute('aria-label');
 }
 
 function toggleTrack(kind, button, onKey, offKey) {
@@ -409,9 +421,7 @@ async function switchCamera() {
   const old = state.local;
   const { stream } = await getLocalMedia(state.facing);
   if (!stream) return;
-  state.local = stream;
-  state.mesh.setLocalStream(stream);
-  $('#self').srcObject = stream;
+  useStream(stream);
   if (old) for (const tr of old.getTracks()) tr.stop();
 }
 
@@ -474,14 +484,14 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#check-again').addEventListener('click', runCheck);
   $('#speaker-test').addEventListener('click', playTestSound);
   $('#profile-form').addEventListener('submit', toWaiting);
-  $('#leave-waiting').addEventListener('click', () => {
-    if (!confirm(t('waiting.leave_confirm'))) return;
+  $('#leave-waiting').addEventListener('click', async () => {
+    if (await confirmDialog({ title: t('waiting.leave_confirm'), confirm: t('dialog.leave_waiting'), danger: true }) === null) return;
     state.signal?.send({ type: 'leave' });
     finish();
     done('ended.heading', 'left.text');
   });
-  $('#leave-call').addEventListener('click', () => {
-    if (!confirm(t('call.leave_confirm'))) return;
+  $('#leave-call').addEventListener('click', async () => {
+    if (await confirmDialog({ title: t('call.leave_confirm'), confirm: t('dialog.leave_call'), danger: true }) === null) return;
     state.signal?.send({ type: 'leave' });
   });
   $('#mute').addEventListener('click', (e) => toggleTrack('audio', e.currentTarget, 'call.mute', 'call.unmute'));
@@ -491,7 +501,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#chat-toggle').addEventListener('click', () => {
     const open = $('#s-call').classList.toggle('chat-open');
     $('#chat-toggle').setAttribute('aria-expanded', String(open));
-    if (open) $('#chat-input').focus();
+    if (open) { state.unread = 0; renderUnread(); $('#chat-input').focus(); }
   });
   navigator.mediaDevices?.enumerateDevices?.().then((ds) => {
     $('#switch-camera').hidden = ds.filter((d) => d.kind === 'videoinput').length < 2;
@@ -501,7 +511,7 @@ document.addEventListener('DOMContentLoaded', () => {
     const text = $('#chat-input').value.trim();
     if (!text) return;
     if (state.signal?.send({ type: 'chat', text })) {
-      chatLine(t('chat.you'), text);
+      chatLine(t('chat.you'), text, true);
       $('#chat-input').value = '';
     }
   });

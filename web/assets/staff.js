@@ -1,6 +1,7 @@
 // Sign-in for the staff pages (dashboard, admin): shows #signin until a session exists.
 import { $ } from './ui.js';
 import { signIn, signOut, currentStaff, hasRole } from './api.js';
+import { t } from './i18n.js';
 
 /** Resolves with the session once the user is signed in with `role`. */
 export async function requireStaff(role) {
@@ -9,17 +10,17 @@ export async function requireStaff(role) {
   return new Promise((resolve) => {
     $('#signin').hidden = false;
     $('#app').hidden = true;
-    if (s) $('#signin-error').textContent = `You are signed in as ${s.staff?.email || 'someone'} without the ${role} role.`;
+    if (s) $('#signin-error').textContent = t('staff.wrong_role_signed_in', { email: s.staff?.email || '?', role: t(`staff.role_${role}`) });
     $('#signin-email').focus();
     $('#signin-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       $('#signin-error').textContent = '';
       try {
         const session = await signIn($('#signin-email').value.trim(), $('#signin-password').value);
-        if (!hasRole(session, role)) { $('#signin-error').textContent = `This account does not have the ${role} role.`; return; }
+        if (!hasRole(session, role)) { $('#signin-error').textContent = t('staff.wrong_role', { role: t(`staff.role_${role}`) }); return; }
         resolve(enter(session));
       } catch (e) {
-        $('#signin-error').textContent = e.status === 401 || e.status === 403 ? 'Wrong email or password.' : e.message;
+        $('#signin-error').textContent = e.status === 401 || e.status === 403 ? t('staff.wrong_password') : e.message;
       }
     });
   });

@@ -1,4 +1,5 @@
 // Small DOM helpers shared by every page. No framework: elements are built with h().
+import { t, lang } from './i18n.js';
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -87,10 +88,19 @@ export function linkSummary(body, roomName) {
   const at = new Date();
   const hm = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
   return [
-    body.patient_name ? `For ${body.patient_name}` : 'For a patient who will give their name',
-    body.patient_ref ? `record ${body.patient_ref}` : 'no patient record',
-    body.reason ? `reason: ${body.reason}` : null,
+    body.patient_name ? t('link.for', { name: body.patient_name }) : t('link.for_unnamed'),
+    body.patient_ref ? t('link.record', { ref: body.patient_ref }) : t('link.no_record'),
+    body.reason ? t('link.reason_is', { reason: body.reason }) : null,
     roomName || null,
-    `made at ${hm}`,
+    t('link.made_at', { time: hm }),
   ].filter(Boolean).join(' · ');
+}
+
+/** "Works until 9 Dec 2026, 14:02 (7 days), once": when a one-time link stops working. */
+export function expiryText(ms) {
+  if (!ms) return t('link.no_expiry');
+  const when = new Date(ms).toLocaleString(lang, { dateStyle: 'medium', timeStyle: 'short' });
+  const left = Math.max(0, ms - Date.now());
+  const span = left >= 86400e3 ? t('link.days', { n: Math.round(left / 86400e3) }) : t('link.hours', { n: Math.max(1, Math.round(left / 3600e3)) });
+  return t('link.expires', { when, span });
 }
