@@ -412,7 +412,14 @@ async fn reload_tls(
 /// to create the first admin).
 pub async fn announce(state: &AppState, url: &str) {
     match crate::identity::setup::first_admin_link(state.durable.as_ref(), url).await {
-        Ok(Some(link)) => tracing::info!("first start: create the first admin at {link}"),
+        Ok(Some(link)) => {
+            // On its own lines and uncoloured, so it can be found and copied in any terminal;
+            // the log line does not carry the token (logs travel further than a terminal).
+            println!(
+                "\nFirst start: create the first admin (the link works once, for 24 hours):\n\n    {link}\n"
+            );
+            tracing::info!("first start: the first-admin link is printed above, on standard output")
+        }
         Ok(None) => {
             tracing::info!("examroom ready: staff sign in at {url}/dashboard (admins: {url}/admin)")
         }

@@ -219,3 +219,53 @@ async fn a_first_admin_link_is_dead_once_an_admin_was_made_on_the_command_line()
         "no new link either"
     );
 }
+
+/// First start of the real binary: the first-admin link stands alone on a plain line (easy
+/// to find and copy), and no log line carries its token (logs travel further).
+#[test]
+fn first_start_prints_the_setup_link_plainly_and_keeps_it_out_of_the_log() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_examroom"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--log-json", "serve", "--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut plain = Vec::new();
+    let mut logged = Vec::new();
+    for line in std::io::BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Value>(&line) {
+            Ok(v) => {
+                let serving = v["fields"]["message"] == "serving HTTP";
+                logged.push(line);
+                if serving {
+                    break;
+                }
+            }
+            Err(_) => plain.push(line),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let link = plain
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.contains("/setup/"))
+        .unwrap_or_else(|| panic!("no plain setup link line: {plain:?}"));
+    assert!(
+        link.starts_with("http://127.0.0.1:") && !link.contains(' '),
+        "the link line holds only the link: {link:?}"
+    );
+    let token = link.rsplit('/').next().unwrap();
+    assert!(token.len() >= 16, "{link}");
+    assert!(
+        logged.iter().all(|l| !l.contains(token)),
+        "a log line carries the setup token"
+    );
+}
