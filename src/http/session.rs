@@ -162,13 +162,22 @@ async fn sign_out(
     Ok(r)
 }
 
+/// Who is signed in. With a session (the pages' cookie) it also gives that session's CSRF
+/// token and expiry, so a second tab of the same browser joins the session instead of
+/// asking to sign in again. Only a same-origin page can read it (no CORS with
+/// credentials; the cookie is `SameSite=Strict`), which is all the CSRF token needs.
 async fn me(State(state): State<AppState>, auth: StaffAuth) -> Result<Json<Value>, ApiError> {
     let s = state
         .durable
         .staff(&auth.staff)
         .await?
         .ok_or_else(|| ApiError::not_found("staff"))?;
-    Ok(Json(staff_json(&s)))
+    let mut body = staff_json(&s);
+    if let Some(sid) = auth.claims.sid.as_deref() {
+        body["csrf_token"] = json!(csrf_token(&state, sid));
+        body["expires_at"] = json!(auth.claims.exp * 1000);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

@@ -79,15 +79,19 @@ export async function signOut() {
 /** The signed-in staff member, checked with the server; null when signed out. */
 export async function currentStaff() {
   const s = staffSession();
-  if (!s?.csrf_token) return null;
   try {
+    // The session is the browser's cookie, shared by every tab; a tab opened after sign-in
+    // has nothing stored yet and takes the CSRF token from /api/me.
     const me = await api('GET', '/api/me');
-    const staff = me?.staff || me;
-    return { ...s, staff: { ...s.staff, ...staff } };
+    const { csrf_token, expires_at, ...staff } = me?.staff || me || {};
+    const session = { csrf_token: csrf_token || s?.csrf_token, expires_at: expires_at || s?.expires_at, staff: { ...s?.staff, ...staff } };
+    if (!session.csrf_token) return null;
+    saveStaffSession(session);
+    return staffSession();
   } catch (e) {
     if (e.status === 401 || e.status === 403) { saveStaffSession(null); return null; }
-    // The server may not have /api/me yet: trust the stored session.
-    return s;
+    // The server could not be asked (offline): trust what this tab stored, if anything.
+    return s?.csrf_token ? s : null;
   }
 }
 
