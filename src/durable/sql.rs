@@ -359,6 +359,10 @@ impl LinkRow {
 pub(super) const VISIT_COLS: &str = "id, room_id, state, created_at, admitted_at, admitted_by, \
      call_started_at, ended_at, outcome, physician_id, patient_ref";
 
+/// The visit's patient link's name (`links_visit` index); guest links of the visit do not count.
+pub(super) const VISIT_PATIENT_NAME: &str = "(SELECT l.patient_name FROM links l \
+     WHERE l.visit_id = v.id AND l.kind = 'patient' ORDER BY l.created_at LIMIT 1) AS patient_name";
+
 #[derive(sqlx::FromRow, Clone)]
 pub(super) struct VisitRow {
     pub(super) id: String,
@@ -372,6 +376,7 @@ pub(super) struct VisitRow {
     outcome: Option<String>,
     physician_id: Option<String>,
     patient_ref: Option<String>,
+    patient_name: Option<String>,
 }
 
 impl VisitRow {
@@ -400,6 +405,7 @@ impl VisitRow {
             outcome: self.outcome.as_deref().map(state_from_str).transpose()?,
             physician: parse_opt_id(self.physician_id.as_deref(), "visits.physician_id")?,
             patient_ref: parse_opt_id(self.patient_ref.as_deref(), "visits.patient_ref")?,
+            patient_name: self.patient_name,
             wait_secs,
             call_secs,
             transitions,

@@ -46,6 +46,8 @@ pub struct VisitRecord {
     /// The last physician named by any event.
     pub physician: Option<StaffId>,
     pub patient_ref: Option<PatientRef>,
+    /// The name on the visit's patient link, as staff wrote it (none for a link without one).
+    pub patient_name: Option<String>,
     /// `(admitted_at, else ended_at) - created_at`, seconds.
     pub wait_secs: Option<f64>,
     /// `ended_at - call_started_at`, seconds.
@@ -111,7 +113,7 @@ macro_rules! impl_visit_store {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let sql = format!(
-                    "SELECT {cols} FROM visits v WHERE {VISIT_FILTER} \
+                    "SELECT {cols}, {VISIT_PATIENT_NAME} FROM visits v WHERE {VISIT_FILTER} \
                      ORDER BY v.created_at DESC, v.id LIMIT $5"
                 );
                 Ok(sqlx::query_as::<_, VisitRow>(&sql)
@@ -212,7 +214,7 @@ macro_rules! impl_visit_store {
                 id: &$crate::ids::VisitId,
             ) -> Result<Option<VisitRecord>, DurableError> {
                 let Some(row) = sqlx::query_as::<_, VisitRow>(&format!(
-                    "SELECT {VISIT_COLS} FROM visits WHERE id = $1"
+                    "SELECT {VISIT_COLS}, {VISIT_PATIENT_NAME} FROM visits v WHERE id = $1"
                 ))
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)

@@ -234,6 +234,8 @@ test('a telehealth visit end to end', { timeout: 240000 }, async (t) => {
     await admin.waitForSelector(`#visits-body tr[data-visit="${visit}"]`);
     // Outcomes in words, not codes ("ended", "no_show").
     assert.match(await admin.textContent(`#visits-body tr[data-visit="${visit}"]`), /Seen/);
+    // Whom the visit was for: the name on the link the admin made.
+    assert.match(await admin.textContent(`#visits-body tr[data-visit="${visit}"]`), /Avery Testperson/);
     assert.doesNotMatch(await admin.textContent('#visits-body'), /\b[a-z]+_[a-z]+\b/);
     violations.push(...await axe(admin, 'admin visits'));
     await shoot(admin, 'admin-visits');

@@ -1269,3 +1269,54 @@ async fn the_openapi_document_is_public_and_covers_every_admin_route() {
         }
     }
 }
+
+/// Visit history says whom each visit was for: the name on the visit's patient link, in
+/// the JSON and the CSV; a visit from a link without a name has none.
+#[tokio::test]
+async fn visit_history_names_the_patient_of_each_visit() {
+    let c = clinic().await;
+    let named = c
+        .app
+        .mint_link(
+            &c.tok_a,
+            json!({"room": c.room_a, "patient_name": "Carla Díaz"}),
+        )
+        .await;
+    let unnamed = c.app.mint_link(&c.tok_a, json!({"room": c.room_a})).await;
+    let mut patients = Vec::new();
+    for m in [&named, &unnamed] {
+        let (s, joined) = c
+            .app
+            .redeem(m["code"].as_str().unwrap(), "device-cccccccccccccccc")
+            .await;
+        assert_eq!(s, 200, "{joined}");
+        let mut p = c.app.join(joined["token"].as_str().unwrap()).await;
+        p.expect("waiting").await;
+        patients.push(p);
+    }
+    let visit_of = |m: &Value| m["visit"].clone();
+    // The history writer runs beside the room: wait until both visits are recorded.
+    let mut all = Value::Null;
+    for _ in 0..100 {
+        all = c.get("/api/visits", &c.admin).await.1;
+        if all.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let row = |v: &Value| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == *v)
+            .cloned()
+            .unwrap_or_else(|| panic!("visit {v} not in {all}"))
+    };
+    assert_eq!(row(&visit_of(&named))["patient_name"], "Carla Díaz");
+    assert_eq!(row(&visit_of(&unnamed))["patient_name"], Value::Null);
+    // The CSV carries it.
+    let csv = c.app.get_text("/api/visits.csv", &c.admin).await;
+    assert!(csv.lines().next().unwrap().contains("patient_name"));
+    assert!(csv.contains("Carla Díaz"), "{csv}");
+    drop(patients);
+}

@@ -6,7 +6,7 @@ use crate::durable::{VisitFilter, VisitRecord, VisitTransition};
 use crate::http::auth::StaffAuth;
 use crate::http::error::ApiError;
 use crate::identity::Role;
-use crate::ids::{RoomId, StaffId, VisitId};
+use crate::ids::{PatientRef, RoomId, StaffId, VisitId};
 use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::visit::{Millis, VisitState};
@@ -47,6 +47,11 @@ pub struct VisitView {
     #[schema(value_type = Option<String>)]
     pub physician: Option<StaffId>,
     pub physician_name: Option<String>,
+    /// Whom the visit was for: the name on its patient link, as staff wrote it.
+    pub patient_name: Option<String>,
+    /// The patient record the link named, if any.
+    #[schema(value_type = Option<String>)]
+    pub patient_ref: Option<PatientRef>,
     #[schema(value_type = Option<String>)]
     pub admitted_by: Option<StaffId>,
     pub created_at: Millis,
@@ -113,6 +118,8 @@ impl Names {
             state: v.state,
             outcome: v.outcome,
             physician: v.physician,
+            patient_name: v.patient_name,
+            patient_ref: v.patient_ref,
             admitted_by: v.admitted_by,
             created_at: v.created_at,
             admitted_at: v.admitted_at,
@@ -257,7 +264,7 @@ async fn get_visit(
     Ok(Json(names.view(v, true)))
 }
 
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "id",
     "room",
     "room_name",
@@ -265,6 +272,8 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "outcome",
     "physician",
     "physician_name",
+    "patient_name",
+    "patient_ref",
     "admitted_by",
     "created_at",
     "admitted_at",
@@ -335,6 +344,8 @@ async fn visits_csv(
                 ),
                 (opt(&v.physician), false),
                 (opt(&v.physician_name), true),
+                (opt(&v.patient_name), true),
+                (opt(&v.patient_ref), true),
                 (opt(&v.admitted_by), false),
                 (v.created_at.to_string(), false),
                 (opt(&v.admitted_at), false),
