@@ -590,3 +590,8 @@ async fn a_killed_owner_s_room_is_served_again_with_the_shipped_lease() {
         .to_string();
     a_killed_owner_s_room_is_served_again(&shipped).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_owner_s_room_is_served_again_with_a_tuned_lease() {
+    a_killed_owner_s_room_is_served_again("1500").await;
+}
