@@ -191,6 +191,21 @@ impl Room {
                 });
             }
         }
+        // Her visit is over (she was away, or the message saying so was lost with its
+        // node or with Redis): say so, as to anyone who comes back to a closed visit.
+        if let Some(v) = self.visits.get(&vid)
+            && v.state.is_final()
+        {
+            let msg = ServerMsg::error(
+                ErrorCode::VisitClosed,
+                format!("this visit has {}", v.state.as_str().replace('_', " ")),
+            );
+            self.out.push(Output::Close {
+                who: m.id.clone(),
+                msg,
+            });
+            return;
+        }
         if self.visits.get(&vid).is_some_and(Visit::active) {
             self.rejoin_call(&vid, &m.id, resumed);
         }

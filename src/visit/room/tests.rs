@@ -579,6 +579,39 @@ fn a_resume_only_connect_lets_back_the_held_participant_and_nobody_else() {
     assert!(json.contains("cough"), "the reason from her link is kept");
 }
 
+/// The physician ended the visit while the patient's page was away (or the message was
+/// lost with her node): when her page comes back, she is told the visit is closed.
+#[test]
+fn a_patient_coming_back_after_her_visit_ended_is_told_it_is_closed() {
+    let mut r = admitted_room();
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
+    act(
+        &mut r,
+        "s_doc",
+        Act::EndVisit { visit: vid("v_1") },
+        4 * SEC,
+    );
+    let out = r.handle(
+        Input::Connect {
+            member: patient("p_pat", "v_1"),
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+            resume_only: false,
+        },
+        5 * SEC,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            who,
+            msg: ServerMsg::Error {
+                code: ErrorCode::VisitClosed,
+                ..
+            },
+        } if who.as_str() == "p_pat"
+    )));
+}
+
 #[test]
 fn chat_reaches_the_visit_only_and_respects_the_room_setting() {
     let mut r = admitted_room();

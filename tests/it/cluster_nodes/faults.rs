@@ -595,3 +595,59 @@ async fn a_killed_owner_s_room_is_served_again_with_the_shipped_lease() {
 async fn a_killed_owner_s_room_is_served_again_with_a_tuned_lease() {
     a_killed_owner_s_room_is_served_again("1500").await;
 }
+
+/// Issue 18, "an end that one side was told about is delivered to the other side": Redis
+/// dies and, before the physician's node has noticed, he ends the visit (the room runs on
+/// his node). If he is told `visit_ended`, the message to Ana on the other node was lost
+/// with Redis; once Redis is back her page is told to resume and learns the visit is over.
+/// If his end was refused, the visit goes on. Never one side only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_end_sent_as_redis_dies_reaches_the_other_side_once_it_is_back() {
+    let mut redis = PrivateRedis::start();
+    let (cluster, grey, room) = two_nodes(&redis.url()).await;
+    let (mut ana, mut doc, _, visit) =
+        a_split_visit_in_call(&cluster, &grey, &room, Owner::PhysiciansNode).await;
+
+    redis.stop();
+    doc.send(json!({"type": "end_visit", "room": room.id, "visit": visit}))
+        .await;
+    let mut doc_ended = false;
+    let mut refused = false;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(3) {
+        for m in doc.pump(Duration::from_millis(100)).await {
+            doc_ended |= m["type"] == "visit_ended";
+            refused |= m["type"] == "error" && m["about"] == "end_visit";
+        }
+        ana.pump(Duration::from_millis(10)).await;
+    }
+    redis.restart();
+    let back = Instant::now();
+    let over = |m: &Value| {
+        m["type"] == "visit_ended" || (m["type"] == "error" && m["code"] == "visit_closed")
+    };
+    let mut ana_learned = None;
+    while ana_learned.is_none() && back.elapsed() < WITHIN {
+        if ana.pump(Duration::from_millis(100)).await.iter().any(over)
+            || ana.errors.iter().any(over)
+        {
+            ana_learned = Some(back.elapsed());
+        }
+    }
+    println!(
+        "redis died, end_visit at once (room on the physician's node): physician told \
+         visit_ended {doc_ended}, refused {refused}; patient learned it {ana_learned:?} after \
+         Redis returned (resumes {})",
+        ana.resumes
+    );
+    assert!(
+        doc_ended || refused,
+        "the physician's end_visit is answered"
+    );
+    assert_eq!(
+        doc_ended,
+        ana_learned.is_some(),
+        "the patient learns the visit ended exactly when the physician was told so"
+    );
+    cluster.stop().await;
+}
