@@ -9,8 +9,8 @@ use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{PatientRef, RoomId, VisitId};
 use crate::live::memory::MemoryLive;
-use crate::live::redis::RedisLive;
-use crate::live::{Effects, Live, LiveError, RoomLoader};
+use crate::live::redis::{RedisLive, RedisParking};
+use crate::live::{Effects, Live, LiveError, Parking, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
 use crate::protocol::ApiErrorCode;
@@ -99,7 +99,7 @@ impl RoomLoader for DurableRooms {
 /// sends anything), metrics, prefetch.
 struct NodeEffects {
     metrics: Arc<Metrics>,
-    history: HistoryWriter,
+    history: Arc<HistoryWriter>,
     records: Arc<PanelCache>,
     durable: Arc<dyn DurableStore>,
 }
@@ -179,11 +179,17 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let ice = IceConfig::from_settings(&settings.ice);
     // CheckService gives its peer only the STUN servers (no TURN allocation of its own).
     let checks = CheckService::new(&settings.media, ice.clone());
-    let history = HistoryWriter::start(durable.clone());
+    // With several nodes, visit history the database has not taken yet is parked in
+    // Redis, so it outlives this node and the room never waits the database out.
+    let parking: Option<Arc<dyn Parking>> = match settings.live.backend {
+        LiveBackend::Memory => None,
+        LiveBackend::Redis => Some(Arc::new(RedisParking::connect(&settings).await?)),
+    };
+    let history = Arc::new(HistoryWriter::start(durable.clone(), parking));
     let history_written = history.written();
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
-        history,
+        history: history.clone(),
         records: records.clone(),
         durable: durable.clone(),
     });
@@ -232,6 +238,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         records,
         client_key,
         history_written,
+        history,
         settings: Arc::new(settings),
         keys,
         durable,
@@ -240,6 +247,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         shutdown,
     })
 }
+
+/// How long a stopping node keeps writing queued visit history before it leaves the rest
+/// parked: long enough for a backlog to reach a database that answers, short enough for
+/// a supervisor's stop timeout (systemd waits 90 s) while the database is away.
+const HISTORY_DRAIN: Duration = Duration::from_secs(5);
 
 /// File descriptors kept for everything but WebSockets: listeners, database and Redis
 /// pools, connection-check peers' sockets, log and data files.
@@ -335,6 +347,9 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(
     }
     // Sessions have ended and told their rooms: now hand the rooms over.
     state.live.drain().await;
+    // Then the visit history the database has not taken yet: a few seconds to write it,
+    // and what is left stays parked for another node (or this one, restarted).
+    state.history.drain(HISTORY_DRAIN).await;
     Ok(())
 }
 

@@ -291,7 +291,10 @@ pub struct LiveSettings {
     pub backend: LiveBackend,
     /// Redis backend: how long a node's claim on a room lasts without renewal,
     /// milliseconds. A crashed node's rooms move to another node after at most this
-    /// long. Renewed every third of it. Default 5000.
+    /// long. Renewed every third of it. Default 2500 (docs/deploy.md, "What survives
+    /// what": a killed owner's rooms served again in ≈ 2.5 s; a node stalled past it
+    /// loses its rooms and its participants reconnect). Keep `redis.timeout_ms` under a
+    /// third of it, or one slow renewal can let the lease lapse.
     pub lease_ms: u64,
 }
 
@@ -299,7 +302,7 @@ impl Default for LiveSettings {
     fn default() -> Self {
         Self {
             backend: LiveBackend::Memory,
-            lease_ms: 5000,
+            lease_ms: 2500,
         }
     }
 }
@@ -309,7 +312,8 @@ impl Default for LiveSettings {
 pub struct RedisSettings {
     /// Redis URL, used when `live.backend = "redis"`. Default `redis://127.0.0.1:6379`.
     pub url: Secret,
-    /// Timeout of one Redis command, milliseconds. Default 2000.
+    /// Timeout of one Redis command, milliseconds. Default 1000: under a third of
+    /// `live.lease_ms`, so a lease survives one renewal that timed out.
     pub timeout_ms: u64,
     /// Prefix of every Redis key and channel examroom uses, so several deployments
     /// (or tests) can share one Redis. Default `examroom`.
@@ -320,7 +324,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: Secret::new("redis://127.0.0.1:6379"),
-            timeout_ms: 2000,
+            timeout_ms: 1000,
             key_prefix: "examroom".into(),
         }
     }

@@ -3,22 +3,40 @@
 //! The writer: every transition a room makes goes to the durable store
 //! *before* the room sends what the transition causes (`live::record_first`), so
 //! whatever a patient or physician was told happened is in the history even if this
-//! node is killed the next instant (`docs/deploy.md`, "Node failure").
+//! node is killed the next instant (`docs/deploy.md`, "History before effects").
 //!
-//! Invariant: a visit's transitions are written in the order they were made. While the
-//! database answers, each is written directly (bounded by [`DIRECT_WAIT`]); once a write
-//! fails or times out, it and every later one go through one retrying queue until that
-//! queue is empty again, so a slow database costs one bounded stall, not one per visit.
+//! Invariant: a visit's transitions are written in the order they were made (the store
+//! orders a visit's history by time and ignores a transition written twice, so a write
+//! repeated, or made by another node, changes nothing). While the database answers, each
+//! is written directly (bounded by [`DIRECT_WAIT`], or [`PARKED_WAIT`] where there is a
+//! [`Parking`]); once a write fails or times out, it and every later one go through one
+//! retrying queue until that queue is empty again, so a slow database costs one bounded
+//! stall, not one per visit.
+//!
+//! With several nodes the queue is also *parked* outside the process (`live::Parking`,
+//! a Redis list) before the room carries on: the room then waits for Redis (≈ 1 ms), not
+//! for the database, so a database outage does not hold up the room's relays; and a
+//! queued transition outlives its node. The node removes it once written; a node that
+//! stopped or died before the database came back leaves it parked, and any node's
+//! [`sweep_parked`] writes it.
 
 use crate::durable::{DurableError, DurableStore, VisitEvent};
-use std::sync::Arc;
+use crate::ids::{PatientRef, RoomId, StaffId, VisitId};
+use crate::live::Parking;
+use crate::visit::VisitState;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long a room waits for the database before it carries on and queues the write.
 pub const DIRECT_WAIT: Duration = Duration::from_secs(2);
+/// The same where a queued transition is parked outside the process first: queuing is
+/// then as safe as writing, so the room waits only as long as a healthy database takes
+/// on a busy day (a write is ≈ 1–3 ms; 250 ms is far in its tail).
+pub const PARKED_WAIT: Duration = Duration::from_millis(250);
 /// Direct writes in flight at once. The database pool is small (10 PostgreSQL / 8 SQLite
 /// connections): a burst of transitions (thousands of patients arriving) must leave
 /// connections for sign-ins, `hello`s and room loads, or those time out instead.
@@ -27,30 +45,78 @@ const WRITERS: usize = 4;
 const BACKLOG: usize = 10_000;
 /// Attempts for errors other than an unreachable database (which is waited out).
 const ATTEMPTS: u32 = 8;
+/// After parking failed (Redis away too), transitions queue in memory only for this
+/// long before parking is tried again: a room must not wait out Redis's timeout for
+/// every transition.
+const PARKING_BACKOFF: Duration = Duration::from_secs(5);
+/// How often each node looks for transitions other nodes left parked.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// A parked transition younger than this is its node's to write (it is retrying it);
+/// older, any node writes it. Writing one twice is harmless, only wasted.
+const SWEEP_AGE_MS: i64 = 10_000;
+/// Parked transitions read per sweep round.
+const SWEEP_BATCH: usize = 200;
+
+/// One queued transition, and its parked copy (`None`: held in this process only).
+struct Queued {
+    ev: VisitEvent,
+    parked: Option<String>,
+}
 
 pub struct HistoryWriter {
     durable: Arc<dyn DurableStore>,
-    backlog: mpsc::Sender<VisitEvent>,
+    parking: Option<Arc<dyn Parking>>,
+    backlog: mpsc::Sender<Queued>,
     writers: Semaphore,
     /// Transitions queued or being retried; while non-zero, new ones queue behind them.
     queued: Arc<AtomicUsize>,
+    /// Those of them held in this process only (parking failed or there is none).
+    unparked: Arc<AtomicUsize>,
+    /// Last time parking failed. std Mutex: a read or write of an `Instant`, no await.
+    parking_failed: Mutex<Option<Instant>>,
     /// Ticks once per stored transition, for whoever waits for one to land.
     written: Arc<watch::Sender<u64>>,
+    /// Notified each time the queue lost one (written, or given up).
+    settled: Arc<Notify>,
 }
 
 impl HistoryWriter {
-    /// Starts the retry task; it ends when the writer is dropped.
-    pub fn start(durable: Arc<dyn DurableStore>) -> Self {
+    /// Starts the retry task; it ends when the writer is dropped. With `parking`, queued
+    /// transitions are parked there too, and a sweeper writes those other nodes left.
+    pub fn start(durable: Arc<dyn DurableStore>, parking: Option<Arc<dyn Parking>>) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let queued = Arc::new(AtomicUsize::new(0));
+        let unparked = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(watch::Sender::new(0));
-        tokio::spawn(retry(durable.clone(), rx, queued.clone(), written.clone()));
+        let settled = Arc::new(Notify::new());
+        let retrying = Retry {
+            durable: durable.clone(),
+            parking: parking.clone(),
+            queued: queued.clone(),
+            unparked: unparked.clone(),
+            written: written.clone(),
+            settled: settled.clone(),
+        };
+        tokio::spawn(retry(retrying, rx));
+        if let Some(p) = &parking {
+            tokio::spawn(sweep_parked(
+                durable.clone(),
+                p.clone(),
+                queued.clone(),
+                written.clone(),
+                tx.downgrade(),
+            ));
+        }
         HistoryWriter {
             durable,
+            parking,
             backlog: tx,
             writers: Semaphore::new(WRITERS),
             queued,
+            unparked,
+            parking_failed: Mutex::new(None),
             written,
+            settled,
         }
     }
 
@@ -59,14 +125,20 @@ impl HistoryWriter {
         self.written.subscribe()
     }
 
-    /// Returns once the transition is stored, or (database failing) queued for retry.
+    /// Returns once the transition is stored, or (database failing) queued for retry,
+    /// and parked outside this process when there is a [`Parking`] that answers.
     pub async fn record(&self, ev: VisitEvent) {
         if self.queued.load(Ordering::Acquire) == 0 {
+            let wait = if self.parking.is_some() {
+                PARKED_WAIT
+            } else {
+                DIRECT_WAIT
+            };
             let write = async {
                 let _permit = self.writers.acquire().await.expect("never closed");
                 self.durable.record_visit_event(ev.clone()).await
             };
-            match tokio::time::timeout(DIRECT_WAIT, write).await {
+            match tokio::time::timeout(wait, write).await {
                 Ok(Ok(())) => {
                     self.written.send_modify(|n| *n += 1);
                     return;
@@ -74,35 +146,159 @@ impl HistoryWriter {
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "recording visit history failed; queued for retry")
                 }
-                Err(_) => tracing::warn!(
-                    "recording visit history took over {DIRECT_WAIT:?}; queued for retry"
-                ),
+                Err(_) => {
+                    tracing::warn!("recording visit history took over {wait:?}; queued for retry")
+                }
             }
         }
+        let parked = self.park(&ev).await;
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.backlog.try_send(ev).is_err() {
+        if parked.is_none() {
+            self.unparked.fetch_add(1, Ordering::AcqRel);
+        }
+        let kept = parked.is_some();
+        if self.backlog.try_send(Queued { ev, parked }).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            tracing::error!("visit history queue is full; a transition was not recorded");
+            if kept {
+                tracing::warn!("visit history queue is full; the transition stays parked");
+            } else {
+                self.unparked.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("visit history queue is full; a transition was not recorded");
+            }
+        }
+    }
+
+    /// Park `ev` outside this process; its parked text, or `None` (no parking, or it is
+    /// failing).
+    async fn park(&self, ev: &VisitEvent) -> Option<String> {
+        let parking = self.parking.as_ref()?;
+        let failed = *self.parking_failed.lock().expect("poisoned");
+        if failed.is_some_and(|at| at.elapsed() < PARKING_BACKOFF) {
+            return None;
+        }
+        let item = ParkedTransition::new(ev).to_text();
+        match parking.park(&item).await {
+            Ok(()) => Some(item),
+            Err(e) => {
+                tracing::warn!(error = %e, "visit history not parked; held in this process until the database answers");
+                *self.parking_failed.lock().expect("poisoned") = Some(Instant::now());
+                None
+            }
+        }
+    }
+
+    /// The node is stopping: give the queue up to `within` to reach the database. What is
+    /// left is parked (another node, or this one restarted, writes it); returns how many
+    /// transitions are left held only in this process, which are lost when it exits.
+    pub async fn drain(&self, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.queued.load(Ordering::Acquire) > 0 {
+            if tokio::time::timeout_at(deadline, self.settled.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let left = self.queued.load(Ordering::Acquire);
+        let unparked = self.unparked.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                parked = left.saturating_sub(unparked),
+                "stopping with visit history the database has not taken; what is parked is written by another node"
+            );
+        }
+        if unparked > 0 {
+            tracing::error!(
+                unparked,
+                "stopping with visit history held only in this process: it is lost"
+            );
+        }
+        unparked
+    }
+}
+
+/// A transition as it is parked: an explicit, versioned format, because nodes of
+/// different versions share the list during a rolling upgrade. A node skips (leaves
+/// parked) a version it does not know.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ParkedTransition {
+    v: u32,
+    /// Makes each parked item unique, so removing it by value removes this one.
+    id: String,
+    /// When it was parked (ms): the sweep leaves young ones to their node.
+    parked_at: i64,
+    visit: VisitId,
+    room: RoomId,
+    state: VisitState,
+    at: i64,
+    actor: Option<String>,
+    physician: Option<StaffId>,
+    patient_ref: Option<PatientRef>,
+}
+
+impl ParkedTransition {
+    const VERSION: u32 = 1;
+
+    fn new(ev: &VisitEvent) -> Self {
+        ParkedTransition {
+            v: Self::VERSION,
+            id: crate::ids::random_id(),
+            parked_at: chrono::Utc::now().timestamp_millis(),
+            visit: ev.visit.clone(),
+            room: ev.room.clone(),
+            state: ev.state,
+            at: ev.at,
+            actor: ev.actor.clone(),
+            physician: ev.physician.clone(),
+            patient_ref: ev.patient_ref.clone(),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+
+    /// `None` for what this version cannot read (a newer format, or garbage).
+    fn from_text(text: &str) -> Option<Self> {
+        let p: ParkedTransition = serde_json::from_str(text).ok()?;
+        (p.v == Self::VERSION).then_some(p)
+    }
+
+    fn event(self) -> VisitEvent {
+        VisitEvent {
+            visit: self.visit,
+            room: self.room,
+            state: self.state,
+            at: self.at,
+            actor: self.actor,
+            physician: self.physician,
+            patient_ref: self.patient_ref,
         }
     }
 }
 
+struct Retry {
+    durable: Arc<dyn DurableStore>,
+    parking: Option<Arc<dyn Parking>>,
+    queued: Arc<AtomicUsize>,
+    unparked: Arc<AtomicUsize>,
+    written: Arc<watch::Sender<u64>>,
+    settled: Arc<Notify>,
+}
+
 /// Writes queued transitions in order; the store's writes are idempotent, so a write
 /// that timed out above but did land is harmless to repeat.
-async fn retry(
-    durable: Arc<dyn DurableStore>,
-    mut rx: mpsc::Receiver<VisitEvent>,
-    queued: Arc<AtomicUsize>,
-    written: Arc<watch::Sender<u64>>,
-) {
-    while let Some(ev) = rx.recv().await {
+async fn retry(r: Retry, mut rx: mpsc::Receiver<Queued>) {
+    while let Some(Queued { ev, parked }) = rx.recv().await {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match durable.record_visit_event(ev.clone()).await {
+            match r.durable.record_visit_event(ev.clone()).await {
                 Ok(()) => {
-                    written.send_modify(|n| *n += 1);
+                    r.written.send_modify(|n| *n += 1);
                     break;
                 }
                 // A database that is away is waited for, however long: the queue holds.
@@ -122,7 +318,68 @@ async fn retry(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        queued.fetch_sub(1, Ordering::AcqRel);
+        match (&parked, &r.parking) {
+            (Some(item), Some(p)) => {
+                // Left parked, another node's sweep writes it again: harmless.
+                if let Err(e) = p.unpark(item).await {
+                    tracing::debug!(error = %e, "written visit history not unparked");
+                }
+            }
+            _ => {
+                r.unparked.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        r.queued.fetch_sub(1, Ordering::AcqRel);
+        r.settled.notify_one();
+    }
+}
+
+/// Writes what other nodes left parked (they stopped or died before the database came
+/// back), oldest first, whenever this node's own queue is empty. Ends with the writer.
+async fn sweep_parked(
+    durable: Arc<dyn DurableStore>,
+    parking: Arc<dyn Parking>,
+    queued: Arc<AtomicUsize>,
+    written: Arc<watch::Sender<u64>>,
+    alive: mpsc::WeakSender<Queued>,
+) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        if queued.load(Ordering::Acquire) > 0 {
+            continue;
+        }
+        let items = match parking.parked(SWEEP_BATCH).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::debug!(error = %e, "parked visit history not read");
+                continue;
+            }
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        for item in items {
+            let Some(p) = ParkedTransition::from_text(&item) else {
+                continue;
+            };
+            if now - p.parked_at < SWEEP_AGE_MS {
+                continue;
+            }
+            match durable.record_visit_event(p.event()).await {
+                Ok(()) => written.send_modify(|n| *n += 1),
+                Err(e @ DurableError::Unavailable(_)) => {
+                    tracing::debug!(error = %e, "database away; parked visit history waits");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "parked visit history transition lost");
+                }
+            }
+            if let Err(e) = parking.unpark(&item).await {
+                tracing::debug!(error = %e, "written visit history not unparked");
+            }
+        }
     }
 }
 
@@ -167,5 +424,33 @@ pub async fn no_show_sweeper(durable: Arc<dyn DurableStore>, shutdown: Cancellat
         {
             tracing::warn!(error = %e, "no-show sweep failed; will retry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes of the next version will find this text in Redis during a rolling upgrade:
+    /// version 1 must keep loading as it is written here.
+    #[test]
+    fn a_version_1_parked_transition_loads() {
+        let text = r#"{"v":1,"id":"abc","parked_at":1700000000000,"visit":"v_1","room":"r_1","state":"admitted","at":1700000000001,"actor":"s_doc","physician":"s_doc","patient_ref":null}"#;
+        let p = ParkedTransition::from_text(text).expect("version 1 loads");
+        let ev = p.event();
+        assert_eq!(ev.visit.as_str(), "v_1");
+        assert_eq!(ev.state, VisitState::Admitted);
+        assert_eq!(ev.at, 1_700_000_000_001);
+        assert_eq!(
+            ev.physician.map(|s| s.as_str().to_owned()).as_deref(),
+            Some("s_doc")
+        );
+    }
+
+    #[test]
+    fn a_parked_transition_of_an_unknown_version_is_left_alone() {
+        let text = r#"{"v":2,"id":"abc","parked_at":1,"visit":"v_1","room":"r_1","state":"admitted","at":1,"actor":null,"physician":null,"patient_ref":null}"#;
+        assert!(ParkedTransition::from_text(text).is_none());
+        assert!(ParkedTransition::from_text("not json").is_none());
     }
 }

@@ -3,10 +3,15 @@
 //! token; physicians reach exactly the rooms an admin assigned them.
 
 use super::{Claims, Role};
-use crate::durable::DurableStore;
+use crate::durable::{DurableError, DurableStore};
 use crate::ids::{ParticipantId, RoomId, StaffId};
 use crate::protocol::ErrorCode;
 use crate::visit::room::Member;
+use std::time::Duration;
+
+/// How long a resuming connection waits for the database to check its link before it is
+/// let through as a resume only (see [`member_for`]).
+const RESUME_LINK_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a verified token may not act. The messages are what the client is shown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +51,16 @@ impl AccessError {
     }
 }
 
+/// What a verified token may do on this connection.
+#[derive(Debug)]
+pub struct Access {
+    pub member: Member,
+    /// The rooms the connection may act in.
+    pub rooms: Vec<RoomId>,
+    /// A check that needs the database could not be made: only a resume is allowed.
+    pub resume_only: bool,
+}
+
 /// Check a staff token's session is still live (not signed out, not revoked).
 pub async fn check_staff_session(
     durable: &dyn DurableStore,
@@ -64,12 +79,20 @@ pub async fn check_staff_session(
 
 /// The member a verified token stands for, and the rooms its connection may act in.
 /// `idp`: the claims come from a verified identity-provider token (no examroom session).
+///
+/// `resuming`: the connection presents a resume token. When the database cannot say
+/// whether a patient's or guest's link was revoked, such a connection is still let
+/// through, marked [`Access::resume_only`]: the room takes it only as the resume of the
+/// participant it holds with that very resume token, who passed this check when she
+/// connected (a link cannot be revoked while the database is away). So a patient
+/// resumes during a database outage; nobody new gets in.
 pub async fn member_for(
     durable: &dyn DurableStore,
     claims: &Claims,
     participant: ParticipantId,
     idp: bool,
-) -> Result<(Member, Vec<RoomId>), AccessError> {
+    resuming: bool,
+) -> Result<Access, AccessError> {
     let base = Member {
         id: participant,
         role: Role::Patient,
@@ -102,7 +125,11 @@ pub async fn member_for(
                 patient_ref: None,
                 ..base
             };
-            return Ok((m, Vec::new()));
+            return Ok(Access {
+                member: m,
+                rooms: Vec::new(),
+                resume_only: false,
+            });
         }
         let rooms = durable
             .rooms_for_physician(&staff_id)
@@ -118,7 +145,11 @@ pub async fn member_for(
             gender: staff.gender.clone(),
             ..base
         };
-        return Ok((m, rooms.into_iter().map(|r| r.id).collect()));
+        return Ok(Access {
+            member: m,
+            rooms: rooms.into_iter().map(|r| r.id).collect(),
+            resume_only: false,
+        });
     }
     let role = if claims.has(Role::Guest) {
         Role::Guest
@@ -132,26 +163,38 @@ pub async fn member_for(
     };
     // The link may carry the reason for the visit; a revoked link stops working at once.
     let mut reason = None;
+    let mut resume_only = false;
     if let Some(link_id) = claims
         .sid
         .as_deref()
         .and_then(|s| crate::ids::LinkId::parse(s).ok())
     {
-        match durable.link(&link_id).await {
+        // A resuming page does not wait out a database that stopped answering (its pool
+        // waits seconds for a connection): the room can tell a true resume without it.
+        let looked_up = if resuming {
+            tokio::time::timeout(RESUME_LINK_WAIT, durable.link(&link_id))
+                .await
+                .unwrap_or_else(|_| Err(DurableError::Unavailable("timed out".into())))
+        } else {
+            durable.link(&link_id).await
+        };
+        match looked_up {
             Ok(Some(l)) if l.revoked => {
                 return Err(AccessError::LinkRevoked);
             }
             Ok(Some(l)) => reason = l.reason,
             Ok(None) => {}
+            Err(_) if resuming => resume_only = true,
             Err(_) => return Err(AccessError::Unavailable("link")),
         }
     }
-    Ok((
-        Member {
+    Ok(Access {
+        member: Member {
             role,
             reason,
             ..base
         },
-        vec![room.clone()],
-    ))
+        rooms: vec![room.clone()],
+        resume_only,
+    })
 }

@@ -114,6 +114,20 @@ pub trait Live: Send + Sync + 'static {
     async fn drain(&self) {}
 }
 
+/// A list the whole cluster shares, kept outside any one node: where a node parks the
+/// visit-history transitions the database has not taken yet (`history::HistoryWriter`),
+/// so that they outlive the node (SIGTERM, SIGKILL) and any node can write them once the
+/// database is back. Items are opaque text, written once and removed by value.
+#[async_trait]
+pub trait Parking: Send + Sync + 'static {
+    /// Append `item`; `Ok` once it is held outside this process.
+    async fn park(&self, item: &str) -> Result<(), LiveError>;
+    /// Remove one copy of `item` (its write is done); no error if it is gone already.
+    async fn unpark(&self, item: &str) -> Result<(), LiveError>;
+    /// Up to `max` parked items, oldest first.
+    async fn parked(&self, max: usize) -> Result<Vec<String>, LiveError>;
+}
+
 /// Records a batch's transitions before anything of the batch is sent, so nothing a
 /// participant is told happened can be missing from the history if the node dies the
 /// next instant. Returns the rest, in order. Transitions are rare (a few per visit);

@@ -27,16 +27,19 @@
 //! Here: the store, its keys and connections, and the [`Live`] calls. Beside it:
 //! `ownership` (leases, take-over from a snapshot, snapshot writes), `bus` (node channels,
 //! cross-node delivery, presence refresh), `recovery` (noticing Redis came back, or
-//! restarted, and restoring), `counters`, `scripts`.
+//! restarted, and restoring), `counters`, `scripts`, `parking` (visit history the
+//! database has not taken yet, `live::Parking`).
 
 mod bus;
 mod counters;
 mod ownership;
+mod parking;
 mod recovery;
 mod scripts;
 
 use bus::{Wire, publish, refresh_presence, subscribe};
 use ownership::{Drain, Local};
+pub use parking::RedisParking;
 
 use super::runtime::{Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
@@ -130,6 +133,10 @@ struct Inner {
     outage: AtomicBool,
     /// Bumped when Redis is back: every room's lease keeper renews at once.
     wake: watch::Sender<u64>,
+    /// Participants on other nodes a message about their visit's state (or a close) did
+    /// not reach because Redis was away: told to resume once it is back (`recovery`), so
+    /// their pages learn the state the room is in (an admit or end is never half-told).
+    missed: Mutex<HashSet<ParticipantId>>,
     /// The rooms each participant connected here entered (their `Connect`s): a room of
     /// theirs whose owner died is taken over here for them (`recovery::adopt_orphans`).
     rooms_of: Mutex<HashMap<ParticipantId, HashSet<RoomId>>>,
@@ -204,6 +211,7 @@ impl RedisLive {
             outage: AtomicBool::new(false),
             wake: watch::Sender::new(0),
             rooms_of: Mutex::new(HashMap::new()),
+            missed: Mutex::new(HashSet::new()),
             loader,
             effects,
             timing,

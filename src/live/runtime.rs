@@ -75,6 +75,12 @@ pub(crate) trait RoomHost: Send + 'static {
     /// Send one batch of outputs; its transitions are recorded before anything is sent
     /// ([`super::record_first`]).
     async fn commit(&mut self, room: &Room, outputs: Vec<Output>);
+    /// Whether to refuse `input` without handling it: `Some(answer)` is sent instead.
+    /// A store refuses what it could not tell everyone concerned (`docs/deploy.md`,
+    /// "Redis outage").
+    fn refuse(&self, _room: &Room, _input: &Input) -> Option<Vec<Output>> {
+        None
+    }
     /// A batch changed the room: publish what depends on its state.
     fn changed(&mut self, room: &Room);
     /// The store's own mail, also for mail left in the inbox after the room stopped.
@@ -118,7 +124,10 @@ pub(crate) async fn run_room<H: RoomHost>(
             _ = deposed.cancelled() => break Stop::Deposed,
             mail = rx.recv() => match mail {
                 Some(Mail::Cmd(cmd)) => match *cmd {
-                    RoomCmd::Input(input) => (room.handle(input, now_ms()), false, false),
+                    RoomCmd::Input(input) => match host.refuse(room.room(), &input) {
+                        Some(answer) => (answer, true, false),
+                        None => (room.handle(input, now_ms()), false, false),
+                    },
                     RoomCmd::Reconfigure(cfg) => (room.reconfigure(cfg, now_ms()), false, false),
                 },
                 Some(Mail::Host(m)) => {
@@ -318,6 +327,7 @@ mod tests {
             member,
             resume: None,
             new_resume_token: "t0".into(),
+            resume_only: false,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct AppState {
     pub client_key: Arc<ClientKey>,
     /// Ticks when this node stored a visit transition (`HistoryWriter::written`).
     pub history_written: tokio::sync::watch::Receiver<u64>,
+    /// The visit-history writer, drained when the node stops (`app::run`).
+    pub history: Arc<crate::history::HistoryWriter>,
 }
 
 impl AppState {

@@ -59,6 +59,11 @@ pub enum Input {
         member: Member,
         resume: Option<String>,
         new_resume_token: String,
+        /// Only a resume is allowed: a check that needs the database (a revoked link)
+        /// could not be made, so the room lets the participant in only if it holds her
+        /// with `resume` as her current resume token (she passed it when she connected).
+        #[serde(default)]
+        resume_only: bool,
     },
     /// The connection dropped without a `leave`.
     Disconnect { who: ParticipantId },
@@ -76,6 +81,23 @@ impl Input {
             Input::Disconnect { .. } => "disconnect",
             Input::Act { act, .. } => act.name(),
             Input::Tick => "tick",
+        }
+    }
+
+    /// The visit whose state this input asks to change, for what a physician decides
+    /// (admit, deny, send back, accept a walk-in, end).
+    pub fn decides(&self) -> Option<&VisitId> {
+        match self {
+            Input::Act {
+                act:
+                    Act::Admit { visit }
+                    | Act::Deny { visit, .. }
+                    | Act::SendBack { visit }
+                    | Act::WalkInAccept { visit }
+                    | Act::EndVisit { visit },
+                ..
+            } => Some(visit),
+            _ => None,
         }
     }
 
@@ -313,6 +335,18 @@ impl Room {
         self.visits.get(visit).map(|v| v.state)
     }
 
+    /// Who hears of a change to `visit`: its patient and everyone in its call, connected.
+    pub fn told_about(&self, visit: &VisitId) -> Vec<ParticipantId> {
+        let Some(v) = self.visits.get(visit) else {
+            return Vec::new();
+        };
+        std::iter::once(&v.patient)
+            .chain(v.participants.iter())
+            .filter(|p| self.presence.get(*p).is_some_and(|p| p.connected))
+            .cloned()
+            .collect()
+    }
+
     /// Nobody connected, nothing waiting or in a call: the host may drop this room.
     pub fn is_idle(&self) -> bool {
         self.presence.is_empty() && self.visits.values().all(|v| v.state.is_final())
@@ -325,7 +359,20 @@ impl Room {
                 member,
                 resume,
                 new_resume_token,
-            } => self.connect(member, resume, new_resume_token, now),
+                resume_only,
+            } => {
+                if resume_only && !self.holds(&member.id, resume.as_deref()) {
+                    self.out.push(Output::Close {
+                        who: member.id,
+                        msg: ServerMsg::error(
+                            ErrorCode::Unavailable,
+                            "visits are unavailable right now; try again shortly",
+                        ),
+                    });
+                } else {
+                    self.connect(member, resume, new_resume_token, resume_only, now)
+                }
+            }
             Input::Disconnect { who } => self.disconnect(&who, now),
             Input::Act { who, act } => {
                 let about = act.name();

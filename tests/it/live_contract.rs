@@ -194,6 +194,7 @@ fn connect(m: &Member) -> Input {
         member: m.clone(),
         resume: None,
         new_resume_token: examroom::ids::random_id(),
+        resume_only: false,
     }
 }
 

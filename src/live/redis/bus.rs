@@ -163,10 +163,15 @@ pub(super) async fn publish(
             return;
         }
         let mut pipe = ::redis::pipe();
+        // Who is told something about their visit's state in this batch.
+        let mut told = Vec::new();
         for w in batch.drain(..) {
-            let Wire::Deliver { to, .. } = &w else {
+            let Wire::Deliver { to, close, msg, .. } = &w else {
                 continue;
             };
+            if *close || tells_visit_state(msg) {
+                told.push(to.clone());
+            }
             let key = inner.keys.presence(to);
             let payload = serde_json::to_string(&w).expect("wire messages serialise");
             pipe.cmd("EVAL")
@@ -180,8 +185,23 @@ pub(super) async fn publish(
         let mut c = inner.redis.clone();
         if let Err(e) = inner.call("deliver", pipe.query_async::<()>(&mut c)).await {
             tracing::warn!(error = %e, count = n, "messages for other nodes dropped");
+            if !told.is_empty() {
+                inner.missed.lock().expect("poisoned").extend(told);
+            }
         }
     }
+}
+
+/// Whether `msg` tells its receiver where their visit stands: losing one leaves a page
+/// showing a state the room left (an admitted patient still in the waiting room).
+fn tells_visit_state(msg: &ServerMsg) -> bool {
+    matches!(
+        msg,
+        ServerMsg::Admitted { .. }
+            | ServerMsg::SentBack { .. }
+            | ServerMsg::Denied { .. }
+            | ServerMsg::VisitEnded { .. }
+    )
 }
 
 /// Keeps this node's participants' presence alive while they are connected.

@@ -483,6 +483,35 @@ impl RoomHost for RedisRoom {
             .await;
     }
 
+    /// While Redis is away, a physician's decision about a visit whose patient (or
+    /// anyone in its call) is connected through another node is refused: that side could
+    /// not be told, and a decision one side heard of and the other did not is what the
+    /// pages cannot recover from (an admitted patient left in the waiting room). Nothing
+    /// changes; the physician is told `unavailable` and tries again, as when the room
+    /// runs on the other node. Decisions among participants all on this node go ahead.
+    fn refuse(&self, room: &Room, input: &Input) -> Option<Vec<Output>> {
+        let visit = input.decides()?;
+        let away =
+            self.inner.outage.load(Ordering::Acquire) || !self.redis_ok.load(Ordering::Acquire);
+        if !away {
+            return None;
+        }
+        let told = room.told_about(visit);
+        let outboxes = self.inner.outboxes.lock().expect("poisoned");
+        if told.iter().all(|p| outboxes.contains_key(p)) {
+            return None;
+        }
+        let who = input.participant()?.clone();
+        Some(vec![Output::Send {
+            to: who,
+            msg: ServerMsg::error_about(
+                ErrorCode::Unavailable,
+                "the other side of this visit cannot be reached right now; try again shortly",
+                input.kind(),
+            ),
+        }])
+    }
+
     fn changed(&mut self, room: &Room) {
         self.inner
             .visit_counts

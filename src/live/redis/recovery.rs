@@ -47,7 +47,7 @@ impl Inner {
     }
 
     /// Redis answers again: put back what it may have lost.
-    async fn restore(&self, restarted: bool) {
+    async fn restore(self: &Arc<Self>, restarted: bool) {
         *self.restored.lock().expect("poisoned") = Some(std::time::Instant::now());
         tracing::info!(
             node = %self.node,
@@ -58,6 +58,32 @@ impl Inner {
         if let Err(e) = self.write_presence().await {
             tracing::debug!(error = %e, "presence not restored yet");
         }
+        self.clone().tell_who_missed();
+    }
+
+    /// Participants on other nodes whose visit-state messages were dropped while Redis
+    /// was away reconnect and resume: the room tells a resuming page where its visit
+    /// stands. After the recovery window, when their nodes have put their presence back.
+    fn tell_who_missed(self: Arc<Self>) {
+        if self.missed.lock().expect("poisoned").is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(self.recovery()).await;
+            let missed: Vec<ParticipantId> =
+                self.missed.lock().expect("poisoned").drain().collect();
+            tracing::info!(
+                participants = missed.len(),
+                "telling participants who missed a change to their visit to resume"
+            );
+            for who in missed {
+                let msg = ServerMsg::GoingAway {
+                    reason: "a change to your visit did not reach you; reconnect".into(),
+                    reconnect_after_ms: RESUME_AFTER_MS,
+                };
+                self.deliver(who, true, msg, 0);
+            }
+        });
     }
 }
 

@@ -99,11 +99,16 @@ pub(super) async fn hello(
         ErrorCode::Unauthenticated,
         "token subject is not a participant".to_owned(),
     ))?;
-    let (member, rooms) = crate::identity::access::member_for(
+    let crate::identity::access::Access {
+        member,
+        rooms,
+        resume_only,
+    } = crate::identity::access::member_for(
         state.durable.as_ref(),
         &claims,
         participant.clone(),
         idp,
+        resume.is_some(),
     )
     .await
     .map_err(|e| (e.code(), e.to_string()))?;
@@ -144,6 +149,7 @@ pub(super) async fn hello(
             member: member.clone(),
             resume: resume.clone(),
             new_resume_token: resume_token.clone(),
+            resume_only,
         };
         state.live.submit(room, input).await.map_err(|e| match e {
             crate::live::LiveError::RoomNotFound => (

@@ -17,6 +17,7 @@ impl Room {
         member: Member,
         resume: Option<String>,
         token: String,
+        resume_only: bool,
         now: Millis,
     ) {
         let id = member.id.clone();
@@ -28,8 +29,15 @@ impl Room {
                 p.connected = true;
                 p.dropped_at = None;
                 p.resume_token = token;
+                // A resume without the database has no link to read the reason from.
+                let reason = if resume_only {
+                    p.member.reason.clone()
+                } else {
+                    member.reason.clone()
+                };
                 p.member = Member {
                     languages: member.languages.clone(),
+                    reason,
                     ..member.clone()
                 };
                 (resumed, if resumed { replay } else { VecDeque::new() })
@@ -75,6 +83,13 @@ impl Room {
                 msg,
             });
         }
+    }
+
+    /// Whether the room holds `who` with `resume` as her current resume token.
+    pub(super) fn holds(&self, who: &ParticipantId, resume: Option<&str>) -> bool {
+        self.presence
+            .get(who)
+            .is_some_and(|p| resume.is_some_and(|r| r == p.resume_token))
     }
 
     /// Whether a first-time member may enter at all; `Some(error)` refuses.
@@ -175,6 +190,21 @@ impl Room {
                     patient: p.clone(),
                 });
             }
+        }
+        // Her visit is over (she was away, or the message saying so was lost with its
+        // node or with Redis): say so, as to anyone who comes back to a closed visit.
+        if let Some(v) = self.visits.get(&vid)
+            && v.state.is_final()
+        {
+            let msg = ServerMsg::error(
+                ErrorCode::VisitClosed,
+                format!("this visit has {}", v.state.as_str().replace('_', " ")),
+            );
+            self.out.push(Output::Close {
+                who: m.id.clone(),
+                msg,
+            });
+            return;
         }
         if self.visits.get(&vid).is_some_and(Visit::active) {
             self.rejoin_call(&vid, &m.id, resumed);

@@ -170,6 +170,7 @@ mod tests {
                 member: Member::test("p_pat", crate::ids::Role::Patient, Some("v_1")),
                 resume: Some("t0".into()),
                 new_resume_token: "t1".into(),
+                resume_only: false,
             },
             5000,
         );

@@ -78,6 +78,7 @@ fn connect(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
             member: m,
             resume: None,
             new_resume_token: "t0".into(),
+            resume_only: false,
         },
         now,
     )
@@ -466,6 +467,7 @@ fn physician_drop_never_locks_the_patient_out() {
             member: doctor("s_doc"),
             resume: Some("t0".into()),
             new_resume_token: "t1".into(),
+            resume_only: false,
         },
         30 * SEC,
     );
@@ -528,6 +530,7 @@ fn messages_missed_while_reconnecting_are_replayed_on_resume() {
             member: patient("p_pat", "v_1"),
             resume: Some("t0".into()),
             new_resume_token: "t1".into(),
+            resume_only: false,
         },
         5 * SEC,
     );
@@ -536,6 +539,77 @@ fn messages_missed_while_reconnecting_are_replayed_on_resume() {
             .iter()
             .any(|m| matches!(m, ServerMsg::Offer { sdp, .. } if sdp == "restart"))
     );
+}
+
+/// The database is away, so a patient's link could not be checked: her page may resume
+/// (the room holds her with the resume token she presents), nobody else may enter.
+#[test]
+fn a_resume_only_connect_lets_back_the_held_participant_and_nobody_else() {
+    let mut r = admitted_room();
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
+    let resume_only = |member: Member, resume: Option<&str>| Input::Connect {
+        member: Member {
+            reason: None,
+            ..member
+        },
+        resume: resume.map(str::to_owned),
+        new_resume_token: "t1".into(),
+        resume_only: true,
+    };
+    let refused = |out: &[Output], who: &str| {
+        out.iter().any(|o| matches!(o, Output::Close { who: w, msg: ServerMsg::Error { code: ErrorCode::Unavailable, .. } } if w.as_str() == who))
+    };
+    // A wrong resume token, a stranger with a token for a new visit: refused, unchanged.
+    let out = r.handle(resume_only(patient("p_pat", "v_1"), Some("guess")), 4 * SEC);
+    assert!(refused(&out, "p_pat"));
+    let out = r.handle(resume_only(patient("p_new", "v_9"), Some("t0")), 4 * SEC);
+    assert!(refused(&out, "p_new"));
+    assert_eq!(r.visit_state(&vid("v_9")), None);
+    // Her own resume token: back in the call, her reason kept.
+    let out = r.handle(resume_only(patient("p_pat", "v_1"), Some("t0")), 5 * SEC);
+    assert!(!refused(&out, "p_pat"));
+    assert!(
+        sent_to(&out, "s_doc")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::PeerResumed { .. }))
+    );
+    assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
+    let snap = r.snapshot();
+    let json = serde_json::to_string(&snap).unwrap();
+    assert!(json.contains("cough"), "the reason from her link is kept");
+}
+
+/// The physician ended the visit while the patient's page was away (or the message was
+/// lost with her node): when her page comes back, she is told the visit is closed.
+#[test]
+fn a_patient_coming_back_after_her_visit_ended_is_told_it_is_closed() {
+    let mut r = admitted_room();
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
+    act(
+        &mut r,
+        "s_doc",
+        Act::EndVisit { visit: vid("v_1") },
+        4 * SEC,
+    );
+    let out = r.handle(
+        Input::Connect {
+            member: patient("p_pat", "v_1"),
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+            resume_only: false,
+        },
+        5 * SEC,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            who,
+            msg: ServerMsg::Error {
+                code: ErrorCode::VisitClosed,
+                ..
+            },
+        } if who.as_str() == "p_pat"
+    )));
 }
 
 #[test]

@@ -97,8 +97,109 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A TCP gate between the nodes and PostgreSQL. `cut` resets every connection through
+/// it and refuses new ones, which is what the nodes see when the database process dies
+/// (or its host drops off the network); `open` lets them through again, like the
+/// database coming back. The shared PostgreSQL itself keeps serving the other tests.
+pub struct DbGate {
+    pub port: u16,
+    target: String,
+    /// Cancelling it closes the listener and every connection through the gate.
+    open: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl DbGate {
+    /// A gate on a free port in front of `target` (`host:port`), open.
+    pub async fn start(target: &str) -> DbGate {
+        let mut g = DbGate {
+            port: free_port(),
+            target: target.to_owned(),
+            open: None,
+        };
+        g.open().await;
+        g
+    }
+
+    pub async fn open(&mut self) {
+        if self.open.is_some() {
+            return;
+        }
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the gate's port is free again");
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.open = Some(stop.clone());
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
+                };
+                let (target, stop) = (target.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => {
+                            // Reset, not a polite close: the database died. (A zero linger
+                            // resets at once on drop; it never blocks the thread.)
+                            #[allow(deprecated)]
+                            let _ = client.set_linger(Some(Duration::ZERO));
+                        }
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    /// The database is gone: every connection reset, new ones refused.
+    pub fn cut(&mut self) {
+        if let Some(stop) = self.open.take() {
+            stop.cancel();
+        }
+    }
+
+    /// `url` (a postgres URL) with its host and port replaced by the gate's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        format!(
+            "{scheme}://{}127.0.0.1:{}/{path}",
+            user.unwrap_or_default(),
+            self.port
+        )
+    }
+}
+
+impl Drop for DbGate {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// `host:port` of a postgres URL.
+fn db_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
 pub struct Cluster {
     pub db: TestDatabase,
+    /// The database URL the nodes use (the test's own `store` uses `db.url`).
+    node_db_url: String,
     pub redis_url: String,
     pub prefix: String,
     pub store: Arc<dyn DurableStore>,
@@ -130,6 +231,18 @@ impl Node {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+    /// SIGTERM, and wait (at most `within`) for the process to exit; whether it did.
+    pub async fn terminate(&mut self, within: Duration) -> bool {
+        self.signal("TERM");
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
     }
@@ -199,6 +312,7 @@ impl Cluster {
         settings.database.url = Secret::new(db.url.clone());
         let store = examroom::durable::open(&settings).await.unwrap();
         let mut c = Cluster {
+            node_db_url: db.url.clone(),
             db,
             redis_url: redis_url.to_owned(),
             prefix: redis_prefix(),
@@ -217,6 +331,22 @@ impl Cluster {
         c
     }
 
+    /// Nodes that reach PostgreSQL through a [`DbGate`], so a test can take the database
+    /// away from them and give it back.
+    pub async fn start_gated(
+        nodes: usize,
+        redis_url: &str,
+        env: &[(&str, &str)],
+    ) -> (Cluster, DbGate) {
+        let mut c = Self::start_with(0, redis_url, env).await;
+        let gate = DbGate::start(&db_address(&c.db.url)).await;
+        c.node_db_url = gate.url_for(&c.db.url);
+        for _ in 0..nodes {
+            c.add_node().await;
+        }
+        (c, gate)
+    }
+
     pub async fn add_node(&mut self) -> usize {
         let port = free_port();
         let data = self.dir.path().join(format!("node-{port}"));
@@ -224,7 +354,7 @@ impl Cluster {
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data)
-            .env("EXAMROOM__DATABASE__URL", &self.db.url)
+            .env("EXAMROOM__DATABASE__URL", &self.node_db_url)
             .env("EXAMROOM__LIVE__BACKEND", "redis")
             .env("EXAMROOM__LIVE__LEASE_MS", "1500")
             .env("EXAMROOM__REDIS__URL", &self.redis_url)

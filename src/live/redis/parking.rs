@@ -1,0 +1,81 @@
+//! Parked visit history in Redis: `<prefix>:history:parked`, one list the cluster shares
+//! (`live::Parking`). A node parks a transition there when the database does not take it
+//! at once, and removes it once written; whatever a node leaves behind (it stopped, or
+//! died, before the database came back) another node writes. Its own connection, apart
+//! from the live store's, so that the history writer can exist before the live store.
+
+use crate::config::Settings;
+use crate::live::{LiveError, Parking};
+use ::redis::AsyncCommands;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use async_trait::async_trait;
+use std::future::Future;
+use std::time::Duration;
+
+pub struct RedisParking {
+    redis: ConnectionManager,
+    key: String,
+    timeout: Duration,
+}
+
+impl RedisParking {
+    /// Connect to `redis.url`; fails when Redis cannot be reached at start, like the
+    /// live store.
+    pub async fn connect(settings: &Settings) -> Result<Self, LiveError> {
+        let timeout = Duration::from_millis(settings.redis.timeout_ms);
+        let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let redis =
+            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| unavailable("timed out connecting to Redis"))?
+                .map_err(unavailable)?;
+        Ok(RedisParking {
+            redis,
+            key: format!("{}:history:parked", settings.redis.key_prefix),
+            timeout,
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = ::redis::RedisResult<T>>,
+    ) -> Result<T, LiveError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(format!("redis {what}: {e}"))),
+            Err(_) => Err(unavailable(format!("redis {what}: timed out"))),
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LiveError {
+    LiveError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl Parking for RedisParking {
+    async fn park(&self, item: &str) -> Result<(), LiveError> {
+        let mut c = self.redis.clone();
+        self.call("park history", c.rpush::<_, _, ()>(&self.key, item))
+            .await
+    }
+
+    async fn unpark(&self, item: &str) -> Result<(), LiveError> {
+        let mut c = self.redis.clone();
+        self.call("unpark history", c.lrem::<_, _, ()>(&self.key, 1, item))
+            .await
+    }
+
+    async fn parked(&self, max: usize) -> Result<Vec<String>, LiveError> {
+        let mut c = self.redis.clone();
+        let last = max.max(1) as isize - 1;
+        self.call("read parked history", c.lrange(&self.key, 0, last))
+            .await
+    }
+}
