@@ -158,6 +158,29 @@ impl Drop for RedisLive {
     }
 }
 
+/// A client and a managed connection to `redis.url`, with `redis.timeout_ms` on connecting
+/// and on every reply; fails when Redis cannot be reached now. Shared by the live store
+/// and history parking so both behave alike when Redis is slow or gone.
+pub(super) async fn connect_redis(
+    settings: &Settings,
+) -> Result<(::redis::Client, ConnectionManager, Duration), LiveError> {
+    let timeout = Duration::from_millis(settings.redis.timeout_ms);
+    let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let redis = tokio::time::timeout(
+        timeout,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| unavailable("timed out connecting to Redis"))?
+    .map_err(unavailable)?;
+    Ok((client, redis, timeout))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> LiveError {
     LiveError::Unavailable(e.to_string())
 }
@@ -171,20 +194,7 @@ impl RedisLive {
         effects: Arc<dyn Effects>,
         timing: Timing,
     ) -> Result<Self, LiveError> {
-        let timeout = Duration::from_millis(settings.redis.timeout_ms);
-        let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let redis = tokio::time::timeout(
-            timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| unavailable("timed out connecting to Redis"))?
-        .map_err(unavailable)?;
+        let (client, redis, timeout) = connect_redis(settings).await?;
         let (remote, remote_rx) = mpsc::channel(REMOTE_QUEUE);
         let inner = Arc::new(Inner {
             node: crate::ids::random_id()[..16].to_owned(),

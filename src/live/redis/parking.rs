@@ -4,10 +4,11 @@
 //! died, before the database came back) another node writes. Its own connection, apart
 //! from the live store's, so that the history writer can exist before the live store.
 
+use super::unavailable;
 use crate::config::Settings;
 use crate::live::{LiveError, Parking};
 use ::redis::AsyncCommands;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
 use std::future::Future;
 use std::time::Duration;
@@ -22,18 +23,7 @@ impl RedisParking {
     /// Connect to `redis.url`; fails when Redis cannot be reached at start, like the
     /// live store.
     pub async fn connect(settings: &Settings) -> Result<Self, LiveError> {
-        let timeout = Duration::from_millis(settings.redis.timeout_ms);
-        let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let redis =
-            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-                .await
-                .map_err(|_| unavailable("timed out connecting to Redis"))?
-                .map_err(unavailable)?;
+        let (_, redis, timeout) = super::connect_redis(settings).await?;
         Ok(RedisParking {
             redis,
             key: format!("{}:history:parked", settings.redis.key_prefix),
@@ -52,10 +42,6 @@ impl RedisParking {
             Err(_) => Err(unavailable(format!("redis {what}: timed out"))),
         }
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> LiveError {
-    LiveError::Unavailable(e.to_string())
 }
 
 #[async_trait]
