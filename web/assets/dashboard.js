@@ -241,7 +241,7 @@ function queueEntry(room, e, prefix = '') {
     e.reason ? h('p', {}, e.reason) : null,
     h('p', { class: 'muted' }, h('span', { class: 'wait', dataset: { since: String(e.waiting_since) } }, waitText(e.waiting_since)), ' ', device),
     side ? null : h('div', { class: 'row' },
-      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => state.signal.send({ type: 'admit', room: room.id, visit: e.visit }) }, e.name ? t('dash.admit_name', { name: e.name }) : t('dash.admit')),
+      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => { warmLocalMedia(); state.signal.send({ type: 'admit', room: room.id, visit: e.visit }); } }, e.name ? t('dash.admit_name', { name: e.name }) : t('dash.admit')),
       h('button', { type: 'button', class: 'secondary', id: `deny-${e.visit}`, onclick: () => deny(room, e) }, t('dash.deny'))),
     h('form', { class: 'row', onsubmit: (ev) => {
       ev.preventDefault();
@@ -274,13 +274,28 @@ function walkInOffer(m) {
   const card = h('div', { class: 'notice warn', id: `offer-${m.visit}`, role: 'alert' },
     h('strong', {}, t('dash.walk_in', { name: m.name || t('dash.unnamed') })), m.reason ? ` — ${m.reason}` : '',
     h('div', { class: 'row' },
-      h('button', { type: 'button', onclick: () => { state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.accept')),
+      h('button', { type: 'button', onclick: () => { warmLocalMedia(); state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.accept')),
       h('button', { type: 'button', class: 'secondary', onclick: () => { state.signal.send({ type: 'walk_in_pass', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.pass'))));
   $('#walk-in-offers').append(card);
   setTimeout(() => card.remove(), Math.max(0, m.expires_at - Date.now()));
 }
 
 // --- the visit --------------------------------------------------------------------------
+
+// The camera starts as the physician clicks Admit, while the server answers: asked for only
+// once `admitted` came, its start-up was added to the time until the call connects (issue 20).
+// An admit that is refused or never answered must not leave the camera on: unused after
+// 10 s, the warmed stream is stopped.
+function warmLocalMedia() {
+  if (state.local || state.localPending) return;
+  const pending = getLocalMedia();
+  state.localPending = pending;
+  setTimeout(async () => {
+    if (state.localPending !== pending) return;
+    state.localPending = null;
+    (await pending).stream?.getTracks().forEach((tr) => tr.stop());
+  }, 10000);
+}
 
 async function enterVisit(m) {
   const fresh = state.visit !== m.visit;
@@ -296,7 +311,8 @@ async function enterVisit(m) {
   state.heading = { given: given || m.peers.map((p) => p.name).join(', '), linked };
   renderHeading();
   if (!state.local) {
-    const { stream, error } = await getLocalMedia();
+    const { stream, error } = await (state.localPending || getLocalMedia());
+    state.localPending = null;
     state.local = stream;
     if (error && !stream) toast(t('dash.media_blocked'));
   }
