@@ -12,6 +12,7 @@
 //! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
 //! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
+//! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
 //! - [`metrics`]: Prometheus counters.
@@ -35,6 +36,7 @@ pub mod media;
 pub mod metrics;
 pub mod protocol;
 pub mod records;
+pub mod scheduling;
 pub mod signalling;
 pub mod state;
 pub mod visit;

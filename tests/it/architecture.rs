@@ -58,6 +58,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("records::store", Layer::Adapter),
     ("records::import", Layer::Adapter),
     ("visit", Layer::Model),
+    ("scheduling", Layer::Model),
     ("ids", Layer::Model),
     ("protocol", Layer::Model),
     ("config", Layer::Model),

@@ -1,0 +1,9 @@
+//! Appointments (issue 21): what a physician's schedule makes bookable.
+//!
+//! So far only the pure part: [`availability`] turns a schedule (weekly hours, exceptions,
+//! visit length and buffer, in the physician's time zone) into free slots. Booking,
+//! manage links and reminders build on it.
+
+pub mod availability;
+
+pub use availability::{Exception, Schedule, ScheduleError, Slot, Span};
