@@ -357,6 +357,11 @@ fn forge(
 const HS: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!!";
 
+/// Our own token shape (HS256 with `SECRET`) with one claim set to `value`.
+fn with_claim(app: &TestApp, claim: &str, value: serde_json::Value) -> String {
+    forge(app, |c| c[claim] = value, HS, SECRET)
+}
+
 async fn refused(app: &TestApp, token: &str) -> (u16, String) {
     let (s, b) = app.call_json("GET", "/api/me", Some(token), None).await;
     (s, b["error"].as_str().unwrap_or_default().to_owned())
@@ -373,36 +378,26 @@ async fn alg_none_is_refused() {
 #[tokio::test]
 async fn expired_token_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(
-        &app,
-        |c| c["exp"] = json!(chrono::Utc::now().timestamp() - 100),
-        HS,
-        SECRET,
-    );
+    let t = with_claim(&app, "exp", json!(chrono::Utc::now().timestamp() - 100));
     assert_eq!(refused(&app, &t).await, (401, "token_expired".into()));
 }
 
 #[tokio::test]
 async fn not_yet_valid_token_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(
-        &app,
-        |c| c["nbf"] = json!(chrono::Utc::now().timestamp() + 100),
-        HS,
-        SECRET,
-    );
+    let t = with_claim(&app, "nbf", json!(chrono::Utc::now().timestamp() + 100));
     assert_eq!(refused(&app, &t).await, (401, "token_not_yet_valid".into()));
 }
 
 #[tokio::test]
 async fn wrong_issuer_or_audience_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(&app, |c| c["iss"] = json!("someone-else"), HS, SECRET);
+    let t = with_claim(&app, "iss", json!("someone-else"));
     assert_eq!(
         refused(&app, &t).await,
         (401, "token_wrong_audience".into())
     );
-    let t = forge(&app, |c| c["aud"] = json!("someone-else"), HS, SECRET);
+    let t = with_claim(&app, "aud", json!("someone-else"));
     assert_eq!(
         refused(&app, &t).await,
         (401, "token_wrong_audience".into())

@@ -25,15 +25,9 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
     let app = TestApp::spawn().await;
     let (_, admin_t) = app.admin().await;
 
-    let (s, invited) = app
-        .call_json(
-            "POST",
-            "/api/staff",
-            Some(&admin_t),
-            Some(json!({"email": "grey@clinic.test", "name": "Dr Grey", "roles": ["physician"]})),
-        )
+    let invited = app
+        .invite_staff(&admin_t, "grey@clinic.test", "Dr Grey")
         .await;
-    assert_eq!(s, 201, "{invited}");
     let invite = token_of(invited["invitation_url"].as_str().unwrap());
 
     let (s, body) = set_password(&app, &invite, json!({"password": "short"})).await;

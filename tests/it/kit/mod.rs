@@ -143,14 +143,28 @@ impl TestApp {
         (id, token)
     }
 
+    /// Ada, both admin and physician (she may call every staff route), and her token.
+    pub async fn admin_physician(&self) -> (StaffId, String) {
+        let roles = vec![Role::Admin, Role::Physician];
+        let id = self.staff("Ada Admin", roles.clone(), vec![], None).await;
+        let token = self.staff_token(&id, roles).await;
+        (id, token)
+    }
+
+    /// Physician `who` with a physician room `room` of their own.
+    pub async fn physician_room(&self, who: &str, room: &str) -> (StaffId, RoomConfig) {
+        let doc = self.physician(who).await;
+        let room = self.room(room, RoomKind::Physician, &[&doc]).await;
+        (doc, room)
+    }
+
     /// Physician `who` with a physician room `room` of their own, and their signed-in token.
     pub async fn physician_with_room(
         &self,
         who: &str,
         room: &str,
     ) -> (StaffId, String, RoomConfig) {
-        let doc = self.physician(who).await;
-        let room = self.room(room, RoomKind::Physician, &[&doc]).await;
+        let (doc, room) = self.physician_room(who, room).await;
         let token = self.staff_token(&doc, vec![Role::Physician]).await;
         (doc, token, room)
     }
@@ -402,6 +416,24 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// An admin invites a staff member: the new account as `POST /api/staff` answers
+    /// it (with its `invitation_url`).
+    pub async fn invite_staff(&self, admin_token: &str, email: &str, name: &str) -> Value {
+        let body = serde_json::json!({"email": email, "name": name, "roles": ["physician"]});
+        let (s, invited) = self
+            .call_json("POST", "/api/staff", Some(admin_token), Some(body))
+            .await;
+        assert_eq!(s, 201, "{invited}");
+        invited
+    }
+
+    /// A patient's answer to the identity question (her date of birth), with her token.
+    pub async fn confirm_identity(&self, patient_token: &str, born: &str) -> (u16, Value) {
+        let answer = serde_json::json!({ "birth_date": born });
+        self.call_json("POST", "/api/identity", Some(patient_token), Some(answer))
+            .await
+    }
+
     /// Status and JSON body (`Null` when there is none) of a call.
     pub async fn call_json(
         &self,
@@ -462,6 +494,13 @@ impl TestApp {
             .await;
         assert_eq!(s, 201, "minting failed: {b}");
         b
+    }
+
+    /// `POST /api/links/guest`: a guest's link into `visit` of `room`, as `bearer`.
+    pub async fn mint_guest_link(&self, bearer: &str, room: &RoomId, visit: &str) -> (u16, Value) {
+        let body = json!({"room": room, "visit": visit});
+        self.call_json("POST", "/api/links/guest", Some(bearer), Some(body))
+            .await
     }
 
     /// `POST /api/join/{code}` from the browser `device`.
