@@ -8,7 +8,7 @@ mod kit;
 use crate::kit::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use examroom::durable::{AuditEntry, AuditOutcome};
+use examroom::durable::{AuditOutcome, NewAuditEntry};
 use examroom::identity::Role;
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -167,9 +167,9 @@ async fn a_deactivated_account_answers_its_right_password_like_a_wrong_one() {
 
 /// The audit entry of a refused sign-in of `staff` (written behind the answer, so the
 /// answer does not take longer than a wrong password's).
-async fn audited_refusal(app: &TestApp, staff: &examroom::ids::StaffId) -> AuditEntry {
+async fn audited_refusal(app: &TestApp, staff: &examroom::ids::StaffId) -> NewAuditEntry {
     for _ in 0..100 {
-        let entries = app.state.durable.audit_entries(0, 100).await.unwrap();
+        let entries = app.audited().await;
         if let Some(e) = entries.into_iter().find(|e| {
             e.actor == staff.as_str()
                 && e.action == examroom::identity::signin::AUDIT_ACTION

@@ -172,25 +172,13 @@ macro_rules! impl_link_store {
             }
 
             async fn link(&self, id: &$crate::ids::LinkId) -> Result<Option<Link>, DurableError> {
-                sqlx::query_as::<_, LinkRow>(&format!(
-                    "SELECT {LINK_COLS} FROM links WHERE id = $1"
-                ))
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(LinkRow::into_link)
-                .transpose()
+                let sql = format!("SELECT {LINK_COLS} FROM links WHERE id = $1");
+                self.find_one(&sql, id.as_str(), LinkRow::into_link).await
             }
 
             async fn link_by_code_hash(&self, hash: &str) -> Result<Option<Link>, DurableError> {
-                sqlx::query_as::<_, LinkRow>(&format!(
-                    "SELECT {LINK_COLS} FROM links WHERE code_hash = $1"
-                ))
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(LinkRow::into_link)
-                .transpose()
+                let sql = format!("SELECT {LINK_COLS} FROM links WHERE code_hash = $1");
+                self.find_one(&sql, hash, LinkRow::into_link).await
             }
 
             async fn list_links(
@@ -214,10 +202,7 @@ macro_rules! impl_link_store {
                     .bind(id.as_str())
                     .execute(&self.pool)
                     .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "link" });
-                }
-                Ok(())
+                one_changed(r.rows_affected(), "link")
             }
 
             async fn mark_link_used(
@@ -233,10 +218,7 @@ macro_rules! impl_link_store {
                 .bind(at)
                 .execute(&self.pool)
                 .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "link" });
-                }
-                Ok(())
+                one_changed(r.rows_affected(), "link")
             }
 
             async fn link_device(

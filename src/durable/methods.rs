@@ -12,6 +12,28 @@ macro_rules! impl_durable_store {
         $crate::durable::visits::impl_visit_store!($store);
         $crate::durable::audit_log::impl_audit_store!($store);
 
+        impl $store {
+            /// The row that `sql` selects with `key` as `$1`, turned into its domain value
+            /// by `decode`; `None` when there is none.
+            async fn find_one<R, T>(
+                &self,
+                sql: &str,
+                key: &str,
+                decode: fn(R) -> Result<T, DurableError>,
+            ) -> Result<Option<T>, DurableError>
+            where
+                R: Send
+                    + Unpin
+                    + for<'r> sqlx::FromRow<'r, <<$store as StoreDb>::Db as sqlx::Database>::Row>,
+            {
+                let row = sqlx::query_as::<<$store as StoreDb>::Db, R>(sql)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(decode).transpose()
+            }
+        }
+
         #[async_trait::async_trait]
         impl DurableStore for $store {
             async fn ping(&self) -> Result<(), DurableError> {

@@ -1128,7 +1128,7 @@ async fn audit_chain_appends_and_verifies(ctx: Ctx) {
         appended[2..4].to_vec()
     );
     assert!(s.audit_entries(5, 10).await.unwrap().is_empty());
-    let e = &appended[2];
+    let e = &appended[2].entry;
     assert_eq!(e.outcome, AuditOutcome::Refused);
     assert_eq!(e.reason.as_deref(), Some("visit not active"));
     assert_eq!(e.sections, vec!["allergies", "medications"]);
@@ -1391,8 +1391,8 @@ async fn emergency_access_is_kept_per_visit_and_physician(ctx: Ctx) {
         .unwrap();
     let list = s.list_emergency_access(10).await.unwrap();
     assert_eq!(list.len(), 2);
-    assert_eq!(list[0].staff, house.id, "newest first");
-    assert_eq!(list[1].reason, "unresponsive patient");
-    assert_eq!(list[1].patient_ref.as_ref().unwrap().as_str(), "pt-1");
+    assert_eq!(list[0].grant.staff, house.id, "newest first");
+    assert_eq!(list[1].grant.reason, "unresponsive patient");
+    assert_eq!(list[1].grant.patient_ref.as_ref().unwrap().as_str(), "pt-1");
     assert_eq!(s.list_emergency_access(1).await.unwrap().len(), 1);
 }

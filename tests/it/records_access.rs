@@ -112,7 +112,7 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
     }
     assert!(ended, "reading after the window must be refused");
 
-    let entries = app.state.durable.audit_entries(0, 1000).await.unwrap();
+    let entries = app.audited().await;
     // The prefetch when the patient started waiting is a read too, audited as such.
     let prefetch: Vec<_> = entries
         .iter()

@@ -110,8 +110,8 @@ impl Clinic {
             .await
     }
 
-    async fn audit(&self) -> Vec<examroom::audit::AuditEntry> {
-        self.app.state.durable.audit_entries(0, 1000).await.unwrap()
+    async fn audit(&self) -> Vec<examroom::audit::NewAuditEntry> {
+        self.app.audited().await
     }
 }
 

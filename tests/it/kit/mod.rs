@@ -9,6 +9,7 @@ pub mod seed;
 pub mod services;
 
 use examroom::app::AppState;
+use examroom::audit::NewAuditEntry;
 use examroom::config::{Secret, Settings};
 use examroom::durable::NewStaff;
 use examroom::identity::Role;
@@ -425,6 +426,13 @@ impl TestApp {
             .await;
         assert_eq!(s, 201, "{invited}");
         invited
+    }
+
+    /// What the audit log records (its first 1000 entries, oldest first), without the
+    /// chain's sequence numbers and hashes.
+    pub async fn audited(&self) -> Vec<NewAuditEntry> {
+        let entries = self.state.durable.audit_entries(0, 1000).await.unwrap();
+        entries.into_iter().map(|e| e.entry).collect()
     }
 
     /// A patient's answer to the identity question (her date of birth), with her token.
