@@ -146,15 +146,7 @@ async fn rsa_and_ec_tokens_from_the_provider_are_accepted_and_bad_ones_refused()
     assert_eq!(s, 401);
     // Tampered payload: roles widened after signing.
     let good = sign(&rsa, &claims("grey@clinic.test", 300));
-    let parts: Vec<&str> = good.split('.').collect();
-    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-    payload["roles"] = json!(["admin", "physician"]);
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        b64.encode(payload.to_string()),
-        parts[2]
-    );
+    let tampered = with_widened_roles(&good);
     let (s, b) = me(&app, &tampered).await;
     refused(s, &b, "token_bad_signature");
     // A physician from the provider is not an admin.

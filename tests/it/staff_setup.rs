@@ -83,11 +83,7 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
 #[tokio::test]
 async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
     let app = TestApp::spawn().await;
-    let doc = app.physician("Dr Grey").await;
-    let room = app
-        .room("Room", examroom::visit::RoomKind::Physician, &[&doc])
-        .await;
-    let doc_t = app.staff_token(&doc, vec![Role::Physician]).await;
+    let (_, doc_t, room) = app.physician_with_room("Dr Grey", "Room").await;
     let now = chrono::Utc::now().timestamp_millis();
     let missed = app
         .mint_link(&doc_t, json!({"room": room.id, "expires_at": now + 1000}))

@@ -679,6 +679,18 @@ impl TestApp {
     }
 }
 
+/// `jwt` with its roles claim widened to admin and physician after signing: the
+/// signature no longer matches.
+pub fn with_widened_roles(jwt: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    payload["roles"] = json!(["admin", "physician"]);
+    let payload = b64.encode(payload.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
 /// Every `.rs` file under `dir`, for the tests that read the source (layers, error codes,
 /// the authorisation matrix).
 pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
