@@ -121,15 +121,13 @@ macro_rules! impl_chart_access_store {
                 visit: &$crate::ids::VisitId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE visit_identity SET confirmed_at = COALESCE(confirmed_at, $2) \
                      WHERE visit_id = $1",
                 )
                 .bind(visit.as_str())
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                one_changed(r.rows_affected(), "visit")
+                .bind(at);
+                self.update_one(q, "visit").await
             }
 
             async fn record_emergency_access(

@@ -198,11 +198,9 @@ macro_rules! impl_link_store {
             }
 
             async fn revoke_link(&self, id: &$crate::ids::LinkId) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE links SET revoked = TRUE WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&self.pool)
-                    .await?;
-                one_changed(r.rows_affected(), "link")
+                let q = sqlx::query("UPDATE links SET revoked = TRUE WHERE id = $1")
+                    .bind(id.as_str());
+                self.update_one(q, "link").await
             }
 
             async fn mark_link_used(
@@ -210,15 +208,13 @@ macro_rules! impl_link_store {
                 id: &$crate::ids::LinkId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE links SET use_count = use_count + 1, \
                      first_used_at = COALESCE(first_used_at, $2) WHERE id = $1",
                 )
                 .bind(id.as_str())
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                one_changed(r.rows_affected(), "link")
+                .bind(at);
+                self.update_one(q, "link").await
             }
 
             async fn link_device(

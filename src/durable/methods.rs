@@ -32,6 +32,21 @@ macro_rules! impl_durable_store {
                     .await?;
                 row.map(decode).transpose()
             }
+
+            /// Runs `q`, an UPDATE of one row by its key; `NotFound{what}` when no row
+            /// has that key.
+            async fn update_one<'q>(
+                &self,
+                q: sqlx::query::Query<
+                    'q,
+                    <$store as StoreDb>::Db,
+                    <<$store as StoreDb>::Db as sqlx::Database>::Arguments<'q>,
+                >,
+                what: &'static str,
+            ) -> Result<(), DurableError> {
+                let done = q.execute(&self.pool).await?;
+                one_changed(done.rows_affected(), what)
+            }
         }
 
         #[async_trait::async_trait]

@@ -338,12 +338,10 @@ macro_rules! impl_staff_store {
                 id: &$crate::ids::StaffId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE staff SET last_sign_in_at = $2 WHERE id = $1")
+                let q = sqlx::query("UPDATE staff SET last_sign_in_at = $2 WHERE id = $1")
                     .bind(id.as_str())
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                one_changed(r.rows_affected(), "staff")
+                    .bind(at);
+                self.update_one(q, "staff").await
             }
 
             async fn staff_by_idp(
@@ -435,11 +433,9 @@ macro_rules! impl_staff_store {
             }
 
             async fn revoke_session(&self, id: &str) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE staff_sessions SET revoked = TRUE WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                one_changed(r.rows_affected(), "session")
+                let q = sqlx::query("UPDATE staff_sessions SET revoked = TRUE WHERE id = $1")
+                    .bind(id);
+                self.update_one(q, "session").await
             }
 
             async fn revoke_sessions_of(
