@@ -61,18 +61,12 @@ pub struct NewAuditEntry {
     pub reason: Option<String>,
 }
 
-/// One stored entry.
+/// One stored entry: what was recorded, its place in the chain and the hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub seq: i64,
-    pub at: Millis,
-    pub actor: String,
-    pub action: String,
-    pub patient_ref: Option<PatientRef>,
-    pub visit: Option<VisitId>,
-    pub sections: Vec<String>,
-    pub outcome: AuditOutcome,
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -82,14 +76,7 @@ impl AuditEntry {
     pub fn seal(seq: i64, prev_hash: &str, new: NewAuditEntry) -> AuditEntry {
         let mut e = AuditEntry {
             seq,
-            at: new.at,
-            actor: new.actor,
-            action: new.action,
-            patient_ref: new.patient_ref,
-            visit: new.visit,
-            sections: new.sections,
-            outcome: new.outcome,
-            reason: new.reason,
+            entry: new,
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
         };
@@ -103,8 +90,9 @@ impl AuditEntry {
 /// reason|null]`. JSON gives unambiguous string escaping, so no two different entries
 /// serialise alike. Changing this changes every hash: never do it without a migration.
 pub fn canonical(e: &AuditEntry) -> Vec<u8> {
+    let (seq, e) = (e.seq, &e.entry);
     let v = serde_json::json!([
-        e.seq,
+        seq,
         e.at,
         e.actor,
         e.action,
@@ -323,7 +311,7 @@ mod tests {
     #[test]
     fn an_edited_entry_is_found() {
         let mut c = chain(5);
-        c[2].sections.push("notes".into());
+        c[2].entry.sections.push("notes".into());
         let v = verify(&c, head(&c));
         assert!(!v.ok);
         assert_eq!(v.first_bad_seq, Some(3));

@@ -824,6 +824,11 @@ mod tests {
         })
     }
 
+    /// The refusal `load_with` gives, as the operator reads it.
+    fn load_error(env: &[(&str, &str)], file: Option<&str>) -> String {
+        load_with(env, file).unwrap_err().to_string()
+    }
+
     #[test]
     fn defaults_need_nothing() {
         let s = load_with(&[], None).unwrap();
@@ -848,13 +853,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = load_with(&[], Some("[signalling]\nrate_per_secs = 3\n"))
-            .unwrap_err()
-            .to_string();
+        let e = load_error(&[], Some("[signalling]\nrate_per_secs = 3\n"));
         assert!(e.contains("rate_per_secs"), "{e}");
-        let e = load_with(&[("EXAMROOM__SERVER__COLOUR", "red")], None)
-            .unwrap_err()
-            .to_string();
+        let e = load_error(&[("EXAMROOM__SERVER__COLOUR", "red")], None);
         assert!(e.contains("colour"), "{e}");
     }
 
@@ -862,9 +863,7 @@ mod tests {
     /// and never next to a clinic's FHIR server.
     #[test]
     fn demo_patients_are_a_flag_for_the_embedded_source_only() {
-        let e = load_with(&[], Some("[records]\ndemo = true\n"))
-            .unwrap_err()
-            .to_string();
+        let e = load_error(&[], Some("[records]\ndemo = true\n"));
         assert!(e.contains("demo"), "{e}");
         assert!(load_with(&[("EXAMROOM__RECORDS__DEMO", "true")], None).is_err());
         let flag = |source: &str| {
@@ -888,13 +887,9 @@ mod tests {
 
     #[test]
     fn invalid_value_is_named() {
-        let e = load_with(&[("EXAMROOM__SIGNALLING__RATE_PER_SEC", "fast")], None)
-            .unwrap_err()
-            .to_string();
+        let e = load_error(&[("EXAMROOM__SIGNALLING__RATE_PER_SEC", "fast")], None);
         assert!(e.contains("signalling.rate_per_sec"), "{e}");
-        let e = load_with(&[("EXAMROOM__IDENTITY__TOKEN_SECRET", "short")], None)
-            .unwrap_err()
-            .to_string();
+        let e = load_error(&[("EXAMROOM__IDENTITY__TOKEN_SECRET", "short")], None);
         assert!(e.contains("identity.token_secret"), "{e}");
         assert!(
             !e.contains("short"),

@@ -8,7 +8,7 @@ mod kit;
 use crate::kit::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use examroom::durable::{AuditEntry, AuditOutcome};
+use examroom::durable::{AuditOutcome, NewAuditEntry};
 use examroom::identity::Role;
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -167,9 +167,9 @@ async fn a_deactivated_account_answers_its_right_password_like_a_wrong_one() {
 
 /// The audit entry of a refused sign-in of `staff` (written behind the answer, so the
 /// answer does not take longer than a wrong password's).
-async fn audited_refusal(app: &TestApp, staff: &examroom::ids::StaffId) -> AuditEntry {
+async fn audited_refusal(app: &TestApp, staff: &examroom::ids::StaffId) -> NewAuditEntry {
     for _ in 0..100 {
-        let entries = app.state.durable.audit_entries(0, 100).await.unwrap();
+        let entries = app.audited().await;
         if let Some(e) = entries.into_iter().find(|e| {
             e.actor == staff.as_str()
                 && e.action == examroom::identity::signin::AUDIT_ACTION
@@ -357,6 +357,11 @@ fn forge(
 const HS: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!!";
 
+/// Our own token shape (HS256 with `SECRET`) with one claim set to `value`.
+fn with_claim(app: &TestApp, claim: &str, value: serde_json::Value) -> String {
+    forge(app, |c| c[claim] = value, HS, SECRET)
+}
+
 async fn refused(app: &TestApp, token: &str) -> (u16, String) {
     let (s, b) = app.call_json("GET", "/api/me", Some(token), None).await;
     (s, b["error"].as_str().unwrap_or_default().to_owned())
@@ -373,36 +378,26 @@ async fn alg_none_is_refused() {
 #[tokio::test]
 async fn expired_token_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(
-        &app,
-        |c| c["exp"] = json!(chrono::Utc::now().timestamp() - 100),
-        HS,
-        SECRET,
-    );
+    let t = with_claim(&app, "exp", json!(chrono::Utc::now().timestamp() - 100));
     assert_eq!(refused(&app, &t).await, (401, "token_expired".into()));
 }
 
 #[tokio::test]
 async fn not_yet_valid_token_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(
-        &app,
-        |c| c["nbf"] = json!(chrono::Utc::now().timestamp() + 100),
-        HS,
-        SECRET,
-    );
+    let t = with_claim(&app, "nbf", json!(chrono::Utc::now().timestamp() + 100));
     assert_eq!(refused(&app, &t).await, (401, "token_not_yet_valid".into()));
 }
 
 #[tokio::test]
 async fn wrong_issuer_or_audience_is_refused() {
     let app = TestApp::spawn().await;
-    let t = forge(&app, |c| c["iss"] = json!("someone-else"), HS, SECRET);
+    let t = with_claim(&app, "iss", json!("someone-else"));
     assert_eq!(
         refused(&app, &t).await,
         (401, "token_wrong_audience".into())
     );
-    let t = forge(&app, |c| c["aud"] = json!("someone-else"), HS, SECRET);
+    let t = with_claim(&app, "aud", json!("someone-else"));
     assert_eq!(
         refused(&app, &t).await,
         (401, "token_wrong_audience".into())
@@ -414,26 +409,14 @@ async fn tampered_payload_is_refused() {
     let app = TestApp::spawn().await;
     let doc = app.physician("Dr Fo").await;
     let real = app.staff_token(&doc, vec![Role::Physician]).await;
-    let parts: Vec<&str> = real.split('.').collect();
-    let mut payload: serde_json::Value =
-        serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-    payload["roles"] = json!(["admin", "physician"]);
-    let t = format!(
-        "{}.{}.{}",
-        parts[0],
-        B64.encode(payload.to_string()),
-        parts[2]
-    );
+    let t = kit::with_widened_roles(&real);
     assert_eq!(refused(&app, &t).await, (401, "token_bad_signature".into()));
 }
 
 #[tokio::test]
 async fn patient_token_is_not_a_staff_token() {
     let app = TestApp::spawn().await;
-    let doc = app.physician("Dr Fo").await;
-    let room = app
-        .room("Fo", examroom::visit::RoomKind::Physician, &[&doc])
-        .await;
+    let (_, room) = app.physician_room("Dr Fo", "Fo").await;
     let (t, _, _) = app.patient_token(&room.id, "Ana");
     assert_eq!(refused(&app, &t).await, (403, "not_staff".into()));
 }

@@ -44,14 +44,20 @@ macro_rules! impl_audit_store {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(entry.seq)
-                .bind(entry.at)
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(entry.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
-                .bind(entry.visit.as_ref().map(|v| v.as_str().to_owned()))
-                .bind(to_json(&entry.sections))
-                .bind(entry.outcome.as_str())
-                .bind(&entry.reason)
+                .bind(entry.entry.at)
+                .bind(&entry.entry.actor)
+                .bind(&entry.entry.action)
+                .bind(
+                    entry
+                        .entry
+                        .patient_ref
+                        .as_ref()
+                        .map(|p| p.as_str().to_owned()),
+                )
+                .bind(entry.entry.visit.as_ref().map(|v| v.as_str().to_owned()))
+                .bind(to_json(&entry.entry.sections))
+                .bind(entry.entry.outcome.as_str())
+                .bind(&entry.entry.reason)
                 .bind(&entry.prev_hash)
                 .bind(&entry.hash)
                 .execute(&mut *tx)

@@ -14,7 +14,7 @@ pub struct IdentityCheck {
 }
 
 /// A physician opens one visit's record around the identity check, with a reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewEmergencyAccess {
     pub visit: VisitId,
     pub room: RoomId,
@@ -25,15 +25,12 @@ pub struct NewEmergencyAccess {
     pub at: Millis,
 }
 
+/// A recorded grant: what was asked for (the reason trimmed), under its own id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EmergencyAccess {
     pub id: String,
-    pub visit: VisitId,
-    pub room: RoomId,
-    pub staff: StaffId,
-    pub patient_ref: Option<PatientRef>,
-    pub reason: String,
-    pub at: Millis,
+    #[serde(flatten)]
+    pub grant: NewEmergencyAccess,
 }
 
 /// Identity checks and emergency access.
@@ -124,18 +121,13 @@ macro_rules! impl_chart_access_store {
                 visit: &$crate::ids::VisitId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE visit_identity SET confirmed_at = COALESCE(confirmed_at, $2) \
                      WHERE visit_id = $1",
                 )
                 .bind(visit.as_str())
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "visit" });
-                }
-                Ok(())
+                .bind(at);
+                self.update_one(q, "visit").await
             }
 
             async fn record_emergency_access(
@@ -167,15 +159,8 @@ macro_rules! impl_chart_access_store {
                         err.into()
                     }
                 })?;
-                Ok($crate::durable::EmergencyAccess {
-                    id,
-                    visit: e.visit,
-                    room: e.room,
-                    staff: e.staff,
-                    patient_ref: e.patient_ref,
-                    reason,
-                    at: e.at,
-                })
+                let grant = $crate::durable::NewEmergencyAccess { reason, ..e };
+                Ok($crate::durable::EmergencyAccess { id, grant })
             }
 
             async fn emergency_access_granted(
@@ -208,8 +193,7 @@ macro_rules! impl_chart_access_store {
                     .await?;
                 rows.into_iter()
                     .map(|(id, visit, room, staff, patient, reason, at)| {
-                        Ok($crate::durable::EmergencyAccess {
-                            id,
+                        let grant = $crate::durable::NewEmergencyAccess {
                             visit: parse_id(&visit, "emergency_access.visit_id")?,
                             room: parse_id(&room, "emergency_access.room_id")?,
                             staff: parse_id(&staff, "emergency_access.staff_id")?,
@@ -218,7 +202,8 @@ macro_rules! impl_chart_access_store {
                                 .transpose()?,
                             reason,
                             at,
-                        })
+                        };
+                        Ok($crate::durable::EmergencyAccess { id, grant })
                     })
                     .collect()
             }

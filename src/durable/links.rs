@@ -172,25 +172,13 @@ macro_rules! impl_link_store {
             }
 
             async fn link(&self, id: &$crate::ids::LinkId) -> Result<Option<Link>, DurableError> {
-                sqlx::query_as::<_, LinkRow>(&format!(
-                    "SELECT {LINK_COLS} FROM links WHERE id = $1"
-                ))
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(LinkRow::into_link)
-                .transpose()
+                let sql = format!("SELECT {LINK_COLS} FROM links WHERE id = $1");
+                self.find_one(&sql, id.as_str(), LinkRow::into_link).await
             }
 
             async fn link_by_code_hash(&self, hash: &str) -> Result<Option<Link>, DurableError> {
-                sqlx::query_as::<_, LinkRow>(&format!(
-                    "SELECT {LINK_COLS} FROM links WHERE code_hash = $1"
-                ))
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(LinkRow::into_link)
-                .transpose()
+                let sql = format!("SELECT {LINK_COLS} FROM links WHERE code_hash = $1");
+                self.find_one(&sql, hash, LinkRow::into_link).await
             }
 
             async fn list_links(
@@ -210,14 +198,9 @@ macro_rules! impl_link_store {
             }
 
             async fn revoke_link(&self, id: &$crate::ids::LinkId) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE links SET revoked = TRUE WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&self.pool)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "link" });
-                }
-                Ok(())
+                let q = sqlx::query("UPDATE links SET revoked = TRUE WHERE id = $1")
+                    .bind(id.as_str());
+                self.update_one(q, "link").await
             }
 
             async fn mark_link_used(
@@ -225,18 +208,13 @@ macro_rules! impl_link_store {
                 id: &$crate::ids::LinkId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE links SET use_count = use_count + 1, \
                      first_used_at = COALESCE(first_used_at, $2) WHERE id = $1",
                 )
                 .bind(id.as_str())
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "link" });
-                }
-                Ok(())
+                .bind(at);
+                self.update_one(q, "link").await
             }
 
             async fn link_device(

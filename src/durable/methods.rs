@@ -12,6 +12,43 @@ macro_rules! impl_durable_store {
         $crate::durable::visits::impl_visit_store!($store);
         $crate::durable::audit_log::impl_audit_store!($store);
 
+        impl $store {
+            /// The row that `sql` selects with `key` as `$1`, turned into its domain value
+            /// by `decode`; `None` when there is none.
+            async fn find_one<R, T>(
+                &self,
+                sql: &str,
+                key: &str,
+                decode: fn(R) -> Result<T, DurableError>,
+            ) -> Result<Option<T>, DurableError>
+            where
+                R: Send
+                    + Unpin
+                    + for<'r> sqlx::FromRow<'r, <<$store as StoreDb>::Db as sqlx::Database>::Row>,
+            {
+                let row = sqlx::query_as::<<$store as StoreDb>::Db, R>(sql)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(decode).transpose()
+            }
+
+            /// Runs `q`, an UPDATE of one row by its key; `NotFound{what}` when no row
+            /// has that key.
+            async fn update_one<'q>(
+                &self,
+                q: sqlx::query::Query<
+                    'q,
+                    <$store as StoreDb>::Db,
+                    <<$store as StoreDb>::Db as sqlx::Database>::Arguments<'q>,
+                >,
+                what: &'static str,
+            ) -> Result<(), DurableError> {
+                let done = q.execute(&self.pool).await?;
+                one_changed(done.rows_affected(), what)
+            }
+        }
+
         #[async_trait::async_trait]
         impl DurableStore for $store {
             async fn ping(&self) -> Result<(), DurableError> {

@@ -14,7 +14,7 @@ use super::{
     DurableError, IdpIdentity, Link, LinkKind, NewRoom, NewStaff, Session, SetupPurpose,
     SetupToken, Staff, VisitRecord, VisitTransition,
 };
-use crate::audit::{AuditEntry, AuditOutcome};
+use crate::audit::{AuditEntry, AuditOutcome, NewAuditEntry};
 use crate::ids::Role;
 use crate::ids::{PatientRef, StaffId};
 use crate::visit::{Millis, RoomConfig, RoomKind, VisitState};
@@ -80,6 +80,14 @@ pub(super) fn email_taken() -> DurableError {
 /// A room with this name (any case) exists.
 pub(super) fn room_name_taken() -> DurableError {
     DurableError::conflict("name", "a room with this name exists")
+}
+
+/// What an UPDATE or DELETE on one key means: it changed a row, or there is no such `what`.
+pub(super) fn one_changed(rows_affected: u64, what: &'static str) -> Result<(), DurableError> {
+    match rows_affected {
+        0 => Err(DurableError::NotFound { what }),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn is_foreign_key(e: &sqlx::Error) -> bool {
@@ -526,8 +534,7 @@ pub(super) struct AuditRow {
 
 impl AuditRow {
     pub(super) fn into_entry(self) -> Result<AuditEntry, DurableError> {
-        Ok(AuditEntry {
-            seq: self.seq,
+        let entry = NewAuditEntry {
             at: self.at,
             actor: self.actor,
             action: self.action,
@@ -540,6 +547,10 @@ impl AuditRow {
             outcome: AuditOutcome::parse(&self.outcome)
                 .ok_or_else(|| DurableError::Internal("unknown audit outcome in store".into()))?,
             reason: self.reason,
+        };
+        Ok(AuditEntry {
+            seq: self.seq,
+            entry,
             prev_hash: self.prev_hash,
             hash: self.hash,
         })

@@ -272,25 +272,13 @@ macro_rules! impl_staff_store {
                 &self,
                 id: &$crate::ids::StaffId,
             ) -> Result<Option<Staff>, DurableError> {
-                sqlx::query_as::<_, StaffRow>(&format!(
-                    "SELECT {STAFF_COLS} FROM staff WHERE id = $1"
-                ))
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(StaffRow::into_staff)
-                .transpose()
+                let sql = format!("SELECT {STAFF_COLS} FROM staff WHERE id = $1");
+                self.find_one(&sql, id.as_str(), StaffRow::into_staff).await
             }
 
             async fn staff_by_email(&self, email: &str) -> Result<Option<Staff>, DurableError> {
-                sqlx::query_as::<_, StaffRow>(&format!(
-                    "SELECT {STAFF_COLS} FROM staff WHERE email_norm = $1"
-                ))
-                .bind(normalise_email(email))
-                .fetch_optional(&self.pool)
-                .await?
-                .map(StaffRow::into_staff)
-                .transpose()
+                let sql = format!("SELECT {STAFF_COLS} FROM staff WHERE email_norm = $1");
+                self.find_one(&sql, &normalise_email(email), StaffRow::into_staff).await
             }
 
             async fn list_staff(&self) -> Result<Vec<Staff>, DurableError> {
@@ -332,9 +320,7 @@ macro_rules! impl_staff_store {
                 .bind(update.gender.flatten())
                 .execute(&self.pool)
                 .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "staff" });
-                }
+                one_changed(r.rows_affected(), "staff")?;
                 self.staff(id)
                     .await?
                     .ok_or(DurableError::NotFound { what: "staff" })
@@ -352,15 +338,10 @@ macro_rules! impl_staff_store {
                 id: &$crate::ids::StaffId,
                 at: Millis,
             ) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE staff SET last_sign_in_at = $2 WHERE id = $1")
+                let q = sqlx::query("UPDATE staff SET last_sign_in_at = $2 WHERE id = $1")
                     .bind(id.as_str())
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "staff" });
-                }
-                Ok(())
+                    .bind(at);
+                self.update_one(q, "staff").await
             }
 
             async fn staff_by_idp(
@@ -446,26 +427,15 @@ macro_rules! impl_staff_store {
             }
 
             async fn session(&self, id: &str) -> Result<Option<Session>, DurableError> {
-                sqlx::query_as::<_, SessionRow>(
-                    "SELECT id, staff_id, created_at, expires_at, revoked \
-                     FROM staff_sessions WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(SessionRow::into_session)
-                .transpose()
+                let sql = "SELECT id, staff_id, created_at, expires_at, revoked \
+                           FROM staff_sessions WHERE id = $1";
+                self.find_one(sql, id, SessionRow::into_session).await
             }
 
             async fn revoke_session(&self, id: &str) -> Result<(), DurableError> {
-                let r = sqlx::query("UPDATE staff_sessions SET revoked = TRUE WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(DurableError::NotFound { what: "session" });
-                }
-                Ok(())
+                let q = sqlx::query("UPDATE staff_sessions SET revoked = TRUE WHERE id = $1")
+                    .bind(id);
+                self.update_one(q, "session").await
             }
 
             async fn revoke_sessions_of(
@@ -540,15 +510,9 @@ macro_rules! impl_staff_store {
             }
 
             async fn setup_token(&self, hash: &str) -> Result<Option<SetupToken>, DurableError> {
-                sqlx::query_as::<_, SetupTokenRow>(
-                    "SELECT hash, purpose, staff_id, expires_at, used_at \
-                     FROM setup_tokens WHERE hash = $1",
-                )
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(SetupTokenRow::into_token)
-                .transpose()
+                let sql = "SELECT hash, purpose, staff_id, expires_at, used_at \
+                           FROM setup_tokens WHERE hash = $1";
+                self.find_one(sql, hash, SetupTokenRow::into_token).await
             }
 
             async fn create_first_admin(

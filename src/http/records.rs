@@ -167,15 +167,8 @@ async fn record(
     };
     let now = chrono::Utc::now().timestamp_millis();
     let rules = ChartRules::from_settings(&state.settings);
-    let decision = chart::may_open(ChartRequest {
-        durable: state.durable.as_ref(),
-        physician: asker.physician(),
-        visit: &visit,
-        now,
-        rules: &rules,
-        written: &state.history_written,
-    })
-    .await?;
+    let request = chart_request(&state, &rules, asker.physician(), &visit, now);
+    let decision = chart::may_open(request).await?;
     let (patient, gate) = match decision {
         Ok(allowed) => allowed,
         Err(denied) => {
@@ -244,6 +237,24 @@ impl Asker {
     }
 }
 
+/// The chart question about `visit`, asked of this node's stores.
+fn chart_request<'a>(
+    state: &'a AppState,
+    rules: &'a ChartRules,
+    physician: Option<&'a StaffId>,
+    visit: &'a VisitId,
+    now: i64,
+) -> ChartRequest<'a> {
+    ChartRequest {
+        durable: state.durable.as_ref(),
+        physician,
+        visit,
+        now,
+        rules,
+        written: &state.history_written,
+    }
+}
+
 fn chart_refusal(why: ChartAccessError) -> ApiError {
     ApiError::forbidden(why.code(), why.to_string())
 }
@@ -293,15 +304,8 @@ async fn emergency_access(
     };
     let rules = ChartRules::from_settings(&state.settings);
     let physician = asker.physician().cloned();
-    let decision = chart::physician_of_visit(ChartRequest {
-        durable: state.durable.as_ref(),
-        physician: physician.as_ref(),
-        visit: &visit,
-        now,
-        rules: &rules,
-        written: &state.history_written,
-    })
-    .await?;
+    let request = chart_request(&state, &rules, physician.as_ref(), &visit, now);
+    let decision = chart::physician_of_visit(request).await?;
     let (record, patient) = match decision {
         Ok(v) => v,
         Err(denied) => {
@@ -336,7 +340,7 @@ async fn emergency_access(
     entry.outcome = AuditOutcome::Allowed;
     entry.reason = Some(format!("emergency_access: {reason}"));
     audit(&state, entry).await?;
-    let grant = state
+    let recorded = state
         .durable
         .record_emergency_access(NewEmergencyAccess {
             visit: visit.clone(),
@@ -358,7 +362,7 @@ async fn emergency_access(
         axum::http::StatusCode::CREATED,
         Json(serde_json::json!({
             "visit": visit,
-            "granted_at": grant.at,
+            "granted_at": recorded.grant.at,
         })),
     ))
 }

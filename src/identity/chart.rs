@@ -341,6 +341,7 @@ mod tests {
 
     #[test]
     fn the_chart_opens_only_when_confirmed_or_by_emergency() {
+        use ChartRefusal::{IdentityLocked, IdentityNotConfirmed};
         let f = IdentityFactor::BirthDate;
         let confirmed = IdentityCheck {
             attempts: 2,
@@ -354,29 +355,17 @@ mod tests {
             attempts: 5,
             confirmed_at: None,
         };
-        assert_eq!(
-            chart_gate(f, None, 5, false),
-            Err(ChartRefusal::IdentityNotConfirmed)
-        );
-        assert_eq!(
-            chart_gate(f, Some(&tried), 5, false),
-            Err(ChartRefusal::IdentityNotConfirmed)
-        );
-        assert_eq!(
-            chart_gate(f, Some(&spent), 5, false),
-            Err(ChartRefusal::IdentityLocked)
-        );
-        assert_eq!(
-            chart_gate(f, Some(&confirmed), 5, false),
-            Ok(ChartGate::Confirmed)
-        );
-        assert_eq!(
-            chart_gate(f, Some(&spent), 5, true),
-            Ok(ChartGate::Emergency)
-        );
-        assert_eq!(
-            chart_gate(IdentityFactor::None, None, 5, false),
-            Ok(ChartGate::FactorOff)
-        );
+        let cases = [
+            (f, None, false, Err(IdentityNotConfirmed)),
+            (f, Some(&tried), false, Err(IdentityNotConfirmed)),
+            (f, Some(&spent), false, Err(IdentityLocked)),
+            (f, Some(&confirmed), false, Ok(ChartGate::Confirmed)),
+            (f, Some(&spent), true, Ok(ChartGate::Emergency)),
+            (IdentityFactor::None, None, false, Ok(ChartGate::FactorOff)),
+        ];
+        for (factor, check, emergency, want) in cases {
+            let got = chart_gate(factor, check, 5, emergency);
+            assert_eq!(got, want, "{factor:?} {check:?} emergency={emergency}");
+        }
     }
 }

@@ -307,49 +307,52 @@ impl Peer {
     /// Create an offer, apply it locally, and return its SDP. Create data channels first:
     /// an offer without any has no `m=application` section and no transport.
     pub async fn create_offer(&self) -> Result<String, PeerError> {
-        let offer = self
-            .pc
-            .create_offer(None)
-            .await
-            .map_err(ctx("create offer"))?;
-        let sdp = offer.sdp.clone();
-        self.pc
-            .set_local_description(offer)
-            .await
-            .map_err(ctx("set local offer"))?;
-        Ok(sdp)
+        let offer = self.pc.create_offer(None).await;
+        let offer = offer.map_err(ctx("create offer"))?;
+        self.apply_local(offer, "set local offer").await
     }
 
     /// Apply a remote offer (first one or a renegotiation/ICE restart) and return the answer.
     pub async fn accept_offer(&self, offer_sdp: &str) -> Result<String, PeerError> {
-        let offer =
-            RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(ctx("parse offer"))?;
-        self.pc
-            .set_remote_description(offer)
-            .await
-            .map_err(ctx("set remote offer"))?;
-        self.flush_early_candidates().await;
-        let answer = self
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(ctx("create answer"))?;
-        let sdp = answer.sdp.clone();
-        self.pc
-            .set_local_description(answer)
-            .await
-            .map_err(ctx("set local answer"))?;
-        Ok(sdp)
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned());
+        let offer = offer.map_err(ctx("parse offer"))?;
+        self.apply_remote(offer, "set remote offer").await?;
+        let answer = self.pc.create_answer(None).await;
+        let answer = answer.map_err(ctx("create answer"))?;
+        self.apply_local(answer, "set local answer").await
     }
 
     /// Apply the remote answer to our offer.
     pub async fn set_answer(&self, answer_sdp: &str) -> Result<(), PeerError> {
-        let answer =
-            RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(ctx("parse answer"))?;
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned());
+        let answer = answer.map_err(ctx("parse answer"))?;
+        self.apply_remote(answer, "set remote answer").await
+    }
+
+    /// Set our own description; returns its SDP for the other side.
+    async fn apply_local(
+        &self,
+        desc: RTCSessionDescription,
+        context: &'static str,
+    ) -> Result<String, PeerError> {
+        let sdp = desc.sdp.clone();
         self.pc
-            .set_remote_description(answer)
+            .set_local_description(desc)
             .await
-            .map_err(ctx("set remote answer"))?;
+            .map_err(ctx(context))?;
+        Ok(sdp)
+    }
+
+    /// Set the other side's description, then add the candidates that came before it.
+    async fn apply_remote(
+        &self,
+        desc: RTCSessionDescription,
+        context: &'static str,
+    ) -> Result<(), PeerError> {
+        self.pc
+            .set_remote_description(desc)
+            .await
+            .map_err(ctx(context))?;
         self.flush_early_candidates().await;
         Ok(())
     }

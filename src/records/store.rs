@@ -215,26 +215,10 @@ impl ImportReport {
                 thousands(total.delete_absent)
             );
         }
-        if !self.skipped.is_empty() {
-            let _ = writeln!(
-                o,
-                "skipped {} (not imported):",
-                thousands(self.skipped.len())
-            );
-            for (path, s) in &self.skipped {
-                let _ = writeln!(o, "  {}: {s}", path.display());
-            }
-        }
-        if !self.unshowable.is_empty() {
-            let _ = writeln!(
-                o,
-                "imported, but the panel cannot read {} (an older version is not kept):",
-                thousands(self.unshowable.len())
-            );
-            for (path, u) in &self.unshowable {
-                let _ = writeln!(o, "  {}: {u}", path.display());
-            }
-        }
+        file_list(&mut o, "skipped", "(not imported)", &self.skipped);
+        let cannot_read = "imported, but the panel cannot read";
+        let not_kept = "(an older version is not kept)";
+        file_list(&mut o, cannot_read, not_kept, &self.unshowable);
         if self.unresolved_refs > 0 {
             let _ = writeln!(
                 o,
@@ -274,6 +258,22 @@ pub struct LoadReport {
 }
 
 /// `1204` as `1,204`, for counts people read.
+/// `{before} {count} {after}:` and one line per file, unless there are none.
+fn file_list<T: std::fmt::Display>(
+    o: &mut String,
+    before: &str,
+    after: &str,
+    files: &[(PathBuf, T)],
+) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "{before} {} {after}:", thousands(files.len()));
+    for (path, why) in files {
+        let _ = writeln!(o, "  {}: {why}", path.display());
+    }
+}
+
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -138,6 +138,9 @@ fn room_body(name: &str, physicians: &[&StaffId]) -> Value {
     })
 }
 
+/// 422: the input was understood and refused, naming the field.
+const INVALID: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+
 fn assert_field(r: &(StatusCode, Value), status: StatusCode, field: &str) {
     assert_eq!(r.0, status, "{}", r.1);
     assert_eq!(r.1["field"], field, "{}", r.1);
@@ -248,89 +251,30 @@ async fn invalid_room_settings_are_refused_naming_the_field_and_nothing_is_writt
         .app
         .staff("Ann Office", vec![Role::Admin], vec![], None)
         .await;
-    let cases: Vec<(Value, StatusCode, &str)> = vec![
-        (
-            json!({"max_wait_secs": -5}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_wait_secs",
-        ),
-        (
-            json!({"max_wait_secs": 0}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_wait_secs",
-        ),
-        (
-            json!({"max_wait_secs": 30}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_wait_secs",
-        ),
-        (
-            json!({"max_participants": 0}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_participants",
-        ),
-        (
-            json!({"max_participants": -1}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_participants",
-        ),
-        (
-            json!({"max_participants": 9}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_participants",
-        ),
-        (
-            json!({"max_participants": "four"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_participants",
-        ),
-        (
-            json!({"physicians": ["s_nobody"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "physicians",
-        ),
-        (
-            json!({"physicians": [admin_only]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "physicians",
-        ),
-        (
-            json!({"physicians": ["../etc"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "physicians",
-        ),
-        (
-            json!({"name": "family MEDICINE"}),
-            StatusCode::CONFLICT,
-            "name",
-        ),
-        (
-            json!({"name": ""}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "name",
-        ),
-        (
-            json!({"kind": "drive_through"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "kind",
-        ),
-        (
-            json!({"opening_hours": "Mon 17:00-08:00"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "opening_hours",
-        ),
-        (
-            json!({"opening_hours": "Funday 08:00-17:00"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "opening_hours",
-        ),
-        (
-            json!({"waiting_message": "x".repeat(2001)}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "waiting_message",
-        ),
+    // Each patch names one field: the one the refusal must name.
+    let unprocessable = [
+        json!({"max_wait_secs": -5}),
+        json!({"max_wait_secs": 0}),
+        json!({"max_wait_secs": 30}),
+        json!({"max_participants": 0}),
+        json!({"max_participants": -1}),
+        json!({"max_participants": 9}),
+        json!({"max_participants": "four"}),
+        json!({"physicians": ["s_nobody"]}),
+        json!({"physicians": [admin_only]}),
+        json!({"physicians": ["../etc"]}),
+        json!({"name": ""}),
+        json!({"kind": "drive_through"}),
+        json!({"opening_hours": "Mon 17:00-08:00"}),
+        json!({"opening_hours": "Funday 08:00-17:00"}),
+        json!({"waiting_message": "x".repeat(2001)}),
     ];
-    for (patch, status, field) in cases {
+    let cases = unprocessable
+        .into_iter()
+        .map(|patch| (patch, INVALID))
+        .chain([(json!({"name": "family MEDICINE"}), StatusCode::CONFLICT)]);
+    for (patch, status) in cases {
+        let field = patch.as_object().unwrap().keys().next().unwrap().as_str();
         let mut body = room_body("Cardiology", &[&c.doc_a]);
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
@@ -354,7 +298,7 @@ async fn invalid_room_settings_are_refused_naming_the_field_and_nothing_is_writt
     missing.as_object_mut().unwrap().remove("name");
     assert_field(
         &c.post("/api/rooms", &c.admin, missing).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        INVALID,
         "name",
     );
     let r = c
@@ -364,7 +308,7 @@ async fn invalid_room_settings_are_refused_naming_the_field_and_nothing_is_writt
             json!({"name": "X", "kind": "physician", "colour": "red"}),
         )
         .await;
-    assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.1);
+    assert_eq!(r.0, INVALID, "{}", r.1);
     let r = c
         .app
         .api(Method::POST, "/api/rooms", &c.admin)
@@ -635,32 +579,32 @@ async fn an_admin_invites_edits_deactivates_and_resets_staff() {
         ),
         (
             json!({"email": "z@clinic.test", "name": "Z", "roles": []}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "roles",
         ),
         (
             json!({"email": "z@clinic.test", "name": "Z", "roles": ["patient"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "roles",
         ),
         (
             json!({"email": "z@clinic.test", "name": "Z", "roles": ["root"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "roles",
         ),
         (
             json!({"email": "not-an-email", "name": "Z", "roles": ["admin"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "email",
         ),
         (
             json!({"email": "z@clinic.test", "roles": ["admin"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "name",
         ),
         (
             json!({"email": "z@clinic.test", "name": "Z", "roles": ["admin"], "languages": ["en us"]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "languages",
         ),
     ] {
@@ -700,7 +644,7 @@ async fn an_admin_invites_edits_deactivates_and_resets_staff() {
             Some(json!({"roles": ["guest"]})),
         )
         .await;
-    assert_field(&r, StatusCode::UNPROCESSABLE_ENTITY, "roles");
+    assert_field(&r, INVALID, "roles");
     assert_eq!(
         c.call(
             Method::PATCH,
@@ -774,7 +718,7 @@ async fn an_admin_invites_edits_deactivates_and_resets_staff() {
             Some(json!({"active": false})),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        INVALID,
         "active",
     );
     assert_field(
@@ -785,7 +729,7 @@ async fn an_admin_invites_edits_deactivates_and_resets_staff() {
             Some(json!({"roles": ["physician"]})),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        INVALID,
         "roles",
     );
 }
@@ -836,12 +780,11 @@ async fn links_are_listed_without_their_codes_and_physicians_see_their_rooms_onl
         assert!(!text.contains(&l.code_hash), "a code hash leaked");
     }
     assert!(!text.contains("rash"), "the reason is not listed");
-    let ana = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == json!(ids[0].id))
-        .unwrap();
+    let listed = |i: usize| {
+        let links = all.as_array().unwrap();
+        links.iter().find(|l| l["id"] == json!(ids[i].id)).unwrap()
+    };
+    let ana = listed(0);
     assert_eq!(
         (
             ana["used"].clone(),
@@ -853,12 +796,7 @@ async fn links_are_listed_without_their_codes_and_physicians_see_their_rooms_onl
     assert_eq!(ana["revoked"], false);
     assert_eq!(ana["expired"], false);
     assert_eq!(ana["created_by"], json!(c.doc_a));
-    let cy = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == json!(ids[2].id))
-        .unwrap();
+    let cy = listed(2);
     assert_eq!(
         (cy["revoked"].clone(), cy["used"].clone()),
         (json!(true), json!(false))
@@ -884,11 +822,8 @@ async fn links_are_listed_without_their_codes_and_physicians_see_their_rooms_onl
         (r.0, r.1["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_your_room"))
     );
-    assert_field(
-        &c.get("/api/links?room=a%20b", &c.admin).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "room",
-    );
+    let bad_room = c.get("/api/links?room=a%20b", &c.admin).await;
+    assert_field(&bad_room, INVALID, "room");
 }
 
 // --- visit history -------------------------------------------------------------------------
@@ -939,7 +874,7 @@ async fn visit_history_in_json_and_csv_admins_see_all_physicians_their_own() {
     ] {
         assert_field(
             &c.get(&format!("/api/visits?{q}"), &c.admin).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             field,
         );
     }
@@ -1050,30 +985,14 @@ async fn a_patient_answers_the_survey_once_after_the_visit() {
     let other = c.app.visit_to_the_end(&mut grey, &c.room_a, "Ben").await;
 
     for (body, status, field) in [
-        (
-            json!({"score": 11}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "score",
-        ),
-        (
-            json!({"score": -1}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "score",
-        ),
-        (
-            json!({"score": "ten"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "score",
-        ),
-        (
-            json!({"score": 7.5}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "score",
-        ),
-        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "score"),
+        (json!({"score": 11}), INVALID, "score"),
+        (json!({"score": -1}), INVALID, "score"),
+        (json!({"score": "ten"}), INVALID, "score"),
+        (json!({"score": 7.5}), INVALID, "score"),
+        (json!({}), INVALID, "score"),
         (
             json!({"score": 9, "comment": "é".repeat(2001)}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
             "comment",
         ),
         // Ben's token, answering for Ana's visit.
@@ -1211,11 +1130,8 @@ async fn experience_is_scoped_physicians_see_their_own() {
         .get(&format!("/api/experience?physician={}", c.doc_b), &c.admin)
         .await;
     assert_eq!(b["nps"].as_f64(), Some(-100.0));
-    assert_field(
-        &c.get("/api/experience?to=abc", &c.admin).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "to",
-    );
+    let bad_date = c.get("/api/experience?to=abc", &c.admin).await;
+    assert_field(&bad_date, INVALID, "to");
 }
 
 // --- the OpenAPI document ------------------------------------------------------------------

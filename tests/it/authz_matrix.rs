@@ -197,14 +197,8 @@ async fn world() -> World {
     let (_, p) = app
         .redeem(link["code"].as_str().unwrap(), "matrix-device-patient")
         .await;
-    let (_, g) = app
-        .call_json(
-            "POST",
-            "/api/links/guest",
-            Some(&physician),
-            Some(json!({"room": room.id, "visit": link["visit"]})),
-        )
-        .await;
+    let visit = link["visit"].as_str().unwrap();
+    let (_, g) = app.mint_guest_link(&physician, &room.id, visit).await;
     let (_, g) = app
         .redeem(g["code"].as_str().unwrap(), "matrix-device-guest!")
         .await;

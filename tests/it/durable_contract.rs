@@ -63,17 +63,24 @@ impl Ctx {
 
 type Check = fn(Ctx) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Open the store `settings` name and run `check` on it.
+async fn open_and_check(check: Check, settings: Settings, backend: Backend) {
+    let store = open(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("open the {backend:?} store: {e}"));
+    check(Ctx {
+        store,
+        settings,
+        backend,
+    })
+    .await;
+}
+
 async fn run_sqlite(check: Check) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.server.data_dir = dir.path().join("data"); // not yet there: open creates it
-    let store = open(&settings).await.expect("open SQLite store");
-    check(Ctx {
-        store,
-        settings,
-        backend: Backend::Sqlite,
-    })
-    .await;
+    open_and_check(check, settings, Backend::Sqlite).await;
 }
 
 async fn run_postgres(check: Check) {
@@ -82,13 +89,7 @@ async fn run_postgres(check: Check) {
     settings.database.url = Secret::new(db.url.clone());
     // Run the check as its own task so a failing assertion still lets us drop the database.
     let outcome = tokio::spawn(async move {
-        let store = open(&settings).await.expect("open PostgreSQL store");
-        check(Ctx {
-            store,
-            settings,
-            backend: Backend::Postgres,
-        })
-        .await;
+        open_and_check(check, settings, Backend::Postgres).await;
     })
     .await;
     db.drop().await;
@@ -317,13 +318,8 @@ async fn staff_accounts_are_created_found_and_updated(ctx: Ctx) {
 
     let b = physician(s, "bob@clinic.example").await;
     assert_eq!(s.count_staff().await.unwrap(), 2);
-    let names: Vec<_> = s
-        .list_staff()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|x| x.id)
-        .collect();
+    let names = s.list_staff().await.unwrap();
+    let names: Vec<_> = names.into_iter().map(|x| x.id).collect();
     assert_eq!(names, vec![a.id.clone(), b.id.clone()]);
 
     let u = s
@@ -448,14 +444,9 @@ async fn sessions_can_be_revoked(ctx: Ctx) {
 
 async fn setup_tokens_are_single_use(ctx: Ctx) {
     let s = &ctx.store;
-    s.create_setup_token(NewSetupToken {
-        hash: "first".into(),
-        purpose: SetupPurpose::FirstAdmin,
-        staff: None,
-        expires_at: T0 + 1000,
-    })
-    .await
-    .unwrap();
+    s.create_setup_token(first_admin_token("first"))
+        .await
+        .unwrap();
     let t = s.consume_setup_token("first", T0).await.unwrap();
     assert_eq!(t.purpose, SetupPurpose::FirstAdmin);
     assert_eq!(t.staff, None);
@@ -470,14 +461,8 @@ async fn setup_tokens_are_single_use(ctx: Ctx) {
     ));
 
     let staff = physician(s, "inv@clinic.example").await;
-    s.create_setup_token(NewSetupToken {
-        hash: "invite".into(),
-        purpose: SetupPurpose::Invite,
-        staff: Some(staff.id.clone()),
-        expires_at: T0 + 1000,
-    })
-    .await
-    .unwrap();
+    let invite = setup_token("invite", SetupPurpose::Invite, Some(&staff.id), T0 + 1000);
+    s.create_setup_token(invite).await.unwrap();
     // At the expiry instant the token is already dead.
     assert!(matches!(
         s.consume_setup_token("invite", T0 + 1000).await,
@@ -489,38 +474,36 @@ async fn setup_tokens_are_single_use(ctx: Ctx) {
         Err(DurableError::Expired)
     ));
 
-    s.create_setup_token(NewSetupToken {
-        hash: "reset".into(),
-        purpose: SetupPurpose::Reset,
-        staff: Some(staff.id.clone()),
-        expires_at: T0 + 1000,
-    })
-    .await
-    .unwrap();
+    let reset = setup_token("reset", SetupPurpose::Reset, Some(&staff.id), T0 + 1000);
+    s.create_setup_token(reset).await.unwrap();
     let t = s.consume_setup_token("reset", T0 + 999).await.unwrap();
     assert_eq!(
         (t.purpose, t.staff),
         (SetupPurpose::Reset, Some(staff.id.clone()))
     );
     assert_conflict(
-        s.create_setup_token(NewSetupToken {
-            hash: "reset".into(),
-            purpose: SetupPurpose::Reset,
-            staff: None,
-            expires_at: T0,
-        })
-        .await,
+        s.create_setup_token(setup_token("reset", SetupPurpose::Reset, None, T0))
+            .await,
         "hash",
     );
 }
 
-fn first_admin_token(hash: &str) -> NewSetupToken {
+fn setup_token(
+    hash: &str,
+    purpose: SetupPurpose,
+    staff: Option<&StaffId>,
+    expires_at: i64,
+) -> NewSetupToken {
     NewSetupToken {
         hash: hash.into(),
-        purpose: SetupPurpose::FirstAdmin,
-        staff: None,
-        expires_at: T0 + 1000,
+        purpose,
+        staff: staff.cloned(),
+        expires_at,
     }
+}
+
+fn first_admin_token(hash: &str) -> NewSetupToken {
+    setup_token(hash, SetupPurpose::FirstAdmin, None, T0 + 1000)
 }
 
 async fn first_admin_is_made_only_while_no_admin_exists_and_a_bad_form_spends_nothing(ctx: Ctx) {
@@ -682,14 +665,9 @@ async fn setup_token_has_exactly_one_winner_under_concurrency(ctx: Ctx) {
     let s = &ctx.store;
     for round in 0..5 {
         let hash = format!("race-{round}");
-        s.create_setup_token(NewSetupToken {
-            hash: hash.clone(),
-            purpose: SetupPurpose::FirstAdmin,
-            staff: None,
-            expires_at: T0 + 1000,
-        })
-        .await
-        .unwrap();
+        s.create_setup_token(first_admin_token(&hash))
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..4)
             .map(|_| {
                 let (s, hash) = (s.clone(), hash.clone());
@@ -799,13 +777,8 @@ async fn rooms_are_validated_and_listed(ctx: Ctx) {
     s.archive_room(&r.id).await.unwrap();
     s.archive_room(&r.id).await.unwrap();
     assert!(s.room(&r.id).await.unwrap().unwrap().archived);
-    let live: Vec<_> = s
-        .list_rooms(false)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let live = s.list_rooms(false).await.unwrap();
+    let live: Vec<_> = live.into_iter().map(|r| r.id).collect();
     assert_eq!(live, vec![edge.id.clone()]);
     assert_eq!(s.list_rooms(true).await.unwrap().len(), 2);
     assert!(s.rooms_for_physician(&doc2.id).await.unwrap().is_empty());
@@ -887,13 +860,8 @@ async fn join_link_lifecycle(ctx: Ctx) {
     assert_invalid(s.create_link(bad).await, "expires_at");
 
     // Newest first; filtered by room.
-    let all: Vec<_> = s
-        .list_links(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.id)
-        .collect();
+    let all = s.list_links(None).await.unwrap();
+    let all: Vec<_> = all.into_iter().map(|l| l.id).collect();
     assert_eq!(all, vec![g.id.clone(), l.id.clone()]);
     let in_room = s.list_links(Some(&room.id)).await.unwrap();
     assert_eq!(in_room, vec![l.clone()]);
@@ -1160,7 +1128,7 @@ async fn audit_chain_appends_and_verifies(ctx: Ctx) {
         appended[2..4].to_vec()
     );
     assert!(s.audit_entries(5, 10).await.unwrap().is_empty());
-    let e = &appended[2];
+    let e = &appended[2].entry;
     assert_eq!(e.outcome, AuditOutcome::Refused);
     assert_eq!(e.reason.as_deref(), Some("visit not active"));
     assert_eq!(e.sections, vec!["allergies", "medications"]);
@@ -1423,8 +1391,8 @@ async fn emergency_access_is_kept_per_visit_and_physician(ctx: Ctx) {
         .unwrap();
     let list = s.list_emergency_access(10).await.unwrap();
     assert_eq!(list.len(), 2);
-    assert_eq!(list[0].staff, house.id, "newest first");
-    assert_eq!(list[1].reason, "unresponsive patient");
-    assert_eq!(list[1].patient_ref.as_ref().unwrap().as_str(), "pt-1");
+    assert_eq!(list[0].grant.staff, house.id, "newest first");
+    assert_eq!(list[1].grant.reason, "unresponsive patient");
+    assert_eq!(list[1].grant.patient_ref.as_ref().unwrap().as_str(), "pt-1");
     assert_eq!(s.list_emergency_access(1).await.unwrap().len(), 1);
 }

@@ -13,7 +13,6 @@
 
 use crate::kit::*;
 use examroom::http::routes::{Access, ROUTES};
-use examroom::identity::Role;
 use examroom::protocol::{ClientMsg, ErrorCode, all_type_names, parse_client};
 use examroom::visit::RoomKind;
 use proptest::prelude::*;
@@ -282,12 +281,7 @@ fn json_bodies_get_an_answer_or_a_json_error_never_a_500() {
     let rt = rt();
     let (app, admin_t, patient_t, room) = rt.block_on(async {
         let app = TestApp::spawn().await;
-        let admin = app
-            .staff("Ada", vec![Role::Admin, Role::Physician], vec![], None)
-            .await;
-        let admin_t = app
-            .staff_token(&admin, vec![Role::Admin, Role::Physician])
-            .await;
+        let (admin, admin_t) = app.admin_physician().await;
         let room = app.room("Fuzz", RoomKind::Physician, &[&admin]).await;
         let (patient_t, _, _) = app.patient_token(&room.id, "Pat");
         (app, admin_t, patient_t, room)

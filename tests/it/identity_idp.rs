@@ -4,6 +4,7 @@
 
 use crate::kit::*;
 use axum::{Json, Router, routing::get};
+use examroom::identity::Role;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -145,15 +146,7 @@ async fn rsa_and_ec_tokens_from_the_provider_are_accepted_and_bad_ones_refused()
     assert_eq!(s, 401);
     // Tampered payload: roles widened after signing.
     let good = sign(&rsa, &claims("grey@clinic.test", 300));
-    let parts: Vec<&str> = good.split('.').collect();
-    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-    payload["roles"] = json!(["admin", "physician"]);
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        b64.encode(payload.to_string()),
-        parts[2]
-    );
+    let tampered = with_widened_roles(&good);
     let (s, b) = me(&app, &tampered).await;
     refused(s, &b, "token_bad_signature");
     // A physician from the provider is not an admin.
@@ -228,11 +221,7 @@ async fn a_provider_token_with_the_admins_email_does_not_open_the_admin_account(
     let rsa = key("rsa-1", Algorithm::RS256);
     let (app, _) = idp_app(&[&rsa]).await;
     let admin = app
-        .staff_with_password(
-            "ada@clinic.test",
-            vec![examroom::identity::Role::Admin],
-            ADMIN_PW,
-        )
+        .staff_with_password("ada@clinic.test", vec![Role::Admin], ADMIN_PW)
         .await;
     let roles = json!(["admin", "physician"]);
 
@@ -269,59 +258,31 @@ async fn with_linking_on_only_a_verified_email_links_and_only_once() {
     })
     .await;
     let grey = app
-        .staff_with_password(
-            "grey@clinic.test",
-            vec![examroom::identity::Role::Physician],
-            ADMIN_PW,
-        )
+        .staff_with_password("grey@clinic.test", vec![Role::Physician], ADMIN_PW)
         .await;
-    let physician = json!(["physician"]);
+    let physician = |sub: &str, email: &str, verified: Option<bool>| {
+        sign(&rsa, &claims_of(sub, email, verified, json!(["physician"])))
+    };
 
-    let unverified = sign(
-        &rsa,
-        &claims_of("u-grey", "grey@clinic.test", Some(false), physician.clone()),
-    );
+    let unverified = physician("u-grey", "grey@clinic.test", Some(false));
     let (s, b) = me(&app, &unverified).await;
-    assert_eq!(
-        (s, b["error"].as_str()),
-        (403, Some("idp_not_linked")),
-        "{b}"
-    );
+    assert_eq!(b["error"], "idp_not_linked", "{b}");
+    assert_eq!(s, 403);
 
-    let verified = sign(
-        &rsa,
-        &claims_of("u-grey", "grey@clinic.test", Some(true), physician.clone()),
-    );
+    let verified = physician("u-grey", "grey@clinic.test", Some(true));
     let (s, b) = me(&app, &verified).await;
     assert_eq!((s, b["id"].as_str()), (200, Some(grey.as_str())), "{b}");
     // Linked for good: found by (iss, sub) from now on, whatever the email claim says.
-    let renamed = sign(
-        &rsa,
-        &claims_of(
-            "u-grey",
-            "dr.grey@clinic.test",
-            Some(false),
-            physician.clone(),
-        ),
-    );
+    let renamed = physician("u-grey", "dr.grey@clinic.test", Some(false));
     let (s, b) = me(&app, &renamed).await;
     assert_eq!((s, b["id"].as_str()), (200, Some(grey.as_str())), "{b}");
     // Another provider account with the same verified email cannot take it over.
-    let other = sign(
-        &rsa,
-        &claims_of("u-other", "grey@clinic.test", Some(true), physician.clone()),
-    );
+    let other = physician("u-other", "grey@clinic.test", Some(true));
     let (s, b) = me(&app, &other).await;
-    assert_eq!(
-        (s, b["error"].as_str()),
-        (403, Some("idp_not_linked")),
-        "{b}"
-    );
+    assert_eq!(b["error"], "idp_not_linked", "{b}");
+    assert_eq!(s, 403);
     // A provider account with a new email gets its own new account.
-    let house = sign(
-        &rsa,
-        &claims_of("u-house", "house@clinic.test", None, physician),
-    );
+    let house = physician("u-house", "house@clinic.test", None);
     let (s, b) = me(&app, &house).await;
     assert_eq!(
         (s, b["email"].as_str()),

@@ -4,13 +4,19 @@
 use crate::kit::TestApp;
 use examroom::identity::Role;
 use examroom::visit::RoomKind;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const DEVICE_A: &str = "device-aaaaaaaaaaaaaaaa";
 const DEVICE_B: &str = "device-bbbbbbbbbbbbbbbb";
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// `DELETE /api/links/{id}` of the minted link `m`, as `bearer`.
+async fn revoke(app: &TestApp, bearer: &str, m: &Value) -> (u16, Value) {
+    let path = format!("/api/links/{}", m["id"].as_str().unwrap());
+    app.call_json("DELETE", &path, Some(bearer), None).await
 }
 
 #[tokio::test]
@@ -140,14 +146,7 @@ async fn revoked_code_is_410_and_its_token_is_refused_at_hello() {
     let (_, joined) = app.redeem(m["code"].as_str().unwrap(), DEVICE_A).await;
     // No name on the link: the page asks the patient's, with nothing to prefill.
     assert_eq!(joined["linked_name"], serde_json::Value::Null);
-    let (s, _) = app
-        .call_json(
-            "DELETE",
-            &format!("/api/links/{}", m["id"].as_str().unwrap()),
-            Some(&doc),
-            None,
-        )
-        .await;
+    let (s, _) = revoke(&app, &doc, &m).await;
     assert_eq!(s, 204);
     let (s, b) = app.redeem(m["code"].as_str().unwrap(), DEVICE_A).await;
     assert_eq!((s, b["error"].as_str()), (410, Some("link_revoked")));
@@ -245,14 +244,7 @@ async fn physician_of_another_room_cannot_mint_or_revoke() {
         .await;
     assert_eq!((s, b["error"].as_str()), (403, Some("not_your_room")));
     let m = app.mint_link(&doc, json!({"room": room.id})).await;
-    let (s, b) = app
-        .call_json(
-            "DELETE",
-            &format!("/api/links/{}", m["id"].as_str().unwrap()),
-            Some(&other_token),
-            None,
-        )
-        .await;
+    let (s, b) = revoke(&app, &other_token, &m).await;
     assert_eq!((s, b["error"].as_str()), (403, Some("not_your_room")));
 }
 
@@ -261,27 +253,14 @@ async fn guest_link_joins_the_patients_visit() {
     let app = TestApp::spawn().await;
     let (doc, room) = physician_and_room(&app).await;
     let m = app.mint_link(&doc, json!({"room": room.id})).await;
-    let (s, g) = app
-        .call_json(
-            "POST",
-            "/api/links/guest",
-            Some(&doc),
-            Some(json!({"room": room.id, "visit": m["visit"]})),
-        )
-        .await;
+    let visit = m["visit"].as_str().unwrap();
+    let (s, g) = app.mint_guest_link(&doc, &room.id, visit).await;
     assert_eq!(s, 201, "{g}");
     let (s, joined) = app.redeem(g["code"].as_str().unwrap(), DEVICE_B).await;
     assert_eq!(s, 200);
     assert_eq!(joined["kind"], "guest");
     assert_eq!(joined["visit"], m["visit"]);
-    let (s, b) = app
-        .call_json(
-            "POST",
-            "/api/links/guest",
-            Some(&doc),
-            Some(json!({"room": room.id, "visit": "v_nope"})),
-        )
-        .await;
+    let (s, b) = app.mint_guest_link(&doc, &room.id, "v_nope").await;
     assert_eq!((s, b["error"].as_str()), (404, Some("unknown_visit")));
 }
 
@@ -315,15 +294,7 @@ async fn physician_and_room_named(
 async fn an_invitation_says_whom_it_is_for_and_refuses_another_email() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.admin().await;
-    let (s, inv) = app
-        .call_json(
-            "POST",
-            "/api/staff",
-            Some(&admin),
-            Some(json!({"email": "Kim@Clinic.test", "name": "Dr Kim", "roles": ["physician"]})),
-        )
-        .await;
-    assert_eq!(s, 201, "{inv}");
+    let inv = app.invite_staff(&admin, "Kim@Clinic.test", "Dr Kim").await;
     let token = inv["invitation_url"]
         .as_str()
         .unwrap()

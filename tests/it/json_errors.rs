@@ -70,17 +70,7 @@ fn concrete(path: &str) -> String {
 async fn every_json_body_route_answers_broken_bodies_with_a_json_error() {
     let limit = 64 * 1024;
     let app = TestApp::spawn_with(|s| s.server.max_body_bytes = limit).await;
-    let admin = app
-        .staff(
-            "Ada Admin",
-            vec![Role::Admin, Role::Physician],
-            vec![],
-            None,
-        )
-        .await;
-    let admin_token = app
-        .staff_token(&admin, vec![Role::Admin, Role::Physician])
-        .await;
+    let (admin, admin_token) = app.admin_physician().await;
     let room = app.room("Clinic", RoomKind::Physician, &[&admin]).await;
     let (patient_token, _, _) = app.patient_token(&room.id, "Pat");
     let mut walked = 0;

@@ -1,6 +1,7 @@
 //! Two browser-like peers in one process, signalled directly (the lead routes this through
 //! the examroom WebSocket later): host candidates, data-channel messages, ICE restart.
 
+use crate::kit::rtc::chat_both_ways;
 use examroom::media::peer::{CandidateKind, Peer, PeerOptions, pipe_candidates};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,18 +21,8 @@ async fn two_peers_connect_directly_and_exchange_messages_and_survive_an_ice_res
     pipe_candidates(patient_cands, physician.clone());
     pipe_candidates(physician_cands, patient.clone());
 
-    patient.wait_connected(WAIT).await.unwrap();
-    physician.wait_connected(WAIT).await.unwrap();
-    let remote_chat = physician.accept_channel(WAIT).await.unwrap();
-    chat.wait_open(WAIT).await.unwrap();
-
-    chat.send_text("hello doctor").await.unwrap();
-    assert_eq!(
-        remote_chat.recv_timeout(WAIT).await.unwrap(),
-        b"hello doctor"
-    );
-    remote_chat.send(b"hello patient").await.unwrap();
-    assert_eq!(chat.recv_timeout(WAIT).await.unwrap(), b"hello patient");
+    let words = ("hello doctor", "hello patient");
+    let remote_chat = chat_both_ways(&patient, &physician, &chat, words, WAIT).await;
 
     let path = patient
         .selected_path()

@@ -113,7 +113,13 @@ async fn a_valid_credential_gathers_a_relay_candidate() {
     peer.close().await;
 }
 
-async fn assert_refused(bad: Vec<IceServer>, turn: &Turn) {
+/// coturn refuses this credential: no relay candidate, and no relay-only call.
+async fn assert_refused_with(turn: &Turn, username: String, credential: String) {
+    let bad = vec![IceServer {
+        urls: vec![turn.url.clone()],
+        username: Some(username),
+        credential: Some(credential),
+    }];
     // Gathering: coturn answers the Allocate with 401, so no relay candidate appears.
     let (peer, mut cands) = Peer::new(relay_options(bad.clone())).await.unwrap();
     let kinds = gather(&peer, &mut cands, Duration::from_secs(10)).await;
@@ -143,12 +149,7 @@ async fn an_expired_credential_gets_no_relay() {
     let turn = coturn();
     let (username, credential) =
         turn_credential(&Secret::new(turn.secret.clone()), "patient-9", now() - 60);
-    let expired = vec![IceServer {
-        urls: vec![turn.url.clone()],
-        username: Some(username),
-        credential: Some(credential),
-    }];
-    assert_refused(expired, &turn).await;
+    assert_refused_with(&turn, username, credential).await;
 }
 
 #[tokio::test]
@@ -159,12 +160,7 @@ async fn a_forged_credential_gets_no_relay() {
         "patient-10",
         now() + 600,
     );
-    let forged = vec![IceServer {
-        urls: vec![turn.url.clone()],
-        username: Some(username),
-        credential: Some(credential),
-    }];
-    assert_refused(forged, &turn).await;
+    assert_refused_with(&turn, username, credential).await;
 }
 
 #[tokio::test]

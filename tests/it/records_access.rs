@@ -44,14 +44,7 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
     let mut ana = app.join(&t).await;
     ana.expect("waiting").await;
     // Ana confirms who she is (demo-patient-1 was born 1968-04-17).
-    let (s, body) = app
-        .call_json(
-            "POST",
-            "/api/identity",
-            Some(&t),
-            Some(json!({"birth_date": "1968-04-17"})),
-        )
-        .await;
+    let (s, body) = app.confirm_identity(&t, "1968-04-17").await;
     assert_eq!(s, 200, "{body}");
 
     // Before anyone admitted her, not even her room's physician may look.
@@ -119,7 +112,7 @@ async fn only_the_visits_physician_reads_the_chart_and_every_read_is_audited() {
     }
     assert!(ended, "reading after the window must be refused");
 
-    let entries = app.state.durable.audit_entries(0, 1000).await.unwrap();
+    let entries = app.audited().await;
     // The prefetch when the patient started waiting is a read too, audited as such.
     let prefetch: Vec<_> = entries
         .iter()

@@ -87,20 +87,16 @@ async fn demo_mode_has_patients_with_a_penicillin_allergy_and_abnormal_labs_and_
         .find(|v| v.kind == VitalKind::BloodPressure)
         .unwrap();
     assert_eq!(bp.trend.len(), 12);
-    let a1c = s
-        .labs
-        .items()
-        .iter()
-        .find(|l| l.test.code.as_deref() == Some("4548-4"))
-        .unwrap();
+    let lab = |code: &str| {
+        let labs = s.labs.items();
+        labs.iter()
+            .find(|l| l.test.code.as_deref() == Some(code))
+            .unwrap()
+    };
+    let a1c = lab("4548-4");
     assert!(a1c.abnormal);
     assert_eq!(a1c.flag.as_ref().unwrap().source, "interpretation");
-    let glucose = s
-        .labs
-        .items()
-        .iter()
-        .find(|l| l.test.code.as_deref() == Some("2345-7"))
-        .unwrap();
+    let glucose = lab("2345-7");
     assert_eq!(
         glucose.flag.as_ref().map(|f| (f.code.as_str(), f.source)),
         Some(("H", "computed"))
@@ -131,11 +127,19 @@ fn slow(inner: Arc<dyn RecordSource>) -> Arc<Slow> {
     })
 }
 
+/// A cache of `bound` panels kept for `ttl` over the demo source, counting its fetches.
+async fn counted_cache(
+    ttl: Duration,
+    bound: usize,
+) -> (Arc<PanelCache>, Arc<Slow>, tempfile::TempDir) {
+    let (inner, dir) = demo_source().await;
+    let slow = slow(inner);
+    (PanelCache::new(slow.clone(), ttl, bound), slow, dir)
+}
+
 #[tokio::test]
 async fn two_gets_for_one_visit_make_one_fetch_and_prefetch_warms_the_cache() {
-    let (inner, _dir) = demo_source().await;
-    let slow = slow(inner);
-    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 100);
+    let (cache, slow, _dir) = counted_cache(Duration::from_secs(600), 100).await;
     let one = p("demo-patient-1");
     let v1 = visit(1);
     let (a, b) = tokio::join!(cache.get(&v1, &one, false), cache.get(&v1, &one, false));
@@ -159,9 +163,7 @@ async fn two_gets_for_one_visit_make_one_fetch_and_prefetch_warms_the_cache() {
 
 #[tokio::test]
 async fn a_new_visit_and_a_refresh_read_the_source_anew() {
-    let (inner, _dir) = demo_source().await;
-    let slow = slow(inner);
-    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 100);
+    let (cache, slow, _dir) = counted_cache(Duration::from_secs(600), 100).await;
     let one = p("demo-patient-1");
     let first = cache.get(&visit(1), &one, false).await.unwrap();
     assert!(!first.cached, "the first read is not from the cache");
@@ -185,9 +187,7 @@ async fn a_new_visit_and_a_refresh_read_the_source_anew() {
 
 #[tokio::test]
 async fn the_cache_holds_at_most_its_bound_dropping_the_oldest() {
-    let (inner, _dir) = demo_source().await;
-    let slow = slow(inner);
-    let cache = PanelCache::new(slow.clone(), Duration::from_secs(600), 2);
+    let (cache, _, _dir) = counted_cache(Duration::from_secs(600), 2).await;
     for n in 1..=3 {
         cache
             .get(&visit(n), &p("demo-patient-1"), false)
@@ -215,9 +215,7 @@ async fn the_cache_holds_at_most_its_bound_dropping_the_oldest() {
 
 #[tokio::test]
 async fn entries_expire_and_failures_are_not_cached() {
-    let (inner, _dir) = demo_source().await;
-    let slow = slow(inner);
-    let cache = PanelCache::new(slow.clone(), Duration::from_millis(300), 100);
+    let (cache, slow, _dir) = counted_cache(Duration::from_millis(300), 100).await;
     let v1 = visit(1);
     let get = |n: &str| {
         let (cache, v1, patient) = (cache.clone(), v1.clone(), p(n));

@@ -443,11 +443,16 @@ async fn a_search_slower_than_the_timeout_is_unavailable_and_the_rest_loads() {
     );
 }
 
+/// A search answer holding the second of `two_patients`, as bytes.
+fn one_patient_bundle() -> Vec<u8> {
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset",
+        "entry": [{"resource": two_patients()[1]}]});
+    serde_json::to_vec(&bundle).unwrap()
+}
+
 #[tokio::test]
 async fn truncated_or_malformed_json_is_unavailable() {
-    let full = serde_json::to_vec(&json!({"resourceType": "Bundle", "type": "searchset",
-        "entry": [{"resource": two_patients()[1]}]}))
-    .unwrap();
+    let full = one_patient_bundle();
     let cases: [(&str, Vec<u8>); 5] = [
         ("truncated", full[..full.len() / 2].to_vec()),
         ("cut before the last brace", full[..full.len() - 1].to_vec()),
@@ -483,9 +488,7 @@ async fn allergies_unavailable_for_each(
 
 #[tokio::test]
 async fn an_html_answer_is_unavailable_even_when_it_holds_a_bundle() {
-    let bundle = serde_json::to_vec(&json!({"resourceType": "Bundle", "type": "searchset",
-        "entry": [{"resource": two_patients()[1]}]}))
-    .unwrap();
+    let bundle = one_patient_bundle();
     let cases: [(&str, Vec<u8>); 2] = [
         (
             "a login page",

@@ -96,14 +96,7 @@ impl Clinic {
     }
 
     async fn confirm(&self, patient_token: &str, born: &str) -> (u16, Value) {
-        self.app
-            .call_json(
-                "POST",
-                "/api/identity",
-                Some(patient_token),
-                Some(json!({ "birth_date": born })),
-            )
-            .await
+        self.app.confirm_identity(patient_token, born).await
     }
 
     async fn emergency(&self, visit: &VisitId, bearer: &str, body: Value) -> (u16, Value) {
@@ -117,8 +110,8 @@ impl Clinic {
             .await
     }
 
-    async fn audit(&self) -> Vec<examroom::audit::AuditEntry> {
-        self.app.state.durable.audit_entries(0, 1000).await.unwrap()
+    async fn audit(&self) -> Vec<examroom::audit::NewAuditEntry> {
+        self.app.audited().await
     }
 }
 
@@ -473,13 +466,8 @@ async fn concurrent_guesses_never_exceed_the_attempt_limit() {
     let guesses = (0..20).map(|i| {
         let (app, token) = (&c.app, token.clone());
         async move {
-            app.call_json(
-                "POST",
-                "/api/identity",
-                Some(&token),
-                Some(json!({ "birth_date": format!("1970-01-{:02}", i + 1) })),
-            )
-            .await
+            let born = format!("1970-01-{:02}", i + 1);
+            app.confirm_identity(&token, &born).await
         }
     });
     let answers = futures_util::future::join_all(guesses).await;

@@ -63,35 +63,13 @@ async fn answers_and_reads_on_either_node_share_one_identity_check() {
     );
 
     // One wrong answer on each node: one count.
-    let answer = |born: &str| json!({ "birth_date": born });
-    let (s, body) = a
-        .call_json(
-            "POST",
-            "/api/identity",
-            Some(&token),
-            Some(answer("1970-01-01")),
-        )
-        .await;
+    let (s, body) = a.confirm_identity(&token, "1970-01-01").await;
     assert_eq!((s, body["attempts_left"].as_u64()), (422, Some(4)));
-    let (s, body) = b
-        .call_json(
-            "POST",
-            "/api/identity",
-            Some(&token),
-            Some(answer("1970-01-02")),
-        )
-        .await;
+    let (s, body) = b.confirm_identity(&token, "1970-01-02").await;
     assert_eq!((s, body["attempts_left"].as_u64()), (422, Some(3)));
 
     // Confirmed on node B; the chart opens on both.
-    let (s, _) = b
-        .call_json(
-            "POST",
-            "/api/identity",
-            Some(&token),
-            Some(answer("1968-04-17")),
-        )
-        .await;
+    let (s, _) = b.confirm_identity(&token, "1968-04-17").await;
     assert_eq!(s, 200);
     for node in [&a, &b] {
         let (s, panel) = node.call_json("GET", &record, Some(&grey_t), None).await;

@@ -3,7 +3,7 @@
 //! records API without a valid sign-in leaves a trail in the hash-chained audit log.
 
 use crate::kit::*;
-use examroom::audit::{AuditEntry, AuditOutcome};
+use examroom::audit::{AuditOutcome, NewAuditEntry};
 use examroom::identity::Role;
 use examroom::ids::PatientRef;
 use examroom::visit::RoomKind;
@@ -18,13 +18,9 @@ async fn read_chart(app: &TestApp, visit: &str, auth: Option<&str>) -> (u16, Val
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn refusals(app: &TestApp) -> Vec<AuditEntry> {
-    app.state
-        .durable
-        .audit_entries(0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
+async fn refusals(app: &TestApp) -> Vec<NewAuditEntry> {
+    let entries = app.audited().await.into_iter();
+    entries
         .filter(|e| e.outcome == AuditOutcome::Refused && e.action == "records.read")
         .collect()
 }

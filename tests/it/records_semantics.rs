@@ -60,6 +60,19 @@ fn texts(p: &Value, section: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// The section shows exactly these items (by `field`'s text), in any order.
+fn assert_shown(p: &Value, section: &str, field: &str, expected: &[&str]) {
+    let mut shown = texts(p, section, field);
+    shown.sort();
+    assert_eq!(shown, expected, "{}", p[section]);
+}
+
+/// The vital signs of one kind (`weight`, `blood_pressure`…) on the panel.
+fn vitals<'a>(p: &'a Value, kind: &str) -> Vec<&'a Value> {
+    let all = items(p, "vital_signs");
+    all.iter().filter(|v| v["kind"] == kind).collect()
+}
+
 // --- immunizations -------------------------------------------------------------------------
 
 fn immunization(id: &str, status: Option<&str>, extra: Value) -> Value {
@@ -184,11 +197,11 @@ async fn only_active_orders_and_statements_are_current_medications() {
     rs.push(json!({"resourceType": "MedicationRequest", "id": "rq-referenced", "status": "active",
         "intent": "order", "subject": me(), "medicationReference": {"reference": "Medication/warfarin"}}));
     let p = panel(rs).await;
-    let mut shown = texts(&p, "medications", "medication");
-    shown.sort();
-    assert_eq!(
-        shown,
-        [
+    assert_shown(
+        &p,
+        "medications",
+        "medication",
+        &[
             "Metformin 500 mg",
             "Warfarin Sodium 5 MG Oral Tablet",
             "rq-active-order",
@@ -196,8 +209,6 @@ async fn only_active_orders_and_statements_are_current_medications() {
             "rq-unreadable-status",
             "st-active",
         ],
-        "{}",
-        p["medications"]
     );
     let odd = items(&p, "medications")
         .iter()
@@ -280,13 +291,11 @@ async fn abated_resolved_inactive_or_in_remission_conditions_are_not_active_prob
         ));
     }
     let p = panel(rs).await;
-    let mut shown = texts(&p, "problems", "condition");
-    shown.sort();
-    assert_eq!(
-        shown,
-        ["active", "recurrence", "relapse"],
-        "{}",
-        p["problems"]
+    assert_shown(
+        &p,
+        "problems",
+        "condition",
+        &["active", "recurrence", "relapse"],
     );
 }
 
@@ -318,19 +327,17 @@ async fn unconfirmed_allergies_are_listed_and_marked_refuted_and_entered_in_erro
         allergy("inactive", Some("confirmed"), Some("inactive")),
     ])
     .await;
-    let mut shown = texts(&p, "allergies", "substance");
-    shown.sort();
-    assert_eq!(
-        shown,
-        [
+    assert_shown(
+        &p,
+        "allergies",
+        "substance",
+        &[
             "confirmed",
             "no-status-at-all",
             "no-verification",
             "presumed",
-            "unconfirmed"
+            "unconfirmed",
         ],
-        "{}",
-        p["allergies"]
     );
     let get = |n: &str| {
         items(&p, "allergies")
@@ -471,10 +478,7 @@ async fn blood_pressure_as_one_panel_or_as_two_observations_both_show() {
         ),
     ];
     let p = panel(separate.clone()).await;
-    let bps: Vec<&Value> = items(&p, "vital_signs")
-        .iter()
-        .filter(|v| v["kind"] == "blood_pressure")
-        .collect();
+    let bps = vitals(&p, "blood_pressure");
     assert!(
         !bps.is_empty(),
         "two separate observations: {}",
@@ -490,9 +494,8 @@ async fn blood_pressure_as_one_panel_or_as_two_observations_both_show() {
     let mut both = separate;
     both.push(panel_form);
     let p = panel(both).await;
-    let latest_sys = items(&p, "vital_signs")
-        .iter()
-        .filter(|v| v["kind"] == "blood_pressure")
+    let latest_sys = vitals(&p, "blood_pressure")
+        .into_iter()
         .map(|v| v["latest"]["at"].as_str().unwrap().to_owned())
         .max()
         .unwrap();
@@ -530,10 +533,7 @@ async fn mixed_units_in_one_series_are_converted_and_every_point_is_dated() {
             u => panic!("weight unit {u}"),
         }
     };
-    let weights: Vec<&Value> = items(&p, "vital_signs")
-        .iter()
-        .filter(|v| v["kind"] == "weight")
-        .collect();
+    let weights = vitals(&p, "weight");
     assert_eq!(weights.len(), 1, "lb, g and kg convert: {weights:?}");
     let latest = &weights[0]["latest"];
     assert!(
@@ -545,10 +545,7 @@ async fn mixed_units_in_one_series_are_converted_and_every_point_is_dated() {
         "180 lb is 81.65 kg: {latest}"
     );
     assert_eq!(weights[0]["count"], json!(3));
-    let temps: Vec<&Value> = items(&p, "vital_signs")
-        .iter()
-        .filter(|v| v["kind"] == "temperature")
-        .collect();
+    let temps = vitals(&p, "temperature");
     assert_eq!(temps.len(), 1, "°F and °C convert: {temps:?}");
     let t = &temps[0]["latest"];
     let celsius = match t["unit"].as_str().unwrap() {
@@ -584,9 +581,7 @@ async fn labs_are_recognised_by_category_lab_code_or_text() {
         ),
     ];
     let p = panel(coded.clone()).await;
-    let mut shown = texts(&p, "labs", "test");
-    shown.sort();
-    assert_eq!(shown, ["by-category", "by-v2-0074-LAB"], "{}", p["labs"]);
+    assert_shown(&p, "labs", "test", &["by-category", "by-v2-0074-LAB"]);
 
     // A category given only as text: a FHIR server's token search cannot match it, so only
     // the embedded store (which reads every Observation) can recognise it.
@@ -603,13 +598,11 @@ async fn labs_are_recognised_by_category_lab_code_or_text() {
         &[json!({"resourceType": "Bundle", "type": "collection", "entry": entries})],
         ME,
     );
-    let mut shown = texts(&p, "labs", "test");
-    shown.sort();
-    assert_eq!(
-        shown,
-        ["by-category", "by-text", "by-v2-0074-LAB"],
-        "{}",
-        p["labs"]
+    assert_shown(
+        &p,
+        "labs",
+        "test",
+        &["by-category", "by-text", "by-v2-0074-LAB"],
     );
 }
 

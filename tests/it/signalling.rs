@@ -356,10 +356,7 @@ async fn health_and_readiness_answer_json() {
 #[tokio::test]
 async fn a_node_at_its_connection_limit_reports_itself_full_until_a_slot_frees() {
     let app = TestApp::spawn_with(|s| s.signalling.max_connections = 2).await;
-    let doc = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&doc])
-        .await;
+    let (_, room) = app.physician_room("Dr Grey", "Family medicine").await;
     let (t1, _, _) = app.patient_token(&room.id, "Ana");
     let (t2, _, _) = app.patient_token(&room.id, "Ben");
     let mut ana = app.join(&t1).await;

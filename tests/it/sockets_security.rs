@@ -5,7 +5,7 @@
 use crate::kit::*;
 use examroom::identity::Role;
 use examroom::ids::StaffId;
-use examroom::visit::{RoomConfig, RoomKind};
+use examroom::visit::RoomConfig;
 use futures_util::SinkExt;
 use serde_json::json;
 use std::net::IpAddr;
@@ -49,6 +49,14 @@ async fn admin_patches(app: &TestApp, c: &Clinic, patch: serde_json::Value) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// How `GET /api/my/rooms` answers Dr Grey's token now: status and error code.
+async fn my_rooms_answer(app: &TestApp, c: &Clinic) -> (u16, String) {
+    let (status, body) = app
+        .call_json("GET", "/api/my/rooms", Some(&c.grey_token), None)
+        .await;
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
 #[tokio::test]
 async fn a_deactivated_physician_loses_the_live_queue_and_admitting_at_once() {
     let app = TestApp::spawn().await;
@@ -83,12 +91,9 @@ async fn a_deactivated_physician_loses_the_live_queue_and_admitting_at_once() {
         .await;
 
     // HTTP refuses the session too, and so does a new socket.
-    let (status, body) = app
-        .call_json("GET", "/api/my/rooms", Some(&c.grey_token), None)
-        .await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("session_revoked"))
+        my_rooms_answer(&app, &c).await,
+        (401, "session_revoked".into())
     );
     let mut again = app.ws().await;
     again
@@ -106,12 +111,9 @@ async fn a_physician_demoted_to_admin_is_closed_and_comes_back_without_rooms() {
 
     let (code, reason) = c.dashboard.close_frame().await;
     assert_eq!((code, reason.as_str()), (4403, "access_revoked"));
-    let (status, body) = app
-        .call_json("GET", "/api/my/rooms", Some(&c.grey_token), None)
-        .await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("not_physician"))
+        my_rooms_answer(&app, &c).await,
+        (403, "not_physician".into())
     );
     // The dashboard reconnects: the account as it is now, with no room and no queue.
     let mut back = app.ws().await;
@@ -170,10 +172,7 @@ async fn idle_sockets_from_one_address_cannot_lock_patients_out() {
         s.signalling.hello_timeout_secs = 60;
     })
     .await;
-    let grey = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&grey])
-        .await;
+    let (_, room) = app.physician_room("Dr Grey", "Family medicine").await;
     let url = format!("ws://{}/ws", app.addr);
 
     // Three times the connection cap, from one address, never saying hello.
@@ -241,10 +240,7 @@ async fn a_full_waiting_room_leaves_the_reserve_to_the_physician() {
         s.signalling.reserved_percent = 20;
     })
     .await;
-    let grey = app.physician("Dr Grey").await;
-    let room = app
-        .room("Family medicine", RoomKind::Physician, &[&grey])
-        .await;
+    let (grey, room) = app.physician_room("Dr Grey", "Family medicine").await;
     let mut waiting = Vec::new();
     for i in 0..8 {
         let (t, _, _) = app.patient_token(&room.id, &format!("Patient {i}"));
@@ -267,14 +263,9 @@ async fn a_full_waiting_room_leaves_the_reserve_to_the_physician() {
         .await;
 }
 
-/// Send `head` at once, then `trickle` a byte every 250 ms; true when the server closes
-/// the connection within `within`.
-async fn server_hangs_up_on(
-    app: &TestApp,
-    head: &str,
-    trickle: &str,
-    within: Duration,
-) -> (bool, String) {
+/// Send `head` at once, then `trickle` a byte every 250 ms; asserts that the server closes
+/// the connection within 6 s, and returns what it answered.
+async fn server_hangs_up_on(app: &TestApp, head: &str, trickle: &str, part: &str) -> String {
     let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let (mut rd, mut wr) = tcp.into_split();
     wr.write_all(head.as_bytes()).await.unwrap();
@@ -289,7 +280,7 @@ async fn server_hangs_up_on(
         std::future::pending::<()>().await;
     });
     let mut answer = Vec::new();
-    let closed = tokio::time::timeout(within, async {
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
         let mut buf = [0u8; 1024];
         loop {
             match rd.read(&mut buf).await {
@@ -301,39 +292,25 @@ async fn server_hangs_up_on(
     .await
     .is_ok();
     writer.abort();
-    (closed, String::from_utf8_lossy(&answer).into_owned())
+    assert!(
+        closed,
+        "a client trickling its {part} still holds the connection"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]
 async fn a_slow_header_client_is_disconnected() {
     let app = TestApp::spawn_with(|s| s.server.header_read_timeout_secs = 1).await;
-    let (closed, _) = server_hangs_up_on(
-        &app,
-        "GET /healthz HTTP/1.1\r\n",
-        &"X-Slow: 1\r\n".repeat(10),
-        Duration::from_secs(6),
-    )
-    .await;
-    assert!(
-        closed,
-        "a client trickling its headers still holds the connection"
-    );
+    let head = "GET /healthz HTTP/1.1\r\n";
+    server_hangs_up_on(&app, head, &"X-Slow: 1\r\n".repeat(10), "headers").await;
 }
 
 #[tokio::test]
 async fn a_slow_body_gets_408_and_is_disconnected() {
     let app = TestApp::spawn_with(|s| s.server.request_timeout_secs = 1).await;
-    let (closed, answer) = server_hangs_up_on(
-        &app,
-        "POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{",
-        &" ".repeat(100),
-        Duration::from_secs(6),
-    )
-    .await;
-    assert!(
-        closed,
-        "a client trickling its body still holds the connection"
-    );
+    let head = "POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{";
+    let answer = server_hangs_up_on(&app, head, &" ".repeat(100), "body").await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
 }

@@ -25,15 +25,9 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
     let app = TestApp::spawn().await;
     let (_, admin_t) = app.admin().await;
 
-    let (s, invited) = app
-        .call_json(
-            "POST",
-            "/api/staff",
-            Some(&admin_t),
-            Some(json!({"email": "grey@clinic.test", "name": "Dr Grey", "roles": ["physician"]})),
-        )
+    let invited = app
+        .invite_staff(&admin_t, "grey@clinic.test", "Dr Grey")
         .await;
-    assert_eq!(s, 201, "{invited}");
     let invite = token_of(invited["invitation_url"].as_str().unwrap());
 
     let (s, body) = set_password(&app, &invite, json!({"password": "short"})).await;
@@ -89,11 +83,7 @@ async fn an_invited_physician_sets_a_password_and_a_reset_ends_old_sessions() {
 #[tokio::test]
 async fn a_patient_who_never_comes_within_the_window_is_a_no_show() {
     let app = TestApp::spawn().await;
-    let doc = app.physician("Dr Grey").await;
-    let room = app
-        .room("Room", examroom::visit::RoomKind::Physician, &[&doc])
-        .await;
-    let doc_t = app.staff_token(&doc, vec![Role::Physician]).await;
+    let (_, doc_t, room) = app.physician_with_room("Dr Grey", "Room").await;
     let now = chrono::Utc::now().timestamp_millis();
     let missed = app
         .mint_link(&doc_t, json!({"room": room.id, "expires_at": now + 1000}))

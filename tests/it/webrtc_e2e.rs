@@ -3,7 +3,7 @@
 //! `connected`, and a data-channel message crosses. Then the same through a real coturn
 //! with relay-only policy and the TURN credentials examroom minted.
 
-use crate::kit::rtc::signal_over_ws;
+use crate::kit::rtc::{chat_both_ways, signal_over_ws};
 use crate::kit::*;
 use examroom::config::Secret;
 use examroom::media::peer::{CandidateKind, IcePolicy, Peer, PeerOptions};
@@ -90,23 +90,8 @@ async fn visit_with_real_peers(app: &TestApp, policy: IcePolicy) -> (Arc<Peer>, 
         answerer_to,
     );
 
-    offerer
-        .wait_connected(CONNECT)
-        .await
-        .expect("offerer reaches connected");
-    answerer
-        .wait_connected(CONNECT)
-        .await
-        .expect("answerer reaches connected");
-    let remote = answerer.accept_channel(CONNECT).await.unwrap();
-    chat.wait_open(CONNECT).await.unwrap();
-    chat.send_text("can you hear me?").await.unwrap();
-    assert_eq!(
-        remote.recv_timeout(CONNECT).await.unwrap(),
-        b"can you hear me?"
-    );
-    remote.send_text("yes, doctor").await.unwrap();
-    assert_eq!(chat.recv_timeout(CONNECT).await.unwrap(), b"yes, doctor");
+    let words = ("can you hear me?", "yes, doctor");
+    chat_both_ways(&offerer, &answerer, &chat, words, CONNECT).await;
 
     // The server saw the answer go through: the visit is in a call.
     let (_, metrics) = app.metrics(Some(METRICS_TOKEN)).await;

@@ -57,7 +57,7 @@ async fn list_emergency_access(
     let grants = state.durable.list_emergency_access(limit).await?;
     let staff = state.durable.list_staff().await?;
     let rooms = state.durable.list_rooms(true).await?;
-    let view = |g: EmergencyAccess| EmergencyAccessView {
+    let view = |EmergencyAccess { id, grant: g }: EmergencyAccess| EmergencyAccessView {
         staff_name: staff
             .iter()
             .find(|s| s.id == g.staff)
@@ -66,7 +66,7 @@ async fn list_emergency_access(
             .iter()
             .find(|r| r.id == g.room)
             .map(|r| r.name.clone()),
-        id: g.id,
+        id,
         visit: g.visit,
         room: g.room,
         staff: g.staff,

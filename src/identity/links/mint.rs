@@ -211,8 +211,19 @@ pub async fn mint_patient_link(
             expires_at,
         )
     };
+    store(durable, new, code, &maker, "join").await
+}
+
+/// Stores a new link and logs who made it (ids only: never a name or a record).
+async fn store(
+    durable: &dyn DurableStore,
+    new: NewLink,
+    code: String,
+    maker: &Maker<'_>,
+    kind: &str,
+) -> Result<Minted, MintError> {
     let link = durable.create_link(new).await?;
-    tracing::info!(link = %link.id, room = %room.id, staff = %maker.staff, "join link minted");
+    tracing::info!(link = %link.id, room = %link.room, staff = %maker.staff, "{kind} link minted");
     Ok(Minted { link, code })
 }
 
@@ -255,9 +266,7 @@ pub async fn mint_guest_link(
         now,
         expires_at,
     );
-    let link = durable.create_link(new).await?;
-    tracing::info!(link = %link.id, room = %room.id, staff = %maker.staff, "guest link minted");
-    Ok(Minted { link, code })
+    store(durable, new, code, &maker, "guest").await
 }
 
 /// Revoke a link (the room's physician or an admin); its tokens stop at the next hello.

@@ -42,17 +42,14 @@ fn room(kind: RoomKind, physicians: &[&str]) -> Room {
 
 fn doctor(id: &str) -> Member {
     Member {
-        id: pid(id),
         role: Role::Physician,
         name: format!("Dr {id}"),
         staff: Some(sid(id)),
         visit: None,
         patient_ref: None,
         reason: None,
-        lang: None,
-        prefers_gender: None,
         languages: vec!["en".into()],
-        gender: None,
+        ..patient(id, "v_0")
     }
 }
 
@@ -84,6 +81,19 @@ fn connect(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
     )
 }
 
+/// Comes back with the resume token `t0` (the one `connect` hands out).
+fn resume(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
+    r.handle(
+        Input::Connect {
+            member: m,
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+            resume_only: false,
+        },
+        now,
+    )
+}
+
 fn act(r: &mut Room, who: &str, a: Act, now: Millis) -> Vec<Output> {
     r.handle(
         Input::Act {
@@ -92,6 +102,43 @@ fn act(r: &mut Room, who: &str, a: Act, now: Millis) -> Vec<Output> {
         },
         now,
     )
+}
+
+fn admit(visit: &str) -> Act {
+    Act::Admit { visit: vid(visit) }
+}
+fn send_back(visit: &str) -> Act {
+    Act::SendBack { visit: vid(visit) }
+}
+fn end_visit(visit: &str) -> Act {
+    Act::EndVisit { visit: vid(visit) }
+}
+fn accept(visit: &str) -> Act {
+    Act::WalkInAccept { visit: vid(visit) }
+}
+fn chat(text: &str) -> Act {
+    Act::Chat { text: text.into() }
+}
+fn available(available: bool) -> Act {
+    Act::Availability { available }
+}
+
+/// `from` relays an SDP offer to `to`.
+fn send_offer(r: &mut Room, from: &str, to: &str, sdp: &str, now: Millis) -> Vec<Output> {
+    let msg = ServerMsg::Offer {
+        from: pid(from),
+        sdp: sdp.into(),
+    };
+    act(r, from, Act::Relay { to: pid(to), msg }, now)
+}
+
+/// `from` relays an SDP answer to `to`.
+fn send_answer(r: &mut Room, from: &str, to: &str, sdp: &str, now: Millis) -> Vec<Output> {
+    let msg = ServerMsg::Answer {
+        from: pid(from),
+        sdp: sdp.into(),
+    };
+    act(r, from, Act::Relay { to: pid(to), msg }, now)
 }
 
 fn sent_to<'a>(out: &'a [Output], who: &str) -> Vec<&'a ServerMsg> {
@@ -103,9 +150,35 @@ fn sent_to<'a>(out: &'a [Output], who: &str) -> Vec<&'a ServerMsg> {
         .collect()
 }
 
+/// Whether `who` was sent a message matching the pattern.
+macro_rules! told {
+    ($out:expr, $who:expr, $($msg:tt)+) => {
+        sent_to(&$out, $who).iter().any(|m| matches!(m, $($msg)+))
+    };
+}
+
 fn error_code(out: &[Output], who: &str) -> Option<ErrorCode> {
     sent_to(out, who).into_iter().find_map(|m| match m {
         ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+/// Whether `who` was told the visit ended with (`true`) or without a survey.
+fn ended_with_survey(out: &[Output], who: &str) -> Option<bool> {
+    sent_to(out, who).into_iter().find_map(|m| match m {
+        ServerMsg::VisitEnded { survey, .. } => Some(*survey),
+        _ => None,
+    })
+}
+
+/// The error `who`'s connection was closed with, if it was.
+fn closed_with(out: &[Output], who: &str) -> Option<ErrorCode> {
+    out.iter().find_map(|o| match o {
+        Output::Close {
+            who: w,
+            msg: ServerMsg::Error { code, .. },
+        } if w.as_str() == who => Some(*code),
         _ => None,
     })
 }
@@ -119,12 +192,18 @@ fn recorded(out: &[Output]) -> Vec<VisitState> {
         .collect()
 }
 
-/// Doctor `s_doc` and patient `p_pat` in visit `v_1`, admitted.
-fn admitted_room() -> Room {
+/// Doctor `s_doc` present and patient `p_pat` waiting in visit `v_1`.
+fn waiting_room() -> Room {
     let mut r = room(RoomKind::Physician, &["s_doc"]);
     connect(&mut r, doctor("s_doc"), 0);
     connect(&mut r, patient("p_pat", "v_1"), SEC);
-    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    r
+}
+
+/// Doctor `s_doc` and patient `p_pat` in visit `v_1`, admitted.
+fn admitted_room() -> Room {
+    let mut r = waiting_room();
+    act(&mut r, "s_doc", admit("v_1"), 2 * SEC);
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
     r
 }
@@ -136,11 +215,7 @@ fn patient_arrival_creates_a_waiting_visit_and_prefetches() {
     let out = connect(&mut r, patient("p_pat", "v_1"), SEC);
     assert_eq!(recorded(&out), vec![VisitState::Waiting]);
     assert!(out.iter().any(|o| matches!(o, Output::Prefetch { .. })));
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. }))
-    );
+    assert!(told!(out, "p_pat", ServerMsg::Waiting { position: 1, .. }));
     let queue = sent_to(&out, "s_doc");
     assert!(queue.iter().any(|m| matches!(m, ServerMsg::Queue { entries, .. } if entries.len() == 1 && entries[0].reason == "cough")));
 }
@@ -151,21 +226,15 @@ fn early_arrival_waits_until_a_physician_comes() {
     connect(&mut r, patient("p_pat", "v_1"), 0);
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Waiting));
     let out = connect(&mut r, doctor("s_doc"), 60 * SEC);
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Queue { entries, .. } if entries.len() == 1))
-    );
-    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 61 * SEC);
+    assert!(told!(out, "s_doc", ServerMsg::Queue { entries, .. } if entries.len() == 1));
+    act(&mut r, "s_doc", admit("v_1"), 61 * SEC);
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
 }
 
 #[test]
 fn waiting_to_admitted_tells_both_with_opposite_politeness() {
-    let mut r = room(RoomKind::Physician, &["s_doc"]);
-    connect(&mut r, doctor("s_doc"), 0);
-    connect(&mut r, patient("p_pat", "v_1"), SEC);
-    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    let mut r = waiting_room();
+    let out = act(&mut r, "s_doc", admit("v_1"), 2 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Admitted]);
     let polite = |who: &str| {
         sent_to(&out, who).iter().find_map(|m| match m {
@@ -180,7 +249,7 @@ fn waiting_to_admitted_tells_both_with_opposite_politeness() {
 fn patient_cannot_admit_themself() {
     let mut r = room(RoomKind::Physician, &["s_doc"]);
     connect(&mut r, patient("p_pat", "v_1"), 0);
-    let out = act(&mut r, "p_pat", Act::Admit { visit: vid("v_1") }, SEC);
+    let out = act(&mut r, "p_pat", admit("v_1"), SEC);
     assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Waiting));
 }
@@ -190,17 +259,8 @@ fn physician_of_another_room_cannot_join_or_admit() {
     let mut r = room(RoomKind::Physician, &["s_doc"]);
     connect(&mut r, patient("p_pat", "v_1"), 0);
     let out = connect(&mut r, doctor("s_other"), SEC);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Close {
-            msg: ServerMsg::Error {
-                code: ErrorCode::NotYourRoom,
-                ..
-            },
-            ..
-        }
-    )));
-    let out = act(&mut r, "s_other", Act::Admit { visit: vid("v_1") }, 2 * SEC);
+    assert_eq!(closed_with(&out, "s_other"), Some(ErrorCode::NotYourRoom));
+    let out = act(&mut r, "s_other", admit("v_1"), 2 * SEC);
     assert_eq!(
         error_code(&out, "s_other"),
         None,
@@ -212,32 +272,10 @@ fn physician_of_another_room_cannot_join_or_admit() {
 #[test]
 fn admitted_to_in_call_on_first_answer() {
     let mut r = admitted_room();
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::Relay {
-            to: pid("p_pat"),
-            msg: ServerMsg::Offer {
-                from: pid("s_doc"),
-                sdp: "o".into(),
-            },
-        },
-        3 * SEC,
-    );
+    let out = send_offer(&mut r, "s_doc", "p_pat", "o", 3 * SEC);
     assert!(recorded(&out).is_empty());
     assert!(matches!(sent_to(&out, "p_pat")[0], ServerMsg::Offer { .. }));
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::Relay {
-            to: pid("s_doc"),
-            msg: ServerMsg::Answer {
-                from: pid("p_pat"),
-                sdp: "a".into(),
-            },
-        },
-        4 * SEC,
-    );
+    let out = send_answer(&mut r, "p_pat", "s_doc", "a", 4 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::InCall]);
 }
 
@@ -246,75 +284,32 @@ fn relay_only_reaches_the_same_visit() {
     let mut r = admitted_room();
     connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
     // A waiting patient cannot relay at all, nor be reached.
-    let out = act(
-        &mut r,
-        "p_two",
-        Act::Relay {
-            to: pid("s_doc"),
-            msg: ServerMsg::Offer {
-                from: pid("p_two"),
-                sdp: "x".into(),
-            },
-        },
-        4 * SEC,
-    );
+    let out = send_offer(&mut r, "p_two", "s_doc", "x", 4 * SEC);
     assert_eq!(error_code(&out, "p_two"), Some(ErrorCode::NotInVisit));
     assert!(sent_to(&out, "s_doc").is_empty());
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::Relay {
-            to: pid("p_two"),
-            msg: ServerMsg::Offer {
-                from: pid("s_doc"),
-                sdp: "x".into(),
-            },
-        },
-        5 * SEC,
-    );
+    let out = send_offer(&mut r, "s_doc", "p_two", "x", 5 * SEC);
     assert_eq!(error_code(&out, "s_doc"), Some(ErrorCode::UnknownPeer));
     assert!(sent_to(&out, "p_two").is_empty());
 }
 
 #[test]
 fn waiting_to_denied() {
-    let mut r = room(RoomKind::Physician, &["s_doc"]);
-    connect(&mut r, doctor("s_doc"), 0);
-    connect(&mut r, patient("p_pat", "v_1"), SEC);
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::Deny {
-            visit: vid("v_1"),
-            reason: None,
-        },
-        2 * SEC,
-    );
+    let mut r = waiting_room();
+    let deny = Act::Deny {
+        visit: vid("v_1"),
+        reason: None,
+    };
+    let out = act(&mut r, "s_doc", deny, 2 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Denied]);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Denied { .. }))
-    );
+    assert!(told!(out, "p_pat", ServerMsg::Denied { .. }));
     // Final: cannot be admitted any more, and the patient cannot come back to it.
-    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 3 * SEC);
-    assert_eq!(
-        error_code(&out, "s_doc"),
-        Some(ErrorCode::IllegalTransition)
-    );
+    let out = act(&mut r, "s_doc", admit("v_1"), 3 * SEC);
+    let refusal = error_code(&out, "s_doc");
+    assert_eq!(refusal, Some(ErrorCode::IllegalTransition));
     r.handle(Input::Disconnect { who: pid("p_pat") }, 4 * SEC);
     r.handle(Input::Tick, 200 * SEC);
     let out = connect(&mut r, patient("p_pat", "v_1"), 201 * SEC);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Close {
-            msg: ServerMsg::Error {
-                code: ErrorCode::VisitClosed,
-                ..
-            },
-            ..
-        }
-    )));
+    assert_eq!(closed_with(&out, "p_pat"), Some(ErrorCode::VisitClosed));
 }
 
 #[test]
@@ -330,14 +325,10 @@ fn waiting_to_left_after_grace() {
     let mut r = room(RoomKind::Physician, &["s_doc"]);
     connect(&mut r, patient("p_pat", "v_1"), 0);
     r.handle(Input::Disconnect { who: pid("p_pat") }, SEC);
-    assert!(
-        recorded(&r.handle(Input::Tick, 100 * SEC)).is_empty(),
-        "still within grace"
-    );
-    assert_eq!(
-        recorded(&r.handle(Input::Tick, 121 * SEC)),
-        vec![VisitState::Left]
-    );
+    let within_grace = recorded(&r.handle(Input::Tick, 100 * SEC));
+    assert!(within_grace.is_empty(), "still within grace");
+    let after_grace = recorded(&r.handle(Input::Tick, 121 * SEC));
+    assert_eq!(after_grace, vec![VisitState::Left]);
 }
 
 #[test]
@@ -348,11 +339,7 @@ fn reload_within_grace_keeps_queue_position() {
     connect(&mut r, patient("p_b", "v_b"), 2 * SEC);
     r.handle(Input::Disconnect { who: pid("p_a") }, 3 * SEC);
     let out = connect(&mut r, patient("p_a", "v_a"), 60 * SEC);
-    assert!(
-        sent_to(&out, "p_a")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. }))
-    );
+    assert!(told!(out, "p_a", ServerMsg::Waiting { position: 1, .. }));
     assert!(recorded(&out).is_empty(), "no new visit");
 }
 
@@ -363,78 +350,40 @@ fn waiting_to_no_show_after_room_limit() {
     assert!(recorded(&r.handle(Input::Tick, 599 * SEC)).is_empty());
     let out = r.handle(Input::Tick, 600 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::NoShow]);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: false, .. }))
-    );
+    assert_eq!(ended_with_survey(&out, "p_pat"), Some(false));
 }
 
 #[test]
 fn in_call_back_to_waiting_keeps_original_place() {
     let mut r = admitted_room();
     connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::SendBack { visit: vid("v_1") },
-        4 * SEC,
-    );
+    let out = act(&mut r, "s_doc", send_back("v_1"), 4 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Waiting]);
+    assert!(told!(out, "p_pat", ServerMsg::SentBack { .. }));
     assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::SentBack { .. }))
-    );
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Waiting { position: 1, .. })),
+        told!(out, "p_pat", ServerMsg::Waiting { position: 1, .. }),
         "arrived first, still first"
     );
     // And can be admitted again.
-    act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 5 * SEC);
+    act(&mut r, "s_doc", admit("v_1"), 5 * SEC);
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
 }
 
 #[test]
 fn physician_ends_visit_and_patient_gets_the_survey() {
     let mut r = admitted_room();
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::EndVisit { visit: vid("v_1") },
-        10 * SEC,
-    );
+    let out = act(&mut r, "s_doc", end_visit("v_1"), 10 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Ended]);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: true, .. }))
-    );
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::VisitEnded { survey: false, .. }))
-    );
+    assert_eq!(ended_with_survey(&out, "p_pat"), Some(true));
+    assert_eq!(ended_with_survey(&out, "s_doc"), Some(false));
 }
 
 #[test]
 fn patient_cannot_end_or_send_back() {
     let mut r = admitted_room();
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::EndVisit { visit: vid("v_1") },
-        3 * SEC,
-    );
+    let out = act(&mut r, "p_pat", end_visit("v_1"), 3 * SEC);
     assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::SendBack { visit: vid("v_1") },
-        3 * SEC,
-    );
+    let out = act(&mut r, "p_pat", send_back("v_1"), 3 * SEC);
     assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::Forbidden));
 }
 
@@ -443,11 +392,7 @@ fn last_participant_leaving_ends_the_visit() {
     let mut r = admitted_room();
     let out = act(&mut r, "p_pat", Act::Leave, 3 * SEC);
     assert!(recorded(&out).is_empty(), "the physician is still there");
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerLeft { .. }))
-    );
+    assert!(told!(out, "s_doc", ServerMsg::PeerLeft { .. }));
     let out = act(&mut r, "s_doc", Act::Leave, 4 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Ended]);
 }
@@ -456,36 +401,16 @@ fn last_participant_leaving_ends_the_visit() {
 fn physician_drop_never_locks_the_patient_out() {
     let mut r = admitted_room();
     let out = r.handle(Input::Disconnect { who: pid("s_doc") }, 3 * SEC);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerReconnecting { .. }))
-    );
+    assert!(told!(out, "p_pat", ServerMsg::PeerReconnecting { .. }));
     // Comes back within grace with its resume token: the call resumes, no re-admission.
-    let out = r.handle(
-        Input::Connect {
-            member: doctor("s_doc"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        30 * SEC,
-    );
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerResumed { .. }))
-    );
+    let out = resume(&mut r, doctor("s_doc"), 30 * SEC);
+    assert!(told!(out, "p_pat", ServerMsg::PeerResumed { .. }));
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
     // Drops for good: the patient goes back to waiting, where any physician can admit.
     r.handle(Input::Disconnect { who: pid("s_doc") }, 40 * SEC);
     let out = r.handle(Input::Tick, 161 * SEC);
     assert_eq!(recorded(&out), vec![VisitState::Waiting]);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::SentBack { .. }))
-    );
+    assert!(told!(out, "p_pat", ServerMsg::SentBack { .. }));
 }
 
 #[test]
@@ -493,52 +418,21 @@ fn fresh_page_gets_the_call_state_and_peers_rebuild() {
     let mut r = admitted_room();
     r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
     let out = connect(&mut r, patient("p_pat", "v_1"), 5 * SEC);
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Admitted { .. }))
-    );
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerJoined { .. }))
-    );
+    assert!(told!(out, "p_pat", ServerMsg::Admitted { .. }));
+    assert!(told!(out, "s_doc", ServerMsg::PeerJoined { .. }));
 }
 
 #[test]
 fn messages_missed_while_reconnecting_are_replayed_on_resume() {
     let mut r = admitted_room();
     r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::Relay {
-            to: pid("p_pat"),
-            msg: ServerMsg::Offer {
-                from: pid("s_doc"),
-                sdp: "restart".into(),
-            },
-        },
-        4 * SEC,
-    );
+    let out = send_offer(&mut r, "s_doc", "p_pat", "restart", 4 * SEC);
     assert!(
         sent_to(&out, "p_pat").is_empty(),
         "held, not sent to a dead socket"
     );
-    let out = r.handle(
-        Input::Connect {
-            member: patient("p_pat", "v_1"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        5 * SEC,
-    );
-    assert!(
-        sent_to(&out, "p_pat")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Offer { sdp, .. } if sdp == "restart"))
-    );
+    let out = resume(&mut r, patient("p_pat", "v_1"), 5 * SEC);
+    assert!(told!(out, "p_pat", ServerMsg::Offer { sdp, .. } if sdp == "restart"));
 }
 
 /// The database is away, so a patient's link could not be checked: her page may resume
@@ -556,9 +450,7 @@ fn a_resume_only_connect_lets_back_the_held_participant_and_nobody_else() {
         new_resume_token: "t1".into(),
         resume_only: true,
     };
-    let refused = |out: &[Output], who: &str| {
-        out.iter().any(|o| matches!(o, Output::Close { who: w, msg: ServerMsg::Error { code: ErrorCode::Unavailable, .. } } if w.as_str() == who))
-    };
+    let refused = |out: &[Output], who: &str| closed_with(out, who) == Some(ErrorCode::Unavailable);
     // A wrong resume token, a stranger with a token for a new visit: refused, unchanged.
     let out = r.handle(resume_only(patient("p_pat", "v_1"), Some("guess")), 4 * SEC);
     assert!(refused(&out, "p_pat"));
@@ -568,11 +460,7 @@ fn a_resume_only_connect_lets_back_the_held_participant_and_nobody_else() {
     // Her own resume token: back in the call, her reason kept.
     let out = r.handle(resume_only(patient("p_pat", "v_1"), Some("t0")), 5 * SEC);
     assert!(!refused(&out, "p_pat"));
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerResumed { .. }))
-    );
+    assert!(told!(out, "s_doc", ServerMsg::PeerResumed { .. }));
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
     let snap = r.snapshot();
     let json = serde_json::to_string(&snap).unwrap();
@@ -585,110 +473,54 @@ fn a_resume_only_connect_lets_back_the_held_participant_and_nobody_else() {
 fn a_patient_coming_back_after_her_visit_ended_is_told_it_is_closed() {
     let mut r = admitted_room();
     r.handle(Input::Disconnect { who: pid("p_pat") }, 3 * SEC);
-    act(
-        &mut r,
-        "s_doc",
-        Act::EndVisit { visit: vid("v_1") },
-        4 * SEC,
-    );
-    let out = r.handle(
-        Input::Connect {
-            member: patient("p_pat", "v_1"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        5 * SEC,
-    );
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Close {
-            who,
-            msg: ServerMsg::Error {
-                code: ErrorCode::VisitClosed,
-                ..
-            },
-        } if who.as_str() == "p_pat"
-    )));
+    act(&mut r, "s_doc", end_visit("v_1"), 4 * SEC);
+    let out = resume(&mut r, patient("p_pat", "v_1"), 5 * SEC);
+    assert_eq!(closed_with(&out, "p_pat"), Some(ErrorCode::VisitClosed));
 }
 
 #[test]
 fn chat_reaches_the_visit_only_and_respects_the_room_setting() {
     let mut r = admitted_room();
     connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::Chat {
-            text: "hello".into(),
-        },
-        4 * SEC,
-    );
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "hello"))
-    );
+    let out = act(&mut r, "p_pat", chat("hello"), 4 * SEC);
+    assert!(told!(out, "s_doc", ServerMsg::Chat { text, .. } if text == "hello"));
     assert!(sent_to(&out, "p_two").is_empty());
     let mut cfg = r.config().clone();
     cfg.chat_allowed = false;
     r.reconfigure(cfg);
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::Chat {
-            text: "hello".into(),
-        },
-        5 * SEC,
-    );
+    let out = act(&mut r, "p_pat", chat("hello"), 5 * SEC);
     assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::ChatDisabled));
 }
 
 #[test]
 fn physician_message_reaches_a_waiting_patient() {
-    let mut r = room(RoomKind::Physician, &["s_doc"]);
-    connect(&mut r, doctor("s_doc"), 0);
-    connect(&mut r, patient("p_pat", "v_1"), SEC);
-    let out = act(
-        &mut r,
-        "s_doc",
-        Act::MessagePatient {
-            visit: vid("v_1"),
-            text: "running 5 minutes late".into(),
-        },
-        2 * SEC,
-    );
-    assert!(
-        sent_to(&out, "p_pat").iter().any(
-            |m| matches!(m, ServerMsg::PhysicianMessage { text, .. } if text.contains("late"))
-        )
-    );
+    let mut r = waiting_room();
+    let message = Act::MessagePatient {
+        visit: vid("v_1"),
+        text: "running 5 minutes late".into(),
+    };
+    let out = act(&mut r, "s_doc", message, 2 * SEC);
+    assert!(told!(out, "p_pat", ServerMsg::PhysicianMessage { text, .. } if text.contains("late")));
 }
 
 #[test]
 fn device_check_shows_in_the_queue() {
-    let mut r = room(RoomKind::Physician, &["s_doc"]);
-    connect(&mut r, doctor("s_doc"), 0);
-    connect(&mut r, patient("p_pat", "v_1"), SEC);
-    let out = act(
-        &mut r,
-        "p_pat",
-        Act::DeviceCheck {
-            ok: true,
-            summary: "camera, mic, 40 ms".into(),
-        },
-        2 * SEC,
+    let mut r = waiting_room();
+    let check = Act::DeviceCheck {
+        ok: true,
+        summary: "camera, mic, 40 ms".into(),
+    };
+    let out = act(&mut r, "p_pat", check, 2 * SEC);
+    assert!(
+        told!(out, "s_doc", ServerMsg::Queue { entries, .. } if entries[0].device_ok == Some(true))
     );
-    assert!(sent_to(&out, "s_doc").iter().any(
-        |m| matches!(m, ServerMsg::Queue { entries, .. } if entries[0].device_ok == Some(true))
-    ));
 }
 
 #[test]
 fn physician_busy_in_a_call_cannot_admit_another() {
     let mut r = admitted_room();
     connect(&mut r, patient("p_two", "v_2"), 3 * SEC);
-    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_2") }, 4 * SEC);
+    let out = act(&mut r, "s_doc", admit("v_2"), 4 * SEC);
     assert_eq!(error_code(&out, "s_doc"), Some(ErrorCode::Busy));
 }
 
@@ -702,47 +534,18 @@ fn guest_joins_an_admitted_visit_up_to_the_limit() {
         ..patient(id, "v_1")
     };
     let out = connect(&mut r, guest("p_g1"), 3 * SEC);
-    assert!(
-        sent_to(&out, "p_g1")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::Admitted { peers, .. } if peers.len() == 2))
-    );
-    assert!(
-        sent_to(&out, "s_doc")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PeerJoined { .. }))
-    );
+    assert!(told!(out, "p_g1", ServerMsg::Admitted { peers, .. } if peers.len() == 2));
+    assert!(told!(out, "s_doc", ServerMsg::PeerJoined { .. }));
     connect(&mut r, guest("p_g2"), 4 * SEC);
     let out = connect(&mut r, guest("p_g3"), 5 * SEC);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Close {
-            msg: ServerMsg::Error {
-                code: ErrorCode::RoomFull,
-                ..
-            },
-            ..
-        }
-    )));
+    assert_eq!(closed_with(&out, "p_g3"), Some(ErrorCode::RoomFull));
     // A guest for a visit that has not started is refused.
-    let out = connect(
-        &mut r,
-        Member {
-            visit: Some(vid("v_9")),
-            ..guest("p_g4")
-        },
-        6 * SEC,
-    );
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Close {
-            msg: ServerMsg::Error {
-                code: ErrorCode::VisitClosed,
-                ..
-            },
-            ..
-        }
-    )));
+    let early = Member {
+        visit: Some(vid("v_9")),
+        ..guest("p_g4")
+    };
+    let out = connect(&mut r, early, 6 * SEC);
+    assert_eq!(closed_with(&out, "p_g4"), Some(ErrorCode::VisitClosed));
 }
 
 // ---- walk-in ------------------------------------------------------------------
@@ -759,117 +562,79 @@ fn offers(out: &[Output]) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn walk_in_offers_to_one_free_physician_at_a_time() {
+/// The one offer `out` makes, as (physician, visit).
+fn offer(physician: &str, visit: &str) -> Vec<(String, String)> {
+    vec![(physician.to_string(), visit.to_string())]
+}
+
+/// A walk-in room with physicians `s_d1` (since 0) and `s_d2` (since 1 s), both free.
+fn walk_in_room() -> Room {
     let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
     connect(&mut r, doctor("s_d1"), 0);
     connect(&mut r, doctor("s_d2"), SEC);
+    r
+}
+
+#[test]
+fn walk_in_offers_to_one_free_physician_at_a_time() {
+    let mut r = walk_in_room();
     let out = connect(&mut r, patient("p_a", "v_a"), 2 * SEC);
     let o = offers(&out);
     assert_eq!(o.len(), 1, "exactly one offer: {o:?}");
     assert_eq!(o[0].0, "s_d1", "free longest goes first");
     let out = connect(&mut r, patient("p_b", "v_b"), 3 * SEC);
-    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_b".to_string())]);
+    assert_eq!(offers(&out), offer("s_d2", "v_b"));
     // Admitting a patient not offered to you is refused.
-    let out = act(
-        &mut r,
-        "s_d1",
-        Act::WalkInAccept { visit: vid("v_b") },
-        4 * SEC,
-    );
+    let out = act(&mut r, "s_d1", accept("v_b"), 4 * SEC);
     assert_eq!(error_code(&out, "s_d1"), Some(ErrorCode::NotOfferedToYou));
-    act(
-        &mut r,
-        "s_d1",
-        Act::WalkInAccept { visit: vid("v_a") },
-        5 * SEC,
-    );
+    act(&mut r, "s_d1", accept("v_a"), 5 * SEC);
     assert_eq!(r.visit_state(&vid("v_a")), Some(VisitState::Admitted));
 }
 
 #[test]
 fn walk_in_pass_and_timeout_offer_to_the_next() {
-    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
-    connect(&mut r, doctor("s_d1"), 0);
-    connect(&mut r, doctor("s_d2"), SEC);
+    let mut r = walk_in_room();
     connect(&mut r, patient("p_a", "v_a"), 2 * SEC);
-    let out = act(
-        &mut r,
-        "s_d1",
-        Act::WalkInPass { visit: vid("v_a") },
-        3 * SEC,
-    );
-    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_a".to_string())]);
+    let pass = Act::WalkInPass { visit: vid("v_a") };
+    let out = act(&mut r, "s_d1", pass, 3 * SEC);
+    assert_eq!(offers(&out), offer("s_d2", "v_a"));
     // s_d2 does not answer in 30 s: back to s_d1 (everyone has passed: a new round).
     let out = r.handle(Input::Tick, 34 * SEC);
-    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
-    assert!(
-        sent_to(&out, "s_d2")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::WalkInWithdrawn { .. }))
-    );
+    assert_eq!(offers(&out), offer("s_d1", "v_a"));
+    assert!(told!(out, "s_d2", ServerMsg::WalkInWithdrawn { .. }));
 }
 
 #[test]
 fn walk_in_prefers_language_then_tells_the_patient_when_unmet() {
     let mut r = room(RoomKind::WalkIn, &["s_en", "s_es"]);
     connect(&mut r, doctor("s_en"), 0);
-    connect(
-        &mut r,
-        Member {
-            languages: vec!["es".into()],
-            ..doctor("s_es")
-        },
-        SEC,
-    );
-    let out = connect(
-        &mut r,
-        Member {
-            lang: Some("es-MX".into()),
-            ..patient("p_a", "v_a")
-        },
-        2 * SEC,
-    );
-    assert_eq!(offers(&out), vec![("s_es".to_string(), "v_a".to_string())]);
+    let spanish = Member {
+        languages: vec!["es".into()],
+        ..doctor("s_es")
+    };
+    connect(&mut r, spanish, SEC);
+    let speaking = |lang: &str, id: &str, visit: &str| Member {
+        lang: Some(lang.into()),
+        ..patient(id, visit)
+    };
+    let out = connect(&mut r, speaking("es-MX", "p_a", "v_a"), 2 * SEC);
+    assert_eq!(offers(&out), offer("s_es", "v_a"));
     // A French speaker: nobody matches, told so, offered to the next free physician.
-    let out = connect(
-        &mut r,
-        Member {
-            lang: Some("fr".into()),
-            ..patient("p_b", "v_b")
-        },
-        3 * SEC,
-    );
-    assert_eq!(offers(&out), vec![("s_en".to_string(), "v_b".to_string())]);
-    assert!(
-        sent_to(&out, "p_b")
-            .iter()
-            .any(|m| matches!(m, ServerMsg::PreferenceUnavailable { .. }))
-    );
+    let out = connect(&mut r, speaking("fr", "p_b", "v_b"), 3 * SEC);
+    assert_eq!(offers(&out), offer("s_en", "v_b"));
+    assert!(told!(out, "p_b", ServerMsg::PreferenceUnavailable { .. }));
 }
 
 #[test]
 fn walk_in_away_physician_gets_no_offer_and_drop_withdraws_it() {
-    let mut r = room(RoomKind::WalkIn, &["s_d1", "s_d2"]);
-    connect(&mut r, doctor("s_d1"), 0);
-    connect(&mut r, doctor("s_d2"), SEC);
-    act(
-        &mut r,
-        "s_d1",
-        Act::Availability { available: false },
-        2 * SEC,
-    );
+    let mut r = walk_in_room();
+    act(&mut r, "s_d1", available(false), 2 * SEC);
     let out = connect(&mut r, patient("p_a", "v_a"), 3 * SEC);
-    assert_eq!(offers(&out), vec![("s_d2".to_string(), "v_a".to_string())]);
+    assert_eq!(offers(&out), offer("s_d2", "v_a"));
     let out = r.handle(Input::Disconnect { who: pid("s_d2") }, 4 * SEC);
     assert!(offers(&out).is_empty(), "the only other physician is away");
-    let out = act(
-        &mut r,
-        "s_d1",
-        Act::Availability { available: true },
-        5 * SEC,
-    );
-    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
+    let out = act(&mut r, "s_d1", available(true), 5 * SEC);
+    assert_eq!(offers(&out), offer("s_d1", "v_a"));
 }
 
 #[test]
@@ -878,11 +643,8 @@ fn every_walk_in_patient_is_admitted_exactly_once() {
     connect(&mut r, doctor("s_d1"), 0);
     connect(&mut r, doctor("s_d2"), 0);
     for i in 0..5 {
-        connect(
-            &mut r,
-            patient(&format!("p_{i}"), &format!("v_{i}")),
-            SEC + i,
-        );
+        let p = patient(&format!("p_{i}"), &format!("v_{i}"));
+        connect(&mut r, p, SEC + i);
     }
     let mut admitted = Vec::new();
     let mut now = 10 * SEC;
@@ -915,8 +677,7 @@ fn a_returning_participant_with_an_unbound_token_is_refused_not_a_panic() {
     let mut unbound = patient("p_pat", "v_1");
     unbound.visit = None;
     let out = connect(&mut r, unbound, 3 * SEC);
-    assert!(out.iter().any(|o| matches!(o,
-        Output::Close { who, msg: ServerMsg::Error { code: ErrorCode::Forbidden, .. } } if who.as_str() == "p_pat")));
+    assert_eq!(closed_with(&out, "p_pat"), Some(ErrorCode::Forbidden));
     assert_eq!(r.visit_state(&vid("v_1")), Some(VisitState::Admitted));
 }
 
@@ -940,7 +701,7 @@ fn next_deadline_names_each_timed_change_and_nothing_happens_before_it() {
     assert_eq!(r.next_deadline(), None);
     // A walk-in offer: 30 s to answer.
     let out = connect(&mut r, patient("p_a", "v_a"), SEC);
-    assert_eq!(offers(&out), vec![("s_d1".to_string(), "v_a".to_string())]);
+    assert_eq!(offers(&out), offer("s_d1", "v_a"));
     let d = quiet_until(&mut r, SEC);
     assert_eq!(d, 31 * SEC);
     let out = r.handle(Input::Tick, d);

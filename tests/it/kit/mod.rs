@@ -9,6 +9,7 @@ pub mod seed;
 pub mod services;
 
 use examroom::app::AppState;
+use examroom::audit::NewAuditEntry;
 use examroom::config::{Secret, Settings};
 use examroom::durable::NewStaff;
 use examroom::identity::Role;
@@ -143,14 +144,28 @@ impl TestApp {
         (id, token)
     }
 
+    /// Ada, both admin and physician (she may call every staff route), and her token.
+    pub async fn admin_physician(&self) -> (StaffId, String) {
+        let roles = vec![Role::Admin, Role::Physician];
+        let id = self.staff("Ada Admin", roles.clone(), vec![], None).await;
+        let token = self.staff_token(&id, roles).await;
+        (id, token)
+    }
+
+    /// Physician `who` with a physician room `room` of their own.
+    pub async fn physician_room(&self, who: &str, room: &str) -> (StaffId, RoomConfig) {
+        let doc = self.physician(who).await;
+        let room = self.room(room, RoomKind::Physician, &[&doc]).await;
+        (doc, room)
+    }
+
     /// Physician `who` with a physician room `room` of their own, and their signed-in token.
     pub async fn physician_with_room(
         &self,
         who: &str,
         room: &str,
     ) -> (StaffId, String, RoomConfig) {
-        let doc = self.physician(who).await;
-        let room = self.room(room, RoomKind::Physician, &[&doc]).await;
+        let (doc, room) = self.physician_room(who, room).await;
         let token = self.staff_token(&doc, vec![Role::Physician]).await;
         (doc, token, room)
     }
@@ -402,6 +417,31 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// An admin invites a staff member: the new account as `POST /api/staff` answers
+    /// it (with its `invitation_url`).
+    pub async fn invite_staff(&self, admin_token: &str, email: &str, name: &str) -> Value {
+        let body = serde_json::json!({"email": email, "name": name, "roles": ["physician"]});
+        let (s, invited) = self
+            .call_json("POST", "/api/staff", Some(admin_token), Some(body))
+            .await;
+        assert_eq!(s, 201, "{invited}");
+        invited
+    }
+
+    /// What the audit log records (its first 1000 entries, oldest first), without the
+    /// chain's sequence numbers and hashes.
+    pub async fn audited(&self) -> Vec<NewAuditEntry> {
+        let entries = self.state.durable.audit_entries(0, 1000).await.unwrap();
+        entries.into_iter().map(|e| e.entry).collect()
+    }
+
+    /// A patient's answer to the identity question (her date of birth), with her token.
+    pub async fn confirm_identity(&self, patient_token: &str, born: &str) -> (u16, Value) {
+        let answer = serde_json::json!({ "birth_date": born });
+        self.call_json("POST", "/api/identity", Some(patient_token), Some(answer))
+            .await
+    }
+
     /// Status and JSON body (`Null` when there is none) of a call.
     pub async fn call_json(
         &self,
@@ -462,6 +502,13 @@ impl TestApp {
             .await;
         assert_eq!(s, 201, "minting failed: {b}");
         b
+    }
+
+    /// `POST /api/links/guest`: a guest's link into `visit` of `room`, as `bearer`.
+    pub async fn mint_guest_link(&self, bearer: &str, room: &RoomId, visit: &str) -> (u16, Value) {
+        let body = json!({"room": room, "visit": visit});
+        self.call_json("POST", "/api/links/guest", Some(bearer), Some(body))
+            .await
     }
 
     /// `POST /api/join/{code}` from the browser `device`.
@@ -630,6 +677,18 @@ impl TestApp {
         let r = req.send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
+}
+
+/// `jwt` with its roles claim widened to admin and physician after signing: the
+/// signature no longer matches.
+pub fn with_widened_roles(jwt: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    payload["roles"] = json!(["admin", "physician"]);
+    let payload = b64.encode(payload.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
 }
 
 /// Every `.rs` file under `dir`, for the tests that read the source (layers, error codes,

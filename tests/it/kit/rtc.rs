@@ -2,10 +2,13 @@
 //! the signalling messages (answer offers, apply answers, trickle candidates both ways).
 
 use super::Client;
-use examroom::media::peer::{Candidate, LocalCandidate, LocalCandidates, Peer, pipe_candidates};
+use examroom::media::peer::{
+    Candidate, Channel, LocalCandidate, LocalCandidates, Peer, pipe_candidates,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Relay signalling for `peer` over `client` towards participant `to`, until the
@@ -66,7 +69,7 @@ pub fn signal_over_ws(
 pub async fn signal_directly(
     a: (Peer, LocalCandidates),
     b: (Peer, LocalCandidates),
-) -> (Arc<Peer>, Arc<Peer>, examroom::media::peer::Channel) {
+) -> (Arc<Peer>, Arc<Peer>, Channel) {
     let (a, a_cands) = (Arc::new(a.0), a.1);
     let (b, b_cands) = (Arc::new(b.0), b.1);
     let chan = a.create_channel("chat").await.unwrap();
@@ -76,4 +79,30 @@ pub async fn signal_directly(
     pipe_candidates(a_cands, b.clone());
     pipe_candidates(b_cands, a.clone());
     (a, b, chan)
+}
+
+/// Both peers reach `connected`, the answerer takes the offerer's channel `chat`, and
+/// `ask` crosses one way and `reply` the other. Returns the answerer's end of the channel.
+pub async fn chat_both_ways(
+    offerer: &Peer,
+    answerer: &Peer,
+    chat: &Channel,
+    (ask, reply): (&str, &str),
+    wait: Duration,
+) -> Channel {
+    offerer
+        .wait_connected(wait)
+        .await
+        .expect("offerer reaches connected");
+    answerer
+        .wait_connected(wait)
+        .await
+        .expect("answerer reaches connected");
+    let remote = answerer.accept_channel(wait).await.unwrap();
+    chat.wait_open(wait).await.unwrap();
+    chat.send_text(ask).await.unwrap();
+    assert_eq!(remote.recv_timeout(wait).await.unwrap(), ask.as_bytes());
+    remote.send_text(reply).await.unwrap();
+    assert_eq!(chat.recv_timeout(wait).await.unwrap(), reply.as_bytes());
+    remote
 }

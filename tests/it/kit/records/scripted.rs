@@ -248,13 +248,14 @@ async fn metadata() -> Response {
     )
 }
 
-/// Common prelude: auth, latency, request log. Returns the scripted answer, if any.
+/// Common prelude: auth, latency, request log. `Err` is the answer to give instead of the
+/// stored resources: a refusal or the scripted answer.
 async fn prelude(
     s: &Shared,
     headers: &HeaderMap,
     rtype: &str,
     logged: String,
-) -> Result<Option<Script>, Response> {
+) -> Result<(), Response> {
     let latency = s.behaviour.lock().unwrap().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -270,7 +271,12 @@ async fn prelude(
     if auth != Some(&format!("Bearer {TOKEN}")) {
         return Err(outcome(401));
     }
-    Ok(script)
+    if let Some(sc) = script
+        && let Some(r) = scripted(sc).await
+    {
+        return Err(r);
+    }
+    Ok(())
 }
 
 async fn read(
@@ -278,14 +284,8 @@ async fn read(
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let script = match prelude(&s, &headers, &rtype, format!("/{rtype}/{id}")).await {
-        Ok(sc) => sc,
-        Err(r) => return r,
-    };
-    if let Some(sc) = script
-        && let Some(r) = scripted(sc).await
-    {
-        return r;
+    if let Err(answer) = prelude(&s, &headers, &rtype, format!("/{rtype}/{id}")).await {
+        return answer;
     }
     let inner = s.inner.lock().unwrap();
     match inner
@@ -445,14 +445,8 @@ async fn search(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let script = match prelude(&s, &headers, &rtype, format!("/{rtype}?{query}")).await {
-        Ok(sc) => sc,
-        Err(r) => return r,
-    };
-    if let Some(sc) = script
-        && let Some(r) = scripted(sc).await
-    {
-        return r;
+    if let Err(answer) = prelude(&s, &headers, &rtype, format!("/{rtype}?{query}")).await {
+        return answer;
     }
     let params: Vec<(String, String)> = serde_urlencoded_pairs(&query);
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
