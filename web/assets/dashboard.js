@@ -98,6 +98,7 @@ function connect() {
   signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
   signal.on('visit_ended', () => leaveVisit(t('dash.visit_ended')));
   signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('dash.you')));
   signal.on('error', (m) => { if (!['rate_limited'].includes(m.code)) toast(m.message || m.code); });
   signal.connect();
 }
@@ -285,6 +286,8 @@ function walkInOffer(m) {
 async function enterVisit(m) {
   const fresh = state.visit !== m.visit;
   state.visit = m.visit;
+  // Before any await: the visit's `chat_history` follows this message straight away.
+  if (fresh) $('#chat-log').replaceChildren();
   state.room = m.room;
   for (const p of m.peers) state.names.set(p.participant, p.name);
   $('#lobby').hidden = true;
@@ -319,7 +322,6 @@ async function enterVisit(m) {
   state.pickers.refresh();
   state.mesh.admitted(m.peers);
   if (fresh) {
-    $('#chat-log').replaceChildren();
     $('#invite-out').hidden = true;
     state.record = openRecord($('#record'), m.visit, { patient: { names: known.length ? known : [patient?.name].filter((n) => n && n !== 'Patient') } });
   }

@@ -347,6 +347,7 @@ function connect() {
   });
   signal.on('peer_joined', (m) => state.names.set(m.peer.participant, m.peer.name));
   signal.on('chat', (m) => chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('chat.you')));
   signal.on('error', (m) => { if (m.code === 'chat_disabled') chatLine('', t('chat.disabled')); });
   signal.on('denied', (m) => { finish(); done('denied.heading', t('denied.text', { reason: m.reason || '' }), true); });
   signal.on('visit_ended', (m) => {
