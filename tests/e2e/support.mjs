@@ -318,10 +318,11 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
  * the patient (a fresh context) confirms their date of birth (`born`) when asked, checks
  * devices and waits (`onIdentity(page)` answers the date-of-birth step instead).
  * `onPage(page)` runs before the patient's page opens anything; `gives`: the name the
- * patient types on the device-check page instead of the link's.
+ * patient types on the device-check page instead of the link's; `context`: options for the
+ * patient's browser context (e.g. `{ locale: 'es-ES' }`).
  * Returns { patient, visit }.
  */
-export async function patientWaits(browser, server, doc, log, { name, gives, ref = '', reason = '', admin, born, onIdentity, onPage }) {
+export async function patientWaits(browser, server, doc, log, { name, gives, ref = '', reason = '', admin, born, onIdentity, onPage, context = {} }) {
   const minter = ref ? admin : doc;
   if (!minter) throw new Error('a link naming a patient record is minted by the admin: pass `admin`');
   if (ref) {
@@ -337,7 +338,7 @@ export async function patientWaits(browser, server, doc, log, { name, gives, ref
   await minter.click('#link-form button[type=submit]');
   await minter.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
   const joinUrl = (await minter.textContent('#link-url')).trim();
-  const ctx = await newContext(browser, 'patient', log, { baseURL: server.url });
+  const ctx = await newContext(browser, 'patient', log, { baseURL: server.url, ...context });
   const patient = await ctx.newPage();
   onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);

@@ -5,7 +5,7 @@
 
 import { $, h, showOnly } from './ui.js';
 import { api, ApiError } from './api.js';
-import { t, tn, setLang, pickLang, apply } from './i18n.js';
+import { t, tn, setLang, pickLang, apply, lang } from './i18n.js';
 import { Signal } from './signal.js';
 import { Mesh, CallView, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges, devicePickers } from './call.js';
 import { confirmDialog } from './dialog.js';
@@ -378,7 +378,9 @@ function renderWaiting(m) {
   $('#position').textContent = String(m.position);
   const ahead = m.position - 1;
   $('#position-text').textContent = ahead <= 0 ? t('waiting.next') : ahead === 1 ? t('waiting.ahead_one') : t('waiting.ahead', { n: ahead });
-  const message = m.message || state.join?.room?.waiting_message || '';
+  // The room's message in the page's language, else its default (`waiting` has both).
+  const room = state.join?.room;
+  const message = m.messages?.[lang] || m.message || room?.waiting_messages?.[lang] || room?.waiting_message || '';
   $('#room-message').textContent = message;
 }
 

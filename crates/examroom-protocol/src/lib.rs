@@ -253,12 +253,16 @@ pub enum ServerMsg {
         room_name: String,
         entries: Vec<QueueEntry>,
     },
-    /// Patient: you are waiting, at this position.
+    /// Patient: you are waiting, at this position. `message` is the room's waiting
+    /// message; `messages` the same in other languages, by language tag: a page shows the
+    /// one of its language, else `message`.
     Waiting {
         room: RoomId,
         visit: VisitId,
         position: usize,
         message: String,
+        #[serde(default)]
+        messages: std::collections::BTreeMap<String, String>,
     },
     /// Patient: a text from the physician.
     PhysicianMessage {

@@ -21,6 +21,7 @@ fn config(kind: RoomKind, physicians: &[&str]) -> RoomConfig {
         kind,
         physicians: physicians.iter().map(|s| sid(s)).collect(),
         waiting_message: "The doctor will be with you shortly.".into(),
+        waiting_messages: Default::default(),
         max_wait_secs: 600,
         max_participants: 4,
         chat_allowed: true,
