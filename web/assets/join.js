@@ -3,7 +3,7 @@
 // devices and network, wait, then the call, then the survey. Everything the patient reads
 // comes from i18n/<lang>.json.
 
-import { $, h, showOnly } from './ui.js';
+import { $, h, showOnly, clinicContact } from './ui.js';
 import { api, ApiError } from './api.js';
 import { t, tn, setLang, pickLang, apply, lang } from './i18n.js';
 import { Signal } from './signal.js';
@@ -121,6 +121,7 @@ function showError(e) {
   $('#error-text').textContent = t(key);
   $('#retry').hidden = !(e.code === 'network' || e.status >= 500 || !e.status);
   show('error');
+  clinicContact($('#error-clinic'));
 }
 
 async function welcome() {
