@@ -2,6 +2,7 @@
 // scan, screenshots at phone and desktop sizes, WebRTC stats read from the page, a second
 // examroom server with its own settings, and the clinic set-up most tests start from.
 import { chromium } from 'playwright-core';
+import { watchApiReads } from './api-fields.mjs';
 import { createRequire } from 'node:module';
 import { readFileSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -59,9 +60,14 @@ export function steps(t) {
   };
 }
 
+let apiReads = null;
+/** From now on every new context's pages report which API fields they read into `reads` (api-fields.mjs). */
+export function watchApi(reads) { apiReads = reads; }
+
 /** A fresh profile (own cookies and storage) whose pages record every RTCPeerConnection. */
 export async function newContext(browser, name, log, options = {}) {
   const ctx = await browser.newContext({ viewport: DESKTOP, baseURL: BASE, permissions: ['camera', 'microphone'], ...options });
+  if (apiReads) await watchApiReads(ctx, apiReads);
   await ctx.addInitScript(() => {
     const Orig = window.RTCPeerConnection;
     window.__pcs = [];

@@ -289,11 +289,11 @@ async function loadVisits() {
   const roomName = (id) => state.rooms.find((r) => r.id === id)?.name || id;
   try {
     const visits = list(await api('GET', `/api/visits${q ? `?${q}` : ''}`), 'visits');
-    $('#visits-body').replaceChildren(...visits.map((v) => h('tr', { dataset: { visit: v.id || v.visit } },
-      h('td', {}, time(ms(v.started_at || v.created_at || v.waiting_since))),
+    $('#visits-body').replaceChildren(...visits.map((v) => h('tr', { dataset: { visit: v.id } },
+      h('td', {}, time(ms(v.created_at))),
       h('td', {}, v.patient_name || (v.patient_ref ? t('admin.patient_record', { ref: v.patient_ref }) : '—')), h('td', {}, roomName(v.room)),
       h('td', {}, v.physician_name || v.physician || '—'), h('td', { dataset: { outcome: v.outcome || v.state || '' } }, outcomeText(v.outcome || v.state)),
-      h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs ?? v.duration_secs)))));
+      h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs)))));
     if (!visits.length) $('#visits-body').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, t('admin.no_visits'))));
   } catch (e) { toast(t('admin.failed', { what: t('admin.tab_visits'), message: e.message })); }
 }

@@ -34,7 +34,7 @@ async function main() {
 async function loadRooms() {
   try {
     const res = await api('GET', '/api/my/rooms');
-    for (const r of res?.rooms || res || []) state.rooms.set(r.id, r);
+    for (const r of res || []) state.rooms.set(r.id, r);
   } catch (e) {
     toast(t('dash.rooms_failed', { message: e.message }));
   }
@@ -127,7 +127,7 @@ async function learnLinkNames(room, entries) {
   for (const e of unknown) state.linksAsked.add(e.visit);
   try {
     const res = await api('GET', `/api/links?room=${encodeURIComponent(room)}`);
-    for (const l of res?.links || res || []) if (l.kind === 'patient') state.linkNames.set(l.visit, l.patient_name || null);
+    for (const l of res || []) if (l.kind === 'patient') state.linkNames.set(l.visit, l.patient_name || null);
   } catch { /* the queue still shows the name the patient gave */ }
   for (const e of entries) state.patients.set(e.visit, patientNames(e));
   renderQueues();
