@@ -152,10 +152,11 @@ function staffRow(s) {
   } else {
     actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => setActive(s, true) }, t('admin.reactivate', { name: s.name })));
   }
+  // data-label: on a phone each row stacks into a block that names its cells (table.stack).
   return h('tr', { dataset: { staff: s.id, status } },
-    h('th', { scope: 'row' }, s.name), h('td', {}, s.email),
-    h('td', {}, roleBox('physician'), roleBox('admin')),
-    h('td', {}, h('span', { class: `status-${status}` }, t(`admin.status_${status}`))),
+    h('th', { scope: 'row' }, s.name), h('td', { 'data-label': t('staff.email') }, s.email),
+    h('td', { 'data-label': t('admin.col_roles'), class: 'roles' }, roleBox('physician'), roleBox('admin')),
+    h('td', { 'data-label': t('admin.col_status') }, h('span', { class: `status-${status}` }, t(`admin.status_${status}`))),
     h('td', {}, h('div', { class: 'row' }, actions)));
 }
 

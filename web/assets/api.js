@@ -4,7 +4,7 @@
 // sign-in (kept in sessionStorage). The staff token itself is never kept: a script injected
 // into a page could read anything stored, and the cookie is out of its reach.
 
-import { t } from './i18n.js';
+import { t, lang } from './i18n.js';
 
 export class ApiError extends Error {
   constructor(status, code, message, body = null) {
@@ -55,7 +55,8 @@ export async function api(method, path, body, { bearer } = {}) {
     if (res.status === 401 && !bearer) saveStaffSession(null);
     // Errors are {"error": "code", "message": "…"} or {"error": {"code", "message"}}.
     const err = data?.error && typeof data.error === 'object' ? data.error : { code: data?.error, message: data?.message };
-    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || (typeof data === 'string' ? data : ''), data && typeof data === 'object' ? data : null);
+    const message = inPageLanguage(err.code, data?.field) || err.message || (typeof data === 'string' ? data : '');
+    throw new ApiError(res.status, err.code || `http_${res.status}`, message, data && typeof data === 'object' ? data : null);
   }
   const seen = globalThis.__apiRead;
   return typeof seen === 'function' ? watched(data, (field) => seen(`${method} ${path.split('?')[0]} ${res.status}`, field)) : data;
@@ -80,6 +81,19 @@ function watched(value, seen, at = '') {
       return watched(v, seen, field);
     },
   });
+}
+
+/**
+ * The server writes its error sentences in English; a page in another language says the
+ * same from its catalogue (`api.<code>` in the staff pages' catalogue), naming the field
+ * where there is one. English pages keep the server's sentence, which says more (which
+ * limit, which name). Null: no catalogue sentence for this code here.
+ */
+function inPageLanguage(code, field) {
+  if (!code || lang === 'en') return null;
+  const key = `api.${code}`;
+  const text = t(key, { field: field || '' });
+  return text === key ? null : text;
 }
 
 export async function signIn(email, password) {

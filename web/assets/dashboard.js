@@ -427,6 +427,7 @@ function relabel() {
   $('#quality-text').textContent = t('dash.quality_0');
   if (state.session) { renderQueues(); figures(); showOwnMedia(); }
   view.relabel();
+  state.record?.relabel();
 }
 
 const BADGES = { get cameraOff() { return t('dash.badge_camera_off'); }, get muted() { return t('dash.badge_muted'); } };
