@@ -5,17 +5,13 @@
 // reading a renamed or never-returned field fails here, with the endpoint and field named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, setUpClinic, patientWaits, browserFor, steps, watchApi } from './support.mjs';
+import { setUpClinic, patientWaits, browserTest, watchApi } from './support.mjs';
 import { checkReads, templateOf } from './api-fields.mjs';
 
 test('every field a page reads of an API answer is in the OpenAPI document', { timeout: 240000 }, async (t) => {
-  const log = [];
   const reads = new Map();
   watchApi(reads);
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
+  const { log, server, browser, step } = await browserTest(t);
   let admin; let doc; let patient; let visit; let openapi;
 
   await step('the document describes the set-up link, both ways', async () => {

@@ -3,7 +3,7 @@
 // once, with their own lines as "You" — read from the room's history, not from the tab.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
+import { axe, shoot, setUpClinic, patientWaits, browserTest } from './support.mjs';
 
 /** The chat log as a person reads it, one string per line. */
 const chatLog = (page) => page.locator('#chat-log li').allTextContents();
@@ -19,13 +19,19 @@ async function showsExactly(page, lines) {
 }
 
 test('chat history survives a reload of either page, from the server', { timeout: 240000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
+  const { log, server, browser, step, violations } = await browserTest(t);
   let doc; let patient; let visit;
+  // What was said, in order: each page shows its own lines as "You".
+  const said = [];
+  const asPatient = () => said.map(([who, text]) => `${who === 'patient' ? 'You' : 'Dr Meredith Grey'}: ${text}`);
+  const asPhysician = () => said.map(([who, text]) => `${who === 'patient' ? 'Lee Park' : 'You'}: ${text}`);
+  const say = async (who, text) => {
+    const [from, to] = who === 'patient' ? [patient, doc] : [doc, patient];
+    await from.fill('#chat-input', text);
+    await from.press('#chat-input', 'Enter');
+    await to.waitForSelector(`#chat-log >> text=${text}`);
+    said.push([who, text]);
+  };
 
   await step('the patient is admitted and they chat', async () => {
     ({ doc } = await setUpClinic(browser, server, log));
@@ -33,31 +39,18 @@ test('chat history survives a reload of either page, from the server', { timeout
     await doc.click(`#admit-${visit}`);
     await patient.waitForSelector('#s-call:not([hidden])');
     await doc.waitForSelector('#visit:not([hidden])');
-    await patient.fill('#chat-input', 'Hola, doctor');
-    await patient.press('#chat-input', 'Enter');
-    await doc.waitForSelector('#chat-log >> text=Hola, doctor');
-    await doc.fill('#chat-input', 'How long have you had the cough?');
-    await doc.click('#chat-form button[type=submit]');
-    await patient.waitForSelector('#chat-log >> text=How long have you had the cough?');
-    await patient.fill('#chat-input', 'Two weeks');
-    await patient.press('#chat-input', 'Enter');
-    await doc.waitForSelector('#chat-log >> text=Two weeks');
+    await say('patient', 'Hola, doctor');
+    await say('physician', 'How long have you had the cough?');
+    await say('patient', 'Two weeks');
   });
 
   await step('the patient reloads mid-visit: her chat is back, in order, once', async () => {
     await patient.reload();
     await patient.waitForSelector('#s-call:not([hidden])');
-    await showsExactly(patient, [
-      'You: Hola, doctor',
-      'Dr Meredith Grey: How long have you had the cough?',
-      'You: Two weeks',
-    ]);
+    assert.deepEqual(asPatient(), ['You: Hola, doctor', 'Dr Meredith Grey: How long have you had the cough?', 'You: Two weeks']);
+    await showsExactly(patient, asPatient());
     // The physician's page was not reloaded: it shows each line once too.
-    await showsExactly(doc, [
-      'Lee Park: Hola, doctor',
-      'You: How long have you had the cough?',
-      'Lee Park: Two weeks',
-    ]);
+    await showsExactly(doc, asPhysician());
     violations.push(...await axe(patient, 'patient call after a reload'));
     await shoot(patient, 'chat-history-patient', {
       tablet: true,
@@ -69,26 +62,14 @@ test('chat history survives a reload of either page, from the server', { timeout
   });
 
   await step('after the reload chat goes on both ways', async () => {
-    await patient.fill('#chat-input', 'It is worse at night');
-    await patient.press('#chat-input', 'Enter');
-    await doc.waitForSelector('#chat-log >> text=It is worse at night');
+    await say('patient', 'It is worse at night');
   });
 
   await step('the physician reloads: the same history, in order, once', async () => {
     await doc.reload();
     await doc.waitForSelector('#visit:not([hidden])');
-    await showsExactly(doc, [
-      'Lee Park: Hola, doctor',
-      'You: How long have you had the cough?',
-      'Lee Park: Two weeks',
-      'Lee Park: It is worse at night',
-    ]);
-    await showsExactly(patient, [
-      'You: Hola, doctor',
-      'Dr Meredith Grey: How long have you had the cough?',
-      'You: Two weeks',
-      'You: It is worse at night',
-    ]);
+    await showsExactly(doc, asPhysician());
+    await showsExactly(patient, asPatient());
     violations.push(...await axe(doc, 'dashboard call after a reload'));
     await shoot(doc, 'chat-history-dashboard', { tablet: true, before: (p) => p.locator('#chat-log').scrollIntoViewIfNeeded() });
   });

@@ -4,20 +4,15 @@
 // server without them says to ask the clinic, or whoever sent the link.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newContext, axe, shoot, startServer, setUpClinic, browserFor, steps, widthAt320 } from './support.mjs';
+import { newContext, axe, shoot, startServer, setUpClinic, browserTest, widthAt320 } from './support.mjs';
 
 const NAME = 'Riverside Family Practice';
 const CONTACT = '+1 555 0100, Mon–Fri 8:00–17:00';
 
 test('pages that cannot go on name the clinic and how to reach it', { timeout: 180000 }, async (t) => {
-  const log = [];
-  const server = await startServer({ EXAMROOM__CLINIC__NAME: NAME, EXAMROOM__CLINIC__CONTACT: CONTACT });
-  t.after(() => server.stop());
+  const { log, server, browser, step, violations } = await browserTest(t, { env: { EXAMROOM__CLINIC__NAME: NAME, EXAMROOM__CLINIC__CONTACT: CONTACT } });
   const bare = await startServer();
   t.after(() => bare.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
   let page;
 
   await step('a link that does not exist: the clinic and its contact', async () => {

@@ -4,7 +4,7 @@
 // through an admin's reset link, to a new password.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newContext, axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps, signInIfAsked, PHONE, TABLET, DESKTOP } from './support.mjs';
+import { newContext, axe, shoot, setUpClinic, patientWaits, browserTest, signInIfAsked, PHONE, TABLET, DESKTOP } from './support.mjs';
 
 /** English the record panel would show if a string were left untranslated. */
 const ENGLISH = /\b(Allergies|Problems|Medications|Vital signs|Recent labs|Immunizations|Past encounters|Refresh|Read from the record|as of|could not be loaded|High-criticality|born|years|since|Test|Result|Range)\b/;
@@ -20,12 +20,7 @@ const cut = (page, wrap, sel) => page.evaluate(([w, s]) => {
 }, [wrap, sel]);
 
 test('staff pages in Spanish: the record panel, API errors, the staff table on a phone; the labs at 1024; forgot password', { timeout: 300000 }, async (t) => {
-  const log = [];
-  const server = await startServer({}, ['--demo']);
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
+  const { log, server, browser, step, violations } = await browserTest(t, { args: ['--demo'] });
   let admin; let doc;
 
   await step('the physician switches the dashboard to Spanish; an API error is in Spanish too', async () => {

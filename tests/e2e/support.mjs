@@ -47,6 +47,19 @@ export async function browserFor(t, log) {
 }
 
 /**
+ * The usual start of a browser test `t`: its own server (`env`, `args` as for startServer),
+ * Chromium, ordered steps, and the lists a test fills (`log` of script errors,
+ * `violations` from axe). Everything is stopped after the test.
+ */
+export async function browserTest(t, { env = {}, args = [] } = {}) {
+  const log = [];
+  const server = await startServer(env, args);
+  t.after(() => server.stop());
+  const browser = await browserFor(t, log);
+  return { log, server, browser, step: steps(t), violations: [] };
+}
+
+/**
  * `step(name, fn)` for test `t`: steps run in order; once one fails the rest are skipped
  * rather than each timing out.
  */

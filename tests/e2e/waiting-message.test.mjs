@@ -4,19 +4,14 @@
 // falls back to the English (default) one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
+import { axe, shoot, setUpClinic, patientWaits, browserTest } from './support.mjs';
 
 const EN = 'Dr Grey is running on time today.';
 const ES = 'La Dra. Grey llega puntual hoy.';
 const SPANISH = { locale: 'es-ES' };
 
 test('the waiting-room message in the patient\'s language, else the default', { timeout: 240000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
+  const { log, server, browser, step, violations } = await browserTest(t);
   let admin; let doc; let ana;
 
   const editRoom = async () => {

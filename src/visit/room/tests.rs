@@ -85,6 +85,19 @@ fn connect(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
     )
 }
 
+/// `m` connects again with the resume token `t0` its first connection was given.
+fn resume(r: &mut Room, m: Member, now: Millis) -> Vec<Output> {
+    r.handle(
+        Input::Connect {
+            member: m,
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+            resume_only: false,
+        },
+        now,
+    )
+}
+
 fn act(r: &mut Room, who: &str, a: Act, now: Millis) -> Vec<Output> {
     r.handle(
         Input::Act {
@@ -463,15 +476,7 @@ fn physician_drop_never_locks_the_patient_out() {
             .any(|m| matches!(m, ServerMsg::PeerReconnecting { .. }))
     );
     // Comes back within grace with its resume token: the call resumes, no re-admission.
-    let out = r.handle(
-        Input::Connect {
-            member: doctor("s_doc"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        30 * SEC,
-    );
+    let out = resume(&mut r, doctor("s_doc"), 30 * SEC);
     assert!(
         sent_to(&out, "p_pat")
             .iter()
@@ -526,15 +531,7 @@ fn messages_missed_while_reconnecting_are_replayed_on_resume() {
         sent_to(&out, "p_pat").is_empty(),
         "held, not sent to a dead socket"
     );
-    let out = r.handle(
-        Input::Connect {
-            member: patient("p_pat", "v_1"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        5 * SEC,
-    );
+    let out = resume(&mut r, patient("p_pat", "v_1"), 5 * SEC);
     assert!(
         sent_to(&out, "p_pat")
             .iter()
@@ -592,15 +589,7 @@ fn a_patient_coming_back_after_her_visit_ended_is_told_it_is_closed() {
         Act::EndVisit { visit: vid("v_1") },
         4 * SEC,
     );
-    let out = r.handle(
-        Input::Connect {
-            member: patient("p_pat", "v_1"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        5 * SEC,
-    );
+    let out = resume(&mut r, patient("p_pat", "v_1"), 5 * SEC);
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Close {
@@ -700,15 +689,7 @@ fn a_fresh_page_gets_the_chat_so_far_in_order_and_a_resumed_one_only_its_replay(
     // The physician drops and resumes with his token: the replay, no history.
     r.handle(Input::Disconnect { who: pid("s_doc") }, 8 * SEC);
     chat(&mut r, "p_pat", "yes", 9 * SEC);
-    let out = r.handle(
-        Input::Connect {
-            member: doctor("s_doc"),
-            resume: Some("t0".into()),
-            new_resume_token: "t1".into(),
-            resume_only: false,
-        },
-        10 * SEC,
-    );
+    let out = resume(&mut r, doctor("s_doc"), 10 * SEC);
     assert!(history_to(&out, "s_doc").is_none());
     let replayed: Vec<&ServerMsg> = sent_to(&out, "s_doc")
         .into_iter()
