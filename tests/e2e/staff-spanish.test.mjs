@@ -82,7 +82,7 @@ test('staff pages in Spanish: the record panel, API errors, the staff table on a
     // The stacked cell names its column.
     assert.match(await roles.evaluate((td) => getComputedStyle(td, '::before').content), /Roles/);
     violations.push(...await axe(admin, 'staff table on a phone, Spanish'));
-    await shoot(admin, 'admin-staff-es', { tablet: true, before: (p) => p.locator('#staff-body').scrollIntoViewIfNeeded() });
+    await shoot(admin, 'admin-staff-es-stacked', { tablet: true, before: (p) => p.locator('#staff-body').scrollIntoViewIfNeeded() });
     await admin.setViewportSize(DESKTOP);
   });
 
