@@ -372,5 +372,6 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
 }
 
 /// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
+mod chat;
 mod database;
 mod faults;
