@@ -6,14 +6,9 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_chat_survives_the_node_that_owned_the_room() {
     let (mut cluster, grey, room) = two_nodes_and_grey_s_room().await;
-    let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
-    // The patient arrives first on node A, so A owns the room.
-    let mut ana = cluster.nodes[0].join(&pt).await;
-    ana.expect("waiting").await;
-    let mut doc = cluster.nodes[1]
-        .join(&cluster.staff_token(&grey).await)
-        .await;
-    admit_the_one_waiting(&mut doc, &mut ana, &room, &visit).await;
+    // Node A owns the room (the patient arrived there first).
+    let (pt, visit, mut ana, mut doc, _) =
+        ana_on_a_admitted_by_grey_on_b(&cluster, &grey, &room).await;
     ana.send(json!({"type": "chat", "text": "my throat hurts"}))
         .await;
     doc.expect_where("chat", |m| m["text"] == "my throat hurts")
