@@ -72,6 +72,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub metrics: MetricsSettings,
     pub links: LinksSettings,
+    pub clinic: ClinicSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -513,6 +514,20 @@ impl Default for LinksSettings {
     }
 }
 
+/// Who runs this server: named on the pages that cannot go on (a bad, expired or revoked
+/// join link; a set-up link that cannot be used), so a patient knows whom to ask.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClinicSettings {
+    /// The clinic's name as patients know it, e.g. "Riverside Family Practice"; at most
+    /// 200 characters. Default empty: the pages say "the clinic".
+    pub name: String,
+    /// How to reach the clinic, e.g. "+1 555 0100, Mon–Fri 8–17"; at most 500 characters,
+    /// shown as plain text. Default empty: the pages ask the patient to contact whoever sent
+    /// the link.
+    pub contact: String,
+}
+
 /// Where settings come from, before validation.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -586,6 +601,17 @@ impl Settings {
 
     /// Refuse values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value, max) in [
+            ("clinic.name", &self.clinic.name, 200),
+            ("clinic.contact", &self.clinic.contact, 500),
+        ] {
+            if value.chars().count() > max || value.chars().any(char::is_control) {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {max} characters on one line"),
+                ));
+            }
+        }
         for o in &self.server.allowed_origins {
             if origin_of(o).is_none() {
                 return Err(invalid(

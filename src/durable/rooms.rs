@@ -14,6 +14,8 @@ pub struct NewRoom {
     pub kind: RoomKind,
     pub physicians: Vec<StaffId>,
     pub waiting_message: String,
+    /// The waiting message in other languages, by language tag.
+    pub waiting_messages: std::collections::BTreeMap<String, String>,
     pub max_wait_secs: u64,
     pub max_participants: usize,
     pub chat_allowed: bool,
@@ -56,9 +58,9 @@ pub trait RoomStore: Send + Sync {
 // The store methods, expanded once per store type (`sqlite.rs`, `postgres.rs`); see `sql.rs`
 // for why one body fits both databases.
 
-/// Binds the next nine parameters of a room write (after its id): name, name_norm, kind,
+/// Binds the next ten parameters of a room write (after its id): name, name_norm, kind,
 /// waiting_message, max_wait_secs, max_participants, chat_allowed, invites_allowed,
-/// opening_hours — the same for insert and update.
+/// opening_hours, waiting_messages (JSON) — the same for insert and update.
 macro_rules! bind_new_room {
     ($query:expr, $new:expr) => {
         $query
@@ -71,6 +73,10 @@ macro_rules! bind_new_room {
             .bind($new.chat_allowed)
             .bind($new.invites_allowed)
             .bind(&$new.opening_hours)
+            .bind(
+                // Invariant: a map of strings always serialises.
+                serde_json::to_string(&$new.waiting_messages).expect("string maps serialise"),
+            )
     };
 }
 
@@ -190,8 +196,8 @@ macro_rules! impl_room_store {
                     sqlx::query(
                         "INSERT INTO rooms (id, name, name_norm, kind, waiting_message, \
                          max_wait_secs, max_participants, chat_allowed, invites_allowed, \
-                         opening_hours, archived, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, FALSE, $11)",
+                         opening_hours, waiting_messages, archived, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, FALSE, $12)",
                     )
                     .bind(id.as_str()),
                     new
@@ -222,7 +228,8 @@ macro_rules! impl_room_store {
                     sqlx::query(
                         "UPDATE rooms SET name = $2, name_norm = $3, kind = $4, waiting_message = $5, \
                          max_wait_secs = $6, max_participants = $7, chat_allowed = $8, \
-                         invites_allowed = $9, opening_hours = $10 WHERE id = $1",
+                         invites_allowed = $9, opening_hours = $10, waiting_messages = $11 \
+                         WHERE id = $1",
                     )
                     .bind(id.as_str()),
                     new

@@ -276,7 +276,8 @@ impl SetupTokenRow {
 }
 
 pub(super) const ROOM_COLS: &str = "id, name, kind, waiting_message, max_wait_secs, \
-     max_participants, chat_allowed, invites_allowed, opening_hours, archived, created_at";
+     max_participants, chat_allowed, invites_allowed, opening_hours, archived, created_at, \
+     waiting_messages";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct RoomRow {
@@ -291,6 +292,8 @@ pub(super) struct RoomRow {
     pub(super) opening_hours: Option<String>,
     archived: bool,
     pub(super) created_at: i64,
+    /// JSON: language tag → message.
+    waiting_messages: String,
 }
 
 impl RoomRow {
@@ -301,6 +304,9 @@ impl RoomRow {
             kind: kind_from_str(&self.kind)?,
             physicians,
             waiting_message: self.waiting_message.clone(),
+            waiting_messages: serde_json::from_str(&self.waiting_messages).map_err(|e| {
+                DurableError::Internal(format!("rooms.waiting_messages is not a JSON object: {e}"))
+            })?,
             max_wait_secs: self.max_wait_secs.max(0) as u64,
             max_participants: self.max_participants.max(0) as usize,
             chat_allowed: self.chat_allowed,

@@ -232,7 +232,12 @@ async fn redeem(
         "token": j.token,
         "expires_at": j.expires_at,
         "participant": j.participant,
-        "room": { "id": room.id, "name": room.name, "waiting_message": room.waiting_message },
+        "room": {
+            "id": room.id,
+            "name": room.name,
+            "waiting_message": room.waiting_message,
+            "waiting_messages": room.waiting_messages,
+        },
         "visit": j.link.visit,
         "name": j.name,
         // `name` falls back to "Patient"; the page asks the patient's own name either way

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+mod clinic;
 pub mod error;
 pub mod extract;
 pub mod headers;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     let policy = Arc::new(headers::WebPolicy::new(&state.settings));
     Router::new()
         .merge(health::routes())
+        .merge(clinic::routes())
         .merge(ws::routes())
         .merge(records::routes())
         .merge(pages::routes())

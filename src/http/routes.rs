@@ -75,6 +75,7 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/", Access::Public),
     Route::new("GET", "/.well-known/jwks.json", Access::Public),
     Route::new("GET", "/admin", Access::Public),
+    Route::new("GET", "/api/clinic", Access::Public),
     Route::new("GET", "/api/emergency-access", Access::Admin),
     Route::new("GET", "/api/experience", Access::Staff),
     Route::new("POST", "/api/identity", Access::Patient),

@@ -17,29 +17,90 @@ use crate::identity::token::NewToken;
 use crate::identity::{hash_secret, password};
 use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/session", post(sign_in).delete(sign_out))
-        .route("/api/me", get(me))
-        .route("/api/setup/{token}", get(setup_info).post(setup))
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in, sign_out))
+        .routes(routes!(me))
+        .routes(routes!(setup_info, setup))
 }
 
-#[derive(Deserialize)]
+pub fn routes() -> axum::Router<AppState> {
+    api().split_for_parts().0
+}
+
+#[derive(Deserialize, ToSchema)]
 struct SignIn {
     email: String,
     password: String,
 }
 
-fn staff_json(s: &Staff) -> Value {
-    json!({ "id": s.id, "name": s.name, "email": s.email, "roles": s.roles })
+/// A staff member as the session answers name them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffBrief {
+    #[schema(value_type = String, example = "s_5f0c…")]
+    pub id: crate::ids::StaffId,
+    pub name: String,
+    pub email: String,
+    /// `physician`, `admin`.
+    #[schema(value_type = Vec<String>)]
+    pub roles: Vec<crate::ids::Role>,
+}
+
+impl From<&Staff> for StaffBrief {
+    fn from(s: &Staff) -> Self {
+        StaffBrief {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            email: s.email.clone(),
+            roles: s.roles.clone(),
+        }
+    }
+}
+
+/// A new staff session (sign-in, or a set-up link used). The cookie `examroom_session`
+/// carries the same token for the pages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionAnswer {
+    /// Bearer token for tools; the pages use the cookie and never keep it.
+    pub token: String,
+    /// Send as `X-CSRF-Token` on requests that change state (cookie sessions).
+    pub csrf_token: String,
+    /// Unix ms.
+    pub expires_at: i64,
+    pub staff: StaffBrief,
+}
+
+/// Who is signed in; with a cookie session also its CSRF token and expiry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub staff: StaffBrief,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+    /// Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// What a one-time set-up link is for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SetupInfo {
+    /// `first_admin`, `invite` or `reset`.
+    pub purpose: String,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// The account's e-mail (invitations and resets); the page shows it read-only.
+    pub email: Option<String>,
+    /// The account's name (invitations and resets); the page prefills it.
+    pub name: Option<String>,
 }
 
 fn rate_limited(retry_after: std::time::Duration) -> Response {
@@ -55,6 +116,11 @@ fn rate_limited(retry_after: std::time::Duration) -> Response {
     r
 }
 
+/// Sign in with e-mail and password: a session (cookie and bearer token).
+#[utoipa::path(post, path = "/api/session", tag = "session", request_body = SignIn,
+    responses((status = 200, body = SessionAnswer),
+        (status = 401, description = "bad_credentials"),
+        (status = 429, description = "rate_limited, with Retry-After")))]
 async fn sign_in(
     State(state): State<AppState>,
     client: Client,
@@ -124,12 +190,12 @@ async fn start_session(
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"
     );
-    let body = json!({
-        "token": token,
-        "csrf_token": csrf_token(state, &sid),
-        "expires_at": expires_at,
-        "staff": staff_json(account),
-    });
+    let body = SessionAnswer {
+        token,
+        csrf_token: csrf_token(state, &sid),
+        expires_at,
+        staff: account.into(),
+    };
     let mut r = Json(body).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
@@ -143,6 +209,10 @@ async fn start_session(
     Ok(r)
 }
 
+/// Sign out: the session ends everywhere at once.
+#[utoipa::path(delete, path = "/api/session", tag = "session",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204), (status = 401)))]
 async fn sign_out(
     State(state): State<AppState>,
     auth: StaffAuth,
@@ -166,21 +236,25 @@ async fn sign_out(
 /// token and expiry, so a second tab of the same browser joins the session instead of
 /// asking to sign in again. Only a same-origin page can read it (no CORS with
 /// credentials; the cookie is `SameSite=Strict`), which is all the CSRF token needs.
-async fn me(State(state): State<AppState>, auth: StaffAuth) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/me", tag = "session",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Me), (status = 401)))]
+async fn me(State(state): State<AppState>, auth: StaffAuth) -> Result<Json<Me>, ApiError> {
     let s = state
         .durable
         .staff(&auth.staff)
         .await?
         .ok_or_else(|| ApiError::not_found("staff"))?;
-    let mut body = staff_json(&s);
-    if let Some(sid) = auth.claims.sid.as_deref() {
-        body["csrf_token"] = json!(csrf_token(&state, sid));
-        body["expires_at"] = json!(auth.claims.exp * 1000);
-    }
-    Ok(Json(body))
+    let sid = auth.claims.sid.as_deref();
+    Ok(Json(Me {
+        staff: (&s).into(),
+        csrf_token: sid.map(|sid| csrf_token(&state, sid)),
+        expires_at: sid.map(|_| auth.claims.exp * 1000),
+    }))
 }
 
-#[derive(Deserialize)]
+/// The set-up form: a password, and for the first admin also e-mail and name.
+#[derive(Deserialize, ToSchema)]
 struct Setup {
     /// First admin: required. Invitations and resets: the account already has one.
     #[serde(default)]
@@ -202,10 +276,16 @@ fn unknown_setup_token() -> ApiError {
 /// e-mail of an invitation or reset read-only and prefills the name. A link that is
 /// used, expired or for a deactivated account answers as `POST` would, so the page can
 /// say so before anyone types a password.
+#[utoipa::path(get, path = "/api/setup/{token}", tag = "session",
+    params(("token" = String, Path, description = "the secret of the set-up link")),
+    responses((status = 200, body = SetupInfo),
+        (status = 404, description = "unknown_setup_token"),
+        (status = 410, description = "already_used, expired"),
+        (status = 403, description = "account_deactivated")))]
 async fn setup_info(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SetupInfo>, ApiError> {
     let t = state
         .durable
         .setup_token(&hash_secret(&token))
@@ -233,16 +313,24 @@ async fn setup_info(
             "this account is deactivated",
         ));
     }
-    Ok(Json(json!({
-        "purpose": t.purpose.as_str(),
-        "expires_at": t.expires_at,
-        "email": account.as_ref().map(|a| a.email.as_str()),
-        "name": account.as_ref().map(|a| a.name.as_str()),
-    })))
+    Ok(Json(SetupInfo {
+        purpose: t.purpose.as_str().to_owned(),
+        expires_at: t.expires_at,
+        email: account.as_ref().map(|a| a.email.clone()),
+        name: account.as_ref().map(|a| a.name.clone()),
+    }))
 }
 
 /// A one-time setup link: create the first admin (printed at first start), accept a
-/// staff invitation, or reset a password.
+/// staff invitation, or reset a password. Answers as sign-in does.
+#[utoipa::path(post, path = "/api/setup/{token}", tag = "session",
+    params(("token" = String, Path, description = "the secret of the set-up link")),
+    request_body = Setup,
+    responses((status = 200, body = SessionAnswer),
+        (status = 422, description = "a field is invalid; `field` names it"),
+        (status = 404, description = "unknown_setup_token"),
+        (status = 410, description = "already_used, expired, admin_exists"),
+        (status = 403, description = "account_deactivated")))]
 async fn setup(
     State(state): State<AppState>,
     Path(token): Path<String>,

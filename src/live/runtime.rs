@@ -304,6 +304,7 @@ mod tests {
                 kind: RoomKind::Physician,
                 physicians: vec![StaffId::parse("s_doc").unwrap()],
                 waiting_message: "Please wait.".into(),
+                waiting_messages: Default::default(),
                 max_wait_secs: 600,
                 max_participants: 4,
                 chat_allowed: true,

@@ -15,6 +15,7 @@ pub use room::snapshot::{RoomSnapshot, SnapshotError};
 
 use crate::ids::{RoomId, StaffId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Milliseconds since the Unix epoch. The state machine never reads a clock itself.
 pub type Millis = i64;
@@ -45,8 +46,11 @@ pub struct RoomConfig {
     pub kind: RoomKind,
     /// Physicians who may admit (physician room) or who form the pool (walk-in).
     pub physicians: Vec<StaffId>,
-    /// Shown to waiting patients.
+    /// Shown to waiting patients whose language has no message of its own.
     pub waiting_message: String,
+    /// The waiting message in other languages, by language tag (`es`).
+    #[serde(default)]
+    pub waiting_messages: BTreeMap<String, String>,
     /// Longest wait before `no_show`, seconds.
     pub max_wait_secs: u64,
     /// Most participants in one visit, including the physician.

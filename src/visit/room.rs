@@ -19,7 +19,7 @@
 use super::{Millis, RoomConfig, RoomKind, VisitState};
 use crate::ids::Role;
 use crate::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
-use crate::protocol::{ErrorCode, PeerInfo, ServerMsg};
+use crate::protocol::{ChatLine, ErrorCode, PeerInfo, ServerMsg};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -27,6 +27,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 pub const MAX_TEXT: usize = 2000;
 const MAX_NAME: usize = 100;
 const MAX_REASON: usize = 500;
+/// A visit keeps at most this many chat lines for pages that (re)join it…
+pub const CHAT_KEEP_LINES: usize = 200;
+/// …and at most this many bytes of their names and texts; the oldest go first.
+pub const CHAT_KEEP_BYTES: usize = 64 * 1024;
 
 /// Who is connecting, as their token and account say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,11 +262,30 @@ struct Visit {
     offer: Option<(ParticipantId, Millis)>,
     passed: BTreeSet<ParticipantId>,
     preference_told: bool,
+    /// The chat so far (patient data: it leaves the room only to the visit's own pages
+    /// and in snapshots, never to a log). Bounded by [`CHAT_KEEP_LINES`] and
+    /// [`CHAT_KEEP_BYTES`]; emptied when the visit reaches a final state. Snapshots from
+    /// before it have none.
+    #[serde(default)]
+    chat: VecDeque<ChatLine>,
 }
 
 impl Visit {
     fn active(&self) -> bool {
         matches!(self.state, VisitState::Admitted | VisitState::InCall)
+    }
+
+    /// Keep `line`, dropping the oldest lines past the bounds.
+    fn keep_chat(&mut self, line: ChatLine) {
+        let size = |l: &ChatLine| l.name.len() + l.text.len();
+        self.chat.push_back(line);
+        let mut bytes: usize = self.chat.iter().map(size).sum();
+        while self.chat.len() > CHAT_KEEP_LINES || bytes > CHAT_KEEP_BYTES {
+            match self.chat.pop_front() {
+                Some(old) => bytes -= size(&old),
+                None => break,
+            }
+        }
     }
 }
 
@@ -460,6 +483,27 @@ impl Room {
                 .filter_map(|p| self.peer_info(viewer, p))
                 .collect(),
         }
+    }
+
+    /// The visit's chat so far, to a patient or physician whose page (re)joins it. Guests
+    /// see only what is said after they join: an interpreter or relative invited later does
+    /// not read what the patient wrote before.
+    fn send_chat_history(&mut self, vid: &VisitId, to: &ParticipantId) {
+        let guest = self
+            .presence
+            .get(to)
+            .is_none_or(|p| p.member.role == Role::Guest);
+        let Some(v) = self.visits.get(vid) else {
+            return;
+        };
+        if guest || v.chat.is_empty() {
+            return;
+        }
+        let msg = ServerMsg::ChatHistory {
+            visit: vid.clone(),
+            lines: v.chat.iter().cloned().collect(),
+        };
+        self.send(to, msg);
     }
 }
 

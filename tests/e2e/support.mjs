@@ -2,6 +2,7 @@
 // scan, screenshots at phone and desktop sizes, WebRTC stats read from the page, a second
 // examroom server with its own settings, and the clinic set-up most tests start from.
 import { chromium } from 'playwright-core';
+import { watchApiReads } from './api-fields.mjs';
 import { createRequire } from 'node:module';
 import { readFileSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -46,6 +47,19 @@ export async function browserFor(t, log) {
 }
 
 /**
+ * The usual start of a browser test `t`: its own server (`env`, `args` as for startServer),
+ * Chromium, ordered steps, and the lists a test fills (`log` of script errors,
+ * `violations` from axe). Everything is stopped after the test.
+ */
+export async function browserTest(t, { env = {}, args = [] } = {}) {
+  const log = [];
+  const server = await startServer(env, args);
+  t.after(() => server.stop());
+  const browser = await browserFor(t, log);
+  return { log, server, browser, step: steps(t), violations: [] };
+}
+
+/**
  * `step(name, fn)` for test `t`: steps run in order; once one fails the rest are skipped
  * rather than each timing out.
  */
@@ -59,9 +73,14 @@ export function steps(t) {
   };
 }
 
+let apiReads = null;
+/** From now on every new context's pages report which API fields they read into `reads` (api-fields.mjs). */
+export function watchApi(reads) { apiReads = reads; }
+
 /** A fresh profile (own cookies and storage) whose pages record every RTCPeerConnection. */
 export async function newContext(browser, name, log, options = {}) {
   const ctx = await browser.newContext({ viewport: DESKTOP, baseURL: BASE, permissions: ['camera', 'microphone'], ...options });
+  if (apiReads) await watchApiReads(ctx, apiReads);
   await ctx.addInitScript(() => {
     const Orig = window.RTCPeerConnection;
     window.__pcs = [];
@@ -318,10 +337,11 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
  * the patient (a fresh context) confirms their date of birth (`born`) when asked, checks
  * devices and waits (`onIdentity(page)` answers the date-of-birth step instead).
  * `onPage(page)` runs before the patient's page opens anything; `gives`: the name the
- * patient types on the device-check page instead of the link's.
+ * patient types on the device-check page instead of the link's; `context`: options for the
+ * patient's browser context (e.g. `{ locale: 'es-ES' }`).
  * Returns { patient, visit }.
  */
-export async function patientWaits(browser, server, doc, log, { name, gives, ref = '', reason = '', admin, born, onIdentity, onPage }) {
+export async function patientWaits(browser, server, doc, log, { name, gives, ref = '', reason = '', admin, born, onIdentity, onPage, context = {} }) {
   const minter = ref ? admin : doc;
   if (!minter) throw new Error('a link naming a patient record is minted by the admin: pass `admin`');
   if (ref) {
@@ -337,7 +357,7 @@ export async function patientWaits(browser, server, doc, log, { name, gives, ref
   await minter.click('#link-form button[type=submit]');
   await minter.waitForFunction((prev) => !document.querySelector('#link-out').hidden && document.querySelector('#link-url').textContent.trim() !== prev, before);
   const joinUrl = (await minter.textContent('#link-url')).trim();
-  const ctx = await newContext(browser, 'patient', log, { baseURL: server.url });
+  const ctx = await newContext(browser, 'patient', log, { baseURL: server.url, ...context });
   const patient = await ctx.newPage();
   onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);

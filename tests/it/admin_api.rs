@@ -1162,6 +1162,10 @@ async fn the_openapi_document_is_public_and_covers_every_admin_route() {
         ("/api/surveys", &["post"]),
         ("/api/experience", &["get"]),
         ("/api/openapi.json", &["get"]),
+        ("/api/setup/{token}", &["get", "post"]),
+        ("/api/session", &["post", "delete"]),
+        ("/api/me", &["get"]),
+        ("/api/clinic", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -1179,7 +1183,8 @@ async fn the_openapi_document_is_public_and_covers_every_admin_route() {
             let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
             let r = c.app.api(method, &concrete, "").send().await.unwrap();
             assert_ne!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
-            if !path.contains("{id}") {
+            // A path with a parameter may answer 404 for a made-up one (no such room, link).
+            if !path.contains('{') {
                 assert_ne!(r.status(), StatusCode::NOT_FOUND, "{m} {path}");
             }
         }

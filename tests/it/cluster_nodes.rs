@@ -36,6 +36,23 @@ async fn admit_the_one_waiting(
         .to_owned()
 }
 
+/// Ana joins node A first (so A owns the room) and Dr Grey, on node B, admits her.
+/// Returns her token, her visit, her client, his and his participant id as she sees it.
+async fn ana_on_a_admitted_by_grey_on_b(
+    cluster: &Cluster,
+    grey: &examroom::ids::StaffId,
+    room: &RoomConfig,
+) -> (String, examroom::ids::VisitId, Client, Client, String) {
+    let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
+    let mut ana = cluster.nodes[0].join(&pt).await;
+    ana.expect("waiting").await;
+    let mut doc = cluster.nodes[1]
+        .join(&cluster.staff_token(grey).await)
+        .await;
+    let doc_id = admit_the_one_waiting(&mut doc, &mut ana, room, &visit).await;
+    (pt, visit, ana, doc, doc_id)
+}
+
 /// Local candidates of one gathering round, until its end.
 async fn gathered(rx: &mut LocalCandidates) -> Vec<Candidate> {
     let mut out = Vec::new();
@@ -176,14 +193,8 @@ async fn two_physicians_on_two_nodes_racing_to_admit_get_exactly_one_admission()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_s_participants_resume_on_another_node_and_history_is_whole() {
     let (mut cluster, grey, room) = two_nodes_and_grey_s_room().await;
-    let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
-    // The patient arrives first on node A, so A owns the room.
-    let mut ana = cluster.nodes[0].join(&pt).await;
-    ana.expect("waiting").await;
-    let mut doc = cluster.nodes[1]
-        .join(&cluster.staff_token(&grey).await)
-        .await;
-    let doc_id = admit_the_one_waiting(&mut doc, &mut ana, &room, &visit).await;
+    let (pt, visit, mut ana, mut doc, doc_id) =
+        ana_on_a_admitted_by_grey_on_b(&cluster, &grey, &room).await;
     doc.send(json!({"type": "offer", "to": ana.participant, "sdp": "v=0 offer"}))
         .await;
     ana.expect("offer").await;
@@ -372,5 +383,6 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
 }
 
 /// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
+mod chat;
 mod database;
 mod faults;

@@ -194,6 +194,7 @@ fn new_room(name: &str, physicians: Vec<StaffId>) -> NewRoom {
         kind: RoomKind::Physician,
         physicians,
         waiting_message: "The doctor will be with you shortly.".into(),
+        waiting_messages: [("es".into(), "El médico le atenderá en breve.".into())].into(),
         max_wait_secs: 1800,
         max_participants: 3,
         chat_allowed: true,
@@ -706,6 +707,7 @@ async fn rooms_are_validated_and_listed(ctx: Ctx) {
     assert_eq!(r.kind, RoomKind::Physician);
     assert_eq!(r.physicians, vec![doc.id.clone(), doc2.id.clone()]);
     assert_eq!((r.max_wait_secs, r.max_participants), (1800, 3));
+    assert_eq!(r.waiting_messages["es"], "El médico le atenderá en breve.");
     assert!(r.chat_allowed && !r.invites_allowed && !r.archived);
     assert_eq!(s.room(&r.id).await.unwrap(), Some(r.clone()));
     let d = s.room_details(&r.id).await.unwrap().unwrap();

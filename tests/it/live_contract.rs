@@ -143,6 +143,7 @@ fn room(ctx: &Ctx, doc: &StaffId) -> RoomConfig {
         kind: RoomKind::Physician,
         physicians: vec![doc.clone()],
         waiting_message: "Please wait".into(),
+        waiting_messages: Default::default(),
         max_wait_secs: 3600,
         max_participants: 4,
         chat_allowed: true,

@@ -61,6 +61,7 @@ function editRoom(r) {
   $('#room-name').value = r.name || '';
   $('#room-kind').value = r.kind || 'physician';
   $('#room-message').value = r.waiting_message || '';
+  $('#room-message-es').value = r.waiting_messages?.es || '';
   $('#room-max-wait').value = r.max_wait_secs ?? 1800;
   $('#room-hours').value = r.opening_hours || '';
   $('#room-max-participants').value = r.max_participants ?? 4;
@@ -74,19 +75,22 @@ function relabelRoomForm() {
   const editing = state.rooms.find((r) => r.id === $('#room-id').value);
   $('#room-form-h').textContent = editing ? t('admin.edit_room', { name: editing.name }) : t('admin.new_room');
   $('#room-save').textContent = editing ? t('admin.save_room') : t('admin.create_room');
-  const msg = $('#room-message');
-  // The default message follows the language until someone writes their own.
-  if (!editing && !msg.dataset.touched) msg.value = t('admin.room_message_default');
 }
 
-function resetRoomForm() {
+/** Each message field of a new room starts with the default text of its own language. */
+const MESSAGE_FIELDS = { en: '#room-message', es: '#room-message-es' };
+const messageDefaults = Promise.all(Object.keys(MESSAGE_FIELDS).map(async (l) => {
+  try { return [l, (await (await fetch(`/assets/i18n/${l}.staff.json`)).json())['admin.room_message_default'] || '']; } catch { return [l, '']; }
+})).then(Object.fromEntries);
+
+async function resetRoomForm() {
   $('#room-form').reset();
   $('#room-id').value = '';
-  delete $('#room-message').dataset.touched;
   $('#room-form-h').textContent = t('admin.new_room');
   $('#room-save').textContent = t('admin.create_room');
-  $('#room-message').value = t('admin.room_message_default');
   renderPhysicianChoices();
+  const defaults = await messageDefaults;
+  for (const [l, sel] of Object.entries(MESSAGE_FIELDS)) if (!$('#room-id').value) $(sel).value = defaults[l];
 }
 
 async function saveRoom(ev) {
@@ -97,6 +101,8 @@ async function saveRoom(ev) {
     kind: $('#room-kind').value,
     physicians: $$('input[name=physicians]:checked').map((c) => c.value),
     waiting_message: $('#room-message').value.trim(),
+    // Languages this form does not show are kept as they are.
+    waiting_messages: { ...(state.rooms.find((r) => r.id === $('#room-id').value)?.waiting_messages || {}), es: $('#room-message-es').value.trim() },
     max_wait_secs: Number($('#room-max-wait').value) || 1800,
     max_participants: Number($('#room-max-participants').value) || 4,
     chat_allowed: $('#room-chat').checked,
@@ -146,10 +152,11 @@ function staffRow(s) {
   } else {
     actions.push(h('button', { type: 'button', class: 'secondary small', onclick: () => setActive(s, true) }, t('admin.reactivate', { name: s.name })));
   }
+  // data-label: on a phone each row stacks into a block that names its cells (table.stack).
   return h('tr', { dataset: { staff: s.id, status } },
-    h('th', { scope: 'row' }, s.name), h('td', {}, s.email),
-    h('td', {}, roleBox('physician'), roleBox('admin')),
-    h('td', {}, h('span', { class: `status-${status}` }, t(`admin.status_${status}`))),
+    h('th', { scope: 'row' }, s.name), h('td', { 'data-label': t('staff.email') }, s.email),
+    h('td', { 'data-label': t('admin.col_roles'), class: 'roles' }, roleBox('physician'), roleBox('admin')),
+    h('td', { 'data-label': t('admin.col_status') }, h('span', { class: `status-${status}` }, t(`admin.status_${status}`))),
     h('td', {}, h('div', { class: 'row' }, actions)));
 }
 
@@ -283,11 +290,11 @@ async function loadVisits() {
   const roomName = (id) => state.rooms.find((r) => r.id === id)?.name || id;
   try {
     const visits = list(await api('GET', `/api/visits${q ? `?${q}` : ''}`), 'visits');
-    $('#visits-body').replaceChildren(...visits.map((v) => h('tr', { dataset: { visit: v.id || v.visit } },
-      h('td', {}, time(ms(v.started_at || v.created_at || v.waiting_since))),
+    $('#visits-body').replaceChildren(...visits.map((v) => h('tr', { dataset: { visit: v.id } },
+      h('td', {}, time(ms(v.created_at))),
       h('td', {}, v.patient_name || (v.patient_ref ? t('admin.patient_record', { ref: v.patient_ref }) : '—')), h('td', {}, roomName(v.room)),
       h('td', {}, v.physician_name || v.physician || '—'), h('td', { dataset: { outcome: v.outcome || v.state || '' } }, outcomeText(v.outcome || v.state)),
-      h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs ?? v.duration_secs)))));
+      h('td', {}, duration(v.wait_secs)), h('td', {}, duration(v.call_secs)))));
     if (!visits.length) $('#visits-body').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, t('admin.no_visits'))));
   } catch (e) { toast(t('admin.failed', { what: t('admin.tab_visits'), message: e.message })); }
 }
@@ -327,7 +334,6 @@ document.addEventListener('DOMContentLoaded', async () => {
   });
   $('#room-form').addEventListener('submit', saveRoom);
   $('#room-reset').addEventListener('click', resetRoomForm);
-  $('#room-message').addEventListener('input', (e) => { e.target.dataset.touched = '1'; });
   $('#staff-form').addEventListener('submit', inviteStaff);
   $('#links-room').addEventListener('change', loadLinks);
   $('#link-form').addEventListener('submit', mintLink);
@@ -337,7 +343,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('#link-copy').addEventListener('click', async () => toast(await copy($('#link-url').textContent, $('#link-url')) ? t('staff.copied') : t('staff.copy_by_hand')));
   // The language changed: what the script wrote is written again (the open tab reloads).
   await staffLang(() => { relabelRoomForm(); selectTab($('[role=tab][aria-selected=true]')); });
-  relabelRoomForm();
+  resetRoomForm();
   state.me = (await requireStaff('admin'))?.staff?.id || null;
   loadRooms();
 });

@@ -4,7 +4,7 @@
 // sign-in (kept in sessionStorage). The staff token itself is never kept: a script injected
 // into a page could read anything stored, and the cookie is out of its reach.
 
-import { t } from './i18n.js';
+import { t, lang } from './i18n.js';
 
 export class ApiError extends Error {
   constructor(status, code, message, body = null) {
@@ -55,9 +55,45 @@ export async function api(method, path, body, { bearer } = {}) {
     if (res.status === 401 && !bearer) saveStaffSession(null);
     // Errors are {"error": "code", "message": "…"} or {"error": {"code", "message"}}.
     const err = data?.error && typeof data.error === 'object' ? data.error : { code: data?.error, message: data?.message };
-    throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || (typeof data === 'string' ? data : ''), data && typeof data === 'object' ? data : null);
+    const message = inPageLanguage(err.code, data?.field) || err.message || (typeof data === 'string' ? data : '');
+    throw new ApiError(res.status, err.code || `http_${res.status}`, message, data && typeof data === 'object' ? data : null);
   }
-  return data;
+  const seen = globalThis.__apiRead;
+  return typeof seen === 'function' ? watched(data, (field) => seen(`${method} ${path.split('?')[0]} ${res.status}`, field)) : data;
+}
+
+/**
+ * Browser tests only (`tests/e2e/api-fields.test.mjs` sets `__apiRead`): the answer, with
+ * every field the page reads reported as a path (`.rooms[].name`), so the test can check
+ * each against the OpenAPI document. Reads of fields an answer lacks are reported too:
+ * those are the bugs it is for.
+ */
+function watched(value, seen, at = '') {
+  if (!value || typeof value !== 'object') return value;
+  const array = Array.isArray(value);
+  const proto = array ? Array.prototype : Object.prototype;
+  return new Proxy(value, {
+    get(target, key, receiver) {
+      const v = Reflect.get(target, key, receiver);
+      if (typeof key !== 'string' || key in proto || key === 'toJSON' || key === 'then') return v;
+      const field = array && key === String(Number(key)) ? `${at}[]` : `${at}.${key}`;
+      seen(field);
+      return watched(v, seen, field);
+    },
+  });
+}
+
+/**
+ * The server writes its error sentences in English; a page in another language says the
+ * same from its catalogue (`api.<code>` in the staff pages' catalogue), naming the field
+ * where there is one. English pages keep the server's sentence, which says more (which
+ * limit, which name). Null: no catalogue sentence for this code here.
+ */
+function inPageLanguage(code, field) {
+  if (!code || lang === 'en') return null;
+  const key = `api.${code}`;
+  const text = t(key, { field: field || '' });
+  return text === key ? null : text;
 }
 
 export async function signIn(email, password) {
@@ -83,7 +119,7 @@ export async function currentStaff() {
     // The session is the browser's cookie, shared by every tab; a tab opened after sign-in
     // has nothing stored yet and takes the CSRF token from /api/me.
     const me = await api('GET', '/api/me');
-    const { csrf_token, expires_at, ...staff } = me?.staff || me || {};
+    const { csrf_token, expires_at, ...staff } = me || {};
     const session = { csrf_token: csrf_token || s?.csrf_token, expires_at: expires_at || s?.expires_at, staff: { ...s?.staff, ...staff } };
     if (!session.csrf_token) return null;
     saveStaffSession(session);

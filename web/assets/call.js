@@ -628,6 +628,16 @@ export class CallView {
     if (text) el.textContent = text;
   }
 
+  /**
+   * `chat_history`: the visit's chat as the server keeps it, replacing what the log shows
+   * (a reloaded page starts empty; a page admitted again shows it once). Lines from
+   * `self` (this connection's participant) are labelled `you`.
+   */
+  chatHistory(lines, self, you) {
+    document.getElementById('chat-log').replaceChildren();
+    for (const l of lines || []) this.chatLine(l.from === self ? you : l.name, l.text);
+  }
+
   chatLine(from, text) {
     const li = document.createElement('li');
     if (from) li.append(Object.assign(document.createElement('span'), { className: 'from', textContent: `${from}: ` }));

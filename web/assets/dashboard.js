@@ -34,7 +34,7 @@ async function main() {
 async function loadRooms() {
   try {
     const res = await api('GET', '/api/my/rooms');
-    for (const r of res?.rooms || res || []) state.rooms.set(r.id, r);
+    for (const r of res || []) state.rooms.set(r.id, r);
   } catch (e) {
     toast(t('dash.rooms_failed', { message: e.message }));
   }
@@ -98,6 +98,7 @@ function connect() {
   signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
   signal.on('visit_ended', () => leaveVisit(t('dash.visit_ended')));
   signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('dash.you')));
   signal.on('error', (m) => { if (!['rate_limited'].includes(m.code)) toast(m.message || m.code); });
   signal.connect();
 }
@@ -126,7 +127,7 @@ async function learnLinkNames(room, entries) {
   for (const e of unknown) state.linksAsked.add(e.visit);
   try {
     const res = await api('GET', `/api/links?room=${encodeURIComponent(room)}`);
-    for (const l of res?.links || res || []) if (l.kind === 'patient') state.linkNames.set(l.visit, l.patient_name || null);
+    for (const l of res || []) if (l.kind === 'patient') state.linkNames.set(l.visit, l.patient_name || null);
   } catch { /* the queue still shows the name the patient gave */ }
   for (const e of entries) state.patients.set(e.visit, patientNames(e));
   renderQueues();
@@ -300,6 +301,8 @@ function warmLocalMedia() {
 async function enterVisit(m) {
   const fresh = state.visit !== m.visit;
   state.visit = m.visit;
+  // Before any await: the visit's `chat_history` follows this message straight away.
+  if (fresh) $('#chat-log').replaceChildren();
   state.room = m.room;
   for (const p of m.peers) state.names.set(p.participant, p.name);
   $('#lobby').hidden = true;
@@ -335,7 +338,6 @@ async function enterVisit(m) {
   state.pickers.refresh();
   state.mesh.admitted(m.peers);
   if (fresh) {
-    $('#chat-log').replaceChildren();
     $('#invite-out').hidden = true;
     state.record = openRecord($('#record'), m.visit, { patient: { names: known.length ? known : [patient?.name].filter((n) => n && n !== 'Patient') } });
   }
@@ -441,6 +443,7 @@ function relabel() {
   $('#quality-text').textContent = t('dash.quality_0');
   if (state.session) { renderQueues(); figures(); showOwnMedia(); }
   view.relabel();
+  state.record?.relabel();
 }
 
 const BADGES = { get cameraOff() { return t('dash.badge_camera_off'); }, get muted() { return t('dash.badge_muted'); } };

@@ -3,9 +3,9 @@
 // devices and network, wait, then the call, then the survey. Everything the patient reads
 // comes from i18n/<lang>.json.
 
-import { $, h, showOnly } from './ui.js';
+import { $, h, showOnly, clinicContact } from './ui.js';
 import { api, ApiError } from './api.js';
-import { t, tn, setLang, pickLang, apply } from './i18n.js';
+import { t, tn, setLang, pickLang, apply, lang } from './i18n.js';
 import { Signal } from './signal.js';
 import { Mesh, CallView, getLocalMedia, micMeter, playTestSound, connectionCheck, mediaOf, tileBadges, devicePickers } from './call.js';
 import { confirmDialog } from './dialog.js';
@@ -121,6 +121,7 @@ function showError(e) {
   $('#error-text').textContent = t(key);
   $('#retry').hidden = !(e.code === 'network' || e.status >= 500 || !e.status);
   show('error');
+  clinicContact($('#error-clinic'));
 }
 
 async function welcome() {
@@ -347,6 +348,7 @@ function connect() {
   });
   signal.on('peer_joined', (m) => state.names.set(m.peer.participant, m.peer.name));
   signal.on('chat', (m) => chatLine(m.name || state.names.get(m.from) || '', m.text));
+  signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('chat.you')));
   signal.on('error', (m) => { if (m.code === 'chat_disabled') chatLine('', t('chat.disabled')); });
   signal.on('denied', (m) => { finish(); done('denied.heading', t('denied.text', { reason: m.reason || '' }), true); });
   signal.on('visit_ended', (m) => {
@@ -377,7 +379,9 @@ function renderWaiting(m) {
   $('#position').textContent = String(m.position);
   const ahead = m.position - 1;
   $('#position-text').textContent = ahead <= 0 ? t('waiting.next') : ahead === 1 ? t('waiting.ahead_one') : t('waiting.ahead', { n: ahead });
-  const message = m.message || state.join?.room?.waiting_message || '';
+  // The room's message in the page's language, else its default (`waiting` has both).
+  const room = state.join?.room;
+  const message = m.messages?.[lang] || m.message || room?.waiting_messages?.[lang] || room?.waiting_message || '';
   $('#room-message').textContent = message;
 }
 

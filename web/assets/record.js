@@ -11,14 +11,15 @@
 import { h } from './ui.js';
 import { api } from './api.js';
 import { sparkline } from './charts.js';
+import { t, tn } from './i18n.js';
 
+// Every word the panel writes comes from the staff catalogue (`rec.`); what the record
+// says (names, substances, codes) is shown as the record has it.
 const SECTIONS = ['allergies', 'problems', 'medications', 'vital_signs', 'labs', 'immunizations', 'encounters'];
-const TITLES = {
-  demographics: 'Patient details', allergies: 'Allergies', problems: 'Problems', medications: 'Medications',
-  vital_signs: 'Vital signs', labs: 'Recent labs', immunizations: 'Immunizations', encounters: 'Past encounters',
-};
-const NONE = { allergies: 'No known allergies recorded' };
-const NOUN = { allergies: 'allergy', problems: 'problem', medications: 'medication', vital_signs: 'vital sign', labs: 'lab result', immunizations: 'immunization', encounters: 'encounter' };
+const title = (key) => t(`rec.section.${key}`);
+const noneText = (key) => (key === 'allergies' ? t('rec.none_allergies') : t('rec.none'));
+/** "allergy" / "allergies" for `n` items of section `key` ("items" when not known). */
+const noun = (key, n) => tn(`rec.noun.${SECTIONS.includes(key) ? key : 'item'}`, n);
 
 // --- formatting ---------------------------------------------------------------------------
 
@@ -38,7 +39,7 @@ const dayEl = (s) => timeEl(String(s), day(s));
 
 const isConcept = (v) => v && typeof v === 'object' && !Array.isArray(v) && typeof v.text === 'string';
 function concept(c) {
-  if (!isConcept(c)) return h('span', {}, c === undefined || c === null ? '(not named in the record)' : String(c));
+  if (!isConcept(c)) return h('span', {}, c === undefined || c === null ? t('rec.not_named_in_record') : String(c));
   const code = c.code ? `${c.system ? `${shortSystem(c.system)} ` : ''}${c.code}` : undefined;
   return h('span', { title: code }, c.text);
 }
@@ -60,6 +61,16 @@ const UNITS = {
 // Anything else: the code without UCUM's annotations ("{cells}/uL" → "/µL"), micro as µ.
 const unitText = (u) => (u === undefined || u === null || u === '' ? '' : Object.hasOwn(UNITS, u) ? UNITS[u]
   : String(u).replace(/\{[^}]*\}/g, '').replace(/\bu(?=(g|L|mol|mL|m|IU)\b)/g, 'µ').replace(/\[([^\]_]+)(_[a-z]+)?\]/g, '$1') || String(u));
+/**
+ * A lab value as the panel shows it. The server's `value` already carries its unit
+ * ("162 mg/dL"): the unit is written the clinician's way, never a second time.
+ */
+function labValue(l) {
+  if (l.value === null || l.value === undefined) return '';
+  const v = String(l.value);
+  const u = l.unit ? String(l.unit) : '';
+  return u && v.endsWith(` ${u}`) ? `${v.slice(0, -u.length - 1)} ${unitText(u)}`.trim() : v;
+}
 const badge = (cls, text, title) => h('span', { class: `badge ${cls}`, title }, text);
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : v === null || v === undefined ? '?' : String(v));
 
@@ -67,7 +78,7 @@ const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : v 
 function unreadable(item) {
   const f = Array.isArray(item?.unreadable_fields) ? item.unreadable_fields : [];
   if (!f.length) return null;
-  return h('span', { class: 'unreadable' }, ` — some details could not be read (${f.map((x) => String(x).replace(/_/g, ' ')).join(', ')})`);
+  return h('span', { class: 'unreadable' }, ` ${t('rec.unreadable_fields', { fields: f.map((x) => String(x).replace(/_/g, ' ')).join(', ') })}`);
 }
 
 // --- the panel ----------------------------------------------------------------------------
@@ -86,12 +97,14 @@ export function openRecord(root, visit, { patient = {} } = {}) {
   const panel = { root, visit, rec: null, seq: 0, names: (patient.names || []).filter(Boolean), confirmedAt: null };
   current.set(root, panel);
   panel.refresh = () => load(panel, true);
+  // The page's language changed: the panel again, in it (the record itself is not asked again).
+  panel.relabel = () => { if (panel.rec) render(panel, panel.rec); };
   panel.confirm = () => {
     panel.confirmedAt = new Date().toISOString();
     render(panel, panel.rec);
     panel.root.querySelector('#record-h')?.focus();
   };
-  root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'), h('p', { class: 'muted', role: 'status' }, 'Loading the record…'));
+  root.replaceChildren(h('h2', { id: 'record-h' }, t('rec.title')), h('p', { class: 'muted', role: 'status' }, t('rec.loading')));
   root.scrollTop = 0;
   load(panel, false);
   return panel;
@@ -129,7 +142,7 @@ export function sameName(recordName, visitName) {
 /** The visit is over: forget the panel (a late answer must not bring it back). */
 export function closeRecord(root) {
   current.delete(root);
-  root.replaceChildren(h('h2', { id: 'record-h' }, 'Patient record'));
+  root.replaceChildren(h('h2', { id: 'record-h' }, t('rec.title')));
 }
 
 async function load(panel, refresh) {
@@ -137,7 +150,7 @@ async function load(panel, refresh) {
   // Disabling the focused button drops focus: remember where it was, put it back after.
   const hadFocus = panel.root.contains(document.activeElement) ? document.activeElement.id : null;
   const status = panel.root.querySelector('#record-status');
-  if (status) status.textContent = 'Refreshing the record…';
+  if (status) status.textContent = t('rec.refreshing');
   for (const b of panel.root.querySelectorAll('button[data-refresh]')) { b.disabled = true; b.setAttribute('aria-busy', 'true'); }
   const tried = new Date().toISOString();
   let rec = null; let error = null;
@@ -152,10 +165,11 @@ async function load(panel, refresh) {
     renderFailure(panel, error, tried);
   } else {
     render(panel, rec);
-    const bad = SECTIONS.filter((k) => sectionState(rec[k]) === 'unavailable').map((k) => TITLES[k].toLowerCase());
+    const bad = SECTIONS.filter((k) => sectionState(rec[k]) === 'unavailable').map((k) => title(k).toLowerCase());
     const when = clock(rec.fetched_at) || clock(tried);
-    panel.root.querySelector('#record-status').textContent = `${refresh ? 'Refreshed' : 'Read'} from the record at ${when}${rec.cached ? ' (saved copy)' : ''}.`
-      + (bad.length ? ` Could not load: ${bad.join(', ')}.` : '');
+    panel.root.querySelector('#record-status').textContent = t(refresh ? 'rec.refreshed_at' : 'rec.read_at', { time: when })
+      + (rec.cached ? ` ${t('rec.saved_copy')}` : '') + '.'
+      + (bad.length ? ` ${t('rec.could_not_load', { what: bad.join(', ') })}` : '');
   }
   if (hadFocus) (document.getElementById(hadFocus) || panel.root.querySelector('#record-refresh'))?.focus();
 }
@@ -164,26 +178,26 @@ async function load(panel, refresh) {
 function renderFailure(panel, e, tried) {
   const code = e.code || '';
   if (e.status === 403 && (code === 'identity_not_confirmed' || code === 'identity_locked')) return renderIdentityGate(panel, code, tried);
-  const what = e.status === 404 && code === 'no_record' ? 'The record system has no patient with this visit\'s record id.'
-    : e.status === 404 ? 'No record is linked to this visit.'
-      : e.status === 403 ? 'You may not open this record now.'
-        : e.status === 504 || code === 'records_timeout' ? 'The record system did not answer in time.'
-          : e.status === 0 ? 'examroom could not be reached.'
-            : 'The record system could not be read.';
+  const what = t(e.status === 404 && code === 'no_record' ? 'rec.fail_no_record'
+    : e.status === 404 ? 'rec.fail_no_link'
+      : e.status === 403 ? 'rec.fail_forbidden'
+        : e.status === 504 || code === 'records_timeout' ? 'rec.fail_timeout'
+          : e.status === 0 ? 'rec.fail_offline'
+            : 'rec.fail_other');
   const reason = e.message && !what.includes(e.message) ? e.message : '';
   const failure = h('div', { class: 'notice bad record-failure', id: 'record-failure' },
-    h('p', {}, h('strong', {}, 'The patient record could not be loaded. '), what),
-    reason ? h('p', {}, `Reason: ${reason}`) : null,
-    h('p', {}, 'Tried at ', timeEl(tried, clock(tried)), '.'),
-    e.status === 403 ? null : h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Try again'));
+    h('p', {}, h('strong', {}, `${t('rec.not_loaded')} `), what),
+    reason ? h('p', {}, t('rec.reason', { reason })) : null,
+    h('p', {}, `${t('rec.tried_at')} `, timeEl(tried, clock(tried)), '.'),
+    e.status === 403 ? null : h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, t('rec.try_again')));
   if (panel.rec) {
     render(panel, panel.rec);
     panel.root.querySelector('#record-failure')?.remove(); // this failure is the newer news
     panel.root.querySelector('#record-status').after(failure);
-    failure.querySelector('p').append(` Below is the record as read at ${clock(panel.rec.fetched_at) || 'an earlier time'}.`);
-    panel.root.querySelector('#record-status').textContent = `Refresh failed at ${clock(tried)}.`;
+    failure.querySelector('p').append(` ${t('rec.below_earlier', { time: clock(panel.rec.fetched_at) || t('rec.an_earlier_time') })}`);
+    panel.root.querySelector('#record-status').textContent = t('rec.refresh_failed', { time: clock(tried) });
   } else {
-    panel.root.replaceChildren(header('Patient record', panel.refresh), status(`The record could not be loaded (tried at ${clock(tried)}).`), failure);
+    panel.root.replaceChildren(header(t('rec.title'), panel.refresh), status(t('rec.not_loaded_at', { time: clock(tried) })), failure);
   }
 }
 
@@ -193,42 +207,40 @@ function renderFailure(panel, e, tried) {
  */
 function renderIdentityGate(panel, code, tried) {
   const locked = code === 'identity_locked';
-  const what = locked
-    ? 'the patient could not confirm their date of birth (too many wrong answers). Check who they are in the call.'
-    : 'the chart opens when the patient confirms their date of birth.';
+  const what = t(locked ? 'rec.gate_locked' : 'rec.gate_wait');
   const reason = h('textarea', { id: 'emergency-reason', maxlength: '500', required: true, 'aria-describedby': 'emergency-hint' });
   const error = h('p', { id: 'emergency-error', class: 'form-error', role: 'alert' });
   const form = h('form', { id: 'emergency-form', novalidate: true },
-    h('label', { for: 'emergency-reason' }, 'Reason for opening the chart without confirmation'),
-    h('p', { id: 'emergency-hint', class: 'field-hint' }, 'Required (at least 10 characters). Recorded in the audit log and shown to the clinic\'s admins.'),
+    h('label', { for: 'emergency-reason' }, t('rec.emergency_reason_label')),
+    h('p', { id: 'emergency-hint', class: 'field-hint' }, t('rec.emergency_hint')),
     reason, error,
-    h('button', { type: 'submit', class: 'danger small', id: 'emergency-open' }, 'Open the chart (emergency access)'));
+    h('button', { type: 'submit', class: 'danger small', id: 'emergency-open' }, t('rec.emergency_open')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const text = reason.value.trim();
-    if (text.length < 10) { error.textContent = 'Say why you need the chart now (at least 10 characters).'; reason.focus(); return; }
+    if (text.length < 10) { error.textContent = t('rec.emergency_too_short'); reason.focus(); return; }
     error.textContent = '';
     try {
       await api('POST', `/api/visits/${encodeURIComponent(panel.visit)}/record/emergency-access`, { reason: text });
     } catch (e) {
-      error.textContent = e.message || 'Emergency access failed.';
+      error.textContent = e.message || t('rec.emergency_failed');
       return;
     }
     load(panel, true);
   });
   panel.root.replaceChildren(
-    header('Patient record', panel.refresh),
-    status(`Checked at ${clock(tried)}.`),
+    header(t('rec.title'), panel.refresh),
+    status(t('rec.checked_at', { time: clock(tried) })),
     h('div', { class: 'notice warn', id: 'record-identity' },
-      h('p', {}, h('strong', {}, 'Identity not confirmed'), ` — ${what}`),
-      h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, 'Check again')),
-    h('details', { class: 'emergency', id: 'emergency' }, h('summary', {}, 'Emergency access'), form));
+      h('p', {}, h('strong', {}, t('rec.identity_not_confirmed')), ` — ${what}`),
+      h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: panel.refresh }, t('rec.check_again'))),
+    h('details', { class: 'emergency', id: 'emergency' }, h('summary', {}, t('rec.emergency')), form));
 }
 
 function header(title, onRefresh) {
   return h('div', { class: 'record-head' },
     h('h2', { id: 'record-h', tabindex: '-1' }, title),
-    onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-refresh', dataset: { refresh: '' }, onclick: onRefresh, 'aria-describedby': 'record-status' }, 'Refresh') : null);
+    onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-refresh', dataset: { refresh: '' }, onclick: onRefresh, 'aria-describedby': 'record-status' }, t('rec.refresh')) : null);
 }
 const status = (text) => h('p', { id: 'record-status', class: 'muted record-status', role: 'status', 'aria-live': 'polite' }, text);
 
@@ -256,15 +268,15 @@ export function renderRecord(root, rec, { onRefresh, identity = {} } = {}) {
     const reasons = [...new Set([...sections.map(([, sec]) => sec), ...(demoOk ? [] : [d])].map(reasonOf).filter(Boolean))];
     const at = rec.fetched_at;
     root.append(h('div', { class: 'notice bad record-failure', id: 'record-failure' },
-      h('p', {}, h('strong', {}, 'Nothing could be loaded from the patient record.'), ' Check the EHR before relying on anything here.'),
-      reasons.length ? h('p', {}, `Reason: ${reasons.slice(0, 2).join('; ')}${reasons.length > 2 ? ` (and ${reasons.length - 2} more)` : ''}`) : null,
-      clock(at) ? h('p', {}, 'Tried at ', timeEl(at, clock(at)), '.') : null,
-      onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: onRefresh }, 'Try again') : null));
+      h('p', {}, h('strong', {}, t('rec.nothing_loaded')), ` ${t('rec.check_ehr_all')}`),
+      reasons.length ? h('p', {}, reasons.length > 2 ? t('rec.reason_more', { reason: reasons.slice(0, 2).join('; '), n: reasons.length - 2 }) : t('rec.reason', { reason: reasons.join('; ') })) : null,
+      clock(at) ? h('p', {}, `${t('rec.tried_at')} `, timeEl(at, clock(at)), '.') : null,
+      onRefresh ? h('button', { type: 'button', class: 'secondary small', id: 'record-retry', dataset: { refresh: '' }, onclick: onRefresh }, t('rec.try_again')) : null));
   }
   if (demoOk) {
     const lang = d.preferred_language ? conceptText(d.preferred_language) : null;
-    if (lang) root.append(h('p', { class: 'muted' }, `Speaks ${lang}`));
-    if (d.deceased) root.append(h('p', { class: 'notice bad' }, 'Recorded as deceased.'));
+    if (lang) root.append(h('p', { class: 'muted' }, t('rec.speaks', { lang })));
+    if (d.deceased) root.append(h('p', { class: 'notice bad' }, t('rec.deceased')));
   } else {
     root.append(unavailable('demographics', d, opts));
   }
@@ -278,11 +290,11 @@ export function renderRecord(root, rec, { onRefresh, identity = {} } = {}) {
  */
 function identityStrip(d, demoOk, allergies, onRefresh) {
   const facts = demoOk
-    ? [d.age !== undefined && d.age !== null ? `${d.age} years` : null, d.sex, d.birth_date ? ['born ', timeEl(d.birth_date, d.birth_date)] : 'date of birth not recorded']
+    ? [d.age !== undefined && d.age !== null ? t('rec.age', { n: d.age }) : null, d.sex, d.birth_date ? [`${t('rec.born')} `, timeEl(d.birth_date, d.birth_date)] : t('rec.no_birth_date')]
       .filter(Boolean).flatMap((f, i) => (i ? [' · ', f] : [f]))
-    : ['Name and date of birth could not be loaded'];
+    : [t('rec.demo_not_loaded')];
   return h('div', { class: 'record-top', id: 'record-top' },
-    header(demoOk && d.name ? d.name : 'Patient record', onRefresh),
+    header(demoOk && d.name ? d.name : t('rec.title'), onRefresh),
     h('p', { class: 'record-facts', id: 'record-facts' }, facts),
     allergies === null ? null : allergyLine(allergies));
 }
@@ -291,26 +303,26 @@ function allergyLine(sec) {
   const state = sectionState(sec);
   const list = itemsOf(sec);
   const line = (cls, ...content) => h('p', { class: `record-top-allergies ${cls}`, id: 'record-top-allergies' }, ...content);
-  if (state === 'unavailable') return line('bad', h('strong', {}, '⚠ Allergies could not be loaded'), ' — check the EHR');
+  if (state === 'unavailable') return line('bad', h('strong', {}, t('rec.allergies_not_loaded')), ` ${t('rec.check_the_ehr')}`);
   const high = list.filter((a) => a.criticality === 'high');
-  if (high.length) return line('bad', h('strong', {}, '⚠ High-criticality allergies: '), high.map((a) => conceptText(a.substance, '(not named)')).join(', '));
-  if (state === 'none_recorded' && !sec.notes?.length) return line('muted', NONE.allergies);
-  return line('muted', 'No high-criticality allergy recorded');
+  if (high.length) return line('bad', h('strong', {}, `${t('rec.high_allergies')} `), high.map((a) => conceptText(a.substance, t('rec.not_named'))).join(', '));
+  if (state === 'none_recorded' && !sec.notes?.length) return line('muted', noneText('allergies'));
+  return line('muted', t('rec.no_high_allergy'));
 }
 
 /** The record is in another name than the visit's patient: say so; hold the chart until confirmed. */
 function mismatch(d, others, { confirmedAt, onConfirm }) {
-  const who = others.map((n) => `“${n}”`).join(' and ');
-  const record = [h('strong', {}, d.name), d.birth_date ? `, born ${d.birth_date}` : ''];
+  const who = others.map((n) => `“${n}”`).join(` ${t('rec.and')} `);
+  const record = [h('strong', {}, d.name), d.birth_date ? t('rec.born_on', { date: d.birth_date }) : ''];
   if (confirmedAt) {
     return h('div', { class: 'notice warn', id: 'record-mismatch', dataset: { confirmed: '' } },
-      h('p', {}, 'This record is for ', ...record, `; the patient in this visit is ${who}. You confirmed this is the right record at `, timeEl(confirmedAt, clock(confirmedAt)), '.'));
+      h('p', {}, `${t('rec.mismatch_for')} `, ...record, `${t('rec.mismatch_confirmed', { who })} `, timeEl(confirmedAt, clock(confirmedAt)), '.'));
   }
   return h('div', { class: 'notice bad record-mismatch', id: 'record-mismatch', role: 'alert' },
-    h('p', {}, h('strong', {}, 'Check who this is: the record is in another name.')),
-    h('p', {}, 'Record: ', ...record, '.'), h('p', {}, `Patient in this visit: ${who}.`),
-    h('p', {}, 'A parent or carer may be joining for a child, or the link may carry another person\'s record. Confirm with the patient before you use this chart.'),
-    h('button', { type: 'button', class: 'danger small', id: 'record-confirm', onclick: onConfirm }, 'I have checked: show this chart'));
+    h('p', {}, h('strong', {}, t('rec.mismatch_check'))),
+    h('p', {}, `${t('rec.mismatch_record')} `, ...record, '.'), h('p', {}, t('rec.mismatch_patient', { who })),
+    h('p', {}, t('rec.mismatch_why')),
+    h('button', { type: 'button', class: 'danger small', id: 'record-confirm', onclick: onConfirm }, t('rec.mismatch_confirm')));
 }
 
 /** "recorded" | "none_recorded" | "unavailable": anything else is treated as not loaded. */
@@ -323,7 +335,7 @@ function sectionState(sec) {
 const itemsOf = (sec) => (Array.isArray(sec) ? sec : Array.isArray(sec?.items) ? sec.items : []);
 
 function section(key, sec, opts) {
-  const title = TITLES[key];
+  const heading = title(key);
   const hid = `rec-${key}`;
   let state = sectionState(sec);
   const list = itemsOf(sec);
@@ -332,8 +344,8 @@ function section(key, sec, opts) {
   const when = sec && typeof sec === 'object' ? clock(sec.fetched_at) : null;
   const el = h('section', { 'aria-labelledby': hid, id: `record-${key}`, class: `record-section ${state}`, dataset: { status: state } },
     h('div', { class: 'section-head' },
-      h('h3', { id: hid }, title),
-      when ? h('span', { class: 'asof' }, 'as of ', timeEl(sec.fetched_at, when)) : null));
+      h('h3', { id: hid }, heading),
+      when ? h('span', { class: 'asof' }, `${t('rec.as_of')} `, timeEl(sec.fetched_at, when)) : null));
   if (state === 'unavailable') {
     el.append(unavailable(key, sec, opts));
     el.append(notes(key, sec));
@@ -341,10 +353,10 @@ function section(key, sec, opts) {
   }
   el.append(notes(key, sec));
   if (state === 'none_recorded') {
-    el.append(h('p', { class: 'none' }, NONE[key] || 'None recorded'));
+    el.append(h('p', { class: 'none' }, noneText(key)));
   } else if (!list.length) {
     // "recorded" with nothing displayable: the notes say why; never read this as "none".
-    if (!(sec.notes || []).length) el.append(h('p', { class: 'notice warn' }, `The record has ${title.toLowerCase()} that could not be displayed — open the EHR.`));
+    if (!(sec.notes || []).length) el.append(h('p', { class: 'notice warn' }, t('rec.undisplayable', { what: heading.toLowerCase() })));
   } else {
     el.append(renderers[key](list));
   }
@@ -356,8 +368,8 @@ function reasonOf(sec) {
   const err = sec && typeof sec === 'object' ? sec.error : null;
   const reason = typeof err?.message === 'string' ? err.message.replace(/^[^:]{0,60}could not be loaded\s*[:.—-]*\s*/i, '') : '';
   if (reason) return reason;
-  if (!sec) return 'the server\'s answer did not include this section';
-  if (typeof sec === 'object' && !['recorded', 'none_recorded', 'unavailable'].includes(sec.status)) return `the server sent a status this page does not know (${String(sec.status)})`;
+  if (!sec) return t('rec.no_section');
+  if (typeof sec === 'object' && !['recorded', 'none_recorded', 'unavailable'].includes(sec.status)) return t('rec.unknown_status', { status: String(sec.status) });
   return '';
 }
 
@@ -366,15 +378,14 @@ function reasonOf(sec) {
  * `compact`: every section failed and the panel says so once, at the top.
  */
 function unavailable(key, sec, { onRefresh, triedAt, compact = false } = {}) {
-  const title = TITLES[key];
-  const heading = `${title} could not be loaded`;
+  const heading = t('rec.section_not_loaded', { title: title(key) });
   const reason = reasonOf(sec);
   const at = (sec && typeof sec === 'object' && sec.fetched_at) || triedAt;
   const tried = clock(at);
   return h('div', { class: `notice ${key === 'allergies' ? 'bad' : 'warn'} unavailable`, id: `record-${key}-unavailable` },
     h('p', {}, h('strong', {}, heading), reason ? `: ${reason}` : '.'),
-    compact ? null : h('p', { class: 'tried' }, tried ? ['Tried at ', timeEl(at, tried), '. '] : null, 'Check the EHR before relying on this section.'),
-    onRefresh && !compact ? h('button', { type: 'button', class: 'secondary small', id: `record-retry-${key}`, dataset: { refresh: '' }, onclick: onRefresh, 'aria-label': `Try again to load ${title.toLowerCase()}` }, 'Try again') : null);
+    compact ? null : h('p', { class: 'tried' }, tried ? [`${t('rec.tried_at')} `, timeEl(at, tried), '. '] : null, t('rec.check_ehr_section')),
+    onRefresh && !compact ? h('button', { type: 'button', class: 'secondary small', id: `record-retry-${key}`, dataset: { refresh: '' }, onclick: onRefresh, 'aria-label': t('rec.try_again_for', { what: title(key).toLowerCase() }) }, t('rec.try_again')) : null);
 }
 
 /** The server's notes for a section: dropped, unreadable or truncated data. */
@@ -384,7 +395,7 @@ function notes(key, sec) {
   for (const n of list) {
     const text = typeof n?.text === 'string' && n.text ? n.text : fallbackNote(key, n);
     if (n?.code === 'wrong_patient') {
-      out.append(h('p', { class: 'notice warn note wrong-patient' }, h('strong', {}, 'This section may be unreliable: '), text));
+      out.append(h('p', { class: 'notice warn note wrong-patient' }, h('strong', {}, `${t('rec.unreliable')} `), text));
     } else if (key === 'allergies' || n?.code === 'unreadable' || n?.code === 'too_large') {
       out.append(h('p', { class: `notice ${key === 'allergies' ? 'bad' : 'warn'} note` }, h('strong', {}, text)));
     } else {
@@ -395,13 +406,13 @@ function notes(key, sec) {
 }
 function fallbackNote(key, n) {
   const c = typeof n?.count === 'number' ? n.count : null;
-  const noun = NOUN[key] || 'item';
+  const counted = (k) => (c === null ? t(`${k}_some`, { noun: noun(key, 2) }) : tn(k, c, { noun: noun(key, c) }));
   switch (n?.code) {
-    case 'unreadable': return `${c ?? 'Some'} ${noun}${c === 1 ? '' : 's'} could not be displayed — open in the EHR`;
-    case 'wrong_patient': return `${c ?? 'Some'} ${noun}${c === 1 ? '' : 's'} named another patient or none and ${c === 1 ? 'was' : 'were'} left out`;
-    case 'truncated': return c ? `Showing the most recent ${c}; the record has more` : 'Only part of the record is shown; it has more';
-    case 'too_large': return 'The answer was too large; only part of it is shown';
-    default: return 'The record system reported a problem with this section — open in the EHR';
+    case 'unreadable': return counted('rec.note_unreadable');
+    case 'wrong_patient': return counted('rec.note_wrong_patient');
+    case 'truncated': return c ? t('rec.note_truncated', { n: c }) : t('rec.note_partial');
+    case 'too_large': return t('rec.note_too_large');
+    default: return t('rec.note_other');
   }
 }
 
@@ -416,14 +427,14 @@ const renderers = {
       const unconfirmed = v === 'unconfirmed' || v === 'presumed';
       const clinical = a.clinical_status && a.clinical_status !== 'active' ? a.clinical_status : null;
       return h('li', { class: `allergy ${high(a) ? 'high' : ''}` },
-        high(a) ? h('strong', {}, '⚠ High criticality: ') : null,
+        high(a) ? h('strong', {}, `${t('rec.high_criticality')} `) : null,
         h('strong', {}, concept(a.substance)),
-        unconfirmed ? [' ', badge('warn', v === 'presumed' ? 'presumed — unconfirmed' : 'unconfirmed', 'verification status in the record')] : null,
-        clinical ? [' ', badge('muted', clinical, 'clinical status in the record')] : null,
+        unconfirmed ? [' ', badge('warn', t(v === 'presumed' ? 'rec.presumed' : 'rec.unconfirmed'), t('rec.verification_title'))] : null,
+        clinical ? [' ', badge('muted', clinical, t('rec.clinical_title'))] : null,
         a.reactions?.length ? ` — ${a.reactions.join(', ')}` : '',
         a.severity ? ` (${a.severity})` : '',
         a.type && a.type !== 'allergy' ? ` [${a.type}]` : '',
-        a.onset ? h('span', { class: 'muted' }, ' since ', dayEl(a.onset)) : '',
+        a.onset ? h('span', { class: 'muted' }, ` ${t('rec.since')} `, dayEl(a.onset)) : '',
         unreadable(a));
     }));
   },
@@ -431,14 +442,14 @@ const renderers = {
     return h('ul', { class: 'items' }, list.map((p) => h('li', {}, concept(p.condition),
       p.clinical_status && p.clinical_status !== 'active' ? [' ', badge('muted', p.clinical_status)] : null,
       // provisional / differential / unconfirmed: a working diagnosis, not an established one.
-      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', p.verification_status, 'verification status in the record')] : null,
-      p.onset ? h('span', { class: 'muted' }, ' since ', dayEl(p.onset)) : '', unreadable(p))));
+      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', p.verification_status, t('rec.verification_title'))] : null,
+      p.onset ? h('span', { class: 'muted' }, ` ${t('rec.since')} `, dayEl(p.onset)) : '', unreadable(p))));
   },
   medications(list) {
     return h('ul', { class: 'items' }, list.map((m) => h('li', {}, concept(m.medication),
       m.dosage ? ` — ${m.dosage}` : '',
       m.status === null || m.status === undefined || m.status === ''
-        ? [' ', badge('warn', 'status unknown', 'the record did not say whether this medication is active')]
+        ? [' ', badge('warn', t('rec.status_unknown'), t('rec.status_unknown_title'))]
         : m.status !== 'active' ? [' ', badge('muted', m.status)] : null,
       m.date ? h('span', { class: 'muted' }, ' ', dayEl(m.date)) : '',
       unreadable(m))));
@@ -455,30 +466,30 @@ const renderers = {
       const label = kinds.get(v.kind) > 1 && unit ? `${name} (${unit})` : name;
       const trend = Array.isArray(v.trend) ? v.trend : [];
       const first = trend[0]?.at; const last = trend[trend.length - 1]?.at;
-      const spanText = trend.length ? `, ${trend.length} reading${trend.length === 1 ? '' : 's'}${first ? ` from ${day(first)} to ${day(last)}` : ''}` : '';
+      const spanText = trend.length ? `, ${tn('rec.readings', trend.length)}${first ? ` ${t('rec.from_to', { from: day(first), to: day(last) })}` : ''}` : '';
       return h('li', { class: 'vital' },
         h('span', { class: 'vital-name' }, isConcept(v.label) ? h('span', { title: v.label.code ? `${shortSystem(v.label.system || '')} ${v.label.code}` : undefined }, label) : label),
-        sparkline(trend.map((p) => p.value), { label: `${label} trend${spanText}`, also: bp ? trend.map((p) => p.diastolic) : null }),
+        sparkline(trend.map((p) => p.value), { label: `${t('rec.trend', { label })}${spanText}`, also: bp ? trend.map((p) => p.diastolic) : null }),
         h('span', { class: 'vital-latest' },
           h('strong', {}, bp ? `${num(latest.value)}/${num(latest.diastolic)}` : num(latest.value)), unit ? ` ${unit}` : '',
-          latest.at ? h('span', { class: 'muted vital-date' }, ' on ', dayEl(latest.at)) : h('span', { class: 'muted' }, ' (date not recorded)'),
+          latest.at ? h('span', { class: 'muted vital-date' }, ` ${t('rec.on')} `, dayEl(latest.at)) : h('span', { class: 'muted' }, ` ${t('rec.date_not_recorded')}`),
           unreadable(v)));
     }));
   },
   labs(list) {
     // data-label: on a phone each row becomes a small block that names its cells (CSS).
     return h('div', { class: 'table-wrap' }, h('table', { class: 'labs' },
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Test'), h('th', { scope: 'col' }, 'Result'), h('th', { scope: 'col' }, 'Range'), h('th', { scope: 'col' }, 'Date'))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('rec.lab_test')), h('th', { scope: 'col' }, t('rec.lab_result')), h('th', { scope: 'col' }, t('rec.lab_range')), h('th', { scope: 'col', class: 'lab-date' }, t('rec.lab_date')))),
       h('tbody', {}, list.map((l) => h('tr', {},
-        h('td', { 'data-label': 'Test' }, concept(l.test), unreadable(l)),
-        h('td', { 'data-label': 'Result' }, l.value === null || l.value === undefined ? '' : String(l.value), l.unit ? ` ${unitText(l.unit)}` : '',
-          l.abnormal || (l.flag && l.flag.code && l.flag.code !== 'N') ? h('span', { class: 'flag', title: l.flag?.source === 'computed' ? 'flag computed from the reference range' : 'flag reported by the lab' }, ` ${l.flag?.code || '!'}`) : ''),
-        h('td', { 'data-label': 'Range' }, l.reference_range || ''),
-        h('td', { 'data-label': 'Date' }, l.at ? dayEl(l.at) : ''))))));
+        h('td', { 'data-label': t('rec.lab_test') }, concept(l.test), unreadable(l)),
+        h('td', { 'data-label': t('rec.lab_result') }, labValue(l),
+          l.abnormal || (l.flag && l.flag.code && l.flag.code !== 'N') ? h('span', { class: 'flag', title: t(l.flag?.source === 'computed' ? 'rec.flag_computed' : 'rec.flag_lab') }, ` ${l.flag?.code || '!'}`) : ''),
+        h('td', { 'data-label': t('rec.lab_range') }, l.reference_range || ''),
+        h('td', { 'data-label': t('rec.lab_date'), class: 'lab-date' }, l.at ? dayEl(l.at) : ''))))));
   },
   immunizations(list) {
     return h('ul', { class: 'items' }, list.map((i) => h('li', {}, concept(i.vaccine),
-      i.given === false ? [' ', badge('warn', 'not given', i.status ? `status in the record: ${i.status}` : undefined)] : null,
+      i.given === false ? [' ', badge('warn', t('rec.not_given'), i.status ? t('rec.status_in_record', { status: i.status }) : undefined)] : null,
       i.date ? h('span', { class: 'muted' }, ' ', dayEl(i.date)) : '', unreadable(i))));
   },
   encounters(list) {

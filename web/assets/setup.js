@@ -1,7 +1,7 @@
 // One-time set-up link: first admin, invitation, or password reset. GET /api/setup/{token}
 // says what the link is for without spending it (an invitation's e-mail is shown read-only,
 // its name prefilled); POST /api/setup/{token} sets the password.
-import { $, showOnly, expiryText } from './ui.js';
+import { $, showOnly, expiryText, clinicContact } from './ui.js';
 import { api, adoptSession } from './api.js';
 import { t, staffLang } from './i18n.js';
 
@@ -24,7 +24,10 @@ function render() {
     $('#setup-intro').textContent = t(`setup.intro_${info.purpose}`);
     $('#setup-expiry').textContent = info.expires_at ? `${expiryText(info.expires_at)} ${t('link.once')}` : '';
   }
-  if (state.dead) $('#dead-text').textContent = deadText(state.dead);
+  if (state.dead) {
+    $('#dead-text').textContent = deadText(state.dead);
+    clinicContact($('#dead-clinic'));
+  }
   if (state.done) {
     const { res, name } = state.done;
     const roles = (res?.staff?.roles || []).map((r) => t(`staff.role_${r}`));

@@ -18,6 +18,8 @@ export class Signal {
     this.opts = opts;
     this.handlers = new Map();
     this.resumeToken = null;
+    /** Who this connection is (`welcome`): a chat line from it is "you". */
+    this.participant = null;
     this.ws = null;
     this.attempt = 0;
     this.closedForGood = false;
@@ -83,6 +85,7 @@ export class Signal {
         this.welcomed = true;
         this.attempt = 0;
         this.resumeToken = msg.resume_token || this.resumeToken;
+        this.participant = msg.participant;
         this.iceServers = msg.ice_servers || [];
         this.opts.onState?.('connected');
         break;

@@ -1,5 +1,6 @@
 // Small DOM helpers shared by every page. No framework: elements are built with h().
 import { t, lang } from './i18n.js';
+import { api } from './api.js';
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -103,4 +104,18 @@ export function expiryText(ms) {
   const left = Math.max(0, ms - Date.now());
   const span = left >= 86400e3 ? t('link.days', { n: Math.round(left / 86400e3) }) : t('link.hours', { n: Math.max(1, Math.round(left / 3600e3)) });
   return t('link.expires', { when, span });
+}
+
+let clinicInfo;
+/**
+ * Fill `el` with whom to ask when a page cannot go on: the clinic's name and contact from
+ * `GET /api/clinic` (`[clinic]` in the server's settings), in the page's language. Fetched
+ * once per page; without a contact the text says to ask whoever sent the link.
+ */
+export async function clinicContact(el) {
+  clinicInfo ||= api('GET', '/api/clinic').catch(() => ({}));
+  const { name, contact } = await clinicInfo;
+  const clinic = name || t('clinic.unnamed');
+  el.textContent = contact ? t('clinic.contact', { clinic, contact }) : t('clinic.no_contact', { clinic });
+  el.hidden = false;
 }

@@ -253,12 +253,16 @@ pub enum ServerMsg {
         room_name: String,
         entries: Vec<QueueEntry>,
     },
-    /// Patient: you are waiting, at this position.
+    /// Patient: you are waiting, at this position. `message` is the room's waiting
+    /// message; `messages` the same in other languages, by language tag: a page shows the
+    /// one of its language, else `message`.
     Waiting {
         room: RoomId,
         visit: VisitId,
         position: usize,
         message: String,
+        #[serde(default)]
+        messages: std::collections::BTreeMap<String, String>,
     },
     /// Patient: a text from the physician.
     PhysicianMessage {
@@ -345,6 +349,13 @@ pub enum ServerMsg {
         text: String,
         at: Millis,
     },
+    /// The visit's chat so far, oldest first: sent to the patient and physicians when a
+    /// page (re)joins the visit without its previous state (a reload, another device) or is
+    /// admitted again after being sent back. The page shows exactly these lines.
+    ChatHistory {
+        visit: VisitId,
+        lines: Vec<ChatLine>,
+    },
     /// A fresh token to use on the next reconnect (patients and guests).
     Token {
         token: String,
@@ -371,6 +382,15 @@ pub struct PeerInfo {
     pub name: String,
     /// Perfect negotiation: whether *you* are the polite side towards this peer.
     pub polite: bool,
+}
+
+/// One line of a visit's chat, as `chat` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLine {
+    pub from: ParticipantId,
+    pub name: String,
+    pub text: String,
+    pub at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,6 +490,7 @@ pub fn all_type_names() -> (Vec<&'static str>, Vec<&'static str>) {
         "end_of_candidates",
         "media_state",
         "chat",
+        "chat_history",
         "token",
         "ice_servers",
         "check_answer",

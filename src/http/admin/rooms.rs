@@ -13,6 +13,7 @@ use crate::visit::{Millis, RoomConfig, RoomKind};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,7 +38,10 @@ pub struct RoomView {
     /// Staff ids of the room's physicians.
     #[schema(value_type = Vec<String>)]
     pub physicians: Vec<StaffId>,
+    /// Shown to waiting patients whose page is in a language without its own message.
     pub waiting_message: String,
+    /// The waiting message in other languages, by language tag (`{"es": "…"}`).
+    pub waiting_messages: BTreeMap<String, String>,
     pub max_wait_secs: u64,
     pub max_participants: usize,
     pub chat_allowed: bool,
@@ -58,6 +62,7 @@ impl From<RoomDetails> for RoomView {
             kind: c.kind,
             physicians: c.physicians,
             waiting_message: c.waiting_message,
+            waiting_messages: c.waiting_messages,
             max_wait_secs: c.max_wait_secs,
             max_participants: c.max_participants,
             chat_allowed: c.chat_allowed,
@@ -92,9 +97,14 @@ pub struct RoomBody {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub physicians: Vec<StaffId>,
-    /// Shown to waiting patients. Default empty.
+    /// Shown to waiting patients whose page's language has no message of its own in
+    /// `waiting_messages`. ≤ 2000 characters. Default empty.
     #[serde(default)]
     pub waiting_message: String,
+    /// The waiting message per language: language tag (`es`, `pt-br`) → text, ≤ 2000
+    /// characters each, at most 20 languages; an empty text is dropped. Default none.
+    #[serde(default)]
+    pub waiting_messages: BTreeMap<String, String>,
     /// Longest wait before the visit counts as a no-show; ≥ 60. Default 1800.
     #[serde(default = "default_wait")]
     pub max_wait_secs: i64,
@@ -111,6 +121,52 @@ pub struct RoomBody {
 }
 
 const MAX_WAITING_MESSAGE: usize = 2000;
+const MAX_WAITING_LANGUAGES: usize = 20;
+
+/// A language tag as pages name their language: `es`, `pt-br` (lower case, 2–3 letters, then
+/// optional subtags of 1–8 letters or digits).
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|p| {
+            (1..=8).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// The per-language waiting messages as the store keeps them: trimmed, empty ones dropped.
+fn waiting_messages(given: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+    let field = "waiting_messages";
+    let kept: BTreeMap<String, String> = given
+        .into_iter()
+        .map(|(lang, text)| (lang.trim().to_lowercase(), text.trim().to_owned()))
+        .filter(|(_, text)| !text.is_empty())
+        .collect();
+    if kept.len() > MAX_WAITING_LANGUAGES {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_WAITING_LANGUAGES} languages"),
+        ));
+    }
+    for (lang, text) in &kept {
+        if !is_language_tag(lang) {
+            return Err(ApiError::invalid(
+                field,
+                format!("`{lang}` is not a language tag such as `es` or `pt-br`"),
+            ));
+        }
+        if text.chars().count() > MAX_WAITING_MESSAGE {
+            return Err(ApiError::invalid(
+                field,
+                format!("the `{lang}` message has more than {MAX_WAITING_MESSAGE} characters"),
+            ));
+        }
+    }
+    Ok(kept)
+}
 
 impl RoomBody {
     /// Checks what the store does not (signs, sizes, the hours format); the store checks
@@ -134,6 +190,7 @@ impl RoomBody {
                 format!("at most {MAX_WAITING_MESSAGE} characters"),
             ));
         }
+        let waiting_messages = waiting_messages(self.waiting_messages)?;
         let opening_hours = match self.opening_hours.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(
@@ -148,6 +205,7 @@ impl RoomBody {
             kind: self.kind,
             physicians: self.physicians,
             waiting_message: self.waiting_message,
+            waiting_messages,
             max_wait_secs: self.max_wait_secs as u64,
             max_participants: usize::try_from(self.max_participants).unwrap_or(usize::MAX),
             chat_allowed: self.chat_allowed,

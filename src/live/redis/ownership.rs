@@ -174,6 +174,8 @@ impl Inner {
     /// its transitions go to the history, then the room's snapshot to Redis (skipped
     /// while Redis is away, so an outage costs no waiting), then the batch is sent. A node
     /// killed the next instant leaves a successor that knows what the participants know.
+    /// A chat line counts as such a change: a page that comes back on the successor is
+    /// shown the visit's chat from the snapshot, so it must hold every line already read.
     /// Returns the snapshot it wrote, if it wrote one.
     pub(super) async fn commit(
         &self,
@@ -182,7 +184,16 @@ impl Inner {
         redis_ok: &AtomicBool,
         outputs: Vec<Output>,
     ) -> Option<Snapshot> {
-        let changed = outputs.iter().any(|o| matches!(o, Output::Record(_)));
+        let changed = outputs.iter().any(|o| {
+            matches!(
+                o,
+                Output::Record(_)
+                    | Output::Send {
+                        msg: ServerMsg::Chat { .. },
+                        ..
+                    }
+            )
+        });
         let outputs = crate::live::record_first(self.effects.as_ref(), outputs).await;
         let mut written = None;
         if changed && redis_ok.load(Ordering::Acquire) {

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::ids::Role;
 use crate::ids::{ParticipantId, VisitId};
-use crate::protocol::{ErrorCode, ServerMsg};
+use crate::protocol::{ChatLine, ErrorCode, ServerMsg};
 
 impl Room {
     // ---- actions --------------------------------------------------------------
@@ -173,19 +173,27 @@ impl Room {
                 if text.trim().is_empty() {
                     return refuse(ErrorCode::BadMessage, "chat text is empty");
                 }
-                let name = self
-                    .presence
-                    .get(who)
-                    .map(|p| p.member.name.clone())
-                    .unwrap_or_default();
+                let line = ChatLine {
+                    from: who.clone(),
+                    name: self
+                        .presence
+                        .get(who)
+                        .map(|p| p.member.name.clone())
+                        .unwrap_or_default(),
+                    text: clip(&text, MAX_TEXT),
+                    at: now,
+                };
                 for o in self.others_in(&vid, who) {
                     let msg = ServerMsg::Chat {
-                        from: who.clone(),
-                        name: name.clone(),
-                        text: clip(&text, MAX_TEXT),
-                        at: now,
+                        from: line.from.clone(),
+                        name: line.name.clone(),
+                        text: line.text.clone(),
+                        at: line.at,
                     };
                     self.send(&o, msg);
+                }
+                if let Some(v) = self.visits.get_mut(&vid) {
+                    v.keep_chat(line);
                 }
             }
         }
@@ -276,6 +284,8 @@ impl Room {
             if let Some(msg) = self.visits.get(visit).map(|v| self.admitted_msg(v, p)) {
                 self.send(p, msg);
             }
+            // Admitted again after being sent back: the chat of the earlier admission.
+            self.send_chat_history(visit, p);
         }
         // A physician with an outstanding offer elsewhere in the room gives it up.
         self.withdraw_offers_of(who);

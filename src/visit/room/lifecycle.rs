@@ -181,6 +181,7 @@ impl Room {
                     offer: None,
                     passed: BTreeSet::new(),
                     preference_told: false,
+                    chat: VecDeque::new(),
                 },
             );
             self.record(&vid, m.id.as_str(), now);
@@ -275,6 +276,8 @@ impl Room {
             self.send(who, msg);
         }
         if !resumed {
+            // A fresh page has lost its chat; a resumed one keeps it and gets the replay.
+            self.send_chat_history(vid, who);
             self.announce_joined(vid, who);
         } else {
             for o in self.others_in(vid, who) {
@@ -385,6 +388,7 @@ impl Room {
             return;
         };
         v.state = state;
+        v.chat.clear();
         let offer = v.offer.take();
         let patient = v.patient.clone();
         self.record(vid, actor, now);
@@ -545,6 +549,7 @@ impl Room {
             return;
         };
         v.state = VisitState::Ended;
+        v.chat.clear();
         let patient = v.patient.clone();
         let participants = std::mem::take(&mut v.participants);
         self.record(vid, by, now);

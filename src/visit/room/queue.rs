@@ -69,6 +69,7 @@ impl Room {
                 visit: id.clone(),
                 position: i + 1,
                 message: self.config.waiting_message.clone(),
+                messages: self.config.waiting_messages.clone(),
             };
             self.send(&patient, msg);
         }

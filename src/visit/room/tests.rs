@@ -21,6 +21,7 @@ fn config(kind: RoomKind, physicians: &[&str]) -> RoomConfig {
         kind,
         physicians: physicians.iter().map(|s| sid(s)).collect(),
         waiting_message: "The doctor will be with you shortly.".into(),
+        waiting_messages: Default::default(),
         max_wait_secs: 600,
         max_participants: 4,
         chat_allowed: true,
@@ -490,6 +491,151 @@ fn chat_reaches_the_visit_only_and_respects_the_room_setting() {
     r.reconfigure(cfg);
     let out = act(&mut r, "p_pat", chat("hello"), 5 * SEC);
     assert_eq!(error_code(&out, "p_pat"), Some(ErrorCode::ChatDisabled));
+}
+
+fn guest(id: &str) -> Member {
+    Member {
+        role: Role::Guest,
+        reason: None,
+        patient_ref: None,
+        ..patient(id, "v_1")
+    }
+}
+
+fn chat(r: &mut Room, who: &str, text: &str, now: Millis) {
+    act(r, who, Act::Chat { text: text.into() }, now);
+}
+
+fn history_to(out: &[Output], who: &str) -> Option<Vec<String>> {
+    sent_to(out, who).into_iter().find_map(|m| match m {
+        ServerMsg::ChatHistory { lines, .. } => Some(
+            lines
+                .iter()
+                .map(|l| format!("{}: {}", l.name, l.text))
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_fresh_page_gets_the_chat_so_far_in_order_and_a_resumed_one_only_its_replay() {
+    let mut r = admitted_room();
+    chat(&mut r, "p_pat", "my throat hurts", 3 * SEC);
+    chat(&mut r, "s_doc", "since when?", 4 * SEC);
+    // The patient reloads: a new connection without her resume token.
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 5 * SEC);
+    chat(&mut r, "s_doc", "are you there?", 6 * SEC);
+    let out = connect(&mut r, patient("p_pat", "v_1"), 7 * SEC);
+    assert_eq!(
+        history_to(&out, "p_pat").unwrap(),
+        [
+            "Patient p_pat: my throat hurts",
+            "Dr s_doc: since when?",
+            "Dr s_doc: are you there?"
+        ]
+    );
+    // …and nothing twice: a fresh page gets no replay.
+    assert!(
+        !sent_to(&out, "p_pat")
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Chat { .. }))
+    );
+    assert!(
+        history_to(&out, "s_doc").is_none(),
+        "the doctor's page kept its chat"
+    );
+    // The physician drops and resumes with his token: the replay, no history.
+    r.handle(Input::Disconnect { who: pid("s_doc") }, 8 * SEC);
+    chat(&mut r, "p_pat", "yes", 9 * SEC);
+    let out = resume(&mut r, doctor("s_doc"), 10 * SEC);
+    assert!(history_to(&out, "s_doc").is_none());
+    let replayed: Vec<&ServerMsg> = sent_to(&out, "s_doc")
+        .into_iter()
+        .filter(|m| matches!(m, ServerMsg::Chat { .. }))
+        .collect();
+    assert_eq!(replayed.len(), 1);
+}
+
+#[test]
+fn the_kept_chat_is_bounded_and_ends_with_the_visit() {
+    let mut r = admitted_room();
+    for i in 0..(CHAT_KEEP_LINES + 5) {
+        chat(&mut r, "p_pat", &format!("line {i}"), 3 * SEC + i as Millis);
+    }
+    r.handle(Input::Disconnect { who: pid("s_doc") }, 4 * SEC);
+    let out = connect(&mut r, doctor("s_doc"), 5 * SEC);
+    let lines = history_to(&out, "s_doc").unwrap();
+    assert_eq!(lines.len(), CHAT_KEEP_LINES);
+    assert_eq!(lines[0], "Patient p_pat: line 5", "the oldest go first");
+    // Long lines: the byte bound holds before the line bound.
+    let long = "x".repeat(MAX_TEXT);
+    for _ in 0..40 {
+        chat(&mut r, "s_doc", &long, 6 * SEC);
+    }
+    r.handle(Input::Disconnect { who: pid("p_pat") }, 7 * SEC);
+    let out = connect(&mut r, patient("p_pat", "v_1"), 8 * SEC);
+    let bytes: usize = history_to(&out, "p_pat")
+        .unwrap()
+        .iter()
+        .map(|l| l.len())
+        .sum();
+    assert!(bytes <= CHAT_KEEP_BYTES + 40 * 4, "{bytes} bytes kept");
+    assert!(
+        bytes > CHAT_KEEP_BYTES - MAX_TEXT - 100,
+        "{bytes} bytes kept"
+    );
+    // Ended: nothing is kept for anyone.
+    act(
+        &mut r,
+        "s_doc",
+        Act::EndVisit { visit: vid("v_1") },
+        9 * SEC,
+    );
+    assert!(r.visits[&vid("v_1")].chat.is_empty());
+}
+
+#[test]
+fn a_guest_joining_later_does_not_read_the_earlier_chat() {
+    let mut r = admitted_room();
+    chat(&mut r, "p_pat", "something private", 3 * SEC);
+    let out = connect(&mut r, guest("p_g1"), 4 * SEC);
+    assert!(history_to(&out, "p_g1").is_none());
+    r.handle(Input::Disconnect { who: pid("p_g1") }, 5 * SEC);
+    let out = connect(&mut r, guest("p_g1"), 6 * SEC);
+    assert!(history_to(&out, "p_g1").is_none());
+}
+
+#[test]
+fn a_patient_admitted_again_after_being_sent_back_gets_the_earlier_chat() {
+    let mut r = admitted_room();
+    chat(&mut r, "s_doc", "one moment", 3 * SEC);
+    act(
+        &mut r,
+        "s_doc",
+        Act::SendBack { visit: vid("v_1") },
+        4 * SEC,
+    );
+    let out = act(&mut r, "s_doc", Act::Admit { visit: vid("v_1") }, 5 * SEC);
+    assert_eq!(history_to(&out, "p_pat").unwrap(), ["Dr s_doc: one moment"]);
+    assert_eq!(history_to(&out, "s_doc").unwrap(), ["Dr s_doc: one moment"]);
+}
+
+#[test]
+fn the_chat_survives_a_snapshot() {
+    let mut r = admitted_room();
+    chat(&mut r, "p_pat", "before failover", 3 * SEC);
+    let json = r.snapshot().to_json();
+    let mut again = Room::restore(
+        snapshot::RoomSnapshot::from_json(&json).unwrap(),
+        r.config().clone(),
+    )
+    .unwrap();
+    let out = connect(&mut again, doctor("s_doc"), 4 * SEC);
+    assert_eq!(
+        history_to(&out, "s_doc").unwrap(),
+        ["Patient p_pat: before failover"]
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub fn new_room(name: &str, kind: RoomKind, physicians: &[&StaffId], waiting: &s
         kind,
         physicians: physicians.iter().map(|s| (*s).clone()).collect(),
         waiting_message: waiting.into(),
+        waiting_messages: Default::default(),
         max_wait_secs: 3600,
         max_participants: 4,
         chat_allowed: true,

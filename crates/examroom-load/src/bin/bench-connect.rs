@@ -130,6 +130,7 @@ async fn physician(state: &examroom::app::AppState) -> (examroom::ids::RoomId, S
             kind: RoomKind::Physician,
             physicians: vec![doc.id.clone()],
             waiting_message: String::new(),
+            waiting_messages: Default::default(),
             max_wait_secs: 3600,
             max_participants: 4,
             chat_allowed: true,
