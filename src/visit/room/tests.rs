@@ -502,8 +502,8 @@ fn guest(id: &str) -> Member {
     }
 }
 
-fn chat(r: &mut Room, who: &str, text: &str, now: Millis) {
-    act(r, who, Act::Chat { text: text.into() }, now);
+fn say(r: &mut Room, who: &str, text: &str, now: Millis) {
+    act(r, who, chat(text), now);
 }
 
 fn history_to(out: &[Output], who: &str) -> Option<Vec<String>> {
@@ -521,11 +521,11 @@ fn history_to(out: &[Output], who: &str) -> Option<Vec<String>> {
 #[test]
 fn a_fresh_page_gets_the_chat_so_far_in_order_and_a_resumed_one_only_its_replay() {
     let mut r = admitted_room();
-    chat(&mut r, "p_pat", "my throat hurts", 3 * SEC);
-    chat(&mut r, "s_doc", "since when?", 4 * SEC);
+    say(&mut r, "p_pat", "my throat hurts", 3 * SEC);
+    say(&mut r, "s_doc", "since when?", 4 * SEC);
     // The patient reloads: a new connection without her resume token.
     r.handle(Input::Disconnect { who: pid("p_pat") }, 5 * SEC);
-    chat(&mut r, "s_doc", "are you there?", 6 * SEC);
+    say(&mut r, "s_doc", "are you there?", 6 * SEC);
     let out = connect(&mut r, patient("p_pat", "v_1"), 7 * SEC);
     assert_eq!(
         history_to(&out, "p_pat").unwrap(),
@@ -547,7 +547,7 @@ fn a_fresh_page_gets_the_chat_so_far_in_order_and_a_resumed_one_only_its_replay(
     );
     // The physician drops and resumes with his token: the replay, no history.
     r.handle(Input::Disconnect { who: pid("s_doc") }, 8 * SEC);
-    chat(&mut r, "p_pat", "yes", 9 * SEC);
+    say(&mut r, "p_pat", "yes", 9 * SEC);
     let out = resume(&mut r, doctor("s_doc"), 10 * SEC);
     assert!(history_to(&out, "s_doc").is_none());
     let replayed: Vec<&ServerMsg> = sent_to(&out, "s_doc")
@@ -561,7 +561,7 @@ fn a_fresh_page_gets_the_chat_so_far_in_order_and_a_resumed_one_only_its_replay(
 fn the_kept_chat_is_bounded_and_ends_with_the_visit() {
     let mut r = admitted_room();
     for i in 0..(CHAT_KEEP_LINES + 5) {
-        chat(&mut r, "p_pat", &format!("line {i}"), 3 * SEC + i as Millis);
+        say(&mut r, "p_pat", &format!("line {i}"), 3 * SEC + i as Millis);
     }
     r.handle(Input::Disconnect { who: pid("s_doc") }, 4 * SEC);
     let out = connect(&mut r, doctor("s_doc"), 5 * SEC);
@@ -571,7 +571,7 @@ fn the_kept_chat_is_bounded_and_ends_with_the_visit() {
     // Long lines: the byte bound holds before the line bound.
     let long = "x".repeat(MAX_TEXT);
     for _ in 0..40 {
-        chat(&mut r, "s_doc", &long, 6 * SEC);
+        say(&mut r, "s_doc", &long, 6 * SEC);
     }
     r.handle(Input::Disconnect { who: pid("p_pat") }, 7 * SEC);
     let out = connect(&mut r, patient("p_pat", "v_1"), 8 * SEC);
@@ -586,19 +586,14 @@ fn the_kept_chat_is_bounded_and_ends_with_the_visit() {
         "{bytes} bytes kept"
     );
     // Ended: nothing is kept for anyone.
-    act(
-        &mut r,
-        "s_doc",
-        Act::EndVisit { visit: vid("v_1") },
-        9 * SEC,
-    );
+    act(&mut r, "s_doc", end_visit("v_1"), 9 * SEC);
     assert!(r.visits[&vid("v_1")].chat.is_empty());
 }
 
 #[test]
 fn a_guest_joining_later_does_not_read_the_earlier_chat() {
     let mut r = admitted_room();
-    chat(&mut r, "p_pat", "something private", 3 * SEC);
+    say(&mut r, "p_pat", "something private", 3 * SEC);
     let out = connect(&mut r, guest("p_g1"), 4 * SEC);
     assert!(history_to(&out, "p_g1").is_none());
     r.handle(Input::Disconnect { who: pid("p_g1") }, 5 * SEC);
@@ -609,7 +604,7 @@ fn a_guest_joining_later_does_not_read_the_earlier_chat() {
 #[test]
 fn a_patient_admitted_again_after_being_sent_back_gets_the_earlier_chat() {
     let mut r = admitted_room();
-    chat(&mut r, "s_doc", "one moment", 3 * SEC);
+    say(&mut r, "s_doc", "one moment", 3 * SEC);
     act(
         &mut r,
         "s_doc",
@@ -624,7 +619,7 @@ fn a_patient_admitted_again_after_being_sent_back_gets_the_earlier_chat() {
 #[test]
 fn the_chat_survives_a_snapshot() {
     let mut r = admitted_room();
-    chat(&mut r, "p_pat", "before failover", 3 * SEC);
+    say(&mut r, "p_pat", "before failover", 3 * SEC);
     let json = r.snapshot().to_json();
     let mut again = Room::restore(
         snapshot::RoomSnapshot::from_json(&json).unwrap(),
