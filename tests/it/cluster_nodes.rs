@@ -374,3 +374,4 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
 /// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
 mod database;
 mod faults;
+mod under_load;
