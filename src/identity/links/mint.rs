@@ -260,9 +260,13 @@ pub async fn mint_guest_link(
     Ok(Minted { link, code })
 }
 
-/// Revoke a link (the room's physician or an admin); its tokens stop at the next hello.
+/// Revoke a link (the room's physician or an admin); its tokens stop at the next hello,
+/// a resume during a database outage included (noted in `memo` for `token_ttl`, the life
+/// of the last token the link gave out).
 pub async fn revoke_link(
     durable: &dyn DurableStore,
+    memo: &dyn crate::live::Memo,
+    token_ttl: std::time::Duration,
     maker: Maker<'_>,
     id: &LinkId,
 ) -> Result<(), MintError> {
@@ -274,6 +278,7 @@ pub async fn revoke_link(
         }
     }
     durable.revoke_link(id).await?;
+    crate::identity::access::link_revoked(memo, id, token_ttl).await;
     tracing::info!(link = %id, staff = %maker.staff, "join link revoked");
     Ok(())
 }
