@@ -191,7 +191,11 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         LiveBackend::Memory => Arc::new(crate::live::memo::MemoryMemo::default()),
         LiveBackend::Redis => Arc::new(RedisMemo::connect(&settings).await?),
     };
-    let history = Arc::new(HistoryWriter::start(durable.clone(), parking));
+    let history = Arc::new(HistoryWriter::start(
+        durable.clone(),
+        parking,
+        Some(&settings.server.data_dir),
+    ));
     let history_written = history.written();
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),

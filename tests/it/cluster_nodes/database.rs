@@ -374,3 +374,63 @@ async fn a_link_revoked_before_a_database_outage_does_not_let_its_patient_resume
     cluster.stop().await;
 }
 
+/// Issue 18, "the queue survives a graceful restart", with the database and Redis both
+/// away: nothing can park the queue, so node A holds a whole visit's history in memory.
+/// A is SIGTERMed: it writes what it holds to the spool in its data directory. Redis and
+/// the database come back and A starts again on that directory: the history is whole,
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_held_when_the_database_and_redis_are_away_is_spooled_and_replayed_at_the_next_start()
+ {
+    let mut redis = PrivateRedis::start();
+    let (mut cluster, mut gate) = Cluster::start_gated(1, &redis.url(), &[]).await;
+    let grey = cluster.physician("Dr Grey").await;
+    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    let a = &cluster.nodes[0];
+    let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
+    let mut ana = Side::join("ana", a, &pt).await;
+    ana.client.expect("waiting").await;
+    ana.told.push("waiting".into());
+    let mut doc = Side::join("doc", a, &cluster.staff_token(&grey).await).await;
+    doc.client
+        .expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
+        .await;
+    assert_eq!(history_of(&cluster, &visit, 1).await, [VisitState::Waiting]);
+
+    gate.cut();
+    redis.stop();
+    assert!(a.ready_status_within(503, 100).await, "the node notices");
+    // Both sides on this node: the visit goes on from memory.
+    let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, &visit).await;
+    doc.send(json!({"type": "offer", "to": ana.client.participant, "sdp": "v=0 offer"}))
+        .await;
+    ana.client.expect("offer").await;
+    ana.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
+        .await;
+    doc.client.expect("answer").await;
+    doc.send(json!({"type": "end_visit", "room": room.id, "visit": visit}))
+        .await;
+    assert!(doc.until("visit_ended", WITHIN, |_| true).await.is_some());
+    assert!(ana.until("visit_ended", WITHIN, |_| true).await.is_some());
+
+    assert!(
+        cluster.nodes[0].terminate(WITHIN).await,
+        "node A exits on SIGTERM with the database and Redis away"
+    );
+    redis.restart();
+    gate.open().await;
+    cluster.respawn(0).await;
+    let states = history_of(&cluster, &visit, 4).await;
+    println!("database and Redis away, node SIGTERMed and started again: {states:?}");
+    assert_eq!(
+        states,
+        [
+            VisitState::Waiting,
+            VisitState::Admitted,
+            VisitState::InCall,
+            VisitState::Ended
+        ],
+        "the spooled history is written once, in order"
+    );
+    cluster.stop().await;
+}
