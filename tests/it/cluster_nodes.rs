@@ -372,6 +372,19 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
 }
 
 /// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
+/// One test per variant of a scenario (`name => scenario(args);`), each on the runtime
+/// the cluster tests use.
+macro_rules! variants {
+    ($($name:ident => $run:expr;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $run.await;
+            }
+        )+
+    };
+}
+
 mod database;
 mod faults;
 mod under_load;

@@ -246,14 +246,9 @@ async fn queued_history_outlives_its_node(goes: Goes) {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn history_queued_while_the_database_is_away_outlives_a_stopped_node() {
-    queued_history_outlives_its_node(Goes::Stopped).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn history_queued_while_the_database_is_away_outlives_a_killed_node() {
-    queued_history_outlives_its_node(Goes::Killed).await;
+variants! {
+    history_queued_while_the_database_is_away_outlives_a_stopped_node => queued_history_outlives_its_node(Goes::Stopped);
+    history_queued_while_the_database_is_away_outlives_a_killed_node => queued_history_outlives_its_node(Goes::Killed);
 }
 
 /// DELETE `path` on `node` as the holder of `bearer`; the status.
