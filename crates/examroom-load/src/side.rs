@@ -69,12 +69,20 @@ impl Side {
         resume: Option<String>,
     ) -> Side {
         Side {
+            ws: Some(ws),
+            resume,
+            ..Side::unconnected(who, token, node, src)
+        }
+    }
+
+    fn unconnected(who: &'static str, token: &str, node: usize, src: IpAddr) -> Side {
+        Side {
             who,
             token: token.to_owned(),
             node,
             src,
-            ws: Some(ws),
-            resume,
+            ws: None,
+            resume: None,
             retry_at: Instant::now(),
             failures: 0,
             sent: 0,
@@ -267,8 +275,9 @@ impl Side {
 }
 
 /// What a visit hears as a matter of course: not a notice.
-const ROUTINE: [&str; 6] = [
+const ROUTINE: [&str; 7] = [
     "welcome",
+    "token",
     "queue",
     "admitted",
     "visit_ended",
@@ -287,23 +296,7 @@ mod tests {
     use super::*;
 
     fn side() -> Side {
-        Side {
-            who: "patient",
-            token: String::new(),
-            node: 0,
-            src: IpAddr::from([127, 0, 0, 1]),
-            ws: None,
-            resume: None,
-            retry_at: Instant::now(),
-            failures: 0,
-            sent: 0,
-            seen: Vec::new(),
-            distinct: 0,
-            duplicated: 0,
-            last_arrival: None,
-            max_gap: 0,
-            restored_at: None,
-        }
+        Side::unconnected("patient", "", 0, IpAddr::from([127, 0, 0, 1]))
     }
 
     #[test]

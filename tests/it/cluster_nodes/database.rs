@@ -187,28 +187,27 @@ enum Goes {
     Killed,
 }
 
-/// Issue 18, "the queue survives a graceful restart": a whole visit happens on node A
-/// while the database is away (admitted, in call, ended: the pages were told each), then
-/// node A stops (or dies) before the database returns. Once it does, the history has the
-/// whole visit, once, in order, written by the node that is left.
-async fn queued_history_outlives_its_node(goes: Goes) {
-    let (mut cluster, mut gate) =
-        Cluster::start_gated(2, &crate::kit::services::redis_url(), &[]).await;
-    let grey = cluster.physician("Dr Grey").await;
-    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+/// Ana and Dr Grey on node A, Ana waiting (her arrival in the history already); then
+/// `outage` takes the database (or more) away and a whole visit happens: admitted, in call,
+/// ended, each side told so.
+async fn a_whole_visit_on_node_a_during(
+    cluster: &Cluster,
+    grey: &examroom::ids::StaffId,
+    room: &examroom::visit::RoomConfig,
+    outage: impl AsyncFnOnce(),
+) -> (Side, Side, VisitId) {
     let a = &cluster.nodes[0];
     let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
     let mut ana = Side::join("ana", a, &pt).await;
     ana.client.expect("waiting").await;
     ana.told.push("waiting".into());
-    let mut doc = Side::join("doc", a, &cluster.staff_token(&grey).await).await;
+    let mut doc = Side::join("doc", a, &cluster.staff_token(grey).await).await;
     doc.client
         .expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
         .await;
-    // The arrival is in the history before the outage.
-    assert_eq!(history_of(&cluster, &visit, 1).await, [VisitState::Waiting]);
+    assert_eq!(history_of(cluster, &visit, 1).await, [VisitState::Waiting]);
 
-    gate.cut();
+    outage().await;
     let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, &visit).await;
     // What is left unread came before the admission (queue positions): not a state now.
     ana.client.backlog.clear();
@@ -224,6 +223,20 @@ async fn queued_history_outlives_its_node(goes: Goes) {
     assert!(doc.until("visit_ended", WITHIN, |_| true).await.is_some());
     assert!(ana.until("visit_ended", WITHIN, |_| true).await.is_some());
     ana.told.push("visit_ended".into());
+    (ana, doc, visit)
+}
+
+/// Issue 18, "the queue survives a graceful restart": a whole visit happens on node A
+/// while the database is away (admitted, in call, ended: the pages were told each), then
+/// node A stops (or dies) before the database returns. Once it does, the history has the
+/// whole visit, once, in order, written by the node that is left.
+async fn queued_history_outlives_its_node(goes: Goes) {
+    let (mut cluster, mut gate) =
+        Cluster::start_gated(2, &crate::kit::services::redis_url(), &[]).await;
+    let grey = cluster.physician("Dr Grey").await;
+    let room = cluster.room(RoomKind::Physician, &[&grey]).await;
+    let (ana, doc, visit) =
+        a_whole_visit_on_node_a_during(&cluster, &grey, &room, async || gate.cut()).await;
 
     let gone = Instant::now();
     match goes {
@@ -381,32 +394,16 @@ async fn history_held_when_the_database_and_redis_are_away_is_spooled_and_replay
     let (mut cluster, mut gate) = Cluster::start_gated(1, &redis.url(), &[]).await;
     let grey = cluster.physician("Dr Grey").await;
     let room = cluster.room(RoomKind::Physician, &[&grey]).await;
-    let a = &cluster.nodes[0];
-    let (pt, _, visit) = cluster.patient_token(&room.id, "Ana");
-    let mut ana = Side::join("ana", a, &pt).await;
-    ana.client.expect("waiting").await;
-    ana.told.push("waiting".into());
-    let mut doc = Side::join("doc", a, &cluster.staff_token(&grey).await).await;
-    doc.client
-        .expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
-        .await;
-    assert_eq!(history_of(&cluster, &visit, 1).await, [VisitState::Waiting]);
-
-    gate.cut();
-    redis.stop();
-    assert!(a.ready_status_within(503, 100).await, "the node notices");
-    // Both sides on this node: the visit goes on from memory.
-    let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, &visit).await;
-    doc.send(json!({"type": "offer", "to": ana.client.participant, "sdp": "v=0 offer"}))
-        .await;
-    ana.client.expect("offer").await;
-    ana.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
-        .await;
-    doc.client.expect("answer").await;
-    doc.send(json!({"type": "end_visit", "room": room.id, "visit": visit}))
-        .await;
-    assert!(doc.until("visit_ended", WITHIN, |_| true).await.is_some());
-    assert!(ana.until("visit_ended", WITHIN, |_| true).await.is_some());
+    // Both sides on the one node: the visit goes on from memory.
+    let both_away = async || {
+        gate.cut();
+        redis.stop();
+        assert!(
+            cluster.nodes[0].ready_status_within(503, 100).await,
+            "the node notices"
+        );
+    };
+    let (ana, doc, visit) = a_whole_visit_on_node_a_during(&cluster, &grey, &room, both_away).await;
 
     assert!(
         cluster.nodes[0].terminate(WITHIN).await,
@@ -417,15 +414,6 @@ async fn history_held_when_the_database_and_redis_are_away_is_spooled_and_replay
     cluster.respawn(0).await;
     let states = history_of(&cluster, &visit, 4).await;
     println!("database and Redis away, node SIGTERMed and started again: {states:?}");
-    assert_eq!(
-        states,
-        [
-            VisitState::Waiting,
-            VisitState::Admitted,
-            VisitState::InCall,
-            VisitState::Ended
-        ],
-        "the spooled history is written once, in order"
-    );
+    history_is_exact(&cluster, &visit, &[&ana, &doc]).await;
     cluster.stop().await;
 }

@@ -194,21 +194,20 @@ async fn two_nodes(redis_url: &str) -> Cluster {
 /// every history is exact. Bounded (well under a minute) so that it runs with the suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_visits_in_every_placement_relay_again_after_redis_restarts_empty() {
+    through_a_redis_restart(20, Duration::from_secs(3)).await;
+}
+
+/// Redis SIGKILLed for `down` and back empty, under `visits` visits.
+async fn through_a_redis_restart(visits: usize, down: Duration) {
     let mut redis = PrivateRedis::start();
-    let mut cluster = two_nodes(&redis.url()).await;
-    let o = under_load(
-        "Redis SIGKILLed 3 s, back empty",
-        &mut cluster,
-        20,
-        async |_: &mut Cluster| {
-            redis.stop();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            redis.restart();
-        },
-    )
-    .await;
-    holds(&o, 20);
-    cluster.stop().await;
+    let cluster = two_nodes(&redis.url()).await;
+    let name = format!("Redis SIGKILLed {} s, back empty", down.as_secs());
+    let fault = async |_: &mut Cluster| {
+        redis.stop();
+        tokio::time::sleep(down).await;
+        redis.restart();
+    };
+    scenario(&name, visits, cluster, fault).await;
 }
 
 /// Visits in the heavier scenarios: `EXAMROOM_FAULT_VISITS`, default 150.
@@ -219,9 +218,13 @@ fn many() -> usize {
         .unwrap_or(150)
 }
 
-/// A heavier scenario on `cluster`: `many()` visits through `fault`, which must hold.
-async fn scenario(name: &str, mut cluster: Cluster, fault: impl AsyncFnOnce(&mut Cluster)) {
-    let visits = many();
+/// `visits` visits over `cluster` through `fault`, which must hold.
+async fn scenario(
+    name: &str,
+    visits: usize,
+    mut cluster: Cluster,
+    fault: impl AsyncFnOnce(&mut Cluster),
+) {
     let o = under_load(name, &mut cluster, visits, fault).await;
     holds(&o, visits);
     cluster.stop().await;
@@ -231,27 +234,19 @@ async fn scenario(name: &str, mut cluster: Cluster, fault: impl AsyncFnOnce(&mut
 #[ignore = "a load run of minutes: scripts/fault-report"]
 async fn load_node_sigkilled() {
     let cluster = two_nodes(&crate::kit::services::redis_url()).await;
-    scenario("node A SIGKILLed", cluster, async |c: &mut Cluster| {
-        c.nodes[0].kill()
-    })
+    scenario(
+        "node A SIGKILLed",
+        many(),
+        cluster,
+        async |c: &mut Cluster| c.nodes[0].kill(),
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a load run of minutes: scripts/fault-report"]
 async fn load_redis_restarted_empty() {
-    let mut redis = PrivateRedis::start();
-    let cluster = two_nodes(&redis.url()).await;
-    scenario(
-        "Redis SIGKILLed 10 s, back empty",
-        cluster,
-        async |_: &mut Cluster| {
-            redis.stop();
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            redis.restart();
-        },
-    )
-    .await;
+    through_a_redis_restart(many(), Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -269,6 +264,7 @@ async fn load_database_away_20_s() {
     .await;
     scenario(
         "PostgreSQL cut off 20 s",
+        many(),
         cluster,
         async |_: &mut Cluster| {
             gate.cut();
@@ -285,6 +281,7 @@ async fn load_rolling_restart() {
     let cluster = two_nodes(&crate::kit::services::redis_url()).await;
     scenario(
         "SIGTERM rolling restart, A then B",
+        many(),
         cluster,
         async |c: &mut Cluster| {
             for i in 0..2 {
@@ -302,6 +299,7 @@ async fn load_node_stalled_15_s() {
     let cluster = two_nodes(&crate::kit::services::redis_url()).await;
     scenario(
         "node A SIGSTOPped 15 s, then SIGCONT",
+        many(),
         cluster,
         async |c: &mut Cluster| {
             c.nodes[0].stall();
