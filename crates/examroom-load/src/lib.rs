@@ -221,6 +221,9 @@ pub struct Report {
     pub notices: BTreeMap<String, u64>,
     /// Visits whose physician was told `visit_ended` when the run stopped (`end_visits`).
     pub visits_ended: usize,
+    /// [`run_through`]: a few visits that did not relay both ways again, and where their
+    /// sides were, for the log.
+    pub unrestored_samples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +281,7 @@ struct Ctx {
     /// std Mutex: held only to record one value, never across an await.
     hists: Mutex<Hists>,
     errors: Mutex<Vec<String>>,
+    unrestored: Mutex<Vec<String>>,
     notices: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -526,6 +530,23 @@ async fn visit(
     ctx.relays_duplicated
         .fetch_add(doc.duplicated + pat.duplicated, Relaxed);
     ctx.record(|h| &mut h.gap, doc.max_gap.max(pat.max_gap));
+    let restored = doc.restored_at.is_some() && pat.restored_at.is_some();
+    if ctx.mark.load(Relaxed) != u64::MAX && !restored {
+        let mut u = ctx.unrestored.lock().expect("poisoned");
+        if u.len() < 10 {
+            u.push(format!(
+                "visit {n}: physician on node {} (heard the patient again: {}, connected: {}), \
+                 patient on node {} (heard him again: {}, connected: {}), patient first: {}",
+                p.doc_node,
+                doc.restored_at.is_some(),
+                doc.ws.is_some(),
+                p.pat_node,
+                pat.restored_at.is_some(),
+                pat.ws.is_some(),
+                p.patient_first
+            ));
+        }
+    }
     if let Err(e) = &outcome {
         ctx.broken.fetch_add(1, Relaxed);
         ctx.note_error(format!("visit {n}: {e}"));
@@ -852,6 +873,7 @@ async fn run_inner(
             gap: histogram(),
         }),
         errors: Mutex::new(Vec::new()),
+        unrestored: Mutex::new(Vec::new()),
         notices: Mutex::new(BTreeMap::new()),
     });
     let sample = || cfg.server_pid.and_then(proc_stats::sample);
@@ -996,6 +1018,7 @@ async fn run_inner(
     report.server_errors = ctx.server_errors.load(Relaxed);
     report.error_samples = ctx.errors.lock().expect("poisoned").clone();
     report.notices = ctx.notices.lock().expect("poisoned").clone();
+    report.unrestored_samples = ctx.unrestored.lock().expect("poisoned").clone();
     report.restored = ctx.restored.load(Relaxed);
     report.visits_ended = ctx.ended.load(Relaxed);
     report.relays_sent = ctx.relays_sent.load(Relaxed);

@@ -156,10 +156,11 @@ async fn under_load(
     let histories = histories(cluster, &ids).await;
     println!("{}", row(name, &report, &histories));
     println!(
-        "{name}: failed {}, broken {}, ended {}, errors {:?}, odd histories {:?}",
+        "{name}: failed {}, broken {}, ended {}, not restored {:?}, errors {:?}, odd histories {:?}",
         report.visits_failed,
         report.visits_broken,
         report.visits_ended,
+        report.unrestored_samples,
         report.error_samples.iter().take(5).collect::<Vec<_>>(),
         histories.samples
     );
