@@ -9,8 +9,8 @@ use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{PatientRef, RoomId, VisitId};
 use crate::live::memory::MemoryLive;
-use crate::live::redis::{RedisLive, RedisParking};
-use crate::live::{Effects, Live, LiveError, Parking, RoomLoader};
+use crate::live::redis::{RedisLive, RedisMemo, RedisParking};
+use crate::live::{Effects, Live, LiveError, Memo, Parking, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
 use crate::protocol::ApiErrorCode;
@@ -185,7 +185,17 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         LiveBackend::Memory => None,
         LiveBackend::Redis => Some(Arc::new(RedisParking::connect(&settings).await?)),
     };
-    let history = Arc::new(HistoryWriter::start(durable.clone(), parking));
+    // What a node checks while the database is away (staff sessions, revoked links): as
+    // wide as the live store, so a resume through any node sees the same.
+    let memo: Arc<dyn Memo> = match settings.live.backend {
+        LiveBackend::Memory => Arc::new(crate::live::memo::MemoryMemo::default()),
+        LiveBackend::Redis => Arc::new(RedisMemo::connect(&settings).await?),
+    };
+    let history = Arc::new(HistoryWriter::start(
+        durable.clone(),
+        parking,
+        Some(&settings.server.data_dir),
+    ));
     let history_written = history.written();
     let effects = Arc::new(NodeEffects {
         metrics: metrics.clone(),
@@ -243,6 +253,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         keys,
         durable,
         live,
+        memo,
         metrics,
         shutdown,
     })

@@ -19,13 +19,20 @@
 //! queued transition outlives its node. The node removes it once written; a node that
 //! stopped or died before the database came back leaves it parked, and any node's
 //! [`sweep_parked`] writes it.
+//!
+//! What nobody could park (one node without Redis, or Redis away too) is held in this
+//! process; a node that stops gracefully writes it to the *spool* in its data directory
+//! ([`SPOOL_FILE`], the parked format, one per line, in order) and the next start on that
+//! directory replays it into the queue before any room runs.
 
 use crate::durable::{DurableError, DurableStore, VisitEvent};
 use crate::ids::{PatientRef, RoomId, StaffId, VisitId};
 use crate::live::Parking;
 use crate::visit::VisitState;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -57,11 +64,20 @@ const SWEEP_AGE_MS: i64 = 10_000;
 /// Parked transitions read per sweep round.
 const SWEEP_BATCH: usize = 200;
 
-/// One queued transition, and its parked copy (`None`: held in this process only).
+/// The spool in the data directory: what a stopping node held only in memory.
+pub const SPOOL_FILE: &str = "history-spool.jsonl";
+
+/// One queued transition, and its parked copy (`None`: held in this process only, under
+/// `id` in [`Held`]).
 struct Queued {
+    id: u64,
     ev: VisitEvent,
     parked: Option<String>,
 }
+
+/// Queued transitions held only in this process, by queue order, in the parked format:
+/// what a stopping node spools. std Mutex: an insert or remove, never across an await.
+type Held = Arc<Mutex<BTreeMap<u64, String>>>;
 
 pub struct HistoryWriter {
     durable: Arc<dyn DurableStore>,
@@ -71,7 +87,10 @@ pub struct HistoryWriter {
     /// Transitions queued or being retried; while non-zero, new ones queue behind them.
     queued: Arc<AtomicUsize>,
     /// Those of them held in this process only (parking failed or there is none).
-    unparked: Arc<AtomicUsize>,
+    held: Held,
+    next_id: AtomicU64,
+    /// Where to spool what is held when the node stops (`None`: nowhere, it is lost).
+    spool: Option<PathBuf>,
     /// Last time parking failed. std Mutex: a read or write of an `Instant`, no await.
     parking_failed: Mutex<Option<Instant>>,
     /// Ticks once per stored transition, for whoever waits for one to land.
@@ -83,17 +102,23 @@ pub struct HistoryWriter {
 impl HistoryWriter {
     /// Starts the retry task; it ends when the writer is dropped. With `parking`, queued
     /// transitions are parked there too, and a sweeper writes those other nodes left.
-    pub fn start(durable: Arc<dyn DurableStore>, parking: Option<Arc<dyn Parking>>) -> Self {
+    /// With `spool` (a data directory), what a previous run there spooled is queued first,
+    /// in order, and what this run holds only in memory is spooled there when it stops.
+    pub fn start(
+        durable: Arc<dyn DurableStore>,
+        parking: Option<Arc<dyn Parking>>,
+        spool: Option<&Path>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let queued = Arc::new(AtomicUsize::new(0));
-        let unparked = Arc::new(AtomicUsize::new(0));
+        let held: Held = Arc::default();
         let written = Arc::new(watch::Sender::new(0));
         let settled = Arc::new(Notify::new());
         let retrying = Retry {
             durable: durable.clone(),
             parking: parking.clone(),
             queued: queued.clone(),
-            unparked: unparked.clone(),
+            held: held.clone(),
             written: written.clone(),
             settled: settled.clone(),
         };
@@ -107,16 +132,67 @@ impl HistoryWriter {
                 tx.downgrade(),
             ));
         }
-        HistoryWriter {
+        let writer = HistoryWriter {
             durable,
             parking,
             backlog: tx,
             writers: Semaphore::new(WRITERS),
             queued,
-            unparked,
+            held,
+            next_id: AtomicU64::new(0),
+            spool: spool.map(|dir| dir.join(SPOOL_FILE)),
             parking_failed: Mutex::new(None),
             written,
             settled,
+        };
+        writer.replay_spool();
+        writer
+    }
+
+    /// Queue what the last run on this data directory spooled, in order, and remove the
+    /// spool (what is still held when this run stops is spooled again).
+    fn replay_spool(&self) {
+        let Some(path) = &self.spool else {
+            return;
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "the visit-history spool cannot be read; left in place");
+                return;
+            }
+        };
+        let (mut queued, mut unreadable) = (0, 0);
+        for line in text.lines().filter(|l| !l.trim().is_empty()).take(BACKLOG) {
+            match ParkedTransition::from_text(line) {
+                Some(p) => {
+                    self.hold(p.event(), line.to_owned());
+                    queued += 1;
+                }
+                None => unreadable += 1,
+            }
+        }
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(error = %e, "the replayed visit-history spool could not be removed");
+        }
+        tracing::info!(
+            queued,
+            unreadable,
+            "visit history left by the last run (spooled when it stopped) queued for writing"
+        );
+    }
+
+    /// Queue `ev` held in this process only (`text`: its parked format, for the spool).
+    fn hold(&self, ev: VisitEvent, text: String) {
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        self.held.lock().expect("poisoned").insert(id, text);
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let parked = None;
+        if self.backlog.try_send(Queued { id, ev, parked }).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.held.lock().expect("poisoned").remove(&id);
+            tracing::error!("visit history queue is full; a transition was not recorded");
         }
     }
 
@@ -151,20 +227,17 @@ impl HistoryWriter {
                 }
             }
         }
-        let parked = self.park(&ev).await;
+        let Some(parked) = self.park(&ev).await else {
+            let text = ParkedTransition::new(&ev).to_text();
+            self.hold(ev, text);
+            return;
+        };
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if parked.is_none() {
-            self.unparked.fetch_add(1, Ordering::AcqRel);
-        }
-        let kept = parked.is_some();
-        if self.backlog.try_send(Queued { ev, parked }).is_err() {
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let parked = Some(parked);
+        if self.backlog.try_send(Queued { id, ev, parked }).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            if kept {
-                tracing::warn!("visit history queue is full; the transition stays parked");
-            } else {
-                self.unparked.fetch_sub(1, Ordering::AcqRel);
-                tracing::error!("visit history queue is full; a transition was not recorded");
-            }
+            tracing::warn!("visit history queue is full; the transition stays parked");
         }
     }
 
@@ -188,8 +261,9 @@ impl HistoryWriter {
     }
 
     /// The node is stopping: give the queue up to `within` to reach the database. What is
-    /// left is parked (another node, or this one restarted, writes it); returns how many
-    /// transitions are left held only in this process, which are lost when it exits.
+    /// left is parked (another node, or this one restarted, writes it) or spooled (the
+    /// next start on this data directory writes it); returns how many transitions are
+    /// left held only in this process, which are lost when it exits.
     pub async fn drain(&self, within: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + within;
         while self.queued.load(Ordering::Acquire) > 0 {
@@ -201,22 +275,65 @@ impl HistoryWriter {
             }
         }
         let left = self.queued.load(Ordering::Acquire);
-        let unparked = self.unparked.load(Ordering::Acquire);
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect();
         if left > 0 {
             tracing::warn!(
                 left,
-                parked = left.saturating_sub(unparked),
+                parked = left.saturating_sub(held.len()),
                 "stopping with visit history the database has not taken; what is parked is written by another node"
             );
         }
-        if unparked > 0 {
+        if held.is_empty() {
+            return 0;
+        }
+        let Some(path) = &self.spool else {
             tracing::error!(
-                unparked,
+                unparked = held.len(),
                 "stopping with visit history held only in this process: it is lost"
             );
+            return held.len();
+        };
+        match write_spool(path, &held) {
+            Ok(()) => {
+                tracing::warn!(
+                    spooled = held.len(),
+                    "visit history held only in this process written to the spool; the next start on this data directory writes it"
+                );
+                0
+            }
+            Err(e) => {
+                tracing::error!(
+                    unparked = held.len(),
+                    error = %e,
+                    "stopping with visit history held only in this process, and the spool could not be written: it is lost"
+                );
+                held.len()
+            }
         }
-        unparked
     }
+}
+
+/// Write `lines` to the spool at `path`, whole or not at all: a temporary file, synced,
+/// then renamed over it.
+fn write_spool(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    for line in lines {
+        writeln!(f, "{line}")?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A transition as it is parked: an explicit, versioned format, because nodes of
@@ -283,7 +400,7 @@ struct Retry {
     durable: Arc<dyn DurableStore>,
     parking: Option<Arc<dyn Parking>>,
     queued: Arc<AtomicUsize>,
-    unparked: Arc<AtomicUsize>,
+    held: Held,
     written: Arc<watch::Sender<u64>>,
     settled: Arc<Notify>,
 }
@@ -291,7 +408,7 @@ struct Retry {
 /// Writes queued transitions in order; the store's writes are idempotent, so a write
 /// that timed out above but did land is harmless to repeat.
 async fn retry(r: Retry, mut rx: mpsc::Receiver<Queued>) {
-    while let Some(Queued { ev, parked }) = rx.recv().await {
+    while let Some(Queued { id, ev, parked }) = rx.recv().await {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
@@ -326,7 +443,7 @@ async fn retry(r: Retry, mut rx: mpsc::Receiver<Queued>) {
                 }
             }
             _ => {
-                r.unparked.fetch_sub(1, Ordering::AcqRel);
+                r.held.lock().expect("poisoned").remove(&id);
             }
         }
         r.queued.fetch_sub(1, Ordering::AcqRel);

@@ -172,7 +172,9 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = LinkId::parse(&id).map_err(|_| mint_error(MintError::UnknownLink))?;
-    mint::revoke_link(state.durable.as_ref(), maker(&auth), &id)
+    let token_ttl = std::time::Duration::from_secs(state.settings.identity.patient_token_secs);
+    let memo = state.memo.as_ref();
+    mint::revoke_link(state.durable.as_ref(), memo, token_ttl, maker(&auth), &id)
         .await
         .map_err(mint_error)?;
     Ok(StatusCode::NO_CONTENT)

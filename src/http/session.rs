@@ -220,6 +220,7 @@ async fn sign_out(
 ) -> Result<Response, ApiError> {
     if let Some(sid) = &auth.claims.sid {
         state.durable.revoke_session(&hash_secret(sid)).await?;
+        crate::identity::access::session_ended(state.memo.as_ref(), &hash_secret(sid)).await;
     }
     tracing::info!(staff = %auth.staff, "signed out");
     let secure = if client.https { "; Secure" } else { "" };
@@ -439,7 +440,7 @@ async fn setup(
             if t.purpose == SetupPurpose::Reset {
                 state.durable.revoke_sessions_of(&staff).await?;
                 // …and closes its open sockets, on every node.
-                crate::signalling::staff_access_changed(state.live.as_ref(), &staff).await;
+                crate::signalling::staff_access_changed(&state, &staff).await;
             }
             tracing::info!(staff = %account.id, purpose = t.purpose.as_str(), "password set from a setup link");
             account

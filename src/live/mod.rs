@@ -5,6 +5,7 @@
 //! The signalling code only sees [`Live`].
 
 pub mod counters;
+pub mod memo;
 pub mod memory;
 pub mod redis;
 mod runtime;
@@ -126,6 +127,18 @@ pub trait Parking: Send + Sync + 'static {
     async fn unpark(&self, item: &str) -> Result<(), LiveError>;
     /// Up to `max` parked items, oldest first.
     async fn parked(&self, max: usize) -> Result<Vec<String>, LiveError>;
+}
+
+/// Short notes with an expiry that every node reads alike: what a node must be able to
+/// check while the database is away (issue 18) — the staff sessions it checked lately and
+/// the join links revoked lately (`identity::access` gives them meaning). In Redis with
+/// several nodes, in this process with one. Keys and values are opaque here; callers key
+/// them by a hash or an id, never by a token.
+#[async_trait]
+pub trait Memo: Send + Sync + 'static {
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), LiveError>;
+    async fn get(&self, key: &str) -> Result<Option<String>, LiveError>;
+    async fn delete(&self, key: &str) -> Result<(), LiveError>;
 }
 
 /// Records a batch's transitions before anything of the batch is sent, so nothing a

@@ -32,12 +32,14 @@
 
 mod bus;
 mod counters;
+mod memo;
 mod ownership;
 mod parking;
 mod recovery;
 mod scripts;
 
 use bus::{Wire, publish, refresh_presence, subscribe};
+pub use memo::RedisMemo;
 use ownership::{Drain, Local};
 pub use parking::RedisParking;
 
@@ -183,6 +185,19 @@ pub(super) async fn connect_redis(
 
 fn unavailable(e: impl std::fmt::Display) -> LiveError {
     LiveError::Unavailable(e.to_string())
+}
+
+/// One Redis reply within `timeout`; a failure or a timeout is `Unavailable`, naming `what`.
+async fn timed<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T, LiveError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(format!("redis {what}: {e}"))),
+        Err(_) => Err(unavailable(format!("redis {what}: timed out"))),
+    }
 }
 
 impl RedisLive {

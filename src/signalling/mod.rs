@@ -6,15 +6,18 @@ pub mod session;
 mod throttle;
 
 use crate::ids::{ParticipantId, StaffId};
-use crate::live::Live;
 use crate::protocol::{ErrorCode, ServerMsg};
+use crate::state::AppState;
 
 /// An admin changed `staff`'s account — deactivated it, changed its roles, revoked its
 /// sessions, or took it off a room. What their open socket was allowed at `hello` (the live queue with patient
 /// names, admitting) no longer holds, so the socket is closed on whichever node holds it
 /// (`access_revoked`, close code 4403). The dashboard reconnects, and its new `hello` is
-/// checked against the account as it is now.
-pub async fn staff_access_changed(live: &dyn Live, staff: &StaffId) {
+/// checked against the account as it is now — and so is a resume while the database is
+/// away (`identity::access::staff_changed`).
+pub async fn staff_access_changed(state: &AppState, staff: &StaffId) {
+    crate::identity::access::staff_changed(state.memo.as_ref(), staff).await;
+    let live = state.live.as_ref();
     // A staff member's participant id is their staff id.
     let Ok(who) = ParticipantId::parse(staff.as_str()) else {
         return;

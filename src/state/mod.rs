@@ -27,6 +27,9 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub durable: Arc<dyn DurableStore>,
     pub live: Arc<dyn Live>,
+    /// Notes every node reads alike, for checks made while the database is away
+    /// (`identity::access`).
+    pub memo: Arc<dyn crate::live::Memo>,
     pub metrics: Arc<Metrics>,
     /// Fires once when the server starts shutting down.
     pub shutdown: CancellationToken,

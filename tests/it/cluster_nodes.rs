@@ -382,7 +382,23 @@ async fn a_physician_deactivated_on_one_node_is_closed_on_the_other() {
     cluster.stop().await;
 }
 
-/// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
+/// The visit's chat across a failover (issue 19).
 mod chat;
+
+/// One test per variant of a scenario (`name => scenario(args);`), each on the runtime
+/// the cluster tests use.
+macro_rules! variants {
+    ($($name:ident => $run:expr;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $run.await;
+            }
+        )+
+    };
+}
+
+/// Redis restarts, node deaths and stalls under visits split across nodes (issue 18).
 mod database;
 mod faults;
+mod under_load;

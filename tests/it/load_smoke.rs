@@ -19,6 +19,7 @@ async fn target(app: &TestApp, visits: usize, idle: usize) -> Target {
     Target {
         server: Server::Examroom,
         url: format!("ws://{}/ws", app.addr),
+        nodes: Vec::new(),
         fixtures,
         peerjs_key: String::new(),
     }

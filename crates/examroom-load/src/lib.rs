@@ -12,6 +12,8 @@
 //!   its durable store (no HTTP API needed).
 //! - [`proc_stats`]: CPU time and resident memory of the server process.
 //! - `wire`: the messages sent, with the sender's timestamp inside every relayed payload.
+//! - `side`: one participant's connection, kept as its page keeps it (resume on
+//!   `going_away` or close), and the account of the relays it sent and received.
 //!
 //! A run goes: optionally connect `idle` waiting patients and hold them (memory per
 //! connection), then set up `visits` (join → admit → offer/answer), start every visit at
@@ -19,18 +21,27 @@
 //! candidates at a fixed rate whatever the server does; in a closed loop each visit keeps one
 //! candidate in flight, bouncing between the two sides.
 //!
+//! [`run_through`] is the same run with a fault in the middle (a node killed, Redis
+//! restarted, …): it reports how long each visit took to relay both ways again, the relays
+//! lost and duplicated, and what the clients were told. Against a cluster, [`Target::nodes`]
+//! spreads each visit's two sides over the nodes in every placement.
+//!
 //! Everything runs on one current-thread runtime in the caller, so the generator can be
 //! pinned to one core and never competes with the server for a second one.
 
 pub mod check;
 pub mod fixture;
 pub mod proc_stats;
+mod side;
 mod wire;
 
 use fixture::{Fixtures, VisitFixture};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use side::Side;
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -57,6 +68,11 @@ pub struct Target {
     pub server: Server,
     /// `ws://host:port/ws` for examroom, `ws://host:port/peerjs` for PeerJS server.
     pub url: String,
+    /// examroom only: the other nodes of a cluster. With k nodes in all (`url` first),
+    /// visit n's patient connects to node n mod k and its physician to node (n / k) mod k,
+    /// and in every other k² visits the patient arrives first, so that the room runs on
+    /// her node: every placement of sides and room occurs.
+    pub nodes: Vec<String>,
     /// examroom only: visits and idle patients made by [`fixture::prepare`].
     pub fixtures: Fixtures,
     /// PeerJS only: the server's `key` (default `peerjs`).
@@ -87,6 +103,9 @@ pub struct LoadConfig {
     pub server_pid: Option<u32>,
     pub sdp_bytes: usize,
     pub candidate_bytes: usize,
+    /// [`run_through`]: how long after the fault each visit may take to relay both ways
+    /// again before it counts as not restored.
+    pub restore_timeout: Duration,
 }
 
 impl Default for LoadConfig {
@@ -104,6 +123,7 @@ impl Default for LoadConfig {
             server_pid: None,
             sdp_bytes: 3000,
             candidate_bytes: 300,
+            restore_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -183,12 +203,35 @@ pub struct Report {
     pub server_errors: u64,
     /// A few of the errors seen, for the log.
     pub error_samples: Vec<String>,
+    /// [`run_through`]: visits that relayed both ways again after the fault, and how long
+    /// after it ended the first relay sent after it arrived (the later of the two sides).
+    pub restored: usize,
+    pub restore: Percentiles,
+    /// Candidates sent during the run (both sides of every visit), those that never
+    /// arrived, and those that arrived more than once (by their sequence numbers).
+    pub relays_sent: u64,
+    pub relays_lost: u64,
+    pub relays_duplicated: u64,
+    /// Per visit, the longest a side went without a candidate from its peer while the
+    /// run relayed.
+    pub longest_gap: Percentiles,
+    /// What the clients were told besides the visit's own course (`going_away`,
+    /// `peer_reconnecting`, `error:<code>`, `waiting` again …), and how their connections
+    /// went (`closed` without notice, `resumed`, `reconnect_failed`), with counts.
+    pub notices: BTreeMap<String, u64>,
+    /// Visits whose physician was told `visit_ended` when the run stopped (`end_visits`).
+    pub visits_ended: usize,
+    /// [`run_through`]: a few visits that did not relay both ways again, and where their
+    /// sides were, for the log.
+    pub unrestored_samples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Setup,
     Run,
+    /// Sending stops; what is in flight may still arrive.
+    Drain,
     Stop,
 }
 
@@ -197,6 +240,8 @@ struct Hists {
     sdp: Histogram<u64>,
     join: Histogram<u64>,
     admit: Histogram<u64>,
+    restore: Histogram<u64>,
+    gap: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -207,6 +252,8 @@ fn histogram() -> Histogram<u64> {
 struct Ctx {
     server: Server,
     url: String,
+    /// examroom: every node, `url` first.
+    urls: Vec<String>,
     peerjs_key: String,
     wire: Wire,
     clock: Instant,
@@ -224,9 +271,18 @@ struct Ctx {
     idle_failed: AtomicUsize,
     idle_dropped: AtomicUsize,
     server_errors: AtomicU64,
+    /// When the fault ended, ns on `clock`; `u64::MAX` until then.
+    mark: AtomicU64,
+    restored: AtomicUsize,
+    ended: AtomicUsize,
+    relays_sent: AtomicU64,
+    relays_lost: AtomicU64,
+    relays_duplicated: AtomicU64,
     /// std Mutex: held only to record one value, never across an await.
     hists: Mutex<Hists>,
     errors: Mutex<Vec<String>>,
+    unrestored: Mutex<Vec<String>>,
+    notices: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Ctx {
@@ -237,6 +293,11 @@ impl Ctx {
     fn record(&self, pick: impl FnOnce(&mut Hists) -> &mut Histogram<u64>, ns: u64) {
         let mut h = self.hists.lock().expect("poisoned");
         pick(&mut h).saturating_record(ns.max(1));
+    }
+
+    fn notice(&self, what: &str) {
+        let mut n = self.notices.lock().expect("poisoned");
+        *n.entry(what.to_owned()).or_default() += 1;
     }
 
     fn note_error(&self, what: impl Into<String>) {
@@ -351,30 +412,41 @@ fn jittered_interval(period: Duration) -> tokio::time::Interval {
     tokio::time::interval_at(tokio::time::Instant::now() + offset, period)
 }
 
-/// Connect and join: examroom `hello` → `waiting` for patients (`queue` for physicians);
-/// PeerJS: the server's `OPEN`.
-async fn join(ctx: &Ctx, n: usize, id: &str, token: &str, physician: bool) -> Result<Ws, String> {
+/// A joined connection, its resume token, and the message that said it joined.
+type Joined = (Ws, Option<String>, String);
+
+/// Connect to `url` and join: examroom `hello` → `welcome` (its resume token) → `waiting`
+/// for patients (`queue` for physicians); PeerJS: the server's `OPEN`.
+async fn join(
+    ctx: &Ctx,
+    n: usize,
+    url: &str,
+    id: &str,
+    token: &str,
+    physician: bool,
+) -> Result<Joined, String> {
     match ctx.server {
         Server::Examroom => {
-            let mut ws = connect(&ctx.url, ctx.source(n)).await?;
+            let mut ws = connect(url, ctx.source(n)).await?;
             send(
                 &mut ws,
                 format!(r#"{{"type":"hello","v":1,"token":"{token}"}}"#),
             )
             .await?;
+            let welcome = wait_for(ctx, &mut ws, "welcome", |_| true).await?;
             let until = if physician { "queue" } else { "waiting" };
-            wait_for(ctx, &mut ws, until, |_| true).await?;
-            Ok(ws)
+            let joined = wait_for(ctx, &mut ws, until, |_| true).await?;
+            Ok((ws, side::resume_token(&welcome), joined))
         }
         Server::PeerJs => {
             let mut ws = connect(&ctx.peerjs_url(id), ctx.source(n)).await?;
-            wait_for(ctx, &mut ws, "OPEN", |_| true).await?;
-            Ok(ws)
+            let joined = wait_for(ctx, &mut ws, "OPEN", |_| true).await?;
+            Ok((ws, None, joined))
         }
     }
 }
 
-/// Who is who in one visit.
+/// Who is who in one visit, and where each side connects.
 struct Pair {
     doc: String,
     doc_token: String,
@@ -382,21 +454,31 @@ struct Pair {
     pat_token: String,
     room: String,
     visit: String,
+    doc_node: usize,
+    pat_node: usize,
+    /// The patient arrives first: the room runs on her node.
+    patient_first: bool,
 }
 
-fn pairs(server: Server, fixtures: &Fixtures, visits: usize) -> Vec<Pair> {
+fn pairs(server: Server, fixtures: &Fixtures, visits: usize, nodes: usize) -> Vec<Pair> {
+    let k = nodes.max(1);
     match server {
         Server::Examroom => fixtures
             .visits
             .iter()
             .take(visits)
-            .map(|v: &VisitFixture| Pair {
+            .enumerate()
+            .map(|(n, v): (usize, &VisitFixture)| Pair {
                 doc: v.physician.clone(),
                 doc_token: v.physician_token.clone(),
                 pat: v.patient.clone(),
                 pat_token: v.patient_token.clone(),
                 room: v.room.to_string(),
                 visit: v.visit.to_string(),
+                pat_node: n % k,
+                doc_node: (n / k) % k,
+                // One node: the physician first, as the benches always measured it.
+                patient_first: k > 1 && (n / (k * k)) % 2 == 1,
             })
             .collect(),
         Server::PeerJs => {
@@ -409,6 +491,9 @@ fn pairs(server: Server, fixtures: &Fixtures, visits: usize) -> Vec<Pair> {
                     pat_token: String::new(),
                     room: String::new(),
                     visit: String::new(),
+                    doc_node: 0,
+                    pat_node: 0,
+                    patient_first: false,
                 })
                 .collect()
         }
@@ -438,37 +523,112 @@ async fn visit(
     };
     ctx.ready.fetch_add(1, Relaxed);
     let outcome = steady(&ctx, &mut doc, &mut pat, &p, phase).await;
+    let lost = |from: &Side, to: &Side| from.sent.saturating_sub(to.distinct);
+    ctx.relays_sent.fetch_add(doc.sent + pat.sent, Relaxed);
+    ctx.relays_lost
+        .fetch_add(lost(&doc, &pat) + lost(&pat, &doc), Relaxed);
+    ctx.relays_duplicated
+        .fetch_add(doc.duplicated + pat.duplicated, Relaxed);
+    ctx.record(|h| &mut h.gap, doc.max_gap.max(pat.max_gap));
+    let restored = doc.restored_at.is_some() && pat.restored_at.is_some();
+    if ctx.mark.load(Relaxed) != u64::MAX && !restored {
+        let mut u = ctx.unrestored.lock().expect("poisoned");
+        if u.len() < 10 {
+            u.push(format!(
+                "visit {n}: physician on node {} (heard the patient again: {}, connected: {}), \
+                 patient on node {} (heard him again: {}, connected: {}), patient first: {}",
+                p.doc_node,
+                doc.restored_at.is_some(),
+                doc.ws.is_some(),
+                p.pat_node,
+                pat.restored_at.is_some(),
+                pat.ws.is_some(),
+                p.patient_first
+            ));
+        }
+    }
     if let Err(e) = &outcome {
         ctx.broken.fetch_add(1, Relaxed);
         ctx.note_error(format!("visit {n}: {e}"));
     }
-    if ctx.server == Server::Examroom && ctx.end_visits && outcome.is_ok() {
-        let end = format!(
-            r#"{{"type":"end_visit","room":"{}","visit":"{}"}}"#,
-            p.room, p.visit
-        );
-        if send(&mut doc, end).await.is_ok() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                wait_for(&ctx, &mut doc, "visit_ended", |_| true),
-            )
-            .await;
-        }
+    if ctx.server == Server::Examroom
+        && ctx.end_visits
+        && outcome.is_ok()
+        && end(&ctx, &mut doc, &p).await
+    {
+        ctx.ended.fetch_add(1, Relaxed);
     }
-    for ws in [&mut doc, &mut pat] {
+    for ws in [&mut doc.ws, &mut pat.ws].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     }
 }
 
-/// Join both sides, admit, and exchange offer and answer.
-async fn setup(ctx: &Ctx, n: usize, p: &Pair) -> Result<(Ws, Ws), String> {
-    let mut doc = join(ctx, 2 * n, &p.doc, &p.doc_token, true).await?;
-    let t0 = ctx.now();
-    let mut pat = join(ctx, 2 * n + 1, &p.pat, &p.pat_token, false).await?;
-    ctx.record(|h| &mut h.join, ctx.now() - t0);
+/// The physician ends the visit, as a person would: again after a refusal or a lost
+/// connection, for at most 15 s. Whether he was told `visit_ended`.
+async fn end(ctx: &Ctx, doc: &mut Side, p: &Pair) -> bool {
+    let end = format!(
+        r#"{{"type":"end_visit","room":"{}","visit":"{}"}}"#,
+        p.room, p.visit
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut asked: Option<tokio::time::Instant> = None;
+    loop {
+        if doc.ws.is_some() && asked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            doc.send(ctx, end.clone()).await;
+            asked = Some(tokio::time::Instant::now());
+        }
+        let Ok(event) = tokio::time::timeout_at(deadline, doc.next()).await else {
+            return false;
+        };
+        match doc.on(ctx, event, &p.pat, false).await {
+            Ok(Some(ty)) if ty == "visit_ended" => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Join both sides (each on its node, in the pair's order), admit, and exchange offer
+/// and answer.
+async fn setup(ctx: &Ctx, n: usize, p: &Pair) -> Result<(Side, Side), String> {
+    let join_doc = || {
+        join(
+            ctx,
+            2 * n,
+            &ctx.urls[p.doc_node],
+            &p.doc,
+            &p.doc_token,
+            true,
+        )
+    };
+    let join_pat = || {
+        join(
+            ctx,
+            2 * n + 1,
+            &ctx.urls[p.pat_node],
+            &p.pat,
+            &p.pat_token,
+            false,
+        )
+    };
+    let ((mut doc, doc_resume, doc_queue), (mut pat, pat_resume, _)) = if p.patient_first {
+        let t0 = ctx.now();
+        let pat = join_pat().await?;
+        ctx.record(|h| &mut h.join, ctx.now() - t0);
+        (join_doc().await?, pat)
+    } else {
+        let doc = join_doc().await?;
+        let t0 = ctx.now();
+        let pat = join_pat().await?;
+        ctx.record(|h| &mut h.join, ctx.now() - t0);
+        (doc, pat)
+    };
 
     if ctx.server == Server::Examroom {
-        wait_for(ctx, &mut doc, "queue", |q| q.contains(&p.visit)).await?;
+        // She may be in the queue he was shown on joining (she arrived first).
+        if !doc_queue.contains(&p.visit) {
+            wait_for(ctx, &mut doc, "queue", |q| q.contains(&p.visit)).await?;
+        }
         let ta = ctx.now();
         let admit = format!(
             r#"{{"type":"admit","room":"{}","visit":"{}"}}"#,
@@ -495,14 +655,31 @@ async fn setup(ctx: &Ctx, n: usize, p: &Pair) -> Result<(Ws, Ws), String> {
     if let Some(ts) = wire::timestamp(&a) {
         ctx.record(|h| &mut h.sdp, ctx.now() - ts);
     }
+    let doc = Side::new(
+        "physician",
+        &p.doc_token,
+        p.doc_node,
+        ctx.source(2 * n),
+        doc,
+        doc_resume,
+    );
+    let pat = Side::new(
+        "patient",
+        &p.pat_token,
+        p.pat_node,
+        ctx.source(2 * n + 1),
+        pat,
+        pat_resume,
+    );
     Ok((doc, pat))
 }
 
-/// Wait for the start signal, then stream candidates both ways until told to stop.
+/// Wait for the start signal, then stream candidates both ways until told to drain;
+/// return when told to stop. Each side resumes on its own when its connection goes.
 async fn steady(
     ctx: &Ctx,
-    doc: &mut Ws,
-    pat: &mut Ws,
+    doc: &mut Side,
+    pat: &mut Side,
     p: &Pair,
     mut phase: watch::Receiver<Phase>,
 ) -> Result<(), String> {
@@ -512,13 +689,15 @@ async fn steady(
         .wire
         .heartbeat()
         .map(|_| jittered_interval(Duration::from_secs(5)));
-    let mut running = false;
+    let (mut started, mut sending, mut restored) = (false, false, false);
     loop {
         let now = *phase.borrow_and_update();
         match now {
             Phase::Stop => return Ok(()),
-            Phase::Run if !running => {
-                running = true;
+            Phase::Run if !started => {
+                (started, sending) = (true, true);
+                doc.start_flowing(ctx.now());
+                pat.start_flowing(ctx.now());
                 match ctx.rate {
                     Some(rate) => {
                         // Each side sends its share of the total rate, on its own clock.
@@ -527,61 +706,39 @@ async fn steady(
                         pat_tick = Some(jittered_interval(period));
                     }
                     // Closed loop: one candidate in flight per visit, bounced by each side.
-                    None => send(doc, ctx.wire.candidate(&p.pat, ctx.now())).await?,
+                    None => doc.relay(ctx, &p.pat).await,
                 }
+            }
+            Phase::Drain if sending => {
+                sending = false;
+                (doc_tick, pat_tick) = (None, None);
+                doc.stop_flowing(ctx.now());
+                pat.stop_flowing(ctx.now());
             }
             _ => {}
         }
+        let bounce = sending && ctx.rate.is_none();
         tokio::select! {
             r = phase.changed() => if r.is_err() { return Ok(()) },
-            _ = tick(&mut doc_tick) => send(doc, ctx.wire.candidate(&p.pat, ctx.now())).await?,
-            _ = tick(&mut pat_tick) => send(pat, ctx.wire.candidate(&p.doc, ctx.now())).await?,
+            _ = tick(&mut doc_tick) => doc.relay(ctx, &p.pat).await,
+            _ = tick(&mut pat_tick) => pat.relay(ctx, &p.doc).await,
             _ = tick(&mut heartbeat) => {
                 let hb = ctx.wire.heartbeat().unwrap_or_default();
-                send(doc, hb.into()).await?;
-                send(pat, hb.into()).await?;
+                for side in [&mut *doc, &mut *pat] {
+                    if !side.send(ctx, hb.into()).await {
+                        return Err(format!("{} side: heartbeat not sent", side.who));
+                    }
+                }
             }
-            t = next_text(doc) => {
-                let t = t.map_err(|e| format!("physician side: {e}"))?;
-                on_relay(ctx, doc, &t, &p.pat, running).await?;
-            }
-            t = next_text(pat) => {
-                let t = t.map_err(|e| format!("patient side: {e}"))?;
-                on_relay(ctx, pat, &t, &p.doc, running).await?;
-            }
+            e = doc.next() => { doc.on(ctx, e, &p.pat, bounce).await?; }
+            e = pat.next() => { pat.on(ctx, e, &p.doc, bounce).await?; }
         }
-    }
-}
-
-/// A message arrived on one side during the steady state.
-async fn on_relay(
-    ctx: &Ctx,
-    ws: &mut Ws,
-    text: &str,
-    peer: &str,
-    running: bool,
-) -> Result<(), String> {
-    match ctx.wire.classify(text) {
-        Incoming::Relay(ts) => {
-            let now = ctx.now();
-            ctx.relayed.fetch_add(1, Relaxed);
-            if let Some(ts) = ts
-                && ctx.measuring.load(Relaxed)
-            {
-                ctx.record(|h| &mut h.relay, now.saturating_sub(ts));
-            }
-            if running && ctx.rate.is_none() {
-                send(ws, ctx.wire.candidate(peer, ctx.now())).await?;
-            }
-            Ok(())
+        if !restored && let (Some(a), Some(b)) = (doc.restored_at, pat.restored_at) {
+            restored = true;
+            ctx.restored.fetch_add(1, Relaxed);
+            let mark = ctx.mark.load(Relaxed);
+            ctx.record(|h| &mut h.restore, a.max(b).saturating_sub(mark));
         }
-        Incoming::Ping => send(ws, r#"{"type":"pong"}"#.into()).await,
-        Incoming::Error => {
-            ctx.server_errors.fetch_add(1, Relaxed);
-            ctx.note_error(text.to_owned());
-            Ok(())
-        }
-        Incoming::Other => Ok(()),
     }
 }
 
@@ -598,8 +755,8 @@ async fn idle(
         "lg-idle-{}-{n}",
         &ctx.clock.elapsed().as_nanos() % 1_000_000
     );
-    let mut ws = match join(&ctx, n, &id, &token, false).await {
-        Ok(ws) => ws,
+    let mut ws = match join(&ctx, n, &ctx.url, &id, &token, false).await {
+        Ok((ws, _, _)) => ws,
         Err(e) => {
             ctx.idle_failed.fetch_add(1, Relaxed);
             ctx.note_error(format!("idle {n}: {e}"));
@@ -655,9 +812,36 @@ async fn until(deadline: Duration, done: impl Fn() -> bool) -> bool {
 /// Run one load against `target`. Bounded: every wait has a deadline, and every task it
 /// started is finished or aborted before it returns.
 pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
+    run_inner(cfg, target, None).await
+}
+
+/// Run one load against `target` (examroom, open loop: `cfg.rate` set) with a fault in
+/// it: once every visit relays and the warm-up has passed, `fault` runs (it kills a node,
+/// restarts Redis, … and returns when the fault is over: the node is dead or replaced,
+/// Redis answers again). From then on each visit counts as restored once a relay sent
+/// after the fault arrived on both sides ([`Report::restored`], [`Report::restore`]);
+/// the run waits for that at most `cfg.restore_timeout`, then measures `cfg.duration`
+/// more and stops as [`run`] does.
+pub async fn run_through(
+    cfg: &LoadConfig,
+    target: &Target,
+    fault: impl Future<Output = ()>,
+) -> Report {
+    run_inner(cfg, target, Some(Box::pin(fault))).await
+}
+
+async fn run_inner(
+    cfg: &LoadConfig,
+    target: &Target,
+    fault: Option<std::pin::Pin<Box<dyn Future<Output = ()> + '_>>>,
+) -> Report {
+    let urls: Vec<String> = std::iter::once(target.url.clone())
+        .chain(target.nodes.iter().cloned())
+        .collect();
     let ctx = Arc::new(Ctx {
         server: target.server,
         url: target.url.clone(),
+        urls,
         peerjs_key: target.peerjs_key.clone(),
         wire: Wire::new(target.server, cfg.sdp_bytes, cfg.candidate_bytes),
         clock: Instant::now(),
@@ -674,13 +858,23 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
         idle_failed: AtomicUsize::new(0),
         idle_dropped: AtomicUsize::new(0),
         server_errors: AtomicU64::new(0),
+        mark: AtomicU64::new(u64::MAX),
+        restored: AtomicUsize::new(0),
+        ended: AtomicUsize::new(0),
+        relays_sent: AtomicU64::new(0),
+        relays_lost: AtomicU64::new(0),
+        relays_duplicated: AtomicU64::new(0),
         hists: Mutex::new(Hists {
             relay: histogram(),
             sdp: histogram(),
             join: histogram(),
             admit: histogram(),
+            restore: histogram(),
+            gap: histogram(),
         }),
         errors: Mutex::new(Vec::new()),
+        unrestored: Mutex::new(Vec::new()),
+        notices: Mutex::new(BTreeMap::new()),
     });
     let sample = || cfg.server_pid.and_then(proc_stats::sample);
     let own = || proc_stats::sample(std::process::id());
@@ -732,7 +926,7 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
     if cfg.visits > 0 {
         let gate = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
         let t0 = Instant::now();
-        for (n, p) in pairs(target.server, &target.fixtures, cfg.visits)
+        for (n, p) in pairs(target.server, &target.fixtures, cfg.visits, ctx.urls.len())
             .into_iter()
             .enumerate()
         {
@@ -750,6 +944,15 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
         tokio::time::sleep(cfg.warmup).await;
         let (s0, g0, r0, t0) = (sample(), own(), ctx.relayed.load(Relaxed), Instant::now());
         ctx.measuring.store(true, Relaxed);
+        if let Some(fault) = fault {
+            fault.await;
+            ctx.mark.store(ctx.now(), Relaxed);
+            let ready = report.visits_ready;
+            until(cfg.restore_timeout, || {
+                ctx.restored.load(Relaxed) + ctx.broken.load(Relaxed) >= ready
+            })
+            .await;
+        }
         tokio::time::sleep(cfg.duration).await;
         ctx.measuring.store(false, Relaxed);
         let (s1, g1, r1) = (sample(), own(), ctx.relayed.load(Relaxed));
@@ -796,6 +999,11 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
     report.idle_dropped = ctx.idle_dropped.load(Relaxed);
 
     // ---- stop ----
+    if cfg.visits > 0 {
+        // What was sent may still be on its way: give it a second before counting it lost.
+        let _ = phase_tx.send(Phase::Drain);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let _ = phase_tx.send(Phase::Stop);
     let drained = tokio::time::timeout(Duration::from_secs(20), async {
         while tasks.join_next().await.is_some() {}
@@ -809,7 +1017,16 @@ pub async fn run(cfg: &LoadConfig, target: &Target) -> Report {
     report.visits_broken = ctx.broken.load(Relaxed);
     report.server_errors = ctx.server_errors.load(Relaxed);
     report.error_samples = ctx.errors.lock().expect("poisoned").clone();
+    report.notices = ctx.notices.lock().expect("poisoned").clone();
+    report.unrestored_samples = ctx.unrestored.lock().expect("poisoned").clone();
+    report.restored = ctx.restored.load(Relaxed);
+    report.visits_ended = ctx.ended.load(Relaxed);
+    report.relays_sent = ctx.relays_sent.load(Relaxed);
+    report.relays_lost = ctx.relays_lost.load(Relaxed);
+    report.relays_duplicated = ctx.relays_duplicated.load(Relaxed);
     let h = ctx.hists.lock().expect("poisoned");
+    report.restore = Percentiles::of(&h.restore);
+    report.longest_gap = Percentiles::of(&h.gap);
     report.relay = Percentiles::of(&h.relay);
     report.sdp = Percentiles::of(&h.sdp);
     report.join = Percentiles::of(&h.join);

@@ -2,7 +2,8 @@
 //!
 //! Every relayed payload carries `lgts=<nanoseconds>` — the sender's clock reading — inside
 //! the SDP or the candidate string, so the receiver can compute latency on the same process
-//! clock without any bookkeeping. Messages are built from templates split around that
+//! clock without any bookkeeping. Candidates also carry `lgseq=<n>`, the sender's count of
+//! candidates sent, so the receiver can tell a lost relay from one that arrived twice. Messages are built from templates split around that
 //! number, so building one is a few string copies.
 
 use super::Server;
@@ -111,14 +112,15 @@ impl Wire {
         }
     }
 
-    pub fn candidate(&self, to: &str, ts: u64) -> String {
+    /// A candidate stamped with the send time `ts` and the sender's sequence number `seq`.
+    pub fn candidate(&self, to: &str, ts: u64, seq: u64) -> String {
         let (a, b) = &self.candidate;
         match self.server {
-            Server::Examroom => {
-                format!(r#"{{"type":"candidate","to":"{to}","candidate":{a}lgts={ts}{b}}}"#)
-            }
+            Server::Examroom => format!(
+                r#"{{"type":"candidate","to":"{to}","candidate":{a}lgts={ts} lgseq={seq}{b}}}"#
+            ),
             Server::PeerJs => format!(
-                r#"{{"type":"CANDIDATE","dst":"{to}","payload":{{"candidate":{a}lgts={ts}{b},"type":"media","connectionId":"mc_lg"}}}}"#
+                r#"{{"type":"CANDIDATE","dst":"{to}","payload":{{"candidate":{a}lgts={ts} lgseq={seq}{b},"type":"media","connectionId":"mc_lg"}}}}"#
             ),
         }
     }
@@ -161,7 +163,16 @@ pub fn msg_type(text: &str) -> Option<String> {
 
 /// The sender's timestamp in a relayed payload.
 pub fn timestamp(text: &str) -> Option<u64> {
-    let at = text.find("lgts=")? + "lgts=".len();
+    number_after(text, "lgts=")
+}
+
+/// The sender's sequence number in a relayed candidate.
+pub fn sequence(text: &str) -> Option<u64> {
+    number_after(text, "lgseq=")
+}
+
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
     let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
     text[at..at + digits].parse().ok()
 }
@@ -177,13 +188,19 @@ mod tests {
         assert!((2900..3300).contains(&offer.len()), "{}", offer.len());
         let msg = examroom_protocol::parse_client(&offer).expect("a valid offer");
         assert_eq!(msg.type_name(), "offer");
-        let cand = w.candidate("p_1", 7);
+        let cand = w.candidate("p_1", 7, 12);
         assert!((250..350).contains(&cand.len()), "{}", cand.len());
         assert_eq!(
             examroom_protocol::parse_client(&cand).unwrap().type_name(),
             "candidate"
         );
         assert_eq!(timestamp(&cand), Some(7));
+        assert_eq!(sequence(&cand), Some(12));
+        assert_eq!(
+            sequence(&w.offer("p_1", 7)),
+            None,
+            "only candidates are numbered"
+        );
         assert_eq!(
             w.classify(&cand.replace("\"to\"", "\"from\"")),
             Incoming::Relay(Some(7))
@@ -194,7 +211,7 @@ mod tests {
     #[test]
     fn peerjs_messages_are_json_with_dst_and_payload() {
         let w = Wire::new(Server::PeerJs, 3000, 300);
-        for m in [w.offer("b", 1), w.answer("b", 2), w.candidate("b", 3)] {
+        for m in [w.offer("b", 1), w.answer("b", 2), w.candidate("b", 3, 1)] {
             let v: serde_json::Value = serde_json::from_str(&m).expect("valid JSON");
             assert_eq!(v["dst"], "b");
             assert!(v["payload"].is_object());

@@ -315,7 +315,7 @@ async fn update_room(
     // A physician taken off the room was given its queue (patient names) at hello: close
     // that socket, on whichever node holds it; the dashboard reconnects without the room.
     for gone in before.iter().filter(|p| !view.physicians.contains(p)) {
-        crate::signalling::staff_access_changed(state.live.as_ref(), gone).await;
+        crate::signalling::staff_access_changed(&state, gone).await;
     }
     Ok(Json(view))
 }

@@ -278,7 +278,7 @@ async fn update_staff(
     // Open sockets hold what `hello` granted: close them when that changed.
     let was = before.map(|b| (b.active, b.roles));
     if was.as_ref() != Some(&(staff.active, staff.roles.clone())) {
-        crate::signalling::staff_access_changed(state.live.as_ref(), &id).await;
+        crate::signalling::staff_access_changed(&state, &id).await;
     }
     Ok(Json(staff.into()))
 }

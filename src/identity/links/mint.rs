@@ -269,9 +269,13 @@ pub async fn mint_guest_link(
     store(durable, new, code, &maker, "guest").await
 }
 
-/// Revoke a link (the room's physician or an admin); its tokens stop at the next hello.
+/// Revoke a link (the room's physician or an admin); its tokens stop at the next hello,
+/// a resume during a database outage included (noted in `memo` for `token_ttl`, the life
+/// of the last token the link gave out).
 pub async fn revoke_link(
     durable: &dyn DurableStore,
+    memo: &dyn crate::live::Memo,
+    token_ttl: std::time::Duration,
     maker: Maker<'_>,
     id: &LinkId,
 ) -> Result<(), MintError> {
@@ -283,6 +287,7 @@ pub async fn revoke_link(
         }
     }
     durable.revoke_link(id).await?;
+    crate::identity::access::link_revoked(memo, id, token_ttl).await;
     tracing::info!(link = %id, staff = %maker.staff, "join link revoked");
     Ok(())
 }

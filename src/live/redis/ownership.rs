@@ -143,6 +143,9 @@ impl Inner {
     /// Participants a taken-over snapshot shows connected who are not: those that were on
     /// the previous owner's node (it is gone or drained) and those with no presence left.
     /// They get a `Disconnect` first, so their reconnection resumes (`peer_resumed`).
+    /// One connected to this very node is connected, whatever its presence key says: a
+    /// node starved of CPU refreshes presence late, and taking its own participant for
+    /// gone told the others `peer_reconnecting` and held back what was sent to him.
     pub(super) async fn stale_connections(
         &self,
         snap: &RoomSnapshot,
@@ -154,6 +157,8 @@ impl Inner {
         for id in snap.connected() {
             let gone = if previous != self.node && were_local.contains(id.as_str()) {
                 true
+            } else if self.outbox(id).is_some() {
+                false
             } else {
                 let mut c = self.redis.clone();
                 let at: Option<String> = self

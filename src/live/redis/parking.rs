@@ -4,7 +4,6 @@
 //! died, before the database came back) another node writes. Its own connection, apart
 //! from the live store's, so that the history writer can exist before the live store.
 
-use super::unavailable;
 use crate::config::Settings;
 use crate::live::{LiveError, Parking};
 use ::redis::AsyncCommands;
@@ -36,11 +35,7 @@ impl RedisParking {
         what: &str,
         fut: impl Future<Output = ::redis::RedisResult<T>>,
     ) -> Result<T, LiveError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(format!("redis {what}: {e}"))),
-            Err(_) => Err(unavailable(format!("redis {what}: timed out"))),
-        }
+        super::timed(self.timeout, what, fut).await
     }
 }
 

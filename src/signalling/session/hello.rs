@@ -105,6 +105,7 @@ pub(super) async fn hello(
         resume_only,
     } = crate::identity::access::member_for(
         state.durable.as_ref(),
+        state.memo.as_ref(),
         &claims,
         participant.clone(),
         idp,

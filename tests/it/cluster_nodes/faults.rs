@@ -337,26 +337,11 @@ async fn a_split_visit_survives_a_redis_restart(persistent: bool, owner: Owner) 
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_split_visit_relays_again_after_redis_restarts_empty_room_on_the_patient_s_node() {
-    a_split_visit_survives_a_redis_restart(false, Owner::PatientsNode).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_split_visit_relays_again_after_redis_restarts_empty_room_on_the_physician_s_node() {
-    a_split_visit_survives_a_redis_restart(false, Owner::PhysiciansNode).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_the_patient_s_node()
-{
-    a_split_visit_survives_a_redis_restart(true, Owner::PatientsNode).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_the_physician_s_node()
- {
-    a_split_visit_survives_a_redis_restart(true, Owner::PhysiciansNode).await;
+variants! {
+    a_split_visit_relays_again_after_redis_restarts_empty_room_on_the_patient_s_node => a_split_visit_survives_a_redis_restart(false, Owner::PatientsNode);
+    a_split_visit_relays_again_after_redis_restarts_empty_room_on_the_physician_s_node => a_split_visit_survives_a_redis_restart(false, Owner::PhysiciansNode);
+    a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_the_patient_s_node => a_split_visit_survives_a_redis_restart(true, Owner::PatientsNode);
+    a_split_visit_relays_again_after_redis_restarts_with_its_data_room_on_the_physician_s_node => a_split_visit_survives_a_redis_restart(true, Owner::PhysiciansNode);
 }
 
 /// Issue 18, "Cross-node presence": the patient's node is SIGKILLed and she never comes
@@ -400,14 +385,9 @@ async fn a_dead_node_s_patient_is_reported_to_the_physician(owner: Owner) {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dead_node_s_patient_is_reported_across_nodes_room_on_the_dead_node() {
-    a_dead_node_s_patient_is_reported_to_the_physician(Owner::PatientsNode).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dead_node_s_patient_is_reported_across_nodes_room_on_the_physician_s_node() {
-    a_dead_node_s_patient_is_reported_to_the_physician(Owner::PhysiciansNode).await;
+variants! {
+    a_dead_node_s_patient_is_reported_across_nodes_room_on_the_dead_node => a_dead_node_s_patient_is_reported_to_the_physician(Owner::PatientsNode);
+    a_dead_node_s_patient_is_reported_across_nodes_room_on_the_physician_s_node => a_dead_node_s_patient_is_reported_to_the_physician(Owner::PhysiciansNode);
 }
 
 /// Issue 18, "Stalls": the patient's node stalls (SIGSTOP) past its leases and presence
@@ -591,9 +571,8 @@ async fn a_killed_owner_s_room_is_served_again_with_the_shipped_lease() {
     a_killed_owner_s_room_is_served_again(&shipped).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_owner_s_room_is_served_again_with_a_tuned_lease() {
-    a_killed_owner_s_room_is_served_again("1500").await;
+variants! {
+    a_killed_owner_s_room_is_served_again_with_a_tuned_lease => a_killed_owner_s_room_is_served_again("1500");
 }
 
 /// Issue 18, "an end that one side was told about is delivered to the other side": Redis

@@ -348,7 +348,27 @@ impl Cluster {
     }
 
     pub async fn add_node(&mut self) -> usize {
-        let port = free_port();
+        let node = self.spawn_node(free_port()).await;
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Node `i` stops gracefully (SIGTERM, its drain) and a new process starts on the same
+    /// port, as a rolling restart behind a balancer does; whether the old one exited.
+    pub async fn restart_node(&mut self, i: usize, within: Duration) -> bool {
+        let exited = self.nodes[i].terminate(within).await;
+        self.respawn(i).await;
+        exited
+    }
+
+    /// Node `i` (killed if it still runs) starts again: a new process on the same port and
+    /// data directory.
+    pub async fn respawn(&mut self, i: usize) {
+        self.nodes[i].kill();
+        self.nodes[i] = self.spawn_node(self.nodes[i].port).await;
+    }
+
+    async fn spawn_node(&self, port: u16) -> Node {
         let data = self.dir.path().join(format!("node-{port}"));
         let child = Command::new(env!("CARGO_BIN_EXE_examroom"))
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
@@ -372,8 +392,7 @@ impl Cluster {
         let node = Node { port, child };
         for _ in 0..300 {
             if node.ready_status().await == 200 {
-                self.nodes.push(node);
-                return self.nodes.len() - 1;
+                return node;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -141,11 +141,13 @@ async fn run(a: Args) -> Result<Report, String> {
         server_pid: a.server_pid,
         sdp_bytes: a.sdp_bytes,
         candidate_bytes: a.candidate_bytes,
+        ..LoadConfig::default()
     };
     let target = match a.server {
         Kind::Peerjs => Target {
             server: Server::PeerJs,
             url: a.url,
+            nodes: Vec::new(),
             fixtures: Default::default(),
             peerjs_key: a.peerjs_key,
         },
@@ -175,6 +177,7 @@ async fn run(a: Args) -> Result<Report, String> {
             Target {
                 server: Server::Examroom,
                 url: a.url,
+                nodes: Vec::new(),
                 fixtures,
                 peerjs_key: String::new(),
             }
