@@ -191,41 +191,28 @@ mod tests {
             .map(|s| s.start.format("%Y-%m-%dT%H:%MZ").to_string())
             .collect()
     }
+    /// The starts of the free slots in `[from, to)` with `taken` booked.
+    fn free(s: &Schedule, from: &str, to: &str, taken: &[Slot]) -> Vec<String> {
+        starts(&s.free_slots(utc(from), utc(to), taken).unwrap())
+    }
 
     #[test]
     fn weekday_hours_in_madrid_are_placed_in_utc_by_the_season() {
         let mut s = every_day(chrono_tz::Europe::Madrid, Vec::new());
         s.weekly[0] = vec![span((9, 0), (10, 0))]; // Mondays only
         // 2027-01-04 and 2027-07-05 are Mondays: CET (+1) and CEST (+2).
-        let winter = s
-            .free_slots(
-                utc("2027-01-04T00:00:00Z"),
-                utc("2027-01-11T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
-        assert_eq!(starts(&winter), ["2027-01-04T08:00Z", "2027-01-04T08:30Z"]);
-        let summer = s
-            .free_slots(
-                utc("2027-07-05T00:00:00Z"),
-                utc("2027-07-06T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
-        assert_eq!(starts(&summer), ["2027-07-05T07:00Z", "2027-07-05T07:30Z"]);
+        let winter = free(&s, "2027-01-04T00:00:00Z", "2027-01-11T00:00:00Z", &[]);
+        assert_eq!(winter, ["2027-01-04T08:00Z", "2027-01-04T08:30Z"]);
+        let summer = free(&s, "2027-07-05T00:00:00Z", "2027-07-06T00:00:00Z", &[]);
+        assert_eq!(summer, ["2027-07-05T07:00Z", "2027-07-05T07:30Z"]);
     }
 
     #[test]
     fn the_hour_skipped_in_spring_offers_no_slot_and_a_slot_across_it_lasts_its_length() {
         // New York, 2027-03-14: 02:00 EST becomes 03:00 EDT.
         let s = every_day(chrono_tz::America::New_York, vec![span((1, 0), (4, 0))]);
-        let slots = s
-            .free_slots(
-                utc("2027-03-14T00:00:00Z"),
-                utc("2027-03-15T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
+        let (from, to) = (utc("2027-03-14T00:00:00Z"), utc("2027-03-15T00:00:00Z"));
+        let slots = s.free_slots(from, to, &[]).unwrap();
         // 01:00 and 01:30 EST (06:00, 06:30Z); 02:00 and 02:30 do not exist; 03:00, 03:30 EDT.
         assert_eq!(
             starts(&slots),
@@ -248,16 +235,10 @@ mod tests {
         // New York, 2027-11-07: 02:00 EDT becomes 01:00 EST, so 01:00–02:00 happens twice.
         let mut s = every_day(chrono_tz::America::New_York, vec![span((0, 0), (3, 0))]);
         s.visit = Duration::hours(1);
-        let slots = s
-            .free_slots(
-                utc("2027-11-07T00:00:00Z"),
-                utc("2027-11-08T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
+        let slots = free(&s, "2027-11-07T00:00:00Z", "2027-11-08T00:00:00Z", &[]);
         // 00:00 EDT (04Z), 01:00 EDT (05Z, the first 01:00), 02:00 EST (07Z).
         assert_eq!(
-            starts(&slots),
+            slots,
             [
                 "2027-11-07T04:00Z",
                 "2027-11-07T05:00Z",
@@ -281,15 +262,9 @@ mod tests {
                 hours: vec![span((14, 0), (14, 30))],
             },
         ];
-        let slots = s
-            .free_slots(
-                utc("2027-02-01T00:00:00Z"),
-                utc("2027-02-05T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
+        let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-05T00:00:00Z", &[]);
         assert_eq!(
-            starts(&slots),
+            slots,
             [
                 "2027-02-03T14:00Z",
                 "2027-02-04T09:00Z",
@@ -303,24 +278,12 @@ mod tests {
         let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (10, 0))]);
         s.visit = Duration::minutes(20);
         s.buffer = Duration::minutes(10);
-        let slots = s
-            .free_slots(
-                utc("2027-02-01T00:00:00Z"),
-                utc("2027-02-02T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
+        let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &[]);
         // 09:00–09:20, 09:30–09:50; 10:00 would end past the hours.
-        assert_eq!(starts(&slots), ["2027-02-01T09:00Z", "2027-02-01T09:30Z"]);
+        assert_eq!(slots, ["2027-02-01T09:00Z", "2027-02-01T09:30Z"]);
         s.visit = Duration::minutes(45);
-        let slots = s
-            .free_slots(
-                utc("2027-02-01T00:00:00Z"),
-                utc("2027-02-02T00:00:00Z"),
-                &[],
-            )
-            .unwrap();
-        assert_eq!(starts(&slots), ["2027-02-01T09:00Z"]);
+        let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &[]);
+        assert_eq!(slots, ["2027-02-01T09:00Z"]);
     }
 
     #[test]
@@ -331,28 +294,16 @@ mod tests {
             start: utc("2027-02-01T09:35:00Z"),
             end: utc("2027-02-01T10:05:00Z"),
         }];
-        let slots = s
-            .free_slots(
-                utc("2027-02-01T00:00:00Z"),
-                utc("2027-02-02T00:00:00Z"),
-                &taken,
-            )
-            .unwrap();
+        let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &taken);
         // Laid out 09:00, 09:35, 10:10; 09:35 is taken; 10:10 starts after 10:05 + 5 min.
-        assert_eq!(starts(&slots), ["2027-02-01T09:00Z", "2027-02-01T10:10Z"]);
+        assert_eq!(slots, ["2027-02-01T09:00Z", "2027-02-01T10:10Z"]);
     }
 
     #[test]
     fn only_slots_starting_inside_the_window_are_returned() {
         let s = every_day(chrono_tz::UTC, vec![span((9, 0), (10, 0))]);
-        let slots = s
-            .free_slots(
-                utc("2027-02-01T09:15:00Z"),
-                utc("2027-02-01T09:45:00Z"),
-                &[],
-            )
-            .unwrap();
-        assert_eq!(starts(&slots), ["2027-02-01T09:30Z"]);
+        let slots = free(&s, "2027-02-01T09:15:00Z", "2027-02-01T09:45:00Z", &[]);
+        assert_eq!(slots, ["2027-02-01T09:30Z"]);
     }
 
     #[test]
