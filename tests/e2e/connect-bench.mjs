@@ -4,7 +4,7 @@
 // click to ICE connected and to DTLS connected, with the steps between (the `admitted`
 // notice, the physician's camera, offer, answer, first candidates, ICE checking) so the
 // report says where the time goes. Prints one JSON object on stdout.
-import { launch, newContext, startServer, setUpClinic, patientWaits } from './support.mjs';
+import { launch, startServer, setUpClinic, patientWaits, rtcReport } from './support.mjs';
 
 const N = Number(process.env.CONNECT_N || 10);
 
@@ -70,6 +70,7 @@ const server = await startServer();
 const browser = await launch();
 const log = [];
 const runs = [];
+const failures = [];
 try {
   const { doc, docCtx } = await setUpClinic(browser, server, log);
   // The recorder must be in place before a page opens its signalling socket.
@@ -87,7 +88,17 @@ try {
     await doc.click(`#admit-${visit}`);
     const t0 = await doc.evaluate(() => window.__click);
     const connected = async (page) => page.waitForFunction((since) => (window.__ev || []).some((e) => e.at >= since && e.what === 'conn:connected'), t0, { timeout: 30000 });
-    await Promise.all([connected(doc), connected(patient)]);
+    try {
+      await Promise.all([connected(doc), connected(patient)]);
+    } catch (e) {
+      // A call that does not connect is a result too: say what each side was doing.
+      failures.push({ visit: i, error: e.message.split('\n')[0], physician: await rtcReport(doc), patient: await rtcReport(patient) });
+      await doc.click('#end-visit');
+      await doc.getByRole('dialog').getByRole('button', { name: /End visit|Terminar/ }).click();
+      await doc.waitForSelector('#lobby:not([hidden])');
+      await patient.context().close();
+      continue;
+    }
     const d = await events(doc, t0);
     const p = await events(patient, t0);
     const rel = (x) => (x === null ? null : Math.round((x - t0) * 10) / 10);
@@ -122,4 +133,4 @@ for (const k of keys) {
   const xs = runs.map((r) => r[k]).filter((x) => x !== null && Number.isFinite(x));
   summary[k] = { p50: median(xs), p90: pct(xs, 0.9), max: xs.length ? Math.max(...xs) : null };
 }
-console.log(JSON.stringify({ visits: runs.length, summary, runs, log }, null, 1));
+console.log(JSON.stringify({ visits: runs.length, failed: failures.length, summary, failures, runs, log }, null, 1));
