@@ -20,7 +20,7 @@ use crate::identity::links::{self as rules, LinkRefusal, RedeemError};
 use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
-use crate::visit::Millis;
+use crate::visit::{Millis, RoomConfig};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -230,6 +230,7 @@ async fn redeem(
     };
     let identity = identity_status(&state, &j.link).await?;
     let room = &j.room;
+    let physician_name = physician_name(&state, room).await?;
     let body: Value = json!({
         "token": j.token,
         "expires_at": j.expires_at,
@@ -248,6 +249,7 @@ async fn redeem(
         "lang": j.link.lang,
         "kind": kind,
         "identity": identity,
+        "physician_name": physician_name,
     });
     Ok(Json(body).into_response())
 }
@@ -343,6 +345,17 @@ fn staff_presence(state: &AppState, headers: &HeaderMap) -> Option<StaffPresence
 }
 
 /// What the patient page must ask before the physician's panel opens.
+/// Whom the patient will see, when the room says so: a physician's own room, or a room with
+/// one physician. A clinic room with several physicians names nobody (whoever is free
+/// admits), and neither does one whose physician is deactivated.
+async fn physician_name(state: &AppState, room: &RoomConfig) -> Result<Option<String>, ApiError> {
+    let [only] = room.physicians.as_slice() else {
+        return Ok(None);
+    };
+    let staff = state.durable.staff(only).await?;
+    Ok(staff.filter(|s| s.active).map(|s| s.name))
+}
+
 async fn identity_status(state: &AppState, link: &Link) -> Result<Value, ApiError> {
     let factor = state.settings.links.identity_factor;
     let required = link.kind == LinkKind::Patient

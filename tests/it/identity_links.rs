@@ -80,6 +80,10 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
         joined["linked_name"], "Ana",
         "the page prefills the name it asks for"
     );
+    assert_eq!(
+        joined["physician_name"], signed["staff"]["name"],
+        "the welcome page names the physician of a one-physician room"
+    );
     let patient = app.join(joined["token"].as_str().unwrap()).await;
     assert_eq!(patient.participant, joined["participant"].as_str().unwrap());
     let mut doctor = app.join(bearer).await;
@@ -129,6 +133,40 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
 async fn physician_and_room(app: &TestApp) -> (String, examroom::visit::RoomConfig) {
     let (_, token, room) = app.physician_with_room("Dr Bo", "Bo").await;
     (token, room)
+}
+
+/// A room several physicians share names nobody on the welcome page (whoever is free admits),
+/// and a deactivated physician is not named.
+#[tokio::test]
+async fn the_join_answer_names_a_physician_only_where_one_will_see_the_patient() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.physician("Dr A").await, app.physician("Dr B").await);
+    let shared = app.room("Shared", RoomKind::Physician, &[&a, &b]).await;
+    let own = app.room("Dr A alone", RoomKind::Physician, &[&a]).await;
+    let (_, admin) = app.admin().await;
+    let name_on_join = |room: examroom::ids::RoomId| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let m = app.mint_link(admin, json!({ "room": room })).await;
+            let (s, joined) = app.redeem(m["code"].as_str().unwrap(), DEVICE_A).await;
+            assert_eq!(s, 200, "{joined}");
+            joined["physician_name"].clone()
+        }
+    };
+    assert_eq!(name_on_join(own.id.clone()).await, "Dr A");
+    assert_eq!(name_on_join(shared.id.clone()).await, Value::Null);
+    app.state
+        .durable
+        .update_staff(
+            &a,
+            examroom::durable::StaffUpdate {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(name_on_join(own.id).await, Value::Null);
 }
 
 #[tokio::test]
