@@ -16,6 +16,7 @@
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
 //! - [`metrics`]: Prometheus counters.
+//! - [`notify`]: messages to patients outside a visit (codes, booking notices, reminders): the courier port.
 //! - [`ids`]: typed identifiers.
 //!
 //! Data flows one way: the edge (http, signalling) calls the domain (visit, identity),
@@ -34,6 +35,7 @@ pub mod ids;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod notify;
 pub mod protocol;
 pub mod records;
 pub mod scheduling;

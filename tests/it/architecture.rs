@@ -46,6 +46,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("live::counters", Layer::Port),
     ("durable", Layer::Port),
     ("durable::stats", Layer::Port),
+    ("notify", Layer::Port),
     ("live::memory", Layer::Adapter),
     ("live::redis", Layer::Adapter),
     ("durable::sql", Layer::Adapter),
