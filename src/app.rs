@@ -9,7 +9,7 @@ use crate::ice::IceConfig;
 use crate::identity::TokenKeys;
 use crate::ids::{PatientRef, RoomId, VisitId};
 use crate::live::memory::MemoryLive;
-use crate::live::redis::{RedisLive, RedisMemo, RedisParking};
+use crate::live::redis::{RedisConnection, RedisLive, RedisMemo, RedisParking};
 use crate::live::{Effects, Live, LiveError, Memo, Parking, RoomLoader};
 use crate::media::check::CheckService;
 use crate::metrics::Metrics;
@@ -181,15 +181,19 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     let checks = CheckService::new(&settings.media, ice.clone());
     // With several nodes, visit history the database has not taken yet is parked in
     // Redis, so it outlives this node and the room never waits the database out.
-    let parking: Option<Arc<dyn Parking>> = match settings.live.backend {
+    // One Redis connection per node, shared by parking, the memo and the live store.
+    let redis = match settings.live.backend {
         LiveBackend::Memory => None,
-        LiveBackend::Redis => Some(Arc::new(RedisParking::connect(&settings).await?)),
+        LiveBackend::Redis => Some(RedisConnection::open(&settings).await?),
     };
+    let parking: Option<Arc<dyn Parking>> = redis
+        .as_ref()
+        .map(|conn| Arc::new(RedisParking::new(conn, &settings)) as Arc<dyn Parking>);
     // What a node checks while the database is away (staff sessions, revoked links): as
     // wide as the live store, so a resume through any node sees the same.
-    let memo: Arc<dyn Memo> = match settings.live.backend {
-        LiveBackend::Memory => Arc::new(crate::live::memo::MemoryMemo::default()),
-        LiveBackend::Redis => Arc::new(RedisMemo::connect(&settings).await?),
+    let memo: Arc<dyn Memo> = match &redis {
+        None => Arc::new(crate::live::memo::MemoryMemo::default()),
+        Some(conn) => Arc::new(RedisMemo::new(conn, &settings)),
     };
     let history = Arc::new(HistoryWriter::start(
         durable.clone(),
@@ -210,11 +214,9 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     };
     let rooms = Arc::new(DurableRooms(durable.clone()));
     // The one place that knows which live store runs.
-    let live: Arc<dyn Live> = match settings.live.backend {
-        LiveBackend::Memory => Arc::new(MemoryLive::new(rooms, effects, timing)),
-        LiveBackend::Redis => {
-            Arc::new(RedisLive::connect(&settings, rooms, effects, timing).await?)
-        }
+    let live: Arc<dyn Live> = match redis {
+        None => Arc::new(MemoryLive::new(rooms, effects, timing)),
+        Some(conn) => Arc::new(RedisLive::connect(conn, &settings, rooms, effects, timing).await?),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::history::no_show_sweeper(

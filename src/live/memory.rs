@@ -6,8 +6,8 @@ use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
+use crate::visit::RoomConfig;
 use crate::visit::room::{Input, Output, Room, Timing};
-use crate::visit::{RoomConfig, VisitState};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +21,7 @@ struct Inner {
     // std Mutex: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
     rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomMail>>>,
-    visit_counts: Mutex<HashMap<RoomId, HashMap<VisitState, usize>>>,
+    visit_counts: super::VisitCounts,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
     timing: Timing,
@@ -233,16 +233,10 @@ impl Live for MemoryLive {
     }
 
     fn stats(&self) -> LiveStats {
-        let mut visits: HashMap<VisitState, usize> = HashMap::new();
-        for counts in self.inner.visit_counts.lock().expect("poisoned").values() {
-            for (s, n) in counts {
-                *visits.entry(*s).or_default() += n;
-            }
-        }
-        LiveStats {
-            rooms: self.inner.rooms.lock().expect("poisoned").len(),
-            participants: self.inner.outboxes.lock().expect("poisoned").len(),
-            visits,
-        }
+        LiveStats::of_node(
+            self.inner.rooms.lock().expect("poisoned").len(),
+            self.inner.outboxes.lock().expect("poisoned").len(),
+            &self.inner.visit_counts,
+        )
     }
 }

@@ -87,6 +87,27 @@ pub struct LiveStats {
     pub visits: HashMap<VisitState, usize>,
 }
 
+/// Visits per state in each room this node runs, as both stores keep them.
+pub(crate) type VisitCounts = std::sync::Mutex<HashMap<RoomId, HashMap<VisitState, usize>>>;
+
+impl LiveStats {
+    /// This node's figures: its rooms, the participants connected to it, and its rooms'
+    /// visits summed per state.
+    pub(crate) fn of_node(rooms: usize, participants: usize, counts: &VisitCounts) -> Self {
+        let mut visits: HashMap<VisitState, usize> = HashMap::new();
+        for per_room in counts.lock().expect("poisoned").values() {
+            for (s, n) in per_room {
+                *visits.entry(*s).or_default() += n;
+            }
+        }
+        LiveStats {
+            rooms,
+            participants,
+            visits,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Live: Send + Sync + 'static {
     /// `who` is now reached through `outbox` on this node. Returns the outbox it

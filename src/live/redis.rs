@@ -48,9 +48,9 @@ use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, Roo
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::{ErrorCode, ServerMsg};
+use crate::visit::RoomConfig;
 use crate::visit::room::snapshot::RoomSnapshot;
 use crate::visit::room::{Input, Output, Room, Timing};
-use crate::visit::{RoomConfig, VisitState};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, Script};
 use async_trait::async_trait;
@@ -123,7 +123,7 @@ struct Inner {
     // std Mutexes: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
     rooms: Mutex<HashMap<RoomId, mpsc::Sender<Local>>>,
-    visit_counts: Mutex<HashMap<RoomId, HashMap<VisitState, usize>>>,
+    visit_counts: crate::live::VisitCounts,
     /// tokio Mutex, held across the lease acquisition so this node starts a room once.
     starting: tokio::sync::Mutex<()>,
     remote: mpsc::Sender<Wire>,
@@ -160,27 +160,41 @@ impl Drop for RedisLive {
     }
 }
 
-/// A client and a managed connection to `redis.url`, with `redis.timeout_ms` on connecting
-/// and on every reply; fails when Redis cannot be reached now. Shared by the live store
-/// and history parking so both behave alike when Redis is slow or gone.
-pub(super) async fn connect_redis(
-    settings: &Settings,
-) -> Result<(::redis::Client, ConnectionManager, Duration), LiveError> {
-    let timeout = Duration::from_millis(settings.redis.timeout_ms);
-    let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    let redis = tokio::time::timeout(
-        timeout,
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await
-    .map_err(|_| unavailable("timed out connecting to Redis"))?
-    .map_err(unavailable)?;
-    Ok((client, redis, timeout))
+/// The node's one connection to `redis.url`: a client (for the bus's subscriber) and a
+/// multiplexed, self-reconnecting connection shared by the live store, history parking and
+/// the memo, with `redis.timeout_ms` on connecting and on every reply. Made once at
+/// start-up; clones share the same socket, so a node holds one command connection (plus
+/// the bus's subscription) however many Redis-backed ports it runs.
+#[derive(Clone)]
+pub struct RedisConnection {
+    client: ::redis::Client,
+    redis: ConnectionManager,
+    timeout: Duration,
+}
+
+impl RedisConnection {
+    /// Fails when Redis cannot be reached now.
+    pub async fn open(settings: &Settings) -> Result<Self, LiveError> {
+        let timeout = Duration::from_millis(settings.redis.timeout_ms);
+        let client = ::redis::Client::open(settings.redis.url.expose()).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = tokio::time::timeout(
+            timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| unavailable("timed out connecting to Redis"))?
+        .map_err(unavailable)?;
+        Ok(RedisConnection {
+            client,
+            redis,
+            timeout,
+        })
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LiveError {
@@ -201,15 +215,19 @@ async fn timed<T>(
 }
 
 impl RedisLive {
-    /// Connect to Redis (`redis.url`) and start this node's subscriber, presence
-    /// refresher and publisher. Fails when Redis cannot be reached at start.
+    /// Start this node's subscriber, presence refresher and publisher on `conn`.
     pub async fn connect(
+        conn: RedisConnection,
         settings: &Settings,
         loader: Arc<dyn RoomLoader>,
         effects: Arc<dyn Effects>,
         timing: Timing,
     ) -> Result<Self, LiveError> {
-        let (client, redis, timeout) = connect_redis(settings).await?;
+        let RedisConnection {
+            client,
+            redis,
+            timeout,
+        } = conn;
         let (remote, remote_rx) = mpsc::channel(REMOTE_QUEUE);
         let inner = Arc::new(Inner {
             node: crate::ids::random_id()[..16].to_owned(),
@@ -462,17 +480,11 @@ impl Live for RedisLive {
     }
 
     fn stats(&self) -> LiveStats {
-        let mut visits: HashMap<VisitState, usize> = HashMap::new();
-        for counts in self.inner.visit_counts.lock().expect("poisoned").values() {
-            for (s, n) in counts {
-                *visits.entry(*s).or_default() += n;
-            }
-        }
-        LiveStats {
-            rooms: self.inner.rooms.lock().expect("poisoned").len(),
-            participants: self.inner.outboxes.lock().expect("poisoned").len(),
-            visits,
-        }
+        LiveStats::of_node(
+            self.inner.rooms.lock().expect("poisoned").len(),
+            self.inner.outboxes.lock().expect("poisoned").len(),
+            &self.inner.visit_counts,
+        )
     }
 
     fn counters(&self) -> Arc<dyn Counters> {

@@ -7,7 +7,7 @@ use examroom::config::{LiveBackend, Settings};
 use examroom::identity::Role;
 use examroom::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
 use examroom::live::memory::MemoryLive;
-use examroom::live::redis::RedisLive;
+use examroom::live::redis::{RedisConnection, RedisLive};
 use examroom::live::{Effects, Live, LiveError, Outbox, Outgoing, RoomLoader};
 use examroom::protocol::ServerMsg;
 use examroom::visit::room::{Input, Member, Timing, Transition};
@@ -78,9 +78,12 @@ async fn redis() -> Ctx {
     s.live.lease_ms = 1000;
     s.redis.url = examroom::config::Secret::new(crate::kit::services::redis_url());
     s.redis.key_prefix = crate::kit::services::redis_prefix();
-    let live = RedisLive::connect(&s, rooms.clone(), history.clone(), timing())
+    let conn = RedisConnection::open(&s)
         .await
         .expect("Redis reachable (EXAMROOM_TEST_REDIS_URL)");
+    let live = RedisLive::connect(conn, &s, rooms.clone(), history.clone(), timing())
+        .await
+        .expect("live store on Redis");
     Ctx {
         live: Arc::new(live),
         rooms,

@@ -1,6 +1,6 @@
 //! [`Memo`] for several nodes: `<prefix>:memo:<key>`, plain strings with an expiry
-//! (`SET … PX`), so every node reads what any node wrote. Its own connection, like
-//! history parking, so that it exists before the live store.
+//! (`SET … PX`), so every node reads what any node wrote. It shares the node's
+//! [`super::RedisConnection`] and exists before the live store.
 
 use super::timed;
 use crate::config::Settings;
@@ -17,14 +17,13 @@ pub struct RedisMemo {
 }
 
 impl RedisMemo {
-    /// Connect to `redis.url`; fails when Redis cannot be reached at start.
-    pub async fn connect(settings: &Settings) -> Result<Self, LiveError> {
-        let (_, redis, timeout) = super::connect_redis(settings).await?;
-        Ok(RedisMemo {
-            redis,
+    /// Notes over the node's Redis connection.
+    pub fn new(conn: &super::RedisConnection, settings: &Settings) -> Self {
+        RedisMemo {
+            redis: conn.redis.clone(),
             prefix: format!("{}:memo:", settings.redis.key_prefix),
-            timeout,
-        })
+            timeout: conn.timeout,
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Parked visit history in Redis: `<prefix>:history:parked`, one list the cluster shares
 //! (`live::Parking`). A node parks a transition there when the database does not take it
 //! at once, and removes it once written; whatever a node leaves behind (it stopped, or
-//! died, before the database came back) another node writes. Its own connection, apart
-//! from the live store's, so that the history writer can exist before the live store.
+//! died, before the database came back) another node writes. It shares the node's
+//! [`super::RedisConnection`], so the history writer can exist before the live store.
 
 use crate::config::Settings;
 use crate::live::{LiveError, Parking};
@@ -19,15 +19,13 @@ pub struct RedisParking {
 }
 
 impl RedisParking {
-    /// Connect to `redis.url`; fails when Redis cannot be reached at start, like the
-    /// live store.
-    pub async fn connect(settings: &Settings) -> Result<Self, LiveError> {
-        let (_, redis, timeout) = super::connect_redis(settings).await?;
-        Ok(RedisParking {
-            redis,
+    /// Parking over the node's Redis connection.
+    pub fn new(conn: &super::RedisConnection, settings: &Settings) -> Self {
+        RedisParking {
+            redis: conn.redis.clone(),
             key: format!("{}:history:parked", settings.redis.key_prefix),
-            timeout,
-        })
+            timeout: conn.timeout,
+        }
     }
 
     async fn call<T>(
