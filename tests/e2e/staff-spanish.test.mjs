@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { newContext, axe, shoot, setUpClinic, patientWaits, browserTest, signInIfAsked, PHONE, TABLET, DESKTOP } from './support.mjs';
 
 /** English the record panel would show if a string were left untranslated. */
-const ENGLISH = /\b(Allergies|Problems|Medications|Vital signs|Recent labs|Immunizations|Past encounters|Refresh|Read from the record|as of|could not be loaded|High-criticality|born|years|since|Test|Result|Range)\b/;
+const ENGLISH = /\b(female|male|inactive|resolved|Allergies|Problems|Medications|Vital signs|Recent labs|Immunizations|Past encounters|Refresh|Read from the record|as of|could not be loaded|High-criticality|born|years|since|Test|Result|Range)\b/;
 
 /** Cells of `sel` (inside `wrap`) that do not fit: their right edge past the wrapper's, or the wrapper scrolls. */
 const cut = (page, wrap, sel) => page.evaluate(([w, s]) => {
@@ -46,6 +46,8 @@ test('staff pages in Spanish: the record panel, API errors, the staff table on a
     assert.match(text, /Análisis recientes/);
     assert.match(text, /Alergias de criticidad alta:[^\n]*Penicillin/i);
     assert.match(text, /nacido el 1968-04-17/);
+    // Coded values (sex, statuses) in the page's language, not as the record has them.
+    assert.match(await doc.innerText('#record-facts'), /\bmujer\b/);
     assert.doesNotMatch(text, ENGLISH, 'English left in the Spanish record panel');
     // A lab value carries its unit once ("162 mg/dL", not "162 mg/dL mg/dL").
     assert.doesNotMatch(await doc.innerText('#record-labs'), /(\S*\/\S+) \1(?!\S)/);

@@ -290,7 +290,7 @@ export function renderRecord(root, rec, { onRefresh, identity = {} } = {}) {
  */
 function identityStrip(d, demoOk, allergies, onRefresh) {
   const facts = demoOk
-    ? [d.age !== undefined && d.age !== null ? t('rec.age', { n: d.age }) : null, d.sex, d.birth_date ? [`${t('rec.born')} `, timeEl(d.birth_date, d.birth_date)] : t('rec.no_birth_date')]
+    ? [d.age !== undefined && d.age !== null ? t('rec.age', { n: d.age }) : null, coded(d.sex), d.birth_date ? [`${t('rec.born')} `, timeEl(d.birth_date, d.birth_date)] : t('rec.no_birth_date')]
       .filter(Boolean).flatMap((f, i) => (i ? [' · ', f] : [f]))
     : [t('rec.demo_not_loaded')];
   return h('div', { class: 'record-top', id: 'record-top' },
@@ -323,6 +323,18 @@ function mismatch(d, others, { confirmedAt, onConfirm }) {
     h('p', {}, `${t('rec.mismatch_record')} `, ...record, '.'), h('p', {}, t('rec.mismatch_patient', { who })),
     h('p', {}, t('rec.mismatch_why')),
     h('button', { type: 'button', class: 'danger small', id: 'record-confirm', onclick: onConfirm }, t('rec.mismatch_confirm')));
+}
+
+/**
+ * A FHIR code from a required value set (sex, clinical or verification status, severity,
+ * medication or encounter status) in the page's language; a code the catalogue does not
+ * know is shown as the record has it, never dropped.
+ */
+function coded(code) {
+  if (typeof code !== 'string' || !code) return code;
+  const key = `rec.code.${code}`;
+  const said = t(key);
+  return said === key ? code : said;
 }
 
 /** "recorded" | "none_recorded" | "unavailable": anything else is treated as not loaded. */
@@ -430,9 +442,9 @@ const renderers = {
         high(a) ? h('strong', {}, `${t('rec.high_criticality')} `) : null,
         h('strong', {}, concept(a.substance)),
         unconfirmed ? [' ', badge('warn', t(v === 'presumed' ? 'rec.presumed' : 'rec.unconfirmed'), t('rec.verification_title'))] : null,
-        clinical ? [' ', badge('muted', clinical, t('rec.clinical_title'))] : null,
+        clinical ? [' ', badge('muted', coded(clinical), t('rec.clinical_title'))] : null,
         a.reactions?.length ? ` — ${a.reactions.join(', ')}` : '',
-        a.severity ? ` (${a.severity})` : '',
+        a.severity ? ` (${coded(a.severity)})` : '',
         a.type && a.type !== 'allergy' ? ` [${a.type}]` : '',
         a.onset ? h('span', { class: 'muted' }, ` ${t('rec.since')} `, dayEl(a.onset)) : '',
         unreadable(a));
@@ -440,9 +452,9 @@ const renderers = {
   },
   problems(list) {
     return h('ul', { class: 'items' }, list.map((p) => h('li', {}, concept(p.condition),
-      p.clinical_status && p.clinical_status !== 'active' ? [' ', badge('muted', p.clinical_status)] : null,
+      p.clinical_status && p.clinical_status !== 'active' ? [' ', badge('muted', coded(p.clinical_status))] : null,
       // provisional / differential / unconfirmed: a working diagnosis, not an established one.
-      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', p.verification_status, t('rec.verification_title'))] : null,
+      p.verification_status && p.verification_status !== 'confirmed' ? [' ', badge('warn', coded(p.verification_status), t('rec.verification_title'))] : null,
       p.onset ? h('span', { class: 'muted' }, ` ${t('rec.since')} `, dayEl(p.onset)) : '', unreadable(p))));
   },
   medications(list) {
@@ -450,7 +462,7 @@ const renderers = {
       m.dosage ? ` — ${m.dosage}` : '',
       m.status === null || m.status === undefined || m.status === ''
         ? [' ', badge('warn', t('rec.status_unknown'), t('rec.status_unknown_title'))]
-        : m.status !== 'active' ? [' ', badge('muted', m.status)] : null,
+        : m.status !== 'active' ? [' ', badge('muted', coded(m.status))] : null,
       m.date ? h('span', { class: 'muted' }, ' ', dayEl(m.date)) : '',
       unreadable(m))));
   },
@@ -489,12 +501,12 @@ const renderers = {
   },
   immunizations(list) {
     return h('ul', { class: 'items' }, list.map((i) => h('li', {}, concept(i.vaccine),
-      i.given === false ? [' ', badge('warn', t('rec.not_given'), i.status ? t('rec.status_in_record', { status: i.status }) : undefined)] : null,
+      i.given === false ? [' ', badge('warn', t('rec.not_given'), i.status ? t('rec.status_in_record', { status: coded(i.status) }) : undefined)] : null,
       i.date ? h('span', { class: 'muted' }, ' ', dayEl(i.date)) : '', unreadable(i))));
   },
   encounters(list) {
     return h('ul', { class: 'items' }, list.map((e) => h('li', {}, e.start ? [dayEl(e.start), ' '] : '', concept(e.kind),
-      e.status && e.status !== 'finished' ? [' ', badge('muted', e.status)] : null,
+      e.status && e.status !== 'finished' ? [' ', badge('muted', coded(e.status))] : null,
       e.reason ? h('span', { class: 'muted' }, ' — ', concept(e.reason)) : '', unreadable(e))));
   },
 };
