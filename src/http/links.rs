@@ -21,21 +21,28 @@ use crate::ids::{LinkId, PatientRef, RoomId, VisitId};
 use crate::protocol::ApiErrorCode;
 use crate::state::AppState;
 use crate::visit::{Millis, RoomConfig};
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/links", post(mint))
-        .route("/api/links/guest", post(mint_guest))
-        .route("/api/links/{id}", delete(revoke))
-        .route("/api/join/{code}", post(redeem))
-        .route("/api/identity", post(confirm_identity))
+/// The routes with their OpenAPI description (`http::openapi` merges it).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(mint))
+        .routes(routes!(mint_guest))
+        .routes(routes!(revoke))
+        .routes(routes!(redeem))
+        .routes(routes!(confirm_identity))
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    api().split_for_parts().0
 }
 
 /// Set on every staff sign-in and kept after sign-out: a browser that ever signed in as
@@ -89,35 +96,62 @@ fn maker(auth: &StaffAuth) -> Maker<'_> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Mint {
+    #[schema(value_type = String)]
     room: RoomId,
+    /// Shown to the physician in the queue; the patient may correct it when joining.
     patient_name: Option<String>,
+    /// The patient's record id at the record source; only when the clinic allows it.
+    #[schema(value_type = Option<String>)]
     patient_ref: Option<PatientRef>,
+    /// Why the visit is booked; shown to staff only.
     reason: Option<String>,
+    /// The patient page's language tag (`en`, `es`).
     lang: Option<String>,
+    /// The link opens from this time (unix ms).
     not_before: Option<Millis>,
+    /// The link stops opening at this time (unix ms); defaults to `identity.join_link_secs`.
     expires_at: Option<Millis>,
 }
 
-fn minted(state: &AppState, m: Minted) -> Response {
-    let body = json!({
-        "id": m.link.id,
-        "code": m.code,
-        "url": format!("{}/join/{}", state.settings.public_url(), m.code),
-        "visit": m.link.visit,
-        "expires_at": m.link.expires_at,
-    });
-    (StatusCode::CREATED, Json(body)).into_response()
+/// A new link. `code` and `url` are shown once: only the code's hash is kept.
+#[derive(Serialize, ToSchema)]
+struct LinkMade {
+    #[schema(value_type = String)]
+    id: LinkId,
+    code: String,
+    url: String,
+    #[schema(value_type = String)]
+    visit: VisitId,
+    expires_at: Millis,
+}
+
+fn minted(state: &AppState, m: Minted) -> (StatusCode, Json<LinkMade>) {
+    let url = format!("{}/join/{}", state.settings.public_url(), m.code);
+    let made = LinkMade {
+        id: m.link.id,
+        code: m.code,
+        url,
+        visit: m.link.visit,
+        expires_at: m.link.expires_at,
+    };
+    (StatusCode::CREATED, Json(made))
 }
 
 /// A physician of the room, or an admin, makes a patient's join link.
+#[utoipa::path(post, path = "/api/links", tag = "links", request_body = Mint,
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 201, body = LinkMade),
+        (status = 403, description = "not a physician of the room, or `patient_ref` not allowed"),
+        (status = 404, description = "unknown room"),
+        (status = 422, description = "a field out of range (`field` names it)")))]
 async fn mint(
     State(state): State<AppState>,
     auth: StaffAuth,
     Json(m): Json<Mint>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<LinkMade>), ApiError> {
     let request = PatientLinkRequest {
         room: m.room,
         patient_name: m.patient_name,
@@ -139,19 +173,26 @@ async fn mint(
     Ok(minted(&state, made))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MintGuest {
+    #[schema(value_type = String)]
     room: RoomId,
+    #[schema(value_type = String)]
     visit: VisitId,
 }
 
 /// A physician of the room invites a guest (interpreter, family) into one visit.
+#[utoipa::path(post, path = "/api/links/guest", tag = "links", request_body = MintGuest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 201, body = LinkMade),
+        (status = 403, description = "not a physician of the room, or the room allows no invitations"),
+        (status = 404, description = "unknown room or visit")))]
 async fn mint_guest(
     State(state): State<AppState>,
     auth: StaffAuth,
     Json(m): Json<MintGuest>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<LinkMade>), ApiError> {
     let made = mint::mint_guest_link(
         state.durable.as_ref(),
         mint_rules(&state),
@@ -166,6 +207,12 @@ async fn mint_guest(
 }
 
 /// The room's physician or an admin revokes a link; its tokens stop at the next hello.
+#[utoipa::path(delete, path = "/api/links/{id}", tag = "links",
+    params(("id" = String, Path, description = "the link's id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204, description = "revoked"),
+        (status = 403, description = "not a physician of the link's room"),
+        (status = 404, description = "unknown link")))]
 async fn revoke(
     State(state): State<AppState>,
     auth: StaffAuth,
@@ -180,9 +227,57 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Redeem {
+    /// A random id the page keeps for this browser: a link opens on one device.
     device: String,
+}
+
+/// What a patient or guest needs to enter the waiting room.
+#[derive(Serialize, ToSchema)]
+struct Joined {
+    /// The participant token for `/ws` and the patient APIs.
+    token: String,
+    expires_at: Millis,
+    #[schema(value_type = String)]
+    participant: crate::ids::ParticipantId,
+    room: JoinedRoom,
+    #[schema(value_type = String)]
+    visit: VisitId,
+    /// The name to greet with; "Patient" when the link named nobody.
+    name: String,
+    /// The name the link was made for, to prefill; the page asks the patient's own name.
+    linked_name: Option<String>,
+    /// The language the link asks for.
+    lang: Option<String>,
+    /// `patient` or `guest`.
+    kind: String,
+    identity: IdentityStatus,
+    /// Whom the patient will see, when the room has one (active) physician.
+    physician_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct JoinedRoom {
+    #[schema(value_type = String)]
+    id: RoomId,
+    name: String,
+    waiting_message: String,
+    /// The waiting message in other languages, by language tag.
+    waiting_messages: BTreeMap<String, String>,
+}
+
+/// Whether the patient must confirm who they are before the physician's panel opens.
+#[derive(Serialize, ToSchema)]
+struct IdentityStatus {
+    required: bool,
+    /// `birth_date`, when required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    factor: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_left: Option<u32>,
 }
 
 fn refusal(r: LinkRefusal) -> Response {
@@ -199,7 +294,16 @@ fn refusal(r: LinkRefusal) -> Response {
 }
 
 /// A patient or guest opens their link (`identity::links::redeem`): a token for the
-/// waiting room, bound to the link's room and visit.
+/// waiting room, bound to the link's room and visit. Public; guesses are limited per address.
+#[utoipa::path(post, path = "/api/join/{code}", tag = "links", request_body = Redeem,
+    params(("code" = String, Path, description = "the code from the link")),
+    responses((status = 200, body = Joined),
+        (status = 403, description = "`link_not_yet_valid` (with `not_before`), or a staff browser"),
+        (status = 404, description = "unknown link"),
+        (status = 409, description = "`link_in_use`: opened on another device"),
+        (status = 410, description = "`link_revoked` or `link_expired`"),
+        (status = 422, description = "`device` malformed"),
+        (status = 429, description = "too many guesses from this address (`Retry-After`)")))]
 async fn redeem(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -231,26 +335,24 @@ async fn redeem(
     let identity = identity_status(&state, &j.link).await?;
     let room = &j.room;
     let physician_name = physician_name(&state, room).await?;
-    let body: Value = json!({
-        "token": j.token,
-        "expires_at": j.expires_at,
-        "participant": j.participant,
-        "room": {
-            "id": room.id,
-            "name": room.name,
-            "waiting_message": room.waiting_message,
-            "waiting_messages": room.waiting_messages,
+    let body = Joined {
+        token: j.token,
+        expires_at: j.expires_at,
+        participant: j.participant,
+        room: JoinedRoom {
+            id: room.id.clone(),
+            name: room.name.clone(),
+            waiting_message: room.waiting_message.clone(),
+            waiting_messages: room.waiting_messages.clone(),
         },
-        "visit": j.link.visit,
-        "name": j.name,
-        // `name` falls back to "Patient"; the page asks the patient's own name either way
-        // and prefills it with this one.
-        "linked_name": j.link.patient_name,
-        "lang": j.link.lang,
-        "kind": kind,
-        "identity": identity,
-        "physician_name": physician_name,
-    });
+        visit: j.link.visit,
+        name: j.name,
+        linked_name: j.link.patient_name,
+        lang: j.link.lang,
+        kind: kind.into(),
+        identity,
+        physician_name,
+    };
     Ok(Json(body).into_response())
 }
 
@@ -356,29 +458,47 @@ async fn physician_name(state: &AppState, room: &RoomConfig) -> Result<Option<St
     Ok(staff.filter(|s| s.active).map(|s| s.name))
 }
 
-async fn identity_status(state: &AppState, link: &Link) -> Result<Value, ApiError> {
+async fn identity_status(state: &AppState, link: &Link) -> Result<IdentityStatus, ApiError> {
     let factor = state.settings.links.identity_factor;
     let required = link.kind == LinkKind::Patient
         && link.patient_ref.is_some()
         && factor != IdentityFactor::None;
     if !required {
-        return Ok(json!({ "required": false }));
+        return Ok(IdentityStatus {
+            required: false,
+            factor: None,
+            confirmed: None,
+            attempts_left: None,
+        });
     }
     let check = state.durable.identity_check(&link.visit).await?;
     let confirmed = check.as_ref().is_some_and(|c| c.confirmed_at.is_some());
     let max = state.settings.links.identity_attempts;
     let used = check.map_or(0, |c| c.attempts);
-    Ok(json!({
-        "required": true,
-        "factor": factor.as_str(),
-        "confirmed": confirmed,
-        "attempts_left": if confirmed { max } else { max.saturating_sub(used) },
-    }))
+    Ok(IdentityStatus {
+        required: true,
+        factor: Some(factor.as_str()),
+        confirmed: Some(confirmed),
+        attempts_left: Some(if confirmed {
+            max
+        } else {
+            max.saturating_sub(used)
+        }),
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ConfirmIdentity {
+    /// `YYYY-MM-DD`.
     birth_date: Option<String>,
+}
+
+/// The identity check passed (`required: false` when the clinic asks for none).
+#[derive(Serialize, ToSchema)]
+struct IdentityConfirmed {
+    confirmed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required: Option<bool>,
 }
 
 /// The answer to a failed identity check, in the documented error shape; a wrong
@@ -408,6 +528,15 @@ fn identity_error(e: IdentityError) -> Response {
 
 /// The joining patient confirms the identity factor (date of birth) against the record
 /// source. Every answer is audited; wrong answers are limited per visit.
+#[utoipa::path(post, path = "/api/identity", tag = "links", request_body = ConfirmIdentity,
+    security(("patient" = [])),
+    responses((status = 200, body = IdentityConfirmed),
+        (status = 403, description = "not a patient token, or `identity_locked` after too many wrong answers"),
+        (status = 404, description = "the visit's link named no patient record"),
+        (status = 409, description = "the record has no date of birth to check against"),
+        (status = 410, description = "the link was revoked"),
+        (status = 422, description = "malformed date, or `identity_mismatch` with `attempts_left`"),
+        (status = 503, description = "the record source could not be reached")))]
 async fn confirm_identity(
     who: ParticipantAuth,
     State(state): State<AppState>,
@@ -441,7 +570,11 @@ async fn confirm_identity(
         ));
     };
     if state.settings.links.identity_factor == IdentityFactor::None {
-        return Ok(Json(json!({ "confirmed": true, "required": false })).into_response());
+        let answer = IdentityConfirmed {
+            confirmed: true,
+            required: Some(false),
+        };
+        return Ok(Json(answer).into_response());
     }
     // The link (if any) still has to be live: a revoked link confirms nothing.
     if let Some(link) = claims
@@ -496,7 +629,11 @@ async fn confirm_identity(
     match result {
         Ok(()) => {
             tracing::info!(visit = %visit, "patient confirmed their identity");
-            Ok(Json(json!({ "confirmed": true })).into_response())
+            let answer = IdentityConfirmed {
+                confirmed: true,
+                required: None,
+            };
+            Ok(Json(answer).into_response())
         }
         Err(e) => {
             if matches!(e, IdentityError::Locked) {

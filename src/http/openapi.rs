@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
     tags(
         (name = "rooms", description = "Rooms and opening hours"),
         (name = "staff", description = "Staff accounts, invitations and resets"),
-        (name = "links", description = "Join links (listing)"),
+        (name = "links", description = "Join links: made by staff, opened by patients and guests"),
         (name = "visits", description = "Visit history, JSON and CSV"),
         (name = "records", description = "Emergency accesses to patient records (review)"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
@@ -42,6 +42,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::surveys::api())
         .merge(super::clinic::api())
         .merge(super::session::api())
+        .merge(super::links::api())
         .merge(OpenApiRouter::new().routes(utoipa_axum::routes!(openapi_json)))
 }
 

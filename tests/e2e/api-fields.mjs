@@ -9,11 +9,6 @@
  * be checked. Only these; a page calling any other undocumented endpoint fails the test.
  */
 export const UNDOCUMENTED = new Map([
-  ['POST /api/join/{code}', 'the join answer (src/http/links.rs) is a hand-built JSON object'],
-  ['POST /api/identity', 'the date-of-birth check (src/http/links.rs)'],
-  ['POST /api/links', 'minting links (src/http/links.rs)'],
-  ['POST /api/links/guest', 'minting guest links (src/http/links.rs)'],
-  ['DELETE /api/links/{id}', 'revoking links (src/http/admin/links.rs)'],
   ['GET /api/visits/{visit}/record', 'the record panel (docs/records.md describes it)'],
   ['POST /api/visits/{visit}/record/emergency-access', 'emergency access (docs/records.md)'],
 ]);

@@ -13,7 +13,9 @@ import { confirmDialog } from './dialog.js';
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const storeKey = `examroom.join.${code}`;
 const state = {
-  join: null, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
+  // `join` is the server's answer as it came; `own` is what the patient said on this page
+  // (name, reason, how the identity check ended), kept apart so neither is mistaken for the other.
+  join: null, own: {}, token: null, checked: false, stage: 'loading', local: null, facing: 'user',
   signal: null, mesh: null, names: new Map(), stopMeter: null, check: null, roomStatus: null,
   surveyToken: null, unread: 0, pickers: [],
 };
@@ -30,7 +32,7 @@ function showOwnMedia() {
 }
 
 const show = (stage) => { state.stage = stage; showOnly('.stage-section', `s-${stage}`); };
-const save = () => sessionStorage.setItem(storeKey, JSON.stringify({ join: state.join, token: state.token, checked: state.checked }));
+const save = () => sessionStorage.setItem(storeKey, JSON.stringify({ join: state.join, own: state.own, token: state.token, checked: state.checked }));
 const load = () => { try { return JSON.parse(sessionStorage.getItem(storeKey)); } catch { return null; } };
 
 function deviceId() {
@@ -46,7 +48,7 @@ async function start() {
   const stored = load();
   await setLang(pickLang(stored?.join?.lang));
   if (stored?.join && stored.token) {
-    Object.assign(state, { join: stored.join, token: stored.token, checked: stored.checked });
+    Object.assign(state, { join: stored.join, own: stored.own || {}, token: stored.token, checked: stored.checked });
     if (state.checked) {
       // A reload during the visit: straight back in with the same token.
       await acquireMedia();
@@ -72,8 +74,8 @@ async function start() {
 const needsIdentity = () => {
   const id = state.join?.identity;
   // No tries left (reopened after too many wrong answers): the visit goes ahead without it.
-  if (id?.required && !id.confirmed && id.attempts_left === 0 && !id.settled) id.settled = 'locked';
-  return !!(id?.required && !id.confirmed && !id.settled);
+  if (id?.required && !id.confirmed && id.attempts_left === 0 && !state.own.identity) state.own.identity = 'locked';
+  return !!(id?.required && !id.confirmed && !state.own.confirmed && !state.own.identity);
 };
 
 function showIdentity() {
@@ -93,7 +95,7 @@ async function confirmIdentity(ev) {
   submit.disabled = true;
   try {
     await api('POST', '/api/identity', { birth_date: value }, { bearer: state.token });
-    state.join.identity.confirmed = true;
+    state.own.confirmed = true;
   } catch (e) {
     if (e.code === 'identity_mismatch') {
       const n = e.body?.attempts_left;
@@ -104,7 +106,7 @@ async function confirmIdentity(ev) {
     if (e.code === 'invalid_field') { error.textContent = t('identity.invalid'); return; }
     if (e.code === 'identity_locked' || e.code === 'identity_unverifiable') {
       // The video visit goes ahead; the doctor's panel stays closed and they will check in the call.
-      state.join.identity.settled = e.code === 'identity_locked' ? 'locked' : 'unverifiable';
+      state.own.identity = e.code === 'identity_locked' ? 'locked' : 'unverifiable';
     } else {
       error.textContent = e.status === 0 ? t('error.network') : t('identity.unavailable');
       return;
@@ -128,13 +130,13 @@ async function welcome() {
   const j = state.join;
   const room = j.room || {};
   $('#brand').textContent = room.name || 'examroom';
-  const known = j.given_name || j.linked_name;
+  const known = state.own.name || j.linked_name;
   $('#welcome-hello').textContent = known ? t('welcome.hello', { name: known }) : '';
   $('#welcome-room').textContent = t('welcome.room', { room: room.name || '' });
   const physician = j.physician_name || j.physician?.name;
   $('#welcome-physician').hidden = !physician;
   if (physician) $('#welcome-physician').textContent = t('welcome.physician', { physician });
-  const settled = j.identity?.settled;
+  const settled = state.own.identity;
   $('#welcome-identity').hidden = !settled;
   if (settled) $('#welcome-identity').textContent = t(`identity.${settled}`);
   show('welcome');
@@ -213,8 +215,8 @@ async function runCheck() {
   const j = state.join;
   // Always asked: the link's name may be someone else's (a parent joining for a child).
   $('#profile').hidden = false;
-  if (!$('#p-name').value) $('#p-name').value = j.given_name || j.linked_name || '';
-  for (const el of [$('#p-reason'), $('label[for=p-reason]')]) el.hidden = !!j.reason;
+  if (!$('#p-name').value) $('#p-name').value = state.own.name || j.linked_name || '';
+  for (const el of [$('#p-reason'), $('label[for=p-reason]')]) el.hidden = !!state.own.reason;
   if (!state.signal) connect();
   state.check = { hasVideo, hasAudio, net: null };
   // One check at a time: "check again" while one runs waits for it.
@@ -275,10 +277,10 @@ async function toWaiting(ev) {
   }
   $('#profile-error').textContent = '';
   const msg = { type: 'profile', name };
-  if (!j.reason && reason) msg.reason = reason;
+  if (!state.own.reason && reason) msg.reason = reason;
   state.signal.send(msg);
-  j.given_name = name;
-  if (msg.reason) j.reason = msg.reason;
+  state.own.name = name;
+  if (msg.reason) state.own.reason = msg.reason;
   if (state.checkRun) await state.checkRun;
   if (!state.check?.net) await networkCheck();
   state.signal.send({ type: 'device_check', ...checkSummary() });
