@@ -12,6 +12,7 @@
 //! - [`durable`]: what must survive — accounts, rooms, links, history, surveys, audit (SQLite | PostgreSQL).
 //! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
+//! - [`directory`]: the public physician directory: what a listed profile shows, and the search over it.
 //! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
@@ -26,6 +27,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod durable;
 pub mod history;
 pub mod http;

@@ -4,9 +4,10 @@
 //! One port per area, each in its own file with its types, its trait and its SQL:
 //! `staff` ([`StaffStore`]: accounts, sessions, setup tokens), `rooms` ([`RoomStore`]),
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
-//! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics) and
-//! `audit_log` ([`AuditStore`]). [`DurableStore`] is all of them at once, the handle the
-//! wiring holds; a use case that needs one area can take `&dyn RoomStore`.
+//! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics),
+//! `audit_log` ([`AuditStore`]) and `directory` ([`DirectoryStore`]: physician profiles).
+//! [`DurableStore`] is all of them at once, the handle the wiring holds; a use case that
+//! needs one area can take `&dyn RoomStore`.
 //!
 //! Two implementations, chosen once by [`open`]: SQLite (embedded, the default:
 //! `<server.data_dir>/examroom.db`) and PostgreSQL (several nodes, `database.url =
@@ -24,6 +25,7 @@
 
 mod audit_log;
 mod chart_access;
+pub mod directory;
 mod links;
 mod methods;
 mod postgres;
@@ -37,6 +39,7 @@ mod visits;
 pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntry};
 pub use audit_log::AuditStore;
 pub use chart_access::*;
+pub use directory::DirectoryStore;
 pub use links::*;
 pub use rooms::*;
 pub use staff::*;
@@ -136,6 +139,7 @@ pub trait DurableStore:
     + ChartAccessStore
     + VisitStore
     + AuditStore
+    + DirectoryStore
     + Send
     + Sync
     + 'static

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 mod clinic;
+mod directory;
 pub mod error;
 pub mod extract;
 pub mod headers;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(links::routes())
         .merge(admin::routes())
         .merge(surveys::routes())
+        .merge(directory::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost last: errors are made JSON first, then every answer gets the headers.

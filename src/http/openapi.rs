@@ -30,6 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "records", description = "Emergency accesses to patient records (review)"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
         (name = "session", description = "Staff sign-in, sessions and one-time set-up links"),
+        (name = "directory", description = "The public physician directory and the profiles behind it"),
         (name = "meta", description = "This document, and who runs this server")
     )
 )]
@@ -43,6 +44,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::clinic::api())
         .merge(super::session::api())
         .merge(super::links::api())
+        .merge(super::directory::api())
         .merge(OpenApiRouter::new().routes(utoipa_axum::routes!(openapi_json)))
 }
 

@@ -144,6 +144,7 @@ contract!(
     audit_verify_pages_through_a_long_log,
     identity_attempts_are_limited_under_concurrency,
     emergency_access_is_kept_per_visit_and_physician,
+    physician_profiles_are_stored_replaced_and_listed,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1397,4 +1398,60 @@ async fn emergency_access_is_kept_per_visit_and_physician(ctx: Ctx) {
     assert_eq!(list[1].grant.reason, "unresponsive patient");
     assert_eq!(list[1].grant.patient_ref.as_ref().unwrap().as_str(), "pt-1");
     assert_eq!(s.list_emergency_access(1).await.unwrap().len(), 1);
+}
+
+async fn physician_profiles_are_stored_replaced_and_listed(ctx: Ctx) {
+    use examroom::durable::directory::{Profile, Publish, Site};
+    let s = &ctx.store;
+    let doc = physician(s, "doc@clinic.example").await;
+    let other = physician(s, "other@clinic.example").await;
+    assert_eq!(s.profile(&doc.id).await.unwrap(), None);
+    let mut p = Profile {
+        staff: doc.id.clone(),
+        display_name: "Dr Doc".into(),
+        specialties: vec!["Pediatrics".into()],
+        bio: Some("Née à Genève".into()),
+        sites: vec![Site {
+            name: "Centro".into(),
+            address: "Calle Mayor 1, Madrid".into(),
+            lat: 40.4168,
+            lon: -3.7038,
+        }],
+        visit_types: vec!["video".into(), "follow-up".into()],
+        accepting_new: true,
+        listed: true,
+        publish: Publish {
+            gender: false,
+            languages: true,
+            sites: true,
+            bio: false,
+        },
+        updated_at: T0,
+    };
+    s.put_profile(&p).await.unwrap();
+    assert_eq!(s.profile(&doc.id).await.unwrap().as_ref(), Some(&p));
+    // Replaced whole, not merged.
+    p.specialties = vec![];
+    p.sites.clear();
+    p.bio = None;
+    p.updated_at = T0 + 1;
+    s.put_profile(&p).await.unwrap();
+    assert_eq!(s.profile(&doc.id).await.unwrap().as_ref(), Some(&p));
+    // Only listed profiles are listed.
+    let hidden = Profile {
+        staff: other.id.clone(),
+        display_name: "Dr Other".into(),
+        listed: false,
+        ..p.clone()
+    };
+    s.put_profile(&hidden).await.unwrap();
+    let listed = s.listed_profiles().await.unwrap();
+    assert_eq!(listed, vec![p.clone()]);
+    // A profile for nobody is refused and writes nothing.
+    let ghost = Profile {
+        staff: StaffId::parse("no-such-staff").unwrap(),
+        ..p
+    };
+    assert_invalid(s.put_profile(&ghost).await, "staff");
+    assert_eq!(s.profile(&ghost.staff).await.unwrap(), None);
 }

@@ -10,6 +10,7 @@ mod architecture;
 mod authz_matrix;
 mod cluster_nodes;
 mod connection_check;
+mod directory;
 mod durable_contract;
 mod fuzz_inputs;
 mod identity_idp;

@@ -1,0 +1,493 @@
+//! The public physician directory (issue 22): what a listed profile shows, and the search
+//! over it (specialty, language, gender, distance from a point).
+//!
+//! Pure: the edge reads the profiles and staff accounts, this module decides what leaves
+//! the server. Invariant: a field the physician did not publish is never in a [`Listing`],
+//! and never used to filter or sort either: a filter on an unpublished field would tell
+//! by who is left out what the field holds.
+
+use crate::durable::StaffStore;
+use crate::durable::directory::{Profile, Publish, Site};
+use crate::ids::StaffId;
+use serde::Serialize;
+
+/// Bounds on what a profile may hold: a directory page, not a CV.
+pub const MAX_NAME: usize = 100;
+pub const MAX_ITEMS: usize = 10;
+pub const MAX_ITEM: usize = 60;
+pub const MAX_BIO: usize = 1000;
+pub const MAX_ADDRESS: usize = 200;
+
+/// A profile as an admin or the physician writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileInput {
+    pub display_name: String,
+    pub specialties: Vec<String>,
+    pub bio: Option<String>,
+    pub sites: Vec<Site>,
+    pub visit_types: Vec<String>,
+    pub accepting_new: bool,
+    pub listed: bool,
+    pub publish: Publish,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ProfileError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ProfileError {
+    ProfileError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn clean_list(field: &'static str, items: Vec<String>) -> Result<Vec<String>, ProfileError> {
+    if items.len() > MAX_ITEMS {
+        return Err(invalid(field, format!("at most {MAX_ITEMS} entries")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let item = item.trim().to_owned();
+        if item.is_empty() || item.chars().count() > MAX_ITEM {
+            return Err(invalid(
+                field,
+                format!("each entry 1–{MAX_ITEM} characters"),
+            ));
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&item)) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+impl ProfileInput {
+    /// Trims and bounds every field; the profile to store for `staff` at `now`.
+    pub fn into_profile(self, staff: StaffId, now: i64) -> Result<Profile, ProfileError> {
+        let display_name = self.display_name.trim().to_owned();
+        if display_name.is_empty() || display_name.chars().count() > MAX_NAME {
+            return Err(invalid("display_name", format!("1–{MAX_NAME} characters")));
+        }
+        let bio = self
+            .bio
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty());
+        if bio.as_ref().is_some_and(|b| b.chars().count() > MAX_BIO) {
+            return Err(invalid("bio", format!("at most {MAX_BIO} characters")));
+        }
+        if self.sites.len() > MAX_ITEMS {
+            return Err(invalid("sites", format!("at most {MAX_ITEMS} sites")));
+        }
+        let mut sites = Vec::with_capacity(self.sites.len());
+        for s in self.sites {
+            let name = s.name.trim().to_owned();
+            let address = s.address.trim().to_owned();
+            if name.is_empty() || name.chars().count() > MAX_NAME {
+                return Err(invalid(
+                    "sites",
+                    format!("a site's name is 1–{MAX_NAME} characters"),
+                ));
+            }
+            if address.chars().count() > MAX_ADDRESS {
+                return Err(invalid(
+                    "sites",
+                    format!("an address is at most {MAX_ADDRESS} characters"),
+                ));
+            }
+            if !(-90.0..=90.0).contains(&s.lat) || !(-180.0..=180.0).contains(&s.lon) {
+                return Err(invalid("sites", "lat is -90..90 and lon -180..180 degrees"));
+            }
+            sites.push(Site {
+                name,
+                address,
+                lat: s.lat,
+                lon: s.lon,
+            });
+        }
+        Ok(Profile {
+            staff,
+            display_name,
+            specialties: clean_list("specialties", self.specialties)?,
+            bio,
+            sites,
+            visit_types: clean_list("visit_types", self.visit_types)?,
+            accepting_new: self.accepting_new,
+            listed: self.listed,
+            publish: self.publish,
+            updated_at: now,
+        })
+    }
+}
+
+/// A listed physician as the public sees them: only what they published.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Listing {
+    #[schema(value_type = String)]
+    pub id: StaffId,
+    pub display_name: String,
+    pub specialties: Vec<String>,
+    pub visit_types: Vec<String>,
+    pub accepting_new: bool,
+    /// Only when published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// Only when published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+    /// Only when published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub sites: Option<Vec<Site>>,
+    /// Only when published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+    /// Kilometres from the point searched from to the nearest published site; only in a
+    /// search with `near`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<f64>,
+}
+
+/// The public view of `profile` for an account with these `languages` and `gender`.
+pub fn listing(profile: &Profile, languages: &[String], gender: Option<&str>) -> Listing {
+    let p = profile.publish;
+    Listing {
+        id: profile.staff.clone(),
+        display_name: profile.display_name.clone(),
+        specialties: profile.specialties.clone(),
+        visit_types: profile.visit_types.clone(),
+        accepting_new: profile.accepting_new,
+        gender: p.gender.then(|| gender.map(str::to_owned)).flatten(),
+        languages: p.languages.then(|| languages.to_vec()),
+        sites: p.sites.then(|| profile.sites.clone()),
+        bio: p.bio.then(|| profile.bio.clone()).flatten(),
+        distance_km: None,
+    }
+}
+
+/// A search of the directory. Text filters match case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    pub specialty: Option<String>,
+    pub language: Option<String>,
+    pub gender: Option<String>,
+    pub accepting_new: Option<bool>,
+    /// (lat, lon) to measure from; listings without a published site are left out.
+    pub near: Option<(f64, f64)>,
+    /// Leave out listings further than this, in km (with `near`).
+    pub within_km: Option<f64>,
+}
+
+/// Language tags compare on their primary subtag: `es` matches `es-MX`.
+fn same_language(a: &str, b: &str) -> bool {
+    let primary = |t: &str| {
+        t.split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    primary(a) == primary(b)
+}
+
+/// Great-circle distance in km (haversine, mean Earth radius).
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1) = (a.0.to_radians(), a.1.to_radians());
+    let (la2, lo2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0088 * h.sqrt().asin()
+}
+
+/// The listings that match, nearest first with `near`, else by name. Filters read only
+/// what the listing shows (see the module's invariant).
+pub fn search(listings: Vec<Listing>, q: &Search) -> Vec<Listing> {
+    let mut out: Vec<Listing> = listings
+        .into_iter()
+        .filter(|l| {
+            q.specialty.as_deref().is_none_or(|want| {
+                l.specialties
+                    .iter()
+                    .any(|s| s.to_lowercase() == want.trim().to_lowercase())
+            })
+        })
+        .filter(|l| {
+            q.language.as_deref().is_none_or(|want| {
+                l.languages
+                    .as_deref()
+                    .is_some_and(|langs| langs.iter().any(|x| same_language(x, want)))
+            })
+        })
+        .filter(|l| {
+            q.gender.as_deref().is_none_or(|want| {
+                l.gender
+                    .as_deref()
+                    .is_some_and(|g| g.eq_ignore_ascii_case(want))
+            })
+        })
+        .filter(|l| q.accepting_new.is_none_or(|want| l.accepting_new == want))
+        .filter_map(|mut l| {
+            let Some(from) = q.near else { return Some(l) };
+            let nearest = l
+                .sites
+                .as_deref()?
+                .iter()
+                .map(|s| distance_km(from, (s.lat, s.lon)))
+                .min_by(f64::total_cmp)?;
+            if q.within_km.is_some_and(|max| nearest > max) {
+                return None;
+            }
+            // Metres are more than a directory needs, and less than a site's address gives away.
+            l.distance_km = Some((nearest * 10.0).round() / 10.0);
+            Some(l)
+        })
+        .collect();
+    if q.near.is_some() {
+        out.sort_by(|a, b| {
+            a.distance_km
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.distance_km.unwrap_or(f64::MAX))
+                .then_with(|| a.display_name.cmp(&b.display_name))
+        });
+    } else {
+        out.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+    }
+    out
+}
+
+/// Every listed profile of an active physician, as the public sees it.
+pub async fn listings(
+    store: &(impl crate::durable::DirectoryStore + StaffStore + ?Sized),
+) -> Result<Vec<Listing>, crate::durable::DurableError> {
+    let profiles = store.listed_profiles().await?;
+    let staff = store.list_staff().await?;
+    Ok(profiles
+        .iter()
+        .filter_map(|p| {
+            let s = staff.iter().find(|s| s.id == p.staff)?;
+            (s.active && s.has_role(crate::ids::Role::Physician))
+                .then(|| listing(p, &s.languages, s.gender.as_deref()))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(name: &str, publish: Publish, sites: Vec<Site>) -> Profile {
+        ProfileInput {
+            display_name: name.into(),
+            specialties: vec!["Family medicine".into()],
+            bio: Some("Twenty years in primary care.".into()),
+            sites,
+            visit_types: vec!["video".into()],
+            accepting_new: true,
+            listed: true,
+            publish,
+        }
+        .into_profile(StaffId::parse(&format!("s-{}", name.len())).unwrap(), 0)
+        .unwrap()
+    }
+
+    fn site(name: &str, lat: f64, lon: f64) -> Site {
+        Site {
+            name: name.into(),
+            address: String::new(),
+            lat,
+            lon,
+        }
+    }
+
+    const ALL: Publish = Publish {
+        gender: true,
+        languages: true,
+        sites: true,
+        bio: true,
+    };
+
+    #[test]
+    fn unpublished_fields_are_not_shown_and_do_not_filter() {
+        let p = profile(
+            "Dr Quiet",
+            Publish::default(),
+            vec![site("Centro", 40.4, -3.7)],
+        );
+        let l = listing(&p, &["es".into()], Some("female"));
+        assert_eq!(
+            (
+                l.gender.as_deref(),
+                l.languages.as_ref(),
+                l.sites.as_ref(),
+                l.bio.as_ref()
+            ),
+            (None, None, None, None)
+        );
+        let json = serde_json::to_string(&l).unwrap();
+        for secret in ["female", "\"es\"", "Centro", "Twenty years"] {
+            assert!(!json.contains(secret), "{secret} left the server: {json}");
+        }
+        // A filter on an unpublished field leaves the physician out rather than telling.
+        for q in [
+            Search {
+                gender: Some("female".into()),
+                ..Default::default()
+            },
+            Search {
+                language: Some("es".into()),
+                ..Default::default()
+            },
+            Search {
+                near: Some((40.4, -3.7)),
+                ..Default::default()
+            },
+        ] {
+            assert!(search(vec![l.clone()], &q).is_empty(), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn filters_match_what_is_published() {
+        let a = listing(
+            &profile("Dr Ana", ALL, vec![]),
+            &["es-MX".into(), "en".into()],
+            Some("female"),
+        );
+        let b = listing(
+            &profile("Dr Bartholomew", ALL, vec![]),
+            &["en".into()],
+            Some("male"),
+        );
+        let all = vec![a.clone(), b.clone()];
+        let names = |q: Search| {
+            search(all.clone(), &q)
+                .into_iter()
+                .map(|l| l.display_name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Search {
+                language: Some("es".into()),
+                ..Default::default()
+            }),
+            ["Dr Ana"]
+        );
+        assert_eq!(
+            names(Search {
+                gender: Some("MALE".into()),
+                ..Default::default()
+            }),
+            ["Dr Bartholomew"]
+        );
+        assert_eq!(
+            names(Search {
+                specialty: Some("family medicine".into()),
+                ..Default::default()
+            }),
+            ["Dr Ana", "Dr Bartholomew"]
+        );
+        assert_eq!(
+            names(Search {
+                specialty: Some("cardiology".into()),
+                ..Default::default()
+            }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn near_sorts_by_the_nearest_site_and_bounds_the_distance() {
+        // Madrid, Barcelona, Seville.
+        let madrid = listing(
+            &profile("Dr M", ALL, vec![site("Madrid", 40.4168, -3.7038)]),
+            &[],
+            None,
+        );
+        let two = listing(
+            &profile(
+                "Dr Two",
+                ALL,
+                vec![
+                    site("Seville", 37.3891, -5.9845),
+                    site("Barcelona", 41.3874, 2.1686),
+                ],
+            ),
+            &[],
+            None,
+        );
+        // From Zaragoza: Barcelona (≈ 256 km) is nearer than Madrid (≈ 274 km).
+        let q = Search {
+            near: Some((41.6488, -0.8891)),
+            ..Default::default()
+        };
+        let found = search(vec![madrid.clone(), two.clone()], &q);
+        assert_eq!(
+            found
+                .iter()
+                .map(|l| l.display_name.as_str())
+                .collect::<Vec<_>>(),
+            ["Dr Two", "Dr M"]
+        );
+        let d = found[0].distance_km.unwrap();
+        assert!((250.0..265.0).contains(&d), "{d}");
+        let q = Search {
+            within_km: Some(260.0),
+            ..q
+        };
+        assert_eq!(search(vec![madrid, two], &q).len(), 1);
+    }
+
+    #[test]
+    fn bad_profiles_are_refused_with_the_field() {
+        let ok = ProfileInput {
+            display_name: "Dr A".into(),
+            specialties: vec![],
+            bio: None,
+            sites: vec![],
+            visit_types: vec![],
+            accepting_new: true,
+            listed: true,
+            publish: ALL,
+        };
+        let id = StaffId::parse("s-1").unwrap();
+        let field = |p: ProfileInput| p.into_profile(id.clone(), 0).unwrap_err().field;
+        assert_eq!(
+            field(ProfileInput {
+                display_name: "  ".into(),
+                ..ok.clone()
+            }),
+            "display_name"
+        );
+        assert_eq!(
+            field(ProfileInput {
+                specialties: vec!["x".into(); 11],
+                ..ok.clone()
+            }),
+            "specialties"
+        );
+        assert_eq!(
+            field(ProfileInput {
+                bio: Some("b".repeat(MAX_BIO + 1)),
+                ..ok.clone()
+            }),
+            "bio"
+        );
+        assert_eq!(
+            field(ProfileInput {
+                sites: vec![site("Far", 91.0, 0.0)],
+                ..ok.clone()
+            }),
+            "sites"
+        );
+        // Duplicates differing in case collapse; blanks are trimmed.
+        let p = ProfileInput {
+            specialties: vec![" Cardiology ".into(), "cardiology".into()],
+            ..ok
+        }
+        .into_profile(id, 0)
+        .unwrap();
+        assert_eq!(p.specialties, ["Cardiology"]);
+    }
+}

@@ -1,0 +1,293 @@
+//! The physician directory (issue 22): admins and physicians write profiles; the public
+//! searches them and sees only what each physician published.
+
+use crate::kit::TestApp;
+use examroom::identity::Role;
+use serde_json::{Value, json};
+
+fn profile(name: &str, listed: bool, publish: Value) -> Value {
+    json!({
+        "display_name": name,
+        "specialties": ["Family medicine"],
+        "bio": format!("{name} trained in Seville."),
+        "sites": [{"name": "Centro de Salud Sol", "address": "Calle Mayor 1, Madrid", "lat": 40.4168, "lon": -3.7038}],
+        "visit_types": ["video"],
+        "accepting_new": true,
+        "listed": listed,
+        "publish": publish,
+    })
+}
+
+const ALL: &str = r#"{"gender": true, "languages": true, "sites": true, "bio": true}"#;
+
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["display_name"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_public_finds_listed_physicians_by_language_gender_specialty_and_distance() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let ana = app
+        .staff(
+            "Ana",
+            vec![Role::Physician],
+            vec!["es".into(), "en".into()],
+            Some("female".into()),
+        )
+        .await;
+    let ben = app
+        .staff(
+            "Ben",
+            vec![Role::Physician],
+            vec!["en".into()],
+            Some("male".into()),
+        )
+        .await;
+    let all: Value = serde_json::from_str(ALL).unwrap();
+    let (s, _) = app
+        .call_json(
+            "PUT",
+            &format!("/api/staff/{ana}/profile"),
+            Some(&admin),
+            Some(profile("Dr Ana Ruiz", true, all.clone())),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Ben writes his own, with a site in Barcelona.
+    let ben_token = app.staff_token(&ben, vec![Role::Physician]).await;
+    let mut own = profile("Dr Ben Cole", true, all);
+    own["sites"] = json!([{"name": "Eixample", "address": "", "lat": 41.3874, "lon": 2.1686}]);
+    own["specialties"] = json!(["Cardiology"]);
+    let (s, body) = app
+        .call_json("PUT", "/api/my/profile", Some(&ben_token), Some(own))
+        .await;
+    assert_eq!(s, 200, "{body}");
+
+    let search = |q: &'static str| {
+        let app = &app;
+        async move {
+            let (s, body) = app
+                .call_json("GET", &format!("/api/directory{q}"), None, None)
+                .await;
+            assert_eq!(s, 200, "{q}: {body}");
+            body
+        }
+    };
+    assert_eq!(names(&search("").await), ["Dr Ana Ruiz", "Dr Ben Cole"]);
+    assert_eq!(names(&search("?language=es").await), ["Dr Ana Ruiz"]);
+    assert_eq!(names(&search("?gender=male").await), ["Dr Ben Cole"]);
+    assert_eq!(
+        names(&search("?specialty=cardiology").await),
+        ["Dr Ben Cole"]
+    );
+    // From Zaragoza Barcelona is nearer than Madrid; within 260 km only Ben.
+    let near = search("?near=41.6488,-0.8891").await;
+    assert_eq!(names(&near), ["Dr Ben Cole", "Dr Ana Ruiz"]);
+    assert!(near[0]["distance_km"].as_f64().unwrap() < near[1]["distance_km"].as_f64().unwrap());
+    assert_eq!(
+        names(&search("?near=41.6488,-0.8891&within_km=260").await),
+        ["Dr Ben Cole"]
+    );
+    // One listing by id.
+    let (s, one) = app
+        .call_json("GET", &format!("/api/directory/{ana}"), None, None)
+        .await;
+    assert_eq!(
+        (s, one["display_name"].as_str()),
+        (200, Some("Dr Ana Ruiz"))
+    );
+
+    // Deactivated: gone from the directory at once.
+    let (s, _) = app
+        .call_json(
+            "PATCH",
+            &format!("/api/staff/{ben}"),
+            Some(&admin),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(names(&search("").await), ["Dr Ana Ruiz"]);
+    let (s, _) = app
+        .call_json("GET", &format!("/api/directory/{ben}"), None, None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn unpublished_fields_never_leave_the_server() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let quiet = app
+        .staff(
+            "Quinn",
+            vec![Role::Physician],
+            vec!["eu".into()],
+            Some("nonbinary".into()),
+        )
+        .await;
+    let hidden = app.physician("Hidden").await;
+    let nothing = json!({"gender": false, "languages": false, "sites": false, "bio": false});
+    for (id, name, listed) in [(&quiet, "Dr Quinn", true), (&hidden, "Dr Hidden", false)] {
+        let (s, _) = app
+            .call_json(
+                "PUT",
+                &format!("/api/staff/{id}/profile"),
+                Some(&admin),
+                Some(profile(name, listed, nothing.clone())),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    // Every public answer, searched every way, raw text.
+    let mut seen = String::new();
+    for q in [
+        "",
+        "?gender=nonbinary",
+        "?language=eu",
+        "?near=40.4168,-3.7038",
+        "?specialty=family%20medicine",
+    ] {
+        let r = app
+            .call("GET", &format!("/api/directory{q}"), None, None)
+            .await;
+        assert_eq!(r.status(), 200);
+        seen.push_str(&r.text().await.unwrap());
+    }
+    for path in [
+        format!("/api/directory/{quiet}"),
+        format!("/api/directory/{hidden}"),
+    ] {
+        seen.push_str(
+            &app.call("GET", &path, None, None)
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    for secret in [
+        "nonbinary",
+        "\"eu\"",
+        "Centro de Salud",
+        "Calle Mayor",
+        "40.41",
+        "Seville",
+        "Dr Hidden",
+    ] {
+        assert!(!seen.contains(secret), "{secret} left the server: {seen}");
+    }
+    assert!(
+        seen.contains("Dr Quinn"),
+        "the listed profile is there: {seen}"
+    );
+    // Filters on unpublished fields match nobody rather than tell.
+    let (_, by_gender) = app
+        .call_json("GET", "/api/directory?gender=nonbinary", None, None)
+        .await;
+    assert_eq!(by_gender, json!([]));
+    // Its editors still see every field.
+    let (s, full) = app
+        .call_json(
+            "GET",
+            &format!("/api/staff/{quiet}/profile"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, full["sites"][0]["name"].as_str()),
+        (200, Some("Centro de Salud Sol"))
+    );
+}
+
+#[tokio::test]
+async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let doc = app.physician("Doc").await;
+    let other = app.physician("Other").await;
+    let doc_token = app.staff_token(&doc, vec![Role::Physician]).await;
+    let body = profile("Dr Doc", true, json!({}));
+    // A physician cannot write another physician's profile through the admin route.
+    let (s, e) = app
+        .call_json(
+            "PUT",
+            &format!("/api/staff/{other}/profile"),
+            Some(&doc_token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_admin")));
+    // No credentials: 401 with a reason.
+    let (s, e) = app
+        .call_json("PUT", "/api/my/profile", None, Some(body.clone()))
+        .await;
+    assert_eq!(s, 401, "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // An admin without the physician role has no own profile.
+    let (s, _) = app
+        .call_json("PUT", "/api/my/profile", Some(&admin), Some(body.clone()))
+        .await;
+    assert_eq!(s, 403);
+    // Bad input names the field and writes nothing.
+    let cases = [
+        ("display_name", json!({"display_name": " "})),
+        (
+            "bio",
+            json!({"display_name": "Dr Doc", "bio": "x".repeat(1001)}),
+        ),
+        (
+            "sites",
+            json!({"display_name": "Dr Doc", "sites": [{"name": "Pole", "address": "", "lat": 95.0, "lon": 0.0}]}),
+        ),
+        (
+            "specialties",
+            json!({"display_name": "Dr Doc", "specialties": vec!["Surgery"; 11]}),
+        ),
+    ];
+    for (field, bad) in cases {
+        let (s, e) = app
+            .call_json("PUT", "/api/my/profile", Some(&doc_token), Some(bad))
+            .await;
+        assert_eq!((s, e["field"].as_str()), (422, Some(field)), "{e}");
+    }
+    let (s, e) = app
+        .call_json(
+            "PUT",
+            "/api/my/profile",
+            Some(&doc_token),
+            Some(json!({"display_name": "Dr Doc", "shoe_size": 44})),
+        )
+        .await;
+    assert_eq!(s, 422, "unknown fields are refused: {e}");
+    let (s, _) = app
+        .call_json("GET", "/api/my/profile", Some(&doc_token), None)
+        .await;
+    assert_eq!(s, 404, "nothing was written");
+    // Malformed searches get a clear error.
+    for (q, field) in [
+        ("?near=north", "near"),
+        ("?near=91,0", "near"),
+        ("?within_km=5", "within_km"),
+    ] {
+        let (s, e) = app
+            .call_json("GET", &format!("/api/directory{q}"), None, None)
+            .await;
+        assert_eq!((s, e["field"].as_str()), (422, Some(field)), "{q}: {e}");
+    }
+    // And the right one works.
+    let (s, _) = app
+        .call_json("PUT", "/api/my/profile", Some(&doc_token), Some(body))
+        .await;
+    assert_eq!(s, 200);
+    let (s, mine) = app
+        .call_json("GET", "/api/my/profile", Some(&doc_token), None)
+        .await;
+    assert_eq!((s, mine["display_name"].as_str()), (200, Some("Dr Doc")));
+}
