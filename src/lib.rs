@@ -13,6 +13,7 @@
 //! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
 //! - [`directory`]: the public physician directory: what a listed profile shows, and the search over it.
+//! - [`referrals`]: who may refer a visit's patient to whom, and who answers.
 //! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod notify;
 pub mod protocol;
 pub mod records;
+pub mod referrals;
 pub mod scheduling;
 pub mod signalling;
 pub mod state;

@@ -5,7 +5,8 @@
 //! `staff` ([`StaffStore`]: accounts, sessions, setup tokens), `rooms` ([`RoomStore`]),
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
 //! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics),
-//! `audit_log` ([`AuditStore`]) and `directory` ([`DirectoryStore`]: physician profiles).
+//! `audit_log` ([`AuditStore`]), `directory` ([`DirectoryStore`]: physician profiles) and
+//! `referrals` ([`ReferralStore`]).
 //! [`DurableStore`] is all of them at once, the handle the wiring holds; a use case that
 //! needs one area can take `&dyn RoomStore`.
 //!
@@ -29,6 +30,7 @@ pub mod directory;
 mod links;
 mod methods;
 mod postgres;
+pub mod referrals;
 mod rooms;
 mod sql;
 mod sqlite;
@@ -41,6 +43,7 @@ pub use audit_log::AuditStore;
 pub use chart_access::*;
 pub use directory::DirectoryStore;
 pub use links::*;
+pub use referrals::ReferralStore;
 pub use rooms::*;
 pub use staff::*;
 pub use stats::ExperienceStats;
@@ -140,6 +143,7 @@ pub trait DurableStore:
     + VisitStore
     + AuditStore
     + DirectoryStore
+    + ReferralStore
     + Send
     + Sync
     + 'static

@@ -13,6 +13,7 @@ mod links;
 pub mod openapi;
 mod pages;
 mod records;
+mod referrals;
 pub mod routes;
 mod session;
 pub mod surveys;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(surveys::routes())
         .merge(directory::routes())
+        .merge(referrals::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost last: errors are made JSON first, then every answer gets the headers.

@@ -31,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "surveys", description = "Post-visit surveys and patient experience"),
         (name = "session", description = "Staff sign-in, sessions and one-time set-up links"),
         (name = "directory", description = "The public physician directory and the profiles behind it"),
+        (name = "referrals", description = "Referrals between physicians, and what the patient sees of them"),
         (name = "meta", description = "This document, and who runs this server")
     )
 )]
@@ -45,6 +46,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::session::api())
         .merge(super::links::api())
         .merge(super::directory::api())
+        .merge(super::referrals::api())
         .merge(OpenApiRouter::new().routes(utoipa_axum::routes!(openapi_json)))
 }
 

@@ -40,6 +40,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("identity", Layer::UseCase),
     ("history", Layer::UseCase),
     ("directory", Layer::UseCase),
+    ("referrals", Layer::UseCase),
     ("media", Layer::UseCase),
     ("records", Layer::UseCase),
     ("records::cache", Layer::UseCase),

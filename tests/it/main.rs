@@ -34,6 +34,7 @@ mod records_import;
 mod records_refusal_audit;
 mod records_sekmet;
 mod records_semantics;
+mod referrals;
 mod security_headers;
 mod signalling;
 mod sockets_security;

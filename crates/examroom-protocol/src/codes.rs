@@ -112,6 +112,12 @@ codes! {
         NoPatientRecord = "no_patient_record",
         VisitClosed = "visit_closed",
         LinkNotYetValid = "link_not_yet_valid",
+        // Referrals (issue 22): 403, 404, 409, 422
+        NotYourReferral = "not_your_referral",
+        UnknownReferral = "unknown_referral",
+        UnknownPhysician = "unknown_physician",
+        ReferralAnswered = "referral_answered",
+        SelfReferral = "self_referral",
         // 404
         NotFound = "not_found",
         UnknownRoom = "unknown_room",

@@ -100,6 +100,10 @@ id_type!(
     StaffId, "s_"
 );
 id_type!(
+    /// A referral from one physician to another (issue 22).
+    ReferralId, "f_"
+);
+id_type!(
     /// A patient's record id in the record source (FHIR `Patient.id`).
     PatientRef, ""
 );

@@ -1,0 +1,285 @@
+//! Referrals (issue 22): a physician refers the patient of their visit to another
+//! physician, who accepts or declines; the patient sees it through their link.
+
+use crate::kit::TestApp;
+use examroom::identity::Role;
+use examroom::visit::RoomKind;
+use serde_json::{Value, json};
+
+struct Clinic {
+    app: TestApp,
+    grey: examroom::ids::StaffId,
+    grey_token: String,
+    shepherd: examroom::ids::StaffId,
+    shepherd_token: String,
+    room: examroom::ids::RoomId,
+}
+
+async fn clinic() -> Clinic {
+    let app = TestApp::spawn().await;
+    let (grey, grey_token, room) = app.physician_with_room("Dr Grey", "Family medicine").await;
+    let shepherd = app.physician("Dr Shepherd").await;
+    let shepherd_token = app.staff_token(&shepherd, vec![Role::Physician]).await;
+    Clinic {
+        app,
+        grey,
+        grey_token,
+        shepherd,
+        shepherd_token,
+        room: room.id,
+    }
+}
+
+impl Clinic {
+    /// Dr Grey sees `patient` through a whole visit.
+    async fn visit(&self, patient: &str) -> examroom::ids::VisitId {
+        let mut doc = self.app.join(&self.grey_token).await;
+        self.app
+            .visit_to_the_end(&mut doc, &self.room, patient)
+            .await
+    }
+
+    async fn refer(&self, token: &str, body: Value) -> (u16, Value) {
+        self.app
+            .call_json("POST", "/api/referrals", Some(token), Some(body))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() {
+    let c = clinic().await;
+    let visit = c.visit("Ana").await;
+    let (s, made) = c
+        .refer(&c.grey_token, json!({"visit": visit, "to": c.shepherd, "reason": "Murmur on auscultation; echo please.", "urgency": "urgent"}))
+        .await;
+    assert_eq!(s, 201, "{made}");
+    assert_eq!(
+        (made["status"].as_str(), made["to_name"].as_str()),
+        (Some("pending"), Some("Dr Shepherd"))
+    );
+    let id = made["id"].as_str().unwrap().to_owned();
+
+    // The receiver's inbox and the sender's sent list.
+    let (_, inbox) = c
+        .app
+        .call_json(
+            "GET",
+            "/api/referrals?box=inbox",
+            Some(&c.shepherd_token),
+            None,
+        )
+        .await;
+    assert_eq!(inbox.as_array().unwrap().len(), 1);
+    assert_eq!(inbox[0]["reason"], "Murmur on auscultation; echo please.");
+    assert_eq!(inbox[0]["from_name"], "Dr Grey");
+    let (_, sent) = c
+        .app
+        .call_json("GET", "/api/referrals?box=sent", Some(&c.grey_token), None)
+        .await;
+    assert_eq!(sent[0]["id"], json!(id));
+    let (_, none) = c
+        .app
+        .call_json("GET", "/api/referrals", Some(&c.grey_token), None)
+        .await;
+    assert_eq!(none, json!([]), "nothing was referred to Dr Grey");
+
+    // Accepted once; a second answer is refused and changes nothing.
+    let path = format!("/api/referrals/{id}/accept");
+    let (s, done) = c
+        .app
+        .call_json(
+            "POST",
+            &path,
+            Some(&c.shepherd_token),
+            Some(json!({"note": "Booked for Tuesday."})),
+        )
+        .await;
+    assert_eq!(
+        (s, done["status"].as_str()),
+        (200, Some("accepted")),
+        "{done}"
+    );
+    let (s, again) = c
+        .app
+        .call_json(
+            "POST",
+            &format!("/api/referrals/{id}/decline"),
+            Some(&c.shepherd_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, again["error"].as_str()),
+        (409, Some("referral_answered"))
+    );
+
+    // The patient, through her link's token, sees to whom and where it stands; not the
+    // physicians' note.
+    let patient = c
+        .app
+        .participant_token_for(&c.room, &visit, "Ana", Role::Patient);
+    let (s, hers) = c
+        .app
+        .call_json(
+            "GET",
+            &format!("/api/visits/{visit}/referrals"),
+            Some(&patient),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{hers}");
+    assert_eq!(
+        (hers[0]["to_name"].as_str(), hers[0]["status"].as_str()),
+        (Some("Dr Shepherd"), Some("accepted"))
+    );
+    assert!(!hers.to_string().contains("Booked for Tuesday"), "{hers}");
+
+    // Both steps are in the audit log, against the visit.
+    let actions: Vec<String> = c
+        .app
+        .audited()
+        .await
+        .into_iter()
+        .filter(|e| e.visit.as_ref() == Some(&visit))
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"referral.create".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"referral.accept".to_owned()),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_referrals_get_a_clear_error_and_write_nothing() {
+    let c = clinic().await;
+    let visit = c.visit("Ana").await;
+    let (_, admin) = c.app.admin().await;
+    let admin_only = c
+        .app
+        .staff("Ada Only", vec![Role::Admin], vec![], None)
+        .await;
+    let ok = json!({"visit": visit, "to": c.shepherd, "reason": "Second opinion.", "urgency": "routine"});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    for (token, body, status, code) in [
+        (
+            &c.grey_token,
+            with("to", json!(c.grey)),
+            422,
+            "self_referral",
+        ),
+        (
+            &c.grey_token,
+            with("to", json!("s_nobody")),
+            404,
+            "unknown_physician",
+        ),
+        (
+            &c.grey_token,
+            with("to", json!(admin_only)),
+            404,
+            "unknown_physician",
+        ),
+        (
+            &c.grey_token,
+            with("visit", json!("v_nosuchvisit")),
+            404,
+            "unknown_visit",
+        ),
+        (
+            &c.shepherd_token,
+            with("to", json!(c.grey)),
+            403,
+            "not_your_visit",
+        ),
+        (
+            &c.grey_token,
+            with("reason", json!("   ")),
+            422,
+            "invalid_field",
+        ),
+        (
+            &c.grey_token,
+            with("reason", json!("x".repeat(2001))),
+            422,
+            "invalid_field",
+        ),
+        (
+            &c.grey_token,
+            with("urgency", json!("yesterday")),
+            422,
+            "invalid_field",
+        ),
+        (&admin, ok.clone(), 403, "not_physician"),
+    ] {
+        let (s, e) = c.refer(token, body.clone()).await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {e}"
+        );
+    }
+    let (_, sent) = c
+        .app
+        .call_json("GET", "/api/referrals?box=sent", Some(&c.grey_token), None)
+        .await;
+    assert_eq!(sent, json!([]), "nothing was written");
+
+    // One good referral; only its receiver may answer it.
+    let (_, made) = c.refer(&c.grey_token, ok).await;
+    let id = made["id"].as_str().unwrap();
+    let (s, e) = c
+        .app
+        .call_json(
+            "POST",
+            &format!("/api/referrals/{id}/accept"),
+            Some(&c.grey_token),
+            None,
+        )
+        .await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_your_referral")));
+    let (s, _) = c
+        .app
+        .call_json(
+            "POST",
+            "/api/referrals/f_nosuch/accept",
+            Some(&c.shepherd_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    // Another visit's patient, and a guest of this one, see nothing of it.
+    let other_room = c
+        .app
+        .room("Elsewhere", RoomKind::Physician, &[&c.shepherd])
+        .await;
+    let (other, _, _) = c.app.patient_token(&other_room.id, "Ben");
+    let guest = c
+        .app
+        .participant_token_for(&c.room, &visit, "Interpreter", Role::Guest);
+    for (token, code) in [(&other, "not_your_visit"), (&guest, "not_patient")] {
+        let (s, e) = c
+            .app
+            .call_json(
+                "GET",
+                &format!("/api/visits/{visit}/referrals"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!((s, e["error"].as_str()), (403, Some(code)), "{e}");
+    }
+    let (s, _) = c
+        .app
+        .call_json("GET", &format!("/api/visits/{visit}/referrals"), None, None)
+        .await;
+    assert_eq!(s, 401);
+}
