@@ -5,7 +5,8 @@
 //! `staff` ([`StaffStore`]: accounts, sessions, setup tokens), `rooms` ([`RoomStore`]),
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
 //! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics) and
-//! `audit_log` ([`AuditStore`]). [`DurableStore`] is all of them at once, the handle the
+//! `audit_log` ([`AuditStore`]), `visit_notes` ([`VisitNoteStore`]: visit notes and their
+//! write to the record source). [`DurableStore`] is all of them at once, the handle the
 //! wiring holds; a use case that needs one area can take `&dyn RoomStore`.
 //!
 //! Two implementations, chosen once by [`open`]: SQLite (embedded, the default:
@@ -32,6 +33,7 @@ mod sql;
 mod sqlite;
 mod staff;
 pub mod stats;
+mod visit_notes;
 mod visits;
 
 pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntry};
@@ -41,6 +43,7 @@ pub use links::*;
 pub use rooms::*;
 pub use staff::*;
 pub use stats::ExperienceStats;
+pub use visit_notes::{NoteDelivery, PendingNoteWrite, SavedNote, StoredVisitNote, VisitNoteStore};
 pub use visits::*;
 
 use crate::config::Settings;
@@ -136,6 +139,7 @@ pub trait DurableStore:
     + ChartAccessStore
     + VisitStore
     + AuditStore
+    + VisitNoteStore
     + Send
     + Sync
     + 'static

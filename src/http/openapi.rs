@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "staff", description = "Staff accounts, invitations and resets"),
         (name = "links", description = "Join links (listing)"),
         (name = "visits", description = "Visit history, JSON and CSV"),
-        (name = "records", description = "Emergency accesses to patient records (review)"),
+        (name = "records", description = "Emergency accesses to patient records (review); visit notes written back to the record"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
         (name = "session", description = "Staff sign-in, sessions and one-time set-up links"),
         (name = "meta", description = "This document, and who runs this server")
@@ -42,6 +42,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::surveys::api())
         .merge(super::clinic::api())
         .merge(super::session::api())
+        .merge(super::notes::api())
         .merge(OpenApiRouter::new().routes(utoipa_axum::routes!(openapi_json)))
 }
 

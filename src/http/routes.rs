@@ -87,6 +87,7 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/me", Access::Staff),
     Route::new("GET", "/api/my/rooms", Access::Physician),
     Route::new("GET", "/api/openapi.json", Access::Public),
+    Route::new("GET", "/api/record-writes", Access::Admin),
     Route::new("GET", "/api/rooms", Access::Admin),
     Route::new("POST", "/api/rooms", Access::Admin),
     Route::new("DELETE", "/api/rooms/{id}", Access::Admin),
@@ -105,6 +106,8 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/visits", Access::Staff),
     Route::new("GET", "/api/visits.csv", Access::Staff),
     Route::new("GET", "/api/visits/{id}", Access::Staff),
+    Route::new("GET", "/api/visits/{visit}/note", Access::VisitPhysician),
+    Route::new("POST", "/api/visits/{visit}/note", Access::VisitPhysician),
     Route::new("GET", "/api/visits/{visit}/record", Access::VisitPhysician),
     Route::new(
         "POST",

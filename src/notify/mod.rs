@@ -77,11 +77,15 @@ pub struct NoticeLinks {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoticeKind {
     /// A short code the patient types back to prove the contact is theirs.
-    ContactCode { code: String },
+    ContactCode {
+        code: String,
+    },
     /// The appointment is booked (with an `.ics` by e-mail).
     Booked,
     /// The appointment is soon; `lead` is how long before the start this reminder is due.
-    Reminder { lead: chrono::Duration },
+    Reminder {
+        lead: chrono::Duration,
+    },
     /// The appointment moved (the facts are the new time).
     Moved,
     Cancelled,

@@ -33,6 +33,8 @@ mod records_import;
 mod records_refusal_audit;
 mod records_sekmet;
 mod records_semantics;
+mod records_writeback;
+mod records_writeback_servers;
 mod security_headers;
 mod signalling;
 mod sockets_security;
