@@ -313,6 +313,16 @@ fn index(set: &ResourceSet) -> (HashMap<String, Arc<PatientRecord>>, Counts, Cou
     let mut medications = HashMap::new();
     let (mut unreadable, mut unlinked) = (Counts::new(), Counts::new());
     for (key, json) in set.iter() {
+        if key.rtype == "DocumentReference" {
+            // Only examroom's own visit notes (issue 22), beside their Encounter.
+            if let Ok(v) = serde_json::from_str::<Value>(json.as_str())
+                && let Some(doc) = visit_note::read_note_doc(&v)
+                && let Some(p) = patient_of(key, &v).filter(|id| patient_ids.contains(id.as_str()))
+            {
+                records.entry(p).or_default().visit_notes.push(doc);
+            }
+            continue;
+        }
         if !PANEL_TYPES.contains(&key.rtype.as_str()) {
             continue;
         }

@@ -333,7 +333,71 @@ impl FhirSource {
             rec.note(part, status);
         }
         self.read_missing_medications(&mut rec).await;
+        // examroom's visit notes, only for a record holding a virtual visit (most have
+        // none: no request for them).
+        let virtual_visit = rec
+            .encounters
+            .iter()
+            .any(|e| e.class.as_ref().and_then(|c| c.code.as_deref()) == Some("VR"));
+        if virtual_visit {
+            match self.read_visit_notes(id).await {
+                Ok(notes) => rec.visit_notes = notes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "visit notes could not be loaded");
+                    rec.visit_notes_failed = true;
+                }
+            }
+        }
         Ok(rec)
+    }
+
+    /// This patient's visit notes written by examroom, with the write-back's token (the
+    /// scopes that let it read back what it wrote): only DocumentReferences carrying our
+    /// identifier system and naming this patient, whatever the server's search matched.
+    async fn read_visit_notes(&self, id: &str) -> Result<Vec<visit_note::NoteDoc>, RecordsError> {
+        let what = "DocumentReference";
+        let subject = format!("Patient/{id}");
+        let system = format!("{NOTE_SYSTEM}|");
+        let n = self.cfg.page_size.to_string();
+        let query = [
+            ("patient", subject.as_str()),
+            ("identifier", system.as_str()),
+            ("_count", n.as_str()),
+        ];
+        let mut next = Some(self.url(what, &query)?);
+        let (mut notes, mut pages) = (Vec::new(), 0);
+        while let Some(url) = next.take() {
+            pages += 1;
+            let resp = self.get_with(&self.writes, url, what).await?;
+            let page = self.body(resp, what).await?;
+            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
+                return Err(RecordsError::BadData(format!(
+                    "{what} search: the answer was not a search result"
+                )));
+            }
+            for e in page["entry"].as_array().into_iter().flatten() {
+                let r = &e["resource"];
+                let names_this_patient = r["subject"]["reference"]
+                    .as_str()
+                    .and_then(super::record::relative_ref)
+                    == Some(("Patient", id));
+                if names_this_patient && let Some(doc) = visit_note::read_note_doc(r) {
+                    notes.push(doc);
+                }
+            }
+            let link = page["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str());
+            if let Some(link) = link
+                && pages < self.cfg.max_pages
+            {
+                next = Some(self.same_origin(link)?);
+            }
+        }
+        Ok(notes)
     }
 
     /// Medications that orders and statements reference but the searches did not return:

@@ -263,6 +263,55 @@ pub fn document_reference(w: &VisitWrite, encounter: &str) -> Value {
     })
 }
 
+/// A visit note read back from the record: which Encounter it belongs to, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteDoc {
+    /// `Encounter/<id>` (a full URL is cut to its last two segments).
+    pub encounter: String,
+    pub text: String,
+}
+
+/// Longest note text read back, bytes; a longer one is not shown (the EHR has it).
+pub const MAX_NOTE_TEXT_BYTES: usize = 32 * 1024;
+
+/// One of our visit notes (a `DocumentReference` with an identifier in [`NOTE_SYSTEM`]),
+/// current, pointing at an Encounter, whose first attachment is plain text we can decode.
+/// Anything else is not a note of ours to show.
+pub fn read_note_doc(v: &Value) -> Option<NoteDoc> {
+    if v["resourceType"] != "DocumentReference" || v["status"] != "current" {
+        return None;
+    }
+    let ours = v["identifier"]
+        .as_array()?
+        .iter()
+        .any(|i| i["system"] == NOTE_SYSTEM);
+    if !ours {
+        return None;
+    }
+    let reference = v["context"]["encounter"][0]["reference"].as_str()?;
+    let mut tail = reference.rsplit('/');
+    let (id, rtype) = (tail.next()?, tail.next()?);
+    if rtype != "Encounter" || id.is_empty() {
+        return None;
+    }
+    let attachment = &v["content"][0]["attachment"];
+    let plain = attachment["contentType"]
+        .as_str()?
+        .to_ascii_lowercase()
+        .starts_with("text/plain");
+    let data = attachment["data"].as_str()?;
+    if !plain || data.len() > MAX_NOTE_TEXT_BYTES * 4 / 3 + 4 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    Some(NoteDoc {
+        encounter: format!("Encounter/{id}"),
+        text: String::from_utf8(bytes).ok()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +417,25 @@ mod tests {
             "Reason:\nCough for two weeks\n\nFindings:\nNo distress; speaks in full sentences.\n\nPlan:\nChest X-ray."
         );
         assert!(has_identifier(&d, NOTE_SYSTEM, "v_0123abcd"));
+    }
+
+    #[test]
+    fn only_our_current_plain_text_notes_are_read_back() {
+        let d = document_reference(&write(), "https://ehr.example/fhir/Encounter/e1");
+        let doc = read_note_doc(&d).unwrap();
+        assert_eq!(doc.encounter, "Encounter/e1");
+        assert!(doc.text.starts_with("Reason:\nCough"), "{}", doc.text);
+        let mut other = d.clone();
+        other["identifier"][0]["system"] = json!("urn:someone-else");
+        let mut superseded = d.clone();
+        superseded["status"] = json!("superseded");
+        let mut pdf = d.clone();
+        pdf["content"][0]["attachment"]["contentType"] = json!("application/pdf");
+        let mut garbled = d.clone();
+        garbled["content"][0]["attachment"]["data"] = json!("%%%");
+        for d in [other, superseded, pdf, garbled] {
+            assert_eq!(read_note_doc(&d), None, "{d}");
+        }
     }
 
     #[test]

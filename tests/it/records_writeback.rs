@@ -146,6 +146,11 @@ async fn the_physician_writes_the_note_once_and_the_next_visit_shows_it() {
         .unwrap_or_else(|| panic!("no virtual visit in {}", shown["encounters"]));
     assert_eq!(virtual_visit["reason"]["text"], "Sore throat");
     assert_eq!(virtual_visit["status"], "finished");
+    let text = virtual_visit["note"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Findings:\nMild erythema of the pharynx seen on camera."),
+        "{virtual_visit}"
+    );
 
     // The write is audited like a read: who, which patient, which visit, allowed.
     let writes: Vec<_> = app

@@ -14,7 +14,7 @@
 
 use crate::kit::records::scripted::{Behaviour, ScriptedFhir};
 use crate::kit::records::servers::{FhirProcess, start_fhirsnake, start_medplum, start_sekmet};
-use crate::kit::records::{client_jwks, fhir_client};
+use crate::kit::records::{client_jwks, fhir_client, fhir_panel};
 use examroom::config::Settings;
 use examroom::durable::{DurableStore, NewStaff, NoteDelivery};
 use examroom::identity::Role;
@@ -102,6 +102,27 @@ async fn held_once(server: &FhirProcess, w: &VisitWrite, patient: &str) -> (Valu
         "text/plain; charset=utf-8"
     );
     (e, d)
+}
+
+/// The panel's virtual visit with this reason, and the note shown with it.
+fn virtual_visit(panel: &Value, reason: &str) -> Value {
+    let items = panel["encounters"]["items"].as_array().unwrap();
+    items
+        .iter()
+        .find(|e| e["class"] == "VR" && e["reason"]["text"] == reason)
+        .unwrap_or_else(|| panic!("no virtual visit for {reason:?} in {}", panel["encounters"]))
+        .clone()
+}
+
+fn assert_note_shown(panel: &Value, w: &VisitWrite) {
+    let shown = virtual_visit(panel, &w.note.reason);
+    let text = shown["note"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no note: {shown}"));
+    assert!(
+        text.contains(&w.note.reason) && text.contains(&w.note.plan),
+        "{text}"
+    );
 }
 
 /// A SQLite durable store with the physician `s_grey` in it, in `dir`.
@@ -200,6 +221,22 @@ async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage()
         Err(RecordsError::Unauthorized { .. }) => {}
         other => panic!("a client without write scopes must be refused: {other:?}"),
     }
+    // The next visit's panel shows the virtual visits with their notes; a client that may
+    // not read the notes says so, never shows the visit as if it had none.
+    let shown = fhir_panel(&src, PATIENT).await;
+    assert_note_shown(&shown, &first);
+    let unread = fhir_panel(&read_only, PATIENT).await;
+    assert!(
+        virtual_visit(&unread, &first.note.reason)
+            .get("note")
+            .is_none()
+    );
+    let notes = unread["encounters"]["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n["code"] == "notes_unavailable"),
+        "{}",
+        unread["encounters"]
+    );
     let subject = format!("Patient/{PATIENT}");
     let encounters = sekmet
         .search("Encounter", &[("patient", subject.as_str())])
@@ -265,6 +302,7 @@ async fn medplum_honours_if_none_exist_and_holds_the_visit_once() {
     let second = src.write_visit(&w).await.unwrap();
     assert_eq!(first, second);
     held_once(&medplum, &w, PATIENT).await;
+    assert_note_shown(&fhir_panel(&src, PATIENT).await, &w);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,4 +334,5 @@ async fn fhirsnake_ignores_if_none_exist_and_the_visit_is_still_written_once() {
     let second = src.write_visit(&w).await.unwrap();
     assert_eq!(first, second);
     held_once(&snake, &w, PATIENT).await;
+    assert_note_shown(&fhir_panel(&src, PATIENT).await, &w);
 }
