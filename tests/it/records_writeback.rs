@@ -97,7 +97,13 @@ async fn the_physician_writes_the_note_once_and_the_next_visit_shows_it() {
         .await;
     assert_eq!(s, 201, "{saved}");
     assert_eq!(saved["note"]["reason"], "Sore throat");
+    let started = std::time::Instant::now();
     let landed = in_record(&app, &visit, &grey_t).await;
+    // Printed for docs/records.md (the page asks every 100 ms here, so within 100 ms).
+    println!(
+        "embedded: in the record {:?} after the answer",
+        started.elapsed()
+    );
     let encounter = landed["encounter"].as_str().unwrap().to_owned();
     assert!(landed["written_at"].as_i64().is_some(), "{landed}");
 

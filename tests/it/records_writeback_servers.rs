@@ -181,7 +181,10 @@ async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage()
     // A note goes out on the outbox's round, and lands once.
     let first = a_visit_by(&grey, "Sore throat");
     durable.save_visit_note(first.clone()).await.unwrap();
+    let started = std::time::Instant::now();
     assert_eq!(outbox.round(now()).await.unwrap(), 1);
+    // What it takes (a token, two searches, two creates): printed for docs/records.md.
+    println!("sekmet: first note written in {:?}", started.elapsed());
     let kept = durable.visit_note(&first.visit).await.unwrap().unwrap();
     assert_eq!(kept.state, NoteDelivery::Written, "{kept:?}");
     let (e, d) = held_once(&sekmet, &first, PATIENT).await;
@@ -268,7 +271,12 @@ async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage()
 
     // Back on the same data and port: the next round writes it, once.
     let sekmet = start_sekmet(dir.path(), clients, Some(port)).await;
+    let started = std::time::Instant::now();
     assert_eq!(outbox.round(now() + 5_000).await.unwrap(), 1);
+    println!(
+        "sekmet: the waiting note written in {:?} once back",
+        started.elapsed()
+    );
     let landed = durable.visit_note(&during.visit).await.unwrap().unwrap();
     assert_eq!(landed.state, NoteDelivery::Written, "{landed:?}");
     held_once(&sekmet, &during, PATIENT).await;
