@@ -173,8 +173,20 @@ async fn submit_note(
         .await?
         .map(|s| s.name)
         .unwrap_or_else(|| physician.to_string());
-    // The audit entry first: a write that cannot be audited does not happen.
     entry.patient_ref = Some(patient.clone());
+    // Another note kept for this visit: refused before anything is written (the store
+    // refuses it too, should two submits race).
+    if let Some(kept) = state.durable.visit_note(&visit).await?
+        && kept.write.note != note
+    {
+        entry.reason = Some("note_already_kept".into());
+        audit(&state, entry).await?;
+        return Err(ApiError::conflict(
+            "note",
+            "this visit's note is already saved; it cannot be replaced",
+        ));
+    }
+    // The audit entry first: a write that cannot be audited does not happen.
     entry.outcome = AuditOutcome::Allowed;
     entry.reason = match gate {
         ChartGate::Emergency => Some("emergency_access".into()),

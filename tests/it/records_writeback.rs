@@ -167,6 +167,13 @@ async fn the_physician_writes_the_note_once_and_the_next_visit_shows_it() {
         .collect();
     assert_eq!(writes.len(), 3, "{writes:?}");
     assert_eq!(writes[0].outcome, AuditOutcome::Allowed);
+    assert_eq!(
+        writes[1].outcome,
+        AuditOutcome::Allowed,
+        "the same note again"
+    );
+    assert_eq!(writes[2].outcome, AuditOutcome::Refused, "another note");
+    assert_eq!(writes[2].reason.as_deref(), Some("note_already_kept"));
     assert_eq!(writes[0].actor, grey.to_string());
     assert_eq!(writes[0].visit.as_ref(), Some(&visit));
     assert_eq!(
