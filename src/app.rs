@@ -162,7 +162,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
     }
     let durable = durable::open(&settings).await?;
     let metrics = Arc::new(Metrics::new());
-    let source = crate::records::open(&settings)
+    let (source, record_writer) = crate::records::open_with_writer(&settings)
         .await
         .map_err(|e| StartError::Records(e.to_string()))?;
     let records = PanelCache::new(
@@ -219,6 +219,17 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         Some(conn) => Arc::new(RedisLive::connect(conn, &settings, rooms, effects, timing).await?),
     };
     let shutdown = CancellationToken::new();
+    // Visit notes to the record source (issue 22): on every node, one writer per note by lease.
+    let notes = crate::records::write_back::NoteOutbox::start(
+        durable.clone(),
+        record_writer,
+        crate::records::write_back::RetryPolicy {
+            first_retry: Duration::from_secs(settings.records.note_retry_secs.max(1)),
+            max_retry: Duration::from_secs(settings.records.note_retry_max_secs.max(1)),
+            lease: Duration::from_secs(120),
+        },
+        shutdown.clone(),
+    );
     tokio::spawn(crate::history::no_show_sweeper(
         durable.clone(),
         shutdown.clone(),
@@ -248,6 +259,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         ice,
         checks,
         records,
+        notes,
         client_key,
         history_written,
         history,

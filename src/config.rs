@@ -409,7 +409,21 @@ pub struct RecordsSettings {
     pub cache_ttl_secs: u64,
     /// Panels kept in the cache at most (the oldest go first). Default 500.
     pub cache_max_panels: usize,
+    /// Space-separated SMART scopes of the token that writes visit notes (`source =
+    /// "fhir"`). Default SMART v1 `system/Encounter.write system/DocumentReference.write
+    /// system/Encounter.read system/DocumentReference.read` (the reads find what an earlier
+    /// attempt wrote); SMART v2: `system/Encounter.crs system/DocumentReference.crs`.
+    pub fhir_write_scopes: String,
+    /// Seconds before a failed write of a visit note is tried again, doubling each failure;
+    /// also how often each node looks for notes to write. Default 10.
+    pub note_retry_secs: u64,
+    /// Longest wait between attempts to write a visit note, seconds. Default 900.
+    pub note_retry_max_secs: u64,
 }
+
+/// `records.fhir_write_scopes` unless set (SMART v1).
+pub const DEFAULT_FHIR_WRITE_SCOPES: &str = "system/Encounter.write system/DocumentReference.write \
+system/Encounter.read system/DocumentReference.read";
 
 impl Default for RecordsSettings {
     fn default() -> Self {
@@ -429,6 +443,9 @@ impl Default for RecordsSettings {
             max_resources_per_section: 2000,
             cache_ttl_secs: 300,
             cache_max_panels: 500,
+            fhir_write_scopes: DEFAULT_FHIR_WRITE_SCOPES.into(),
+            note_retry_secs: 10,
+            note_retry_max_secs: 900,
         }
     }
 }

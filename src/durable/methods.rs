@@ -13,6 +13,7 @@ macro_rules! impl_durable_store {
         $crate::durable::audit_log::impl_audit_store!($store);
         $crate::durable::directory::impl_directory_store!($store);
         $crate::durable::referrals::impl_referral_store!($store);
+        $crate::durable::visit_notes::impl_visit_note_store!($store);
 
         impl $store {
             /// The row that `sql` selects with `key` as `$1`, turned into its domain value

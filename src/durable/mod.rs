@@ -5,10 +5,10 @@
 //! `staff` ([`StaffStore`]: accounts, sessions, setup tokens), `rooms` ([`RoomStore`]),
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
 //! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics),
-//! `audit_log` ([`AuditStore`]), `directory` ([`DirectoryStore`]: physician profiles) and
-//! `referrals` ([`ReferralStore`]).
-//! [`DurableStore`] is all of them at once, the handle the wiring holds; a use case that
-//! needs one area can take `&dyn RoomStore`.
+//! `audit_log` ([`AuditStore`]), `directory` ([`DirectoryStore`]: physician profiles),
+//! `referrals` ([`ReferralStore`]) and `visit_notes` ([`VisitNoteStore`]: visit notes and
+//! their write to the record source). [`DurableStore`] is all of them at once, the handle
+//! the wiring holds; a use case that needs one area can take `&dyn RoomStore`.
 //!
 //! Two implementations, chosen once by [`open`]: SQLite (embedded, the default:
 //! `<server.data_dir>/examroom.db`) and PostgreSQL (several nodes, `database.url =
@@ -36,6 +36,7 @@ mod sql;
 mod sqlite;
 mod staff;
 pub mod stats;
+mod visit_notes;
 mod visits;
 
 pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntry};
@@ -47,6 +48,7 @@ pub use referrals::ReferralStore;
 pub use rooms::*;
 pub use staff::*;
 pub use stats::ExperienceStats;
+pub use visit_notes::{NoteDelivery, PendingNoteWrite, SavedNote, StoredVisitNote, VisitNoteStore};
 pub use visits::*;
 
 use crate::config::Settings;
@@ -144,6 +146,7 @@ pub trait DurableStore:
     + AuditStore
     + DirectoryStore
     + ReferralStore
+    + VisitNoteStore
     + Send
     + Sync
     + 'static

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod headers;
 mod health;
 mod links;
+mod notes;
 pub mod openapi;
 mod pages;
 mod records;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(clinic::routes())
         .merge(ws::routes())
         .merge(records::routes())
+        .merge(notes::routes())
         .merge(pages::routes())
         .merge(session::routes())
         .merge(links::routes())

@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "staff", description = "Staff accounts, invitations and resets"),
         (name = "links", description = "Join links: made by staff, opened by patients and guests"),
         (name = "visits", description = "Visit history, JSON and CSV"),
-        (name = "records", description = "Emergency accesses to patient records (review)"),
+        (name = "records", description = "Emergency accesses to patient records (review); visit notes written back to the record"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
         (name = "session", description = "Staff sign-in, sessions and one-time set-up links"),
         (name = "directory", description = "The public physician directory and the profiles behind it"),
@@ -47,6 +47,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::links::api())
         .merge(super::directory::api())
         .merge(super::referrals::api())
+        .merge(super::notes::api())
         .merge(OpenApiRouter::new().routes(utoipa_axum::routes!(openapi_json)))
 }
 

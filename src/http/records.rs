@@ -41,13 +41,13 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Whoever is asking, so that refusals are audited too.
-enum Asker {
+pub(super) enum Asker {
     Staff(StaffAuth),
     Participant(ParticipantAuth),
 }
 
 impl Asker {
-    fn actor(&self) -> String {
+    pub(super) fn actor(&self) -> String {
         match self {
             Asker::Staff(s) => s.staff.to_string(),
             Asker::Participant(p) => p.claims.sub.clone(),
@@ -67,11 +67,11 @@ async fn asker(parts: &mut Parts, state: &AppState) -> Result<Asker, ApiError> {
 
 /// Whoever is asking — or why they could not be identified, and what is known of them —
 /// so that refusals at authentication are audited like every other refusal.
-struct Who {
-    asker: Result<Asker, ApiError>,
+pub(super) struct Who {
+    pub(super) asker: Result<Asker, ApiError>,
     /// The verified token subject when there is one (a revoked session or a deactivated
     /// account still names who it was), else `ip:<client address>`.
-    known_as: String,
+    pub(super) known_as: String,
 }
 
 impl FromRequestParts<AppState> for Who {
@@ -126,7 +126,7 @@ pub(crate) async fn audit_refused_read(
     audit(state, entry).await
 }
 
-async fn audit(state: &AppState, entry: NewAuditEntry) -> Result<(), ApiError> {
+pub(super) async fn audit(state: &AppState, entry: NewAuditEntry) -> Result<(), ApiError> {
     // A read that cannot be audited does not happen.
     state
         .durable
@@ -229,7 +229,7 @@ async fn record(
 
 impl Asker {
     /// The asker's staff account when they hold the physician role.
-    fn physician(&self) -> Option<&StaffId> {
+    pub(super) fn physician(&self) -> Option<&StaffId> {
         match self {
             Asker::Staff(s) if s.has(Role::Physician) => Some(&s.staff),
             _ => None,
@@ -238,7 +238,7 @@ impl Asker {
 }
 
 /// The chart question about `visit`, asked of this node's stores.
-fn chart_request<'a>(
+pub(super) fn chart_request<'a>(
     state: &'a AppState,
     rules: &'a ChartRules,
     physician: Option<&'a StaffId>,
@@ -255,7 +255,7 @@ fn chart_request<'a>(
     }
 }
 
-fn chart_refusal(why: ChartAccessError) -> ApiError {
+pub(super) fn chart_refusal(why: ChartAccessError) -> ApiError {
     ApiError::forbidden(why.code(), why.to_string())
 }
 

@@ -16,7 +16,8 @@ use super::model::Resource;
 use super::record::{PatientRecord, relative_ref};
 use super::store::{LoadReport, RecordStore, ResourceSet, thousands};
 use super::summary::{PanelSummary, assemble};
-use super::{RecordSource, RecordsError, today};
+use super::visit_note::{self, VisitWrite, WriteReceipt};
+use super::{RecordSource, RecordWriter, RecordsError, today};
 use crate::ids::PatientRef;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -80,6 +81,10 @@ pub struct EmbeddedSource {
     added_skipped: usize,
     /// Bumped on every reload ([`RecordSource::version`]).
     version: std::sync::atomic::AtomicU64,
+    /// The store on disk, when loaded from one: where visit notes are written
+    /// ([`RecordWriter`]); and whether demo patients are held beside it.
+    home: Option<RecordStore>,
+    demo: bool,
 }
 
 impl EmbeddedSource {
@@ -119,6 +124,8 @@ impl EmbeddedSource {
         let snapshot = snapshot(set, &report, demo);
         let src = Self {
             current: RwLock::new(Arc::new(snapshot)),
+            home: Some(store.clone()),
+            demo,
             ..Default::default()
         };
         Ok((src, report))
@@ -210,6 +217,50 @@ impl RecordSource for EmbeddedSource {
     }
 }
 
+/// A visit's Encounter and DocumentReference go into `store.ndjson` under ids made from
+/// the visit id, so a second write of the same visit replaces them with themselves (and
+/// writes nothing); then the records are loaded again, so the next panel shows them.
+#[async_trait]
+impl RecordWriter for EmbeddedSource {
+    async fn write_visit(&self, w: &VisitWrite) -> Result<WriteReceipt, RecordsError> {
+        let Some(store) = self.home.clone() else {
+            return Err(RecordsError::Config(
+                "this record store is held in memory only and cannot be written".into(),
+            ));
+        };
+        // The patient must be one the store shows: a note about no one would be lost.
+        if self.record(w.patient.as_str()).is_none() {
+            return Err(RecordsError::NotFound);
+        }
+        let encounter_id = visit_note::fhir_id("examroom-", &w.visit);
+        let document_id = visit_note::fhir_id("examroom-note-", &w.visit);
+        let receipt = WriteReceipt {
+            encounter: format!("Encounter/{encounter_id}"),
+            document: format!("DocumentReference/{document_id}"),
+        };
+        let mut encounter = visit_note::encounter(w);
+        encounter["id"] = Value::from(encounter_id);
+        let mut document = visit_note::document_reference(w, &receipt.encounter);
+        document["id"] = Value::from(document_id);
+        let demo = self.demo;
+        let loaded = tokio::task::spawn_blocking(move || {
+            store
+                .put_resources(&[encounter, document])
+                .and_then(|_| store.load())
+                .map(|(set, report)| snapshot(set, &report, demo))
+        })
+        .await
+        .map_err(|e| RecordsError::Unavailable {
+            cause: format!("writing task failed: {e}"),
+        })?
+        .map_err(|e| RecordsError::Unavailable {
+            cause: e.to_string(),
+        })?;
+        self.replace(loaded);
+        Ok(receipt)
+    }
+}
+
 /// Index a set of resources by patient, with the demo patients beneath it when asked.
 fn snapshot(store: ResourceSet, report: &LoadReport, demo: bool) -> Snapshot {
     let mut stats = StoreStats {
@@ -262,6 +313,16 @@ fn index(set: &ResourceSet) -> (HashMap<String, Arc<PatientRecord>>, Counts, Cou
     let mut medications = HashMap::new();
     let (mut unreadable, mut unlinked) = (Counts::new(), Counts::new());
     for (key, json) in set.iter() {
+        if key.rtype == "DocumentReference" {
+            // Only examroom's own visit notes (issue 22), beside their Encounter.
+            if let Ok(v) = serde_json::from_str::<Value>(json.as_str())
+                && let Some(doc) = visit_note::read_note_doc(&v)
+                && let Some(p) = patient_of(key, &v).filter(|id| patient_ids.contains(id.as_str()))
+            {
+                records.entry(p).or_default().visit_notes.push(doc);
+            }
+            continue;
+        }
         if !PANEL_TYPES.contains(&key.rtype.as_str()) {
             continue;
         }

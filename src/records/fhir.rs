@@ -13,9 +13,10 @@
 
 use super::model::{Bundle, Resource};
 use super::record::{Part, PartStatus, PatientRecord, names_patient};
-use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource, transport_error};
+use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource, WRITE_SCOPES, transport_error};
 use super::summary::{LOINC, PanelSummary, VitalKind, assemble};
-use super::{RecordSource, RecordsError, today};
+use super::visit_note::{self, NOTE_SYSTEM, VISIT_SYSTEM, VisitWrite, WriteReceipt};
+use super::{RecordSource, RecordWriter, RecordsError, today};
 use crate::config::Settings;
 use crate::ids::PatientRef;
 use async_trait::async_trait;
@@ -57,6 +58,8 @@ pub struct FhirConfig {
     pub max_response_bytes: usize,
     /// Space-separated scopes requested. Default [`SCOPES`].
     pub scopes: String,
+    /// Space-separated scopes of the write-back's token. Default [`WRITE_SCOPES`].
+    pub write_scopes: String,
 }
 
 impl FhirConfig {
@@ -83,6 +86,7 @@ impl FhirConfig {
             max_pages: r.fhir_max_pages.max(1),
             max_resources: r.max_resources_per_section.max(1),
             max_response_bytes: r.fhir_max_response_bytes.max(1024),
+            write_scopes: r.fhir_write_scopes.trim().to_owned(),
             ..Self::new("", "", "", SigningAlg::Es384, PathBuf::new())
         })
     }
@@ -110,6 +114,7 @@ impl FhirConfig {
             max_resources: 2000,
             max_response_bytes: 8 << 20,
             scopes: SCOPES.to_owned(),
+            write_scopes: WRITE_SCOPES.to_owned(),
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct FhirSource {
     base: Url,
     cfg: FhirConfig,
     tokens: TokenSource,
+    /// Tokens with the write-back's scopes, asked for only when a note is written.
+    writes: TokenSource,
     /// Response bodies buffered and parsed at once, node-wide: each may hold up to
     /// `max_response_bytes`, and a panel runs thirteen searches (and several panels may be
     /// prefetched together), so without this a server answering every search with a huge
@@ -158,9 +165,14 @@ impl FhirSource {
             base.set_path(&format!("{}/", base.path()));
         }
         let (dir, alg) = (cfg.key_dir.clone(), cfg.signing_alg);
-        let key = tokio::task::spawn_blocking(move || ClientKey::load_or_create(&dir, alg))
-            .await
-            .map_err(|e| RecordsError::Config(format!("key task failed: {e}")))??;
+        // The same key twice (one per token source): `ClientKey` is not `Clone`, the
+        // file is made once.
+        let (key, write_key) = tokio::task::spawn_blocking(move || {
+            let key = ClientKey::load_or_create(&dir, alg)?;
+            Ok::<_, RecordsError>((key, ClientKey::load_or_create(&dir, alg)?))
+        })
+        .await
+        .map_err(|e| RecordsError::Config(format!("key task failed: {e}")))??;
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.timeout)
             .build()
@@ -173,11 +185,20 @@ impl FhirSource {
             key,
             cfg.timeout,
         );
+        let writes = TokenSource::new(
+            http.clone(),
+            cfg.token_url.clone(),
+            cfg.client_id.clone(),
+            cfg.write_scopes.clone(),
+            write_key,
+            cfg.timeout,
+        );
         Ok(Self {
             http,
             base,
             cfg,
             tokens,
+            writes,
             bodies: tokio::sync::Semaphore::new(BODIES_AT_ONCE),
         })
     }
@@ -312,7 +333,71 @@ impl FhirSource {
             rec.note(part, status);
         }
         self.read_missing_medications(&mut rec).await;
+        // examroom's visit notes, only for a record holding a virtual visit (most have
+        // none: no request for them).
+        let virtual_visit = rec
+            .encounters
+            .iter()
+            .any(|e| e.class.as_ref().and_then(|c| c.code.as_deref()) == Some("VR"));
+        if virtual_visit {
+            match self.read_visit_notes(id).await {
+                Ok(notes) => rec.visit_notes = notes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "visit notes could not be loaded");
+                    rec.visit_notes_failed = true;
+                }
+            }
+        }
         Ok(rec)
+    }
+
+    /// This patient's visit notes written by examroom, with the write-back's token (the
+    /// scopes that let it read back what it wrote): only DocumentReferences carrying our
+    /// identifier system and naming this patient, whatever the server's search matched.
+    async fn read_visit_notes(&self, id: &str) -> Result<Vec<visit_note::NoteDoc>, RecordsError> {
+        let what = "DocumentReference";
+        let subject = format!("Patient/{id}");
+        let system = format!("{NOTE_SYSTEM}|");
+        let n = self.cfg.page_size.to_string();
+        let query = [
+            ("patient", subject.as_str()),
+            ("identifier", system.as_str()),
+            ("_count", n.as_str()),
+        ];
+        let mut next = Some(self.url(what, &query)?);
+        let (mut notes, mut pages) = (Vec::new(), 0);
+        while let Some(url) = next.take() {
+            pages += 1;
+            let resp = self.get_with(&self.writes, url, what).await?;
+            let page = self.body(resp, what).await?;
+            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
+                return Err(RecordsError::BadData(format!(
+                    "{what} search: the answer was not a search result"
+                )));
+            }
+            for e in page["entry"].as_array().into_iter().flatten() {
+                let r = &e["resource"];
+                let names_this_patient = r["subject"]["reference"]
+                    .as_str()
+                    .and_then(super::record::relative_ref)
+                    == Some(("Patient", id));
+                if names_this_patient && let Some(doc) = visit_note::read_note_doc(r) {
+                    notes.push(doc);
+                }
+            }
+            let link = page["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str());
+            if let Some(link) = link
+                && pages < self.cfg.max_pages
+            {
+                next = Some(self.same_origin(link)?);
+            }
+        }
+        Ok(notes)
     }
 
     /// Medications that orders and statements reference but the searches did not return:
@@ -552,10 +637,20 @@ impl FhirSource {
 
     /// GET with auth, retries and the per-request timeout.
     async fn get(&self, url: Url, what: &str) -> Result<reqwest::Response, RecordsError> {
+        self.get_with(&self.tokens, url, what).await
+    }
+
+    /// [`Self::get`] with the tokens of `tokens`.
+    async fn get_with(
+        &self,
+        tokens: &TokenSource,
+        url: Url,
+        what: &str,
+    ) -> Result<reqwest::Response, RecordsError> {
         let mut attempt = 0u32;
         let mut reauthorised = false;
         loop {
-            let token = self.tokens.token().await?;
+            let token = tokens.token().await?;
             let outcome = match self
                 .http
                 .get(url.clone())
@@ -574,7 +669,7 @@ impl FhirSource {
                 Attempt::Fail(RecordsError::Unauthorized { .. }) if !reauthorised => {
                     // The token may have been revoked or expired early: one fresh try.
                     reauthorised = true;
-                    self.tokens.invalidate().await;
+                    tokens.invalidate().await;
                 }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry(e, retry_after) => {
@@ -625,6 +720,177 @@ impl FhirSource {
         let rec = self.fetch_record(patient).await?;
         Ok(assemble(patient.as_str(), &rec, as_of, Utc::now()))
     }
+}
+
+// --- the write-back (issue 22) ------------------------------------------------------------
+
+impl FhirSource {
+    /// The id of the `rtype` resource carrying `system|value`, when the server holds one.
+    /// The identifier is checked here on every resource returned: a server may ignore the
+    /// `identifier` parameter (fhirsnake answers every resource of the type), and a
+    /// resource without our identifier is never ours.
+    async fn find_by_identifier(
+        &self,
+        rtype: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Option<String>, RecordsError> {
+        let token = format!("{system}|{value}");
+        let n = self.cfg.page_size.to_string();
+        let query = [("identifier", token.as_str()), ("_count", n.as_str())];
+        let mut next = Some(self.url(rtype, &query)?);
+        let mut found = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            let resp = self.get_with(&self.writes, url, rtype).await?;
+            let page = self.body(resp, rtype).await?;
+            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
+                return Err(RecordsError::BadData(format!(
+                    "{rtype} search by identifier: the answer was not a search result"
+                )));
+            }
+            for e in page["entry"].as_array().into_iter().flatten() {
+                let r = &e["resource"];
+                if r["resourceType"] == rtype
+                    && visit_note::has_identifier(r, system, value)
+                    && let Some(id) = r["id"].as_str()
+                {
+                    found.push(id.to_owned());
+                }
+            }
+            let link = page["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str());
+            if let Some(link) = link {
+                if pages >= self.cfg.max_pages {
+                    tracing::warn!(
+                        resource = rtype,
+                        pages,
+                        "search by identifier has more pages than we read"
+                    );
+                    break;
+                }
+                next = Some(self.same_origin(link)?);
+            }
+        }
+        found.sort();
+        found.dedup();
+        if found.len() > 1 {
+            tracing::warn!(
+                resource = rtype,
+                copies = found.len(),
+                "the record source holds several resources with one visit's identifier"
+            );
+        }
+        Ok(found.into_iter().next())
+    }
+
+    /// Create `resource` unless the server holds one with `system|value`: search first
+    /// (whatever the server does with `If-None-Exist`), then a conditional create (which
+    /// a server that supports it makes safe against any other writer in between).
+    /// `Type/id` of what the server holds.
+    async fn create_once(
+        &self,
+        rtype: &str,
+        system: &str,
+        value: &str,
+        resource: serde_json::Value,
+    ) -> Result<String, RecordsError> {
+        if let Some(id) = self.find_by_identifier(rtype, system, value).await? {
+            return Ok(format!("{rtype}/{id}"));
+        }
+        let mut condition = Url::parse("http://condition.invalid/").expect("static url");
+        condition
+            .query_pairs_mut()
+            .append_pair("identifier", &format!("{system}|{value}"));
+        let condition = condition.query().unwrap_or_default().to_owned();
+        let resp = self
+            .post_write(self.url(rtype, &[])?, &condition, &resource, rtype)
+            .await?;
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // The body may be empty (a server answering `return=minimal`): the Location names it.
+        let body = self.body(resp, rtype).await.ok();
+        let id = body
+            .as_ref()
+            .filter(|b| b["resourceType"] == rtype)
+            .and_then(|b| b["id"].as_str().map(str::to_owned))
+            .or_else(|| location.as_deref().and_then(|l| id_from_location(l, rtype)))
+            .ok_or_else(|| {
+                RecordsError::BadData(format!(
+                    "{rtype} create: the server named no id for what it made"
+                ))
+            })?;
+        Ok(format!("{rtype}/{id}"))
+    }
+
+    /// POST a new resource with the write token and `If-None-Exist: condition`. One
+    /// attempt (the write-back's outbox retries with backoff), plus one with a fresh token
+    /// after a 401.
+    async fn post_write(
+        &self,
+        url: Url,
+        condition: &str,
+        resource: &serde_json::Value,
+        what: &str,
+    ) -> Result<reqwest::Response, RecordsError> {
+        let body = serde_json::to_vec(resource).map_err(|e| {
+            RecordsError::BadData(format!("{what}: {}", super::model::redacted(&e)))
+        })?;
+        let mut reauthorised = false;
+        loop {
+            let token = self.writes.token().await?;
+            let r = self
+                .http
+                .post(url.clone())
+                .timeout(self.cfg.timeout)
+                .bearer_auth(&token)
+                .header("accept", "application/fhir+json")
+                .header("content-type", "application/fhir+json")
+                .header("if-none-exist", condition)
+                .header("prefer", "return=representation")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| transport_error(e, self.cfg.timeout))?;
+            let status = r.status();
+            if status.is_success() {
+                return Ok(r);
+            }
+            if status == StatusCode::UNAUTHORIZED && !reauthorised {
+                reauthorised = true;
+                self.writes.invalidate().await;
+                continue;
+            }
+            let cause = format!("{what} create: server answered {status}");
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    RecordsError::Unauthorized { cause }
+                }
+                StatusCode::PRECONDITION_FAILED => RecordsError::BadData(format!(
+                    "{what} create: several resources already carry this visit's identifier"
+                )),
+                s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                    RecordsError::Unavailable { cause }
+                }
+                _ => RecordsError::BadData(cause),
+            });
+        }
+    }
+}
+
+/// The id in a `Location` header: `…/Type/<id>` or `…/Type/<id>/_history/<v>`.
+fn id_from_location(location: &str, rtype: &str) -> Option<String> {
+    let after = location.rsplit_once(&format!("{rtype}/"))?.1;
+    let id = after.split('/').next()?;
+    (!id.is_empty()).then(|| id.to_owned())
 }
 
 /// What one search found, before the patient check.
@@ -694,5 +960,27 @@ impl RecordSource for FhirSource {
             });
         }
         self.tokens.token().await.map(|_| ())
+    }
+}
+
+/// The visit's Encounter, then its DocumentReference pointing at it; each created once
+/// ([`FhirSource::create_once`]), so a retry after any failure finishes what is missing.
+#[async_trait]
+impl RecordWriter for FhirSource {
+    #[tracing::instrument(skip_all)]
+    async fn write_visit(&self, w: &VisitWrite) -> Result<WriteReceipt, RecordsError> {
+        let value = w.visit.as_str();
+        let encounter = visit_note::encounter(w);
+        let encounter = self
+            .create_once("Encounter", VISIT_SYSTEM, value, encounter)
+            .await?;
+        let document = visit_note::document_reference(w, &encounter);
+        let document = self
+            .create_once("DocumentReference", NOTE_SYSTEM, value, document)
+            .await?;
+        Ok(WriteReceipt {
+            encounter,
+            document,
+        })
     }
 }

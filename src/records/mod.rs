@@ -11,6 +11,10 @@
 //! - [`demo`]: synthetic demo patients, in memory only, with `serve --demo`.
 //! - [`fhir`]: a FHIR R4 server as the source, with SMART Backend Services auth ([`smart`]).
 //! - [`cache`]: [`PanelCache`], prefetch when a patient enters the waiting room.
+//! - [`visit_note`]: the physician's note of a visit and the FHIR `Encounter` and
+//!   `DocumentReference` it becomes (pure).
+//! - [`write_back`]: notes kept durably, then written to the source through
+//!   [`RecordWriter`] by one node at a time, retried with backoff while the source is down.
 //!
 //! The source is chosen once by [`open`]; nothing else knows which one it is.
 //! Errors never carry patient data: no ids, names or values in their text.
@@ -26,6 +30,8 @@ pub mod record;
 pub mod smart;
 pub mod store;
 pub mod summary;
+pub mod visit_note;
+pub mod write_back;
 
 pub use cache::PanelCache;
 pub use embedded::{EmbeddedOptions, EmbeddedSource, StoreStats};
@@ -57,8 +63,27 @@ pub trait RecordSource: Send + Sync + 'static {
     }
 }
 
+/// Where a visit's note is written: into the same source the panel reads.
+#[async_trait]
+pub trait RecordWriter: Send + Sync + 'static {
+    /// Put the visit's `Encounter` and `DocumentReference` into the record, once however
+    /// often it is called for the same visit (a retry after a lost answer finds what the
+    /// first call made). Errors carry no patient data.
+    async fn write_visit(
+        &self,
+        w: &visit_note::VisitWrite,
+    ) -> Result<visit_note::WriteReceipt, RecordsError>;
+}
+
 /// Open the configured record source: `embedded` (default) or `fhir`.
 pub async fn open(settings: &Settings) -> Result<Arc<dyn RecordSource>, RecordsError> {
+    Ok(open_with_writer(settings).await?.0)
+}
+
+/// The configured record source, and the writer into it (the same object).
+pub async fn open_with_writer(
+    settings: &Settings,
+) -> Result<(Arc<dyn RecordSource>, Arc<dyn RecordWriter>), RecordsError> {
     match settings.records.source {
         RecordsBackend::Embedded => {
             let dir = settings.server.data_dir.join("records");
@@ -67,9 +92,13 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn RecordSource>, RecordsE
                 reload_every: (settings.records.reload_secs > 0)
                     .then(|| Duration::from_secs(settings.records.reload_secs)),
             };
-            Ok(EmbeddedSource::open(&dir, opts).await?)
+            let src = EmbeddedSource::open(&dir, opts).await?;
+            Ok((src.clone(), src))
         }
-        RecordsBackend::Fhir => Ok(Arc::new(FhirSource::from_settings(settings).await?)),
+        RecordsBackend::Fhir => {
+            let src = Arc::new(FhirSource::from_settings(settings).await?);
+            Ok((src.clone(), src))
+        }
     }
 }
 

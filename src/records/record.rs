@@ -179,6 +179,10 @@ pub struct PatientRecord {
     pub observations: Vec<Observation>,
     pub immunizations: Vec<Immunization>,
     pub encounters: Vec<Encounter>,
+    /// examroom's visit notes in the record (issue 22), shown with their Encounter.
+    pub visit_notes: Vec<super::visit_note::NoteDoc>,
+    /// The visit notes could not be read (the encounters themselves were).
+    pub visit_notes_failed: bool,
     /// Referenced medications by every name a reference may use (`Medication/id`,
     /// a bundle's `fullUrl`).
     pub medications: HashMap<String, Medication>,

@@ -425,6 +425,36 @@ impl RecordStore {
         Ok(report)
     }
 
+    /// Put resources into the store (the write-back of a visit, issue 22): under the
+    /// import lock, merged into the store file and replaced atomically, like an import.
+    /// A resource replaces the one with its (resourceType, id); putting what the store
+    /// already holds writes nothing. Whether the file was written.
+    pub fn put_resources(&self, resources: &[serde_json::Value]) -> Result<bool, StoreError> {
+        let mut changes = Vec::new();
+        for r in resources {
+            let parsed = import::parse_value(r).map_err(|why| StoreError::Corrupt {
+                path: PathBuf::from("(a resource to write)"),
+                line: 0,
+                why,
+            })?;
+            changes.extend(parsed.changes);
+        }
+        let _lock = self.lock()?;
+        let mut set = ResourceSet::default();
+        if let Some(held) = self.read_store_file()? {
+            set.apply(held, &mut BTreeMap::new());
+        }
+        let mut counts = BTreeMap::new();
+        set.apply(changes, &mut counts);
+        let changed = counts
+            .values()
+            .any(|c: &TypeCounts| c.added + c.replaced + c.deleted > 0);
+        if changed {
+            self.write(&set)?;
+        }
+        Ok(changed)
+    }
+
     /// Take the import lock (blocks while another import holds it).
     fn lock(&self) -> Result<std::fs::File, StoreError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir, "creating the folder"))?;

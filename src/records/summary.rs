@@ -419,6 +419,9 @@ pub struct EncounterEntry {
     pub start: Option<String>,
     pub end: Option<String>,
     pub reason: Option<Concept>,
+    /// The visit note examroom wrote back for this encounter (issue 22), as plain text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Items with their sort keys: (time, resource id, item).
@@ -1143,6 +1146,13 @@ fn encounters(rec: &PatientRecord) -> Vec<EncounterEntry> {
                 start: e.period.as_ref().and_then(|p| p.start.clone()),
                 end: e.period.as_ref().and_then(|p| p.end.clone()),
                 reason: e.reason_code.first().map(|r| Concept::from_cc(Some(r))),
+                note: e.id.as_deref().and_then(|id| {
+                    let reference = format!("Encounter/{id}");
+                    rec.visit_notes
+                        .iter()
+                        .find(|n| n.encounter == reference)
+                        .map(|n| n.text.clone())
+                }),
             }
         })
         .collect()
@@ -1208,13 +1218,29 @@ pub fn assemble(
             read_at,
             immunizations(rec),
         ),
-        encounters: Section::build(
-            Part::Encounters,
-            &rec.part(Part::Encounters),
-            read_at,
-            encounters(rec),
-        ),
+        encounters: encounter_section(rec, read_at),
     }
+}
+
+/// Encounters, saying so when the visit notes beside them could not be read: a virtual
+/// visit shown without its note must not read as "no note was written".
+fn encounter_section(rec: &PatientRecord, read_at: DateTime<Utc>) -> Section<EncounterEntry> {
+    let items = encounters(rec);
+    let mut section = Section::build(
+        Part::Encounters,
+        &rec.part(Part::Encounters),
+        read_at,
+        items,
+    );
+    if rec.visit_notes_failed && section.status != SectionStatus::Unavailable {
+        section.status = SectionStatus::Recorded;
+        section.notes.push(Note {
+            code: "notes_unavailable",
+            count: None,
+            text: "The notes of video visits could not be loaded — open them in the EHR".into(),
+        });
+    }
+    section
 }
 
 #[cfg(test)]

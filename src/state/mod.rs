@@ -47,6 +47,8 @@ pub struct AppState {
     pub checks: CheckService,
     /// Patient-record summaries, prefetched when a patient starts waiting.
     pub records: Arc<PanelCache>,
+    /// Visit notes on their way to the record source (issue 22).
+    pub notes: Arc<crate::records::write_back::NoteOutbox>,
     /// Failure limits (sign-in, join codes) and the identity provider's key cache.
     pub guards: Arc<crate::identity::Guards>,
     /// The key examroom signs SMART Backend Services assertions with (public part at

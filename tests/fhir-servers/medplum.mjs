@@ -23,7 +23,9 @@
 //   included resources resolved with Medplum's own search-parameter expressions;
 // - GET /fhir/R4/metadata (a short CapabilityStatement).
 // Everything else — parsing search requests, matching search parameters (reference, token,
-// date), _sort, storing, transactions with urn:uuid rewriting — is Medplum's code.
+// date), _sort, storing, transactions with urn:uuid rewriting, conditional create (a POST's
+// If-None-Exist header, passed through with the request headers: the write-back tests rely on
+// it) — is Medplum's code.
 
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';

@@ -44,6 +44,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("media", Layer::UseCase),
     ("records", Layer::UseCase),
     ("records::cache", Layer::UseCase),
+    ("records::write_back", Layer::UseCase),
     ("live", Layer::Port),
     ("live::counters", Layer::Port),
     ("durable", Layer::Port),
@@ -73,6 +74,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("records::record", Layer::Model),
     ("records::summary", Layer::Model),
     ("records::demo", Layer::Model),
+    ("records::visit_note", Layer::Model),
 ];
 
 /// `records` itself is the record-source port (the `RecordSource` trait and `open`);

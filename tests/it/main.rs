@@ -34,6 +34,8 @@ mod records_import;
 mod records_refusal_audit;
 mod records_sekmet;
 mod records_semantics;
+mod records_writeback;
+mod records_writeback_servers;
 mod referrals;
 mod security_headers;
 mod signalling;

@@ -2,6 +2,7 @@
 //! Services token endpoint) on loopback, loaded with Synthea and IPS patients.
 //! Needs `EXAMROOM_SEKMET` and `EXAMROOM_FHIR_FIXTURES` (scripts/fetch-fhir-fixtures).
 
+use crate::kit::records::servers::{FhirProcess, start_sekmet};
 use crate::kit::records::*;
 use examroom::ids::PatientRef;
 use examroom::records::smart::ASSERTION_TYPE;
@@ -9,73 +10,7 @@ use examroom::records::{
     ClientKey, EmbeddedSource, FhirConfig, FhirSource, RecordSource, SigningAlg,
 };
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// sekmet as a child process; killed (by its own pid) when dropped.
-struct Sekmet {
-    child: Child,
-    base: String,
-    root: String,
-}
-
-impl Drop for Sekmet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_sekmet(dir: &std::path::Path, clients: Value) -> Sekmet {
-    let port = crate::kit::services::free_port();
-    let root = format!("http://127.0.0.1:{port}");
-    let config = json!({
-        "base_url": format!("{root}/fhir"),
-        "host": "127.0.0.1",
-        "port": port,
-        "data_dir": dir.join("sekmet-data"),
-        "own_private_key_path": dir.join("sekmet-data/keys/sekmet.pem"),
-        "server_auth": {
-            "types": ["smart", "bearer"],
-            "tokens": ["loader-secret"],
-            "smart_clients": clients,
-            "token_lifetime": 600,
-            "enforce_scopes": true,
-        },
-        "validation": {"inbound": "off"},
-        "simulator": {"enabled": false},
-        "log_inbound": false,
-    });
-    // JSON is YAML: sekmet reads it as its settings.yaml.
-    let path = dir.join("sekmet.yaml");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let log = std::fs::File::create(dir.join("sekmet.log")).unwrap();
-    let child = Command::new(sekmet())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .current_dir(dir)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start sekmet");
-    let s = Sekmet {
-        child,
-        base: format!("{root}/fhir"),
-        root,
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..150 {
-        if crate::kit::services::answers(&http, &format!("{}/metadata", s.base)).await {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "sekmet did not start; see {}",
-        dir.join("sekmet.log").display()
-    );
-}
 
 /// A bundle as a transaction that PUTs every resource under its own id, so the
 /// server holds the same ids as the embedded store (urn:uuid refs are rewritten by the server).
@@ -94,7 +29,7 @@ fn as_put_transaction(b: &Value) -> Value {
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
-async fn load(s: &Sekmet, bundle: &Value) {
+async fn load(s: &FhirProcess, bundle: &Value) {
     let r = reqwest::Client::new()
         .post(&s.base)
         .bearer_auth("loader-secret")
@@ -111,14 +46,8 @@ async fn load(s: &Sekmet, bundle: &Value) {
     );
 }
 
-fn client(s: &Sekmet, id: &str, alg: SigningAlg, dir: &std::path::Path) -> FhirConfig {
-    let mut cfg = FhirConfig::new(
-        &s.base,
-        &format!("{}/auth/token", s.root),
-        id,
-        alg,
-        dir.to_owned(),
-    );
+fn client(s: &FhirProcess, id: &str, alg: SigningAlg, dir: &std::path::Path) -> FhirConfig {
+    let mut cfg = FhirConfig::new(&s.base, &s.token_url, id, alg, dir.to_owned());
     cfg.timeout = Duration::from_secs(20);
     cfg
 }
@@ -136,7 +65,7 @@ async fn the_fhir_source_gives_the_same_panel_as_the_embedded_store_with_rs384_a
         {"client_id": "examroom-rs", "jwks": rs.jwks(), "scopes": scopes},
         {"client_id": "examroom-es", "jwks": es.jwks(), "scopes": scopes},
     ]);
-    let sekmet = start_sekmet(dir.path(), clients).await;
+    let sekmet = start_sekmet(dir.path(), clients, None).await;
 
     let mut bundles: Vec<Value> = synthea_bundles().iter().map(|p| read_json(p)).collect();
     bundles.push(read_json(
@@ -213,7 +142,7 @@ async fn the_fhir_source_gives_the_same_panel_as_the_embedded_store_with_rs384_a
         es_src.tokens().token().await.unwrap();
     }
     // ...while the server refuses a replayed assertion.
-    let token_url = format!("{}/auth/token", sekmet.root);
+    let token_url = sekmet.token_url.clone();
     let assertion = es.client_assertion("examroom-es", &token_url).unwrap();
     let post = |a: String| {
         let token_url = token_url.clone();

@@ -9,6 +9,7 @@ import { requireStaff } from './staff.js';
 import { Signal } from './signal.js';
 import { Mesh, CallView, getLocalMedia, mediaOf, tileBadges, devicePickers, shareScreen } from './call.js';
 import { openRecord, closeRecord } from './record.js';
+import { offerNote } from './visit-note.js';
 
 const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map() };
 const view = new CallView({
@@ -96,7 +97,13 @@ function connect() {
   signal.on('admitted', (m) => enterVisit(m));
   signal.on('peer_joined', (m) => { state.names.set(m.peer.participant, m.peer.name); toast(t('dash.peer_joined', { name: m.peer.name })); });
   signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
-  signal.on('visit_ended', () => leaveVisit(t('dash.visit_ended')));
+  signal.on('visit_ended', () => {
+    // The note of the visit just ended, for the patient's record (issue 22): only when its
+    // chart opened (a visit without a patient record has no record to write to).
+    const ended = state.record?.rec ? state.visit : null;
+    leaveVisit(t('dash.visit_ended'));
+    if (ended) offerNote($('#lobby'), ended);
+  });
   signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
   signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('dash.you')));
   signal.on('error', (m) => { if (!['rate_limited'].includes(m.code)) toast(m.message || m.code); });
@@ -307,6 +314,9 @@ async function enterVisit(m) {
   for (const p of m.peers) state.names.set(p.participant, p.name);
   $('#lobby').hidden = true;
   $('#visit').hidden = false;
+  // A new visit opens at its top, wherever the lobby was scrolled (the last visit's note
+  // form above the queue can push the Admit button down).
+  if (fresh) window.scrollTo(0, 0);
   const patient = m.peers.find((p) => p.role === 'patient');
   const known = state.patients.get(m.visit) || [];
   const given = known[0] || patient?.name;

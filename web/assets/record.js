@@ -507,6 +507,8 @@ const renderers = {
   encounters(list) {
     return h('ul', { class: 'items' }, list.map((e) => h('li', {}, e.start ? [dayEl(e.start), ' '] : '', concept(e.kind),
       e.status && e.status !== 'finished' ? [' ', badge('muted', coded(e.status))] : null,
-      e.reason ? h('span', { class: 'muted' }, ' — ', concept(e.reason)) : '', unreadable(e))));
+      e.reason ? h('span', { class: 'muted' }, ' — ', concept(e.reason)) : '', unreadable(e),
+      // The note examroom wrote back for a video visit (issue 22), as the record has it.
+      typeof e.note === 'string' && e.note ? h('p', { class: 'visit-note-text' }, e.note) : null)));
   },
 };

@@ -1,5 +1,5 @@
-//! Real FHIR R4 servers as child processes for the conformance suite: Medplum's engine
-//! (tests/fhir-servers/medplum.mjs) and fhirsnake. Each binds a loopback port picked at run
+//! Real FHIR R4 servers as child processes for the conformance and write-back suites:
+//! Medplum's engine (tests/fhir-servers/medplum.mjs), fhirsnake and sekmet-fhir. Each binds a loopback port picked at run
 //! time, is loaded through its own REST API and is killed by its own pid when dropped.
 #![allow(dead_code)]
 
@@ -137,6 +137,66 @@ pub async fn start_fhirsnake(dir: &Path) -> FhirProcess {
     );
 }
 
+/// sekmet-fhir keeping its data (SQLite) under `dir/sekmet-data`, so a restart on the same
+/// `dir` serves what it held; SMART Backend Services for `clients` (`[{client_id, jwks,
+/// scopes}]`, scopes enforced on every request), and the loader's static bearer token.
+/// `port`: the one to bind (a restart takes the same one), else a free one.
+pub async fn start_sekmet(dir: &Path, clients: Value, port: Option<u16>) -> FhirProcess {
+    let port = port.unwrap_or_else(free_port);
+    let root = format!("http://127.0.0.1:{port}");
+    let config = json!({
+        "base_url": format!("{root}/fhir"),
+        "host": "127.0.0.1",
+        "port": port,
+        "data_dir": dir.join("sekmet-data"),
+        "own_private_key_path": dir.join("sekmet-data/keys/sekmet.pem"),
+        "server_auth": {
+            "types": ["smart", "bearer"],
+            "tokens": ["loader-secret"],
+            "smart_clients": clients,
+            "token_lifetime": 600,
+            "enforce_scopes": true,
+        },
+        "validation": {"inbound": "off"},
+        "simulator": {"enabled": false},
+    });
+    // JSON is YAML: sekmet reads it as its settings.yaml.
+    let path = dir.join("sekmet.yaml");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sekmet.log"))
+        .unwrap();
+    let child = Command::new(super::sekmet())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .current_dir(dir)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start sekmet");
+    let p = FhirProcess {
+        child,
+        base: format!("{root}/fhir"),
+        token_url: format!("{root}/auth/token"),
+        loader_token: Some("loader-secret".into()),
+        name: "sekmet",
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if answers(&http, &format!("{}/metadata", p.base)).await {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "sekmet did not start in 60 s; see {}",
+        dir.join("sekmet.log").display()
+    );
+}
+
 impl FhirProcess {
     fn loader(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let rb = rb.header("content-type", "application/fhir+json");
@@ -144,6 +204,53 @@ impl FhirProcess {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        let after = self.base.rsplit_once(':').unwrap().1;
+        after.split('/').next().unwrap().parse().unwrap()
+    }
+
+    /// Every `rtype` resource the server answers to `GET {base}/{rtype}?{query}` (the
+    /// first page, up to 1,000), as the loader sees them.
+    pub async fn search(&self, rtype: &str, query: &[(&str, &str)]) -> Vec<Value> {
+        let mut q = query.to_vec();
+        q.push(("_count", "1000"));
+        let url = reqwest::Url::parse_with_params(&format!("{}/{rtype}", self.base), &q).unwrap();
+        let r = self
+            .loader(reqwest::Client::new().get(url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "{}: search {rtype}: {status} {body}",
+            self.name
+        );
+        body["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"].clone())
+            .filter(|r| r["resourceType"] == rtype)
+            .collect()
+    }
+
+    /// POST one resource with `If-None-Exist: condition`, as the loader; status and body.
+    pub async fn create_if_none_exist(&self, resource: &Value, condition: &str) -> (u16, Value) {
+        let rtype = resource["resourceType"].as_str().unwrap();
+        let r = self
+            .loader(reqwest::Client::new().post(format!("{}/{rtype}", self.base)))
+            .header("if-none-exist", condition)
+            .body(serde_json::to_vec(resource).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// POST a transaction (or batch) bundle to the base, as it is. Returns the response

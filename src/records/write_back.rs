@@ -1,0 +1,215 @@
+//! The write-back of a visit to the patient's record (issue 22): the note is kept in the
+//! durable store first ([`save_note`]), then written to the record source by the outbox
+//! ([`NoteOutbox`]).
+//!
+//! The outbox runs on every node. Each round it claims due notes with a lease (only one
+//! node writes a note at a time, and a node that dies mid-write loses its lease when it
+//! runs out), writes each through [`RecordWriter`], and marks it written, or counts the
+//! failure and sets the next attempt with doubling backoff ([`next_attempt_in`]). A submit
+//! on this node wakes it at once; otherwise it looks every `first_retry`. The writers are
+//! idempotent, so a lease that ran out during a slow write costs a second write of the
+//! same visit, never a second Encounter.
+
+use super::RecordWriter;
+use super::visit_note::{NoteError, VisitNote, VisitWrite};
+use crate::durable::{DurableError, DurableStore, SavedNote, VisitRecord};
+use crate::ids::{PatientRef, StaffId};
+use crate::visit::Millis;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a note could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteSaveError {
+    #[error(transparent)]
+    Invalid(#[from] NoteError),
+    #[error(transparent)]
+    Store(#[from] DurableError),
+}
+
+/// Who writes the note of which visit about whom; the caller checked that `physician` is
+/// this visit's physician and may open this patient's chart.
+pub struct NoteAuthor<'a> {
+    pub visit: &'a VisitRecord,
+    pub patient: PatientRef,
+    pub physician: StaffId,
+    pub physician_name: String,
+}
+
+/// Keep the physician's note of a visit (checked and trimmed), due to go out now.
+/// The period is the visit's: from the call's start (or the admit) to its end, or to
+/// `now` for a note written before the call ended.
+pub async fn save_note(
+    durable: &dyn DurableStore,
+    author: NoteAuthor<'_>,
+    note: VisitNote,
+    now: Millis,
+) -> Result<SavedNote, NoteSaveError> {
+    let note = note.check()?;
+    let v = author.visit;
+    let start = v.call_started_at.or(v.admitted_at).unwrap_or(v.created_at);
+    let end = v.ended_at.unwrap_or(now).max(start);
+    let write = VisitWrite {
+        v: 1,
+        visit: v.id.clone(),
+        patient: author.patient,
+        physician: author.physician,
+        physician_name: author.physician_name,
+        start,
+        end,
+        written_at: now,
+        note,
+    };
+    Ok(durable.save_visit_note(write).await?)
+}
+
+/// How the outbox retries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Wait after the first failure; doubles each failure. Also how often the outbox looks
+    /// for due notes.
+    pub first_retry: Duration,
+    /// Longest wait between attempts.
+    pub max_retry: Duration,
+    /// How long a claimed note is this node's to write.
+    pub lease: Duration,
+}
+
+/// The wait before the next attempt after `failures` failed ones (1 or more): `first`,
+/// doubling, at most `max`.
+pub fn next_attempt_in(failures: u32, first: Duration, max: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(30);
+    first.saturating_mul(1u32 << doublings).min(max)
+}
+
+/// Notes a round claims at most.
+const CLAIM_BATCH: i64 = 20;
+
+/// The outbox of note writes on this node.
+pub struct NoteOutbox {
+    durable: Arc<dyn DurableStore>,
+    writer: Arc<dyn RecordWriter>,
+    policy: RetryPolicy,
+    /// This node's name on the leases it takes.
+    owner: String,
+    wake: Notify,
+}
+
+impl NoteOutbox {
+    /// The outbox, running until `shutdown`.
+    pub fn start(
+        durable: Arc<dyn DurableStore>,
+        writer: Arc<dyn RecordWriter>,
+        policy: RetryPolicy,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let outbox = Arc::new(Self::new(durable, writer, policy));
+        tokio::spawn(outbox.clone().run(shutdown));
+        outbox
+    }
+
+    /// An outbox that writes only when its [`Self::round`] is called (tests drive it).
+    pub fn new(
+        durable: Arc<dyn DurableStore>,
+        writer: Arc<dyn RecordWriter>,
+        policy: RetryPolicy,
+    ) -> Self {
+        Self {
+            durable,
+            writer,
+            policy,
+            owner: format!("node-{}", crate::ids::random_id()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Look for due notes now (a note was just saved).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            // A round that found work looks again at once: there may be more.
+            let busy = match self.round(now_millis()).await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "note outbox: the durable store is unavailable");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.policy.first_retry) => {}
+            }
+        }
+    }
+
+    /// One round: claim what is due, write it, record how it went. How many were claimed.
+    pub async fn round(&self, now: Millis) -> Result<usize, DurableError> {
+        let lease_until = now + self.policy.lease.as_millis() as i64;
+        let due = self
+            .durable
+            .claim_note_writes(&self.owner, now, lease_until, CLAIM_BATCH)
+            .await?;
+        let claimed = due.len();
+        for note in due {
+            let visit = note.write.visit.clone();
+            let outcome = self.writer.write_visit(&note.write).await;
+            let at = now_millis();
+            match outcome {
+                Ok(receipt) => {
+                    let kept = self
+                        .durable
+                        .note_written(&visit, &self.owner, &receipt, at)
+                        .await?;
+                    tracing::info!(visit = %visit, kept, "visit note written to the record");
+                }
+                Err(e) => {
+                    let failures = note.attempts + 1;
+                    let wait =
+                        next_attempt_in(failures, self.policy.first_retry, self.policy.max_retry);
+                    let next = at + wait.as_millis() as i64;
+                    // Errors of the record adapters carry no patient data.
+                    let cause = e.to_string();
+                    self.durable
+                        .note_write_failed(&visit, &self.owner, &cause, at, next)
+                        .await?;
+                    tracing::warn!(
+                        visit = %visit,
+                        failures,
+                        retry_in_secs = wait.as_secs(),
+                        error = %cause,
+                        "visit note not written to the record yet; will retry"
+                    );
+                }
+            }
+        }
+        Ok(claimed)
+    }
+}
+
+fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_the_first_wait_up_to_the_longest() {
+        let (first, max) = (Duration::from_secs(5), Duration::from_secs(600));
+        let waits: Vec<u64> = (1..=10)
+            .map(|n| next_attempt_in(n, first, max).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert_eq!(next_attempt_in(u32::MAX, first, max), max);
+    }
+}
