@@ -21,6 +21,7 @@ mod media_browser;
 mod media_check;
 mod media_peer;
 mod media_turn;
+mod notify_mail;
 mod protocol_doc;
 mod records_access;
 mod records_cache;
