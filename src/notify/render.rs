@@ -532,11 +532,11 @@ pub fn sms(notice: &Notice, sender: &Sender) -> Result<String, RenderError> {
     let body = match &notice.kind {
         NoticeKind::ContactCode { code } => {
             let code = checked_code(code)?;
-            let clinic = cut(&clinic_or_default(&sender.clinic_name, lang));
-            if es {
-                format!("{code} es tu código de confirmación de {clinic}.")
-            } else {
-                format!("{code} is your {clinic} confirmation code.")
+            match (cut(&sender.clinic_name), es) {
+                (c, false) if c.is_empty() => format!("{code} is your confirmation code."),
+                (c, true) if c.is_empty() => format!("{code} es tu código de confirmación."),
+                (clinic, false) => format!("{code} is your {clinic} confirmation code."),
+                (clinic, true) => format!("{code} es tu código de confirmación de {clinic}."),
             }
         }
         kind => {
@@ -554,17 +554,19 @@ pub fn sms(notice: &Notice, sender: &Sender) -> Result<String, RenderError> {
                 (NoticeKind::Reminder { .. }, _) => {
                     let join = with("Join", "Entrar", &links.join);
                     let stop = match (&links.opt_out, es) {
-                        (Some(u), false) => format!(" No more reminders: {u}"),
-                        (Some(u), true) => format!(" Sin recordatorios: {u}"),
+                        (Some(u), false) => format!(" Stop: {u}"),
+                        (Some(u), true) => format!(" Baja: {u}"),
                         (None, false) => " Reply STOP to opt out.".to_owned(),
                         (None, true) => " Responde STOP para no recibir más.".to_owned(),
                     };
                     // The join link is what the patient needs now; manage only without it.
                     let go = if join.is_empty() { manage } else { join };
+                    // Short words ("Stop", "Baja" are what texts use for opting out)
+                    // so that two links of ~46 characters still fit one segment.
                     if es {
-                        format!("{clinic}: recordatorio, cita el {when}.{go}{stop}")
+                        format!("{clinic}: cita el {when}.{go}{stop}")
                     } else {
-                        format!("{clinic}: reminder, appointment {when}.{go}{stop}")
+                        format!("{clinic}: appointment {when}.{go}{stop}")
                     }
                 }
                 (NoticeKind::Moved, false) => {
@@ -807,6 +809,10 @@ mod tests {
             sms(&n, &sender()).unwrap(),
             "482913 es tu codigo de confirmacion de Riverside Practice."
         );
+        assert_eq!(
+            sms(&n, &Sender::default()).unwrap(),
+            "482913 es tu codigo de confirmacion."
+        );
         let bad = Notice {
             kind: NoticeKind::ContactCode {
                 code: "12 34\n".into(),
@@ -842,7 +848,7 @@ mod tests {
             (
                 NoticeKind::Reminder { lead },
                 "es",
-                "Riverside Practice: recordatorio, cita el lun 14 dic 10:30 CET. Entrar: https://visits.example/j/def Sin recordatorios: https://visits.example/o/ghi",
+                "Riverside Practice: cita el lun 14 dic 10:30 CET. Entrar: https://visits.example/j/def Baja: https://visits.example/o/ghi",
             ),
             (
                 NoticeKind::Moved,
