@@ -26,7 +26,9 @@ enum From {
 }
 
 pub struct TextCourier {
-    http: reqwest::Client,
+    /// The HTTP client with the timeouts, or why it could not be made (the TLS set-up):
+    /// then every delivery says so rather than going out without a timeout.
+    http: Result<reqwest::Client, String>,
     /// `…/2010-04-01/Accounts/{sid}/Messages.json`.
     url: String,
     account: String,
@@ -50,7 +52,7 @@ impl TextCourier {
             // The API answers; it never redirects a message elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("HTTP client for the text provider: {e}"));
         TextCourier {
             http,
             url: format!(
@@ -126,9 +128,11 @@ impl Courier for TextCourier {
         if to.channel != Channel::Text {
             return Err(CourierError::NotConfigured(to.channel));
         }
+        let http = self.http.as_ref().map_err(|why| {
+            CourierError::Retry(format!("the text provider is not usable: {why}"))
+        })?;
         let form = self.form(to, notice)?;
-        let sent = self
-            .http
+        let sent = http
             .post(&self.url)
             .basic_auth(&self.account, Some(self.token.expose()))
             .form(&form)

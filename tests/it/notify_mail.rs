@@ -398,19 +398,28 @@ async fn a_local_relay_takes_plain_smtp_without_auth() {
     settings.mail.username.clear();
     settings.mail.password = Default::default();
     settings.validate().unwrap();
+    let maria = Recipient {
+        name: "María \"Mari\" Pérez, hija".into(),
+        ..patient("pat@example.org")
+    };
     notify::open(&settings)
-        .deliver(
-            &patient("pat@example.org"),
-            &notice(NoticeKind::Cancelled, "es", 3),
-        )
+        .deliver(&maria, &notice(NoticeKind::Cancelled, "es", 3))
         .await
         .unwrap();
     let mail = smtp.next_for("pat@example.org").await;
     assert_eq!(mail.session("X-Peer-TLS").as_deref(), Some("none"));
     assert_eq!(mail.session("X-Authenticated").as_deref(), Some("no"));
-    assert_eq!(
-        mail.parsed().subject(),
-        Some("Cita cancelada: lun 14 dic 10:30 CET")
+    let m = mail.parsed();
+    assert_eq!(m.subject(), Some("Cita cancelada: lun 14 dic 10:30 CET"));
+    // A name with accents, quotes and a comma stays one name in the To header.
+    let to: Vec<_> = m.to().unwrap().iter().collect();
+    assert_eq!(to.len(), 1);
+    assert_eq!(to[0].name.as_deref(), Some("María \"Mari\" Pérez, hija"));
+    assert_eq!(to[0].address.as_deref(), Some("pat@example.org"));
+    assert!(
+        lf(&m.body_text(0).unwrap()).starts_with("Hola, María \"Mari\" Pérez, hija:\n"),
+        "{:?}",
+        m.body_text(0)
     );
 }
 
