@@ -694,14 +694,8 @@ impl Settings {
             {
                 return Err(invalid("mail.host", "must be a host name or an IP address"));
             }
-            let (local, domain) = m.from_address.split_once('@').unwrap_or_default();
-            if local.is_empty()
-                || domain.is_empty()
-                || domain.contains('@')
-                || m.from_address
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-            {
+            // The mailer's own parser, so that what starts is what it can send from.
+            if m.from_address.parse::<lettre::Address>().is_err() {
                 return Err(invalid(
                     "mail.from_address",
                     "required when mail.host is set: an address such as appointments@clinic.example",
@@ -1247,6 +1241,15 @@ mod tests {
         assert!(load_with(&[], Some(mail)).is_ok());
         let e = load_error(&[], Some("[mail]\nhost = \"smtp.clinic.example\"\n"));
         assert!(e.contains("mail.from_address"), "{e}");
+        for bad in [
+            "clinic.example",
+            "a@",
+            "a b@clinic.example",
+            "a@b@clinic.example",
+        ] {
+            let e = load_error(&[("EXAMROOM__MAIL__FROM_ADDRESS", bad)], Some(mail));
+            assert!(e.contains("mail.from_address"), "{bad}: {e}");
+        }
         let e = load_error(&[("EXAMROOM__MAIL__USERNAME", "relay")], Some(mail));
         assert!(e.contains("mail.password"), "{e}");
         let e = load_error(

@@ -43,13 +43,17 @@ impl MailCourier {
             .into_iter()
             .map(render::one_line)
             .find(|n| !n.is_empty());
-        let from = match settings.from_address.trim().parse::<Address>() {
-            Ok(a) => Mailbox::new(from_name, a),
-            // config refuses a malformed from_address; this only keeps `new` total.
-            Err(_) => Mailbox::new(None, Address::new("invalid", "invalid").expect("static")),
+        // config refuses a from_address the mailer cannot parse; should one get here
+        // anyway, every delivery says so instead of sending from a made-up address.
+        let (from, transport) = match settings.from_address.parse::<Address>() {
+            Ok(a) => (Mailbox::new(from_name, a), transport(settings)),
+            Err(e) => (
+                Mailbox::new(None, Address::new_dangerous("invalid", "invalid")),
+                Err(format!("mail.from_address is not an address: {e}")),
+            ),
         };
         MailCourier {
-            transport: transport(settings),
+            transport,
             from,
             sender: Sender {
                 clinic_name: clinic.to_owned(),
