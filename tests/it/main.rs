@@ -22,6 +22,8 @@ mod media_browser;
 mod media_check;
 mod media_peer;
 mod media_turn;
+mod notify_mail;
+mod notify_text;
 mod protocol_doc;
 mod records_access;
 mod records_cache;
