@@ -13,6 +13,7 @@
 //! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
 //! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
+//! - [`appointments`]: booking, the contact code, manage links, the reminder outbox worker.
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
 //! - [`metrics`]: Prometheus counters.
@@ -23,6 +24,7 @@
 //! which calls the stores (live, durable). Nothing below calls back up.
 
 pub mod app;
+pub mod appointments;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -11,6 +11,7 @@ macro_rules! impl_durable_store {
         $crate::durable::chart_access::impl_chart_access_store!($store);
         $crate::durable::visits::impl_visit_store!($store);
         $crate::durable::audit_log::impl_audit_store!($store);
+        $crate::durable::appointments::impl_appointment_store!($store);
 
         impl $store {
             /// The row that `sql` selects with `key` as `$1`, turned into its domain value

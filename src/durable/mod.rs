@@ -5,7 +5,8 @@
 //! `staff` ([`StaffStore`]: accounts, sessions, setup tokens), `rooms` ([`RoomStore`]),
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
 //! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics) and
-//! `audit_log` ([`AuditStore`]). [`DurableStore`] is all of them at once, the handle the
+//! `audit_log` ([`AuditStore`]) and `appointments` ([`AppointmentStore`]: schedules,
+//! appointments, the outbox of notices to patients). [`DurableStore`] is all of them at once, the handle the
 //! wiring holds; a use case that needs one area can take `&dyn RoomStore`.
 //!
 //! Two implementations, chosen once by [`open`]: SQLite (embedded, the default:
@@ -22,6 +23,7 @@
 //! - Nothing here logs patient data (patient refs, names, comments, reasons).
 //! - Times are `Millis` (unix ms) given by the caller, except `Staff::created_at`.
 
+pub mod appointments;
 mod audit_log;
 mod chart_access;
 mod links;
@@ -35,6 +37,7 @@ pub mod stats;
 mod visits;
 
 pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntry};
+pub use appointments::AppointmentStore;
 pub use audit_log::AuditStore;
 pub use chart_access::*;
 pub use links::*;
@@ -136,6 +139,7 @@ pub trait DurableStore:
     + ChartAccessStore
     + VisitStore
     + AuditStore
+    + AppointmentStore
     + Send
     + Sync
     + 'static

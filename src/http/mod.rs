@@ -2,6 +2,7 @@
 //! routes; [`router`] puts them together.
 
 pub mod admin;
+pub mod appointments;
 pub mod auth;
 mod clinic;
 pub mod error;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(links::routes())
         .merge(admin::routes())
         .merge(surveys::routes())
+        .merge(appointments::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost last: errors are made JSON first, then every answer gets the headers.

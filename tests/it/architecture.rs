@@ -39,6 +39,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("state", Layer::EdgeState),
     ("identity", Layer::UseCase),
     ("history", Layer::UseCase),
+    ("appointments", Layer::UseCase),
     ("media", Layer::UseCase),
     ("records", Layer::UseCase),
     ("records::cache", Layer::UseCase),

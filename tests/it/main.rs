@@ -6,6 +6,8 @@ mod kit;
 mod admin_api;
 mod admin_restart;
 mod api_errors_doc;
+mod appointments;
+mod appointments_store;
 mod architecture;
 mod authz_matrix;
 mod cluster_nodes;
