@@ -595,3 +595,53 @@ async fn the_openapi_document_covers_every_appointment_route() {
     }
     assert_eq!(checked, 17);
 }
+
+#[tokio::test]
+async fn hours_follow_the_physicians_clock_across_the_spring_change() {
+    // New York, 2027-03-14: 02:00 EST becomes 03:00 EDT. Dr Vega works 09:00-10:00.
+    let b = clinic(|s| s.appointments.book_ahead_days = 365).await;
+    let (s, _) = b
+        .app
+        .call_json(
+            "PUT",
+            "/api/my/schedule",
+            Some(&b.doc_token),
+            Some(json!({"room": b.room, "zone": "America/New_York",
+                        "weekly": {"sat": ["09:00-10:00"], "sun": ["09:00-10:00"]},
+                        "visit_mins": 30})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let (from, to) = (at("2027-03-13T00:00:00Z"), at("2027-03-15T00:00:00Z"));
+    let (s, body) = b
+        .app
+        .call_json(
+            "GET",
+            &format!("/api/booking/slots?from={from}&to={to}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let starts: Vec<i64> = body[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["starts_at"].as_i64().unwrap())
+        .collect();
+    // Saturday 09:00 EST is 14:00Z; Sunday 09:00 EDT is 13:00Z.
+    assert_eq!(
+        starts,
+        [
+            at("2027-03-13T14:00:00Z"),
+            at("2027-03-13T14:30:00Z"),
+            at("2027-03-14T13:00:00Z"),
+            at("2027-03-14T13:30:00Z")
+        ]
+    );
+}

@@ -67,6 +67,7 @@ contract!(
     concurrent_workers_never_claim_one_notice_twice,
     schedules_are_stored_and_replaced,
     code_attempts_are_limited_under_concurrency,
+    two_nodes_deliver_each_notice_exactly_once,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -469,4 +470,84 @@ async fn code_attempts_are_limited_under_concurrency(s: Arc<dyn DurableStore>) {
         allowed += usize::from(t.await.unwrap());
     }
     assert_eq!(allowed, 5);
+}
+
+/// Counts deliveries (a `std` mutex: held for a push, never across an await). The edge of
+/// what this test runs: the real couriers are tested on branch `notify`.
+#[derive(Default)]
+struct Counting {
+    delivered: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl examroom::notify::Courier for Counting {
+    fn channels(&self) -> Vec<examroom::notify::Channel> {
+        vec![examroom::notify::Channel::Email]
+    }
+    async fn deliver(
+        &self,
+        to: &examroom::notify::Recipient,
+        _: &examroom::notify::Notice,
+    ) -> Result<(), examroom::notify::CourierError> {
+        // A little time in flight, so the two nodes' passes overlap.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.delivered.lock().unwrap().push(to.address.clone());
+        Ok(())
+    }
+}
+
+async fn two_nodes_deliver_each_notice_exactly_once(s: Arc<dyn DurableStore>) {
+    use examroom::appointments::outbox::{Outbox, OutboxRules};
+    use examroom::appointments::secrets::AppointmentKey;
+    let (doc, room) = physician(&s).await;
+    for i in 0..30 {
+        let mut b = booking(&doc, &room, T0 + (24 + i) * 60 * MIN, T0);
+        b.email = Some(format!("p{i}@example.org"));
+        s.book(b, vec![notice(NoticeKind::Code, T0)]).await.unwrap();
+    }
+    let courier = Arc::new(Counting::default());
+    let node = || {
+        let rules = OutboxRules {
+            poll: std::time::Duration::from_secs(1),
+            lease_ms: MIN,
+            max_attempts: 3,
+            batch: 4,
+            clinic_name: "Clínica Sol".into(),
+            public_url: "https://visits.example".into(),
+        };
+        let key = AppointmentKey::from_server_secret("a-test-secret-a-test-secret-a-test!");
+        Arc::new(Outbox::new(s.clone(), courier.clone(), key, rules))
+    };
+    let nodes: Vec<_> = [node(), node()]
+        .into_iter()
+        .map(|outbox| {
+            tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let pass = outbox.pass(T0 + 1).await.unwrap();
+                    assert_eq!(pass.lost, 0);
+                    if pass.sent == 0 {
+                        return sent;
+                    }
+                    sent += pass.sent;
+                }
+            })
+        })
+        .collect();
+    let mut per_node = Vec::new();
+    for n in nodes {
+        per_node.push(n.await.unwrap());
+    }
+    let delivered = courier.delivered.lock().unwrap().clone();
+    let unique: std::collections::BTreeSet<_> = delivered.iter().collect();
+    assert_eq!(
+        delivered.len(),
+        30,
+        "every notice delivered ({per_node:?} per node)"
+    );
+    assert_eq!(unique.len(), 30, "none delivered twice");
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "both nodes took part: {per_node:?}"
+    );
 }
