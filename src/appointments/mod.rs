@@ -180,6 +180,13 @@ pub struct Confirmed {
     pub join_url: String,
 }
 
+/// An appointment in a staff list, with the visit its join link opens (once confirmed).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub appointment: Appointment,
+    pub visit: Option<VisitId>,
+}
+
 /// Who acts on an appointment from the staff side.
 #[derive(Debug, Clone, Copy)]
 pub struct StaffActor<'a> {
@@ -760,14 +767,15 @@ impl Appointments {
     }
 
     /// Appointments in `[from, to)`: a physician's own (asking for someone else's is
-    /// refused), an admin's of anyone or all.
+    /// refused), an admin's of anyone or all; each with the visit its join link opens, so
+    /// the physician's queue can tell a booked patient from a walk-in.
     pub async fn list_for_staff(
         &self,
         who: StaffActor<'_>,
         physician: Option<&StaffId>,
         from: Millis,
         to: Millis,
-    ) -> Result<Vec<Appointment>, AppointmentError> {
+    ) -> Result<Vec<Listed>, AppointmentError> {
         if to <= from || to - from > 366 * 86_400_000 {
             return Err(FieldError {
                 field: "to",
@@ -780,7 +788,16 @@ impl Appointments {
             (false, Some(p)) if p != who.staff => return Err(AppointmentError::NotYours),
             (false, _) => Some(who.staff),
         };
-        Ok(self.durable.list_appointments(physician, from, to).await?)
+        let mut out = Vec::new();
+        for appointment in self.durable.list_appointments(physician, from, to).await? {
+            // One lookup per appointment: a day's or a month's list is tens of rows.
+            let visit = match &appointment.link {
+                Some(l) => self.durable.link(l).await?.map(|l| l.visit),
+                None => None,
+            };
+            out.push(Listed { appointment, visit });
+        }
+        Ok(out)
     }
 }
 

@@ -539,6 +539,11 @@ pub struct StaffView {
     pub reason: String,
     pub lang: String,
     pub reminders_off: bool,
+    /// The visit the appointment's join link opens: the `visit` of its queue entry when the
+    /// patient waits. Only in lists; absent before confirmation.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visit: Option<crate::ids::VisitId>,
 }
 
 impl From<Appointment> for StaffView {
@@ -557,6 +562,7 @@ impl From<Appointment> for StaffView {
             reason: a.reason,
             lang: a.lang,
             reminders_off: a.reminders_off,
+            visit: None,
         }
     }
 }
@@ -594,7 +600,14 @@ async fn list_appointments(
         .appointments
         .list_for_staff(actor(&me), physician.as_ref(), from, to)
         .await?;
-    Ok(Json(list.into_iter().map(StaffView::from).collect()))
+    Ok(Json(
+        list.into_iter()
+            .map(|l| StaffView {
+                visit: l.visit,
+                ..l.appointment.into()
+            })
+            .collect(),
+    ))
 }
 
 /// Cancel an appointment (its physician, or an admin); the patient is told.

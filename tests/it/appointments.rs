@@ -247,6 +247,8 @@ async fn a_patient_books_in_spanish_confirms_with_the_code_joins_and_is_admitted
     assert_eq!(joined["room"]["id"], json!(b.room));
     assert_eq!(joined["lang"], "es");
     let visit: VisitId = serde_json::from_value(joined["visit"].clone()).unwrap();
+    // The physician's list names the visit, so the queue can mark Ana as booked.
+    assert_eq!(b.appointments().await[0]["visit"], joined["visit"]);
     let mut doc = b.app.join(&b.doc_token).await;
     let mut ana = Client::join(
         &format!("ws://{}/ws", b.app.addr),

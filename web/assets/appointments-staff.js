@@ -113,3 +113,26 @@ whenSignedIn(async () => {
     if (out) out.textContent = e.message;
   }
 });
+
+// Booked patients in the waiting-room queue: the queue entry of an appointment's visit
+// gets its booked time and reason, so the physician tells them from walk-ins.
+const booked = new Map();
+function markQueue() {
+  for (const li of document.querySelectorAll('li[data-visit]')) {
+    const a = booked.get(li.dataset.visit);
+    if (!a || li.querySelector('.appt-booked')) continue;
+    li.append(h('span', { class: 'badge appt-booked' }, t('appt.booked_for', { time: fmt(a.starts_at), reason: a.reason })));
+  }
+}
+whenSignedIn(async () => {
+  if (!$('#appt-card')) return;
+  const refresh = async () => {
+    try {
+      for (const a of await api('GET', '/api/appointments?from=' + (Date.now() - 86_400_000))) if (a.visit) booked.set(a.visit, a);
+      markQueue();
+    } catch { /* the list above shows the error */ }
+  };
+  await refresh();
+  new MutationObserver(markQueue).observe($('#rooms'), { childList: true, subtree: true });
+  setInterval(refresh, 60_000);
+});
