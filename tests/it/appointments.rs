@@ -19,6 +19,8 @@ use std::time::Duration;
 #[derive(Default)]
 struct Recording {
     sent: Mutex<Vec<(Recipient, Notice)>>,
+    /// Refuse texts as a provider refuses a number it cannot reach.
+    refuse_texts: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -27,6 +29,12 @@ impl Courier for Recording {
         vec![Channel::Email, Channel::Text]
     }
     async fn deliver(&self, to: &Recipient, notice: &Notice) -> Result<(), CourierError> {
+        let refuse = self.refuse_texts.load(std::sync::atomic::Ordering::SeqCst);
+        if refuse && to.channel == Channel::Text {
+            return Err(CourierError::Refused(
+                "21211 invalid 'To' phone number".into(),
+            ));
+        }
         self.sent.lock().unwrap().push((to.clone(), notice.clone()));
         Ok(())
     }
@@ -646,4 +654,91 @@ async fn hours_follow_the_physicians_clock_across_the_spring_change() {
             at("2027-03-14T13:30:00Z")
         ]
     );
+}
+
+#[tokio::test]
+async fn opting_out_drops_the_reminders_and_refused_notices_are_listed_for_admins() {
+    let b = clinic(|_| {}).await;
+    b.courier
+        .refuse_texts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Five hours ahead: the reminder an hour before is due later; the one a day before
+    // would be in the past and is not written.
+    let slot = b.slots("").await[10];
+    let confirmed = b.booked(slot).await;
+    let id: examroom::ids::AppointmentId = serde_json::from_value(confirmed["id"].clone()).unwrap();
+    let notices = b.app.state.durable.notices_of(&id).await.unwrap();
+    let pending_reminders = |ns: &[examroom::durable::appointments::StoredNotice]| {
+        ns.iter()
+            .filter(|n| {
+                n.kind == examroom::durable::appointments::NoticeKind::Reminder
+                    && n.status == examroom::durable::appointments::NoticeStatus::Pending
+            })
+            .map(|n| n.lead_secs)
+            .collect::<Vec<_>>()
+    };
+    // One per channel (e-mail and text), an hour before.
+    assert_eq!(pending_reminders(&notices), [Some(3600), Some(3600)]);
+    let token = last_segment(confirmed["manage_url"].as_str().unwrap()).to_owned();
+    let (s, view) = b
+        .app
+        .call_json(
+            "POST",
+            &format!("/api/manage/{token}/reminders-off"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, view["reminders_off"].as_bool()), (200, Some(true)));
+    let notices = b.app.state.durable.notices_of(&id).await.unwrap();
+    assert!(
+        pending_reminders(&notices).is_empty(),
+        "no reminder is left to send"
+    );
+
+    // The text code and confirmation were refused by the provider: admins see both, with
+    // what it said, and never the number.
+    let (_, admin) = b.app.admin().await;
+    let mut failed = json!([]);
+    for _ in 0..100 {
+        let (s, report) = b
+            .app
+            .call_json(
+                "GET",
+                "/api/appointments/notices/failed",
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+        failed = report["failed"].clone();
+        if failed.as_array().unwrap().len() == 2 {
+            assert_eq!(report["channels"], json!(["email", "text"]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kinds: Vec<_> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["kind"].as_str().unwrap(), n["channel"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.len(), 2, "{failed}");
+    assert!(kinds.contains(&("code", "text")) && kinds.contains(&("booked", "text")));
+    assert!(failed.to_string().contains("21211"));
+    assert!(
+        !failed.to_string().contains("600"),
+        "no phone number in the report"
+    );
+    let (s, _) = b
+        .app
+        .call_json(
+            "GET",
+            "/api/appointments/notices/failed",
+            Some(&b.doc_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "physicians do not see the notice report");
 }
