@@ -149,9 +149,11 @@ impl Effects for NodeEffects {
 
 /// Build the server's state from settings: data dir, secrets, stores.
 pub async fn build(settings: Settings) -> Result<AppState, StartError> {
-    // No courier is wired yet (issue 21, branch `notify`): booking answers
-    // `503 reminders_off` and everything else runs.
-    build_with_courier(settings, None).await
+    // The e-mail and text couriers `[mail]` and `[text]` configure; with neither, booking
+    // answers `503 reminders_off` and everything else runs.
+    let courier = crate::notify::open(&settings);
+    let courier = (!courier.channels().is_empty()).then_some(courier);
+    build_with_courier(settings, courier).await
 }
 
 /// [`build`] with the courier that delivers notices to patients (`None`: reminders off).

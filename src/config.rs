@@ -74,6 +74,8 @@ pub struct Settings {
     pub links: LinksSettings,
     pub clinic: ClinicSettings,
     pub appointments: AppointmentsSettings,
+    pub mail: MailSettings,
+    pub text: TextSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -529,6 +531,287 @@ pub struct ClinicSettings {
     pub contact: String,
 }
 
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Plain connection upgraded with STARTTLS before anything else is sent; refused when
+    /// the server does not offer it. The submission port, 587.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS), port 465.
+    Implicit,
+    /// No encryption: only for a relay on this machine (loopback), port 25.
+    None,
+}
+
+/// Appointment e-mails (issue 21) through an SMTP relay. Off while `host` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// SMTP relay host name, e.g. `smtp.clinic.example`. Default empty: no e-mail (the
+    /// admin page says reminders by e-mail are off).
+    pub host: String,
+    /// Relay port. Default 0: 587 for `starttls`, 465 for `implicit`, 25 for `none`.
+    pub port: u16,
+    /// `starttls`, `implicit` or `none` (loopback relays only). Default `starttls`.
+    pub tls: MailTls,
+    /// SMTP AUTH user name. Default empty: no AUTH (a relay that trusts this host).
+    pub username: String,
+    /// SMTP AUTH password (at least 8 bytes), required with `username`.
+    pub password: Secret,
+    /// The address mails come from, e.g. `appointments@clinic.example`. Required when
+    /// `host` is set; also the calendar invitation's organizer.
+    pub from_address: String,
+    /// The name shown with `from_address`. Default empty: `clinic.name`.
+    pub from_name: String,
+    /// Longest one delivery may take (connect, TLS, AUTH, send), milliseconds. Default 15000.
+    pub timeout_ms: u64,
+    /// PEM file of certificates to trust for the relay besides the system's (a private CA).
+    /// Default none.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 0,
+            tls: MailTls::Starttls,
+            username: String::new(),
+            password: Secret::default(),
+            from_address: String::new(),
+            from_name: String::new(),
+            timeout_ms: 15_000,
+            ca_cert: None,
+        }
+    }
+}
+
+impl MailSettings {
+    pub fn enabled(&self) -> bool {
+        !self.host.trim().is_empty()
+    }
+
+    /// The port to connect to: the configured one, else the usual one for `tls`.
+    pub fn port_or_default(&self) -> u16 {
+        match (self.port, self.tls) {
+            (0, MailTls::Starttls) => 587,
+            (0, MailTls::Implicit) => 465,
+            (0, MailTls::None) => 25,
+            (p, _) => p,
+        }
+    }
+}
+
+/// Which text-message provider's API sends texts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TextProvider {
+    /// No text messages.
+    #[default]
+    None,
+    /// Twilio's Programmable Messaging API.
+    Twilio,
+}
+
+/// Appointment text messages (issue 21) through a provider's HTTP API. Off while
+/// `provider = "none"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextSettings {
+    /// `none` or `twilio`. Default `none` (the admin page says reminders by text are off).
+    pub provider: TextProvider,
+    /// The provider account: Twilio's Account SID (`AC` and 32 hex digits).
+    pub account_id: String,
+    /// The account's auth token (at least 32 bytes).
+    pub auth_token: Secret,
+    /// The sending number in E.164 (`+15550100`). Give this or `messaging_service_id`.
+    pub from_number: String,
+    /// Twilio Messaging Service SID (`MG` and 32 hex digits), instead of `from_number`.
+    pub messaging_service_id: String,
+    /// The provider's API base URL. Default `https://api.twilio.com`; plain `http://`
+    /// only for a loopback address (tests).
+    pub base_url: String,
+    /// Longest one API call may take, milliseconds. Default 10000.
+    pub timeout_ms: u64,
+}
+
+impl Default for TextSettings {
+    fn default() -> Self {
+        Self {
+            provider: TextProvider::None,
+            account_id: String::new(),
+            auth_token: Secret::default(),
+            from_number: String::new(),
+            messaging_service_id: String::new(),
+            base_url: "https://api.twilio.com".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TextSettings {
+    pub fn enabled(&self) -> bool {
+        self.provider != TextProvider::None
+    }
+}
+
+/// Whether `host` (a host name or IP literal, brackets allowed) is this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// `true` for `+` and 8 to 15 digits, the first not 0 (E.164).
+pub fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// `prefix` then 32 lower-case hex digits: a Twilio SID.
+fn is_sid(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|h| {
+        h.len() == 32
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+impl Settings {
+    /// The `[mail]` and `[text]` rules (issue 21): each checked only when its section is on.
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let m = &self.mail;
+        if m.enabled() {
+            let host = m.host.trim();
+            if host
+                .chars()
+                .any(|c| c.is_whitespace() || c == '/' || c == '@')
+            {
+                return Err(invalid("mail.host", "must be a host name or an IP address"));
+            }
+            let (local, domain) = m.from_address.split_once('@').unwrap_or_default();
+            if local.is_empty()
+                || domain.is_empty()
+                || domain.contains('@')
+                || m.from_address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
+                    "mail.from_address",
+                    "required when mail.host is set: an address such as appointments@clinic.example",
+                ));
+            }
+            if m.from_name.chars().any(char::is_control) || m.from_name.chars().count() > 200 {
+                return Err(invalid(
+                    "mail.from_name",
+                    "must be at most 200 characters on one line",
+                ));
+            }
+            if m.username.is_empty() != m.password.is_empty() {
+                return Err(invalid(
+                    "mail.password",
+                    "mail.username and mail.password must be given together",
+                ));
+            }
+            if !m.password.is_empty() && m.password.expose().len() < 8 {
+                return Err(invalid("mail.password", "must be at least 8 bytes"));
+            }
+            if m.tls == MailTls::None && !is_loopback_host(host) {
+                // Patients' addresses, codes and links (and the password) would cross the
+                // network in clear.
+                return Err(invalid(
+                    "mail.tls",
+                    "\"none\" is only allowed for a relay on this machine (localhost); use \"starttls\" or \"implicit\"",
+                ));
+            }
+            if !(1_000..=120_000).contains(&m.timeout_ms) {
+                return Err(invalid(
+                    "mail.timeout_ms",
+                    "must be between 1000 and 120000",
+                ));
+            }
+            if let Some(ca) = &m.ca_cert {
+                let pem = std::fs::read_to_string(ca).map_err(|e| {
+                    invalid("mail.ca_cert", format!("cannot read {}: {e}", ca.display()))
+                })?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid(
+                        "mail.ca_cert",
+                        format!("{} holds no PEM certificate", ca.display()),
+                    ));
+                }
+            }
+        }
+        let t = &self.text;
+        if t.enabled() {
+            if !is_sid(&t.account_id, "AC") {
+                return Err(invalid(
+                    "text.account_id",
+                    "must be the Twilio Account SID: AC and 32 hex digits",
+                ));
+            }
+            if t.auth_token.expose().len() < 32 {
+                return Err(invalid("text.auth_token", "must be at least 32 bytes"));
+            }
+            match (t.from_number.is_empty(), t.messaging_service_id.is_empty()) {
+                (false, false) | (true, true) => {
+                    return Err(invalid(
+                        "text.from_number",
+                        "give exactly one of text.from_number and text.messaging_service_id",
+                    ));
+                }
+                (false, true) if !is_e164(&t.from_number) => {
+                    return Err(invalid(
+                        "text.from_number",
+                        "must be a number in E.164 form, such as +15550100",
+                    ));
+                }
+                (true, false) if !is_sid(&t.messaging_service_id, "MG") => {
+                    return Err(invalid(
+                        "text.messaging_service_id",
+                        "must be a Messaging Service SID: MG and 32 hex digits",
+                    ));
+                }
+                _ => {}
+            }
+            let base = t.base_url.trim_end_matches('/');
+            let host_of = |rest: &str| rest.split(['/', '?']).next().unwrap_or_default().to_owned();
+            let ok = match base.split_once("://") {
+                Some(("https", rest)) => !host_of(rest).is_empty(),
+                Some(("http", rest)) => {
+                    let authority = host_of(rest);
+                    let host = match authority.rsplit_once(':') {
+                        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_owned(),
+                        _ => authority,
+                    };
+                    is_loopback_host(&host)
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    "text.base_url",
+                    "must be an https:// URL (http:// only for a loopback address)",
+                ));
+            }
+            if !(1_000..=120_000).contains(&t.timeout_ms) {
+                return Err(invalid(
+                    "text.timeout_ms",
+                    "must be between 1000 and 120000",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Booking, manage links, join window and reminders for appointments (issue 21;
 /// docs/scheduling.md). Links in notices use `server.public_url`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -852,6 +1135,7 @@ impl Settings {
             ));
         }
         self.appointments.validate()?;
+        self.validate_notify()?;
         Ok(())
     }
 
@@ -1050,5 +1334,81 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 21: `[mail]` and `[text]` are checked only when turned on, and then refuse
+    /// what would leak or fail: a plain connection to another machine, a missing or weak
+    /// secret, a sender the provider would not take.
+    #[test]
+    fn mail_and_text_settings_are_checked_when_on() {
+        assert!(load_with(&[("EXAMROOM__MAIL__PORT", "2525")], None).is_ok());
+        let mail = "[mail]\nhost = \"smtp.clinic.example\"\nfrom_address = \"a@clinic.example\"\n";
+        assert!(load_with(&[], Some(mail)).is_ok());
+        let e = load_error(&[], Some("[mail]\nhost = \"smtp.clinic.example\"\n"));
+        assert!(e.contains("mail.from_address"), "{e}");
+        let e = load_error(&[("EXAMROOM__MAIL__USERNAME", "relay")], Some(mail));
+        assert!(e.contains("mail.password"), "{e}");
+        let e = load_error(
+            &[
+                ("EXAMROOM__MAIL__USERNAME", "relay"),
+                ("EXAMROOM__MAIL__PASSWORD", "short"),
+            ],
+            Some(mail),
+        );
+        assert!(e.contains("mail.password") && !e.contains("short"), "{e}");
+        let e = load_error(&[("EXAMROOM__MAIL__TLS", "none")], Some(mail));
+        assert!(e.contains("mail.tls"), "{e}");
+        assert!(
+            load_with(
+                &[
+                    ("EXAMROOM__MAIL__TLS", "none"),
+                    ("EXAMROOM__MAIL__HOST", "127.0.0.1")
+                ],
+                Some(mail)
+            )
+            .is_ok()
+        );
+        let e = load_error(&[], Some(&format!("{mail}colour = \"red\"\n")));
+        assert!(e.contains("colour"), "{e}");
+
+        let sid = format!("AC{}", "0a".repeat(16));
+        let token = "t".repeat(32);
+        let text = |extra: &str| {
+            format!(
+                "[text]\nprovider = \"twilio\"\naccount_id = \"{sid}\"\nauth_token = \"{token}\"\n{extra}"
+            )
+        };
+        let ok = load_with(&[], Some(&text("from_number = \"+15550100\"\n"))).unwrap();
+        assert!(ok.text.enabled());
+        assert_eq!(ok.text.base_url, "https://api.twilio.com");
+        for (extra, key) in [
+            ("", "text.from_number"),
+            ("from_number = \"555-0100\"\n", "text.from_number"),
+            (
+                "messaging_service_id = \"MGxyz\"\n",
+                "text.messaging_service_id",
+            ),
+            (
+                "from_number = \"+15550100\"\nbase_url = \"http://api.example\"\n",
+                "text.base_url",
+            ),
+        ] {
+            let e = load_error(&[], Some(&text(extra)));
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        assert!(
+            load_with(
+                &[],
+                Some(&text(
+                    "from_number = \"+15550100\"\nbase_url = \"http://127.0.0.1:4010\"\n"
+                ))
+            )
+            .is_ok()
+        );
+        let e = load_error(
+            &[("EXAMROOM__TEXT__AUTH_TOKEN", "weak")],
+            Some(&text("from_number = \"+15550100\"\n")),
+        );
+        assert!(e.contains("text.auth_token") && !e.contains("weak"), "{e}");
     }
 }

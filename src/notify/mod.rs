@@ -15,10 +15,26 @@
 //!   data. It names the clinic, the physician, the time and the links, nothing more.
 //! - Links are complete URLs built by the caller; a courier never mints tokens.
 //! - Nothing here logs a recipient's address, a code or a link.
+//!
+//! # Layout
+//! - [`render`]: a notice in words (subject, text, HTML, text-message body), EN and ES. Pure.
+//! - [`calendar`]: the `.ics` for booked, moved and cancelled appointments. Pure.
+//! - [`gsm`]: the GSM-7 alphabet and segment count of text messages. Pure.
+//! - [`mail`]: the SMTP adapter (`lettre`).
+//! - [`text`]: the text-message adapter (Twilio's Messages API).
+//! - [`open`] picks the adapters the configuration turns on; [`Status`] says which.
 
+pub mod calendar;
+pub mod gsm;
+pub mod mail;
+pub mod render;
+pub mod text;
+
+use crate::config::Settings;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::sync::Arc;
 
 /// How a notice reaches the patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -77,11 +93,15 @@ pub struct NoticeLinks {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoticeKind {
     /// A short code the patient types back to prove the contact is theirs.
-    ContactCode { code: String },
+    ContactCode {
+        code: String,
+    },
     /// The appointment is booked (with an `.ics` by e-mail).
     Booked,
     /// The appointment is soon; `lead` is how long before the start this reminder is due.
-    Reminder { lead: chrono::Duration },
+    Reminder {
+        lead: chrono::Duration,
+    },
     /// The appointment moved (the facts are the new time).
     Moved,
     Cancelled,
@@ -121,4 +141,145 @@ pub trait Courier: Send + Sync {
     /// Render `notice` in the recipient's language and deliver it. Returns once the
     /// server (SMTP relay, provider API) has accepted it. Must time out on its own.
     async fn deliver(&self, to: &Recipient, notice: &Notice) -> Result<(), CourierError>;
+}
+
+/// The couriers the configuration turns on, behind one [`Courier`]: each delivery goes to
+/// the one for the recipient's channel.
+struct Couriers {
+    email: Option<Arc<dyn Courier>>,
+    text: Option<Arc<dyn Courier>>,
+}
+
+#[async_trait]
+impl Courier for Couriers {
+    fn channels(&self) -> Vec<Channel> {
+        let mut out = Vec::new();
+        if self.email.is_some() {
+            out.push(Channel::Email);
+        }
+        if self.text.is_some() {
+            out.push(Channel::Text);
+        }
+        out
+    }
+
+    async fn deliver(&self, to: &Recipient, notice: &Notice) -> Result<(), CourierError> {
+        let courier = match to.channel {
+            Channel::Email => &self.email,
+            Channel::Text => &self.text,
+        };
+        match courier {
+            Some(c) => c.deliver(to, notice).await,
+            None => Err(CourierError::NotConfigured(to.channel)),
+        }
+    }
+}
+
+/// One courier serving every channel `settings` configures (`[mail]`, `[text]`);
+/// `channels()` is empty when neither is, and every delivery is then
+/// [`CourierError::NotConfigured`]. The settings are validated already (`config`), so this
+/// cannot fail: a relay that cannot be used (an unreadable CA file) shows in each
+/// delivery's error instead.
+pub fn open(settings: &Settings) -> Arc<dyn Courier> {
+    let clinic = settings.clinic.name.clone();
+    let uid_host = public_host(&settings.public_url());
+    let email = settings.mail.enabled().then(|| {
+        Arc::new(mail::MailCourier::new(&settings.mail, &clinic, &uid_host)) as Arc<dyn Courier>
+    });
+    let text = settings
+        .text
+        .enabled()
+        .then(|| Arc::new(text::TextCourier::new(&settings.text, &clinic)) as Arc<dyn Courier>);
+    Arc::new(Couriers { email, text })
+}
+
+/// The host name of a public URL (`https://visits.clinic.example:8443/x` →
+/// `visits.clinic.example`), for calendar UIDs.
+fn public_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if authority.starts_with('[') {
+        authority
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Whether patients get reminders by e-mail and by text, for the admin page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub email: bool,
+    pub text: bool,
+}
+
+impl Status {
+    pub fn of(courier: &dyn Courier) -> Status {
+        let channels = courier.channels();
+        Status {
+            email: channels.contains(&Channel::Email),
+            text: channels.contains(&Channel::Text),
+        }
+    }
+
+    /// "reminders by e-mail: on, by text: off", as the admin page may say it.
+    pub fn describe(self) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "reminders by e-mail: {}, by text: {}",
+            on(self.email),
+            on(self.text)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_settings_no_channels() {
+        let courier = open(&Settings::default());
+        assert!(courier.channels().is_empty());
+        assert_eq!(
+            Status::of(courier.as_ref()).describe(),
+            "reminders by e-mail: off, by text: off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_is_not_configured_says_so() {
+        let courier = open(&Settings::default());
+        let to = Recipient {
+            channel: Channel::Text,
+            address: "+34600111222".into(),
+            name: "Pat".into(),
+        };
+        let notice = Notice {
+            kind: NoticeKind::ContactCode {
+                code: "1234".into(),
+            },
+            lang: "en".into(),
+            appointment: None,
+            links: NoticeLinks::default(),
+        };
+        assert_eq!(
+            courier.deliver(&to, &notice).await,
+            Err(CourierError::NotConfigured(Channel::Text))
+        );
+    }
+
+    #[test]
+    fn the_uid_host_is_the_public_urls_host() {
+        assert_eq!(
+            public_host("https://Visits.Clinic.example:8443/x"),
+            "visits.clinic.example"
+        );
+        assert_eq!(public_host("http://127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(public_host("http://[::1]:8080/"), "::1");
+    }
 }

@@ -48,6 +48,8 @@ const PARTS: &[(&str, Layer)] = &[
     ("durable", Layer::Port),
     ("durable::stats", Layer::Port),
     ("notify", Layer::Port),
+    ("notify::mail", Layer::Adapter),
+    ("notify::text", Layer::Adapter),
     ("live::memory", Layer::Adapter),
     ("live::redis", Layer::Adapter),
     ("durable::sql", Layer::Adapter),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod mail;
 pub mod records;
 pub mod rtc;
 pub mod seed;
