@@ -115,24 +115,35 @@ whenSignedIn(async () => {
 });
 
 // Booked patients in the waiting-room queue: the queue entry of an appointment's visit
-// gets its booked time and reason, so the physician tells them from walk-ins.
+// gets its booked time and reason, so the physician tells them from walk-ins. A visit
+// the list does not know yet (booked since the page loaded) makes it ask again, once.
 const booked = new Map();
+const asked = new Set();
+let refreshing = null;
+
 function markQueue() {
+  let unknown = false;
   for (const li of document.querySelectorAll('li[data-visit]')) {
     const a = booked.get(li.dataset.visit);
-    if (!a || li.querySelector('.appt-booked')) continue;
+    if (!a) { if (!asked.has(li.dataset.visit)) unknown = true; continue; }
+    if (li.querySelector('.appt-booked')) continue;
     li.append(h('span', { class: 'badge appt-booked' }, t('appt.booked_for', { time: fmt(a.starts_at), reason: a.reason })));
   }
+  if (unknown && !refreshing) refreshing = refreshBooked().finally(() => { refreshing = null; });
 }
+
+async function refreshBooked() {
+  const seen = [...document.querySelectorAll('li[data-visit]')].map((li) => li.dataset.visit);
+  try {
+    for (const a of await api('GET', `/api/appointments?from=${Date.now() - 86_400_000}`)) if (a.visit) booked.set(a.visit, a);
+  } catch { /* the list above shows the error */ }
+  for (const v of seen) asked.add(v);
+  markQueue();
+}
+
 whenSignedIn(async () => {
   if (!$('#appt-card')) return;
-  const refresh = async () => {
-    try {
-      for (const a of await api('GET', '/api/appointments?from=' + (Date.now() - 86_400_000))) if (a.visit) booked.set(a.visit, a);
-      markQueue();
-    } catch { /* the list above shows the error */ }
-  };
-  await refresh();
+  await refreshBooked();
   new MutationObserver(markQueue).observe($('#rooms'), { childList: true, subtree: true });
-  setInterval(refresh, 60_000);
+  setInterval(() => appointments().catch(() => {}), 60_000);
 });
