@@ -196,3 +196,78 @@ async fn a_patient_books_in_spanish_and_the_code_and_confirmation_arrive_by_mail
     // Four messages in all: no reminder was due, none was sent twice.
     assert_eq!(smtp.count(), 4);
 }
+
+/// Two real server processes on one PostgreSQL and one Redis, each running its outbox
+/// worker every second: a booking made through one node and confirmed through the other
+/// sends its code and its confirmation once each.
+#[tokio::test]
+async fn two_nodes_send_each_notice_once() {
+    use crate::kit::cluster::Cluster;
+    use examroom::durable::appointments::StoredSchedule;
+    let smtp = SmtpServer::start(SmtpOptions::plain_local()).await;
+    let port = smtp.port.to_string();
+    let env = [
+        ("EXAMROOM__MAIL__HOST", "127.0.0.1"),
+        ("EXAMROOM__MAIL__PORT", port.as_str()),
+        ("EXAMROOM__MAIL__TLS", "none"),
+        ("EXAMROOM__MAIL__USERNAME", ""),
+        ("EXAMROOM__MAIL__FROM_ADDRESS", "citas@clinic.test"),
+        ("EXAMROOM__APPOINTMENTS__OUTBOX_POLL_SECS", "1"),
+    ];
+    let c = Cluster::start_with(2, &crate::kit::services::redis_url(), &env).await;
+    let doc = c.physician("Dra. Vega").await;
+    let room = c.room(examroom::visit::RoomKind::Physician, &[&doc]).await;
+    let mut schedule = examroom::scheduling::Schedule {
+        zone: chrono_tz::UTC,
+        weekly: Default::default(),
+        exceptions: vec![],
+        visit: chrono::Duration::minutes(30),
+        buffer: chrono::Duration::zero(),
+    };
+    let all_day = examroom::scheduling::Span {
+        start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+        end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+    };
+    schedule.weekly = std::array::from_fn(|_| vec![all_day]);
+    c.store
+        .put_schedule(&StoredSchedule {
+            staff: doc.clone(),
+            room: room.id.clone(),
+            schedule,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = (now / 1_800_000 + 4) * 1_800_000;
+    let (s, held) = c.nodes[0]
+        .post(
+            "/api/booking",
+            json!({"physician": doc, "starts_at": start, "name": "Ana Ruiz",
+                   "email": "ana@example.org", "birth_date": "1980-04-23",
+                   "reason": "control", "lang": "es", "consent": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{held}");
+    let code_mail = smtp.next_for("ana@example.org").await;
+    let code = code_in(&code_mail.parsed().body_text(0).unwrap());
+    let id = held["appointment"].as_str().unwrap();
+    let (s, confirmed) = c.nodes[1]
+        .post(
+            &format!("/api/booking/{id}/confirm"),
+            json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(s, 200, "{confirmed}");
+    let booked = smtp.next_for("ana@example.org").await;
+    assert!(
+        booked
+            .parsed()
+            .subject()
+            .unwrap()
+            .starts_with("Cita reservada")
+    );
+    // Both workers pass several times more: nothing else goes out.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(smtp.count(), 2, "the code and the confirmation, once each");
+}
