@@ -149,12 +149,25 @@ impl Effects for NodeEffects {
 
 /// Build the server's state from settings: data dir, secrets, stores.
 pub async fn build(settings: Settings) -> Result<AppState, StartError> {
+    // The e-mail and text couriers `[mail]` and `[text]` configure; with neither, booking
+    // answers `503 reminders_off` and everything else runs.
+    let courier = crate::notify::open(&settings);
+    let courier = (!courier.channels().is_empty()).then_some(courier);
+    build_with_courier(settings, courier).await
+}
+
+/// [`build`] with the courier that delivers notices to patients (`None`: reminders off).
+pub async fn build_with_courier(
+    settings: Settings,
+    courier: Option<Arc<dyn crate::notify::Courier>>,
+) -> Result<AppState, StartError> {
     let dir = &settings.server.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
         path: dir.display().to_string(),
         source,
     })?;
-    let keys = TokenKeys::new(&token_secret(&settings)?);
+    let secret = token_secret(&settings)?;
+    let keys = TokenKeys::new(&secret);
     if settings.links.identity_factor == crate::config::IdentityFactor::None {
         tracing::warn!(
             "links.identity_factor = \"none\": whoever holds a patient link opens that patient's chart (unsafe; docs/security.md)"
@@ -234,6 +247,7 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         durable.clone(),
         shutdown.clone(),
     ));
+    let appointments = start_appointments(&settings, &secret, &durable, &live, courier, &shutdown);
     let guards = Arc::new(crate::identity::Guards::new(
         &settings.identity,
         live.counters(),
@@ -270,7 +284,53 @@ pub async fn build(settings: Settings) -> Result<AppState, StartError> {
         memo,
         metrics,
         shutdown,
+        appointments,
     })
+}
+
+/// The appointment service and this node's outbox worker (issue 21; docs/scheduling.md).
+fn start_appointments(
+    settings: &Settings,
+    secret: &Secret,
+    durable: &Arc<dyn DurableStore>,
+    live: &Arc<dyn Live>,
+    courier: Option<Arc<dyn crate::notify::Courier>>,
+    shutdown: &CancellationToken,
+) -> Arc<crate::appointments::Appointments> {
+    use crate::appointments::outbox::{Outbox, OutboxRules};
+    use crate::appointments::{Appointments, Rules, secrets::AppointmentKey};
+    let cfg = &settings.appointments;
+    let key = AppointmentKey::from_server_secret(secret.expose());
+    let service = Arc::new(Appointments::new(
+        durable.clone(),
+        courier.clone(),
+        live.counters(),
+        key.clone(),
+        Rules::from_settings(cfg),
+        settings.public_url(),
+    ));
+    if courier.is_none() {
+        tracing::warn!("no courier configured: appointment booking and reminders are off");
+    }
+    let outbox = courier.map(|c| {
+        let rules = OutboxRules {
+            poll: Duration::from_secs(cfg.outbox_poll_secs),
+            lease_ms: cfg.outbox_lease_secs as i64 * 1000,
+            max_attempts: i64::from(cfg.outbox_max_attempts),
+            batch: 20,
+            clinic_name: settings.clinic.name.clone(),
+            public_url: settings.public_url(),
+        };
+        Arc::new(Outbox::new(durable.clone(), c, key, rules))
+    });
+    tokio::spawn(crate::appointments::outbox::run(
+        service.clone(),
+        outbox,
+        durable.clone(),
+        Duration::from_secs(cfg.outbox_poll_secs),
+        shutdown.clone(),
+    ));
+    service
 }
 
 /// How long a stopping node keeps writing queued visit history before it leaves the rest

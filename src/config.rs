@@ -73,6 +73,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub links: LinksSettings,
     pub clinic: ClinicSettings,
+    pub appointments: AppointmentsSettings,
     pub mail: MailSettings,
     pub text: TextSettings,
 }
@@ -822,6 +823,103 @@ impl Settings {
     }
 }
 
+/// Booking, manage links, join window and reminders for appointments (issue 21;
+/// docs/scheduling.md). Links in notices use `server.public_url`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppointmentsSettings {
+    /// Reminders before an appointment, minutes before its start; at most 5, each 5 to
+    /// 20160 (two weeks). Default `[1440, 60]` (a day and an hour before).
+    pub reminder_offsets_mins: Vec<u64>,
+    /// How early the appointment's join link opens the waiting room, minutes before the
+    /// start. Default 15.
+    pub join_before_mins: u64,
+    /// How long after the start the join link still works, minutes; a patient who has not
+    /// opened it by then is a no-show. Default 30.
+    pub join_after_mins: u64,
+    /// How long a booking holds its slot while the patient types the code sent to their
+    /// contact, minutes (1 to 60). Default 15.
+    pub hold_mins: u64,
+    /// Wrong codes per booking before it can only expire (1 to 10). Default 5.
+    pub code_attempts: u32,
+    /// Bookings per client address per hour. Default 10.
+    pub bookings_per_ip_per_hour: u32,
+    /// Bookings per e-mail address or phone number per day. Default 3.
+    pub bookings_per_contact_per_day: u32,
+    /// Furthest ahead a patient may book, days (1 to 365). Default 90.
+    pub book_ahead_days: u64,
+    /// How often each node looks for due notices, seconds. Default 5.
+    pub outbox_poll_secs: u64,
+    /// How long a node holds a notice it is delivering before another node may take it,
+    /// seconds (at least 10; longer than a courier's own timeout). Default 120.
+    pub outbox_lease_secs: u64,
+    /// Deliveries tried per notice before it is marked failed for admins. Default 8.
+    pub outbox_max_attempts: u32,
+}
+
+impl Default for AppointmentsSettings {
+    fn default() -> Self {
+        Self {
+            reminder_offsets_mins: vec![1440, 60],
+            join_before_mins: 15,
+            join_after_mins: 30,
+            hold_mins: 15,
+            code_attempts: 5,
+            bookings_per_ip_per_hour: 10,
+            bookings_per_contact_per_day: 3,
+            book_ahead_days: 90,
+            outbox_poll_secs: 5,
+            outbox_lease_secs: 120,
+            outbox_max_attempts: 8,
+        }
+    }
+}
+
+impl AppointmentsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = "appointments.reminder_offsets_mins";
+        if self.reminder_offsets_mins.len() > 5
+            || self
+                .reminder_offsets_mins
+                .iter()
+                .any(|m| !(5..=20160).contains(m))
+        {
+            return Err(invalid(key, "at most 5 offsets, each 5 to 20160 minutes"));
+        }
+        if !(1..=60).contains(&self.hold_mins) {
+            return Err(invalid("appointments.hold_mins", "must be 1 to 60"));
+        }
+        if !(1..=10).contains(&self.code_attempts) {
+            return Err(invalid("appointments.code_attempts", "must be 1 to 10"));
+        }
+        if self.join_before_mins > 120 || !(5..=240).contains(&self.join_after_mins) {
+            return Err(invalid(
+                "appointments.join_after_mins",
+                "join_before_mins must be at most 120, join_after_mins 5 to 240",
+            ));
+        }
+        if self.bookings_per_ip_per_hour == 0 || self.bookings_per_contact_per_day == 0 {
+            return Err(invalid(
+                "appointments.bookings_per_ip_per_hour",
+                "bookings_per_ip_per_hour and bookings_per_contact_per_day must be at least 1",
+            ));
+        }
+        if !(1..=365).contains(&self.book_ahead_days) {
+            return Err(invalid("appointments.book_ahead_days", "must be 1 to 365"));
+        }
+        if self.outbox_poll_secs == 0
+            || self.outbox_lease_secs < 10
+            || self.outbox_max_attempts == 0
+        {
+            return Err(invalid(
+                "appointments.outbox_lease_secs",
+                "outbox_poll_secs and outbox_max_attempts must be at least 1, outbox_lease_secs at least 10",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where settings come from, before validation.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -1047,6 +1145,7 @@ impl Settings {
                 "must be between 1 and 20",
             ));
         }
+        self.appointments.validate()?;
         self.validate_notify()?;
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! - [`directory`]: the public physician directory: what a listed profile shows, and the search over it.
 //! - [`referrals`]: who may refer a visit's patient to whom, and who answers.
 //! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
+//! - [`appointments`]: booking, the contact code, manage links, the reminder outbox worker.
 //! - [`audit`]: the append-only, hash-chained record-access log.
 //! - [`ice`] / [`media`]: STUN/TURN settings with short-lived credentials; server-side WebRTC peer.
 //! - [`metrics`]: Prometheus counters.
@@ -25,6 +26,7 @@
 //! which calls the stores (live, durable). Nothing below calls back up.
 
 pub mod app;
+pub mod appointments;
 pub mod audit;
 pub mod cli;
 pub mod config;

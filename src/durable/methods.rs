@@ -14,6 +14,7 @@ macro_rules! impl_durable_store {
         $crate::durable::directory::impl_directory_store!($store);
         $crate::durable::referrals::impl_referral_store!($store);
         $crate::durable::visit_notes::impl_visit_note_store!($store);
+        $crate::durable::appointments::impl_appointment_store!($store);
 
         impl $store {
             /// The row that `sql` selects with `key` as `$1`, turned into its domain value

@@ -6,9 +6,11 @@
 //! `links` ([`LinkStore`]), `chart_access` ([`ChartAccessStore`]: identity checks,
 //! emergency access), `visits` ([`VisitStore`]: history, surveys, statistics),
 //! `audit_log` ([`AuditStore`]), `directory` ([`DirectoryStore`]: physician profiles),
-//! `referrals` ([`ReferralStore`]) and `visit_notes` ([`VisitNoteStore`]: visit notes and
-//! their write to the record source). [`DurableStore`] is all of them at once, the handle
-//! the wiring holds; a use case that needs one area can take `&dyn RoomStore`.
+//! `referrals` ([`ReferralStore`]), `visit_notes` ([`VisitNoteStore`]: visit notes and
+//! their write to the record source) and `appointments` ([`AppointmentStore`]: schedules,
+//! appointments, the outbox of notices to patients). [`DurableStore`] is all of them at
+//! once, the handle the wiring holds; a use case that needs one area can take
+//! `&dyn RoomStore`.
 //!
 //! Two implementations, chosen once by [`open`]: SQLite (embedded, the default:
 //! `<server.data_dir>/examroom.db`) and PostgreSQL (several nodes, `database.url =
@@ -24,6 +26,7 @@
 //! - Nothing here logs patient data (patient refs, names, comments, reasons).
 //! - Times are `Millis` (unix ms) given by the caller, except `Staff::created_at`.
 
+pub mod appointments;
 mod audit_log;
 mod chart_access;
 pub mod directory;
@@ -40,6 +43,7 @@ mod visit_notes;
 mod visits;
 
 pub use crate::audit::{AuditEntry, AuditOutcome, AuditVerification, NewAuditEntry};
+pub use appointments::AppointmentStore;
 pub use audit_log::AuditStore;
 pub use chart_access::*;
 pub use directory::DirectoryStore;
@@ -147,6 +151,7 @@ pub trait DurableStore:
     + DirectoryStore
     + ReferralStore
     + VisitNoteStore
+    + AppointmentStore
     + Send
     + Sync
     + 'static

@@ -2,6 +2,7 @@
 //! routes; [`router`] puts them together.
 
 pub mod admin;
+pub mod appointments;
 pub mod auth;
 mod clinic;
 mod directory;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(surveys::routes())
         .merge(directory::routes())
         .merge(referrals::routes())
+        .merge(appointments::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost last: errors are made JSON first, then every answer gets the headers.

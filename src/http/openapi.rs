@@ -29,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "visits", description = "Visit history, JSON and CSV"),
         (name = "records", description = "Emergency accesses to patient records (review); visit notes written back to the record"),
         (name = "surveys", description = "Post-visit surveys and patient experience"),
+        (name = "appointments", description = "Booking, manage links, schedules and notices (docs/scheduling.md)"),
         (name = "session", description = "Staff sign-in, sessions and one-time set-up links"),
         (name = "directory", description = "The public physician directory and the profiles behind it"),
         (name = "referrals", description = "Referrals between physicians, and what the patient sees of them"),
@@ -42,6 +43,7 @@ fn groups() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(<Base as utoipa::OpenApi>::openapi())
         .merge(super::admin::api())
         .merge(super::surveys::api())
+        .merge(super::appointments::api())
         .merge(super::clinic::api())
         .merge(super::session::api())
         .merge(super::links::api())

@@ -21,6 +21,11 @@ pub fn routes() -> Router<AppState> {
             get(|_: Path<String>| async { page("join.html") }),
         )
         .route("/dashboard", get(|| async { page("dashboard.html") }))
+        .route("/book", get(|| async { page("book.html") }))
+        .route(
+            "/manage/{token}",
+            get(|_: Path<String>| async { page("manage.html") }),
+        )
         .route("/admin", get(|| async { page("admin.html") }))
         .route(
             "/setup/{token}",

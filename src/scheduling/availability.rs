@@ -19,15 +19,16 @@ use chrono_tz::Tz;
 /// The longest window one call may ask for: bounds the work a public booking page can cause.
 pub const MAX_WINDOW_DAYS: i64 = 62;
 
-/// Wall-clock working hours, `[start, end)`, in the schedule's zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Wall-clock working hours, `[start, end)`, in the schedule's zone. Serialised as
+/// `{"start": "09:00:00", "end": "12:30:00"}` (the stored form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     pub start: NaiveTime,
     pub end: NaiveTime,
 }
 
 /// Dated change to the weekly hours, for each day from `first` to `last` (inclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exception {
     pub first: NaiveDate,
     pub last: NaiveDate,

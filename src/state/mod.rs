@@ -58,6 +58,8 @@ pub struct AppState {
     pub history_written: tokio::sync::watch::Receiver<u64>,
     /// The visit-history writer, drained when the node stops (`app::run`).
     pub history: Arc<crate::history::HistoryWriter>,
+    /// Booking, manage links and notices to patients (issue 21).
+    pub appointments: Arc<crate::appointments::Appointments>,
 }
 
 impl AppState {

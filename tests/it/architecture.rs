@@ -41,6 +41,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("history", Layer::UseCase),
     ("directory", Layer::UseCase),
     ("referrals", Layer::UseCase),
+    ("appointments", Layer::UseCase),
     ("media", Layer::UseCase),
     ("records", Layer::UseCase),
     ("records::cache", Layer::UseCase),

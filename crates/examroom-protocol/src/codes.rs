@@ -152,6 +152,15 @@ codes! {
         Unavailable = "unavailable",
         RecordsTimeout = "records_timeout",
         ServerFull = "server_full",
+        // Appointments (issue 21): 404, 409, 410, 422, 503
+        UnknownAppointment = "unknown_appointment",
+        SlotTaken = "slot_taken",
+        AppointmentClosed = "appointment_closed",
+        HoldExpired = "hold_expired",
+        CodeAttemptsUsed = "code_attempts_used",
+        SlotUnavailable = "slot_unavailable",
+        WrongCode = "wrong_code",
+        RemindersOff = "reminders_off",
     }
 }
 

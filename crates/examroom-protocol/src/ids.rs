@@ -111,6 +111,14 @@ id_type!(
     /// A join link (the stored row; the secret code is never an id).
     LinkId, "l_"
 );
+id_type!(
+    /// A booked appointment (issue 21); its manage and join secrets are never ids.
+    AppointmentId, "a_"
+);
+id_type!(
+    /// One notice in the appointments outbox (a code, a confirmation, a reminder).
+    NoticeId, "n_"
+);
 
 /// What someone is in a visit or in the clinic. A staff account holds one or more;
 /// a patient's or guest's token exactly one.

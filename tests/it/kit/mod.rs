@@ -704,3 +704,34 @@ pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+// --- Appointments (issue 21) --------------------------------------------------------------
+
+impl TestApp {
+    /// A test server whose notices to patients go to `courier` (`app::build_with_courier`).
+    pub async fn spawn_with_courier(
+        courier: std::sync::Arc<dyn examroom::notify::Courier>,
+        f: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        f(&mut settings);
+        let listener = tokio::net::TcpListener::bind(settings.server.addr)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = examroom::app::build_with_courier(settings, Some(courier))
+            .await
+            .expect("server builds");
+        let s = state.clone();
+        let server = tokio::spawn(async move {
+            examroom::app::run(listener, s).await.expect("server runs");
+        });
+        TestApp {
+            addr,
+            state,
+            dir,
+            server: Some(server),
+        }
+    }
+}

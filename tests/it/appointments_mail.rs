@@ -1,0 +1,273 @@
+//! Booking with real mail (issue 21): the server as built from its settings (`[mail]`
+//! pointing at a real SMTP server process, `kit::mail`), a patient who books in Spanish,
+//! reads the code from the delivered message, confirms, and receives the confirmation with
+//! its calendar file and links; a move and a cancel arrive too, and no message carries the
+//! reason for the visit.
+
+use crate::kit::TestApp;
+use crate::kit::mail::{SmtpOptions, SmtpServer};
+use examroom::ids::Role;
+use serde_json::{Value, json};
+
+/// The six-digit code in a message's text.
+fn code_in(text: &str) -> String {
+    text.as_bytes()
+        .windows(6)
+        .enumerate()
+        .find(|(i, w)| {
+            w.iter().all(u8::is_ascii_digit)
+                && !text.as_bytes().get(i + 6).is_some_and(u8::is_ascii_digit)
+                && (*i == 0 || !text.as_bytes()[i - 1].is_ascii_digit())
+        })
+        .map(|(_, w)| String::from_utf8(w.to_vec()).unwrap())
+        .unwrap_or_else(|| panic!("no code in\n{text}"))
+}
+
+fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest[rest.find('/').unwrap()..].to_owned()
+}
+
+#[tokio::test]
+async fn a_patient_books_in_spanish_and_the_code_and_confirmation_arrive_by_mail() {
+    let smtp = SmtpServer::start(SmtpOptions::starttls_with_auth()).await;
+    let app = TestApp::spawn_with(|s| {
+        s.mail = smtp.mail_settings();
+        s.clinic.name = "Clínica Sol".into();
+    })
+    .await;
+    let doc = app
+        .staff(
+            "Dra. Vega",
+            vec![Role::Physician],
+            vec!["es".into()],
+            Some("f".into()),
+        )
+        .await;
+    let room = app
+        .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
+        .await;
+    let token = app.staff_token(&doc, vec![Role::Physician]).await;
+    let all_day: serde_json::Map<String, Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| ((*d).to_owned(), json!(["00:00-23:59"])))
+        .collect();
+    let (s, body) = app
+        .call_json(
+            "PUT",
+            "/api/my/schedule",
+            Some(&token),
+            Some(
+                json!({"room": room.id, "zone": "Europe/Madrid", "weekly": all_day,
+                        "visit_mins": 30}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, info) = app.call_json("GET", "/api/booking", None, None).await;
+    assert_eq!(
+        info["channels"],
+        json!(["email"]),
+        "[mail] makes booking possible"
+    );
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let (_, slots) = app
+        .call_json(
+            "GET",
+            &format!("/api/booking/slots?from={now}&to={}", now + 86_400_000),
+            None,
+            None,
+        )
+        .await;
+    let starts: Vec<i64> = slots[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["starts_at"].as_i64().unwrap())
+        .collect();
+    let reason = "Erupción en el brazo";
+    let (s, held) = app
+        .call_json(
+            "POST",
+            "/api/booking",
+            None,
+            Some(
+                json!({"physician": doc, "starts_at": starts[6], "name": "Ana Ruiz",
+                        "email": "ana@example.org", "birth_date": "1980-04-23",
+                        "reason": reason, "lang": "es", "consent": true}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{held}");
+
+    // The code, in Spanish, through an encrypted and authenticated session.
+    let mail = smtp.next_for("ana@example.org").await;
+    assert!(mail.session("X-Peer-TLS").unwrap().starts_with("TLSv1."));
+    let m = mail.parsed();
+    assert_eq!(m.header_raw("Content-Language").map(str::trim), Some("es"));
+    let subject = m.subject().unwrap().to_owned();
+    assert!(
+        subject.starts_with("Tu código de confirmación"),
+        "{subject}"
+    );
+    let text = m.body_text(0).unwrap().to_string();
+    let code = code_in(&text);
+    assert!(subject.ends_with(&code));
+    assert!(!text.contains(reason) && !subject.contains(reason));
+
+    let id = held["appointment"].as_str().unwrap();
+    let (s, confirmed) = app
+        .call_json(
+            "POST",
+            &format!("/api/booking/{id}/confirm"),
+            None,
+            Some(json!({ "code": code })),
+        )
+        .await;
+    assert_eq!(s, 200, "{confirmed}");
+
+    // The confirmation: Spanish, the calendar invitation, the join and manage links.
+    let mail = smtp.next_for("ana@example.org").await;
+    let m = mail.parsed();
+    assert!(
+        m.subject().unwrap().starts_with("Cita reservada"),
+        "{:?}",
+        m.subject()
+    );
+    assert_eq!(m.header_raw("Content-Language").map(str::trim), Some("es"));
+    let text = m.body_text(0).unwrap().to_string();
+    let html = m.body_html(0).unwrap().to_string();
+    let join = path_of(confirmed["join_url"].as_str().unwrap());
+    let manage = path_of(confirmed["manage_url"].as_str().unwrap());
+    assert!(
+        text.contains(&join),
+        "the join link is in the mail:\n{text}"
+    );
+    assert!(
+        text.contains(&manage),
+        "the manage link is in the mail:\n{text}"
+    );
+    assert!(text.contains("Dra. Vega"));
+    assert_eq!(m.attachment_count(), 1);
+    let ics = m.attachment(0).unwrap().text_contents().unwrap().to_owned();
+    assert!(ics.contains("METHOD:REQUEST"), "{ics}");
+    assert!(ics.contains(&format!("UID:{id}@")), "{ics}");
+    for part in [&text, &html, &ics] {
+        assert!(!part.contains(reason), "no reason in any part of the mail");
+    }
+
+    // Moved, then cancelled: each arrives, with the calendar's sequence going up.
+    let token = manage.rsplit('/').next().unwrap().to_owned();
+    let (s, _) = app
+        .call_json(
+            "POST",
+            &format!("/api/manage/{token}/move"),
+            None,
+            Some(json!({ "starts_at": starts[8] })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let moved = smtp.next_for("ana@example.org").await;
+    let m = moved.parsed();
+    assert!(
+        m.subject().unwrap().starts_with("Cita cambiada"),
+        "{:?}",
+        m.subject()
+    );
+    let ics = m.attachment(0).unwrap().text_contents().unwrap().to_owned();
+    assert!(ics.contains("SEQUENCE:1"), "{ics}");
+    let (s, _) = app
+        .call_json("POST", &format!("/api/manage/{token}/cancel"), None, None)
+        .await;
+    assert_eq!(s, 200);
+    let cancelled = smtp.next_for("ana@example.org").await;
+    let m = cancelled.parsed();
+    assert!(
+        m.subject().unwrap().starts_with("Cita cancelada"),
+        "{:?}",
+        m.subject()
+    );
+    let ics = m.attachment(0).unwrap().text_contents().unwrap().to_owned();
+    assert!(
+        ics.contains("METHOD:CANCEL") && ics.contains("SEQUENCE:2"),
+        "{ics}"
+    );
+    // Four messages in all: no reminder was due, none was sent twice.
+    assert_eq!(smtp.count(), 4);
+}
+
+/// Two real server processes on one PostgreSQL and one Redis, each running its outbox
+/// worker every second: a booking made through one node and confirmed through the other
+/// sends its code and its confirmation once each.
+#[tokio::test]
+async fn two_nodes_send_each_notice_once() {
+    use crate::kit::cluster::Cluster;
+    use examroom::durable::appointments::StoredSchedule;
+    let smtp = SmtpServer::start(SmtpOptions::plain_local()).await;
+    let port = smtp.port.to_string();
+    let env = [
+        ("EXAMROOM__MAIL__HOST", "127.0.0.1"),
+        ("EXAMROOM__MAIL__PORT", port.as_str()),
+        ("EXAMROOM__MAIL__TLS", "none"),
+        ("EXAMROOM__MAIL__USERNAME", ""),
+        ("EXAMROOM__MAIL__FROM_ADDRESS", "citas@clinic.test"),
+        ("EXAMROOM__APPOINTMENTS__OUTBOX_POLL_SECS", "1"),
+    ];
+    let c = Cluster::start_with(2, &crate::kit::services::redis_url(), &env).await;
+    let doc = c.physician("Dra. Vega").await;
+    let room = c.room(examroom::visit::RoomKind::Physician, &[&doc]).await;
+    let mut schedule = examroom::scheduling::Schedule {
+        zone: chrono_tz::UTC,
+        weekly: Default::default(),
+        exceptions: vec![],
+        visit: chrono::Duration::minutes(30),
+        buffer: chrono::Duration::zero(),
+    };
+    let all_day = examroom::scheduling::Span {
+        start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+        end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+    };
+    schedule.weekly = std::array::from_fn(|_| vec![all_day]);
+    c.store
+        .put_schedule(&StoredSchedule {
+            staff: doc.clone(),
+            room: room.id.clone(),
+            schedule,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = (now / 1_800_000 + 4) * 1_800_000;
+    let (s, held) = c.nodes[0]
+        .post(
+            "/api/booking",
+            json!({"physician": doc, "starts_at": start, "name": "Ana Ruiz",
+                   "email": "ana@example.org", "birth_date": "1980-04-23",
+                   "reason": "control", "lang": "es", "consent": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{held}");
+    let code_mail = smtp.next_for("ana@example.org").await;
+    let code = code_in(&code_mail.parsed().body_text(0).unwrap());
+    let id = held["appointment"].as_str().unwrap();
+    let (s, confirmed) = c.nodes[1]
+        .post(
+            &format!("/api/booking/{id}/confirm"),
+            json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(s, 200, "{confirmed}");
+    let booked = smtp.next_for("ana@example.org").await;
+    assert!(
+        booked
+            .parsed()
+            .subject()
+            .unwrap()
+            .starts_with("Cita reservada")
+    );
+    // Both workers pass several times more: nothing else goes out.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(smtp.count(), 2, "the code and the confirmation, once each");
+}
