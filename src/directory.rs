@@ -149,6 +149,13 @@ pub struct Listing {
     /// search with `near`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
+    /// The start of the physician's next free appointment (unix ms), within the booking
+    /// window; absent when they take no appointments or have none free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_free_at: Option<i64>,
+    /// Where a patient books this physician (`/book?physician=…`), when they take appointments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub book_url: Option<String>,
 }
 
 /// The public view of `profile` for an account with these `languages` and `gender`.
@@ -165,6 +172,8 @@ pub fn listing(profile: &Profile, languages: &[String], gender: Option<&str>) ->
         sites: p.sites.then(|| profile.sites.clone()),
         bio: p.bio.then(|| profile.bio.clone()).flatten(),
         distance_km: None,
+        next_free_at: None,
+        book_url: None,
     }
 }
 
@@ -179,6 +188,19 @@ pub struct Search {
     pub near: Option<(f64, f64)>,
     /// Leave out listings further than this, in km (with `near`).
     pub within_km: Option<f64>,
+    /// Only physicians with a free appointment starting before this time (unix ms).
+    pub free_before: Option<i64>,
+    pub sort: Sort,
+}
+
+/// The order of a search's results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Nearest first with `near`, else by name.
+    #[default]
+    Default,
+    /// Earliest free appointment first; those without one last, by name.
+    Earliest,
 }
 
 /// Language tags compare on their primary subtag: `es` matches `es-MX`.
@@ -228,6 +250,10 @@ pub fn search(listings: Vec<Listing>, q: &Search) -> Vec<Listing> {
             })
         })
         .filter(|l| q.accepting_new.is_none_or(|want| l.accepting_new == want))
+        .filter(|l| {
+            q.free_before
+                .is_none_or(|before| l.next_free_at.is_some_and(|at| at < before))
+        })
         .filter_map(|mut l| {
             let Some(from) = q.near else { return Some(l) };
             let nearest = l
@@ -244,7 +270,14 @@ pub fn search(listings: Vec<Listing>, q: &Search) -> Vec<Listing> {
             Some(l)
         })
         .collect();
-    if q.near.is_some() {
+    if q.sort == Sort::Earliest {
+        out.sort_by(|a, b| {
+            a.next_free_at
+                .unwrap_or(i64::MAX)
+                .cmp(&b.next_free_at.unwrap_or(i64::MAX))
+                .then_with(|| a.display_name.cmp(&b.display_name))
+        });
+    } else if q.near.is_some() {
         out.sort_by(|a, b| {
             a.distance_km
                 .unwrap_or(f64::MAX)
@@ -437,6 +470,29 @@ mod tests {
             ..q
         };
         assert_eq!(search(vec![madrid, two], &q).len(), 1);
+    }
+
+    #[test]
+    fn earliest_puts_the_soonest_free_appointment_first_and_free_before_filters() {
+        let mut a = listing(&profile("Dr Late", ALL, vec![]), &[], None);
+        let mut b = listing(&profile("Dr Soon", ALL, vec![]), &[], None);
+        let c = listing(&profile("Dr None", ALL, vec![]), &[], None);
+        a.next_free_at = Some(2_000);
+        b.next_free_at = Some(1_000);
+        let q = Search {
+            sort: Sort::Earliest,
+            ..Default::default()
+        };
+        let order: Vec<_> = search(vec![a.clone(), c.clone(), b.clone()], &q)
+            .into_iter()
+            .map(|l| l.display_name)
+            .collect();
+        assert_eq!(order, ["Dr Soon", "Dr Late", "Dr None"]);
+        let q = Search {
+            free_before: Some(1_500),
+            ..Default::default()
+        };
+        assert_eq!(search(vec![a, b, c], &q).len(), 1);
     }
 
     #[test]

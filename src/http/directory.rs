@@ -44,6 +44,11 @@ pub struct DirectoryQuery {
     near: Option<String>,
     /// With `near`: leave out physicians further than this many km.
     within_km: Option<f64>,
+    /// Only physicians with a free appointment starting before this time (unix ms).
+    free_before: Option<i64>,
+    /// `earliest`: soonest free appointment first. Default: nearest first with `near`,
+    /// else by name.
+    sort: Option<String>,
 }
 
 fn short(field: &'static str, v: Option<String>) -> Result<Option<String>, ApiError> {
@@ -80,7 +85,14 @@ impl DirectoryQuery {
                 return Err(ApiError::invalid("within_km", "a positive number of km"));
             }
         }
+        let sort = match self.sort.as_deref() {
+            None | Some("") | Some("default") => directory::Sort::Default,
+            Some("earliest") => directory::Sort::Earliest,
+            Some(_) => return Err(ApiError::invalid("sort", "`earliest`, or leave it out")),
+        };
         Ok(Search {
+            free_before: self.free_before,
+            sort,
             specialty: short("specialty", self.specialty)?,
             language: short("language", self.language)?,
             gender: short("gender", self.gender)?,
@@ -101,8 +113,41 @@ async fn search(
 ) -> Result<axum::Json<Vec<Listing>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let q = q.into_search()?;
-    let all = directory::listings(state.durable.as_ref()).await?;
+    let all = with_appointments(&state, directory::listings(state.durable.as_ref()).await?).await?;
     Ok(axum::Json(directory::search(all, &q)))
+}
+
+/// Each listing's next free appointment and booking page, for physicians who take
+/// appointments (a schedule, within the booking window's first month).
+async fn with_appointments(
+    state: &AppState,
+    mut listings: Vec<Listing>,
+) -> Result<Vec<Listing>, ApiError> {
+    let appointments = &state.appointments;
+    let bookable = appointments
+        .bookable(&Default::default())
+        .await
+        .map_err(|e| match e {
+            crate::appointments::AppointmentError::Store(d) => ApiError::from(d),
+            other => ApiError::internal(other),
+        })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let month = crate::appointments::MAX_LISTING_DAYS * 86_400_000;
+    for l in &mut listings {
+        let Some(b) = bookable.iter().find(|b| b.staff.id == l.id) else {
+            continue;
+        };
+        l.book_url = Some(format!(
+            "{}/book?physician={}",
+            state.settings.public_url(),
+            l.id
+        ));
+        // A physician whose slots cannot be laid out is listed without a next slot.
+        if let Ok(slots) = appointments.free_slots(b, now, now + month, now).await {
+            l.next_free_at = slots.first().map(|s| s.start.timestamp_millis());
+        }
+    }
+    Ok(listings)
 }
 
 /// One listed physician. Public; 404 for anyone not listed (or not active).
@@ -115,7 +160,10 @@ async fn one(
 ) -> Result<axum::Json<Listing>, ApiError> {
     let id = StaffId::parse(&id).map_err(|_| ApiError::not_found("physician"))?;
     let all = directory::listings(state.durable.as_ref()).await?;
-    all.into_iter()
+    let one: Vec<Listing> = all.into_iter().filter(|l| l.id == id).collect();
+    with_appointments(&state, one)
+        .await?
+        .into_iter()
         .find(|l| l.id == id)
         .map(axum::Json)
         .ok_or_else(|| ApiError::not_found("physician"))

@@ -263,6 +263,10 @@ pub struct PatientReferral {
     urgency: Urgency,
     status: ReferralStatus,
     created_at: Millis,
+    /// Once accepted, where the patient books the physician referred to (when that
+    /// physician takes appointments online).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    book_url: Option<String>,
 }
 
 /// The patient's view of the referrals made in their visit (their join link's token).
@@ -292,16 +296,24 @@ async fn for_patient(
     };
     let list = state.durable.referrals_for_visit(&visit).await?;
     let names = names(&state).await?;
-    Ok(axum::Json(
-        list.into_iter()
-            .map(|r| PatientReferral {
-                to_name: names.get(&r.new.to).cloned(),
-                id: r.id,
-                reason: r.new.reason,
-                urgency: r.new.urgency,
-                status: r.status,
-                created_at: r.new.at,
-            })
-            .collect(),
-    ))
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let book_url = match r.status {
+            ReferralStatus::Accepted if state.durable.schedule(&r.new.to).await?.is_some() => {
+                let base = state.settings.public_url();
+                Some(format!("{base}/book?physician={}", r.new.to))
+            }
+            _ => None,
+        };
+        out.push(PatientReferral {
+            to_name: names.get(&r.new.to).cloned(),
+            id: r.id,
+            reason: r.new.reason,
+            urgency: r.new.urgency,
+            status: r.status,
+            created_at: r.new.at,
+            book_url,
+        });
+    }
+    Ok(axum::Json(out))
 }

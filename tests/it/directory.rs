@@ -291,3 +291,87 @@ async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_wr
         .await;
     assert_eq!((s, mine["display_name"].as_str()), (200, Some("Dr Doc")));
 }
+
+#[tokio::test]
+async fn physicians_who_take_appointments_show_their_next_free_slot_and_sort_earliest() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let open = app.physician("Open").await;
+    let busy = app.physician("Busy").await;
+    let none = app.physician("None").await;
+    for (id, name) in [(&open, "Dr Open"), (&busy, "Dr Busy"), (&none, "Dr None")] {
+        let (s, _) = app
+            .call_json(
+                "PUT",
+                &format!("/api/staff/{id}/profile"),
+                Some(&admin),
+                Some(profile(name, true, json!({}))),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    // Dr Open works every day, all day; Dr Busy only on the weekday
+    // three days from now; Dr None takes no appointments.
+    let in_three_days = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%a")
+        .to_string()
+        .to_lowercase();
+    for (id, days) in [
+        (&open, vec!["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+        (&busy, vec![&in_three_days[..3]]),
+    ] {
+        let room = app
+            .room(
+                &format!("Room {id}"),
+                examroom::visit::RoomKind::Physician,
+                &[id],
+            )
+            .await;
+        let weekly: serde_json::Map<String, Value> = days
+            .iter()
+            .map(|d| ((*d).to_owned(), json!(["00:00-23:59"])))
+            .collect();
+        let (s, body) = app
+            .call_json(
+                "PUT",
+                &format!("/api/schedules/{id}"),
+                Some(&admin),
+                Some(json!({"room": room.id, "zone": "UTC", "weekly": weekly, "visit_mins": 30})),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, list) = app
+        .call_json("GET", "/api/directory?sort=earliest", None, None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(names(&list), ["Dr Open", "Dr Busy", "Dr None"]);
+    let now = chrono::Utc::now().timestamp_millis();
+    let open_next = list[0]["next_free_at"].as_i64().unwrap();
+    assert!(
+        open_next > now && open_next < now + 3_600_000,
+        "within the hour: {open_next}"
+    );
+    assert!(list[1]["next_free_at"].as_i64().unwrap() > open_next);
+    assert!(list[2].get("next_free_at").is_none() && list[2].get("book_url").is_none());
+    assert!(
+        list[0]["book_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/book?physician={open}"))
+    );
+    // Free within the next hour: only Dr Open.
+    let (_, soon) = app
+        .call_json(
+            "GET",
+            &format!("/api/directory?free_before={}", now + 3_600_000),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(names(&soon), ["Dr Open"]);
+    let (s, e) = app
+        .call_json("GET", "/api/directory?sort=cheapest", None, None)
+        .await;
+    assert_eq!((s, e["field"].as_str()), (422, Some("sort")));
+}

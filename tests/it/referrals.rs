@@ -134,6 +134,40 @@ async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() 
         (Some("Dr Shepherd"), Some("accepted"))
     );
     assert!(!hers.to_string().contains("Booked for Tuesday"), "{hers}");
+    assert!(
+        hers[0].get("book_url").is_none(),
+        "Dr Shepherd takes no appointments online"
+    );
+    // Once Dr Shepherd takes appointments, the accepted referral says where to book.
+    let room = c
+        .app
+        .room("Cardiology", RoomKind::Physician, &[&c.shepherd])
+        .await;
+    let weekly = json!({"mon": ["09:00-17:00"], "wed": ["09:00-17:00"]});
+    let (s, body) = c
+        .app
+        .call_json(
+            "PUT",
+            "/api/my/schedule",
+            Some(&c.shepherd_token),
+            Some(json!({"room": room.id, "zone": "Europe/Madrid", "weekly": weekly, "visit_mins": 20})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, hers) = c
+        .app
+        .call_json(
+            "GET",
+            &format!("/api/visits/{visit}/referrals"),
+            Some(&patient),
+            None,
+        )
+        .await;
+    let url = hers[0]["book_url"].as_str().unwrap_or_default();
+    assert!(
+        url.ends_with(&format!("/book?physician={}", c.shepherd)),
+        "{hers}"
+    );
 
     // Both steps are in the audit log, against the visit.
     let actions: Vec<String> = c
