@@ -312,6 +312,19 @@ impl Appointments {
             let Some(s) = staff.iter().find(|s| s.id == schedule.staff) else {
                 continue;
             };
+            // A physician with a directory profile chose what of their gender and languages
+            // is public: the booking list neither shows nor filters on what they kept back
+            // (a filter would tell by omission). Without a profile, the account's own fields
+            // serve, as walk-in pairing uses them.
+            let mut s = s.clone();
+            if let Some(p) = self.durable.profile(&s.id).await? {
+                if !p.publish.gender {
+                    s.gender = None;
+                }
+                if !p.publish.languages {
+                    s.languages.clear();
+                }
+            }
             let wanted = s.active
                 && s.roles.contains(&Role::Physician)
                 && filter.physician.as_ref().is_none_or(|p| *p == s.id)
@@ -324,10 +337,7 @@ impl Appointments {
                     .as_ref()
                     .is_none_or(|g| s.gender.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(g)));
             if wanted {
-                out.push(Bookable {
-                    staff: s.clone(),
-                    schedule,
-                });
+                out.push(Bookable { staff: s, schedule });
             }
         }
         Ok(out)

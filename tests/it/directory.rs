@@ -144,8 +144,42 @@ async fn unpublished_fields_never_leave_the_server() {
             .await;
         assert_eq!(s, 200);
     }
+    // Dr Quinn also takes appointments online: the booking list follows the same choice.
+    let room = app
+        .room("Quinn", examroom::visit::RoomKind::Physician, &[&quiet])
+        .await;
+    let weekly = json!({"mon": ["09:00-12:00"]});
+    let schedule = json!({"room": room.id, "zone": "UTC", "weekly": weekly, "visit_mins": 30});
+    let (s, body) = app
+        .call_json(
+            "PUT",
+            &format!("/api/schedules/{quiet}"),
+            Some(&admin),
+            Some(schedule),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
     // Every public answer, searched every way, raw text.
     let mut seen = String::new();
+    for q in ["", "?gender=nonbinary", "?language=eu"] {
+        let r = app
+            .call("GET", &format!("/api/booking{q}"), None, None)
+            .await;
+        assert_eq!(r.status(), 200);
+        seen.push_str(&r.text().await.unwrap());
+    }
+    let (_, booking) = app.call_json("GET", "/api/booking", None, None).await;
+    assert!(
+        booking.to_string().contains(&quiet.to_string()),
+        "Dr Quinn is bookable: {booking}"
+    );
+    let (_, by_gender) = app
+        .call_json("GET", "/api/booking?gender=nonbinary", None, None)
+        .await;
+    assert!(
+        !by_gender.to_string().contains(&quiet.to_string()),
+        "{by_gender}"
+    );
     for q in [
         "",
         "?gender=nonbinary",
