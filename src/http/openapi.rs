@@ -47,6 +47,7 @@ fn groups() -> OpenApiRouter<AppState> {
         .merge(super::clinic::api())
         .merge(super::session::api())
         .merge(super::links::api())
+        .merge(super::records::api())
         .merge(super::directory::api())
         .merge(super::referrals::api())
         .merge(super::notes::api())

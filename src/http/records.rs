@@ -23,16 +23,20 @@ use crate::state::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 
+/// The record panel's routes with their OpenAPI description (`http::openapi` merges it).
+pub fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(record))
+        .routes(utoipa_axum::routes!(emergency_access))
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/visits/{visit}/record", get(record))
-        .route(
-            "/api/visits/{visit}/record/emergency-access",
-            post(emergency_access),
-        )
+    api()
+        .split_for_parts()
+        .0
         .route("/.well-known/jwks.json", get(jwks))
 }
 
@@ -143,6 +147,19 @@ struct RecordQuery {
     refresh: bool,
 }
 
+/// The patient-record panel for the visit's patient (docs/records.md describes the answer:
+/// each section `recorded`, `none_recorded` or `unavailable`, never "none" for "not read").
+/// Only the visit's physician, once the patient confirmed who they are (or with emergency
+/// access); every read and every refusal is audited.
+#[utoipa::path(get, path = "/api/visits/{visit}/record", tag = "records",
+    params(("visit" = String, Path), ("refresh" = Option<bool>, Query,
+        description = "read the source anew instead of serving the cache")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "the panel (docs/records.md)", body = serde_json::Value),
+        (status = 403, description = "`not_physician`, `not_your_visit`, `identity_not_confirmed`, `identity_locked`, `visit_closed`"),
+        (status = 404, description = "`no_record`: the source has no record for this patient"),
+        (status = 502, description = "`records_unavailable`"),
+        (status = 504, description = "`records_timeout`")))]
 async fn record(
     who: Who,
     State(state): State<AppState>,
@@ -259,13 +276,28 @@ pub(super) fn chart_refusal(why: ChartAccessError) -> ApiError {
     ApiError::forbidden(why.code(), why.to_string())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 struct EmergencyBody {
+    /// Why the chart must open before the identity check (kept for the admins' review).
     reason: Option<String>,
+}
+
+/// The grant: this physician, this visit, from this time.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct EmergencyGranted {
+    #[schema(value_type = String)]
+    visit: VisitId,
+    granted_at: i64,
 }
 
 /// The visit's physician opens the chart without the patient's identity confirmation.
 /// Refused like a read (and audited) unless it is their visit; the reason is required.
+#[utoipa::path(post, path = "/api/visits/{visit}/record/emergency-access", tag = "records",
+    params(("visit" = String, Path)), request_body = EmergencyBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 201, body = EmergencyGranted),
+        (status = 403, description = "`not_physician`, `not_your_visit`, `visit_closed`"),
+        (status = 422, description = "no reason given (`field: reason`)")))]
 async fn emergency_access(
     who: Who,
     State(state): State<AppState>,
@@ -360,10 +392,10 @@ async fn emergency_access(
     );
     Ok((
         axum::http::StatusCode::CREATED,
-        Json(serde_json::json!({
-            "visit": visit,
-            "granted_at": recorded.grant.at,
-        })),
+        Json(EmergencyGranted {
+            visit,
+            granted_at: recorded.grant.at,
+        }),
     ))
 }
 

@@ -9,8 +9,6 @@
  * be checked. Only these; a page calling any other undocumented endpoint fails the test.
  */
 export const UNDOCUMENTED = new Map([
-  ['GET /api/visits/{visit}/record', 'the record panel (docs/records.md describes it)'],
-  ['POST /api/visits/{visit}/record/emergency-access', 'emergency access (docs/records.md)'],
 ]);
 
 /** Make the context's pages report their reads into `reads` (Map "METHOD /path STATUS" → Set of fields). */

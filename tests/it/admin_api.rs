@@ -1160,6 +1160,8 @@ async fn the_openapi_document_is_public_and_covers_every_admin_route() {
         ("/api/links/{id}", &["delete"]),
         ("/api/join/{code}", &["post"]),
         ("/api/identity", &["post"]),
+        ("/api/visits/{visit}/record", &["get"]),
+        ("/api/visits/{visit}/record/emergency-access", &["post"]),
         ("/api/directory", &["get"]),
         ("/api/directory/{id}", &["get"]),
         ("/api/staff/{id}/profile", &["get", "put"]),
