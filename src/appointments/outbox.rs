@@ -375,18 +375,11 @@ mod tests {
             .await
             .unwrap();
         let room = store
-            .create_room(NewRoom {
-                name: "Vega".into(),
-                kind: RoomKind::Physician,
-                physicians: vec![doc.id.clone()],
-                waiting_message: String::new(),
-                waiting_messages: Default::default(),
-                max_wait_secs: 1800,
-                max_participants: 3,
-                chat_allowed: true,
-                invites_allowed: false,
-                opening_hours: None,
-            })
+            .create_room(NewRoom::with_defaults(
+                "Vega",
+                RoomKind::Physician,
+                vec![doc.id.clone()],
+            ))
             .await
             .unwrap();
         let id = AppointmentId::new();

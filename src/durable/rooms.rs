@@ -24,6 +24,26 @@ pub struct NewRoom {
     pub opening_hours: Option<String>,
 }
 
+impl NewRoom {
+    /// A room with the settings the admin API gives when only the name, kind and
+    /// physicians are sent: no waiting message, 30 minutes' wait, four participants, chat
+    /// and invitations on, no opening hours. Callers override what they need with `..`.
+    pub fn with_defaults(name: &str, kind: RoomKind, physicians: Vec<StaffId>) -> Self {
+        NewRoom {
+            name: name.into(),
+            kind,
+            physicians,
+            waiting_message: String::new(),
+            waiting_messages: Default::default(),
+            max_wait_secs: 1800,
+            max_participants: 4,
+            chat_allowed: true,
+            invites_allowed: true,
+            opening_hours: None,
+        }
+    }
+}
+
 /// A room with what `RoomConfig` (the state machine's view) does not carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoomDetails {

@@ -87,18 +87,11 @@ async fn physician(s: &Arc<dyn DurableStore>) -> (StaffId, RoomConfig) {
         .await
         .unwrap();
     let room = s
-        .create_room(NewRoom {
-            name: "Vega".into(),
-            kind: RoomKind::Physician,
-            physicians: vec![doc.id.clone()],
-            waiting_message: String::new(),
-            waiting_messages: Default::default(),
-            max_wait_secs: 1800,
-            max_participants: 3,
-            chat_allowed: true,
-            invites_allowed: false,
-            opening_hours: None,
-        })
+        .create_room(NewRoom::with_defaults(
+            "Vega",
+            RoomKind::Physician,
+            vec![doc.id.clone()],
+        ))
         .await
         .unwrap();
     (doc.id, room)

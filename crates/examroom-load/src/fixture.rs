@@ -39,16 +39,12 @@ fn now() -> i64 {
 
 fn new_room(name: String, physicians: Vec<examroom::ids::StaffId>) -> NewRoom {
     NewRoom {
-        name,
-        kind: RoomKind::Physician,
-        physicians,
         waiting_message: "Thanks for waiting; the doctor will be with you shortly.".into(),
-        waiting_messages: Default::default(),
         max_wait_secs: 4 * 3600,
         max_participants: 2,
         chat_allowed: false,
         invites_allowed: false,
-        opening_hours: None,
+        ..NewRoom::with_defaults(&name, RoomKind::Physician, physicians)
     }
 }
 

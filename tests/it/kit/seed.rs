@@ -34,17 +34,11 @@ pub async fn create_staff(store: &dyn DurableStore, staff: NewStaff) -> StaffId 
 
 /// A room of `kind` for `physicians`: four participants, an hour's wait, chat and invites on.
 pub fn new_room(name: &str, kind: RoomKind, physicians: &[&StaffId], waiting: &str) -> NewRoom {
+    let physicians = physicians.iter().map(|s| (*s).clone()).collect();
     NewRoom {
-        name: name.into(),
-        kind,
-        physicians: physicians.iter().map(|s| (*s).clone()).collect(),
         waiting_message: waiting.into(),
-        waiting_messages: Default::default(),
         max_wait_secs: 3600,
-        max_participants: 4,
-        chat_allowed: true,
-        invites_allowed: true,
-        opening_hours: None,
+        ..NewRoom::with_defaults(name, kind, physicians)
     }
 }
 

@@ -126,16 +126,12 @@ async fn physician(state: &examroom::app::AppState) -> (examroom::ids::RoomId, S
     let room = state
         .durable
         .create_room(NewRoom {
-            name: format!("Bench {n}"),
-            kind: RoomKind::Physician,
-            physicians: vec![doc.id.clone()],
-            waiting_message: String::new(),
-            waiting_messages: Default::default(),
             max_wait_secs: 3600,
-            max_participants: 4,
-            chat_allowed: true,
-            invites_allowed: true,
-            opening_hours: None,
+            ..NewRoom::with_defaults(
+                &format!("Bench {n}"),
+                RoomKind::Physician,
+                vec![doc.id.clone()],
+            )
         })
         .await
         .unwrap();
