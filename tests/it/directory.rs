@@ -30,7 +30,28 @@ fn names(list: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn the_public_finds_listed_physicians_by_language_gender_specialty_and_distance() {
-    let app = TestApp::spawn().await;
+    search_by_every_filter(TestApp::spawn().await).await;
+}
+
+/// The same search against a server whose durable store is PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_search_on_postgresql() {
+    let db = crate::kit::services::TestDatabase::create().await;
+    let url = db.url.clone();
+    // Its own task, so a failing assertion still lets the database be dropped.
+    let outcome = tokio::spawn(async move {
+        let app =
+            TestApp::spawn_with(|s| s.database.url = examroom::config::Secret::new(url)).await;
+        search_by_every_filter(app).await;
+    })
+    .await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn search_by_every_filter(app: TestApp) {
     let (_, admin) = app.admin().await;
     let ana = app
         .staff(
