@@ -45,6 +45,8 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error("live store: {0}")]
     Live(#[from] LiveError),
+    #[error("directory: {0}")]
+    Places(#[from] crate::gazetteer::GazetteerError),
 }
 
 /// The token secret: from config, else from `<data_dir>/secrets.toml`, else generated
@@ -247,6 +249,7 @@ pub async fn build_with_courier(
         durable.clone(),
         shutdown.clone(),
     ));
+    let places = Arc::new(load_places(&settings)?);
     let appointments = start_appointments(&settings, &secret, &durable, &live, courier, &shutdown);
     let guards = Arc::new(crate::identity::Guards::new(
         &settings.identity,
@@ -285,7 +288,18 @@ pub async fn build_with_courier(
         metrics,
         shutdown,
         appointments,
+        places,
     })
+}
+
+/// The bundled cities plus the clinic's GeoNames files (`directory.places_files`).
+fn load_places(settings: &Settings) -> Result<crate::gazetteer::Gazetteer, StartError> {
+    let mut places = crate::gazetteer::Gazetteer::bundled();
+    for path in &settings.directory.places_files {
+        let added = places.load_file(path)?;
+        tracing::info!(file = %path.display(), added, "places loaded for the directory");
+    }
+    Ok(places)
 }
 
 /// The appointment service and this node's outbox worker (issue 21; docs/scheduling.md).

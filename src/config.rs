@@ -74,6 +74,7 @@ pub struct Settings {
     pub links: LinksSettings,
     pub clinic: ClinicSettings,
     pub appointments: AppointmentsSettings,
+    pub directory: DirectorySettings,
     pub mail: MailSettings,
     pub text: TextSettings,
 }
@@ -821,6 +822,17 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The public physician directory (issue 22; docs/api.md "Directory").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorySettings {
+    /// GeoNames exports to search places from, besides the ~10,600 bundled world cities:
+    /// postal-code files (`export/zip/ES.zip` → `ES.txt`) for postcodes, place dumps
+    /// (`export/dump/cities500.zip`) for smaller towns. Read once at start; a file that
+    /// cannot be read or parsed stops the start. Default none.
+    pub places_files: Vec<std::path::PathBuf>,
 }
 
 /// Booking, manage links, join window and reminders for appointments (issue 21;

@@ -17,6 +17,8 @@ pub const MAX_ITEMS: usize = 10;
 pub const MAX_ITEM: usize = 60;
 pub const MAX_BIO: usize = 1000;
 pub const MAX_ADDRESS: usize = 200;
+/// The largest photo taken: a portrait for a listing, not a print.
+pub const MAX_PHOTO: usize = 256 * 1024;
 
 /// A profile as an admin or the physician writes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,13 +155,22 @@ pub struct Listing {
     /// window; absent when they take no appointments or have none free.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_free_at: Option<i64>,
+    /// The photo (`/api/directory/{id}/photo?v=…`), when there is one and it is published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
     /// Where a patient books this physician (`/book?physician=…`), when they take appointments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub book_url: Option<String>,
 }
 
-/// The public view of `profile` for an account with these `languages` and `gender`.
-pub fn listing(profile: &Profile, languages: &[String], gender: Option<&str>) -> Listing {
+/// The public view of `profile` for an account with these `languages` and `gender`, whose
+/// photo (if any) last changed at `photo_at`.
+pub fn listing(
+    profile: &Profile,
+    languages: &[String],
+    gender: Option<&str>,
+    photo_at: Option<i64>,
+) -> Listing {
     let p = profile.publish;
     Listing {
         id: profile.staff.clone(),
@@ -171,6 +182,10 @@ pub fn listing(profile: &Profile, languages: &[String], gender: Option<&str>) ->
         languages: p.languages.then(|| languages.to_vec()),
         sites: p.sites.then(|| profile.sites.clone()),
         bio: p.bio.then(|| profile.bio.clone()).flatten(),
+        photo_url: p
+            .photo
+            .then(|| photo_at.map(|at| format!("/api/directory/{}/photo?v={at}", profile.staff)))
+            .flatten(),
         distance_km: None,
         next_free_at: None,
         book_url: None,
@@ -203,25 +218,8 @@ pub enum Sort {
     Earliest,
 }
 
-/// Language tags compare on their primary subtag: `es` matches `es-MX`.
-fn same_language(a: &str, b: &str) -> bool {
-    let primary = |t: &str| {
-        t.split(['-', '_'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    primary(a) == primary(b)
-}
-
-/// Great-circle distance in km (haversine, mean Earth radius).
-pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la1, lo1) = (a.0.to_radians(), a.1.to_radians());
-    let (la2, lo2) = (b.0.to_radians(), b.1.to_radians());
-    let h = ((la2 - la1) / 2.0).sin().powi(2)
-        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
-    2.0 * 6371.0088 * h.sqrt().asin()
-}
+pub use crate::gazetteer::distance_km;
+use crate::visit::same_language;
 
 /// The listings that match, nearest first with `near`, else by name. Filters read only
 /// what the listing shows (see the module's invariant).
@@ -290,20 +288,96 @@ pub fn search(listings: Vec<Listing>, q: &Search) -> Vec<Listing> {
     out
 }
 
+/// Where the listed physicians published a site: the clinic's area, which decides
+/// between places of the same name ("Madrid" near a clinic in Spain is the Spanish one).
+pub fn published_sites(listings: &[Listing]) -> Vec<(f64, f64)> {
+    listings
+        .iter()
+        .flat_map(|l| l.sites.iter().flatten())
+        .map(|s| (s.lat, s.lon))
+        .collect()
+}
+
 /// Every listed profile of an active physician, as the public sees it.
 pub async fn listings(
     store: &(impl crate::durable::DirectoryStore + StaffStore + ?Sized),
 ) -> Result<Vec<Listing>, crate::durable::DurableError> {
     let profiles = store.listed_profiles().await?;
     let staff = store.list_staff().await?;
+    let photos = store.photo_dates().await?;
     Ok(profiles
         .iter()
         .filter_map(|p| {
             let s = staff.iter().find(|s| s.id == p.staff)?;
+            let photo_at = photos
+                .iter()
+                .find(|(id, _)| *id == p.staff)
+                .map(|(_, at)| *at);
             (s.active && s.has_role(crate::ids::Role::Physician))
-                .then(|| listing(p, &s.languages, s.gender.as_deref()))
+                .then(|| listing(p, &s.languages, s.gender.as_deref(), photo_at))
         })
         .collect())
+}
+
+/// One physician's public listing, if they are listed and active: the reads of
+/// [`listings`] for one account only.
+pub async fn listing_of(
+    store: &(impl crate::durable::DirectoryStore + StaffStore + ?Sized),
+    id: &StaffId,
+) -> Result<Option<Listing>, crate::durable::DurableError> {
+    let Some(p) = store.profile(id).await?.filter(|p| p.listed) else {
+        return Ok(None);
+    };
+    let Some(s) = store.staff(id).await? else {
+        return Ok(None);
+    };
+    if !(s.active && s.has_role(crate::ids::Role::Physician)) {
+        return Ok(None);
+    }
+    let photo_at = store
+        .photo_dates()
+        .await?
+        .into_iter()
+        .find(|(who, _)| who == id)
+        .map(|(_, at)| at);
+    Ok(Some(listing(
+        &p,
+        &s.languages,
+        s.gender.as_deref(),
+        photo_at,
+    )))
+}
+
+/// The media type of a photo a physician uploads, by its first bytes: JPEG, PNG or WebP,
+/// at most [`MAX_PHOTO`]. Anything else (SVG, which can carry script; HTML; a truncated
+/// file) is refused, so what `/api/directory/{id}/photo` serves is always an image.
+pub fn photo_type(bytes: &[u8]) -> Result<&'static str, ProfileError> {
+    if bytes.len() > MAX_PHOTO {
+        return Err(invalid(
+            "photo",
+            format!("at most {} KiB", MAX_PHOTO / 1024),
+        ));
+    }
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] if bytes.ends_with(&[0xFF, 0xD9]) => Ok("image/jpeg"),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Ok("image/png"),
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => Ok("image/webp"),
+        _ => Err(invalid("photo", "a JPEG, PNG or WebP image")),
+    }
 }
 
 #[cfg(test)]
@@ -339,7 +413,41 @@ mod tests {
         languages: true,
         sites: true,
         bio: true,
+        photo: true,
     };
+
+    #[test]
+    fn a_published_photo_is_linked_and_only_images_are_taken() {
+        let p = profile("Dr Pic", ALL, vec![]);
+        let l = listing(&p, &[], None, Some(42));
+        assert_eq!(
+            l.photo_url.as_deref(),
+            Some("/api/directory/s-6/photo?v=42")
+        );
+        assert_eq!(
+            listing(&p, &[], None, None).photo_url,
+            None,
+            "no photo, no link"
+        );
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(photo_type(png), Ok("image/png"));
+        assert_eq!(
+            photo_type(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 0xFF, 0xD9]),
+            Ok("image/jpeg")
+        );
+        assert_eq!(photo_type(b"RIFF\x24\0\0\0WEBPVP8 "), Ok("image/webp"));
+        for bad in [
+            &b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"[..],
+            b"<html>",
+            &[0xFF, 0xD8, 0xFF, 0xE0],
+            b"",
+        ] {
+            assert_eq!(photo_type(bad).unwrap_err().field, "photo");
+        }
+        let mut big = png.to_vec();
+        big.resize(MAX_PHOTO + 1, 0);
+        assert!(photo_type(&big).unwrap_err().message.contains("256 KiB"));
+    }
 
     #[test]
     fn unpublished_fields_are_not_shown_and_do_not_filter() {
@@ -348,7 +456,7 @@ mod tests {
             Publish::default(),
             vec![site("Centro", 40.4, -3.7)],
         );
-        let l = listing(&p, &["es".into()], Some("female"));
+        let l = listing(&p, &["es".into()], Some("female"), Some(7));
         assert_eq!(
             (
                 l.gender.as_deref(),
@@ -359,7 +467,7 @@ mod tests {
             (None, None, None, None)
         );
         let json = serde_json::to_string(&l).unwrap();
-        for secret in ["female", "\"es\"", "Centro", "Twenty years"] {
+        for secret in ["female", "\"es\"", "Centro", "Twenty years", "photo"] {
             assert!(!json.contains(secret), "{secret} left the server: {json}");
         }
         // A filter on an unpublished field leaves the physician out rather than telling.
@@ -387,11 +495,13 @@ mod tests {
             &profile("Dr Ana", ALL, vec![]),
             &["es-MX".into(), "en".into()],
             Some("female"),
+            None,
         );
         let b = listing(
             &profile("Dr Bartholomew", ALL, vec![]),
             &["en".into()],
             Some("male"),
+            None,
         );
         let all = vec![a.clone(), b.clone()];
         let names = |q: Search| {
@@ -437,6 +547,7 @@ mod tests {
             &profile("Dr M", ALL, vec![site("Madrid", 40.4168, -3.7038)]),
             &[],
             None,
+            None,
         );
         let two = listing(
             &profile(
@@ -448,6 +559,7 @@ mod tests {
                 ],
             ),
             &[],
+            None,
             None,
         );
         // From Zaragoza: Barcelona (≈ 256 km) is nearer than Madrid (≈ 274 km).
@@ -474,9 +586,9 @@ mod tests {
 
     #[test]
     fn earliest_puts_the_soonest_free_appointment_first_and_free_before_filters() {
-        let mut a = listing(&profile("Dr Late", ALL, vec![]), &[], None);
-        let mut b = listing(&profile("Dr Soon", ALL, vec![]), &[], None);
-        let c = listing(&profile("Dr None", ALL, vec![]), &[], None);
+        let mut a = listing(&profile("Dr Late", ALL, vec![]), &[], None, None);
+        let mut b = listing(&profile("Dr Soon", ALL, vec![]), &[], None, None);
+        let c = listing(&profile("Dr None", ALL, vec![]), &[], None, None);
         a.next_free_at = Some(2_000);
         b.next_free_at = Some(1_000);
         let q = Search {

@@ -13,6 +13,7 @@
 //! - [`history`]: writes each visit transition before the room acts on it.
 //! - [`records`]: the patient-record side panel (embedded FHIR store or the clinic's FHIR server).
 //! - [`directory`]: the public physician directory: what a listed profile shows, and the search over it.
+//! - [`gazetteer`]: places by name or postcode, offline (bundled cities, GeoNames files), for distances.
 //! - [`referrals`]: who may refer a visit's patient to whom, and who answers.
 //! - [`scheduling`]: appointments — free slots from a physician's schedule (time zones, DST).
 //! - [`appointments`]: booking, the contact code, manage links, the reminder outbox worker.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod durable;
+pub mod gazetteer;
 pub mod history;
 pub mod http;
 pub mod ice;

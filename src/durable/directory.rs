@@ -25,6 +25,15 @@ pub struct Publish {
     pub languages: bool,
     pub sites: bool,
     pub bio: bool,
+    pub photo: bool,
+}
+
+/// A physician's directory photo, as stored (checked by `directory::photo_type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Photo {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub updated_at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +62,17 @@ pub trait DirectoryStore: Send + Sync {
 
     /// Every listed profile, by staff id. The caller drops inactive accounts.
     async fn listed_profiles(&self) -> Result<Vec<Profile>, DurableError>;
+
+    /// Sets `staff`'s photo, replacing any; an unknown staff id is `Invalid{staff}`.
+    async fn put_photo(&self, staff: &StaffId, photo: &Photo) -> Result<(), DurableError>;
+
+    async fn photo(&self, staff: &StaffId) -> Result<Option<Photo>, DurableError>;
+
+    /// Removes `staff`'s photo; false when there was none.
+    async fn delete_photo(&self, staff: &StaffId) -> Result<bool, DurableError>;
+
+    /// Who has a photo, and when it last changed (for cache-busting URLs).
+    async fn photo_dates(&self) -> Result<Vec<(StaffId, Millis)>, DurableError>;
 }
 
 pub(crate) type ProfileRow = (
@@ -170,6 +190,74 @@ macro_rules! impl_directory_store {
                 rows.into_iter()
                     .map($crate::durable::directory::decode_profile)
                     .collect()
+            }
+
+            async fn put_photo(
+                &self,
+                staff: &$crate::ids::StaffId,
+                photo: &$crate::durable::directory::Photo,
+            ) -> Result<(), DurableError> {
+                let known: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM staff WHERE id = $1")
+                        .bind(staff.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if known.is_none() {
+                    return Err(DurableError::invalid("staff", "no such staff member"));
+                }
+                sqlx::query(
+                    "INSERT INTO physician_photos (staff_id, content_type, bytes, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (staff_id) DO UPDATE SET \
+                     content_type = $2, bytes = $3, updated_at = $4",
+                )
+                .bind(staff.as_str())
+                .bind(&photo.content_type)
+                .bind(&photo.bytes)
+                .bind(photo.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn photo(
+                &self,
+                staff: &$crate::ids::StaffId,
+            ) -> Result<Option<$crate::durable::directory::Photo>, DurableError> {
+                let row: Option<(String, Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT content_type, bytes, updated_at FROM physician_photos \
+                     WHERE staff_id = $1",
+                )
+                .bind(staff.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(content_type, bytes, updated_at)| {
+                    $crate::durable::directory::Photo {
+                        content_type,
+                        bytes,
+                        updated_at,
+                    }
+                }))
+            }
+
+            async fn delete_photo(&self, staff: &$crate::ids::StaffId) -> Result<bool, DurableError> {
+                let done = sqlx::query("DELETE FROM physician_photos WHERE staff_id = $1")
+                    .bind(staff.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn photo_dates(
+                &self,
+            ) -> Result<Vec<($crate::ids::StaffId, i64)>, DurableError> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT staff_id, updated_at FROM physician_photos")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, at)| Some(($crate::ids::StaffId::parse(&id).ok()?, at)))
+                    .collect())
             }
         }
     };

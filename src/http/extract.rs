@@ -150,6 +150,11 @@ pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
     probe.0.unwrap_or(&[])
 }
 
+/// A staff id from the path; one that cannot be an id is a staff member that does not exist.
+pub fn staff_id(id: &str) -> Result<crate::ids::StaffId, ApiError> {
+    crate::ids::StaffId::parse(id).map_err(|_| ApiError::not_found("staff"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,8 @@ pub struct AppState {
     pub history: Arc<crate::history::HistoryWriter>,
     /// Booking, manage links and notices to patients (issue 21).
     pub appointments: Arc<crate::appointments::Appointments>,
+    /// Places by name or postcode for the directory's distance search, read at start.
+    pub places: Arc<crate::gazetteer::Gazetteer>,
 }
 
 impl AppState {

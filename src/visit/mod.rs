@@ -11,6 +11,7 @@
 pub mod hours;
 pub mod room;
 
+pub use room::queue::same_language;
 pub use room::snapshot::{RoomSnapshot, SnapshotError};
 
 use crate::ids::{RoomId, StaffId};

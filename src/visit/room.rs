@@ -509,7 +509,7 @@ impl Room {
 
 mod actions;
 mod lifecycle;
-mod queue;
+pub(crate) mod queue;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;

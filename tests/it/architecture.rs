@@ -66,6 +66,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("records::import", Layer::Adapter),
     ("visit", Layer::Model),
     ("scheduling", Layer::Model),
+    ("gazetteer", Layer::Model),
     ("ids", Layer::Model),
     ("protocol", Layer::Model),
     ("config", Layer::Model),

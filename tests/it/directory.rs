@@ -114,6 +114,27 @@ async fn search_by_every_filter(app: TestApp) {
         names(&search("?near=41.6488,-0.8891&within_km=260").await),
         ["Dr Ben Cole"]
     );
+    // The same by the city's name, as a patient types it, resolved offline.
+    assert_eq!(
+        names(&search("?place=zaragoza&within_km=260").await),
+        ["Dr Ben Cole"]
+    );
+    let from_name = search("?place=Zaragoza").await;
+    assert_eq!(names(&from_name), ["Dr Ben Cole", "Dr Ana Ruiz"]);
+    assert!((240.0..270.0).contains(&from_name[0]["distance_km"].as_f64().unwrap()));
+    for (q, code) in [
+        ("?place=Nowhere%20on%20Sea", "unknown_place"),
+        ("?place=Zaragoza&near=41.6,-0.8", "invalid_field"),
+    ] {
+        let (s, body) = app
+            .call_json("GET", &format!("/api/directory{q}"), None, None)
+            .await;
+        assert_eq!(
+            (s, body["error"].as_str(), body["field"].as_str()),
+            (422, Some(code), Some("place")),
+            "{q}"
+        );
+    }
     // One listing by id.
     let (s, one) = app
         .call_json("GET", &format!("/api/directory/{ana}"), None, None)
@@ -429,4 +450,194 @@ async fn physicians_who_take_appointments_show_their_next_free_slot_and_sort_ear
         .call_json("GET", "/api/directory?sort=cheapest", None, None)
         .await;
     assert_eq!((s, e["field"].as_str()), (422, Some("sort")));
+}
+
+/// A clinic that loads a GeoNames postal-code export finds physicians near a postcode,
+/// and the search box's suggestions prefer places near the clinic.
+#[tokio::test]
+async fn a_postcode_from_the_clinics_geonames_file_is_searched_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ES.txt");
+    // Rows in the GeoNames postal-code format (12 tab-separated columns), written here.
+    std::fs::write(
+        &file,
+        "ES\t50001\tZaragoza\tAragon\tAR\tZaragoza\tZ\tZaragoza\t50297\t41.6545\t-0.8787\t4\n\
+         ES\t08001\tBarcelona\tCataluna\tCT\tBarcelona\tB\tBarcelona\t08019\t41.3802\t2.1734\t4\n\
+         US\t50001\tAckworth\tIowa\tIA\tWarren\t181\t\t\t41.3669\t-93.4727\t4\n",
+    )
+    .unwrap();
+    let path = file.clone();
+    let app = TestApp::spawn_with(move |s| s.directory.places_files = vec![path]).await;
+    let (_, admin) = app.admin().await;
+    let ana = app.physician("Ana").await;
+    let all: Value = serde_json::from_str(ALL).unwrap();
+    let (s, _) = app
+        .call_json(
+            "PUT",
+            &format!("/api/staff/{ana}/profile"),
+            Some(&admin),
+            Some(profile("Dr Ana Ruiz", true, all)),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // 08001 is central Barcelona: Madrid is about 505 km away.
+    let (s, found) = app
+        .call_json("GET", "/api/directory?place=08001", None, None)
+        .await;
+    assert_eq!(s, 200, "{found}");
+    let km = found[0]["distance_km"].as_f64().unwrap();
+    assert!((490.0..520.0).contains(&km), "{km}");
+    // 50001 is also a ZIP code in Iowa; a clinic in Madrid means Zaragoza.
+    let (_, places) = app
+        .call_json("GET", "/api/places?q=50001", None, None)
+        .await;
+    assert_eq!(places[0]["country"], "ES", "{places}");
+    assert_eq!(places[0]["name"], "50001 Zaragoza");
+    assert!(
+        places
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["country"] == "US"),
+        "the other 50001 is offered too: {places}"
+    );
+    let (_, places) = app
+        .call_json("GET", "/api/places?q=50001,%20US", None, None)
+        .await;
+    assert_eq!(places[0]["name"], "50001 Ackworth");
+    // Suggestions as the patient types; a bundled city needs no file.
+    let (_, places) = app
+        .call_json("GET", "/api/places?q=sevil", None, None)
+        .await;
+    assert!(
+        places
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Sevilla" || p["name"] == "Seville"),
+        "{places}"
+    );
+    let (s, body) = app.call_json("GET", "/api/places?q=", None, None).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("q")));
+}
+
+/// A bad places file stops the start with the file and line, rather than searching from
+/// half a gazetteer.
+#[test]
+fn a_malformed_places_file_stops_the_start_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.txt");
+    std::fs::write(&file, "ES\t50001\tZaragoza\n").unwrap();
+    let mut settings = crate::kit::test_settings(dir.path());
+    settings.directory.places_files = vec![file];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(examroom::app::build(settings))
+        .err()
+        .expect("the start is refused")
+        .to_string();
+    assert!(err.contains("bad.txt") && err.contains("line 1"), "{err}");
+}
+
+/// A physician's photo: only JPEG, PNG or WebP up to 256 KiB is taken; it is public only
+/// while published, and gone when removed.
+#[tokio::test]
+async fn a_published_photo_is_served_and_nothing_but_an_image_is_taken() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let ana = app.physician("Ana").await;
+    let token = app.staff_token(&ana, vec![Role::Physician]).await;
+    let mut publish: Value = serde_json::from_str(ALL).unwrap();
+    let (s, _) = app
+        .call_json(
+            "PUT",
+            "/api/my/profile",
+            Some(&token),
+            Some(profile("Dr Ana Ruiz", true, publish.clone())),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let put = |who: &str, path: String, bytes: Vec<u8>| {
+        let req = app
+            .api(reqwest::Method::PUT, &path, who)
+            .header("content-type", "image/png")
+            .body(bytes);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // A 1×1 PNG made here: signature, IHDR, IDAT, IEND.
+    let png: Vec<u8> = [
+        &b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89"[..],
+        b"\0\0\0\rIDATx\x9cc\xf8\x0f\0\0\x01\x01\0\x05\x18\xd8N\0\0\0\0IEND\xaeB`\x82",
+    ]
+    .concat();
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
+    let (s, body) = put(&token, "/api/my/profile/photo".into(), svg).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("photo")), "{body}");
+    let mut big = png.clone();
+    big.resize(300 * 1024, 0);
+    let (s, body) = put(&token, "/api/my/profile/photo".into(), big).await;
+    assert_eq!((s, body["error"].as_str()), (413, Some("too_large")));
+    let (s, _) = put(&token, "/api/my/profile/photo".into(), png.clone()).await;
+    assert_eq!(s, 204);
+    // Not published yet: no link, and the photo is not served.
+    let (_, one) = app
+        .call_json("GET", &format!("/api/directory/{ana}"), None, None)
+        .await;
+    assert!(one.get("photo_url").is_none(), "{one}");
+    let res = app.get(&format!("/api/directory/{ana}/photo")).await;
+    assert_eq!(res.status(), 404);
+    // Published: linked and served as the image it is.
+    publish["photo"] = json!(true);
+    let (s, _) = app
+        .call_json(
+            "PUT",
+            "/api/my/profile",
+            Some(&token),
+            Some(profile("Dr Ana Ruiz", true, publish.clone())),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, one) = app
+        .call_json("GET", &format!("/api/directory/{ana}"), None, None)
+        .await;
+    let url = one["photo_url"].as_str().expect("a photo link").to_owned();
+    let res = app.get(&url).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png);
+    // Unlisted: the photo goes with the listing.
+    let (s, _) = app
+        .call_json(
+            "PUT",
+            "/api/my/profile",
+            Some(&token),
+            Some(profile("Dr Ana Ruiz", false, publish.clone())),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(app.get(&url).await.status(), 404);
+    // An admin removes it; a second removal says there is none.
+    let path = format!("/api/staff/{ana}/profile/photo");
+    let res = app
+        .api(reqwest::Method::DELETE, &path, &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = app
+        .api(reqwest::Method::DELETE, &path, &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // Another physician cannot set someone else's.
+    let ben = app.physician("Ben").await;
+    let ben_token = app.staff_token(&ben, vec![Role::Physician]).await;
+    let (s, _) = put(&ben_token, path, png).await;
+    assert_eq!(s, 403);
 }

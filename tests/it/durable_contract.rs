@@ -1425,6 +1425,7 @@ async fn physician_profiles_are_stored_replaced_and_listed(ctx: Ctx) {
             languages: true,
             sites: true,
             bio: false,
+            photo: true,
         },
         updated_at: T0,
     };
@@ -1454,4 +1455,28 @@ async fn physician_profiles_are_stored_replaced_and_listed(ctx: Ctx) {
     };
     assert_invalid(s.put_profile(&ghost).await, "staff");
     assert_eq!(s.profile(&ghost.staff).await.unwrap(), None);
+
+    // Photos: stored byte for byte, replaced, listed by date, removed once.
+    use examroom::durable::directory::Photo;
+    assert_eq!(s.photo(&doc.id).await.unwrap(), None);
+    let mut pic = Photo {
+        content_type: "image/png".into(),
+        bytes: (0..=255u8).cycle().take(70_000).collect(),
+        updated_at: T0,
+    };
+    s.put_photo(&doc.id, &pic).await.unwrap();
+    assert_eq!(s.photo(&doc.id).await.unwrap().as_ref(), Some(&pic));
+    pic.content_type = "image/webp".into();
+    pic.bytes.truncate(10);
+    pic.updated_at = T0 + 5;
+    s.put_photo(&doc.id, &pic).await.unwrap();
+    assert_eq!(s.photo(&doc.id).await.unwrap().as_ref(), Some(&pic));
+    assert_eq!(
+        s.photo_dates().await.unwrap(),
+        vec![(doc.id.clone(), T0 + 5)]
+    );
+    assert_invalid(s.put_photo(&ghost.staff, &pic).await, "staff");
+    assert!(s.delete_photo(&doc.id).await.unwrap());
+    assert!(!s.delete_photo(&doc.id).await.unwrap(), "gone already");
+    assert!(s.photo_dates().await.unwrap().is_empty());
 }

@@ -125,6 +125,8 @@ codes! {
         UnknownLink = "unknown_link",
         UnknownSetupToken = "unknown_setup_token",
         NoRecord = "no_record",
+        // Directory (issue 22): 422, a place to search from that is not known
+        UnknownPlace = "unknown_place",
         // 405, 408
         MethodNotAllowed = "method_not_allowed",
         RequestTimeout = "request_timeout",

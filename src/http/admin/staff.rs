@@ -5,7 +5,7 @@ use super::{new_setup_secret, now_millis};
 use crate::durable::{NewSetupToken, NewStaff, SetupPurpose, Staff, StaffUpdate};
 use crate::http::auth::AdminAuth;
 use crate::http::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::{Json, staff_id};
 use crate::identity::Role;
 use crate::ids::StaffId;
 use crate::state::AppState;
@@ -222,10 +222,6 @@ pub struct StaffPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub gender: Option<Option<String>>,
-}
-
-fn staff_id(id: &str) -> Result<StaffId, ApiError> {
-    StaffId::parse(id).map_err(|_| ApiError::not_found("staff"))
 }
 
 /// Edit a staff member (admin). Deactivating revokes all their sessions.

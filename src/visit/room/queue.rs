@@ -157,15 +157,14 @@ impl Room {
             }
             let v = &*v;
             free.retain(|d| !v.passed.contains(d));
-            let lang = v.lang.as_deref().map(primary_language);
+            let lang = v.lang.as_deref();
             let gender = v.prefers_gender.clone();
             let presence = &self.presence;
             let score = |d: &ParticipantId| {
                 // `free` holds present physicians only (`is_free`); a missing one sorts last.
                 let m = presence.get(d);
                 let lang_ok = m.is_some_and(|m| {
-                    lang.as_deref()
-                        .is_none_or(|l| m.member.languages.iter().any(|x| primary_language(x) == l))
+                    lang.is_none_or(|l| m.member.languages.iter().any(|x| same_language(x, l)))
                 });
                 let gender_ok = m.is_some_and(|m| {
                     gender
@@ -213,9 +212,10 @@ impl Room {
     }
 }
 
-fn primary_language(tag: &str) -> String {
-    tag.split(['-', '_'])
-        .next()
-        .unwrap_or(tag)
-        .to_ascii_lowercase()
+/// Language tags compare on their primary subtag: a patient asking for `es` is served by
+/// a physician who speaks `es-MX`. Walk-in pairing, the directory and booking all match
+/// languages with this one rule.
+pub fn same_language(a: &str, b: &str) -> bool {
+    let primary = |t: &str| t.split(['-', '_']).next().unwrap_or(t).to_ascii_lowercase();
+    primary(a) == primary(b)
 }
