@@ -618,6 +618,51 @@ macro_rules! impl_appointment_store {
                 row.decode()
             }
 
+            /// Locks the appointment's row (PostgreSQL: a confirm, a move and a cancel of one
+            /// appointment are applied one after the other) and reads it; not in `status`
+            /// → `Conflict{status}`.
+            async fn locked_in(
+                tx: &mut sqlx::Transaction<'static, <$store as StoreDb>::Db>,
+                id: &$crate::ids::AppointmentId,
+                status: $crate::durable::appointments::AppointmentStatus,
+            ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
+                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                let a = Self::appointment_in(tx, id).await?;
+                if a.status != status {
+                    return Err(DurableError::conflict(
+                        "status",
+                        format!("the appointment is {}", a.status.as_str()),
+                    ));
+                }
+                Ok(a)
+            }
+
+            /// Ends a change: drops the appointment's pending notices (why: `dropped`) when
+            /// asked, writes the new ones, commits, and returns the appointment as it is now.
+            async fn finish_change(
+                mut tx: sqlx::Transaction<'static, <$store as StoreDb>::Db>,
+                id: &$crate::ids::AppointmentId,
+                dropped: Option<&str>,
+                notices: &[$crate::durable::appointments::NewNotice],
+                now: Millis,
+            ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
+                if let Some(why) = dropped {
+                    sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
+                        .bind(id.as_str())
+                        .bind(now)
+                        .bind(why)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self::write_notices(&mut tx, id, notices, now).await?;
+                let a = Self::appointment_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(a)
+            }
+
             /// Marks the physician's holds whose time ran out as expired and releases the
             /// units of every appointment of theirs no longer active, so those times can be
             /// booked again.
@@ -830,10 +875,7 @@ macro_rules! impl_appointment_store {
                     new.busy_until,
                 )
                 .await?;
-                Self::write_notices(&mut tx, &new.id, &notices, new.created_at).await?;
-                let a = Self::appointment_in(&mut tx, &new.id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, &new.id, None, &notices, new.created_at).await
             }
 
             async fn appointment(
@@ -893,19 +935,12 @@ macro_rules! impl_appointment_store {
                 change: $crate::durable::appointments::AppointmentChange,
             ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
                 let mut tx = self.begin_write().await?;
-                // Lock the row first (PostgreSQL): a confirm and a cancel of one
-                // appointment are applied one after the other.
-                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                if a.status != $crate::durable::appointments::AppointmentStatus::Pending {
-                    return Err(DurableError::conflict(
-                        "status",
-                        format!("the appointment is {}", a.status.as_str()),
-                    ));
-                }
+                let a = Self::locked_in(
+                    &mut tx,
+                    id,
+                    $crate::durable::appointments::AppointmentStatus::Pending,
+                )
+                .await?;
                 if a.hold_until <= change.now {
                     return Err(DurableError::Expired);
                 }
@@ -940,10 +975,7 @@ macro_rules! impl_appointment_store {
                 .bind(change.now)
                 .execute(&mut *tx)
                 .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, None, &change.notices, change.now).await
             }
 
             async fn reschedule(
@@ -956,17 +988,12 @@ macro_rules! impl_appointment_store {
             ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
                 let id = &change.id;
                 let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                if a.status != $crate::durable::appointments::AppointmentStatus::Confirmed {
-                    return Err(DurableError::conflict(
-                        "status",
-                        format!("the appointment is {}", a.status.as_str()),
-                    ));
-                }
+                let a = Self::locked_in(
+                    &mut tx,
+                    id,
+                    $crate::durable::appointments::AppointmentStatus::Confirmed,
+                )
+                .await?;
                 Self::free_lapsed(&mut tx, &a.physician, change.now).await?;
                 sqlx::query($crate::durable::appointments::RELEASE_UNITS)
                     .bind(id.as_str())
@@ -993,16 +1020,7 @@ macro_rules! impl_appointment_store {
                 .bind(starts_at + window.after_ms)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
-                    .bind(id.as_str())
-                    .bind(change.now)
-                    .bind("moved")
-                    .execute(&mut *tx)
-                    .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, Some("moved"), &change.notices, change.now).await
             }
 
             async fn cancel(
@@ -1037,16 +1055,8 @@ macro_rules! impl_appointment_store {
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
-                    .bind(id.as_str())
-                    .bind(change.now)
-                    .bind("cancelled")
-                    .execute(&mut *tx)
-                    .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, Some("cancelled"), &change.notices, change.now)
+                    .await
             }
 
             async fn reminders_off(
