@@ -33,7 +33,7 @@ use crate::ids::{AppointmentId, LinkId, NoticeId, Role, StaffId, VisitId};
 use crate::live::Counters;
 use crate::notify::{Channel, Courier};
 use crate::protocol::ApiErrorCode;
-use crate::scheduling::{Schedule, ScheduleError, Slot};
+use crate::scheduling::{Schedule, ScheduleError, Slot, VisitType, VisitTypeKey};
 use crate::visit::Millis;
 use chrono::{DateTime, Utc};
 use contact::FieldError;
@@ -154,6 +154,8 @@ pub struct PhysicianFilter {
 #[derive(Clone, Default)]
 pub struct BookingRequest {
     pub physician: StaffId,
+    /// One of the physician's visit types; `None`: the schedule's first.
+    pub visit_type: Option<VisitTypeKey>,
     pub starts_at: Millis,
     pub name: String,
     pub email: Option<String>,
@@ -348,11 +350,24 @@ impl Appointments {
         (now, now + self.rules.book_ahead_ms)
     }
 
-    /// Free slots of one physician starting in `[from, to)` (clipped to what may be
-    /// booked), at most [`MAX_LISTING_DAYS`] long.
+    /// Free slots of one physician's default visit type (see [`Self::free_slots_of`]).
     pub async fn free_slots(
         &self,
         b: &Bookable,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> Result<Vec<Slot>, AppointmentError> {
+        let kind = visit_type_of(&b.schedule.schedule, None)?;
+        self.free_slots_of(b, &kind, from, to, now).await
+    }
+
+    /// Free slots of one physician and visit type starting in `[from, to)` (clipped to
+    /// what may be booked), at most [`MAX_LISTING_DAYS`] long.
+    pub async fn free_slots_of(
+        &self,
+        b: &Bookable,
+        kind: &VisitType,
         from: Millis,
         to: Millis,
         now: Millis,
@@ -369,30 +384,47 @@ impl Appointments {
         if to <= from {
             return Ok(Vec::new());
         }
-        let busy = self.durable.busy(&b.staff.id, from, to, now).await?;
-        let taken: Vec<Slot> = busy
+        let taken = self.taken(&b.staff.id, from, to, now, None).await?;
+        b.schedule
+            .schedule
+            .free_slots_for(kind, instant(from)?, instant(to)?, &taken)
+            .map_err(schedule_field)
+    }
+
+    /// The time the physician's active appointments occupy around `[from, to)`, leaving
+    /// out `ignore` (an appointment being moved may overlap its own old time).
+    async fn taken(
+        &self,
+        physician: &StaffId,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+        ignore: Option<&Appointment>,
+    ) -> Result<Vec<Slot>, AppointmentError> {
+        let busy = self.durable.busy(physician, from, to, now).await?;
+        Ok(busy
             .into_iter()
+            .filter(|b| ignore.is_none_or(|a| *b != (a.starts_at, a.busy_until)))
             .filter_map(|(s, e)| {
                 Some(Slot {
                     start: DateTime::from_timestamp_millis(s)?,
                     end: DateTime::from_timestamp_millis(e)?,
                 })
             })
-            .collect();
-        b.schedule
-            .schedule
-            .free_slots(instant(from)?, instant(to)?, &taken)
-            .map_err(schedule_field)
+            .collect())
     }
 
-    /// The free slot of `physician` starting exactly at `starts_at`, leaving out
-    /// `ignore` (the appointment being moved).
+    /// The free slot of `physician` and `kind` starting exactly at `starts_at`, leaving
+    /// out `ignore` (the appointment being moved). `kind` `None`: the schedule's first
+    /// type; a moved appointment whose type the schedule no longer lists keeps its length.
     async fn slot_at(
         &self,
         physician: &StaffId,
+        kind: Option<&VisitTypeKey>,
         starts_at: Millis,
         now: Millis,
-    ) -> Result<(StoredSchedule, Slot), AppointmentError> {
+        ignore: Option<&Appointment>,
+    ) -> Result<(StoredSchedule, VisitType, Slot), AppointmentError> {
         let (first, last) = self.bookable_window(now);
         if starts_at <= first {
             return Err(AppointmentError::unavailable("this time has passed"));
@@ -405,25 +437,24 @@ impl Appointments {
             .schedule(physician)
             .await?
             .ok_or(AppointmentError::UnknownPhysician)?;
-        let busy = self
-            .durable
-            .busy(physician, starts_at, starts_at + 1, now)
+        let kind = match (ignore, kind) {
+            (Some(a), Some(k)) if schedule.schedule.visit_type(k).is_err() => VisitType {
+                key: k.clone(),
+                name: a.visit_name.clone(),
+                length: chrono::Duration::milliseconds(a.ends_at - a.starts_at),
+            },
+            _ => visit_type_of(&schedule.schedule, kind)?,
+        };
+        let taken = self
+            .taken(physician, starts_at, starts_at + 1, now, ignore)
             .await?;
-        let taken: Vec<Slot> = busy
-            .into_iter()
-            .filter_map(|(s, e)| {
-                Some(Slot {
-                    start: DateTime::from_timestamp_millis(s)?,
-                    end: DateTime::from_timestamp_millis(e)?,
-                })
-            })
-            .collect();
         let at = instant(starts_at)?;
+        let end = at + chrono::Duration::milliseconds(1);
         // Laid out without the taken ones first: a taken slot is `SlotTaken`, a time the
         // schedule never offers is `SlotUnavailable`.
         let offered = schedule
             .schedule
-            .free_slots(at, at + chrono::Duration::milliseconds(1), &[])
+            .free_slots_for(&kind, at, end, &[])
             .map_err(schedule_field)?;
         let Some(slot) = offered.into_iter().find(|s| s.start == at) else {
             return Err(AppointmentError::unavailable(
@@ -432,12 +463,12 @@ impl Appointments {
         };
         let free = schedule
             .schedule
-            .free_slots(at, at + chrono::Duration::milliseconds(1), &taken)
+            .free_slots_for(&kind, at, end, &taken)
             .map_err(schedule_field)?;
         if !free.contains(&slot) {
             return Err(AppointmentError::SlotTaken);
         }
-        Ok((schedule, slot))
+        Ok((schedule, kind, slot))
     }
 
     // --- booking -----------------------------------------------------------------------
@@ -519,7 +550,9 @@ impl Appointments {
                 .await
                 .map_err(AppointmentError::RateLimited)?;
         }
-        let (schedule, slot) = self.slot_at(&r.physician, r.starts_at, now).await?;
+        let (schedule, kind, slot) = self
+            .slot_at(&r.physician, r.visit_type.as_ref(), r.starts_at, now, None)
+            .await?;
         let id = AppointmentId::new();
         let notices = channels
             .iter()
@@ -529,8 +562,11 @@ impl Appointments {
             id,
             physician: schedule.staff.clone(),
             room: schedule.room.clone(),
+            visit_type: kind.key,
+            visit_name: kind.name,
             starts_at: millis(slot.start),
             ends_at: millis(slot.end),
+            busy_until: millis(slot.end + schedule.schedule.buffer),
             hold_until: now + self.rules.hold_ms,
             patient_name: name,
             email,
@@ -719,7 +755,9 @@ impl Appointments {
                 a.status.as_str()
             }));
         }
-        let (_, slot) = self.slot_at(&a.physician, starts_at, now).await?;
+        let (schedule, _, slot) = self
+            .slot_at(&a.physician, Some(&a.visit_type), starts_at, now, Some(a))
+            .await?;
         let start = millis(slot.start);
         let mut notices = self.now_notices(a, NoticeKind::Moved, now);
         if !a.reminders_off {
@@ -732,7 +770,13 @@ impl Appointments {
         };
         let moved = match self
             .durable
-            .reschedule(start, millis(slot.end), self.rules.join, change)
+            .reschedule(
+                start,
+                millis(slot.end),
+                millis(slot.end + schedule.schedule.buffer),
+                self.rules.join,
+                change,
+            )
             .await
         {
             Ok(m) => m,
@@ -837,11 +881,30 @@ pub fn channel_of(name: &str) -> Option<Channel> {
     }
 }
 
+/// The visit type `key` names in a schedule (`None`: its first).
+fn visit_type_of(
+    schedule: &Schedule,
+    key: Option<&VisitTypeKey>,
+) -> Result<VisitType, AppointmentError> {
+    match key {
+        Some(k) => schedule.visit_type(k).cloned().map_err(schedule_field),
+        None => schedule
+            .default_type()
+            .cloned()
+            .ok_or_else(|| schedule_field(ScheduleError::VisitTypeCount)),
+    }
+}
+
 fn schedule_field(e: ScheduleError) -> AppointmentError {
     let field = match e {
-        ScheduleError::VisitLength => "visit_mins",
+        ScheduleError::VisitLength
+        | ScheduleError::VisitTypeCount
+        | ScheduleError::VisitTypeKey
+        | ScheduleError::DuplicateVisitType
+        | ScheduleError::VisitTypeName => "visit_types",
+        ScheduleError::UnknownVisitType => "visit_type",
         ScheduleError::BufferLength => "buffer_mins",
-        ScheduleError::EmptySpan => "weekly",
+        ScheduleError::EmptySpan | ScheduleError::OffGrid => "weekly",
         ScheduleError::ExceptionOrder => "exceptions",
         ScheduleError::Window => "to",
     };

@@ -2,10 +2,13 @@
 //! notices to patients.
 //!
 //! Invariants the SQL keeps, whatever the callers do:
-//! - One active (pending or confirmed) appointment per physician and start time: a partial
-//!   unique index, so two concurrent bookers of one slot cannot both win, on SQLite and
-//!   PostgreSQL alike. A pending hold whose time ran out is marked `expired` in the same
-//!   transaction that books its slot again.
+//! - No two active (pending or confirmed) appointments of one physician occupy the same
+//!   time, whatever their lengths: each claims one `appointment_units` row per grid unit of
+//!   its visit and buffer (`scheduling::units`) under a unique (physician, unit), in the
+//!   transaction that books or moves it; a cancel or a move releases them in its own. So two
+//!   concurrent bookers of overlapping times cannot both win, on SQLite and PostgreSQL
+//!   alike. A pending hold whose time ran out is marked `expired`, and its units released,
+//!   in the next transaction that books or moves an appointment of that physician.
 //! - Every change a patient must hear about (booked, moved, cancelled, reminders) writes its
 //!   notices in the same transaction as the change; a move or a cancel drops the pending
 //!   notices of the old time in that transaction too.
@@ -15,7 +18,7 @@
 
 use super::{DurableError, NewLink};
 use crate::ids::{AppointmentId, LinkId, NoticeId, RoomId, StaffId};
-use crate::scheduling::{Exception, Schedule, Span};
+use crate::scheduling::{Exception, Schedule, Span, VisitType, VisitTypeKey};
 use crate::visit::Millis;
 
 /// A physician's schedule as stored: where booked patients wait, and the hours.
@@ -69,8 +72,13 @@ pub struct NewAppointment {
     pub id: AppointmentId,
     pub physician: StaffId,
     pub room: RoomId,
+    pub visit_type: VisitTypeKey,
+    /// The visit type's name when booked (what the patient was shown).
+    pub visit_name: String,
     pub starts_at: Millis,
     pub ends_at: Millis,
+    /// The end of the time it occupies: `ends_at` and the schedule's buffer.
+    pub busy_until: Millis,
     pub hold_until: Millis,
     pub patient_name: String,
     pub email: Option<String>,
@@ -89,8 +97,12 @@ pub struct Appointment {
     pub id: AppointmentId,
     pub physician: StaffId,
     pub room: RoomId,
+    pub visit_type: VisitTypeKey,
+    pub visit_name: String,
     pub starts_at: Millis,
     pub ends_at: Millis,
+    /// The end of the time it occupies (its visit and buffer, on the grid).
+    pub busy_until: Millis,
     pub status: AppointmentStatus,
     pub hold_until: Millis,
     pub patient_name: String,
@@ -276,8 +288,9 @@ pub trait AppointmentStore: Send + Sync {
 
     async fn list_schedules(&self) -> Result<Vec<StoredSchedule>, DurableError>;
 
-    /// The physician's active appointments (confirmed, or held past `now`) that start in
-    /// `[from - 1 day, to + 1 day)`: what free slots must leave out.
+    /// The time occupied (`starts_at`, `busy_until`) by the physician's active appointments
+    /// (confirmed, or held past `now`) that start in `[from - 1 day, to + 1 day)`: what
+    /// free slots must leave out.
     async fn busy(
         &self,
         physician: &StaffId,
@@ -286,8 +299,9 @@ pub trait AppointmentStore: Send + Sync {
         now: Millis,
     ) -> Result<Vec<(Millis, Millis)>, DurableError>;
 
-    /// Holds the slot as pending and writes its code notices, in one transaction. The slot
-    /// is active already → `Conflict{starts_at}` (the unique index decides, not a read).
+    /// Holds the slot as pending and writes its code notices, in one transaction. Any part
+    /// of `[starts_at, busy_until)` occupied by an active appointment →
+    /// `Conflict{starts_at}` (the unique units decide, not a read).
     async fn book(
         &self,
         new: NewAppointment,
@@ -314,14 +328,16 @@ pub trait AppointmentStore: Send + Sync {
         change: AppointmentChange,
     ) -> Result<Appointment, DurableError>;
 
-    /// Moves a confirmed appointment, in one transaction: the old slot is free when it
-    /// commits, the join link follows, old pending notices are dropped and `change.notices`
-    /// written. The new slot is taken → `Conflict{starts_at}`; not confirmed →
+    /// Moves a confirmed appointment to `[starts_at, ends_at)` occupying until
+    /// `busy_until`, in one transaction: the old time is free when it commits, the join
+    /// link follows, old pending notices are dropped and `change.notices` written. The new
+    /// time overlaps another active appointment → `Conflict{starts_at}`; not confirmed →
     /// `Conflict{status}`.
     async fn reschedule(
         &self,
         starts_at: Millis,
         ends_at: Millis,
+        busy_until: Millis,
         window: JoinWindow,
         change: AppointmentChange,
     ) -> Result<Appointment, DurableError>;
@@ -388,8 +404,8 @@ fn parse_id<T: std::str::FromStr>(s: &str, column: &'static str) -> Result<T, Du
         .map_err(|_| DurableError::Internal(format!("malformed identifier in column {column}")))
 }
 
-pub(super) const APPOINTMENT_COLS: &str = "id, physician_id, room_id, starts_at, ends_at, \
-     status, hold_until, patient_name, email, phone, birth_date, reason, lang, consent, \
+pub(super) const APPOINTMENT_COLS: &str = "id, physician_id, room_id, visit_type, \
+     visit_name, starts_at, ends_at, busy_until, status, hold_until, patient_name, email, phone, birth_date, reason, lang, consent, \
      code_attempts, link_id, reminders_off, sequence, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -397,8 +413,11 @@ pub(super) struct AppointmentRow {
     id: String,
     physician_id: String,
     room_id: String,
+    visit_type: String,
+    visit_name: String,
     starts_at: i64,
     ends_at: i64,
+    busy_until: i64,
     status: String,
     hold_until: i64,
     patient_name: String,
@@ -422,8 +441,12 @@ impl AppointmentRow {
             id: parse_id(&self.id, "appointments.id")?,
             physician: parse_id(&self.physician_id, "appointments.physician_id")?,
             room: parse_id(&self.room_id, "appointments.room_id")?,
+            visit_type: VisitTypeKey::parse(&self.visit_type)
+                .map_err(|_| DurableError::Internal("malformed appointments.visit_type".into()))?,
+            visit_name: self.visit_name,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
+            busy_until: self.busy_until,
             status: AppointmentStatus::parse(&self.status)
                 .ok_or_else(|| DurableError::Internal("unknown appointment status".into()))?,
             hold_until: self.hold_until,
@@ -493,12 +516,13 @@ pub(super) struct ScheduleRow {
     weekly: String,
     exceptions: String,
     visit_mins: i64,
+    visit_types: String,
     buffer_mins: i64,
     updated_at: i64,
 }
 
-pub(super) const SCHEDULE_COLS: &str =
-    "staff_id, room_id, zone, weekly, exceptions, visit_mins, buffer_mins, updated_at";
+pub(super) const SCHEDULE_COLS: &str = "staff_id, room_id, zone, weekly, exceptions, \
+     visit_mins, visit_types, buffer_mins, updated_at";
 
 impl ScheduleRow {
     pub(super) fn decode(self) -> Result<StoredSchedule, DurableError> {
@@ -507,6 +531,14 @@ impl ScheduleRow {
             serde_json::from_str(&self.weekly).map_err(|_| bad("weekly"))?;
         let exceptions: Vec<Exception> =
             serde_json::from_str(&self.exceptions).map_err(|_| bad("exceptions"))?;
+        let mut visit_types: Vec<VisitType> =
+            serde_json::from_str(&self.visit_types).map_err(|_| bad("visit_types"))?;
+        if visit_types.is_empty() {
+            // Stored before visit types: one, of the schedule's visit length.
+            visit_types.push(VisitType::single(chrono::Duration::minutes(
+                self.visit_mins,
+            )));
+        }
         Ok(StoredSchedule {
             staff: parse_id(&self.staff_id, "schedules.staff_id")?,
             room: parse_id(&self.room_id, "schedules.room_id")?,
@@ -514,7 +546,7 @@ impl ScheduleRow {
                 zone: self.zone.parse().map_err(|_| bad("zone"))?,
                 weekly,
                 exceptions,
-                visit: chrono::Duration::minutes(self.visit_mins),
+                visit_types,
                 buffer: chrono::Duration::minutes(self.buffer_mins),
             },
             updated_at: self.updated_at,
@@ -526,6 +558,18 @@ impl ScheduleRow {
 pub(super) const INSERT_NOTICE: &str = "INSERT INTO appointment_notices (id, appointment_id, \
      kind, lead_secs, channel, sequence, due_at, status, attempts, created_at) \
      SELECT $1, id, $3, $4, $5, sequence, $6, 'pending', 0, $7 FROM appointments WHERE id = $2";
+
+/// Claims the grid units `[$2, $3)` (steps of `$5`) of physician `$1` for appointment `$4`.
+/// The primary key (physician, unit) refuses a unit another active appointment holds: that
+/// is the double-booking guard. Units are inserted in ascending order, so two bookers that
+/// overlap wait on each other in one order (PostgreSQL) and never deadlock.
+pub(super) const CLAIM_UNITS: &str = "WITH RECURSIVE u(t) AS (SELECT $2 UNION ALL \
+     SELECT t + $5 FROM u WHERE t + $5 < $3) \
+     INSERT INTO appointment_units (physician_id, unit_start, appointment_id) \
+     SELECT $1, t, $4 FROM u";
+
+/// Releases every unit an appointment holds.
+pub(super) const RELEASE_UNITS: &str = "DELETE FROM appointment_units WHERE appointment_id = $1";
 
 /// Drops the pending notices of an appointment (it moved or was cancelled).
 pub(super) const DROP_PENDING_NOTICES: &str = "UPDATE appointment_notices SET status = 'dropped', \
@@ -574,25 +618,104 @@ macro_rules! impl_appointment_store {
                 row.decode()
             }
 
-            /// Marks held slots whose hold ran out as expired, so the unique index lets
-            /// the slot be booked again.
-            async fn expire_holds(
+            /// Locks the appointment's row (PostgreSQL: a confirm, a move and a cancel of one
+            /// appointment are applied one after the other) and reads it; not in `status`
+            /// → `Conflict{status}`.
+            async fn locked_in(
+                tx: &mut sqlx::Transaction<'static, <$store as StoreDb>::Db>,
+                id: &$crate::ids::AppointmentId,
+                status: $crate::durable::appointments::AppointmentStatus,
+            ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
+                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                let a = Self::appointment_in(tx, id).await?;
+                if a.status != status {
+                    return Err(DurableError::conflict(
+                        "status",
+                        format!("the appointment is {}", a.status.as_str()),
+                    ));
+                }
+                Ok(a)
+            }
+
+            /// Ends a change: drops the appointment's pending notices (why: `dropped`) when
+            /// asked, writes the new ones, commits, and returns the appointment as it is now.
+            async fn finish_change(
+                mut tx: sqlx::Transaction<'static, <$store as StoreDb>::Db>,
+                id: &$crate::ids::AppointmentId,
+                dropped: Option<&str>,
+                notices: &[$crate::durable::appointments::NewNotice],
+                now: Millis,
+            ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
+                if let Some(why) = dropped {
+                    sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
+                        .bind(id.as_str())
+                        .bind(now)
+                        .bind(why)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self::write_notices(&mut tx, id, notices, now).await?;
+                let a = Self::appointment_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(a)
+            }
+
+            /// Marks the physician's holds whose time ran out as expired and releases the
+            /// units of every appointment of theirs no longer active, so those times can be
+            /// booked again.
+            async fn free_lapsed(
                 tx: &mut sqlx::Transaction<'static, <$store as StoreDb>::Db>,
                 physician: &$crate::ids::StaffId,
-                starts_at: Millis,
                 now: Millis,
             ) -> Result<(), DurableError> {
                 sqlx::query(
-                    "UPDATE appointments SET status = 'expired', updated_at = $3 \
-                     WHERE physician_id = $1 AND starts_at = $2 AND status = 'pending' \
-                     AND hold_until <= $3",
+                    "UPDATE appointments SET status = 'expired', updated_at = $2 \
+                     WHERE physician_id = $1 AND status = 'pending' AND hold_until <= $2",
                 )
                 .bind(physician.as_str())
-                .bind(starts_at)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
+                sqlx::query(
+                    "DELETE FROM appointment_units WHERE physician_id = $1 AND appointment_id \
+                     IN (SELECT id FROM appointments WHERE physician_id = $1 \
+                     AND status NOT IN ('pending', 'confirmed'))",
+                )
+                .bind(physician.as_str())
+                .execute(&mut **tx)
+                .await?;
                 Ok(())
+            }
+
+            /// Claims the units `[starts_at, busy_until)` covers for the appointment; one
+            /// held by another active appointment → `Conflict{starts_at}`.
+            async fn claim_units(
+                tx: &mut sqlx::Transaction<'static, <$store as StoreDb>::Db>,
+                physician: &$crate::ids::StaffId,
+                id: &$crate::ids::AppointmentId,
+                starts_at: Millis,
+                busy_until: Millis,
+            ) -> Result<(), DurableError> {
+                let (first, end) = $crate::scheduling::units(starts_at, busy_until);
+                let claimed = sqlx::query($crate::durable::appointments::CLAIM_UNITS)
+                    .bind(physician.as_str())
+                    .bind(first)
+                    .bind(end)
+                    .bind(id.as_str())
+                    .bind($crate::scheduling::GRID_MS)
+                    .execute(&mut **tx)
+                    .await;
+                match claimed {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique(&e, "") => Err(DurableError::conflict(
+                        "starts_at",
+                        "this time was just taken",
+                    )),
+                    Err(e) => Err(e.into()),
+                }
             }
         }
 
@@ -620,20 +743,27 @@ macro_rules! impl_appointment_store {
                 }
                 sqlx::query(
                     "INSERT INTO schedules (staff_id, room_id, zone, weekly, exceptions, \
-                     visit_mins, buffer_mins, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     visit_mins, buffer_mins, updated_at, visit_types) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (staff_id) DO UPDATE SET room_id = excluded.room_id, \
                      zone = excluded.zone, weekly = excluded.weekly, \
                      exceptions = excluded.exceptions, visit_mins = excluded.visit_mins, \
-                     buffer_mins = excluded.buffer_mins, updated_at = excluded.updated_at",
+                     buffer_mins = excluded.buffer_mins, updated_at = excluded.updated_at, \
+                     visit_types = excluded.visit_types",
                 )
                 .bind(s.staff.as_str())
                 .bind(s.room.as_str())
                 .bind(s.schedule.zone.name())
                 .bind(to_json(&s.schedule.weekly))
                 .bind(to_json(&s.schedule.exceptions))
-                .bind(s.schedule.visit.num_minutes())
+                .bind(
+                    s.schedule
+                        .default_type()
+                        .map_or(0, |t| t.length.num_minutes()),
+                )
                 .bind(s.schedule.buffer.num_minutes())
                 .bind(s.updated_at)
+                .bind(to_json(&s.schedule.visit_types))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -680,7 +810,7 @@ macro_rules! impl_appointment_store {
             ) -> Result<Vec<(Millis, Millis)>, DurableError> {
                 const DAY: i64 = 86_400_000;
                 Ok(sqlx::query_as::<_, (i64, i64)>(
-                    "SELECT starts_at, ends_at FROM appointments WHERE physician_id = $1 \
+                    "SELECT starts_at, busy_until FROM appointments WHERE physician_id = $1 \
                      AND starts_at >= $2 AND starts_at < $3 \
                      AND (status = 'confirmed' OR (status = 'pending' AND hold_until > $4)) \
                      ORDER BY starts_at",
@@ -699,14 +829,14 @@ macro_rules! impl_appointment_store {
                 notices: Vec<$crate::durable::appointments::NewNotice>,
             ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
                 let mut tx = self.begin_write().await?;
-                Self::expire_holds(&mut tx, &new.physician, new.starts_at, new.created_at)
-                    .await?;
+                Self::free_lapsed(&mut tx, &new.physician, new.created_at).await?;
                 let r = sqlx::query(
                     "INSERT INTO appointments (id, physician_id, room_id, starts_at, ends_at, \
                      status, hold_until, patient_name, email, phone, birth_date, reason, lang, \
                      consent, code_attempts, link_id, reminders_off, sequence, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, \
-                     $11, $12, $13, 0, NULL, FALSE, 0, $14, $14)",
+                     updated_at, visit_type, visit_name, busy_until) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, \
+                     $11, $12, $13, 0, NULL, FALSE, 0, $14, $14, $15, $16, $17)",
                 )
                 .bind(new.id.as_str())
                 .bind(new.physician.as_str())
@@ -722,16 +852,13 @@ macro_rules! impl_appointment_store {
                 .bind(&new.lang)
                 .bind(new.consent)
                 .bind(new.created_at)
+                .bind(new.visit_type.as_str())
+                .bind(&new.visit_name)
+                .bind(new.busy_until)
                 .execute(&mut *tx)
                 .await;
                 match r {
                     Ok(_) => {}
-                    Err(e) if is_unique(&e, "") => {
-                        return Err(DurableError::conflict(
-                            "starts_at",
-                            "this time was just taken",
-                        ));
-                    }
                     Err(e) if is_foreign_key(&e) => {
                         return Err(DurableError::invalid(
                             "physician",
@@ -740,10 +867,15 @@ macro_rules! impl_appointment_store {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                Self::write_notices(&mut tx, &new.id, &notices, new.created_at).await?;
-                let a = Self::appointment_in(&mut tx, &new.id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::claim_units(
+                    &mut tx,
+                    &new.physician,
+                    &new.id,
+                    new.starts_at,
+                    new.busy_until,
+                )
+                .await?;
+                Self::finish_change(tx, &new.id, None, &notices, new.created_at).await
             }
 
             async fn appointment(
@@ -803,19 +935,12 @@ macro_rules! impl_appointment_store {
                 change: $crate::durable::appointments::AppointmentChange,
             ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
                 let mut tx = self.begin_write().await?;
-                // Lock the row first (PostgreSQL): a confirm and a cancel of one
-                // appointment are applied one after the other.
-                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                if a.status != $crate::durable::appointments::AppointmentStatus::Pending {
-                    return Err(DurableError::conflict(
-                        "status",
-                        format!("the appointment is {}", a.status.as_str()),
-                    ));
-                }
+                let a = Self::locked_in(
+                    &mut tx,
+                    id,
+                    $crate::durable::appointments::AppointmentStatus::Pending,
+                )
+                .await?;
                 if a.hold_until <= change.now {
                     return Err(DurableError::Expired);
                 }
@@ -850,53 +975,42 @@ macro_rules! impl_appointment_store {
                 .bind(change.now)
                 .execute(&mut *tx)
                 .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, None, &change.notices, change.now).await
             }
 
             async fn reschedule(
                 &self,
                 starts_at: Millis,
                 ends_at: Millis,
+                busy_until: Millis,
                 window: $crate::durable::appointments::JoinWindow,
                 change: $crate::durable::appointments::AppointmentChange,
             ) -> Result<$crate::durable::appointments::Appointment, DurableError> {
                 let id = &change.id;
                 let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE appointments SET updated_at = updated_at WHERE id = $1")
+                let a = Self::locked_in(
+                    &mut tx,
+                    id,
+                    $crate::durable::appointments::AppointmentStatus::Confirmed,
+                )
+                .await?;
+                Self::free_lapsed(&mut tx, &a.physician, change.now).await?;
+                sqlx::query($crate::durable::appointments::RELEASE_UNITS)
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                if a.status != $crate::durable::appointments::AppointmentStatus::Confirmed {
-                    return Err(DurableError::conflict(
-                        "status",
-                        format!("the appointment is {}", a.status.as_str()),
-                    ));
-                }
-                Self::expire_holds(&mut tx, &a.physician, starts_at, change.now).await?;
-                let moved = sqlx::query(
-                    "UPDATE appointments SET starts_at = $2, ends_at = $3, \
-                     sequence = sequence + 1, updated_at = $4 WHERE id = $1",
+                Self::claim_units(&mut tx, &a.physician, id, starts_at, busy_until).await?;
+                sqlx::query(
+                    "UPDATE appointments SET starts_at = $2, ends_at = $3, busy_until = $4, \
+                     sequence = sequence + 1, updated_at = $5 WHERE id = $1",
                 )
                 .bind(id.as_str())
                 .bind(starts_at)
                 .bind(ends_at)
+                .bind(busy_until)
                 .bind(change.now)
                 .execute(&mut *tx)
-                .await;
-                match moved {
-                    Ok(_) => {}
-                    Err(e) if is_unique(&e, "") => {
-                        return Err(DurableError::conflict(
-                            "starts_at",
-                            "this time was just taken",
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                .await?;
                 sqlx::query(
                     "UPDATE links SET not_before = $2, expires_at = $3 \
                      WHERE id = (SELECT link_id FROM appointments WHERE id = $1)",
@@ -906,16 +1020,7 @@ macro_rules! impl_appointment_store {
                 .bind(starts_at + window.after_ms)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
-                    .bind(id.as_str())
-                    .bind(change.now)
-                    .bind("moved")
-                    .execute(&mut *tx)
-                    .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, Some("moved"), &change.notices, change.now).await
             }
 
             async fn cancel(
@@ -946,16 +1051,12 @@ macro_rules! impl_appointment_store {
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query($crate::durable::appointments::DROP_PENDING_NOTICES)
+                sqlx::query($crate::durable::appointments::RELEASE_UNITS)
                     .bind(id.as_str())
-                    .bind(change.now)
-                    .bind("cancelled")
                     .execute(&mut *tx)
                     .await?;
-                Self::write_notices(&mut tx, id, &change.notices, change.now).await?;
-                let a = Self::appointment_in(&mut tx, id).await?;
-                tx.commit().await?;
-                Ok(a)
+                Self::finish_change(tx, id, Some("cancelled"), &change.notices, change.now)
+                    .await
             }
 
             async fn reminders_off(

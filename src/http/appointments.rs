@@ -14,7 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::ids::{AppointmentId, RoomId, StaffId};
 use crate::protocol::ApiErrorCode;
-use crate::scheduling::{Exception, Schedule, Span};
+use crate::scheduling::{Exception, Schedule, Span, VisitType, VisitTypeKey};
 use crate::state::AppState;
 use crate::visit::Millis;
 use axum::extract::{Path, Query, State};
@@ -122,6 +122,14 @@ fn staff_param(field: &'static str, v: Option<&str>) -> Result<Option<StaffId>, 
     crate::http::admin::parse_staff(field, v)
 }
 
+/// Channels by their wire names (`email`, `text`).
+fn channel_names(channels: Vec<crate::notify::Channel>) -> Vec<String> {
+    channels
+        .into_iter()
+        .map(|c| channel_name(c).to_owned())
+        .collect()
+}
+
 fn appointment_id(id: &str) -> Result<AppointmentId, ApiError> {
     AppointmentId::parse(id).map_err(|_| {
         ApiError::new(
@@ -145,7 +153,40 @@ pub struct PhysicianView {
     pub gender: Option<String>,
     /// The IANA zone the physician's hours are in, e.g. `Europe/Madrid`.
     pub zone: String,
+    /// The length of the default (first) visit type.
     pub visit_mins: i64,
+    /// What a patient can book, the default first.
+    pub visit_types: Vec<VisitTypeBody>,
+}
+
+/// A kind of visit with its own length.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitTypeBody {
+    /// 1–32 of `a-z 0-9 - _`, e.g. `follow-up`: what a booking names.
+    pub key: String,
+    /// In the clinic's words, e.g. "Follow-up visit"; at most 60 characters.
+    #[serde(default)]
+    pub name: String,
+    /// 5–480 minutes, a multiple of 5.
+    pub mins: i64,
+}
+
+impl From<&VisitType> for VisitTypeBody {
+    fn from(t: &VisitType) -> Self {
+        VisitTypeBody {
+            key: t.key.to_string(),
+            name: t.name.clone(),
+            mins: t.length.num_minutes(),
+        }
+    }
+}
+
+fn visit_type_param(v: Option<&str>) -> Result<Option<VisitTypeKey>, ApiError> {
+    v.map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| VisitTypeKey::parse(v).map_err(|e| ApiError::invalid("visit_type", e.to_string())))
+        .transpose()
 }
 
 impl From<&Bookable> for PhysicianView {
@@ -156,7 +197,18 @@ impl From<&Bookable> for PhysicianView {
             languages: b.staff.languages.clone(),
             gender: b.staff.gender.clone(),
             zone: b.schedule.schedule.zone.name().to_owned(),
-            visit_mins: b.schedule.schedule.visit.num_minutes(),
+            visit_mins: b
+                .schedule
+                .schedule
+                .default_type()
+                .map_or(0, |t| t.length.num_minutes()),
+            visit_types: b
+                .schedule
+                .schedule
+                .visit_types
+                .iter()
+                .map(VisitTypeBody::from)
+                .collect(),
         }
     }
 }
@@ -215,12 +267,7 @@ async fn booking_info(
     let bookable = state.appointments.bookable(&q.filter()?).await?;
     Ok(Json(BookingInfo {
         clinic: state.settings.clinic.name.clone(),
-        channels: state
-            .appointments
-            .channels()
-            .into_iter()
-            .map(|c| channel_name(c).to_owned())
-            .collect(),
+        channels: channel_names(state.appointments.channels()),
         physicians: bookable.iter().map(PhysicianView::from).collect(),
     }))
 }
@@ -235,6 +282,8 @@ pub struct SlotView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PhysicianSlots {
     pub physician: PhysicianView,
+    /// The visit type the slots are for (its length is theirs).
+    pub visit_type: String,
     pub slots: Vec<SlotView>,
 }
 
@@ -244,13 +293,16 @@ pub struct SlotsQuery {
     from: Option<String>,
     /// Unix ms, exclusive; at most 31 days after `from`. Required.
     to: Option<String>,
+    /// Slots of this visit type (its key), of the physicians who offer it. Default: each
+    /// physician's first.
+    visit_type: Option<String>,
     physician: Option<String>,
     language: Option<String>,
     gender: Option<String>,
 }
 
-/// Free slots per physician in `[from, to)` (at most 31 days; only what may still be
-/// booked). Public.
+/// Free slots per physician in `[from, to)` for one visit type (at most 31 days; only
+/// what may still be booked). Public.
 #[utoipa::path(get, path = "/api/booking/slots", tag = "appointments", params(SlotsQuery),
     responses((status = 200, body = [PhysicianSlots]), (status = 422)))]
 async fn free_slots(
@@ -268,6 +320,7 @@ async fn free_slots(
         )
         .into());
     }
+    let kind = visit_type_param(q.visit_type.as_deref())?;
     let filter = PhysicianQuery {
         physician: q.physician,
         language: q.language,
@@ -277,9 +330,20 @@ async fn free_slots(
     let now = now_millis();
     let mut out = Vec::new();
     for b in state.appointments.bookable(&filter).await? {
-        let slots = state.appointments.free_slots(&b, from, to, now).await?;
+        let offered = match &kind {
+            Some(k) => b.schedule.schedule.visit_type(k).ok(),
+            None => b.schedule.schedule.default_type(),
+        };
+        let Some(offered) = offered.cloned() else {
+            continue;
+        };
+        let slots = state
+            .appointments
+            .free_slots_of(&b, &offered, from, to, now)
+            .await?;
         out.push(PhysicianSlots {
             physician: PhysicianView::from(&b),
+            visit_type: offered.key.to_string(),
             slots: slots
                 .into_iter()
                 .map(|s| SlotView {
@@ -298,7 +362,10 @@ async fn free_slots(
 pub struct BookingBody {
     #[schema(value_type = String)]
     pub physician: StaffId,
-    /// Unix ms: the start of a free slot from `GET /api/booking/slots`.
+    /// One of the physician's visit types (its key); default: the first.
+    #[serde(default)]
+    pub visit_type: Option<String>,
+    /// Unix ms: the start of a free slot of that type from `GET /api/booking/slots`.
     pub starts_at: Millis,
     /// 1–200 characters.
     pub name: String,
@@ -321,6 +388,7 @@ pub struct BookingBody {
 pub struct HeldView {
     #[schema(value_type = String)]
     pub appointment: AppointmentId,
+    pub visit_type: String,
     pub starts_at: Millis,
     pub ends_at: Millis,
     /// Unix ms: confirm with the code before then.
@@ -344,6 +412,7 @@ async fn book(
 ) -> Answer<(StatusCode, Json<HeldView>)> {
     let r = BookingRequest {
         physician: b.physician,
+        visit_type: visit_type_param(b.visit_type.as_deref())?,
         starts_at: b.starts_at,
         name: b.name,
         email: b.email,
@@ -362,14 +431,11 @@ async fn book(
         StatusCode::CREATED,
         Json(HeldView {
             appointment: a.id.clone(),
+            visit_type: a.visit_type.to_string(),
             starts_at: a.starts_at,
             ends_at: a.ends_at,
             hold_until: a.hold_until,
-            channels: held
-                .channels
-                .into_iter()
-                .map(|c| channel_name(c).to_owned())
-                .collect(),
+            channels: channel_names(held.channels),
         }),
     ))
 }
@@ -388,6 +454,10 @@ pub struct PatientView {
     pub id: AppointmentId,
     /// `pending`, `confirmed`, `cancelled`, `expired`, `no_show`.
     pub status: String,
+    /// The visit type's key: a move keeps it (and its length).
+    pub visit_type: String,
+    /// Its name as the clinic called it when booked.
+    pub visit_name: String,
     pub starts_at: Millis,
     pub ends_at: Millis,
     #[schema(value_type = String)]
@@ -418,6 +488,8 @@ async fn patient_view(state: &AppState, a: &Appointment) -> Result<PatientView, 
     Ok(PatientView {
         id: a.id.clone(),
         status: a.status.as_str().to_owned(),
+        visit_type: a.visit_type.to_string(),
+        visit_name: a.visit_name.clone(),
         starts_at: a.starts_at,
         ends_at: a.ends_at,
         physician: a.physician.clone(),
@@ -526,6 +598,9 @@ pub struct StaffView {
     #[schema(value_type = String)]
     pub id: AppointmentId,
     pub status: String,
+    /// The visit type's key and its name when booked.
+    pub visit_type: String,
+    pub visit_name: String,
     pub starts_at: Millis,
     pub ends_at: Millis,
     #[schema(value_type = String)]
@@ -551,6 +626,8 @@ impl From<Appointment> for StaffView {
         StaffView {
             id: a.id,
             status: a.status.as_str().to_owned(),
+            visit_type: a.visit_type.to_string(),
+            visit_name: a.visit_name,
             starts_at: a.starts_at,
             ends_at: a.ends_at,
             physician: a.physician,
@@ -698,12 +775,7 @@ pub struct NoticeReport {
 async fn failed_notices(_: AdminAuth, State(state): State<AppState>) -> Answer<Json<NoticeReport>> {
     let failed = state.durable.failed_notices(200).await?;
     Ok(Json(NoticeReport {
-        channels: state
-            .appointments
-            .channels()
-            .into_iter()
-            .map(|c| channel_name(c).to_owned())
-            .collect(),
+        channels: channel_names(state.appointments.channels()),
         failed: failed.into_iter().map(FailedNotice::from).collect(),
     }))
 }
@@ -796,9 +868,15 @@ pub struct ScheduleBody {
     /// At most 200; a later one wins where two cover a day.
     #[serde(default)]
     pub exceptions: Vec<ExceptionBody>,
-    /// Length of a visit, 5–480 minutes.
-    pub visit_mins: i64,
-    /// Time kept free after each visit, 0–120 minutes. Default 0.
+    /// Length of a visit, 5–480 minutes in steps of 5, for a schedule with one visit
+    /// type. With `visit_types`: absent, or the first type's length.
+    #[serde(default)]
+    pub visit_mins: Option<i64>,
+    /// What a patient picks from when booking, each with its own length (at most 12; the
+    /// first is the default). Empty: one type of `visit_mins`, key `visit`.
+    #[serde(default)]
+    pub visit_types: Vec<VisitTypeBody>,
+    /// Time kept free after each visit, 0–120 minutes in steps of 5. Default 0.
     #[serde(default)]
     pub buffer_mins: i64,
 }
@@ -860,11 +938,50 @@ impl ScheduleBody {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        if !(5..=480).contains(&self.visit_mins) {
-            return Err(ApiError::invalid("visit_mins", "5 to 480 minutes"));
-        }
-        if !(0..=120).contains(&self.buffer_mins) {
-            return Err(ApiError::invalid("buffer_mins", "0 to 120 minutes"));
+        let length = |field: &'static str, mins: i64| {
+            if (5..=480).contains(&mins) && mins % 5 == 0 {
+                Ok(chrono::Duration::minutes(mins))
+            } else {
+                Err(ApiError::invalid(field, "5 to 480 minutes, in steps of 5"))
+            }
+        };
+        let visit_types = if self.visit_types.is_empty() {
+            let mins = self
+                .visit_mins
+                .ok_or_else(|| ApiError::invalid("visit_mins", "give visit_mins or visit_types"))?;
+            vec![VisitType::single(length("visit_mins", mins)?)]
+        } else {
+            if self.visit_types.len() > crate::scheduling::availability::MAX_VISIT_TYPES {
+                return Err(ApiError::invalid("visit_types", "at most 12 visit types"));
+            }
+            let types = self
+                .visit_types
+                .iter()
+                .map(|t| {
+                    Ok(VisitType {
+                        key: VisitTypeKey::parse(t.key.trim())
+                            .map_err(|e| ApiError::invalid("visit_types", e.to_string()))?,
+                        name: t.name.trim().to_owned(),
+                        length: length("visit_types", t.mins)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            if self
+                .visit_mins
+                .is_some_and(|m| Some(m) != types.first().map(|t| t.length.num_minutes()))
+            {
+                return Err(ApiError::invalid(
+                    "visit_mins",
+                    "with visit_types, leave it out or give the first type's length",
+                ));
+            }
+            types
+        };
+        if !(0..=120).contains(&self.buffer_mins) || self.buffer_mins % 5 != 0 {
+            return Err(ApiError::invalid(
+                "buffer_mins",
+                "0 to 120 minutes, in steps of 5",
+            ));
         }
         Ok((
             self.room,
@@ -872,7 +989,7 @@ impl ScheduleBody {
                 zone,
                 weekly,
                 exceptions,
-                visit: chrono::Duration::minutes(self.visit_mins),
+                visit_types,
                 buffer: chrono::Duration::minutes(self.buffer_mins),
             },
         ))
@@ -904,7 +1021,8 @@ impl From<StoredSchedule> for ScheduleBody {
                     hours: e.hours.iter().map(fmt_span).collect(),
                 })
                 .collect(),
-            visit_mins: sc.visit.num_minutes(),
+            visit_mins: sc.default_type().map(|t| t.length.num_minutes()),
+            visit_types: sc.visit_types.iter().map(VisitTypeBody::from).collect(),
             buffer_mins: sc.buffer.num_minutes(),
         }
     }

@@ -1,8 +1,16 @@
 //! Free appointment slots from a physician's schedule (issue 21).
 //!
 //! A schedule is wall-clock hours in the physician's time zone: weekly hours, dated
-//! exceptions (leave, or other hours that day), the length of a visit and a buffer after
-//! each. Slots are computed for a window, never stored one by one.
+//! exceptions (leave, or other hours that day), the visit types a patient picks from (each
+//! with its own length) and a buffer after each visit. Slots are computed for a window and
+//! a visit type, never stored one by one.
+//!
+//! The grid: every length and buffer is a multiple of [`GRID_MS`] (5 minutes), and hours
+//! start on it, so every appointment covers whole grid units. The store claims one
+//! row per unit an appointment (with its buffer) covers under a unique key, which is what
+//! makes double booking impossible across visit types ([`units`]). A time off the grid
+//! (a schedule stored before the grid was enforced) is widened to the units it touches,
+//! here and in the store alike.
 //!
 //! Daylight saving: slots are laid out on the wall clock, then placed in time.
 //! - A start that does not exist (the hour skipped in spring) is not offered.
@@ -13,11 +21,115 @@
 //! Pure: [`Schedule::free_slots`] takes the window and the taken appointments, so it is
 //! tested without a clock or a store.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 /// The longest window one call may ask for: bounds the work a public booking page can cause.
 pub const MAX_WINDOW_DAYS: i64 = 62;
+
+/// The grid appointments are laid on, in milliseconds since the epoch (5 minutes). Every
+/// zone in use today is offset from UTC by a multiple of it, so wall-clock times on the
+/// grid are on it in UTC too.
+pub const GRID_MS: i64 = 300_000;
+
+/// At most this many visit types per schedule.
+pub const MAX_VISIT_TYPES: usize = 12;
+
+/// The grid units `[first, end)` (unix ms, steps of [`GRID_MS`]) that the occupied time
+/// `[start, until)` covers, widened outward to whole units.
+pub fn units(start: i64, until: i64) -> (i64, i64) {
+    (
+        start.div_euclid(GRID_MS) * GRID_MS,
+        (until + GRID_MS - 1).div_euclid(GRID_MS) * GRID_MS,
+    )
+}
+
+/// A visit type's short key (`first`, `follow-up`): 1–32 of `a-z 0-9 - _`. What a booking
+/// names; the clinic's words for it are [`VisitType::name`].
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct VisitTypeKey(String);
+
+impl VisitTypeKey {
+    /// The one type of a schedule stored before visit types existed.
+    pub const DEFAULT: &'static str = "visit";
+
+    pub fn parse(s: &str) -> Result<Self, ScheduleError> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(VisitTypeKey(s.to_owned()))
+        } else {
+            Err(ScheduleError::VisitTypeKey)
+        }
+    }
+
+    pub fn default_key() -> Self {
+        VisitTypeKey(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for VisitTypeKey {
+    type Error = ScheduleError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<VisitTypeKey> for String {
+    fn from(k: VisitTypeKey) -> String {
+        k.0
+    }
+}
+
+impl std::fmt::Display for VisitTypeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A kind of visit a patient can book, with its own length ("first visit", 40 min).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VisitType {
+    pub key: VisitTypeKey,
+    /// In the clinic's words; may be empty for a schedule's only type.
+    pub name: String,
+    #[serde(with = "minutes")]
+    pub length: Duration,
+}
+
+impl VisitType {
+    /// The implicit single type of a schedule without visit types.
+    pub fn single(length: Duration) -> Self {
+        VisitType {
+            key: VisitTypeKey::default_key(),
+            name: String::new(),
+            length,
+        }
+    }
+}
+
+/// Stored as whole minutes (`"length": 40`).
+mod minutes {
+    use chrono::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(d.num_minutes())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let m = <i64 as serde::Deserialize>::deserialize(d)?;
+        Ok(Duration::minutes(m))
+    }
+}
 
 /// Wall-clock working hours, `[start, end)`, in the schedule's zone. Serialised as
 /// `{"start": "09:00:00", "end": "12:30:00"}` (the stored form).
@@ -42,13 +154,15 @@ pub struct Schedule {
     /// Index 0 is Monday.
     pub weekly: [Vec<Span>; 7],
     pub exceptions: Vec<Exception>,
-    /// How long one visit lasts.
-    pub visit: Duration,
+    /// What a patient can book, at least one; the first is the default.
+    pub visit_types: Vec<VisitType>,
     /// Time kept free after each visit (notes, a late start).
     pub buffer: Duration,
 }
 
-/// One bookable appointment time.
+/// One bookable appointment time (the visit itself, without the buffer). As a taken
+/// appointment passed to [`Schedule::free_slots`], the time it occupies: its visit and the
+/// buffer it was booked with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Slot {
     pub start: DateTime<Utc>,
@@ -57,12 +171,24 @@ pub struct Slot {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("a visit lasts between 5 minutes and 8 hours")]
+    #[error("a visit lasts between 5 minutes and 8 hours, in steps of 5 minutes")]
     VisitLength,
-    #[error("the buffer after a visit is between 0 and 2 hours")]
+    #[error("the buffer after a visit is between 0 and 2 hours, in steps of 5 minutes")]
     BufferLength,
     #[error("working hours must end after they start")]
     EmptySpan,
+    #[error("working hours start on a multiple of 5 minutes (09:05, not 09:07)")]
+    OffGrid,
+    #[error("give between 1 and {MAX_VISIT_TYPES} visit types")]
+    VisitTypeCount,
+    #[error("a visit type's key is 1–32 characters of a-z, 0-9, - and _")]
+    VisitTypeKey,
+    #[error("two visit types have the same key")]
+    DuplicateVisitType,
+    #[error("a visit type's name is at most 60 characters")]
+    VisitTypeName,
+    #[error("this physician has no such visit type")]
+    UnknownVisitType,
     #[error("an exception's last day is before its first")]
     ExceptionOrder,
     #[error("the window must end after it starts and span at most {MAX_WINDOW_DAYS} days")]
@@ -70,26 +196,78 @@ pub enum ScheduleError {
 }
 
 impl Schedule {
-    /// Refuses what cannot be laid out: zero-length or reversed spans, silly lengths.
+    /// What a schedule being set must satisfy: [`Self::check`], every length, buffer and
+    /// start of working hours on the grid ([`GRID_MS`]), visit types with distinct keys.
     pub fn validate(&self) -> Result<(), ScheduleError> {
-        if self.visit < Duration::minutes(5) || self.visit > Duration::hours(8) {
+        self.check()?;
+        let on_grid = |d: Duration| d.num_milliseconds() % GRID_MS == 0;
+        if !self.visit_types.iter().all(|t| on_grid(t.length)) {
+            return Err(ScheduleError::VisitLength);
+        }
+        if !on_grid(self.buffer) {
+            return Err(ScheduleError::BufferLength);
+        }
+        let grid_mins = (GRID_MS / 60_000) as u32;
+        let on = |t: NaiveTime| t.second() == 0 && t.minute().is_multiple_of(grid_mins);
+        // Slots start at a span's start plus whole steps; where a span ends only bounds them.
+        if !self.spans().all(|s| on(s.start)) {
+            return Err(ScheduleError::OffGrid);
+        }
+        let mut keys: Vec<_> = self.visit_types.iter().map(|t| &t.key).collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() != self.visit_types.len() {
+            return Err(ScheduleError::DuplicateVisitType);
+        }
+        if self.visit_types.iter().any(|t| t.name.chars().count() > 60) {
+            return Err(ScheduleError::VisitTypeName);
+        }
+        Ok(())
+    }
+
+    /// Refuses what cannot be laid out: zero-length or reversed spans, silly lengths, no
+    /// visit type. (Lenient about the grid: a schedule stored before it still lists slots.)
+    pub fn check(&self) -> Result<(), ScheduleError> {
+        if self.visit_types.is_empty() || self.visit_types.len() > MAX_VISIT_TYPES {
+            return Err(ScheduleError::VisitTypeCount);
+        }
+        if self
+            .visit_types
+            .iter()
+            .any(|t| t.length < Duration::minutes(5) || t.length > Duration::hours(8))
+        {
             return Err(ScheduleError::VisitLength);
         }
         if self.buffer < Duration::zero() || self.buffer > Duration::hours(2) {
             return Err(ScheduleError::BufferLength);
         }
-        let spans = self
-            .weekly
-            .iter()
-            .flatten()
-            .chain(self.exceptions.iter().flat_map(|e| &e.hours));
-        if spans.into_iter().any(|s| s.end <= s.start) {
+        if self.spans().any(|s| s.end <= s.start) {
             return Err(ScheduleError::EmptySpan);
         }
         if self.exceptions.iter().any(|e| e.last < e.first) {
             return Err(ScheduleError::ExceptionOrder);
         }
         Ok(())
+    }
+
+    fn spans(&self) -> impl Iterator<Item = &Span> {
+        self.weekly
+            .iter()
+            .flatten()
+            .chain(self.exceptions.iter().flat_map(|e| &e.hours))
+    }
+
+    /// The default visit type (the first).
+    pub fn default_type(&self) -> Option<&VisitType> {
+        self.visit_types.first()
+    }
+
+    /// The visit type with this key.
+    pub fn visit_type(&self, key: &VisitTypeKey) -> Result<&VisitType, ScheduleError> {
+        self.visit_types
+            .iter()
+            .find(|t| t.key == *key)
+            .ok_or(ScheduleError::UnknownVisitType)
     }
 
     /// The hours of one local date: its exception if one covers it (the last listed wins),
@@ -105,39 +283,72 @@ impl Schedule {
             )
     }
 
-    /// Free slots starting in `[from, to)`, in time order, leaving out any that overlaps a
-    /// `taken` appointment (each taken one also keeps its buffer).
+    /// Free slots of the default visit type (see [`Self::free_slots_for`]).
     pub fn free_slots(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         taken: &[Slot],
     ) -> Result<Vec<Slot>, ScheduleError> {
-        self.validate()?;
+        let kind = self
+            .default_type()
+            .ok_or(ScheduleError::VisitTypeCount)?
+            .clone();
+        self.free_slots_for(&kind, from, to, taken)
+    }
+
+    /// Free slots of `kind` starting in `[from, to)`, in time order, leaving out any whose
+    /// visit and buffer overlap the time a `taken` appointment occupies (on the grid).
+    /// Slots are laid out from the start of each span, one visit and buffer apart.
+    pub fn free_slots_for(
+        &self,
+        kind: &VisitType,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        taken: &[Slot],
+    ) -> Result<Vec<Slot>, ScheduleError> {
+        self.check()?;
         if to <= from || to - from > Duration::days(MAX_WINDOW_DAYS) {
             return Err(ScheduleError::Window);
         }
         // A local date can hold instants a day either side of the UTC ones.
         let first = from.with_timezone(&self.zone).date_naive() - Duration::days(1);
         let last = to.with_timezone(&self.zone).date_naive() + Duration::days(1);
-        let step = self.visit + self.buffer;
+        let step = kind.length + self.buffer;
+        let taken: Vec<(i64, i64)> = taken
+            .iter()
+            .map(|t| units(t.start.timestamp_millis(), t.end.timestamp_millis()))
+            .collect();
         let mut slots = Vec::new();
         for date in first.iter_days().take_while(|d| *d <= last) {
             for span in self.hours_on(date) {
                 let end = date.and_time(span.end);
                 let mut at = date.and_time(span.start);
-                while at + self.visit <= end {
-                    if let Some(start) = self.first_instant(at) {
-                        let slot = Slot {
-                            start,
-                            end: start + self.visit,
-                        };
-                        let free = !taken.iter().any(|t| {
-                            slot.start < t.end + self.buffer && t.start < slot.end + self.buffer
-                        });
-                        if free && from <= start && start < to {
-                            slots.push(slot);
-                        }
+                // The real time the previous slot and its buffer end: a slot across the
+                // spring change is longer on the wall clock, and the next one waits for it.
+                let mut after: Option<DateTime<Utc>> = None;
+                while at + kind.length <= end {
+                    let Some(start) = self.first_instant(at) else {
+                        at += step;
+                        continue;
+                    };
+                    if let Some(m) = after.filter(|m| start < *m) {
+                        let wall = m.with_timezone(&self.zone).naive_local();
+                        at = if wall > at { wall } else { at + step };
+                        continue;
+                    }
+                    let slot = Slot {
+                        start,
+                        end: start + kind.length,
+                    };
+                    after = Some(slot.end + self.buffer);
+                    let (a, b) = units(
+                        start.timestamp_millis(),
+                        (slot.end + self.buffer).timestamp_millis(),
+                    );
+                    let free = !taken.iter().any(|(c, d)| a < *d && *c < b);
+                    if free && from <= start && start < to {
+                        slots.push(slot);
                     }
                     at += step;
                 }
@@ -182,7 +393,7 @@ mod tests {
             zone,
             weekly: std::array::from_fn(|_| hours.clone()),
             exceptions: Vec::new(),
-            visit: Duration::minutes(30),
+            visit_types: vec![VisitType::single(Duration::minutes(30))],
             buffer: Duration::zero(),
         }
     }
@@ -235,7 +446,7 @@ mod tests {
     fn the_hour_repeated_in_autumn_is_offered_once() {
         // New York, 2027-11-07: 02:00 EDT becomes 01:00 EST, so 01:00–02:00 happens twice.
         let mut s = every_day(chrono_tz::America::New_York, vec![span((0, 0), (3, 0))]);
-        s.visit = Duration::hours(1);
+        s.visit_types[0].length = Duration::hours(1);
         let slots = free(&s, "2027-11-07T00:00:00Z", "2027-11-08T00:00:00Z", &[]);
         // 00:00 EDT (04Z), 01:00 EDT (05Z, the first 01:00), 02:00 EST (07Z).
         assert_eq!(
@@ -277,12 +488,12 @@ mod tests {
     #[test]
     fn a_buffer_follows_every_visit_and_no_slot_runs_past_the_hours() {
         let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (10, 0))]);
-        s.visit = Duration::minutes(20);
+        s.visit_types[0].length = Duration::minutes(20);
         s.buffer = Duration::minutes(10);
         let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &[]);
         // 09:00–09:20, 09:30–09:50; 10:00 would end past the hours.
         assert_eq!(slots, ["2027-02-01T09:00Z", "2027-02-01T09:30Z"]);
-        s.visit = Duration::minutes(45);
+        s.visit_types[0].length = Duration::minutes(45);
         let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &[]);
         assert_eq!(slots, ["2027-02-01T09:00Z"]);
     }
@@ -291,9 +502,10 @@ mod tests {
     fn a_taken_appointment_and_its_buffer_block_the_slots_they_overlap() {
         let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (11, 0))]);
         s.buffer = Duration::minutes(5);
+        // A taken one occupies its visit and its buffer: 09:35–10:05, then 5 min.
         let taken = [Slot {
             start: utc("2027-02-01T09:35:00Z"),
-            end: utc("2027-02-01T10:05:00Z"),
+            end: utc("2027-02-01T10:10:00Z"),
         }];
         let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &taken);
         // Laid out 09:00, 09:35, 10:10; 09:35 is taken; 10:10 starts after 10:05 + 5 min.
@@ -313,9 +525,9 @@ mod tests {
         let (a, b) = (utc("2027-02-01T00:00:00Z"), utc("2027-02-02T00:00:00Z"));
         assert_eq!(s.free_slots(a, b, &[]), Err(ScheduleError::EmptySpan));
         s.weekly = Default::default();
-        s.visit = Duration::minutes(1);
+        s.visit_types[0].length = Duration::minutes(1);
         assert_eq!(s.free_slots(a, b, &[]), Err(ScheduleError::VisitLength));
-        s.visit = Duration::minutes(30);
+        s.visit_types[0].length = Duration::minutes(30);
         s.buffer = Duration::hours(3);
         assert_eq!(s.free_slots(a, b, &[]), Err(ScheduleError::BufferLength));
         s.buffer = Duration::zero();
@@ -330,5 +542,137 @@ mod tests {
             hours: Vec::new(),
         }];
         assert_eq!(s.free_slots(a, b, &[]), Err(ScheduleError::ExceptionOrder));
+    }
+
+    fn kind(key: &str, mins: i64) -> VisitType {
+        VisitType {
+            key: VisitTypeKey::parse(key).unwrap(),
+            name: key.to_owned(),
+            length: Duration::minutes(mins),
+        }
+    }
+
+    #[test]
+    fn each_visit_type_is_laid_out_with_its_own_length() {
+        let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (10, 30))]);
+        s.visit_types = vec![kind("first", 40), kind("follow-up", 20)];
+        s.buffer = Duration::minutes(5);
+        let (a, b) = (utc("2027-02-01T00:00:00Z"), utc("2027-02-02T00:00:00Z"));
+        let first = s.free_slots_for(&s.visit_types[0], a, b, &[]).unwrap();
+        assert_eq!(starts(&first), ["2027-02-01T09:00Z", "2027-02-01T09:45Z"]);
+        assert!(
+            first
+                .iter()
+                .all(|x| x.end - x.start == Duration::minutes(40))
+        );
+        let follow = s.free_slots_for(&s.visit_types[1], a, b, &[]).unwrap();
+        // 10:15 would end past the hours.
+        assert_eq!(
+            starts(&follow),
+            [
+                "2027-02-01T09:00Z",
+                "2027-02-01T09:25Z",
+                "2027-02-01T09:50Z"
+            ]
+        );
+        // The default type is the first.
+        assert_eq!(s.free_slots(a, b, &[]).unwrap(), first);
+    }
+
+    #[test]
+    fn a_booked_visit_of_one_type_blocks_the_overlapping_slots_of_another() {
+        let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (10, 30))]);
+        s.visit_types = vec![kind("first", 40), kind("follow-up", 20)];
+        s.buffer = Duration::minutes(5);
+        // A follow-up booked at 09:25 occupies 09:25–09:50 (its buffer included).
+        let taken = [Slot {
+            start: utc("2027-02-01T09:25:00Z"),
+            end: utc("2027-02-01T09:50:00Z"),
+        }];
+        let (a, b) = (utc("2027-02-01T00:00:00Z"), utc("2027-02-02T00:00:00Z"));
+        let first = s.free_slots_for(&s.visit_types[0], a, b, &taken).unwrap();
+        // 09:00–09:40 (+5) and 09:45–10:25 overlap it: no first visit fits that morning.
+        assert!(first.is_empty(), "{:?}", starts(&first));
+        let follow = s.free_slots_for(&s.visit_types[1], a, b, &taken).unwrap();
+        assert_eq!(starts(&follow), ["2027-02-01T09:00Z", "2027-02-01T09:50Z"]);
+    }
+
+    #[test]
+    fn a_longer_visit_type_across_the_spring_change_lasts_its_length_and_the_next_waits() {
+        // New York, 2027-03-14: 02:00 EST becomes 03:00 EDT. A 40-minute visit at 01:40
+        // EST ends at 03:20 EDT; the wall-clock 03:00 would overlap it, so 03:20 is next.
+        let mut s = every_day(chrono_tz::America::New_York, vec![span((1, 0), (4, 0))]);
+        s.visit_types = vec![kind("first", 40)];
+        let slots = s
+            .free_slots(
+                utc("2027-03-14T00:00:00Z"),
+                utc("2027-03-15T00:00:00Z"),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            starts(&slots),
+            [
+                "2027-03-14T06:00Z",
+                "2027-03-14T06:40Z",
+                "2027-03-14T07:20Z"
+            ]
+        );
+        assert!(slots.windows(2).all(|w| w[0].end <= w[1].start));
+        assert!(
+            slots
+                .iter()
+                .all(|x| x.end - x.start == Duration::minutes(40))
+        );
+    }
+
+    #[test]
+    fn a_time_off_the_grid_blocks_every_unit_it_touches() {
+        assert_eq!(units(0, 1), (0, GRID_MS));
+        assert_eq!(units(GRID_MS, 3 * GRID_MS), (GRID_MS, 3 * GRID_MS));
+        assert_eq!(units(GRID_MS + 1, 3 * GRID_MS - 1), (GRID_MS, 3 * GRID_MS));
+        // A stored 09:37–09:52 appointment blocks the units 09:35–09:55: the 09:30 slot.
+        let s = every_day(chrono_tz::UTC, vec![span((9, 0), (11, 0))]);
+        let taken = [Slot {
+            start: utc("2027-02-01T09:37:00Z"),
+            end: utc("2027-02-01T09:52:00Z"),
+        }];
+        let slots = free(&s, "2027-02-01T00:00:00Z", "2027-02-02T00:00:00Z", &taken);
+        assert_eq!(
+            slots,
+            [
+                "2027-02-01T09:00Z",
+                "2027-02-01T10:00Z",
+                "2027-02-01T10:30Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_schedule_being_set_keeps_to_the_grid_and_distinct_visit_types() {
+        let mut s = every_day(chrono_tz::UTC, vec![span((9, 0), (12, 0))]);
+        assert_eq!(s.validate(), Ok(()));
+        s.visit_types = vec![kind("first", 42)];
+        assert_eq!(s.validate(), Err(ScheduleError::VisitLength));
+        s.visit_types = vec![kind("first", 40), kind("first", 20)];
+        assert_eq!(s.validate(), Err(ScheduleError::DuplicateVisitType));
+        s.visit_types = vec![];
+        assert_eq!(s.validate(), Err(ScheduleError::VisitTypeCount));
+        s.visit_types = vec![kind("first", 40)];
+        s.buffer = Duration::minutes(7);
+        assert_eq!(s.validate(), Err(ScheduleError::BufferLength));
+        s.buffer = Duration::zero();
+        s.weekly[0] = vec![span((9, 7), (12, 0))];
+        assert_eq!(s.validate(), Err(ScheduleError::OffGrid));
+        // Stored before the grid: still laid out.
+        assert!(s.check().is_ok());
+        assert_eq!(
+            VisitTypeKey::parse("Follow up"),
+            Err(ScheduleError::VisitTypeKey)
+        );
+        assert_eq!(
+            s.visit_type(&VisitTypeKey::parse("nope").unwrap()),
+            Err(ScheduleError::UnknownVisitType)
+        );
     }
 }

@@ -1,8 +1,9 @@
 // Issue 21, booking: a patient on a phone books an appointment in Spanish, gets the code by
 // e-mail (a real SMTP server process: tests/mail-server/serve.py, aiosmtpd), confirms it,
 // receives the confirmation, follows its link at the appointment time, waits, and is
-// admitted. The physician sets the schedule on the dashboard and sees the booked patient
-// marked in the queue.
+// admitted. The physician sets the schedule on the dashboard with two visit types (the
+// patient books the shorter one), moves the appointment to another free time from the
+// dashboard (the patient is told by mail), and sees the booked patient marked in the queue.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import os from 'node:os';
 import path from 'node:path';
-import { axe, startServer, setUpClinic, browserFor, steps, newContext, PHONE } from './support.mjs';
+import { axe, startServer, setUpClinic, signInIfAsked, browserFor, steps, newContext, PHONE } from './support.mjs';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 
@@ -80,6 +81,7 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     await doc.click('#appt-schedule summary');
     await doc.fill('#appt-zone', 'Europe/Madrid');
     for (const d of ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) await doc.fill(`#appt-day-${d}`, '00:00-23:59');
+    await doc.fill('#appt-types', 'primera, Primera visita, 40\nseguimiento, Seguimiento, 20');
     await doc.click('#appt-schedule-form button[type=submit]');
     await doc.waitForFunction(() => document.querySelector('#appt-error').textContent.length > 0);
     assert.equal(await doc.textContent('#appt-error'), 'Schedule saved.');
@@ -91,8 +93,14 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     await patient.goto('/book');
     await patient.waitForSelector('button.slot');
     assert.equal(await patient.textContent('#pick-h'), 'Pedir cita');
+    // Two visit types: the first (40 minutes) is offered until the patient picks the other.
+    const length = () => patient.evaluate(() => { const b = document.querySelector('button.slot'); return b && (b.dataset.end - b.dataset.start) / 60000; });
+    assert.equal(await length(), 40);
     violations.push(...await axe(patient, 'booking page'));
+    await patient.selectOption('select.visit-type', 'seguimiento');
+    await patient.waitForFunction(() => { const b = document.querySelector('button.slot'); return b && b.dataset.end - b.dataset.start === 20 * 60000; });
     await patient.click('button.slot >> nth=0');
+    assert.match(await patient.textContent('#chosen'), /Seguimiento \(20 min\)/);
     await patient.fill('#name', 'Ana Ruiz');
     await patient.fill('#email', email);
     await patient.fill('#birth-date', '1980-04-23');
@@ -120,6 +128,24 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     assert.ok(confirmation.text.includes(joinPath), 'the mail carries the join link');
     assert.match(confirmation.raw, /text\/calendar/);
     assert.doesNotMatch(confirmation.text, /Erupci/);
+  });
+
+  await step('the physician moves the follow-up to another free time from the dashboard; the patient is told', async () => {
+    await doc.reload();
+    await signInIfAsked(doc, 'vega@clinic.test');
+    const entry = doc.locator('#appt-list li.appt', { hasText: 'Ana Ruiz' });
+    await entry.waitFor();
+    assert.match(await entry.textContent(), /Seguimiento · Ana Ruiz/);
+    const before = await entry.locator('strong').textContent();
+    await entry.locator('.appt-move').click();
+    const target = entry.locator('.appt-slot').first();
+    await target.waitFor();
+    const label = await target.textContent();
+    assert.notEqual(label, before, 'the time it holds is not offered');
+    await target.click();
+    await doc.waitForFunction((want) => document.querySelector('#appt-list li.appt strong')?.textContent === want, label);
+    const moved = await waitFor(() => messagesTo(mail.maildir, email)[2], 'the moved mail');
+    assert.match(moved.subject, /^Cita cambiada/);
   });
 
   await step('at the appointment time the link from the mail opens the waiting room; the physician admits', async () => {

@@ -742,3 +742,188 @@ async fn opting_out_drops_the_reminders_and_refused_notices_are_listed_for_admin
         .await;
     assert_eq!(s, 403, "physicians do not see the notice report");
 }
+
+#[tokio::test]
+async fn visit_types_are_set_listed_and_booked_with_their_own_lengths() {
+    let b = clinic(|_| {}).await;
+    let put = |body: Value| {
+        let (app, token) = (&b.app, b.doc_token.clone());
+        async move {
+            app.call_json("PUT", "/api/my/schedule", Some(&token), Some(body))
+                .await
+        }
+    };
+    let weekly = json!({"mon": ["00:00-23:59"], "tue": ["00:00-23:59"], "wed": ["00:00-23:59"],
+        "thu": ["00:00-23:59"], "fri": ["00:00-23:59"], "sat": ["00:00-23:59"],
+        "sun": ["00:00-23:59"]});
+    let types = json!([{"key": "first", "name": "Primera visita", "mins": 40},
+                       {"key": "follow-up", "name": "Seguimiento", "mins": 20}]);
+    // Off the 5-minute grid, duplicate keys, a bad key, a start at 09:07: refused, named,
+    // and the schedule stays as it was.
+    for (bad, field) in [
+        (
+            json!({"visit_types": [{"key": "first", "mins": 42}]}),
+            "visit_types",
+        ),
+        (
+            json!({"visit_types": [{"key": "a", "mins": 20}, {"key": "a", "mins": 40}]}),
+            "visit_types",
+        ),
+        (
+            json!({"visit_types": [{"key": "Follow up", "mins": 20}]}),
+            "visit_types",
+        ),
+        (json!({"visit_mins": 30, "buffer_mins": 7}), "buffer_mins"),
+        (
+            json!({"visit_mins": 30, "weekly": {"mon": ["09:07-12:00"]}}),
+            "weekly",
+        ),
+        (
+            json!({"visit_types": types, "visit_mins": 30}),
+            "visit_mins",
+        ),
+    ] {
+        let mut body = json!({"room": b.room, "zone": "Europe/Madrid", "weekly": weekly});
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let (s, refused) = put(body).await;
+        assert_eq!(
+            (s, refused["error"].as_str(), refused["field"].as_str()),
+            (422, Some("invalid_field"), Some(field)),
+            "{bad}: {refused}"
+        );
+    }
+    let (_, info) = b.app.call_json("GET", "/api/booking", None, None).await;
+    assert_eq!(
+        info["physicians"][0]["visit_types"],
+        json!([{"key": "visit", "name": "", "mins": 30}]),
+        "the schedule set with visit_mins is unchanged: one type of 30 minutes"
+    );
+
+    let (s, set) = put(
+        json!({"room": b.room, "zone": "Europe/Madrid", "weekly": weekly,
+                              "visit_types": types, "buffer_mins": 5}),
+    )
+    .await;
+    assert_eq!(s, 200, "{set}");
+    assert_eq!(
+        (set["visit_types"].clone(), set["visit_mins"].clone()),
+        (types.clone(), json!(40))
+    );
+    let (_, info) = b.app.call_json("GET", "/api/booking", None, None).await;
+    assert_eq!(info["physicians"][0]["visit_types"], types);
+
+    // Each type's slots last its length; the default is the first.
+    let length = |query: &'static str| {
+        let b = &b;
+        async move {
+            let (from, to) = (now_ms(), now_ms() + 86_400_000);
+            let (s, body) = b
+                .app
+                .call_json(
+                    "GET",
+                    &format!("/api/booking/slots?from={from}&to={to}{query}"),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{body}");
+            let slot = &body[0]["slots"][2];
+            (
+                body[0]["visit_type"].as_str().unwrap().to_owned(),
+                slot["starts_at"].as_i64().unwrap(),
+                slot["ends_at"].as_i64().unwrap() - slot["starts_at"].as_i64().unwrap(),
+            )
+        }
+    };
+    let (kind, _, mins) = length("").await;
+    assert_eq!((kind.as_str(), mins), ("first", 40 * 60_000));
+    let (kind, _, mins) = length("&visit_type=follow-up").await;
+    assert_eq!((kind.as_str(), mins), ("follow-up", 20 * 60_000));
+    let (s, refused) = b
+        .app
+        .call_json(
+            "GET",
+            &format!(
+                "/api/booking/slots?from={}&to={}&visit_type=Nope!",
+                now_ms(),
+                now_ms() + 86_400_000
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, refused["field"].as_str()), (422, Some("visit_type")));
+
+    // A first visit and a follow-up that starts inside it (not at its start).
+    let starts = |query: &'static str| {
+        let b = &b;
+        async move {
+            let (from, to) = (now_ms(), now_ms() + 86_400_000);
+            let (_, body) = b
+                .app
+                .call_json(
+                    "GET",
+                    &format!("/api/booking/slots?from={from}&to={to}{query}"),
+                    None,
+                    None,
+                )
+                .await;
+            body[0]["slots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["starts_at"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = starts("").await[2];
+    let follow_up = *starts("&visit_type=follow-up")
+        .await
+        .iter()
+        .find(|u| first < **u && **u < first + 40 * 60_000)
+        .expect("a follow-up starting inside the first visit");
+    // The follow-up is booked: held for 20 minutes, and listed with its type.
+    let mut body = b.ana(follow_up);
+    body["visit_type"] = json!("follow-up");
+    let (s, held) = b.book(body).await;
+    assert_eq!(s, 201, "{held}");
+    assert_eq!(held["visit_type"], "follow-up");
+    assert_eq!(
+        held["ends_at"].as_i64().unwrap() - held["starts_at"].as_i64().unwrap(),
+        20 * 60_000
+    );
+    let listed = b.appointments().await;
+    assert_eq!(
+        (
+            listed[0]["visit_type"].as_str(),
+            listed[0]["visit_name"].as_str()
+        ),
+        (Some("follow-up"), Some("Seguimiento"))
+    );
+    // The first visit it overlaps is no longer offered, and booking it is refused.
+    assert!(!starts("").await.contains(&first));
+    let mut body = b.ana(first);
+    body["visit_type"] = json!("first");
+    body["email"] = json!("luis@example.org");
+    body["phone"] = Value::Null;
+    let (s, refused) = b.book(body.clone()).await;
+    assert_eq!(
+        (s, refused["error"].as_str()),
+        (409, Some("slot_taken")),
+        "{refused}"
+    );
+    body["visit_type"] = json!("nope");
+    let (s, refused) = b.book(body).await;
+    assert_eq!(
+        (s, refused["field"].as_str()),
+        (422, Some("visit_type")),
+        "{refused}"
+    );
+    assert_eq!(
+        b.appointments().await.len(),
+        1,
+        "the refused bookings wrote nothing"
+    );
+}

@@ -198,13 +198,17 @@ async fn a_patient_books_in_spanish_and_the_code_and_confirmation_arrive_by_mail
 }
 
 /// Two real server processes on one PostgreSQL and one Redis, each running its outbox
-/// worker every second: a booking made through one node and confirmed through the other
-/// sends its code and its confirmation once each.
-#[tokio::test]
-async fn two_nodes_send_each_notice_once() {
+/// worker every second and delivering to the real SMTP server `smtp`; Dr Vega takes
+/// 30-minute appointments all day (UTC) in her room.
+async fn two_nodes_with_mail(
+    smtp: &SmtpServer,
+) -> (
+    crate::kit::cluster::Cluster,
+    examroom::ids::StaffId,
+    examroom::visit::RoomConfig,
+) {
     use crate::kit::cluster::Cluster;
     use examroom::durable::appointments::StoredSchedule;
-    let smtp = SmtpServer::start(SmtpOptions::plain_local()).await;
     let port = smtp.port.to_string();
     let env = [
         ("EXAMROOM__MAIL__HOST", "127.0.0.1"),
@@ -217,18 +221,19 @@ async fn two_nodes_send_each_notice_once() {
     let c = Cluster::start_with(2, &crate::kit::services::redis_url(), &env).await;
     let doc = c.physician("Dra. Vega").await;
     let room = c.room(examroom::visit::RoomKind::Physician, &[&doc]).await;
-    let mut schedule = examroom::scheduling::Schedule {
-        zone: chrono_tz::UTC,
-        weekly: Default::default(),
-        exceptions: vec![],
-        visit: chrono::Duration::minutes(30),
-        buffer: chrono::Duration::zero(),
-    };
     let all_day = examroom::scheduling::Span {
         start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
         end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
     };
-    schedule.weekly = std::array::from_fn(|_| vec![all_day]);
+    let schedule = examroom::scheduling::Schedule {
+        zone: chrono_tz::UTC,
+        weekly: std::array::from_fn(|_| vec![all_day]),
+        exceptions: vec![],
+        visit_types: vec![examroom::scheduling::VisitType::single(
+            chrono::Duration::minutes(30),
+        )],
+        buffer: chrono::Duration::zero(),
+    };
     c.store
         .put_schedule(&StoredSchedule {
             staff: doc.clone(),
@@ -238,6 +243,15 @@ async fn two_nodes_send_each_notice_once() {
         })
         .await
         .unwrap();
+    (c, doc, room)
+}
+
+/// A booking made through one node and confirmed through the other sends its code and its
+/// confirmation once each.
+#[tokio::test]
+async fn two_nodes_send_each_notice_once() {
+    let smtp = SmtpServer::start(SmtpOptions::plain_local()).await;
+    let (c, doc, _) = two_nodes_with_mail(&smtp).await;
     let now = chrono::Utc::now().timestamp_millis();
     let start = (now / 1_800_000 + 4) * 1_800_000;
     let (s, held) = c.nodes[0]
@@ -270,4 +284,122 @@ async fn two_nodes_send_each_notice_once() {
     // Both workers pass several times more: nothing else goes out.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     assert_eq!(smtp.count(), 2, "the code and the confirmation, once each");
+}
+
+/// A confirmed appointment's reminder falls due while both nodes' workers run: it reaches
+/// the patient once, and not before its time.
+///
+/// The appointment is written through the store API, as `Appointments::confirm` writes it
+/// (the appointment, its join link, its reminder notice, in one transaction): booking over
+/// HTTP places reminders at `reminder_offsets_mins` before the start, at least minutes
+/// away, and this test wants one due seconds from now.
+#[tokio::test]
+async fn two_nodes_send_a_due_reminder_once_at_its_time() {
+    use examroom::durable::appointments::{
+        AppointmentChange, NewAppointment, NewNotice, NoticeKind, NoticeStatus,
+    };
+    use examroom::durable::{LinkKind, NewLink};
+    use examroom::ids::{AppointmentId, LinkId, NoticeId, VisitId};
+    const HOUR: i64 = 3_600_000;
+    let smtp = SmtpServer::start(SmtpOptions::plain_local()).await;
+    let (c, doc, room) = two_nodes_with_mail(&smtp).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    // Due five seconds from now, an hour before a start on the half hour.
+    let starts_at = (now / 1_800_000 + 3) * 1_800_000;
+    let due = now + 5_000;
+    let id = AppointmentId::new();
+    c.store
+        .book(
+            NewAppointment {
+                id: id.clone(),
+                physician: doc.clone(),
+                room: room.id.clone(),
+                visit_type: examroom::scheduling::VisitTypeKey::default_key(),
+                visit_name: String::new(),
+                starts_at,
+                ends_at: starts_at + HOUR / 2,
+                busy_until: starts_at + HOUR / 2,
+                hold_until: now + HOUR / 4,
+                patient_name: "Ana Ruiz".into(),
+                email: Some("ana@example.org".into()),
+                phone: None,
+                birth_date: "1980-04-23".into(),
+                reason: "Erupción en el brazo".into(),
+                lang: "es".into(),
+                consent: true,
+                created_at: now,
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+    let link = NewLink {
+        id: LinkId::new(),
+        code_hash: examroom::ids::random_id() + &examroom::ids::random_id(),
+        kind: LinkKind::Patient,
+        room: room.id.clone(),
+        visit: VisitId::new(),
+        patient_name: Some("Ana Ruiz".into()),
+        patient_ref: None,
+        reason: Some("Erupción en el brazo".into()),
+        lang: Some("es".into()),
+        not_before: Some(starts_at - HOUR / 4),
+        expires_at: starts_at + HOUR / 2,
+        created_by: doc.clone(),
+        created_at: now,
+    };
+    let reminder = NewNotice {
+        id: NoticeId::new(),
+        kind: NoticeKind::Reminder,
+        lead_secs: Some((starts_at - due) / 1000),
+        channel: "email".into(),
+        due_at: due,
+    };
+    let change = AppointmentChange {
+        id: id.clone(),
+        now,
+        notices: vec![reminder],
+    };
+    let manage_hash = examroom::ids::random_id();
+    c.store
+        .confirm(&id, &manage_hash, link, change)
+        .await
+        .unwrap();
+
+    // Watch the inbox every 50 ms: the first look that finds the message is at most 50 ms
+    // after it arrived, so a look before `due` that finds it means it went out early.
+    let seen_at = loop {
+        if smtp.count() > 0 {
+            break chrono::Utc::now().timestamp_millis();
+        }
+        assert!(
+            chrono::Utc::now().timestamp_millis() < due + 60_000,
+            "no reminder a minute after it fell due"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        seen_at >= due,
+        "the reminder arrived {} ms before its time",
+        due - seen_at
+    );
+    let mail = smtp.next_for("ana@example.org").await;
+    let m = mail.parsed();
+    assert!(
+        m.subject().unwrap().starts_with("Recordatorio"),
+        "{:?}",
+        m.subject()
+    );
+    assert!(
+        !m.body_text(0).unwrap().contains("Erupci"),
+        "no reason in a notice"
+    );
+    // Both workers pass several times more: it is not sent again.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(smtp.count(), 1, "the reminder, once");
+    let notices = c.store.notices_of(&id).await.unwrap();
+    assert_eq!(notices.len(), 1);
+    let n = &notices[0];
+    assert_eq!((n.status, n.attempts), (NoticeStatus::Sent, 1), "{n:?}");
+    assert!(n.done_at.is_some_and(|t| t >= due), "{n:?}");
 }

@@ -9,7 +9,7 @@ use examroom::config::{Secret, Settings};
 use examroom::durable::appointments::*;
 use examroom::durable::{DurableStore, LinkKind, NewLink, NewRoom, NewStaff, open};
 use examroom::ids::{AppointmentId, LinkId, NoticeId, Role, StaffId, VisitId};
-use examroom::scheduling::{Schedule, Span};
+use examroom::scheduling::{Schedule, Span, VisitType, VisitTypeKey};
 use examroom::visit::{RoomConfig, RoomKind};
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +61,7 @@ macro_rules! contract {
 
 contract!(
     many_concurrent_bookers_of_one_slot_make_exactly_one_appointment,
+    bookers_of_different_visit_types_racing_for_overlapping_times_make_exactly_one,
     an_expired_hold_frees_its_slot_for_the_next_booker,
     a_move_frees_the_old_slot_and_drops_the_old_notices_in_one_transaction,
     a_cancel_frees_the_slot_and_revokes_the_join_link,
@@ -98,12 +99,27 @@ async fn physician(s: &Arc<dyn DurableStore>) -> (StaffId, RoomConfig) {
 }
 
 fn booking(doc: &StaffId, room: &RoomConfig, starts_at: i64, now: i64) -> NewAppointment {
+    booking_of("visit", 30, doc, room, starts_at, now)
+}
+
+/// A booking of a visit type `key` lasting `mins` (no buffer).
+fn booking_of(
+    key: &str,
+    mins: i64,
+    doc: &StaffId,
+    room: &RoomConfig,
+    starts_at: i64,
+    now: i64,
+) -> NewAppointment {
     NewAppointment {
         id: AppointmentId::new(),
         physician: doc.clone(),
         room: room.id.clone(),
+        visit_type: VisitTypeKey::parse(key).unwrap(),
+        visit_name: key.into(),
         starts_at,
-        ends_at: starts_at + 30 * MIN,
+        ends_at: starts_at + mins * MIN,
+        busy_until: starts_at + mins * MIN,
         hold_until: now + 15 * MIN,
         patient_name: "Ana Ruiz".into(),
         email: Some("ana@example.org".into()),
@@ -211,6 +227,85 @@ async fn many_concurrent_bookers_of_one_slot_make_exactly_one_appointment(
     );
 }
 
+/// 24 bookers of 30- and 40-minute visits starting 09:00, 09:05 … 09:25: every two of
+/// them overlap (all cover 09:25–09:30) though most start at different times. Exactly one
+/// wins; once it is cancelled, a visit overlapping it can be booked.
+async fn bookers_of_different_visit_types_racing_for_overlapping_times_make_exactly_one(
+    s: Arc<dyn DurableStore>,
+) {
+    let (doc, room) = physician(&s).await;
+    let nine = T0 + 24 * 60 * MIN;
+    const BOOKERS: usize = 24;
+    let barrier = Arc::new(tokio::sync::Barrier::new(BOOKERS));
+    let tasks: Vec<_> = (0..BOOKERS)
+        .map(|i| {
+            let (s, doc, room, barrier) = (s.clone(), doc.clone(), room.clone(), barrier.clone());
+            let start = nine + (i as i64 % 6) * 5 * MIN;
+            let (key, mins) = if i % 2 == 0 {
+                ("follow-up", 30)
+            } else {
+                ("first", 40)
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                s.book(
+                    booking_of(key, mins, &doc, &room, start, T0),
+                    vec![notice(NoticeKind::Code, T0)],
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => won.push(a),
+            Err(examroom::durable::DurableError::Conflict { field, .. }) => {
+                assert_eq!(field, "starts_at")
+            }
+            Err(other) => panic!("a loser must be told the time is taken: {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one booker wins");
+    let all = s
+        .list_appointments(Some(&doc), T0, T0 + 48 * 60 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "the losers wrote no appointment");
+    assert_eq!(
+        s.claim_notices("w", T0, MIN, 100).await.unwrap().len(),
+        1,
+        "no notice of a losing booker exists"
+    );
+    // Non-overlapping neighbours of the winner are bookable: its units end where it does.
+    let winner = &won[0];
+    let after = s
+        .book(
+            booking_of("follow-up", 30, &doc, &room, winner.busy_until, T0),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.starts_at, winner.ends_at);
+    let overlapping = booking_of("first", 40, &doc, &room, winner.ends_at - 5 * MIN, T0);
+    assert!(s.book(overlapping.clone(), vec![]).await.is_err());
+    // Cancelled: its time is free at once, for a visit of another length.
+    s.cancel(AppointmentChange {
+        id: winner.id.clone(),
+        now: T0 + 1,
+        notices: vec![],
+    })
+    .await
+    .unwrap();
+    let overlapping = NewAppointment {
+        ends_at: winner.starts_at + 25 * MIN,
+        busy_until: winner.starts_at + 25 * MIN,
+        starts_at: winner.starts_at - 15 * MIN,
+        ..overlapping
+    };
+    s.book(overlapping, vec![]).await.unwrap();
+}
+
 async fn an_expired_hold_frees_its_slot_for_the_next_booker(s: Arc<dyn DurableStore>) {
     let (doc, room) = physician(&s).await;
     let slot = T0 + 24 * 60 * MIN;
@@ -274,7 +369,13 @@ async fn a_move_frees_the_old_slot_and_drops_the_old_notices_in_one_transaction(
         notices: vec![notice(NoticeKind::Moved, now)],
     };
     let taken = s
-        .reschedule(other.starts_at, other.ends_at, window, change(T0 + 2))
+        .reschedule(
+            other.starts_at,
+            other.ends_at,
+            other.busy_until,
+            window,
+            change(T0 + 2),
+        )
         .await;
     assert!(matches!(
         taken,
@@ -289,7 +390,7 @@ async fn a_move_frees_the_old_slot_and_drops_the_old_notices_in_one_transaction(
     // A free slot: moved, the old time is free at once, the old reminder dropped, the link
     // follows.
     let moved = s
-        .reschedule(ten, ten + 30 * MIN, window, change(T0 + 3))
+        .reschedule(ten, ten + 30 * MIN, ten + 30 * MIN, window, change(T0 + 3))
         .await
         .unwrap();
     assert_eq!((moved.starts_at, moved.sequence), (ten, 1));
@@ -416,7 +517,14 @@ async fn schedules_are_stored_and_replaced(s: Arc<dyn DurableStore>) {
         zone: chrono_tz::Europe::Madrid,
         weekly: Default::default(),
         exceptions: vec![],
-        visit: chrono::Duration::minutes(20),
+        visit_types: vec![
+            VisitType {
+                key: VisitTypeKey::parse("first").unwrap(),
+                name: "Primera visita".into(),
+                length: chrono::Duration::minutes(40),
+            },
+            VisitType::single(chrono::Duration::minutes(20)),
+        ],
         buffer: chrono::Duration::minutes(10),
     };
     schedule.weekly[0] = vec![nine_to_one];

@@ -1,6 +1,7 @@
 // Appointments on the staff pages (issue 21), kept apart from dashboard.js and admin.js:
-// - dashboard: the physician's upcoming appointments (time, patient, reason) with cancel,
-//   and their schedule (weekly hours, days off, visit length, zone, room);
+// - dashboard: the physician's upcoming appointments (time, visit type, patient, reason)
+//   with move (to a free time of the same visit type) and cancel, and their schedule
+//   (weekly hours, days off, visit types and lengths, zone, room);
 // - admin: whether reminders can go out, appointment figures with no-shows, failed notices.
 // Runs once the page has signed in (`#app` shown).
 
@@ -18,16 +19,48 @@ async function appointments() {
   const open = list.filter((a) => a.status === 'confirmed' || a.status === 'pending');
   if (!open.length) ul.append(h('li', { class: 'muted' }, t('appt.none')));
   for (const a of open) {
-    ul.append(h('li', { class: 'appt', dataset: { id: a.id } },
-      h('strong', {}, fmt(a.starts_at)), ' ', a.patient_name, ' — ', a.reason,
+    const li = h('li', { class: 'appt', dataset: { id: a.id } },
+      h('strong', {}, fmt(a.starts_at)), ' ', a.visit_name ? `${a.visit_name} · ` : '', a.patient_name, ' — ', a.reason,
       a.status === 'pending' ? h('span', { class: 'badge muted' }, t('appt.pending')) : '',
+      ' ', a.status === 'confirmed' ? h('button', { type: 'button', class: 'secondary small appt-move', onclick: () => pickTime(li, a) }, t('appt.move')) : '',
       ' ', h('button', {
         type: 'button', class: 'secondary small', onclick: async () => {
           await api('POST', `/api/appointments/${encodeURIComponent(a.id)}/cancel`);
           await appointments();
         },
-      }, t('appt.cancel'))));
+      }, t('appt.cancel')));
+    ul.append(li);
   }
+}
+
+/** The free times of the appointment's physician and visit type, under its entry; picking
+ * one moves it there (one request: the server moves it atomically, or says the time went). */
+async function pickTime(li, a) {
+  li.querySelector('.appt-times')?.remove();
+  const q = new URLSearchParams({
+    physician: a.physician, visit_type: a.visit_type, from: String(Date.now()), to: String(Date.now() + 14 * 86_400_000),
+  });
+  const list = await api('GET', `/api/booking/slots?${q}`);
+  const slots = list[0]?.slots || [];
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const box = h('div', { class: 'appt-times' },
+    h('p', {}, t('appt.move_to', { patient: a.patient_name })),
+    slots.length
+      ? h('div', { class: 'row' }, slots.slice(0, 40).map((s) => h('button', {
+        type: 'button', class: 'secondary small appt-slot', dataset: { start: String(s.starts_at) },
+        onclick: async () => {
+          try {
+            await api('POST', `/api/appointments/${encodeURIComponent(a.id)}/move`, { starts_at: s.starts_at });
+            await appointments();
+          } catch (e) {
+            error.textContent = e.message;
+          }
+        },
+      }, fmt(s.starts_at))))
+      : h('p', { class: 'muted' }, t('appt.no_free')),
+    error,
+    h('button', { type: 'button', class: 'secondary small', onclick: () => box.remove() }, t('appt.keep')));
+  li.append(box);
 }
 
 function spanList(text) {
@@ -37,6 +70,12 @@ function spanList(text) {
 async function schedule() {
   const rooms = await api('GET', '/api/my/rooms');
   $('#appt-room').replaceChildren(...rooms.map((r) => h('option', { value: r.id }, r.name)));
+  // Visit types: one line each, `key, name, minutes`; made here so the page's markup stays as it is.
+  if (!$('#appt-types')) {
+    $('#appt-days').before(
+      h('label', { for: 'appt-types' }, t('appt.visit_types')),
+      h('textarea', { id: 'appt-types', name: 'visit_types', rows: 3, placeholder: 'first, First visit, 40\nfollow-up, Follow-up, 20' }));
+  }
   const days = $('#appt-days');
   days.replaceChildren(...DAYS.map((d) => h('div', {},
     h('label', { for: `appt-day-${d}` }, t(`appt.day_${d}`)),
@@ -47,6 +86,9 @@ async function schedule() {
     $('#appt-room').value = current.room;
     $('#appt-zone').value = current.zone;
     $('#appt-visit').value = current.visit_mins;
+    // One unnamed type is the length field alone.
+    const named = current.visit_types.length > 1 || current.visit_types.some((v) => v.name || v.key !== 'visit');
+    $('#appt-types').value = named ? current.visit_types.map((v) => `${v.key}, ${v.name}, ${v.mins}`).join('\n') : '';
     $('#appt-buffer').value = current.buffer_mins;
     for (const d of DAYS) $(`#appt-day-${d}`).value = (current.weekly[d] || []).join(', ');
     $('#appt-exceptions').value = current.exceptions
@@ -67,10 +109,16 @@ async function schedule() {
       const last = /^\d{4}-\d{2}-\d{2}$/.test(rest[0] || '') ? rest.shift() : first;
       return { first, last, hours: rest };
     });
+    const visitTypes = $('#appt-types').value.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const parts = l.split(',').map((p) => p.trim());
+      const mins = Number(parts.pop());
+      return { key: parts.shift() || '', name: parts.join(', '), mins };
+    });
     try {
       await api('PUT', '/api/my/schedule', {
         room: $('#appt-room').value, zone: $('#appt-zone').value.trim(), weekly, exceptions,
-        visit_mins: Number($('#appt-visit').value), buffer_mins: Number($('#appt-buffer').value || 0),
+        ...(visitTypes.length ? { visit_types: visitTypes } : { visit_mins: Number($('#appt-visit').value) }),
+        buffer_mins: Number($('#appt-buffer').value || 0),
       });
       $('#appt-error').textContent = t('appt.saved');
     } catch (e) {

@@ -1,13 +1,16 @@
 // The public booking page (issue 21): pick a physician's free time, give your details, type
 // the code sent to your e-mail or phone, and get the join and manage links.
-// `/book?physician=s_…` books one physician; `?lang=es` opens it in Spanish.
+// `/book?physician=s_…` books one physician; `?lang=es` opens it in Spanish. A physician
+// with several visit types (first visit, follow-up …) gets a choice of type above their
+// times; the times listed are of the type chosen (its length).
 
 import { $, h, showOnly } from './ui.js';
 import { api } from './api.js';
 import { t, setLang, pickLang, lang } from './i18n.js';
 
 const params = new URLSearchParams(location.search);
-const state = { info: null, chosen: null, held: null };
+// `types`: physician id → the visit type the patient chose (absent: the physician's first).
+const state = { info: null, chosen: null, held: null, types: new Map() };
 const show = (id) => showOnly('.stage-section', `s-${id}`);
 const DAY = 86_400_000;
 
@@ -23,6 +26,12 @@ function dayOf(ms, zone) {
   return new Intl.DateTimeFormat(lang, { weekday: 'long', day: 'numeric', month: 'long', timeZone: zone }).format(new Date(ms));
 }
 
+/** "Follow-up (20 min)", or "20 min" for an unnamed type. */
+function typeLabel(v) {
+  const mins = t('book.mins', { mins: v.mins });
+  return v.name ? `${v.name} (${mins})` : mins;
+}
+
 async function listSlots() {
   const q = new URLSearchParams({ from: String(Date.now()), to: String(Date.now() + 14 * DAY) });
   const physician = params.get('physician');
@@ -32,11 +41,31 @@ async function listSlots() {
   const box = $('#slots');
   box.replaceChildren(h('p', {}, t('book.loading')));
   const list = await api('GET', `/api/booking/slots?${q}`);
+  // A physician whose visit type the patient changed: their times of that type.
+  for (const [i, p] of list.entries()) {
+    const key = state.types.get(p.physician.id);
+    if (!key || key === p.visit_type) continue;
+    const one = new URLSearchParams(q);
+    one.set('physician', p.physician.id);
+    one.set('visit_type', key);
+    const [again] = await api('GET', `/api/booking/slots?${one}`);
+    if (again) list[i] = again;
+  }
   box.replaceChildren();
-  const withSlots = list.filter((p) => p.slots.length);
-  if (!withSlots.length) box.append(h('p', { class: 'notice' }, t('book.no_slots')));
-  for (const p of withSlots) {
+  const shown = list.filter((p) => p.slots.length || p.physician.visit_types.length > 1);
+  if (!shown.length) box.append(h('p', { class: 'notice' }, t('book.no_slots')));
+  for (const p of shown) {
     box.append(h('h2', {}, p.physician.name));
+    const types = p.physician.visit_types;
+    if (types.length > 1) {
+      const id = `type-${p.physician.id}`;
+      box.append(h('label', { for: id }, t('book.visit_type')), h('select', {
+        id, class: 'visit-type',
+        onchange: async (ev) => { state.types.set(p.physician.id, ev.target.value); await listSlots(); },
+      }, types.map((v) => h('option', { value: v.key, selected: v.key === p.visit_type }, typeLabel(v)))));
+    }
+    if (!p.slots.length) box.append(h('p', { class: 'notice' }, t('book.no_slots')));
+    const visitType = types.find((v) => v.key === p.visit_type);
     const byDay = new Map();
     for (const s of p.slots) {
       const d = dayOf(s.starts_at, p.physician.zone);
@@ -45,16 +74,17 @@ async function listSlots() {
     }
     for (const [d, slots] of byDay) {
       box.append(h('h3', {}, d), h('div', { class: 'row slot-row' }, slots.map((s) => h('button', {
-        type: 'button', class: 'secondary small slot', dataset: { start: String(s.starts_at) },
-        onclick: () => choose(p.physician, s),
+        type: 'button', class: 'secondary small slot', dataset: { start: String(s.starts_at), end: String(s.ends_at) },
+        onclick: () => choose(p.physician, s, types.length > 1 ? visitType : null),
       }, when(s.starts_at, p.physician.zone, false)))));
     }
   }
 }
 
-function choose(physician, slot) {
-  state.chosen = { physician, slot };
-  $('#chosen').textContent = t('book.chosen', { physician: physician.name, when: when(slot.starts_at, physician.zone) });
+function choose(physician, slot, visitType) {
+  state.chosen = { physician, slot, visitType };
+  $('#chosen').textContent = t('book.chosen', { physician: physician.name, when: when(slot.starts_at, physician.zone) })
+    + (visitType ? ` · ${typeLabel(visitType)}` : '');
   $('#form-error').textContent = '';
   show('form');
   $('#name').focus();
@@ -62,9 +92,9 @@ function choose(physician, slot) {
 
 async function book(ev) {
   ev.preventDefault();
-  const { physician, slot } = state.chosen;
+  const { physician, slot, visitType } = state.chosen;
   const body = {
-    physician: physician.id, starts_at: slot.starts_at, name: $('#name').value,
+    physician: physician.id, visit_type: visitType?.key ?? null, starts_at: slot.starts_at, name: $('#name').value,
     email: $('#email').value || null, phone: $('#phone').value || null,
     birth_date: $('#birth-date').value, reason: $('#reason').value, lang, consent: $('#consent').checked,
   };

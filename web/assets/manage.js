@@ -16,7 +16,8 @@ const when = (ms) => new Intl.DateTimeFormat(lang, {
 }).format(new Date(ms));
 
 function render() {
-  $('#when').textContent = t('book.done_when', { physician: appt.physician_name, when: when(appt.starts_at) });
+  $('#when').textContent = t('book.done_when', { physician: appt.physician_name, when: when(appt.starts_at) })
+    + (appt.visit_name ? ` · ${appt.visit_name}` : '');
   $('#status').textContent = t(`manage.status_${appt.status}`) + (appt.reminders_off ? ` ${t('manage.no_reminders')}` : '');
   const open = appt.status === 'confirmed';
   $('#join-link').hidden = !open;
@@ -37,7 +38,10 @@ async function act(path, body) {
 }
 
 async function pickAnother() {
-  const q = new URLSearchParams({ physician: appt.physician, from: String(Date.now()), to: String(Date.now() + 14 * 86_400_000) });
+  // Times of the same visit type: a move keeps the type and its length.
+  const q = new URLSearchParams({
+    physician: appt.physician, visit_type: appt.visit_type, from: String(Date.now()), to: String(Date.now() + 14 * 86_400_000),
+  });
   const list = await api('GET', `/api/booking/slots?${q}`);
   const slots = list[0]?.slots || [];
   const box = $('#slots');
