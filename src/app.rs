@@ -239,7 +239,7 @@ pub async fn build_with_courier(
         crate::records::write_back::RetryPolicy {
             first_retry: Duration::from_secs(settings.records.note_retry_secs.max(1)),
             max_retry: Duration::from_secs(settings.records.note_retry_max_secs.max(1)),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(settings.records.write_lease_secs),
         },
         shutdown.clone(),
     );
@@ -248,6 +248,7 @@ pub async fn build_with_courier(
         shutdown.clone(),
     ));
     let appointments = start_appointments(&settings, &secret, &durable, &live, courier, &shutdown);
+    let referral_key = crate::referrals::ReferralKey::from_server_secret(secret.expose());
     let guards = Arc::new(crate::identity::Guards::new(
         &settings.identity,
         live.counters(),
@@ -285,6 +286,7 @@ pub async fn build_with_courier(
         metrics,
         shutdown,
         appointments,
+        referral_key,
     })
 }
 

@@ -158,7 +158,7 @@ impl NoteOutbox {
             .durable
             .claim_note_writes(&self.owner, now, lease_until, CLAIM_BATCH)
             .await?;
-        let claimed = due.len();
+        let mut claimed = due.len();
         for note in due {
             let visit = note.write.visit.clone();
             let outcome = self.writer.write_visit(&note.write).await;
@@ -187,6 +187,63 @@ impl NoteOutbox {
                         retry_in_secs = wait.as_secs(),
                         error = %cause,
                         "visit note not written to the record yet; will retry"
+                    );
+                }
+            }
+        }
+        claimed += self.referral_round(now, lease_until).await?;
+        Ok(claimed)
+    }
+
+    /// The referrals' part of a round.
+    async fn referral_round(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<usize, DurableError> {
+        let due = self
+            .durable
+            .claim_referral_writes(&self.owner, now, lease_until, CLAIM_BATCH)
+            .await?;
+        let claimed = due.len();
+        for mut claim in due {
+            let id = claim.write.referral.clone();
+            claim.write.encounter = self
+                .durable
+                .visit_note(&claim.write.visit)
+                .await?
+                .and_then(|n| n.receipt)
+                .map(|r| r.encounter);
+            let outcome = self.writer.write_referral(&claim.write).await;
+            let at = now_millis();
+            match outcome {
+                Ok(reference) => {
+                    let kept = self
+                        .durable
+                        .referral_written(&id, &self.owner, claim.version, &reference, at)
+                        .await?;
+                    tracing::info!(referral = %id, kept, "referral written to the record");
+                }
+                Err(e) => {
+                    let failures = claim.attempts + 1;
+                    let wait =
+                        next_attempt_in(failures, self.policy.first_retry, self.policy.max_retry);
+                    let cause = e.to_string();
+                    self.durable
+                        .referral_write_failed(
+                            &id,
+                            &self.owner,
+                            &cause,
+                            at,
+                            at + wait.as_millis() as i64,
+                        )
+                        .await?;
+                    tracing::warn!(
+                        referral = %id,
+                        failures,
+                        retry_in_secs = wait.as_secs(),
+                        error = %cause,
+                        "referral not written to the record yet; will retry"
                     );
                 }
             }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub history: Arc<crate::history::HistoryWriter>,
     /// Booking, manage links and notices to patients (issue 21).
     pub appointments: Arc<crate::appointments::Appointments>,
+    /// Derives the join codes of referrals accepted into a waiting room (issue 22).
+    pub referral_key: crate::referrals::ReferralKey,
 }
 
 impl AppState {
