@@ -240,6 +240,8 @@ pub async fn build_with_courier(
             first_retry: Duration::from_secs(settings.records.note_retry_secs.max(1)),
             max_retry: Duration::from_secs(settings.records.note_retry_max_secs.max(1)),
             lease: Duration::from_secs(settings.records.write_lease_secs),
+            max_attempts: settings.records.write_max_attempts,
+            max_age: Duration::from_secs(settings.records.write_max_age_hours * 3600),
         },
         shutdown.clone(),
     );

@@ -429,6 +429,13 @@ pub struct RecordsSettings {
     /// requests, each within `fhir_timeout_ms`), short enough that a node that died
     /// mid-write delays it little. At least 10. Default 120.
     pub write_lease_secs: u64,
+    /// Attempts after which a record write (a visit note or a referral) that keeps failing
+    /// is given up: marked failed, no more attempts, listed for admins. At least 1.
+    /// Default 100 (about a day at the longest wait of the defaults).
+    pub write_max_attempts: u32,
+    /// Hours after which a record write still failing is given up the same way, counted
+    /// from when it was saved (a referral: made or answered). At least 1. Default 72.
+    pub write_max_age_hours: u64,
 }
 
 /// `records.fhir_write_scopes` unless set (SMART v1).
@@ -458,6 +465,8 @@ impl Default for RecordsSettings {
             note_retry_secs: 10,
             note_retry_max_secs: 900,
             write_lease_secs: 120,
+            write_max_attempts: 100,
+            write_max_age_hours: 72,
         }
     }
 }
@@ -1143,6 +1152,12 @@ impl Settings {
             return Err(invalid(
                 "records.fhir_signing_alg",
                 "must be RS384 or ES384",
+            ));
+        }
+        if self.records.write_max_attempts == 0 || self.records.write_max_age_hours == 0 {
+            return Err(invalid(
+                "records.write_max_attempts",
+                "write_max_attempts and write_max_age_hours must be at least 1",
             ));
         }
         if self.records.write_lease_secs < 10 {

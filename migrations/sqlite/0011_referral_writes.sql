@@ -2,7 +2,8 @@
 -- FHIR ServiceRequest there, through this outbox (one row per referral, made in the same
 -- transaction as the referral): `state` is `pending` until the record source holds the
 -- ServiceRequest as of `version` (an answer bumps it and makes the row pending again),
--- then `written`. A node writes a pending row only while it holds its lease; a failed
+-- then `written` (or `failed`: given up after `records.write_max_attempts` or
+-- `write_max_age_hours`; an answer makes it pending again). A node writes a pending row only while it holds its lease; a failed
 -- attempt counts in `attempts`, keeps its cause (no patient data) in `last_error` and is
 -- tried again at `next_attempt_at`. Times are unix milliseconds.
 CREATE TABLE referral_writes (
@@ -15,6 +16,9 @@ CREATE TABLE referral_writes (
     attempts            BIGINT NOT NULL DEFAULT 0,
     created_at          BIGINT NOT NULL,
     next_attempt_at     BIGINT NOT NULL,
+    -- Since when the current version waits (the referral, or its answer): the age at
+    -- which `records.write_max_age_hours` gives up counts from here.
+    pending_since       BIGINT NOT NULL,
     lease_owner         TEXT,
     lease_until         BIGINT,
     last_error          TEXT,

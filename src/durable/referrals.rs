@@ -110,6 +110,8 @@ pub struct ClaimedReferralWrite {
     pub write: ReferralWrite,
     pub version: i64,
     pub attempts: u32,
+    /// Since when this version waits to be written (the referral, or its answer).
+    pub pending_since: Millis,
 }
 
 /// A referral write the record source has not taken yet, for the admins' list: no
@@ -126,6 +128,8 @@ pub struct PendingReferralWrite {
     pub last_attempt_at: Option<Millis>,
     pub last_error: Option<String>,
     pub leased_until: Option<Millis>,
+    /// Given up: no more attempts (an answer makes it due again).
+    pub failed: bool,
 }
 
 /// Where a referral stands with the record source.
@@ -195,7 +199,7 @@ pub trait ReferralStore: Send + Sync {
     ) -> Result<bool, DurableError>;
 
     /// The lease holder says the attempt failed: count it, keep `error`, release the lease,
-    /// try again at `next_attempt_at`.
+    /// try again at `next_attempt_at` — or, with `give_up`, mark it failed.
     async fn referral_write_failed(
         &self,
         id: &ReferralId,
@@ -203,9 +207,10 @@ pub trait ReferralStore: Send + Sync {
         error: &str,
         at: Millis,
         next_attempt_at: Millis,
+        give_up: bool,
     ) -> Result<bool, DurableError>;
 
-    /// Referral writes not yet in the record, oldest first, at most `limit` (capped at 1000).
+    /// Referral writes pending or given up, oldest first, at most `limit` (capped at 1000).
     async fn pending_referral_writes(
         &self,
         limit: i64,
@@ -274,13 +279,13 @@ pub(crate) fn decode_referral(r: ReferralRow) -> Result<Referral, DurableError> 
 }
 
 /// A claimed outbox row: the referral, the names, the version and attempts so far.
-pub(crate) type ClaimRow = (String, String, i64, i64);
+pub(crate) type ClaimRow = (String, String, i64, i64, i64);
 
 /// The write a claimed row stands for. `None` for a referral without a patient record
 /// (no such row is ever made; a row left by hand is skipped).
 pub(crate) fn decode_claim(
     r: Referral,
-    (requester_name, performer_name, version, attempts): ClaimRow,
+    (requester_name, performer_name, version, attempts, pending_since): ClaimRow,
 ) -> Option<ClaimedReferralWrite> {
     let answer = match r.status {
         ReferralStatus::Pending => None,
@@ -307,11 +312,13 @@ pub(crate) fn decode_claim(
         },
         version,
         attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+        pending_since,
     })
 }
 
 pub(crate) const PENDING_WRITE: &str = "pending";
 pub(crate) const WRITTEN: &str = "written";
+pub(crate) const FAILED: &str = "failed";
 /// Longest `last_error` kept, characters.
 pub(crate) const MAX_ERROR_CHARS: usize = 500;
 
@@ -361,8 +368,8 @@ macro_rules! impl_referral_store {
                 if let (Some(copy), Some(_)) = (record, new.patient_ref.as_ref()) {
                     sqlx::query(
                         "INSERT INTO referral_writes (referral_id, requester_name, performer_name, \
-                         version, state, attempts, created_at, next_attempt_at) \
-                         VALUES ($1, $2, $3, 1, $4, 0, $5, $5)",
+                         version, state, attempts, created_at, next_attempt_at, pending_since) \
+                         VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5)",
                     )
                     .bind(id.as_str())
                     .bind(&copy.requester_name)
@@ -492,7 +499,8 @@ macro_rules! impl_referral_store {
                     }
                     sqlx::query(
                         "UPDATE referral_writes SET version = version + 1, state = $2, \
-                         attempts = 0, next_attempt_at = $3 WHERE referral_id = $1",
+                         attempts = 0, next_attempt_at = $3, pending_since = $3 \
+                         WHERE referral_id = $1",
                     )
                     .bind(id.as_str())
                     .bind(PENDING_WRITE)
@@ -543,16 +551,16 @@ macro_rules! impl_referral_store {
                     // The version first, then the referral: an answer in between makes the
                     // referral newer than the version, so the row stays due after this
                     // write and the next one sends the answer (never the reverse).
-                    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+                    let row: Option<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
                         "SELECT requester_name, performer_name, version, attempts, \
-                         next_attempt_at FROM referral_writes \
+                         pending_since, next_attempt_at FROM referral_writes \
                          WHERE referral_id = $1 AND lease_owner = $2",
                     )
                     .bind(&id)
                     .bind(owner)
                     .fetch_optional(&self.pool)
                     .await?;
-                    let Some((requester, performer, version, attempts, due)) = row else {
+                    let Some((requester, performer, version, attempts, since, due)) = row else {
                         continue;
                     };
                     let referral_id: $crate::ids::ReferralId =
@@ -561,7 +569,7 @@ macro_rules! impl_referral_store {
                         continue;
                     };
                     if let Some(c) =
-                        decode_claim(referral, (requester, performer, version, attempts))
+                        decode_claim(referral, (requester, performer, version, attempts, since))
                     {
                         out.push((due, c));
                     }
@@ -606,13 +614,14 @@ macro_rules! impl_referral_store {
                 error: &str,
                 at: Millis,
                 next_attempt_at: Millis,
+                give_up: bool,
             ) -> Result<bool, DurableError> {
                 use $crate::durable::referrals::*;
                 let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
                 let done = sqlx::query(
                     "UPDATE referral_writes SET attempts = attempts + 1, last_error = $3, \
                      last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, \
-                     lease_until = NULL \
+                     lease_until = NULL, state = $7 \
                      WHERE referral_id = $1 AND lease_owner = $2 AND state = $6",
                 )
                 .bind(id.as_str())
@@ -621,6 +630,7 @@ macro_rules! impl_referral_store {
                 .bind(at)
                 .bind(next_attempt_at)
                 .bind(PENDING_WRITE)
+                .bind(if give_up { FAILED } else { PENDING_WRITE })
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -642,18 +652,20 @@ macro_rules! impl_referral_store {
                     Option<i64>,
                     Option<String>,
                     Option<i64>,
+                    String,
                 )> = sqlx::query_as(
                     "SELECT r.id, r.visit_id, r.from_staff, w.created_at, w.attempts, \
-                     w.next_attempt_at, w.last_attempt_at, w.last_error, w.lease_until \
+                     w.next_attempt_at, w.last_attempt_at, w.last_error, w.lease_until, w.state \
                      FROM referral_writes w JOIN referrals r ON r.id = w.referral_id \
-                     WHERE w.state = $1 ORDER BY w.created_at, r.id LIMIT $2",
+                     WHERE w.state IN ($1, $3) ORDER BY w.created_at, r.id LIMIT $2",
                 )
                 .bind(PENDING_WRITE)
                 .bind(limit.clamp(0, 1000))
+                .bind(FAILED)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter()
-                    .map(|(id, visit, staff, created_at, attempts, next, last, error, lease)| {
+                    .map(|(id, visit, staff, created_at, attempts, next, last, error, lease, state)| {
                         Ok(PendingReferralWrite {
                             referral: parse_id(&id, "referrals.id")?,
                             visit: parse_id(&visit, "referrals.visit_id")?,
@@ -664,6 +676,7 @@ macro_rules! impl_referral_store {
                             last_attempt_at: last,
                             last_error: error,
                             leased_until: lease,
+                            failed: state == FAILED,
                         })
                     })
                     .collect()

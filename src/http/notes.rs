@@ -59,7 +59,9 @@ pub struct NoteView {
     #[schema(value_type = String)]
     pub visit: VisitId,
     /// `sending`: kept by examroom, not yet in the record (the source may be down; it is
-    /// retried). `in_record`: the record source holds the visit and its note.
+    /// retried). `in_record`: the record source holds the visit and its note. `failed`:
+    /// given up after `records.write_max_attempts` or `write_max_age_hours`; an admin sees
+    /// it in `GET /api/record-writes`.
     pub state: String,
     pub saved_at: Millis,
     /// When the record source took it.
@@ -82,7 +84,12 @@ impl NoteView {
         let note = &n.write.note;
         NoteView {
             visit: n.write.visit.clone(),
-            state: if sending { "sending" } else { "in_record" }.into(),
+            state: match n.state {
+                NoteDelivery::Pending => "sending",
+                NoteDelivery::Written => "in_record",
+                NoteDelivery::Failed => "failed",
+            }
+            .into(),
             saved_at: n.saved_at,
             written_at: n.written_at,
             attempts: n.attempts,
@@ -273,6 +280,8 @@ pub struct PendingWriteView {
     pub last_error: Option<String>,
     /// A node is writing it now, until then.
     pub leased_until: Option<Millis>,
+    /// Given up (`records.write_max_attempts` / `write_max_age_hours`): no more attempts.
+    pub failed: bool,
 }
 
 impl From<PendingNoteWrite> for PendingWriteView {
@@ -288,6 +297,7 @@ impl From<PendingNoteWrite> for PendingWriteView {
             last_attempt_at: p.last_attempt_at,
             last_error: p.last_error,
             leased_until: p.leased_until,
+            failed: p.failed,
         }
     }
 }
@@ -305,6 +315,7 @@ impl From<PendingReferralWrite> for PendingWriteView {
             last_attempt_at: p.last_attempt_at,
             last_error: p.last_error,
             leased_until: p.leased_until,
+            failed: p.failed,
         }
     }
 }

@@ -485,7 +485,8 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
             holder,
             "Encounter create: server answered 503",
             T0 + 10,
-            T0 + 10_000
+            T0 + 10_000,
+            false
         )
         .await
         .unwrap()
@@ -533,6 +534,34 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
             .unwrap()
             .is_empty()
     );
+
+    // Given up: failed, never claimed again, listed for admins as failed.
+    let doomed = write(&doc, "Earache", T0);
+    s.save_visit_note(doomed.clone()).await.unwrap();
+    assert_eq!(
+        s.claim_note_writes("node-a", T0, T0 + 60_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        s.note_write_failed(&doomed.visit, "node-a", "gave up", T0 + 1, T0 + 2, true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.visit_note(&doomed.visit).await.unwrap().unwrap().state,
+        NoteDelivery::Failed
+    );
+    assert!(
+        s.claim_note_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = s.pending_note_writes(10).await.unwrap();
+    assert_eq!((listed.len(), listed[0].failed), (1, true), "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,7 +670,8 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
             "node-c",
             "ServiceRequest update: server answered 503",
             T0 + 400,
-            T0 + 10_000
+            T0 + 10_000,
+            false
         )
         .await
         .unwrap()
@@ -677,6 +707,60 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
             .written
     );
     assert!(s.pending_referral_writes(10).await.unwrap().is_empty());
+
+    // Given up: failed, listed as such, not claimed; its answer makes it due again.
+    let doomed = s
+        .create_referral(
+            new(Some("pat-2")),
+            Some(RecordCopy {
+                requester_name: "Dr Grey".into(),
+                performer_name: "Dr Shepherd".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let claimed = s
+        .claim_referral_writes("node-a", T0 + 20_000, T0 + 80_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((claimed.len(), claimed[0].pending_since), (1, T0));
+    assert!(
+        s.referral_write_failed(
+            &doomed.id,
+            "node-a",
+            "gave up",
+            T0 + 20_001,
+            T0 + 20_002,
+            true
+        )
+        .await
+        .unwrap()
+    );
+    let listed = s.pending_referral_writes(10).await.unwrap();
+    assert_eq!((listed.len(), listed[0].failed), (1, true), "{listed:?}");
+    assert!(
+        s.claim_referral_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.answer_referral(
+        &doomed.id,
+        ReferralStatus::Declined,
+        None,
+        T0 + 30_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let again = s
+        .claim_referral_writes("node-a", T0 + 30_000, T0 + 90_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.len(), again[0].attempts, again[0].pending_since),
+        (1, 0, T0 + 30_000)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,4 +775,68 @@ async fn referral_outbox_contract_on_postgres() {
         Box::pin(the_outbox_keeps_each_referral_until_its_latest_answer_is_written(s))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_keeps_failing_is_given_up_and_listed_as_failed() {
+    // A FHIR source that does not answer, and an outbox that gives up after two attempts.
+    let tokens = crate::kit::records::scripted::ScriptedFhir::start(
+        vec![],
+        crate::kit::records::scripted::Behaviour::default(),
+    )
+    .await;
+    let dead = format!(
+        "http://127.0.0.1:{}/fhir",
+        crate::kit::services::free_port()
+    );
+    let app = TestApp::spawn_with(|s| {
+        s.records.source = examroom::config::RecordsBackend::Fhir;
+        s.records.fhir_base_url = dead;
+        s.records.fhir_token_url = tokens.token_url.clone();
+        s.records.fhir_client_id = "examroom".into();
+        s.records.note_retry_secs = 1;
+        s.records.write_max_attempts = 2;
+        s.links.identity_factor = examroom::config::IdentityFactor::None;
+    })
+    .await;
+    let grey = app.physician("Dr Grey").await;
+    let room = app.room("GP", RoomKind::Physician, &[&grey]).await;
+    let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;
+    let (_, admin_t) = app.admin().await;
+    let patient = PatientRef::parse("pat-1").unwrap();
+    let (t, _, visit) = app.patient_token_with(&room.id, "Ana", Some(patient), None);
+    let mut p = app.join(&t).await;
+    p.expect("waiting").await;
+    let mut doc = app.join(&grey_t).await;
+    admit(&mut doc, &mut p, &room.id, &visit).await;
+    let path = format!("/api/visits/{visit}/note");
+    let (s, saved) = app
+        .call_json("POST", &path, Some(&grey_t), Some(note("Sore throat")))
+        .await;
+    assert_eq!(s, 201, "{saved}");
+
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = app
+            .call_json("GET", "/api/record-writes", Some(&admin_t), None)
+            .await;
+        if body[0]["failed"] == true {
+            listed = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (listed[0]["visit"].as_str(), listed[0]["attempts"].as_u64()),
+        (Some(visit.as_str()), Some(2)),
+        "given up after two attempts: {listed}"
+    );
+    let (_, status) = app.call_json("GET", &path, Some(&grey_t), None).await;
+    assert_eq!(status["state"], "failed", "{status}");
+    // No further attempt once given up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, after) = app
+        .call_json("GET", "/api/record-writes", Some(&admin_t), None)
+        .await;
+    assert_eq!(after[0]["attempts"], 2, "{after}");
 }

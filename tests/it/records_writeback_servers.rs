@@ -149,6 +149,9 @@ fn policy() -> RetryPolicy {
         first_retry: Duration::from_secs(1),
         max_retry: Duration::from_secs(4),
         lease: Duration::from_secs(60),
+        max_attempts: 100,
+        // The visits here are dated 2025: no age limit in these tests.
+        max_age: Duration::from_secs(100 * 365 * 24 * 3600),
     }
 }
 
