@@ -241,7 +241,9 @@ pub async fn build_with_courier(
         crate::records::write_back::RetryPolicy {
             first_retry: Duration::from_secs(settings.records.note_retry_secs.max(1)),
             max_retry: Duration::from_secs(settings.records.note_retry_max_secs.max(1)),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(settings.records.write_lease_secs),
+            max_attempts: settings.records.write_max_attempts,
+            max_age: Duration::from_secs(settings.records.write_max_age_hours * 3600),
         },
         shutdown.clone(),
     );
@@ -251,6 +253,7 @@ pub async fn build_with_courier(
     ));
     let places = Arc::new(load_places(&settings)?);
     let appointments = start_appointments(&settings, &secret, &durable, &live, courier, &shutdown);
+    let referral_key = crate::referrals::ReferralKey::from_server_secret(secret.expose());
     let guards = Arc::new(crate::identity::Guards::new(
         &settings.identity,
         live.counters(),
@@ -289,6 +292,7 @@ pub async fn build_with_courier(
         shutdown,
         appointments,
         places,
+        referral_key,
     })
 }
 

@@ -413,21 +413,36 @@ pub struct RecordsSettings {
     pub cache_ttl_secs: u64,
     /// Panels kept in the cache at most (the oldest go first). Default 500.
     pub cache_max_panels: usize,
-    /// Space-separated SMART scopes of the token that writes visit notes (`source =
-    /// "fhir"`). Default SMART v1 `system/Encounter.write system/DocumentReference.write
-    /// system/Encounter.read system/DocumentReference.read` (the reads find what an earlier
-    /// attempt wrote); SMART v2: `system/Encounter.crs system/DocumentReference.crs`.
+    /// Space-separated SMART scopes of the token that writes visit notes and referrals
+    /// (`source = "fhir"`). Default SMART v1 `system/Encounter.write
+    /// system/DocumentReference.write system/ServiceRequest.write system/Encounter.read
+    /// system/DocumentReference.read system/ServiceRequest.read` (the reads find what an
+    /// earlier attempt wrote); SMART v2: `system/Encounter.crs system/DocumentReference.crs
+    /// system/ServiceRequest.crus` (an answered referral updates its ServiceRequest).
     pub fhir_write_scopes: String,
     /// Seconds before a failed write of a visit note is tried again, doubling each failure;
     /// also how often each node looks for notes to write. Default 10.
     pub note_retry_secs: u64,
     /// Longest wait between attempts to write a visit note, seconds. Default 900.
     pub note_retry_max_secs: u64,
+    /// Seconds a node holds a record write it claimed (a visit note or a referral) before
+    /// another node may take it over: longer than the slowest write (a token and a few
+    /// requests, each within `fhir_timeout_ms`), short enough that a node that died
+    /// mid-write delays it little. At least 10. Default 120.
+    pub write_lease_secs: u64,
+    /// Attempts after which a record write (a visit note or a referral) that keeps failing
+    /// is given up: marked failed, no more attempts, listed for admins. At least 1.
+    /// Default 100 (about a day at the longest wait of the defaults).
+    pub write_max_attempts: u32,
+    /// Hours after which a record write still failing is given up the same way, counted
+    /// from when it was saved (a referral: made or answered). At least 1. Default 72.
+    pub write_max_age_hours: u64,
 }
 
 /// `records.fhir_write_scopes` unless set (SMART v1).
 pub const DEFAULT_FHIR_WRITE_SCOPES: &str = "system/Encounter.write system/DocumentReference.write \
-system/Encounter.read system/DocumentReference.read";
+system/ServiceRequest.write system/Encounter.read system/DocumentReference.read \
+system/ServiceRequest.read";
 
 impl Default for RecordsSettings {
     fn default() -> Self {
@@ -450,6 +465,9 @@ impl Default for RecordsSettings {
             fhir_write_scopes: DEFAULT_FHIR_WRITE_SCOPES.into(),
             note_retry_secs: 10,
             note_retry_max_secs: 900,
+            write_lease_secs: 120,
+            write_max_attempts: 100,
+            write_max_age_hours: 72,
         }
     }
 }
@@ -1147,6 +1165,15 @@ impl Settings {
                 "records.fhir_signing_alg",
                 "must be RS384 or ES384",
             ));
+        }
+        if self.records.write_max_attempts == 0 || self.records.write_max_age_hours == 0 {
+            return Err(invalid(
+                "records.write_max_attempts",
+                "write_max_attempts and write_max_age_hours must be at least 1",
+            ));
+        }
+        if self.records.write_lease_secs < 10 {
+            return Err(invalid("records.write_lease_secs", "must be at least 10"));
         }
         if self.media.max_concurrent_checks == 0 {
             return Err(invalid("media.max_concurrent_checks", "must be at least 1"));

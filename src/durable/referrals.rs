@@ -1,9 +1,17 @@
 //! Referrals (issue 22): a physician refers the patient of one of their visits to another
 //! physician, who accepts or declines with a note. The rules (who may refer whom) are the
 //! `referrals` use case's; this area stores and answers atomically.
+//!
+//! A referral about a patient with a record (`patient_ref`) also goes to the record source
+//! as a FHIR `ServiceRequest` (`records::service_request`): its outbox row
+//! (`referral_writes`, migration 0011) is made in the same transaction as the referral and
+//! made due again in the same transaction as the answer (its `version` goes up, so a write
+//! of the older version that ends meanwhile does not count as this one). Rows are claimed
+//! with a lease, like the visit notes' (`visit_notes.rs`).
 
-use super::DurableError;
-use crate::ids::{PatientRef, ReferralId, StaffId, VisitId};
+use super::{DurableError, NewLink};
+use crate::ids::{LinkId, PatientRef, ReferralId, RoomId, StaffId, VisitId};
+use crate::records::service_request::{ReferralWrite, RequestAnswer};
 use crate::visit::Millis;
 use serde::Serialize;
 
@@ -75,11 +83,74 @@ pub struct Referral {
     pub status: ReferralStatus,
     pub response_note: Option<String>,
     pub responded_at: Option<Millis>,
+    /// Accepted to be seen in the receiving physician's waiting room: the patient's link.
+    pub join: Option<ReferralJoin>,
+}
+
+/// The join link an accepted referral gave the patient into a waiting room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralJoin {
+    pub link: LinkId,
+    pub room: RoomId,
+    pub expires_at: Millis,
+}
+
+/// What the record's copy of a referral needs beyond the referral: the physicians' names
+/// as their accounts have them now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCopy {
+    pub requester_name: String,
+    pub performer_name: String,
+}
+
+/// A referral write claimed by this node: what to send, and the version it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedReferralWrite {
+    /// `encounter` is not filled here: the outbox looks for the visit's note.
+    pub write: ReferralWrite,
+    pub version: i64,
+    pub attempts: u32,
+    /// Since when this version waits to be written (the referral, or its answer).
+    pub pending_since: Millis,
+}
+
+/// A referral write the record source has not taken yet, for the admins' list: no
+/// reason, no patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReferralWrite {
+    pub referral: ReferralId,
+    pub visit: VisitId,
+    /// The referring physician.
+    pub staff: StaffId,
+    pub created_at: Millis,
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub last_attempt_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub leased_until: Option<Millis>,
+    /// Given up: no more attempts (an answer makes it due again).
+    pub failed: bool,
+}
+
+/// Where a referral stands with the record source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralRecordState {
+    /// `true` once the record holds the referral as it stands now.
+    pub written: bool,
+    /// `ServiceRequest/<id>`, once the record took any version.
+    pub service_request: Option<String>,
+    pub attempts: u32,
 }
 
 #[async_trait::async_trait]
 pub trait ReferralStore: Send + Sync {
-    async fn create_referral(&self, new: NewReferral) -> Result<Referral, DurableError>;
+    /// Keeps the referral and, with `record` (the patient has a record), its pending
+    /// write to the record, in one transaction.
+    async fn create_referral(
+        &self,
+        new: NewReferral,
+        record: Option<RecordCopy>,
+    ) -> Result<Referral, DurableError>;
 
     async fn referral(&self, id: &ReferralId) -> Result<Option<Referral>, DurableError>;
 
@@ -93,15 +164,64 @@ pub trait ReferralStore: Send + Sync {
     /// Made in `visit`, oldest first.
     async fn referrals_for_visit(&self, visit: &VisitId) -> Result<Vec<Referral>, DurableError>;
 
-    /// Answers a pending referral in one statement: of two concurrent answers one wins and
-    /// the other is `Conflict{status}`; an unknown id is `NotFound`.
+    /// Answers a pending referral in one transaction: of two concurrent answers one wins
+    /// and the other is `Conflict{status}`; an unknown id is `NotFound`. With `join`, the
+    /// patient's join link is made in it too. The record write, if any, is due again.
     async fn answer_referral(
         &self,
         id: &ReferralId,
         status: ReferralStatus,
         note: Option<String>,
         at: Millis,
+        join: Option<NewLink>,
     ) -> Result<Referral, DurableError>;
+
+    /// Take the lease on up to `limit` referral writes due at `now`, until `lease_until`,
+    /// as `owner`, in one statement. Oldest due first.
+    async fn claim_referral_writes(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> Result<Vec<ClaimedReferralWrite>, DurableError>;
+
+    /// The lease holder says the record took `version`; the row is `written` unless an
+    /// answer made a newer version meanwhile (then it stays due). `false` when `owner` no
+    /// longer holds the lease.
+    async fn referral_written(
+        &self,
+        id: &ReferralId,
+        owner: &str,
+        version: i64,
+        service_request: &str,
+        at: Millis,
+    ) -> Result<bool, DurableError>;
+
+    /// The lease holder says the attempt failed: count it, keep `error`, release the lease,
+    /// try again at `next_attempt_at` — or, with `give_up`, mark it failed.
+    async fn referral_write_failed(
+        &self,
+        id: &ReferralId,
+        owner: &str,
+        error: &str,
+        at: Millis,
+        next_attempt_at: Millis,
+        give_up: bool,
+    ) -> Result<bool, DurableError>;
+
+    /// Referral writes pending or given up, oldest first, at most `limit` (capped at 1000).
+    async fn pending_referral_writes(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PendingReferralWrite>, DurableError>;
+
+    /// Where the referral stands with the record source; `None` when it is not written
+    /// there (no patient record).
+    async fn referral_record_state(
+        &self,
+        id: &ReferralId,
+    ) -> Result<Option<ReferralRecordState>, DurableError>;
 }
 
 pub(crate) type ReferralRow = (
@@ -117,10 +237,14 @@ pub(crate) type ReferralRow = (
     Option<String>,
     i64,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
 );
 
 pub(crate) const REFERRAL_COLUMNS: &str = "id, visit_id, patient_ref, patient_name, from_staff, \
-     to_staff, reason, urgency, status, response_note, created_at, responded_at";
+     to_staff, reason, urgency, status, response_note, created_at, responded_at, join_link_id, \
+     join_room_id, join_expires_at";
 
 pub(crate) fn decode_referral(r: ReferralRow) -> Result<Referral, DurableError> {
     let bad = |what: &str| DurableError::Internal(format!("referral: bad {what}"));
@@ -143,8 +267,60 @@ pub(crate) fn decode_referral(r: ReferralRow) -> Result<Referral, DurableError> 
         status: ReferralStatus::parse(&r.8).ok_or_else(|| bad("status"))?,
         response_note: r.9,
         responded_at: r.11,
+        join: match (r.12, r.13, r.14) {
+            (Some(link), Some(room), Some(expires_at)) => Some(ReferralJoin {
+                link: LinkId::parse(&link).map_err(|_| bad("join link"))?,
+                room: RoomId::parse(&room).map_err(|_| bad("join room"))?,
+                expires_at,
+            }),
+            _ => None,
+        },
     })
 }
+
+/// A claimed outbox row: the referral, the names, the version and attempts so far.
+pub(crate) type ClaimRow = (String, String, i64, i64, i64);
+
+/// The write a claimed row stands for. `None` for a referral without a patient record
+/// (no such row is ever made; a row left by hand is skipped).
+pub(crate) fn decode_claim(
+    r: Referral,
+    (requester_name, performer_name, version, attempts, pending_since): ClaimRow,
+) -> Option<ClaimedReferralWrite> {
+    let answer = match r.status {
+        ReferralStatus::Pending => None,
+        s => Some(RequestAnswer {
+            accepted: s == ReferralStatus::Accepted,
+            note: r.response_note.clone(),
+            at: r.responded_at.unwrap_or(r.new.at),
+        }),
+    };
+    Some(ClaimedReferralWrite {
+        write: ReferralWrite {
+            referral: r.id,
+            visit: r.new.visit,
+            patient: r.new.patient_ref?,
+            requester: r.new.from,
+            requester_name,
+            performer: r.new.to,
+            performer_name,
+            reason: r.new.reason,
+            priority: r.new.urgency.as_str().to_owned(),
+            authored_on: r.new.at,
+            answer,
+            encounter: None,
+        },
+        version,
+        attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+        pending_since,
+    })
+}
+
+pub(crate) const PENDING_WRITE: &str = "pending";
+pub(crate) const WRITTEN: &str = "written";
+pub(crate) const FAILED: &str = "failed";
+/// Longest `last_error` kept, characters.
+pub(crate) const MAX_ERROR_CHARS: usize = 500;
 
 // The store methods, expanded once per store type (`sqlite.rs`, `postgres.rs`); see `sql.rs`
 // for why one body fits both databases.
@@ -156,6 +332,7 @@ macro_rules! impl_referral_store {
             async fn create_referral(
                 &self,
                 new: $crate::durable::referrals::NewReferral,
+                record: Option<$crate::durable::referrals::RecordCopy>,
             ) -> Result<$crate::durable::referrals::Referral, DurableError> {
                 let id = $crate::ids::ReferralId::new();
                 let status = $crate::durable::referrals::ReferralStatus::Pending;
@@ -170,6 +347,7 @@ macro_rules! impl_referral_store {
                         return Err(DurableError::invalid(field, "no such staff member"));
                     }
                 }
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO referrals (id, visit_id, patient_ref, patient_name, from_staff, \
                      to_staff, reason, urgency, status, response_note, created_at, responded_at) \
@@ -185,14 +363,30 @@ macro_rules! impl_referral_store {
                 .bind(new.urgency.as_str())
                 .bind(status.as_str())
                 .bind(new.at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                if let (Some(copy), Some(_)) = (record, new.patient_ref.as_ref()) {
+                    sqlx::query(
+                        "INSERT INTO referral_writes (referral_id, requester_name, performer_name, \
+                         version, state, attempts, created_at, next_attempt_at, pending_since) \
+                         VALUES ($1, $2, $3, 1, $4, 0, $5, $5, $5)",
+                    )
+                    .bind(id.as_str())
+                    .bind(&copy.requester_name)
+                    .bind(&copy.performer_name)
+                    .bind($crate::durable::referrals::PENDING_WRITE)
+                    .bind(new.at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok($crate::durable::referrals::Referral {
                     id,
                     new,
                     status,
                     response_note: None,
                     responded_at: None,
+                    join: None,
                 })
             }
 
@@ -251,24 +445,260 @@ macro_rules! impl_referral_store {
                 status: $crate::durable::referrals::ReferralStatus,
                 note: Option<String>,
                 at: Millis,
+                join: Option<$crate::durable::NewLink>,
             ) -> Result<$crate::durable::referrals::Referral, DurableError> {
-                // One statement: only a pending referral changes, so one answer wins.
+                use $crate::durable::referrals::*;
+                let mut tx = self.begin_write().await?;
+                // One statement decides: only a pending referral changes, so one answer wins.
                 let done = sqlx::query(
-                    "UPDATE referrals SET status = $2, response_note = $3, responded_at = $4 \
+                    "UPDATE referrals SET status = $2, response_note = $3, responded_at = $4, \
+                     join_link_id = $5, join_room_id = $6, join_expires_at = $7 \
                      WHERE id = $1 AND status = 'pending'",
                 )
                 .bind(id.as_str())
                 .bind(status.as_str())
                 .bind(note.as_deref())
                 .bind(at)
-                .execute(&self.pool)
+                .bind(join.as_ref().map(|l| l.id.as_str().to_owned()))
+                .bind(join.as_ref().map(|l| l.room.as_str().to_owned()))
+                .bind(join.as_ref().map(|l| l.expires_at))
+                .execute(&mut *tx)
                 .await?;
-                let now = self.referral(id).await?;
+                if done.rows_affected() == 1 {
+                    if let Some(link) = &join {
+                        let room: Option<(bool,)> =
+                            sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
+                                .bind(link.room.as_str())
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        if !matches!(room, Some((false,))) {
+                            return Err(DurableError::invalid("room", "no such room in use"));
+                        }
+                        sqlx::query(
+                            "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
+                             patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
+                             revoked, first_used_at, use_count) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                             FALSE, NULL, 0)",
+                        )
+                        .bind(link.id.as_str())
+                        .bind(&link.code_hash)
+                        .bind(link.kind.as_str())
+                        .bind(link.room.as_str())
+                        .bind(link.visit.as_str())
+                        .bind(&link.patient_name)
+                        .bind(link.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
+                        .bind(&link.reason)
+                        .bind(&link.lang)
+                        .bind(link.not_before)
+                        .bind(link.expires_at)
+                        .bind(link.created_by.as_str())
+                        .bind(link.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE referral_writes SET version = version + 1, state = $2, \
+                         attempts = 0, next_attempt_at = $3, pending_since = $3 \
+                         WHERE referral_id = $1",
+                    )
+                    .bind(id.as_str())
+                    .bind(PENDING_WRITE)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let sql = format!("SELECT {REFERRAL_COLUMNS} FROM referrals WHERE id = $1");
+                let now: Option<ReferralRow> = sqlx::query_as(&sql)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 match (done.rows_affected(), now) {
                     (_, None) => Err(DurableError::NotFound { what: "referral" }),
                     (0, Some(_)) => Err(DurableError::conflict("status", "already answered")),
-                    (_, Some(r)) => Ok(r),
+                    (_, Some(r)) => decode_referral(r),
                 }
+            }
+
+            async fn claim_referral_writes(
+                &self,
+                owner: &str,
+                now: Millis,
+                lease_until: Millis,
+                limit: i64,
+            ) -> Result<Vec<$crate::durable::referrals::ClaimedReferralWrite>, DurableError> {
+                use $crate::durable::referrals::*;
+                // One statement, as the notes' claim (`visit_notes.rs`).
+                let claimed: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE referral_writes SET lease_owner = $1, lease_until = $2 \
+                     WHERE referral_id IN (SELECT referral_id FROM referral_writes \
+                        WHERE state = $3 AND next_attempt_at <= $4 \
+                        AND (lease_until IS NULL OR lease_until < $4) \
+                        ORDER BY next_attempt_at, referral_id LIMIT $5) \
+                     AND state = $3 AND (lease_until IS NULL OR lease_until < $4) \
+                     RETURNING referral_id",
+                )
+                .bind(owner)
+                .bind(lease_until)
+                .bind(PENDING_WRITE)
+                .bind(now)
+                .bind(limit.clamp(0, 1000))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(claimed.len());
+                for (id,) in claimed {
+                    // The version first, then the referral: an answer in between makes the
+                    // referral newer than the version, so the row stays due after this
+                    // write and the next one sends the answer (never the reverse).
+                    let row: Option<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+                        "SELECT requester_name, performer_name, version, attempts, \
+                         pending_since, next_attempt_at FROM referral_writes \
+                         WHERE referral_id = $1 AND lease_owner = $2",
+                    )
+                    .bind(&id)
+                    .bind(owner)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    let Some((requester, performer, version, attempts, since, due)) = row else {
+                        continue;
+                    };
+                    let referral_id: $crate::ids::ReferralId =
+                        parse_id(&id, "referral_writes.referral_id")?;
+                    let Some(referral) = self.referral(&referral_id).await? else {
+                        continue;
+                    };
+                    if let Some(c) =
+                        decode_claim(referral, (requester, performer, version, attempts, since))
+                    {
+                        out.push((due, c));
+                    }
+                }
+                out.sort_by(|a, b| (a.0, &a.1.write.referral).cmp(&(b.0, &b.1.write.referral)));
+                Ok(out.into_iter().map(|(_, c)| c).collect())
+            }
+
+            async fn referral_written(
+                &self,
+                id: &$crate::ids::ReferralId,
+                owner: &str,
+                version: i64,
+                service_request: &str,
+                at: Millis,
+            ) -> Result<bool, DurableError> {
+                use $crate::durable::referrals::*;
+                let done = sqlx::query(
+                    "UPDATE referral_writes SET \
+                     state = CASE WHEN version = $3 THEN $4 ELSE state END, \
+                     written_at = CASE WHEN version = $3 THEN $6 ELSE written_at END, \
+                     service_request_ref = $5, last_attempt_at = $6, \
+                     lease_owner = NULL, lease_until = NULL \
+                     WHERE referral_id = $1 AND lease_owner = $2 AND state = $7",
+                )
+                .bind(id.as_str())
+                .bind(owner)
+                .bind(version)
+                .bind(WRITTEN)
+                .bind(service_request)
+                .bind(at)
+                .bind(PENDING_WRITE)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn referral_write_failed(
+                &self,
+                id: &$crate::ids::ReferralId,
+                owner: &str,
+                error: &str,
+                at: Millis,
+                next_attempt_at: Millis,
+                give_up: bool,
+            ) -> Result<bool, DurableError> {
+                use $crate::durable::referrals::*;
+                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+                let done = sqlx::query(
+                    "UPDATE referral_writes SET attempts = attempts + 1, last_error = $3, \
+                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, \
+                     lease_until = NULL, state = $7 \
+                     WHERE referral_id = $1 AND lease_owner = $2 AND state = $6",
+                )
+                .bind(id.as_str())
+                .bind(owner)
+                .bind(error)
+                .bind(at)
+                .bind(next_attempt_at)
+                .bind(PENDING_WRITE)
+                .bind(if give_up { FAILED } else { PENDING_WRITE })
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn pending_referral_writes(
+                &self,
+                limit: i64,
+            ) -> Result<Vec<$crate::durable::referrals::PendingReferralWrite>, DurableError> {
+                use $crate::durable::referrals::*;
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(
+                    String,
+                    String,
+                    String,
+                    i64,
+                    i64,
+                    i64,
+                    Option<i64>,
+                    Option<String>,
+                    Option<i64>,
+                    String,
+                )> = sqlx::query_as(
+                    "SELECT r.id, r.visit_id, r.from_staff, w.created_at, w.attempts, \
+                     w.next_attempt_at, w.last_attempt_at, w.last_error, w.lease_until, w.state \
+                     FROM referral_writes w JOIN referrals r ON r.id = w.referral_id \
+                     WHERE w.state IN ($1, $3) ORDER BY w.created_at, r.id LIMIT $2",
+                )
+                .bind(PENDING_WRITE)
+                .bind(limit.clamp(0, 1000))
+                .bind(FAILED)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, visit, staff, created_at, attempts, next, last, error, lease, state)| {
+                        Ok(PendingReferralWrite {
+                            referral: parse_id(&id, "referrals.id")?,
+                            visit: parse_id(&visit, "referrals.visit_id")?,
+                            staff: parse_id(&staff, "referrals.from_staff")?,
+                            created_at,
+                            attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+                            next_attempt_at: next,
+                            last_attempt_at: last,
+                            last_error: error,
+                            leased_until: lease,
+                            failed: state == FAILED,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn referral_record_state(
+                &self,
+                id: &$crate::ids::ReferralId,
+            ) -> Result<Option<$crate::durable::referrals::ReferralRecordState>, DurableError> {
+                use $crate::durable::referrals::*;
+                let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT state, service_request_ref, attempts FROM referral_writes \
+                     WHERE referral_id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(state, service_request, attempts)| ReferralRecordState {
+                    written: state == WRITTEN,
+                    service_request,
+                    attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+                }))
             }
         }
     };

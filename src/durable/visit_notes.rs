@@ -25,6 +25,9 @@ pub enum NoteDelivery {
     Pending,
     /// The record source holds the visit's Encounter and DocumentReference.
     Written,
+    /// Given up after `records.write_max_attempts` attempts or `write_max_age_hours`:
+    /// no more attempts; listed for admins.
+    Failed,
 }
 
 impl NoteDelivery {
@@ -32,12 +35,14 @@ impl NoteDelivery {
         match self {
             NoteDelivery::Pending => "pending",
             NoteDelivery::Written => "written",
+            NoteDelivery::Failed => "failed",
         }
     }
     fn parse(s: &str) -> Result<Self, DurableError> {
         match s {
             "pending" => Ok(NoteDelivery::Pending),
             "written" => Ok(NoteDelivery::Written),
+            "failed" => Ok(NoteDelivery::Failed),
             _ => Err(DurableError::Internal("unknown note state in store".into())),
         }
     }
@@ -73,6 +78,8 @@ pub struct PendingNoteWrite {
     pub last_error: Option<String>,
     /// A node is writing it now (its lease runs until then).
     pub leased_until: Option<Millis>,
+    /// Given up: no more attempts.
+    pub failed: bool,
 }
 
 /// Whether [`VisitNoteStore::save_visit_note`] kept a new note or found the same one.
@@ -114,7 +121,8 @@ pub trait VisitNoteStore: Send + Sync {
     ) -> Result<bool, DurableError>;
 
     /// The lease holder says the attempt failed: count it, keep `error`, release the
-    /// lease, try again at `next_attempt_at`.
+    /// lease, try again at `next_attempt_at` — or, with `give_up`, mark it failed: no
+    /// more attempts.
     async fn note_write_failed(
         &self,
         visit: &VisitId,
@@ -122,9 +130,10 @@ pub trait VisitNoteStore: Send + Sync {
         error: &str,
         at: Millis,
         next_attempt_at: Millis,
+        give_up: bool,
     ) -> Result<bool, DurableError>;
 
-    /// Pending note writes, oldest first, at most `limit` (capped at 1000).
+    /// Pending and failed note writes, oldest first, at most `limit` (capped at 1000).
     async fn pending_note_writes(&self, limit: i64) -> Result<Vec<PendingNoteWrite>, DurableError>;
 }
 
@@ -175,6 +184,10 @@ pub(super) fn pending_state() -> &'static str {
 
 pub(super) fn written_state() -> &'static str {
     NoteDelivery::Written.as_str()
+}
+
+pub(super) fn failed_state() -> &'static str {
+    NoteDelivery::Failed.as_str()
 }
 
 /// Longest `last_error` kept, characters.
@@ -319,12 +332,15 @@ macro_rules! impl_visit_note_store {
                 error: &str,
                 at: Millis,
                 next_attempt_at: Millis,
+                give_up: bool,
             ) -> Result<bool, DurableError> {
                 use $crate::durable::visit_notes::*;
                 let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+                let state = if give_up { failed_state() } else { pending_state() };
                 let done = sqlx::query(
                     "UPDATE visit_notes SET attempts = attempts + 1, last_error = $3, \
-                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, lease_until = NULL \
+                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, lease_until = NULL, \
+                     state = $7 \
                      WHERE visit_id = $1 AND lease_owner = $2 AND state = $6",
                 )
                 .bind(visit.as_str())
@@ -333,6 +349,7 @@ macro_rules! impl_visit_note_store {
                 .bind(at)
                 .bind(next_attempt_at)
                 .bind(pending_state())
+                .bind(state)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -353,18 +370,20 @@ macro_rules! impl_visit_note_store {
                     Option<i64>,
                     Option<String>,
                     Option<i64>,
+                    String,
                 )> = sqlx::query_as(
                     "SELECT visit_id, staff_id, saved_at, attempts, next_attempt_at, \
-                     last_attempt_at, last_error, lease_until FROM visit_notes \
-                     WHERE state = $1 ORDER BY saved_at, visit_id LIMIT $2",
+                     last_attempt_at, last_error, lease_until, state FROM visit_notes \
+                     WHERE state IN ($1, $3) ORDER BY saved_at, visit_id LIMIT $2",
                 )
                 .bind(pending_state())
                 .bind(limit.clamp(0, 1000))
+                .bind(failed_state())
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter()
                     .map(
-                        |(visit, staff, saved_at, attempts, next, last, error, lease)| {
+                        |(visit, staff, saved_at, attempts, next, last, error, lease, state)| {
                             Ok($crate::durable::PendingNoteWrite {
                                 visit: parse_id(&visit, "visit_notes.visit_id")?,
                                 staff: parse_id(&staff, "visit_notes.staff_id")?,
@@ -374,6 +393,7 @@ macro_rules! impl_visit_note_store {
                                 last_attempt_at: last,
                                 last_error: error,
                                 leased_until: lease,
+                                failed: state == failed_state(),
                             })
                         },
                     )

@@ -13,9 +13,10 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::records::{Who, audit, chart_refusal, chart_request};
 use crate::audit::{AuditOutcome, NewAuditEntry};
+use crate::durable::referrals::PendingReferralWrite;
 use crate::durable::{NoteDelivery, PendingNoteWrite, StoredVisitNote};
 use crate::identity::chart::{self, ChartGate, ChartRules};
-use crate::ids::{StaffId, VisitId};
+use crate::ids::{ReferralId, StaffId, VisitId};
 use crate::records::visit_note::VisitNote;
 use crate::records::write_back::{self, NoteAuthor, NoteSaveError};
 use crate::state::AppState;
@@ -58,7 +59,9 @@ pub struct NoteView {
     #[schema(value_type = String)]
     pub visit: VisitId,
     /// `sending`: kept by examroom, not yet in the record (the source may be down; it is
-    /// retried). `in_record`: the record source holds the visit and its note.
+    /// retried). `in_record`: the record source holds the visit and its note. `failed`:
+    /// given up after `records.write_max_attempts` or `write_max_age_hours`; an admin sees
+    /// it in `GET /api/record-writes`.
     pub state: String,
     pub saved_at: Millis,
     /// When the record source took it.
@@ -81,7 +84,12 @@ impl NoteView {
         let note = &n.write.note;
         NoteView {
             visit: n.write.visit.clone(),
-            state: if sending { "sending" } else { "in_record" }.into(),
+            state: match n.state {
+                NoteDelivery::Pending => "sending",
+                NoteDelivery::Written => "in_record",
+                NoteDelivery::Failed => "failed",
+            }
+            .into(),
             saved_at: n.saved_at,
             written_at: n.written_at,
             attempts: n.attempts,
@@ -248,11 +256,19 @@ async fn note_status(
     Ok(Json(NoteView::of(&note, false)))
 }
 
-/// A note the record source has not taken yet: no note text, no patient.
+/// A write the record source has not taken yet (a visit note, or a referral): no text,
+/// no patient.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingWriteView {
+    /// `visit_note` or `referral` (its `ServiceRequest`).
+    pub kind: String,
+    /// The referral, for `kind: referral`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub referral: Option<ReferralId>,
     #[schema(value_type = String)]
     pub visit: VisitId,
+    /// Who wrote the note, or made the referral.
     #[schema(value_type = String)]
     pub staff: StaffId,
     pub saved_at: Millis,
@@ -264,11 +280,15 @@ pub struct PendingWriteView {
     pub last_error: Option<String>,
     /// A node is writing it now, until then.
     pub leased_until: Option<Millis>,
+    /// Given up (`records.write_max_attempts` / `write_max_age_hours`): no more attempts.
+    pub failed: bool,
 }
 
 impl From<PendingNoteWrite> for PendingWriteView {
     fn from(p: PendingNoteWrite) -> Self {
         PendingWriteView {
+            kind: "visit_note".into(),
+            referral: None,
             visit: p.visit,
             staff: p.staff,
             saved_at: p.saved_at,
@@ -277,6 +297,25 @@ impl From<PendingNoteWrite> for PendingWriteView {
             last_attempt_at: p.last_attempt_at,
             last_error: p.last_error,
             leased_until: p.leased_until,
+            failed: p.failed,
+        }
+    }
+}
+
+impl From<PendingReferralWrite> for PendingWriteView {
+    fn from(p: PendingReferralWrite) -> Self {
+        PendingWriteView {
+            kind: "referral".into(),
+            referral: Some(p.referral),
+            visit: p.visit,
+            staff: p.staff,
+            saved_at: p.created_at,
+            attempts: p.attempts,
+            next_attempt_at: p.next_attempt_at,
+            last_attempt_at: p.last_attempt_at,
+            last_error: p.last_error,
+            leased_until: p.leased_until,
+            failed: p.failed,
         }
     }
 }
@@ -287,7 +326,8 @@ pub struct PendingQuery {
     limit: Option<i64>,
 }
 
-/// Visit notes not yet in the record source, oldest first, with the last failure. Admins.
+/// Visit notes and referrals not yet in the record source, oldest first, with the last
+/// failure. Admins.
 #[utoipa::path(get, path = "/api/record-writes", tag = "records", params(PendingQuery),
     security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = [PendingWriteView]), (status = 403), (status = 422)))]
@@ -300,6 +340,16 @@ async fn pending_writes(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "between 1 and 1000"));
     }
-    let pending = state.durable.pending_note_writes(limit).await?;
-    Ok(Json(pending.into_iter().map(Into::into).collect()))
+    let mut pending: Vec<PendingWriteView> = state
+        .durable
+        .pending_note_writes(limit)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let referrals = state.durable.pending_referral_writes(limit).await?;
+    pending.extend(referrals.into_iter().map(PendingWriteView::from));
+    pending.sort_by_key(|p| p.saved_at);
+    pending.truncate(limit as usize);
+    Ok(Json(pending))
 }

@@ -8,9 +8,9 @@ use super::auth::{ParticipantAuth, PhysicianAuth};
 use super::error::ApiError;
 use super::extract::Json;
 use crate::durable::referrals::{Referral, ReferralStatus, Urgency};
-use crate::ids::{PatientRef, ReferralId, Role, StaffId, VisitId};
+use crate::ids::{PatientRef, ReferralId, Role, RoomId, StaffId, VisitId};
 use crate::protocol::ApiErrorCode;
-use crate::referrals::{self, ReferralError, ReferralRequest};
+use crate::referrals::{self, ReferralError, ReferralRequest, SeeInWaitingRoom};
 use crate::state::AppState;
 use crate::visit::Millis;
 use axum::extract::{Path, Query, State};
@@ -73,6 +73,14 @@ fn refused(e: ReferralError) -> ApiError {
             ApiErrorCode::ReferralAnswered,
             message,
         ),
+        ReferralError::NotYourRoom => ApiError {
+            field: Some("room"),
+            ..ApiError::forbidden(ApiErrorCode::NotYourRoom, message)
+        },
+        ReferralError::NoWaitingRoom | ReferralError::ChooseRoom => ApiError {
+            field: Some("room"),
+            ..ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::UnknownRoom, message)
+        },
         ReferralError::Store(e) => e.into(),
     }
 }
@@ -113,6 +121,11 @@ pub struct ReferralView {
     response_note: Option<String>,
     created_at: Millis,
     responded_at: Option<Millis>,
+    /// Accepted to be seen in a waiting room: which room, and until when the patient's
+    /// link opens it.
+    #[schema(value_type = Option<String>)]
+    join_room: Option<RoomId>,
+    join_expires_at: Option<Millis>,
 }
 
 async fn names(state: &AppState) -> Result<HashMap<StaffId, String>, ApiError> {
@@ -136,6 +149,8 @@ fn view(r: Referral, names: &HashMap<StaffId, String>) -> ReferralView {
         response_note: r.response_note,
         created_at: r.new.at,
         responded_at: r.responded_at,
+        join_room: r.join.as_ref().map(|j| j.room.clone()),
+        join_expires_at: r.join.as_ref().map(|j| j.expires_at),
     }
 }
 
@@ -160,6 +175,7 @@ async fn create(
     let made = referrals::refer(state.durable.as_ref(), &me.staff, req, now_ms())
         .await
         .map_err(refused)?;
+    state.notes.wake();
     Ok((
         StatusCode::CREATED,
         axum::Json(view(made, &names(&state).await?)),
@@ -203,6 +219,15 @@ pub struct AnswerBody {
     /// For the referring physician: up to 2000 characters.
     #[serde(default)]
     note: String,
+    /// Accept only: see the patient in your waiting room. The patient's referral view then
+    /// carries a join link into it (`join_url`, valid 14 days). Default false.
+    #[serde(default)]
+    waiting_room: bool,
+    /// Accept with `waiting_room` only: which of your rooms. Default: the room you take
+    /// bookings in, else your only physician room.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    room: Option<RoomId>,
 }
 
 async fn respond(
@@ -213,19 +238,40 @@ async fn respond(
     body: Option<axum::Json<AnswerBody>>,
 ) -> Result<axum::Json<ReferralView>, ApiError> {
     let id = ReferralId::parse(id).map_err(|_| refused(ReferralError::UnknownReferral))?;
-    let note = body.map(|axum::Json(b)| b.note).unwrap_or_default();
-    let done = referrals::answer(state.durable.as_ref(), me, &id, accept, &note, now_ms())
-        .await
-        .map_err(refused)?;
+    let body = body.map(|axum::Json(b)| b).unwrap_or_default();
+    if !accept && (body.waiting_room || body.room.is_some()) {
+        return Err(ApiError::invalid(
+            "waiting_room",
+            "only an accepted referral sees the patient in a waiting room",
+        ));
+    }
+    let see = body.waiting_room.then_some(SeeInWaitingRoom {
+        room: body.room,
+        key: &state.referral_key,
+    });
+    let done = referrals::answer(
+        state.durable.as_ref(),
+        me,
+        &id,
+        accept,
+        &body.note,
+        see,
+        now_ms(),
+    )
+    .await
+    .map_err(refused)?;
+    state.notes.wake();
     Ok(axum::Json(view(done, &names(state).await?)))
 }
 
-/// The physician referred to accepts; the patient then sees it through their link.
+/// The physician referred to accepts; the patient then sees it through their link. With
+/// `waiting_room: true` the patient's view also carries a join link into that physician's
+/// waiting room (`not_your_room`, 403, for a named room that is not theirs).
 #[utoipa::path(post, path = "/api/referrals/{id}/accept", tag = "referrals", request_body = AnswerBody,
     params(("id" = String, Path)), security(("bearer" = []), ("cookie" = [])),
     responses((status = 200, body = ReferralView),
         (status = 403, description = "`not_your_referral`: referred to someone else"),
-        (status = 404, description = "unknown_referral"),
+        (status = 404, description = "`unknown_referral`; `unknown_room` (`field: room`): no waiting room of yours, or several and none named"),
         (status = 409, description = "`referral_answered`: the first answer stands")))]
 async fn accept(
     PhysicianAuth(me): PhysicianAuth,
@@ -267,6 +313,12 @@ pub struct PatientReferral {
     /// physician takes appointments online).
     #[serde(skip_serializing_if = "Option::is_none")]
     book_url: Option<String>,
+    /// Accepted to be seen in the physician's waiting room: the patient's join link into
+    /// it (one patient, until `join_expires_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_expires_at: Option<Millis>,
 }
 
 /// The patient's view of the referrals made in their visit (their join link's token).
@@ -305,7 +357,18 @@ async fn for_patient(
             }
             _ => None,
         };
+        let now = now_ms();
+        let join = r
+            .join
+            .as_ref()
+            .filter(|j| j.expires_at > now && r.status == ReferralStatus::Accepted);
+        let join_url = join.map(|_| {
+            let code = state.referral_key.join_code(&r.id);
+            format!("{}/join/{code}", state.settings.public_url())
+        });
         out.push(PatientReferral {
+            join_url,
+            join_expires_at: join.map(|j| j.expires_at),
             to_name: names.get(&r.new.to).cloned(),
             id: r.id,
             reason: r.new.reason,

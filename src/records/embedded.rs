@@ -14,6 +14,7 @@ use super::demo;
 use super::import::{self, PANEL_TYPES, ResourceKey};
 use super::model::Resource;
 use super::record::{PatientRecord, relative_ref};
+use super::service_request::{self, ReferralWrite};
 use super::store::{LoadReport, RecordStore, ResourceSet, thousands};
 use super::summary::{PanelSummary, assemble};
 use super::visit_note::{self, VisitWrite, WriteReceipt};
@@ -220,32 +221,27 @@ impl RecordSource for EmbeddedSource {
 /// A visit's Encounter and DocumentReference go into `store.ndjson` under ids made from
 /// the visit id, so a second write of the same visit replaces them with themselves (and
 /// writes nothing); then the records are loaded again, so the next panel shows them.
-#[async_trait]
-impl RecordWriter for EmbeddedSource {
-    async fn write_visit(&self, w: &VisitWrite) -> Result<WriteReceipt, RecordsError> {
+impl EmbeddedSource {
+    /// Put `resources` about `patient` into the store file (under the import lock,
+    /// replaced atomically) and load the records again, so the next panel shows them.
+    async fn put_and_reload(
+        &self,
+        patient: &str,
+        resources: Vec<Value>,
+    ) -> Result<(), RecordsError> {
         let Some(store) = self.home.clone() else {
             return Err(RecordsError::Config(
                 "this record store is held in memory only and cannot be written".into(),
             ));
         };
-        // The patient must be one the store shows: a note about no one would be lost.
-        if self.record(w.patient.as_str()).is_none() {
+        // The patient must be one the store shows: a write about no one would be lost.
+        if self.record(patient).is_none() {
             return Err(RecordsError::NotFound);
         }
-        let encounter_id = visit_note::fhir_id("examroom-", &w.visit);
-        let document_id = visit_note::fhir_id("examroom-note-", &w.visit);
-        let receipt = WriteReceipt {
-            encounter: format!("Encounter/{encounter_id}"),
-            document: format!("DocumentReference/{document_id}"),
-        };
-        let mut encounter = visit_note::encounter(w);
-        encounter["id"] = Value::from(encounter_id);
-        let mut document = visit_note::document_reference(w, &receipt.encounter);
-        document["id"] = Value::from(document_id);
         let demo = self.demo;
         let loaded = tokio::task::spawn_blocking(move || {
             store
-                .put_resources(&[encounter, document])
+                .put_resources(&resources)
                 .and_then(|_| store.load())
                 .map(|(set, report)| snapshot(set, &report, demo))
         })
@@ -257,7 +253,37 @@ impl RecordWriter for EmbeddedSource {
             cause: e.to_string(),
         })?;
         self.replace(loaded);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RecordWriter for EmbeddedSource {
+    async fn write_visit(&self, w: &VisitWrite) -> Result<WriteReceipt, RecordsError> {
+        let encounter_id = visit_note::fhir_id("examroom-", &w.visit);
+        let document_id = visit_note::fhir_id("examroom-note-", &w.visit);
+        let receipt = WriteReceipt {
+            encounter: format!("Encounter/{encounter_id}"),
+            document: format!("DocumentReference/{document_id}"),
+        };
+        let mut encounter = visit_note::encounter(w);
+        encounter["id"] = Value::from(encounter_id);
+        let mut document = visit_note::document_reference(w, &receipt.encounter);
+        document["id"] = Value::from(document_id);
+        self.put_and_reload(w.patient.as_str(), vec![encounter, document])
+            .await?;
         Ok(receipt)
+    }
+
+    /// The ServiceRequest under an id made from the referral id, replaced in place by a
+    /// later write (the answer).
+    async fn write_referral(&self, w: &ReferralWrite) -> Result<String, RecordsError> {
+        let id = format!("examroom-{}", w.referral.as_str().replace('_', "-"));
+        let mut resource = service_request::service_request(w);
+        resource["id"] = Value::from(id.as_str());
+        self.put_and_reload(w.patient.as_str(), vec![resource])
+            .await?;
+        Ok(format!("ServiceRequest/{id}"))
     }
 }
 

@@ -13,6 +13,7 @@
 
 use super::model::{Bundle, Resource};
 use super::record::{Part, PartStatus, PatientRecord, names_patient};
+use super::service_request::{self, REFERRAL_SYSTEM, ReferralWrite};
 use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource, WRITE_SCOPES, transport_error};
 use super::summary::{LOINC, PanelSummary, VitalKind, assemble};
 use super::visit_note::{self, NOTE_SYSTEM, VISIT_SYSTEM, VisitWrite, WriteReceipt};
@@ -803,13 +804,31 @@ impl FhirSource {
         if let Some(id) = self.find_by_identifier(rtype, system, value).await? {
             return Ok(format!("{rtype}/{id}"));
         }
+        self.create_new(rtype, system, value, resource).await
+    }
+
+    /// The conditional create of [`Self::create_once`], without the search before it.
+    async fn create_new(
+        &self,
+        rtype: &str,
+        system: &str,
+        value: &str,
+        resource: serde_json::Value,
+    ) -> Result<String, RecordsError> {
         let mut condition = Url::parse("http://condition.invalid/").expect("static url");
         condition
             .query_pairs_mut()
             .append_pair("identifier", &format!("{system}|{value}"));
         let condition = condition.query().unwrap_or_default().to_owned();
+        let url = self.url(rtype, &[])?;
         let resp = self
-            .post_write(self.url(rtype, &[])?, &condition, &resource, rtype)
+            .send_write(
+                reqwest::Method::POST,
+                url,
+                Some(&condition),
+                &resource,
+                rtype,
+            )
             .await?;
         let location = resp
             .headers()
@@ -831,31 +850,40 @@ impl FhirSource {
         Ok(format!("{rtype}/{id}"))
     }
 
-    /// POST a new resource with the write token and `If-None-Exist: condition`. One
-    /// attempt (the write-back's outbox retries with backoff), plus one with a fresh token
-    /// after a 401.
-    async fn post_write(
+    /// POST a new resource with the write token and `If-None-Exist: condition`, or PUT
+    /// one in place (no condition). One attempt (the write-back's outbox retries with
+    /// backoff), plus one with a fresh token after a 401.
+    async fn send_write(
         &self,
+        method: reqwest::Method,
         url: Url,
-        condition: &str,
+        condition: Option<&str>,
         resource: &serde_json::Value,
         what: &str,
     ) -> Result<reqwest::Response, RecordsError> {
+        let verb = if method == reqwest::Method::PUT {
+            "update"
+        } else {
+            "create"
+        };
         let body = serde_json::to_vec(resource).map_err(|e| {
             RecordsError::BadData(format!("{what}: {}", super::model::redacted(&e)))
         })?;
         let mut reauthorised = false;
         loop {
             let token = self.writes.token().await?;
-            let r = self
+            let mut req = self
                 .http
-                .post(url.clone())
+                .request(method.clone(), url.clone())
                 .timeout(self.cfg.timeout)
                 .bearer_auth(&token)
                 .header("accept", "application/fhir+json")
                 .header("content-type", "application/fhir+json")
-                .header("if-none-exist", condition)
-                .header("prefer", "return=representation")
+                .header("prefer", "return=representation");
+            if let Some(condition) = condition {
+                req = req.header("if-none-exist", condition);
+            }
+            let r = req
                 .body(body.clone())
                 .send()
                 .await
@@ -869,13 +897,13 @@ impl FhirSource {
                 self.writes.invalidate().await;
                 continue;
             }
-            let cause = format!("{what} create: server answered {status}");
+            let cause = format!("{what} {verb}: server answered {status}");
             return Err(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     RecordsError::Unauthorized { cause }
                 }
                 StatusCode::PRECONDITION_FAILED => RecordsError::BadData(format!(
-                    "{what} create: several resources already carry this visit's identifier"
+                    "{what} {verb}: several resources already carry this identifier"
                 )),
                 s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
                     RecordsError::Unavailable { cause }
@@ -982,5 +1010,38 @@ impl RecordWriter for FhirSource {
             encounter,
             document,
         })
+    }
+
+    /// The referral's ServiceRequest: found by its identifier and replaced in place
+    /// (`PUT ServiceRequest/<id>`: the same content again changes nothing that matters,
+    /// an answer changes the status and notes), else created once.
+    #[tracing::instrument(skip_all)]
+    async fn write_referral(&self, w: &ReferralWrite) -> Result<String, RecordsError> {
+        const RTYPE: &str = "ServiceRequest";
+        let value = w.referral.as_str();
+        let mut resource = service_request::service_request(w);
+        let Some(id) = self
+            .find_by_identifier(RTYPE, REFERRAL_SYSTEM, value)
+            .await?
+        else {
+            return self
+                .create_new(RTYPE, REFERRAL_SYSTEM, value, resource)
+                .await;
+        };
+        // The id goes into a URL path: only what FHIR allows in an id.
+        let fhir_id = (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !fhir_id {
+            return Err(RecordsError::BadData(format!(
+                "{RTYPE} search by identifier: the server named an id FHIR does not allow"
+            )));
+        }
+        resource["id"] = serde_json::Value::from(id.as_str());
+        let url = self.url(&format!("{RTYPE}/{id}"), &[])?;
+        self.send_write(reqwest::Method::PUT, url, None, &resource, RTYPE)
+            .await?;
+        Ok(format!("{RTYPE}/{id}"))
     }
 }

@@ -13,7 +13,8 @@
 //! - [`cache`]: [`PanelCache`], prefetch when a patient enters the waiting room.
 //! - [`visit_note`]: the physician's note of a visit and the FHIR `Encounter` and
 //!   `DocumentReference` it becomes (pure).
-//! - [`write_back`]: notes kept durably, then written to the source through
+//! - [`service_request`]: a referral and the FHIR `ServiceRequest` it becomes (pure).
+//! - [`write_back`]: notes and referrals kept durably, then written to the source through
 //!   [`RecordWriter`] by one node at a time, retried with backoff while the source is down.
 //!
 //! The source is chosen once by [`open`]; nothing else knows which one it is.
@@ -27,6 +28,7 @@ pub mod fhir;
 pub mod import;
 pub mod model;
 pub mod record;
+pub mod service_request;
 pub mod smart;
 pub mod store;
 pub mod summary;
@@ -73,6 +75,14 @@ pub trait RecordWriter: Send + Sync + 'static {
         &self,
         w: &visit_note::VisitWrite,
     ) -> Result<visit_note::WriteReceipt, RecordsError>;
+
+    /// Put the referral's `ServiceRequest` into the record, or bring the one there up to
+    /// date (an answer changes its status and notes): one resource per referral however
+    /// often it is called. `ServiceRequest/<id>`. Errors carry no patient data.
+    async fn write_referral(
+        &self,
+        w: &service_request::ReferralWrite,
+    ) -> Result<String, RecordsError>;
 }
 
 /// Open the configured record source: `embedded` (default) or `fhir`.

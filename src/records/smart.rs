@@ -29,10 +29,10 @@ system/MedicationRequest.read system/MedicationStatement.read system/Medication.
 system/Condition.read system/Observation.read system/Immunization.read system/Encounter.read";
 
 /// The write-back's scopes (SMART v1 form, `records.fhir_write_scopes`): create the
-/// visit's Encounter and DocumentReference, and search them by identifier first (so a
-/// retry finds what an earlier attempt made). Requested in a token of their own, only
-/// when a note is written. SMART v2 servers: `system/Encounter.crs
-/// system/DocumentReference.crs`.
+/// visit's Encounter and DocumentReference and the referral's ServiceRequest (updated when
+/// answered), and search them by identifier first (so a retry finds what an earlier attempt
+/// made). Requested in a token of their own, only when something is written. SMART v2
+/// servers: `system/Encounter.crs system/DocumentReference.crs system/ServiceRequest.crus`.
 pub const WRITE_SCOPES: &str = crate::config::DEFAULT_FHIR_WRITE_SCOPES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

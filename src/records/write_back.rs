@@ -75,6 +75,18 @@ pub struct RetryPolicy {
     pub max_retry: Duration,
     /// How long a claimed note is this node's to write.
     pub lease: Duration,
+    /// Failed attempts after which a write is given up (marked failed).
+    pub max_attempts: u32,
+    /// Age (from when the write was saved) after which a failing write is given up.
+    pub max_age: Duration,
+}
+
+impl RetryPolicy {
+    /// Whether a write failing for the `failures`th time, waiting since `since`, is given
+    /// up at `at` rather than tried again.
+    pub fn gives_up(&self, failures: u32, since: Millis, at: Millis) -> bool {
+        failures >= self.max_attempts || at.saturating_sub(since) >= self.max_age.as_millis() as i64
+    }
 }
 
 /// The wait before the next attempt after `failures` failed ones (1 or more): `first`,
@@ -158,7 +170,7 @@ impl NoteOutbox {
             .durable
             .claim_note_writes(&self.owner, now, lease_until, CLAIM_BATCH)
             .await?;
-        let claimed = due.len();
+        let mut claimed = due.len();
         for note in due {
             let visit = note.write.visit.clone();
             let outcome = self.writer.write_visit(&note.write).await;
@@ -178,16 +190,80 @@ impl NoteOutbox {
                     let next = at + wait.as_millis() as i64;
                     // Errors of the record adapters carry no patient data.
                     let cause = e.to_string();
+                    let give_up = self.policy.gives_up(failures, note.saved_at, at);
                     self.durable
-                        .note_write_failed(&visit, &self.owner, &cause, at, next)
+                        .note_write_failed(&visit, &self.owner, &cause, at, next, give_up)
                         .await?;
-                    tracing::warn!(
-                        visit = %visit,
-                        failures,
-                        retry_in_secs = wait.as_secs(),
-                        error = %cause,
-                        "visit note not written to the record yet; will retry"
-                    );
+                    if give_up {
+                        tracing::error!(visit = %visit, failures, error = %cause,
+                            "visit note not written to the record; given up (listed for admins)");
+                    } else {
+                        tracing::warn!(
+                            visit = %visit,
+                            failures,
+                            retry_in_secs = wait.as_secs(),
+                            error = %cause,
+                            "visit note not written to the record yet; will retry"
+                        );
+                    }
+                }
+            }
+        }
+        claimed += self.referral_round(now, lease_until).await?;
+        Ok(claimed)
+    }
+
+    /// The referrals' part of a round.
+    async fn referral_round(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<usize, DurableError> {
+        let due = self
+            .durable
+            .claim_referral_writes(&self.owner, now, lease_until, CLAIM_BATCH)
+            .await?;
+        let claimed = due.len();
+        for mut claim in due {
+            let id = claim.write.referral.clone();
+            claim.write.encounter = self
+                .durable
+                .visit_note(&claim.write.visit)
+                .await?
+                .and_then(|n| n.receipt)
+                .map(|r| r.encounter);
+            let outcome = self.writer.write_referral(&claim.write).await;
+            let at = now_millis();
+            match outcome {
+                Ok(reference) => {
+                    let kept = self
+                        .durable
+                        .referral_written(&id, &self.owner, claim.version, &reference, at)
+                        .await?;
+                    tracing::info!(referral = %id, kept, "referral written to the record");
+                }
+                Err(e) => {
+                    let failures = claim.attempts + 1;
+                    let wait =
+                        next_attempt_in(failures, self.policy.first_retry, self.policy.max_retry);
+                    let next = at + wait.as_millis() as i64;
+                    let cause = e.to_string();
+                    let give_up = self.policy.gives_up(failures, claim.pending_since, at);
+                    self.durable
+                        .referral_write_failed(&id, &self.owner, &cause, at, next, give_up)
+                        .await?;
+                    if give_up {
+                        tracing::error!(referral = %id, failures, error = %cause,
+                            "referral not written to the record; given up (listed for admins)");
+                    } else {
+                        tracing::warn!(
+                            referral = %id,
+                            failures,
+                            retry_in_secs = wait.as_secs(),
+                            error = %cause,
+                            "referral not written to the record yet; will retry"
+                        );
+                    }
                 }
             }
         }
@@ -211,5 +287,24 @@ mod tests {
             .collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
         assert_eq!(next_attempt_in(u32::MAX, first, max), max);
+    }
+
+    #[test]
+    fn a_write_is_given_up_after_its_attempts_or_its_age_whichever_first() {
+        let p = RetryPolicy {
+            first_retry: Duration::from_secs(10),
+            max_retry: Duration::from_secs(900),
+            lease: Duration::from_secs(120),
+            max_attempts: 3,
+            max_age: Duration::from_secs(3600),
+        };
+        let hour = 3_600_000;
+        assert!(!p.gives_up(2, 0, hour - 1));
+        assert!(p.gives_up(3, 0, 1), "the third failure is the last");
+        assert!(p.gives_up(1, 0, hour), "an hour old");
+        assert!(
+            !p.gives_up(1, hour, hour + 1),
+            "counted from when it was saved"
+        );
     }
 }

@@ -62,6 +62,8 @@ pub struct AppState {
     pub appointments: Arc<crate::appointments::Appointments>,
     /// Places by name or postcode for the directory's distance search, read at start.
     pub places: Arc<crate::gazetteer::Gazetteer>,
+    /// Derives the join codes of referrals accepted into a waiting room (issue 22).
+    pub referral_key: crate::referrals::ReferralKey,
 }
 
 impl AppState {

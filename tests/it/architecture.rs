@@ -79,6 +79,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("records::summary", Layer::Model),
     ("records::demo", Layer::Model),
     ("records::visit_note", Layer::Model),
+    ("records::service_request", Layer::Model),
 ];
 
 /// `records` itself is the record-source port (the `RecordSource` trait and `open`);

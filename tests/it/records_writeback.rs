@@ -20,7 +20,12 @@ use std::time::Duration;
 
 /// A visit of `patient` (the demo patient born 1968-04-17) with `doc`, from the waiting
 /// room to its end, the patient's identity confirmed.
-async fn confirmed_visit(app: &TestApp, doc: &mut Client, room: &RoomId, patient: &str) -> VisitId {
+pub(crate) async fn confirmed_visit(
+    app: &TestApp,
+    doc: &mut Client,
+    room: &RoomId,
+    patient: &str,
+) -> VisitId {
     let patient = PatientRef::parse(patient).unwrap();
     let (t, _, visit) = app.patient_token_with(room, "Ana", Some(patient), None);
     let mut p = app.join(&t).await;
@@ -41,7 +46,7 @@ async fn confirmed_visit(app: &TestApp, doc: &mut Client, room: &RoomId, patient
     visit
 }
 
-fn note(reason: &str) -> Value {
+pub(crate) fn note(reason: &str) -> Value {
     json!({
         "reason": reason,
         "findings": "Mild erythema of the pharynx seen on camera.",
@@ -51,7 +56,7 @@ fn note(reason: &str) -> Value {
 }
 
 /// Where the note stands, until it is `in_record` (the outbox is woken by the submit).
-async fn in_record(app: &TestApp, visit: &VisitId, token: &str) -> Value {
+pub(crate) async fn in_record(app: &TestApp, visit: &VisitId, token: &str) -> Value {
     let path = format!("/api/visits/{visit}/note");
     for _ in 0..100 {
         let (s, body) = app.call_json("GET", &path, Some(token), None).await;
@@ -480,7 +485,8 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
             holder,
             "Encounter create: server answered 503",
             T0 + 10,
-            T0 + 10_000
+            T0 + 10_000,
+            false
         )
         .await
         .unwrap()
@@ -528,6 +534,34 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
             .unwrap()
             .is_empty()
     );
+
+    // Given up: failed, never claimed again, listed for admins as failed.
+    let doomed = write(&doc, "Earache", T0);
+    s.save_visit_note(doomed.clone()).await.unwrap();
+    assert_eq!(
+        s.claim_note_writes("node-a", T0, T0 + 60_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        s.note_write_failed(&doomed.visit, "node-a", "gave up", T0 + 1, T0 + 2, true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.visit_note(&doomed.visit).await.unwrap().unwrap().state,
+        NoteDelivery::Failed
+    );
+    assert!(
+        s.claim_note_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = s.pending_note_writes(10).await.unwrap();
+    assert_eq!((listed.len(), listed[0].failed), (1, true), "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,4 +578,265 @@ async fn outbox_contract_on_postgres() {
         ))
     })
     .await;
+}
+
+/// A referral about a patient with a record gets its outbox row with it (one without a
+/// record none); two nodes never hold it at once; an answer during a write makes the row
+/// due again, so the older write does not count as the answer's.
+async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
+    s: Arc<dyn DurableStore>,
+) {
+    use examroom::durable::referrals::{NewReferral, RecordCopy, ReferralStatus, Urgency};
+    let doc = grey(&s).await;
+    let other = s
+        .create_staff(NewStaff {
+            email: "shepherd@clinic.example".into(),
+            name: "Dr Shepherd".into(),
+            roles: vec![Role::Physician],
+            password_hash: None,
+            languages: vec![],
+            gender: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let copy = RecordCopy {
+        requester_name: "Dr Grey".into(),
+        performer_name: "Dr Shepherd".into(),
+    };
+    let new = |patient: Option<&str>| NewReferral {
+        visit: VisitId::new(),
+        patient_ref: patient.map(|p| PatientRef::parse(p).unwrap()),
+        patient_name: Some("Ana".into()),
+        from: doc.clone(),
+        to: other.clone(),
+        reason: "Echo please.".into(),
+        urgency: Urgency::Asap,
+        at: T0,
+    };
+    let r = s
+        .create_referral(new(Some("pat-1")), Some(copy.clone()))
+        .await
+        .unwrap();
+    let anonymous = s.create_referral(new(None), Some(copy)).await.unwrap();
+    assert_eq!(s.referral_record_state(&anonymous.id).await.unwrap(), None);
+
+    let (a, b) = tokio::join!(
+        s.claim_referral_writes("node-a", T0, T0 + 60_000, 10),
+        s.claim_referral_writes("node-b", T0, T0 + 60_000, 10)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
+    let (holder, claim) = if a.len() == 1 {
+        ("node-a", &a[0])
+    } else {
+        ("node-b", &b[0])
+    };
+    assert_eq!(claim.write.referral, r.id);
+    assert_eq!(claim.write.priority, "asap");
+    assert_eq!(
+        (
+            claim.write.requester_name.as_str(),
+            claim.write.answer.is_none()
+        ),
+        ("Dr Grey", true)
+    );
+
+    // Answered while the holder writes the first version: its success does not finish it.
+    s.answer_referral(&r.id, ReferralStatus::Accepted, None, T0 + 100, None)
+        .await
+        .unwrap();
+    assert!(
+        s.referral_written(&r.id, holder, claim.version, "ServiceRequest/sr1", T0 + 200)
+            .await
+            .unwrap()
+    );
+    let state = s.referral_record_state(&r.id).await.unwrap().unwrap();
+    assert!(
+        !state.written,
+        "the answer is still to be written: {state:?}"
+    );
+    assert_eq!(state.service_request.as_deref(), Some("ServiceRequest/sr1"));
+    let next = s
+        .claim_referral_writes("node-c", T0 + 300, T0 + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].write.answer.as_ref().is_some_and(|a| a.accepted));
+    // A failure counts, waits and is listed for admins; then it lands.
+    assert!(
+        s.referral_write_failed(
+            &r.id,
+            "node-c",
+            "ServiceRequest update: server answered 503",
+            T0 + 400,
+            T0 + 10_000,
+            false
+        )
+        .await
+        .unwrap()
+    );
+    let pending = s.pending_referral_writes(10).await.unwrap();
+    assert_eq!((pending.len(), pending[0].attempts), (1, 1));
+    assert!(
+        s.claim_referral_writes("node-c", T0 + 9_999, T0 + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let last = s
+        .claim_referral_writes("node-c", T0 + 10_000, T0 + 60_000, 10)
+        .await
+        .unwrap();
+    assert!(
+        s.referral_written(
+            &r.id,
+            "node-c",
+            last[0].version,
+            "ServiceRequest/sr1",
+            T0 + 10_001
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.referral_record_state(&r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .written
+    );
+    assert!(s.pending_referral_writes(10).await.unwrap().is_empty());
+
+    // Given up: failed, listed as such, not claimed; its answer makes it due again.
+    let doomed = s
+        .create_referral(
+            new(Some("pat-2")),
+            Some(RecordCopy {
+                requester_name: "Dr Grey".into(),
+                performer_name: "Dr Shepherd".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let claimed = s
+        .claim_referral_writes("node-a", T0 + 20_000, T0 + 80_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((claimed.len(), claimed[0].pending_since), (1, T0));
+    assert!(
+        s.referral_write_failed(
+            &doomed.id,
+            "node-a",
+            "gave up",
+            T0 + 20_001,
+            T0 + 20_002,
+            true
+        )
+        .await
+        .unwrap()
+    );
+    let listed = s.pending_referral_writes(10).await.unwrap();
+    assert_eq!((listed.len(), listed[0].failed), (1, true), "{listed:?}");
+    assert!(
+        s.claim_referral_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.answer_referral(
+        &doomed.id,
+        ReferralStatus::Declined,
+        None,
+        T0 + 30_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let again = s
+        .claim_referral_writes("node-a", T0 + 30_000, T0 + 90_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.len(), again[0].attempts, again[0].pending_since),
+        (1, 0, T0 + 30_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_outbox_contract_on_sqlite() {
+    let (s, _dir) = sqlite_store().await;
+    the_outbox_keeps_each_referral_until_its_latest_answer_is_written(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_outbox_contract_on_postgres() {
+    with_postgres(|s| {
+        Box::pin(the_outbox_keeps_each_referral_until_its_latest_answer_is_written(s))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_keeps_failing_is_given_up_and_listed_as_failed() {
+    // A FHIR source that does not answer, and an outbox that gives up after two attempts.
+    let tokens = crate::kit::records::scripted::ScriptedFhir::start(
+        vec![],
+        crate::kit::records::scripted::Behaviour::default(),
+    )
+    .await;
+    let dead = format!(
+        "http://127.0.0.1:{}/fhir",
+        crate::kit::services::free_port()
+    );
+    let app = TestApp::spawn_with(|s| {
+        s.records.source = examroom::config::RecordsBackend::Fhir;
+        s.records.fhir_base_url = dead;
+        s.records.fhir_token_url = tokens.token_url.clone();
+        s.records.fhir_client_id = "examroom".into();
+        s.records.note_retry_secs = 1;
+        s.records.write_max_attempts = 2;
+        s.links.identity_factor = examroom::config::IdentityFactor::None;
+    })
+    .await;
+    let grey = app.physician("Dr Grey").await;
+    let room = app.room("GP", RoomKind::Physician, &[&grey]).await;
+    let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;
+    let (_, admin_t) = app.admin().await;
+    let patient = PatientRef::parse("pat-1").unwrap();
+    let (t, _, visit) = app.patient_token_with(&room.id, "Ana", Some(patient), None);
+    let mut p = app.join(&t).await;
+    p.expect("waiting").await;
+    let mut doc = app.join(&grey_t).await;
+    admit(&mut doc, &mut p, &room.id, &visit).await;
+    let path = format!("/api/visits/{visit}/note");
+    let (s, saved) = app
+        .call_json("POST", &path, Some(&grey_t), Some(note("Sore throat")))
+        .await;
+    assert_eq!(s, 201, "{saved}");
+
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = app
+            .call_json("GET", "/api/record-writes", Some(&admin_t), None)
+            .await;
+        if body[0]["failed"] == true {
+            listed = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (listed[0]["visit"].as_str(), listed[0]["attempts"].as_u64()),
+        (Some(visit.as_str()), Some(2)),
+        "given up after two attempts: {listed}"
+    );
+    let (_, status) = app.call_json("GET", &path, Some(&grey_t), None).await;
+    assert_eq!(status["state"], "failed", "{status}");
+    // No further attempt once given up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, after) = app
+        .call_json("GET", "/api/record-writes", Some(&admin_t), None)
+        .await;
+    assert_eq!(after[0]["attempts"], 2, "{after}");
 }

@@ -149,6 +149,9 @@ fn policy() -> RetryPolicy {
         first_retry: Duration::from_secs(1),
         max_retry: Duration::from_secs(4),
         lease: Duration::from_secs(60),
+        max_attempts: 100,
+        // The visits here are dated 2025: no age limit in these tests.
+        max_age: Duration::from_secs(100 * 365 * 24 * 3600),
     }
 }
 
@@ -343,4 +346,287 @@ async fn fhirsnake_ignores_if_none_exist_and_the_visit_is_still_written_once() {
     assert_eq!(first, second);
     held_once(&snake, &w, PATIENT).await;
     assert_note_shown(&fhir_panel(&src, PATIENT).await, &w);
+}
+
+// ---------------------------------------------------------------------------------------
+// Referrals: the ServiceRequest (issue 22)
+
+/// SMART v2 write scopes with the referral's: create, read, update and search.
+const V2_WRITE_REFERRALS: &str =
+    "system/Encounter.crs system/DocumentReference.crs system/ServiceRequest.crus";
+
+/// Dr Grey refers the patient of `visit` to Dr Shepherd, in the durable store (what the
+/// `referrals` use case keeps, with its outbox row).
+async fn a_referral(
+    durable: &Arc<dyn DurableStore>,
+    visit: &VisitId,
+    grey: &StaffId,
+    shepherd: &StaffId,
+) -> examroom::durable::referrals::Referral {
+    use examroom::durable::referrals::{NewReferral, RecordCopy, Urgency};
+    durable
+        .create_referral(
+            NewReferral {
+                visit: visit.clone(),
+                patient_ref: Some(PatientRef::parse(PATIENT).unwrap()),
+                patient_name: Some("Sam Exampleton".into()),
+                from: grey.clone(),
+                to: shepherd.clone(),
+                reason: "Murmur on auscultation; echo please.".into(),
+                urgency: Urgency::Urgent,
+                at: 1_765_000_990_000,
+            },
+            Some(RecordCopy {
+                requester_name: "Dr Grey".into(),
+                performer_name: "Dr Shepherd".into(),
+            }),
+        )
+        .await
+        .unwrap()
+}
+
+async fn shepherd_in(durable: &Arc<dyn DurableStore>) -> StaffId {
+    durable
+        .create_staff(NewStaff {
+            email: "shepherd@clinic.example".into(),
+            name: "Dr Shepherd".into(),
+            roles: vec![Role::Physician],
+            password_hash: None,
+            languages: vec![],
+            gender: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// The referral's ServiceRequest as the server holds it: exactly one (whatever the
+/// server's search did with the identifier, checked here), about the patient, from Dr Grey
+/// to Dr Shepherd.
+async fn request_held_once(server: &FhirProcess, referral: &examroom::ids::ReferralId) -> Value {
+    use examroom::records::service_request::{REFERRAL_SYSTEM, request_token};
+    let token = request_token(referral);
+    let found: Vec<Value> = server
+        .search("ServiceRequest", &[("identifier", token.as_str())])
+        .await
+        .into_iter()
+        .filter(|r| has_identifier(r, REFERRAL_SYSTEM, referral.as_str()))
+        .collect();
+    let mut ids: Vec<String> = found
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    // By id: fhirsnake keeps a POSTed resource under a key (a UUID object) that neither
+    // its read by id nor its PUT finds, so a created resource cannot be read by id and,
+    // once updated, its searches list the same id twice, old and new version.
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "{}: one ServiceRequest per referral: {ids:?}",
+        server.name
+    );
+    let r = match server.read("ServiceRequest", &ids[0]).await {
+        Some(current) => current,
+        None => found[0].clone(),
+    };
+    assert_eq!(r["subject"]["reference"], format!("Patient/{PATIENT}"));
+    assert_eq!(r["intent"], "order");
+    assert_eq!(r["priority"], "urgent");
+    assert_eq!(r["requester"]["display"], "Dr Grey");
+    assert_eq!(r["performer"][0]["display"], "Dr Shepherd");
+    assert_eq!(
+        r["reasonCode"][0]["text"],
+        "Murmur on auscultation; echo please."
+    );
+    r
+}
+
+/// The outbox writes the referral (after the visit's note: it points at its Encounter),
+/// a second write changes nothing, and the accepted answer updates the same resource.
+async fn referral_written_once_and_answered(
+    server: &FhirProcess,
+    src: Arc<FhirSource>,
+    dir: &std::path::Path,
+) {
+    use examroom::durable::referrals::ReferralStatus;
+    let (durable, grey) = store_with_grey(dir).await;
+    let shepherd = shepherd_in(&durable).await;
+    let outbox = NoteOutbox::new(durable.clone(), src.clone(), policy());
+    let w = a_visit_by(&grey, "Palpitations");
+    durable.save_visit_note(w.clone()).await.unwrap();
+    let referral = a_referral(&durable, &w.visit, &grey, &shepherd).await;
+    assert_eq!(
+        outbox.round(now()).await.unwrap(),
+        2,
+        "the note, then the referral"
+    );
+    let encounter = durable
+        .visit_note(&w.visit)
+        .await
+        .unwrap()
+        .unwrap()
+        .receipt
+        .unwrap()
+        .encounter;
+    let held = request_held_once(server, &referral.id).await;
+    assert_eq!(held["status"], "active");
+    assert_eq!(held["encounter"]["reference"], encounter.as_str());
+    let state = durable
+        .referral_record_state(&referral.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.written, "{state:?}");
+    let reference = format!("ServiceRequest/{}", held["id"].as_str().unwrap());
+    assert_eq!(state.service_request.as_deref(), Some(reference.as_str()));
+    // Sent again (a retry whose answer was lost): the same resource, still one.
+    let again = examroom::records::service_request::ReferralWrite {
+        referral: referral.id.clone(),
+        visit: w.visit.clone(),
+        patient: PatientRef::parse(PATIENT).unwrap(),
+        requester: grey.clone(),
+        requester_name: "Dr Grey".into(),
+        performer: shepherd.clone(),
+        performer_name: "Dr Shepherd".into(),
+        reason: referral.new.reason.clone(),
+        priority: "urgent".into(),
+        authored_on: referral.new.at,
+        answer: None,
+        encounter: Some(encounter.clone()),
+    };
+    assert_eq!(src.write_referral(&again).await.unwrap(), reference);
+    request_held_once(server, &referral.id).await;
+
+    // Accepted: due again, written over the same resource.
+    durable
+        .answer_referral(
+            &referral.id,
+            ReferralStatus::Accepted,
+            Some("Tuesday 10:00.".into()),
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outbox.round(now()).await.unwrap(), 1);
+    let held = request_held_once(server, &referral.id).await;
+    assert_eq!(
+        format!("ServiceRequest/{}", held["id"].as_str().unwrap()),
+        reference
+    );
+    assert_eq!(held["status"], "active");
+    assert_eq!(held["note"][1]["text"], "Accepted: Tuesday 10:00.");
+    assert!(
+        durable
+            .pending_referral_writes(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        outbox.round(now()).await.unwrap(),
+        0,
+        "nothing left to write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_outage() {
+    use examroom::durable::referrals::ReferralStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let read = examroom::records::smart::SCOPES;
+    let clients = json!([
+        {"client_id": "examroom", "jwks": client_jwks(&keys), "scopes": format!("{read} {V2_WRITE_REFERRALS}")},
+    ]);
+    let sekmet = start_sekmet(dir.path(), clients.clone(), None).await;
+    let port = sekmet.port();
+    sekmet.put_all(&[patient()]).await;
+    let src: Arc<FhirSource> = Arc::new(
+        fhir_client(&sekmet.base, &sekmet.token_url, &keys, |c| {
+            c.write_scopes = V2_WRITE_REFERRALS.into();
+            c.timeout = Duration::from_secs(10);
+        })
+        .await,
+    );
+    referral_written_once_and_answered(&sekmet, src.clone(), &dir.path().join("a")).await;
+
+    // A second store and outbox against the same server: a referral written, then the
+    // server goes down before the answer is written.
+    let (durable, grey) = store_with_grey(&dir.path().join("b")).await;
+    let shepherd = shepherd_in(&durable).await;
+    let outbox = NoteOutbox::new(durable.clone(), src.clone(), policy());
+    let referral = a_referral(&durable, &VisitId::new(), &grey, &shepherd).await;
+    assert_eq!(outbox.round(now()).await.unwrap(), 1);
+    let first = request_held_once(&sekmet, &referral.id).await;
+    assert!(
+        first.get("encounter").is_none(),
+        "no note, no Encounter: {first}"
+    );
+    drop(sekmet);
+    durable
+        .answer_referral(
+            &referral.id,
+            ReferralStatus::Declined,
+            Some("Not my field.".into()),
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outbox.round(now()).await.unwrap(), 1);
+    let pending = durable.pending_referral_writes(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(
+        (pending[0].referral.clone(), pending[0].attempts),
+        (referral.id.clone(), 1)
+    );
+    let why = pending[0].last_error.clone().unwrap();
+    assert!(why.contains("unavailable"), "{why}");
+    assert!(!why.contains(PATIENT), "no patient in the error: {why}");
+    assert_eq!(
+        outbox.round(now()).await.unwrap(),
+        0,
+        "not due before its backoff"
+    );
+
+    // Back on the same data and port: the answer lands on the same resource, once.
+    let sekmet = start_sekmet(dir.path(), clients, Some(port)).await;
+    assert_eq!(outbox.round(now() + 5_000).await.unwrap(), 1);
+    let held = request_held_once(&sekmet, &referral.id).await;
+    assert_eq!(held["id"], first["id"]);
+    assert_eq!(held["status"], "revoked");
+    assert_eq!(held["note"][1]["text"], "Declined: Not my field.");
+    assert!(
+        durable
+            .pending_referral_writes(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn medplum_holds_one_service_request_per_referral_and_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = client_jwks(dir.path());
+    let medplum = start_medplum(dir.path(), json!([{"client_id": "examroom", "jwks": jwks}])).await;
+    medplum.put_all(&[patient()]).await;
+    let src = fhir_client(&medplum.base, &medplum.token_url, dir.path(), |c| {
+        c.timeout = Duration::from_secs(30);
+    })
+    .await;
+    referral_written_once_and_answered(&medplum, Arc::new(src), &dir.path().join("db")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhirsnake_holds_one_service_request_per_referral_and_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let snake = start_fhirsnake(dir.path()).await;
+    snake.put_all(&[patient()]).await;
+    let tokens = ScriptedFhir::start(vec![], Behaviour::default()).await;
+    let src = fhir_client(&snake.base, &tokens.token_url, dir.path(), |_| {}).await;
+    referral_written_once_and_answered(&snake, Arc::new(src), &dir.path().join("db")).await;
 }

@@ -317,3 +317,230 @@ async fn bad_referrals_get_a_clear_error_and_write_nothing() {
         .await;
     assert_eq!(s, 401);
 }
+
+/// The store file's ServiceRequests of `referral`, once `done` holds for them (the outbox
+/// writes behind the answer; it is woken by it, so this is quick).
+async fn service_requests(
+    app: &TestApp,
+    referral: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    use examroom::records::service_request::REFERRAL_SYSTEM;
+    let file = app.dir.path().join("records/store.ndjson");
+    let mut found = vec![];
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        found = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["resourceType"] == "ServiceRequest")
+            .filter(|r| examroom::records::visit_note::has_identifier(r, REFERRAL_SYSTEM, referral))
+            .collect();
+        if done(&found) {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the referral never reached the record as expected: {found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_goes_into_the_patients_record_once_and_the_answer_updates_it() {
+    let app = TestApp::spawn_with(|s| s.records.demo = true).await;
+    let grey = app.physician("Dr Grey").await;
+    let room = app.room("GP", RoomKind::Physician, &[&grey]).await;
+    let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;
+    let shepherd = app.physician("Dr Shepherd").await;
+    let shepherd_t = app.staff_token(&shepherd, vec![Role::Physician]).await;
+    let mut doc = app.join(&grey_t).await;
+    let visit =
+        crate::records_writeback::confirmed_visit(&app, &mut doc, &room.id, "demo-patient-1").await;
+    // The visit's note is in the record: the referral will point at its Encounter.
+    let path = format!("/api/visits/{visit}/note");
+    let note = crate::records_writeback::note("Palpitations");
+    let (s, body) = app
+        .call_json("POST", &path, Some(&grey_t), Some(note))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let encounter = crate::records_writeback::in_record(&app, &visit, &grey_t).await["encounter"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (s, made) = app
+        .call_json(
+            "POST",
+            "/api/referrals",
+            Some(&grey_t),
+            Some(json!({"visit": visit, "to": shepherd,
+            "reason": "Palpitations with a murmur; echo please.", "urgency": "urgent"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    let held = service_requests(&app, &id, |f| !f.is_empty()).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    let sr = &held[0];
+    assert_eq!(sr["status"], "active");
+    assert_eq!(sr["intent"], "order");
+    assert_eq!(sr["priority"], "urgent");
+    assert_eq!(sr["subject"]["reference"], "Patient/demo-patient-1");
+    assert_eq!(sr["requester"]["display"], "Dr Grey");
+    assert_eq!(sr["performer"][0]["display"], "Dr Shepherd");
+    assert_eq!(
+        sr["reasonCode"][0]["text"],
+        "Palpitations with a murmur; echo please."
+    );
+    assert_eq!(sr["encounter"]["reference"], encounter.as_str());
+
+    // Declined: the same ServiceRequest, revoked, with the answer in its notes.
+    let (s, body) = app
+        .call_json(
+            "POST",
+            &format!("/api/referrals/{id}/decline"),
+            Some(&shepherd_t),
+            Some(json!({"note": "Cardiology at the hospital sees this faster."})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let held = service_requests(&app, &id, |f| f.iter().any(|r| r["status"] == "revoked")).await;
+    assert_eq!(held.len(), 1, "one ServiceRequest per referral: {held:?}");
+    assert_eq!(
+        held[0]["note"][1]["text"],
+        "Declined: Cardiology at the hospital sees this faster."
+    );
+    assert_eq!(held[0]["note"][1]["authorString"], "Dr Shepherd");
+
+    // Nothing is left pending for admins, and both record writes are audited.
+    let (_, admin) = app.admin().await;
+    let (s, pending) = app
+        .call_json("GET", "/api/record-writes", Some(&admin), None)
+        .await;
+    assert_eq!((s, pending), (200, json!([])));
+    let writes = app
+        .audited()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "records.write" && e.sections == ["referral"])
+        .count();
+    assert_eq!(
+        writes, 2,
+        "the referral and its answer, each a record write"
+    );
+}
+
+#[tokio::test]
+async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_queue() {
+    let c = clinic().await;
+    let visit = c.visit("Ana").await;
+    let (_, made) = c
+        .refer(&c.grey_token, json!({"visit": visit, "to": c.shepherd, "reason": "Second opinion.", "urgency": "routine"}))
+        .await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    let accept = format!("/api/referrals/{id}/accept");
+
+    // Dr Shepherd has no waiting room yet: refused, and nothing is answered.
+    let (s, e) = c
+        .app
+        .call_json(
+            "POST",
+            &accept,
+            Some(&c.shepherd_token),
+            Some(json!({"waiting_room": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str(), e["field"].as_str()),
+        (404, Some("unknown_room"), Some("room")),
+        "{e}"
+    );
+    // Declining into a waiting room makes no sense.
+    let (s, e) = c
+        .app
+        .call_json(
+            "POST",
+            &format!("/api/referrals/{id}/decline"),
+            Some(&c.shepherd_token),
+            Some(json!({"waiting_room": true})),
+        )
+        .await;
+    assert_eq!((s, e["field"].as_str()), (422, Some("waiting_room")), "{e}");
+    // Dr Grey's room is not Dr Shepherd's to open.
+    let (s, e) = c
+        .app
+        .call_json(
+            "POST",
+            &accept,
+            Some(&c.shepherd_token),
+            Some(json!({"waiting_room": true, "room": c.room})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("not_your_room")),
+        "{e}"
+    );
+    let patient = c
+        .app
+        .participant_token_for(&c.room, &visit, "Ana", Role::Patient);
+    let hers = format!("/api/visits/{visit}/referrals");
+    let (_, before) = c.app.call_json("GET", &hers, Some(&patient), None).await;
+    assert_eq!(before[0]["status"], "pending", "{before}");
+
+    let cardio = c
+        .app
+        .room("Cardiology", RoomKind::Physician, &[&c.shepherd])
+        .await;
+    let (s, done) = c
+        .app
+        .call_json(
+            "POST",
+            &accept,
+            Some(&c.shepherd_token),
+            Some(json!({"waiting_room": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, done["status"].as_str()),
+        (200, Some("accepted")),
+        "{done}"
+    );
+    assert_eq!(done["join_room"], json!(cardio.id));
+
+    // Ana's view carries the link; she follows it and waits in Dr Shepherd's room.
+    let (_, view) = c.app.call_json("GET", &hers, Some(&patient), None).await;
+    let url = view[0]["join_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{view}"));
+    let expires = view[0]["join_expires_at"].as_i64().unwrap();
+    let days = (expires - done["responded_at"].as_i64().unwrap()) / (24 * 3600 * 1000);
+    assert_eq!(days, examroom::referrals::JOIN_LINK_DAYS);
+    let code = url.rsplit('/').next().unwrap();
+    let (s, joined) = c.app.redeem(code, "ana-phone-device-0001").await;
+    assert_eq!(s, 200, "{joined}");
+    assert_eq!(joined["room"]["id"], json!(cardio.id));
+    let mut shepherd = c.app.join(&c.shepherd_token).await;
+    let mut ana = crate::kit::Client::join(
+        &format!("ws://{}/ws", c.app.addr),
+        joined["token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    ana.expect("waiting").await;
+    let queued = shepherd
+        .expect_where("queue", |m| {
+            m["entries"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
+    assert_eq!(queued["room"], json!(cardio.id), "{queued}");
+    // The entry carries what the link carried over from the referral.
+    assert_eq!(
+        queued["entries"][0]["reason"], "Second opinion.",
+        "{queued}"
+    );
+    let name = made["patient_name"].as_str().unwrap_or("Patient");
+    assert_eq!(queued["entries"][0]["name"], name, "{queued}");
+    // The same link again, from the same phone (a reload): the same place, not a new patient.
+    let (s, again) = c.app.redeem(code, "ana-phone-device-0001").await;
+    assert_eq!((s, &again["visit"]), (200, &joined["visit"]));
+}

@@ -239,6 +239,28 @@ impl FhirProcess {
             .collect()
     }
 
+    /// `GET {base}/{rtype}/{id}`, as the loader: the resource's current version, `None`
+    /// on 404.
+    pub async fn read(&self, rtype: &str, id: &str) -> Option<Value> {
+        let url = format!("{}/{rtype}/{id}", self.base);
+        let r = self
+            .loader(reqwest::Client::new().get(url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "{}: read {rtype}: {status} {body}",
+            self.name
+        );
+        Some(body)
+    }
+
     /// POST one resource with `If-None-Exist: condition`, as the loader; status and body.
     pub async fn create_if_none_exist(&self, resource: &Value, condition: &str) -> (u16, Value) {
         let rtype = resource["resourceType"].as_str().unwrap();
