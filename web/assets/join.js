@@ -490,10 +490,8 @@ const REFERRALS_EVERY_MS = 15000;
 function referralsAt(stage) {
   renderReferrals();
   if (!REFERRAL_STAGES.includes(stage) || state.join?.kind === 'guest') return;
-  if (!state.referralTimer) {
-    loadReferrals();
-    state.referralTimer = setInterval(loadReferrals, REFERRALS_EVERY_MS);
-  }
+  loadReferrals();
+  state.referralTimer ||= setInterval(loadReferrals, REFERRALS_EVERY_MS);
 }
 
 async function loadReferrals() {

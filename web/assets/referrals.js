@@ -42,7 +42,7 @@ export function referForm({ visit, me, prefix, onSent = () => {} }) {
       for (const l of list) names.set(l.id, l.display_name);
       to.replaceChildren(
         h('option', { value: '' }, list.length ? t('ref.pick') : t('ref.nobody_listed')),
-        list.map((l) => h('option', { value: l.id }, physicianLabel(l))));
+        ...list.map((l) => h('option', { value: l.id }, physicianLabel(l))));
       send.disabled = !list.length;
     } catch (e) {
       to.replaceChildren(h('option', { value: '' }, t('ref.directory_failed')));
@@ -104,13 +104,13 @@ export function referralsCard() {
         $('#referrals-status').textContent = t(how === 'accept' ? 'ref.accepted_done' : 'ref.declined_done', { name: patient(r) });
         await refresh();
         // The buttons are gone with the answer: the referral itself keeps the focus.
-        document.querySelector(`#ref-inbox li[data-referral="${r.id}"]`)?.focus();
+        document.getElementById(`ref-in-${r.id}`)?.focus();
       } catch (e) {
         if (out) out.textContent = e.message;
         if (e.code === 'referral_answered') await refresh();
       }
     };
-    return h('li', { dataset: { referral: r.id, status: r.status }, tabindex: '-1' },
+    return h('li', { id: `ref-in-${r.id}`, dataset: { referral: r.id, status: r.status }, tabindex: '-1' },
       h('div', { class: 'row' },
         h('span', { class: 'who' }, patient(r)), urgencyBadge(r), badge(r)),
       h('p', { class: 'muted' }, t('ref.from', { name: r.from_name || '', time: time(r.created_at) })),
@@ -151,6 +151,7 @@ export function referralsCard() {
   async function refresh() {
     try {
       const [inbox, sent] = await Promise.all([api('GET', '/api/referrals?box=inbox'), api('GET', '/api/referrals?box=sent')]);
+      if (state.error) $('#referrals-status').textContent = '';
       Object.assign(state, { inbox, sent, loaded: true, error: null });
     } catch (e) {
       state.error = e.message;
