@@ -3,7 +3,8 @@
 // online appointments) and Dra. Vega (cardiology, Spanish and English, a site in Madrid,
 // appointments open). A patient, without signing in and with the keyboard alone, filters
 // by language and opens Dra. Vega's booking page; distance from a point and "free within
-// 24 hours" leave only her too; the page in Spanish; no accessibility violations.
+// 24 hours" leave only her too; the page in Spanish; no accessibility violations. A site
+// without coordinates, or out of range, is refused on the profile form and changes nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { axe, shoot, widthAt320, newContext, startServer, setUpClinic, addPhysician, listInDirectory, openAllDay, browserFor, steps } from './support.mjs';
@@ -15,16 +16,37 @@ test('a patient finds a physician who speaks Spanish in the directory and opens 
   const browser = await browserFor(t, log);
   const step = steps(t);
   const violations = [];
-  let page; let vegaId;
+  let page; let vegaId; let grey;
 
   await step('two physicians list themselves in the directory', async () => {
-    const { admin, doc: grey } = await setUpClinic(browser, server, log, { languages: 'en' });
+    let admin;
+    ({ admin, doc: grey } = await setUpClinic(browser, server, log, { languages: 'en' }));
     await listInDirectory(grey, { specialties: 'Family medicine', publish: ['languages', 'sites'], sites: [{ name: 'Centro Delicias', address: 'Avenida de Madrid 1, Zaragoza', lat: 41.6488, lon: -0.8891 }] });
     const { doc: vega } = await addPhysician(browser, server, admin, log, { physician: 'Dra. Elena Vega', email: 'vega@clinic.test', room: 'Cardiología', languages: 'es, en', name: 'vega' });
     await listInDirectory(vega, { specialties: 'Cardiology', publish: ['languages', 'sites'], sites: [{ name: 'Centro Sol', address: 'Calle Mayor 1, Madrid', lat: 40.4168, lon: -3.7038 }] });
     await openAllDay(vega);
     vegaId = (await (await fetch(`${server.url}/api/directory`)).json()).find((l) => l.display_name === 'Dra. Elena Vega')?.id;
     assert.ok(vegaId, 'Dra. Vega is listed');
+  });
+
+  await step('a site without coordinates, or out of range, is refused and nothing changes', async () => {
+    // Dr Grey's listing (Dra. Vega's next free slot moves with the clock).
+    const greys = async () => (await (await fetch(`${server.url}/api/directory`)).json()).find((l) => l.display_name === 'Dr Meredith Grey');
+    const before = await greys();
+    assert.equal(before.sites.length, 1);
+    await grey.click('#profile-add-site');
+    await grey.fill('#site-1-name', 'Centro Norte');
+    await grey.click('#profile-form button[type=submit]');
+    assert.equal(await grey.textContent('#profile-status'), 'Give the latitude and longitude of each site.');
+    assert.equal(await grey.evaluate(() => document.activeElement.id), 'site-1-lat');
+    await grey.fill('#site-1-lat', '95');
+    await grey.fill('#site-1-lon', '0');
+    await grey.click('#profile-form button[type=submit]');
+    await grey.waitForFunction(() => /bad/.test(document.querySelector('#profile-status').className) && /lat/.test(document.querySelector('#profile-status').textContent));
+    assert.match(await grey.textContent('#profile-status'), /lat is -90\.\.90/);
+    assert.equal(await grey.evaluate(() => document.activeElement.id), 'site-1-lat');
+    assert.deepEqual(await greys(), before, 'his listing is as it was');
+    await grey.click('[data-site="1"] button');
   });
 
   await step('a patient opens the directory: both physicians, what each published', async () => {

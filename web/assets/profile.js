@@ -97,6 +97,17 @@ export function myProfile(me) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const el = form.elements;
+    // A site is found by its coordinates: one without them would be placed at 0, 0.
+    const missing = [...form.querySelectorAll('fieldset.site')]
+      .filter((fs) => [...fs.querySelectorAll('input')].some((i) => i.value.trim()))
+      .flatMap((fs) => [...fs.querySelectorAll('[name=lat], [name=lon]')])
+      .find((i) => !i.value.trim());
+    if (missing) {
+      status.className = 'notice bad';
+      status.textContent = t('profile.site_needs_coords');
+      missing.focus();
+      return;
+    }
     const body = {
       display_name: el.display_name.value.trim(),
       specialties: list(el.specialties.value),
@@ -120,7 +131,7 @@ export function myProfile(me) {
       status.className = 'notice bad';
       status.textContent = e.message;
       const field = e.body?.field;
-      (field === 'sites' ? form.querySelector('fieldset.site input') : el[field])?.focus();
+      (field === 'sites' ? badSite(form) : el[field])?.focus();
     } finally {
       save.disabled = false;
     }
@@ -128,6 +139,12 @@ export function myProfile(me) {
 
   load();
   return { relabel: () => { preview(); for (const fs of form.querySelectorAll('fieldset.site')) fs.replaceWith(siteRow(Number(fs.dataset.site), siteValues(fs))); } };
+}
+
+/** The first latitude or longitude out of range, else the first site's first field. */
+function badSite(form) {
+  return [...form.querySelectorAll('fieldset.site [name=lat], fieldset.site [name=lon]')].find((i) => !i.checkValidity())
+    || form.querySelector('fieldset.site input');
 }
 
 function siteValues(fs) {
