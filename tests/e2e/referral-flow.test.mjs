@@ -9,7 +9,9 @@
 //   with a note; Dr Grey's sent box shows the answer and her note.
 // - Avery, on the page their link opened, sees the referral and its answer (not the
 //   physicians' note) and a link to book Dra. Vega; opening the link again shows the same.
-// - The next visit with Avery shows the first visit's note in Dr Grey's record panel.
+// - The next visit with Avery shows the first visit's note in Dr Grey's record panel; from
+//   beside that call he refers Avery again, Dra. Vega declines, and back in his lobby his
+//   sent box says so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { axe, shoot, startServer, setUpClinic, addPhysician, listInDirectory, openAllDay, patientWaits, confirmBirthDate, browserFor, steps } from './support.mjs';
@@ -152,6 +154,36 @@ test('a physician refers the patient after the visit, the other accepts, the pat
     const note = grey.locator('#record .visit-note-text', { hasText: 'Refer to cardiology' });
     await note.waitFor({ timeout: 20000 });
     assert.match(await note.textContent(), /Reason:\s*Palpitations for a week/);
+  });
+
+  await step('beside the call he refers again; Dra. Vega declines, and his sent box says so', async () => {
+    await grey.click('#refer-call summary');
+    await grey.locator('#refer-call-to option', { hasText: 'Dra. Elena Vega' }).waitFor({ state: 'attached' });
+    // Nobody picked: said on the page, nothing sent.
+    await grey.fill('#refer-call-reason', 'Second opinion on the murmur.');
+    await grey.click('#refer-call-form button[type=submit]');
+    assert.equal(await grey.textContent('#refer-call-status'), 'Choose the physician to refer to.');
+    assert.equal(await grey.evaluate(() => document.activeElement.id), 'refer-call-to');
+    await grey.selectOption('#refer-call-to', { label: 'Dra. Elena Vega — Cardiology' });
+    await grey.click('#refer-call-form button[type=submit]');
+    await grey.waitForFunction(() => /Referred to/.test(document.querySelector('#refer-call-status').textContent));
+    assert.equal(await grey.textContent('#refer-call-status'), 'Referred to Dra. Elena Vega (Routine).');
+    await vega.click('#referrals-refresh');
+    const item = vega.locator('#ref-inbox li[data-status="pending"]', { hasText: 'Second opinion' });
+    await item.waitFor();
+    const id = await item.getAttribute('data-referral');
+    await vega.fill(`#ref-note-${id}`, 'I saw Avery last week; no need.');
+    await vega.click(`#ref-decline-${id}`);
+    await vega.locator(`#ref-inbox li[data-referral="${id}"][data-status="declined"]`).waitFor();
+    // Back in his lobby after the call.
+    await grey.click('#end-visit');
+    await grey.getByRole('dialog').getByRole('button', { name: 'End visit' }).click();
+    await grey.waitForSelector('#lobby:not([hidden])');
+    await grey.click('#referrals-refresh');
+    const sent = grey.locator(`#ref-sent li[data-referral="${id}"][data-status="declined"]`);
+    await sent.waitFor();
+    assert.match(await sent.textContent(), /Declined/);
+    assert.match(await sent.textContent(), /I saw Avery last week; no need\./);
   });
 
   await step('no accessibility violations and no script errors', () => {
