@@ -59,6 +59,14 @@ test('a physician refers the patient after the visit, the other accepts, the pat
     assert.ok(options.includes('Dra. Elena Vega — Cardiology'), `the physicians offered: ${options.join(' | ')}`);
     assert.ok(!options.some((o) => /Meredith Grey/.test(o)), 'not himself');
     assert.equal(await grey.getAttribute('#refer-call-reason', 'maxlength'), '2000');
+    // The language picker relabels the form in place, the physicians' names kept.
+    await grey.selectOption('#lang', 'es');
+    await grey.waitForFunction(() => document.querySelector('label[for=refer-call-to]').textContent === 'Derivar a');
+    assert.equal(await grey.textContent('#refer-call-urgency option[value=asap]'), 'Lo antes posible');
+    assert.equal(await grey.textContent('#refer-call summary'), 'Derivar a este paciente');
+    await grey.selectOption('#lang', 'en');
+    await grey.waitForFunction(() => document.querySelector('label[for=refer-call-to]').textContent === 'Refer to');
+    assert.equal(await grey.locator('#refer-call-to option', { hasText: 'Dra. Elena Vega — Cardiology' }).count(), 1);
   });
 
   await step('he ends the visit and writes the note; it reaches the record', async () => {

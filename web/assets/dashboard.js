@@ -372,12 +372,12 @@ function referral(visit, prefix) {
 function afterVisit(visit, charted) {
   $('#visit-after')?.remove();
   const refer = h('details', { id: 'refer-after', class: 'devices' },
-    h('summary', {}, t('ref.refer_patient')), referral(visit, 'refer-after'));
+    h('summary', { dataset: { i18n: 'ref.refer_patient' } }, t('ref.refer_patient')), referral(visit, 'refer-after'));
   if (charted) { offerNote($('#lobby'), visit, { extra: refer }); return; }
   $('#visit-note')?.remove();
   const close = h('button', { type: 'button', class: 'secondary small' }, t('note.close'));
   const box = h('section', { id: 'visit-after', class: 'card visit-note', 'aria-labelledby': 'visit-after-h' },
-    h('h2', { id: 'visit-after-h' }, t('ref.after_visit')), refer, h('div', { class: 'row' }, close));
+    h('h2', { id: 'visit-after-h', dataset: { i18n: 'ref.after_visit' } }, t('ref.after_visit')), refer, h('div', { class: 'row' }, close));
   close.addEventListener('click', () => box.remove());
   $('#lobby').prepend(box);
 }

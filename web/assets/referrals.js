@@ -23,29 +23,31 @@ export function referForm({ visit, me, prefix, onSent = () => {} }) {
   const id = (x) => `${prefix}-${x}`;
   const to = h('select', { id: id('to'), name: 'to', required: true });
   const reason = h('textarea', { id: id('reason'), name: 'reason', maxlength: MAX_TEXT, rows: 3, required: true, autocomplete: 'off' });
-  const urgency = h('select', { id: id('urgency'), name: 'urgency' }, URGENCIES.map((u) => h('option', { value: u }, t(`ref.urgency_${u}`))));
+  // Static text carries its key (data-i18n): the language picker relabels it in place.
+  const text = (tag, key, attrs = {}) => h(tag, { ...attrs, dataset: { i18n: key } }, t(key));
+  const urgency = h('select', { id: id('urgency'), name: 'urgency' }, URGENCIES.map((u) => text('option', `ref.urgency_${u}`, { value: u })));
   const status = h('p', { id: id('status'), role: 'status', 'aria-live': 'polite' });
-  const send = h('button', { type: 'submit', disabled: true }, t('ref.send'));
+  const send = text('button', 'ref.send', { type: 'submit', disabled: true });
   const form = h('form', { id: id('form'), class: 'refer-form', novalidate: true },
-    h('label', { for: to.id }, t('ref.to')), to,
-    h('p', { class: 'field-hint', id: id('to-hint') }, t('ref.to_hint')),
-    h('label', { for: reason.id }, t('ref.reason')), reason,
-    h('label', { for: urgency.id }, t('ref.urgency')), urgency,
+    text('label', 'ref.to', { for: to.id }), to,
+    text('p', 'ref.to_hint', { class: 'field-hint', id: id('to-hint') }),
+    text('label', 'ref.reason', { for: reason.id }), reason,
+    text('label', 'ref.urgency', { for: urgency.id }), urgency,
     h('div', { class: 'row' }, send), status);
   to.setAttribute('aria-describedby', id('to-hint'));
   const names = new Map();
 
   (async () => {
-    to.replaceChildren(h('option', { value: '' }, t('ref.loading')));
+    to.replaceChildren(text('option', 'ref.loading', { value: '' }));
     try {
       const list = (await api('GET', '/api/directory')).filter((l) => l.id !== me);
       for (const l of list) names.set(l.id, l.display_name);
       to.replaceChildren(
-        h('option', { value: '' }, list.length ? t('ref.pick') : t('ref.nobody_listed')),
+        text('option', list.length ? 'ref.pick' : 'ref.nobody_listed', { value: '' }),
         ...list.map((l) => h('option', { value: l.id }, physicianLabel(l))));
       send.disabled = !list.length;
     } catch (e) {
-      to.replaceChildren(h('option', { value: '' }, t('ref.directory_failed')));
+      to.replaceChildren(text('option', 'ref.directory_failed', { value: '' }));
       status.className = 'notice bad';
       status.textContent = e.message;
     }
