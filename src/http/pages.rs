@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/dashboard", get(|| async { page("dashboard.html") }))
         .route("/book", get(|| async { page("book.html") }))
+        .route("/directory", get(|| async { page("directory.html") }))
         .route(
             "/manage/{token}",
             get(|_: Path<String>| async { page("manage.html") }),

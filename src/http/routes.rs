@@ -151,6 +151,7 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/assets/{*path}", Access::Public),
     Route::new("GET", "/book", Access::Public),
     Route::new("GET", "/dashboard", Access::Public),
+    Route::new("GET", "/directory", Access::Public),
     Route::new("GET", "/favicon.ico", Access::Public),
     Route::new("GET", "/healthz", Access::Public),
     Route::new("GET", "/join/{code}", Access::Public),

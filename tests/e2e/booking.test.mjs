@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import os from 'node:os';
 import path from 'node:path';
-import { axe, startServer, setUpClinic, signInIfAsked, browserFor, steps, newContext, PHONE } from './support.mjs';
+import { axe, shoot, startServer, setUpClinic, signInIfAsked, browserFor, steps, newContext, PHONE } from './support.mjs';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 
@@ -97,6 +97,8 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     const length = () => patient.evaluate(() => { const b = document.querySelector('button.slot'); return b && (b.dataset.end - b.dataset.start) / 60000; });
     assert.equal(await length(), 40);
     violations.push(...await axe(patient, 'booking page'));
+    await shoot(patient, 'booking');
+    await patient.setViewportSize(PHONE);
     await patient.selectOption('select.visit-type', 'seguimiento');
     await patient.waitForFunction(() => { const b = document.querySelector('button.slot'); return b && b.dataset.end - b.dataset.start === 20 * 60000; });
     await patient.click('button.slot >> nth=0');
@@ -128,6 +130,13 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     assert.ok(confirmation.text.includes(joinPath), 'the mail carries the join link');
     assert.match(confirmation.raw, /text\/calendar/);
     assert.doesNotMatch(confirmation.text, /Erupci/);
+    await shoot(patient, 'booking-done');
+    await patient.setViewportSize(PHONE);
+    const manage = await patient.context().newPage();
+    await manage.goto(await patient.getAttribute('#manage-link', 'href'));
+    await manage.waitForSelector('#s-view:not([hidden])');
+    await shoot(manage, 'manage');
+    await manage.close();
   });
 
   await step('the physician moves the follow-up to another free time from the dashboard; the patient is told', async () => {
@@ -160,6 +169,7 @@ test('a patient books on a phone in Spanish, confirms by mail, joins at the time
     // Booked, not a walk-in: the entry carries the booked time and reason.
     await entry.locator('.appt-booked').waitFor();
     assert.match(await entry.locator('.appt-booked').textContent(), /Erupción en el brazo/);
+    await shoot(doc, 'appointments', { before: (p) => p.locator('#appt-card').scrollIntoViewIfNeeded() });
     const visit = await entry.getAttribute('data-visit');
     await doc.click(`#admit-${visit}`);
     // On a phone the call fills the screen (its section has no box of its own): wait for

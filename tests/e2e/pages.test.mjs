@@ -1,6 +1,6 @@
 // Each page loads in Chromium without script errors and passes axe-core, before any
 // sign-in: the patient page with a link that does not exist, the staff sign-in forms,
-// the set-up form.
+// the set-up form, the public directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, newContext, axe, shoot, widthAt320 } from './support.mjs';
@@ -54,6 +54,13 @@ test('every page loads cleanly and passes axe-core', { timeout: 120000 }, async 
   await page.goto('/');
   violations.push(...await axe(page, 'home'));
   await at320('home');
+
+  // The public directory (issue 22), before any physician is listed: it says so.
+  await page.goto('/directory');
+  await page.waitForFunction(() => document.querySelector('#dir-count').textContent !== '');
+  assert.equal(await page.textContent('#dir-count'), 'No physician matches these filters.');
+  violations.push(...await axe(page, 'directory'));
+  await at320('directory');
 
   assert.deepEqual(narrow, [], 'no sideways scrolling at 320 px');
 

@@ -295,7 +295,7 @@ test('staff pages in two languages, with dialogs, invitations and a staff table 
   });
 
   await step('a favicon on every page; no page or asset request fails', async () => {
-    for (const path of ['/', '/dashboard', '/admin', '/setup/nothing', '/join/nothing']) {
+    for (const path of ['/', '/dashboard', '/admin', '/setup/nothing', '/join/nothing', '/directory']) {
       await admin.goto(path);
       const icon = await admin.evaluate(async () => {
         const href = document.querySelector('link[rel=icon]')?.href;

@@ -292,11 +292,9 @@ function canConnect(port) {
  * A clinic on `server` ({url, log}): the first admin from the server log, a physician
  * invited and signed in on the dashboard, one room of theirs. Returns the pages.
  */
-export async function setUpClinic(browser, server, log, { room = 'Family medicine', physician = 'Dr Meredith Grey', email = 'grey@clinic.test' } = {}) {
+export async function setUpClinic(browser, server, log, { room = 'Family medicine', physician = 'Dr Meredith Grey', email = 'grey@clinic.test', languages = '' } = {}) {
   const adminCtx = await newContext(browser, 'admin', log, { baseURL: server.url });
-  const docCtx = await newContext(browser, 'physician', log, { baseURL: server.url });
   const admin = await adminCtx.newPage();
-  const doc = await docCtx.newPage();
   await admin.goto(await setupLinkFromLog(15000, server.log, server.url));
   await admin.fill('#email', 'admin@clinic.test');
   await admin.fill('#name', 'Ada Admin');
@@ -306,11 +304,26 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
   await admin.waitForSelector('#setup-done:not([hidden])');
   await admin.goto('/admin');
   await signInIfAsked(admin, 'admin@clinic.test');
+  const { doc, docCtx } = await addPhysician(browser, server, admin, log, { physician, email, room, languages });
+  return { admin, doc, adminCtx, docCtx };
+}
+
+/**
+ * One more physician on `server`: the admin (signed in on /admin, page `admin`) invites
+ * them (`languages` as typed on the admin page, "es, en") and gives them a room of their
+ * own; they accept the invitation and sign in on the dashboard, in a browser context of
+ * their own (named `name` in the log). Returns { doc, docCtx }.
+ */
+export async function addPhysician(browser, server, admin, log, { physician, email, room, languages = '', name = 'physician' }) {
+  const docCtx = await newContext(browser, name, log, { baseURL: server.url });
+  const doc = await docCtx.newPage();
   await admin.click('#tab-staff');
+  const before = (await admin.textContent('#staff-url')).trim();
   await admin.fill('#staff-email', email);
   await admin.fill('#staff-name', physician);
+  await admin.fill('#staff-languages', languages);
   await admin.click('#staff-form button[type=submit]');
-  await admin.waitForSelector('#staff-out:not([hidden])');
+  await admin.waitForFunction((prev) => !document.querySelector('#staff-out').hidden && document.querySelector('#staff-url').textContent.trim() !== prev, before);
   const invitation = (await admin.textContent('#staff-url')).trim();
   await admin.click('#tab-rooms');
   await admin.fill('#room-name', room);
@@ -328,7 +341,41 @@ export async function setUpClinic(browser, server, log, { room = 'Family medicin
   await doc.waitForSelector('#setup-done:not([hidden])');
   await doc.goto('/dashboard');
   await signInIfAsked(doc, email);
-  return { admin, doc, adminCtx, docCtx };
+  return { doc, docCtx };
+}
+
+/**
+ * The physician on `doc` (the dashboard) lists themselves in the public directory through
+ * "My directory profile": `specialties` ("Cardiology, Internal medicine"), which of
+ * languages, gender, sites, bio to publish (`publish`: ['languages']), `sites`
+ * ([{name, address, lat, lon}]). Waits for "Profile saved.".
+ */
+export async function listInDirectory(doc, { specialties = '', publish = [], sites = [], accepting = true, bio = '' } = {}) {
+  await doc.click('#my-profile summary');
+  await doc.waitForFunction(() => document.querySelector('#profile-name').value !== '');
+  await doc.check('#profile-listed');
+  await doc.fill('#profile-specialties', specialties);
+  await doc.fill('#profile-bio', bio);
+  await doc.setChecked('#profile-accepting', accepting);
+  await doc.check('#profile-form [name=visit_video]');
+  for (const [i, site] of sites.entries()) {
+    await doc.click('#profile-add-site');
+    for (const k of ['name', 'address', 'lat', 'lon']) await doc.fill(`#site-${i}-${k}`, String(site[k]));
+  }
+  for (const k of ['languages', 'gender', 'sites', 'bio']) await doc.setChecked(`#profile-form [name=publish_${k}]`, publish.includes(k));
+  await doc.click('#profile-form button[type=submit]');
+  await doc.waitForFunction(() => /saved|guardada/i.test(document.querySelector('#profile-status').textContent));
+}
+
+/** The physician on `doc` opens appointments all day every day (`zone`), from "My schedule". */
+export async function openAllDay(doc, zone = 'Europe/Madrid') {
+  await doc.click('#appt-schedule summary');
+  await doc.fill('#appt-zone', zone);
+  for (const d of ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) await doc.fill(`#appt-day-${d}`, '00:00-23:59');
+  await doc.click('#appt-schedule-form button[type=submit]');
+  await doc.waitForFunction(() => document.querySelector('#appt-error').textContent.length > 0);
+  const said = await doc.textContent('#appt-error');
+  if (!/saved|guardado/i.test(said)) throw new Error(`the schedule was not saved: ${said}`);
 }
 
 /**

@@ -6,7 +6,7 @@
 //   its note.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
+import { axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
 
 test('a physician writes the visit note; the next visit shows it', { timeout: 240000 }, async (t) => {
   const log = [];
@@ -42,6 +42,7 @@ test('a physician writes the visit note; the next visit shows it', { timeout: 24
     assert.equal((await doc.textContent('#visit-note-status')).trim(), 'In the record');
     const violations = await axe(doc, 'dashboard, visit note saved');
     assert.deepEqual(violations, []);
+    await shoot(doc, 'visit-note');
   });
 
   await step('the next visit with the same patient shows the video visit and its note', async () => {

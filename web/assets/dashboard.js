@@ -10,6 +10,8 @@ import { Signal } from './signal.js';
 import { Mesh, CallView, getLocalMedia, mediaOf, tileBadges, devicePickers, shareScreen } from './call.js';
 import { openRecord, closeRecord } from './record.js';
 import { offerNote } from './visit-note.js';
+import { referForm, referralsCard } from './referrals.js';
+import { myProfile } from './profile.js';
 
 const state = { session: null, rooms: new Map(), queues: new Map(), visit: null, room: null, names: new Map(), local: null, signal: null, mesh: null, patients: new Map(), linkNames: new Map(), linksAsked: new Set(), seen: new Map() };
 const view = new CallView({
@@ -28,6 +30,8 @@ async function main() {
   await loadRooms();
   connect();
   figures();
+  state.referrals = referralsCard();
+  state.profile = myProfile(state.session.staff);
   setInterval(tickWaits, 1000);
   qualityLoop();
 }
@@ -100,9 +104,10 @@ function connect() {
   signal.on('visit_ended', () => {
     // The note of the visit just ended, for the patient's record (issue 22): only when its
     // chart opened (a visit without a patient record has no record to write to).
-    const ended = state.record?.rec ? state.visit : null;
+    const visit = state.visit;
+    const charted = !!state.record?.rec;
     leaveVisit(t('dash.visit_ended'));
-    if (ended) offerNote($('#lobby'), ended);
+    if (visit) afterVisit(visit, charted);
   });
   signal.on('chat', (m) => view.chatLine(m.name || state.names.get(m.from) || '', m.text));
   signal.on('chat_history', (m) => view.chatHistory(m.lines, signal.participant, t('dash.you')));
@@ -350,7 +355,31 @@ async function enterVisit(m) {
   if (fresh) {
     $('#invite-out').hidden = true;
     state.record = openRecord($('#record'), m.visit, { patient: { names: known.length ? known : [patient?.name].filter((n) => n && n !== 'Patient') } });
+    $('#refer-call').open = false;
+    $('#refer-call-slot').replaceChildren(referral(m.visit, 'refer-call'));
   }
+}
+
+/** A form to refer this visit's patient (issue 22); `prefix` keeps the ids of two apart. */
+function referral(visit, prefix) {
+  return referForm({ visit, me: state.session.staff.id, prefix, onSent: () => state.referrals?.refresh() });
+}
+
+/**
+ * After a visit: the note for the patient's record when its chart opened, with the
+ * referral under it; without a chart only the referral.
+ */
+function afterVisit(visit, charted) {
+  $('#visit-after')?.remove();
+  const refer = h('details', { id: 'refer-after', class: 'devices' },
+    h('summary', { dataset: { i18n: 'ref.refer_patient' } }, t('ref.refer_patient')), referral(visit, 'refer-after'));
+  if (charted) { offerNote($('#lobby'), visit, { extra: refer }); return; }
+  $('#visit-note')?.remove();
+  const close = h('button', { type: 'button', class: 'secondary small' }, t('note.close'));
+  const box = h('section', { id: 'visit-after', class: 'card visit-note', 'aria-labelledby': 'visit-after-h' },
+    h('h2', { id: 'visit-after-h', dataset: { i18n: 'ref.after_visit' } }, t('ref.after_visit')), refer, h('div', { class: 'row' }, close));
+  close.addEventListener('click', () => box.remove());
+  $('#lobby').prepend(box);
 }
 
 function leaveVisit(text) {
@@ -454,6 +483,8 @@ function relabel() {
   if (state.session) { renderQueues(); figures(); showOwnMedia(); }
   view.relabel();
   state.record?.relabel();
+  state.referrals?.relabel();
+  state.profile?.relabel();
 }
 
 const BADGES = { get cameraOff() { return t('dash.badge_camera_off'); }, get muted() { return t('dash.badge_muted'); } };

@@ -31,7 +31,7 @@ function showOwnMedia() {
   state.mesh?.setMediaState(media);
 }
 
-const show = (stage) => { state.stage = stage; showOnly('.stage-section', `s-${stage}`); };
+const show = (stage) => { state.stage = stage; showOnly('.stage-section', `s-${stage}`); referralsAt(stage); };
 const save = () => sessionStorage.setItem(storeKey, JSON.stringify({ join: state.join, own: state.own, token: state.token, checked: state.checked }));
 const load = () => { try { return JSON.parse(sessionStorage.getItem(storeKey)); } catch { return null; } };
 
@@ -477,6 +477,59 @@ async function submitSurvey(ev) {
     submit.disabled = false;
   }
   done('thanks.heading', 'thanks.text');
+}
+
+// --- referrals (issue 22) ----------------------------------------------------------------
+
+// Where the physician referred the patient, shown once the visit is over (the survey, the
+// last page, and the link opened again), and asked again every 15 s there: the physician
+// usually refers after the call, and the other physician answers later.
+const REFERRAL_STAGES = ['welcome', 'survey', 'done'];
+const REFERRALS_EVERY_MS = 15000;
+
+function referralsAt(stage) {
+  renderReferrals();
+  if (!REFERRAL_STAGES.includes(stage) || state.join?.kind === 'guest') return;
+  loadReferrals();
+  state.referralTimer ||= setInterval(loadReferrals, REFERRALS_EVERY_MS);
+}
+
+async function loadReferrals() {
+  const token = state.surveyToken || state.token;
+  const visit = state.join?.visit;
+  if (!token || !visit || !REFERRAL_STAGES.includes(state.stage)) return;
+  try {
+    const list = await api('GET', `/api/visits/${encodeURIComponent(visit)}/referrals`, undefined, { bearer: token });
+    // Only a change is written again: the list is a live region, read out when it changes.
+    const seen = JSON.stringify(list);
+    if (seen === state.referralsSeen) return;
+    state.referralsSeen = seen;
+    state.referrals = list;
+    renderReferrals();
+  } catch (e) {
+    // The token ran out (the page stayed open long after the visit): stop asking; opening
+    // the link again shows the referrals.
+    if (e.status === 401 || e.status === 403) { clearInterval(state.referralTimer); }
+  }
+}
+
+function referralItem(r) {
+  const name = r.to_name || t('referrals.another_physician');
+  const status = { pending: t('referrals.pending', { name }), accepted: t('referrals.accepted', { name }), declined: t('referrals.declined', { name }) }[r.status] || r.status;
+  return h('li', { dataset: { referral: r.id, status: r.status } },
+    h('h3', {}, t('referrals.to', { name })),
+    h('p', {}, h('strong', {}, `${t('referrals.urgency')}: `), t(`referrals.urgency_${r.urgency}`)),
+    h('p', {}, h('strong', {}, `${t('referrals.reason')}: `), r.reason),
+    h('p', { class: `notice ${r.status === 'accepted' ? 'ok' : r.status === 'declined' ? 'warn' : ''} referral-status` }, status),
+    h('div', { class: 'row' },
+      r.join_url ? h('a', { class: 'button referral-join', href: r.join_url }, t('referrals.join', { name })) : null,
+      r.book_url ? h('a', { class: `button${r.join_url ? ' secondary' : ''} referral-book`, href: r.book_url }, t('referrals.book', { name })) : null));
+}
+
+function renderReferrals() {
+  const list = state.referrals || [];
+  $('#referrals').hidden = !list.length || !REFERRAL_STAGES.includes(state.stage);
+  $('#referrals-list').replaceChildren(...list.map(referralItem));
 }
 
 // --- wiring -----------------------------------------------------------------------------

@@ -11,8 +11,11 @@ const LIMITS = { reason: 500, findings: 4000, plan: 4000, follow_up: 1000 };
 const POLL_MS = 2000;
 const POLL_FOR_MS = 60000;
 
-/** Show the note form for `visit` at the top of `host` (replacing an earlier one). */
-export function offerNote(host, visit) {
+/**
+ * Show the note form for `visit` at the top of `host` (replacing an earlier one); `extra`
+ * (the form to refer the patient, issue 22) goes under it, in the same card.
+ */
+export function offerNote(host, visit, { extra = null } = {}) {
   host.querySelector('#visit-note')?.remove();
   const field = (name, multi) => {
     const id = `note-${name}`;
@@ -30,7 +33,7 @@ export function offerNote(host, visit) {
   const box = h('section', { id: 'visit-note', class: 'card visit-note', 'aria-labelledby': 'visit-note-h' },
     h('h2', { id: 'visit-note-h' }, t('note.title')),
     h('p', { class: 'field-hint' }, t('note.hint')),
-    form, status, again);
+    form, status, again, extra);
   host.prepend(box);
   close.addEventListener('click', () => box.remove());
 
