@@ -165,6 +165,11 @@ impl Gazetteer {
         if !known {
             self.names.entry(name).or_default().push(i);
         }
+        // "28001 Madrid", as a suggestion shows it and a search box sends it back.
+        self.names
+            .entry(fold(&format!("{code} {}", place.name)))
+            .or_default()
+            .push(i);
         self.places.push(Place {
             name: format!("{code} {}", place.name),
             ..place
@@ -409,6 +414,8 @@ mod tests {
         );
         // The town of a postcode is found by its name too.
         assert_eq!(g.resolve("getafe", &[]).unwrap().name, "28901 Getafe");
+        // A suggestion sent back as the search box shows it.
+        assert_eq!(g.resolve("50001 Zaragoza, ES", &[]).unwrap().country, "ES");
     }
 
     #[test]

@@ -114,6 +114,27 @@ test('a patient finds a physician who speaks Spanish in the directory and opens 
     assert.equal(await page.evaluate(() => document.activeElement.id), 'dir-near');
   });
 
+  await step('from a town typed in "near": the box offers it, the page says where distances are from', async () => {
+    await page.goto('/directory');
+    await page.waitForFunction(() => /found/.test(document.querySelector('#dir-count').textContent));
+    await page.fill('#dir-near', 'zarag');
+    // Offered as the patient types: the Spanish Zaragoza first (the clinic's sites are in Spain).
+    await page.waitForFunction(() => document.querySelectorAll('#dir-near-list option').length > 0);
+    assert.equal(await page.getAttribute('#dir-near-list option >> nth=0', 'value'), 'Zaragoza, Spain');
+    await page.fill('#dir-near', 'Zaragoza, Spain');
+    await page.fill('#dir-within', '100');
+    await page.click('#dir-search');
+    await page.waitForFunction(() => document.querySelector('#dir-count').textContent === '1 physician found.');
+    assert.deepEqual(await page.locator('.dir-result h3').allTextContents(), ['Dr Meredith Grey']);
+    assert.equal(await page.textContent('#dir-origin'), 'Distances from Zaragoza, Spain.');
+    // A place nobody knows is said so, and the cursor goes back to it.
+    await page.fill('#dir-near', 'Nowhere-on-Sea');
+    await page.click('#dir-search');
+    await page.waitForFunction(() => /do not know/.test(document.querySelector('#dir-error').textContent));
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'dir-near');
+    await page.click('#dir-clear');
+  });
+
   await step('in Spanish', async () => {
     await page.goto('/directory?lang=es&sort=earliest');
     await page.waitForFunction(() => /encontrado/.test(document.querySelector('#dir-count').textContent));

@@ -52,6 +52,24 @@ const visitType = (v) => (['video', 'in_person', 'phone'].includes(v) ? t(`dir.v
 const when = (ms) => new Intl.DateTimeFormat(lang, { weekday: 'long', day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit' }).format(new Date(ms));
 const km = (d) => new Intl.NumberFormat(lang, { maximumFractionDigits: d < 10 ? 1 : 0 }).format(d);
 
+/** A place as the "near" box shows it, and as `place=` reads it back: "Zaragoza, Spain". */
+const placeName = (p) => `${p.name}, ${p.country}`;
+
+/** Offers places as the patient types in "near" (GET /api/places), nearest the clinic first. */
+function suggestPlaces(input, list) {
+  let timer = null;
+  input.addEventListener('input', () => {
+    clearTimeout(timer);
+    const q = input.value.trim();
+    if (q.length < 2 || POINT.test(q)) { list.replaceChildren(); return; }
+    timer = setTimeout(async () => {
+      const found = await api('GET', `/api/places?${new URLSearchParams({ q })}`).catch(() => []);
+      if (input.value.trim() !== q) return;
+      list.replaceChildren(...found.map((p) => h('option', { value: placeName(p) }, p.region ? `${placeName(p)} (${p.region})` : placeName(p))));
+    }, 250);
+  });
+}
+
 /** The booking page in the language this page is in. */
 function bookHref(url) {
   const u = new URL(url, location.origin);
@@ -113,11 +131,15 @@ async function search({ push = true } = {}) {
   $('#dir-results').setAttribute('aria-busy', 'true');
   $('#dir-count').textContent = t('dir.searching');
   try {
-    const res = await api('GET', `/api/directory?${apiQuery(page)}`);
+    const query = apiQuery(page);
+    const res = await api('GET', `/api/directory?${query}`);
+    // Where a place search measures from, so "Madrid" is seen to be the Spanish one: the
+    // first place GET /api/places gives is the one the directory used.
+    const place = query.get('place');
+    const places = place ? await api('GET', `/api/places?${new URLSearchParams({ q: place })}`).catch(() => []) : [];
     if (asked !== state.asked) return;
-    // With a place, the answer also names where distances are measured from.
-    state.results = Array.isArray(res) ? res : (res?.physicians || []);
-    state.origin = Array.isArray(res) ? null : res?.origin || null;
+    state.results = res;
+    state.origin = places[0] ? { name: placeName(places[0]) } : null;
     for (const l of state.results) for (const s of l.specialties || []) state.specialties.add(s);
     render();
   } catch (e) {
@@ -146,6 +168,7 @@ async function start() {
   api('GET', '/api/clinic').then((c) => { if (c?.name) $('#brand').textContent = c.name; }).catch(() => {});
   const form = $('#dir-form');
   fillForm(form, params);
+  suggestPlaces($('#dir-near'), $('#dir-near-list'));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); search(); });
   // After the browser cleared the fields.
   form.addEventListener('reset', () => setTimeout(() => search(), 0));
