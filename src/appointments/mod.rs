@@ -330,10 +330,11 @@ impl Appointments {
             let wanted = s.active
                 && s.roles.contains(&Role::Physician)
                 && filter.physician.as_ref().is_none_or(|p| *p == s.id)
-                && filter
-                    .language
-                    .as_ref()
-                    .is_none_or(|l| s.languages.iter().any(|x| x.eq_ignore_ascii_case(l)))
+                && filter.language.as_ref().is_none_or(|l| {
+                    s.languages
+                        .iter()
+                        .any(|x| crate::visit::same_language(x, l))
+                })
                 && filter
                     .gender
                     .as_ref()

@@ -205,6 +205,8 @@ async fn a_patient_books_in_spanish_confirms_with_the_code_joins_and_is_admitted
         b.slots("&language=de").await.is_empty(),
         "nobody speaks German"
     );
+    // Languages match as walk-in pairing and the directory match them: on the primary subtag.
+    assert!(!b.slots("&language=es-MX&gender=f").await.is_empty());
     let first = slots[0];
 
     let (s, held) = b.book(b.ana(first)).await;

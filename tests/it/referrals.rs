@@ -411,12 +411,21 @@ async fn a_referral_goes_into_the_patients_record_once_and_the_answer_updates_it
     );
     assert_eq!(held[0]["note"][1]["authorString"], "Dr Shepherd");
 
-    // Nothing is left pending for admins, and both record writes are audited.
+    // Nothing is left pending for admins, and both record writes are audited. The record
+    // holds the answer a moment before the outbox marks it written: wait for that.
     let (_, admin) = app.admin().await;
-    let (s, pending) = app
-        .call_json("GET", "/api/record-writes", Some(&admin), None)
-        .await;
-    assert_eq!((s, pending), (200, json!([])));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pending = loop {
+        let (s, pending) = app
+            .call_json("GET", "/api/record-writes", Some(&admin), None)
+            .await;
+        assert_eq!(s, 200);
+        if pending == json!([]) || std::time::Instant::now() > deadline {
+            break pending;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(pending, json!([]));
     let writes = app
         .audited()
         .await
