@@ -36,19 +36,11 @@ async fn the_public_finds_listed_physicians_by_language_gender_specialty_and_dis
 /// The same search against a server whose durable store is PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_search_on_postgresql() {
-    let db = crate::kit::services::TestDatabase::create().await;
-    let url = db.url.clone();
-    // Its own task, so a failing assertion still lets the database be dropped.
-    let outcome = tokio::spawn(async move {
-        let app =
-            TestApp::spawn_with(|s| s.database.url = examroom::config::Secret::new(url)).await;
+    crate::kit::services::on_fresh_postgres(|pg| async move {
+        let app = TestApp::spawn_with(|s| s.database.url = pg.database.url).await;
         search_by_every_filter(app).await;
     })
     .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn search_by_every_filter(app: TestApp) {
