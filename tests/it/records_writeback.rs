@@ -32,16 +32,7 @@ pub(crate) async fn confirmed_visit(
     p.expect("waiting").await;
     let (s, body) = app.confirm_identity(&t, "1968-04-17").await;
     assert_eq!(s, 200, "{body}");
-    let doc_id = admit(doc, &mut p, room, &visit).await;
-    doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
-        .await;
-    p.expect("offer").await;
-    p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
-        .await;
-    doc.expect("answer").await;
-    doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
-        .await;
-    p.expect("visit_ended").await;
+    call_and_end(doc, &mut p, room, &visit).await;
     app.wait_for_outcome(&visit).await;
     visit
 }
