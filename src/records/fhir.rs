@@ -178,22 +178,19 @@ impl FhirSource {
             .connect_timeout(cfg.timeout)
             .build()
             .map_err(|e| RecordsError::Config(format!("HTTP client: {e}")))?;
-        let tokens = TokenSource::new(
-            http.clone(),
-            cfg.token_url.clone(),
-            cfg.client_id.clone(),
-            cfg.scopes.clone(),
-            key,
-            cfg.timeout,
-        );
-        let writes = TokenSource::new(
-            http.clone(),
-            cfg.token_url.clone(),
-            cfg.client_id.clone(),
-            cfg.write_scopes.clone(),
-            write_key,
-            cfg.timeout,
-        );
+        // One token endpoint and client, two scope sets, each with its own key.
+        let source = |scopes: &str, key| {
+            TokenSource::new(
+                http.clone(),
+                cfg.token_url.clone(),
+                cfg.client_id.clone(),
+                scopes.to_owned(),
+                key,
+                cfg.timeout,
+            )
+        };
+        let tokens = source(&cfg.scopes, key);
+        let writes = source(&cfg.write_scopes, write_key);
         Ok(Self {
             http,
             base,
