@@ -80,14 +80,7 @@ struct Booking {
 async fn clinic(f: impl FnOnce(&mut Settings)) -> Booking {
     let courier = Arc::new(Recording::default());
     let app = TestApp::spawn_with_courier(courier.clone(), f).await;
-    let doc = app
-        .staff(
-            "Dr Vega",
-            vec![Role::Physician],
-            vec!["es".into(), "en".into()],
-            Some("f".into()),
-        )
-        .await;
+    let doc = app.physician_speaking("Dr Vega", &["es", "en"], "f").await;
     let room = app
         .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
         .await;

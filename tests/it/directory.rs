@@ -51,22 +51,8 @@ async fn the_same_search_on_postgresql() {
 
 async fn search_by_every_filter(app: TestApp) {
     let (_, admin) = app.admin().await;
-    let ana = app
-        .staff(
-            "Ana",
-            vec![Role::Physician],
-            vec!["es".into(), "en".into()],
-            Some("female".into()),
-        )
-        .await;
-    let ben = app
-        .staff(
-            "Ben",
-            vec![Role::Physician],
-            vec!["en".into()],
-            Some("male".into()),
-        )
-        .await;
+    let ana = app.physician_speaking("Ana", &["es", "en"], "female").await;
+    let ben = app.physician_speaking("Ben", &["en"], "male").await;
     let all: Value = serde_json::from_str(ALL).unwrap();
     let (s, _) = app
         .call_json(
@@ -161,14 +147,7 @@ async fn search_by_every_filter(app: TestApp) {
 async fn unpublished_fields_never_leave_the_server() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.admin().await;
-    let quiet = app
-        .staff(
-            "Quinn",
-            vec![Role::Physician],
-            vec!["eu".into()],
-            Some("nonbinary".into()),
-        )
-        .await;
+    let quiet = app.physician_speaking("Quinn", &["eu"], "nonbinary").await;
     let hidden = app.physician("Hidden").await;
     let nothing = json!({"gender": false, "languages": false, "sites": false, "bio": false});
     for (id, name, listed) in [(&quiet, "Dr Quinn", true), (&hidden, "Dr Hidden", false)] {

@@ -124,6 +124,18 @@ impl TestApp {
             .await
     }
 
+    /// A physician who speaks `languages` and gives `gender` (what the directory filters on).
+    pub async fn physician_speaking(
+        &self,
+        name: &str,
+        languages: &[&str],
+        gender: &str,
+    ) -> StaffId {
+        let languages = languages.iter().map(|l| (*l).to_owned()).collect();
+        self.staff(name, vec![Role::Physician], languages, Some(gender.into()))
+            .await
+    }
+
     pub async fn staff(
         &self,
         name: &str,
