@@ -159,6 +159,26 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Sekmet in `dir` for `clients`, holding the demo patient, and a source that writes to
+/// it with `write_scopes` (its keys in `keys`).
+async fn sekmet_writer(
+    dir: &std::path::Path,
+    keys: &std::path::Path,
+    clients: &Value,
+    write_scopes: &str,
+) -> (FhirProcess, Arc<FhirSource>) {
+    let sekmet = start_sekmet(dir, clients.clone(), None).await;
+    sekmet.put_all(&[patient()]).await;
+    let src: Arc<FhirSource> = Arc::new(
+        fhir_client(&sekmet.base, &sekmet.token_url, keys, |c| {
+            c.write_scopes = write_scopes.into();
+            c.timeout = Duration::from_secs(10);
+        })
+        .await,
+    );
+    (sekmet, src)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,16 +188,8 @@ async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage()
         {"client_id": "examroom", "jwks": client_jwks(&keys), "scopes": format!("{read} {V2_WRITE}")},
         {"client_id": "read-only", "jwks": client_jwks(&keys), "scopes": read},
     ]);
-    let sekmet = start_sekmet(dir.path(), clients.clone(), None).await;
+    let (sekmet, src) = sekmet_writer(dir.path(), &keys, &clients, V2_WRITE).await;
     let port = sekmet.port();
-    sekmet.put_all(&[patient()]).await;
-    let src: Arc<FhirSource> = Arc::new(
-        fhir_client(&sekmet.base, &sekmet.token_url, &keys, |c| {
-            c.write_scopes = V2_WRITE.into();
-            c.timeout = Duration::from_secs(10);
-        })
-        .await,
-    );
     let (durable, grey) = store_with_grey(&dir.path().join("examroom")).await;
     let outbox = NoteOutbox::new(durable.clone(), src.clone(), policy());
 
@@ -541,16 +553,8 @@ async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_ou
     let clients = json!([
         {"client_id": "examroom", "jwks": client_jwks(&keys), "scopes": format!("{read} {V2_WRITE_REFERRALS}")},
     ]);
-    let sekmet = start_sekmet(dir.path(), clients.clone(), None).await;
+    let (sekmet, src) = sekmet_writer(dir.path(), &keys, &clients, V2_WRITE_REFERRALS).await;
     let port = sekmet.port();
-    sekmet.put_all(&[patient()]).await;
-    let src: Arc<FhirSource> = Arc::new(
-        fhir_client(&sekmet.base, &sekmet.token_url, &keys, |c| {
-            c.write_scopes = V2_WRITE_REFERRALS.into();
-            c.timeout = Duration::from_secs(10);
-        })
-        .await,
-    );
     referral_written_once_and_answered(&sekmet, src.clone(), &dir.path().join("a")).await;
 
     // A second store and outbox against the same server: a referral written, then the
