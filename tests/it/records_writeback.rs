@@ -6,7 +6,7 @@ use crate::kit::services::on_fresh_postgres;
 use crate::kit::*;
 use examroom::audit::AuditOutcome;
 use examroom::config::Settings;
-use examroom::durable::{DurableError, DurableStore, NewStaff, NoteDelivery};
+use examroom::durable::{DurableError, DurableStore, NoteDelivery};
 use examroom::identity::Role;
 use examroom::ids::{PatientRef, RoomId, StaffId, VisitId};
 use examroom::records::visit_note::{VISIT_SYSTEM, VisitNote, VisitWrite, WriteReceipt};
@@ -407,17 +407,7 @@ async fn with_postgres(
 }
 
 async fn grey(s: &Arc<dyn DurableStore>) -> StaffId {
-    s.create_staff(NewStaff {
-        email: "grey@clinic.example".into(),
-        name: "Dr Grey".into(),
-        roles: vec![Role::Physician],
-        password_hash: None,
-        languages: vec![],
-        gender: None,
-    })
-    .await
-    .unwrap()
-    .id
+    crate::kit::seed::physician_in(s.as_ref(), "grey@clinic.example", "Dr Grey").await
 }
 
 fn write(physician: &StaffId, reason: &str, at: i64) -> VisitWrite {
@@ -603,18 +593,8 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
 ) {
     use examroom::durable::referrals::{NewReferral, RecordCopy, ReferralStatus, Urgency};
     let doc = grey(&s).await;
-    let other = s
-        .create_staff(NewStaff {
-            email: "shepherd@clinic.example".into(),
-            name: "Dr Shepherd".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap()
-        .id;
+    let other =
+        crate::kit::seed::physician_in(s.as_ref(), "shepherd@clinic.example", "Dr Shepherd").await;
     let copy = RecordCopy {
         requester_name: "Dr Grey".into(),
         performer_name: "Dr Shepherd".into(),

@@ -16,8 +16,7 @@ use crate::kit::records::scripted::{Behaviour, ScriptedFhir};
 use crate::kit::records::servers::{FhirProcess, start_fhirsnake, start_medplum, start_sekmet};
 use crate::kit::records::{client_jwks, fhir_client, fhir_panel};
 use examroom::config::Settings;
-use examroom::durable::{DurableStore, NewStaff, NoteDelivery};
-use examroom::identity::Role;
+use examroom::durable::{DurableStore, NoteDelivery};
 use examroom::ids::{PatientRef, StaffId, VisitId};
 use examroom::records::visit_note::{
     NOTE_SYSTEM, VISIT_SYSTEM, VisitNote, VisitWrite, has_identifier,
@@ -130,18 +129,9 @@ async fn store_with_grey(dir: &std::path::Path) -> (Arc<dyn DurableStore>, Staff
     let mut settings = Settings::default();
     settings.server.data_dir = dir.to_owned();
     let store = examroom::durable::open(&settings).await.unwrap();
-    let grey = store
-        .create_staff(NewStaff {
-            email: "grey@clinic.example".into(),
-            name: "Dr Grey".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap();
-    (store, grey.id)
+    let grey =
+        crate::kit::seed::physician_in(store.as_ref(), "grey@clinic.example", "Dr Grey").await;
+    (store, grey)
 }
 
 fn policy() -> RetryPolicy {
@@ -398,18 +388,7 @@ async fn a_referral(
 }
 
 async fn shepherd_in(durable: &Arc<dyn DurableStore>) -> StaffId {
-    durable
-        .create_staff(NewStaff {
-            email: "shepherd@clinic.example".into(),
-            name: "Dr Shepherd".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap()
-        .id
+    crate::kit::seed::physician_in(durable.as_ref(), "shepherd@clinic.example", "Dr Shepherd").await
 }
 
 /// The referral's ServiceRequest as the server holds it: exactly one (whatever the
