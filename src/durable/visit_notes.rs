@@ -217,13 +217,7 @@ macro_rules! impl_visit_note_store {
                 .bind(pending_state())
                 .execute(&self.pool)
                 .await
-                .map_err(|err| {
-                    if is_foreign_key(&err) {
-                        DurableError::invalid("staff", "unknown staff member")
-                    } else {
-                        err.into()
-                    }
-                })?;
+                .map_err(unknown_staff)?;
                 let kept = self
                     .visit_note(&w.visit)
                     .await?
