@@ -793,12 +793,11 @@ macro_rules! impl_appointment_store {
                     "SELECT {} FROM schedules ORDER BY staff_id",
                     $crate::durable::appointments::SCHEDULE_COLS
                 );
-                sqlx::query_as::<_, $crate::durable::appointments::ScheduleRow>(&sql)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map($crate::durable::appointments::ScheduleRow::decode)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::appointments::ScheduleRow>(&sql),
+                    $crate::durable::appointments::ScheduleRow::decode,
+                )
+                .await
             }
 
             async fn busy(
@@ -1097,15 +1096,14 @@ macro_rules! impl_appointment_store {
                      AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, id",
                     $crate::durable::appointments::APPOINTMENT_COLS
                 );
-                sqlx::query_as::<_, $crate::durable::appointments::AppointmentRow>(&sql)
-                    .bind(physician.map(|p| p.as_str().to_owned()))
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map($crate::durable::appointments::AppointmentRow::decode)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::appointments::AppointmentRow>(&sql)
+                        .bind(physician.map(|p| p.as_str().to_owned()))
+                        .bind(from)
+                        .bind(to),
+                    $crate::durable::appointments::AppointmentRow::decode,
+                )
+                .await
             }
 
             async fn claim_notices(
@@ -1183,13 +1181,12 @@ macro_rules! impl_appointment_store {
                      ORDER BY created_at, due_at, id",
                     $crate::durable::appointments::NOTICE_COLS
                 );
-                sqlx::query_as::<_, $crate::durable::appointments::NoticeRow>(&sql)
-                    .bind(id.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map($crate::durable::appointments::NoticeRow::decode)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::appointments::NoticeRow>(&sql)
+                        .bind(id.as_str()),
+                    $crate::durable::appointments::NoticeRow::decode,
+                )
+                .await
             }
 
             async fn failed_notices(
@@ -1201,13 +1198,12 @@ macro_rules! impl_appointment_store {
                      ORDER BY done_at DESC, id LIMIT $1",
                     $crate::durable::appointments::NOTICE_COLS
                 );
-                sqlx::query_as::<_, $crate::durable::appointments::NoticeRow>(&sql)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map($crate::durable::appointments::NoticeRow::decode)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::appointments::NoticeRow>(&sql)
+                        .bind(limit),
+                    $crate::durable::appointments::NoticeRow::decode,
+                )
+                .await
             }
 
             async fn mark_appointment_no_shows(&self, now: Millis) -> Result<u64, DurableError> {

@@ -75,16 +75,15 @@ macro_rules! impl_audit_store {
                 after_seq: i64,
                 limit: i64,
             ) -> Result<Vec<AuditEntry>, DurableError> {
-                sqlx::query_as::<_, AuditRow>(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-                ))
-                .bind(after_seq)
-                .bind(limit.clamp(0, 1000))
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(AuditRow::into_entry)
-                .collect()
+                self.find_all(
+                    sqlx::query_as::<_, AuditRow>(&format!(
+                        "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+                    ))
+                    .bind(after_seq)
+                    .bind(limit.clamp(0, 1000)),
+                    AuditRow::into_entry,
+                )
+                .await
             }
 
             async fn verify_audit(&self) -> Result<AuditVerification, DurableError> {

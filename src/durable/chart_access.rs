@@ -152,13 +152,7 @@ macro_rules! impl_chart_access_store {
                 .bind(e.at)
                 .execute(&self.pool)
                 .await
-                .map_err(|err| {
-                    if is_foreign_key(&err) {
-                        DurableError::invalid("staff", "unknown staff member")
-                    } else {
-                        err.into()
-                    }
-                })?;
+                .map_err(unknown_staff)?;
                 let grant = $crate::durable::NewEmergencyAccess { reason, ..e };
                 Ok($crate::durable::EmergencyAccess { id, grant })
             }

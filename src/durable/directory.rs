@@ -185,11 +185,11 @@ macro_rules! impl_directory_store {
                     "SELECT {} FROM physician_profiles WHERE listed ORDER BY staff_id",
                     $crate::durable::directory::PROFILE_COLUMNS
                 );
-                let rows: Vec<$crate::durable::directory::ProfileRow> =
-                    sqlx::query_as(&sql).fetch_all(&self.pool).await?;
-                rows.into_iter()
-                    .map($crate::durable::directory::decode_profile)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::directory::ProfileRow>(&sql),
+                    $crate::durable::directory::decode_profile,
+                )
+                .await
             }
 
             async fn put_photo(

@@ -185,16 +185,15 @@ macro_rules! impl_link_store {
                 &self,
                 room: Option<&$crate::ids::RoomId>,
             ) -> Result<Vec<Link>, DurableError> {
-                sqlx::query_as::<_, LinkRow>(&format!(
-                    "SELECT {LINK_COLS} FROM links WHERE ($1 IS NULL OR room_id = $1) \
-                     ORDER BY created_at DESC, id"
-                ))
-                .bind(room.map(|r| r.as_str().to_owned()))
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(LinkRow::into_link)
-                .collect()
+                self.find_all(
+                    sqlx::query_as::<_, LinkRow>(&format!(
+                        "SELECT {LINK_COLS} FROM links WHERE ($1 IS NULL OR room_id = $1) \
+                         ORDER BY created_at DESC, id"
+                    ))
+                    .bind(room.map(|r| r.as_str().to_owned())),
+                    LinkRow::into_link,
+                )
+                .await
             }
 
             async fn revoke_link(&self, id: &$crate::ids::LinkId) -> Result<(), DurableError> {

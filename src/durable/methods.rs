@@ -37,6 +37,107 @@ macro_rules! impl_durable_store {
                 row.map(decode).transpose()
             }
 
+            /// Every row `q` selects, each turned into its domain value by `decode`.
+            async fn find_all<'q, R, T>(
+                &self,
+                q: sqlx::query::QueryAs<
+                    'q,
+                    <$store as StoreDb>::Db,
+                    R,
+                    <<$store as StoreDb>::Db as sqlx::Database>::Arguments<'q>,
+                >,
+                decode: fn(R) -> Result<T, DurableError>,
+            ) -> Result<Vec<T>, DurableError>
+            where
+                R: Send
+                    + Unpin
+                    + for<'r> sqlx::FromRow<'r, <<$store as StoreDb>::Db as sqlx::Database>::Row>,
+            {
+                q.fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(decode)
+                    .collect()
+            }
+
+            /// Takes the lease on up to `limit` pending rows of a record-write outbox
+            /// (`table`, keyed by `key`) due at `now` and not leased by a node whose lease
+            /// still runs, until `lease_until`, as `owner`; the claimed rows' `returning`.
+            ///
+            /// One statement: PostgreSQL re-checks the WHERE of a row another claim
+            /// updated meanwhile (and skips it, its lease now running); SQLite runs one
+            /// writer at a time.
+            #[allow(clippy::too_many_arguments)]
+            async fn claim_record_writes<R>(
+                &self,
+                table: &'static str,
+                key: &'static str,
+                returning: &str,
+                owner: &str,
+                now: Millis,
+                lease_until: Millis,
+                limit: i64,
+            ) -> Result<Vec<R>, DurableError>
+            where
+                R: Send
+                    + Unpin
+                    + for<'r> sqlx::FromRow<'r, <<$store as StoreDb>::Db as sqlx::Database>::Row>,
+            {
+                let sql = format!(
+                    "UPDATE {table} SET lease_owner = $1, lease_until = $2 \
+                     WHERE {key} IN (SELECT {key} FROM {table} \
+                        WHERE state = $3 AND next_attempt_at <= $4 \
+                        AND (lease_until IS NULL OR lease_until < $4) \
+                        ORDER BY next_attempt_at, {key} LIMIT $5) \
+                     AND state = $3 AND (lease_until IS NULL OR lease_until < $4) \
+                     RETURNING {returning}"
+                );
+                Ok(sqlx::query_as::<<$store as StoreDb>::Db, R>(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind($crate::durable::record_writes::PENDING)
+                    .bind(now)
+                    .bind(limit.clamp(0, 1000))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            /// The lease holder of a record-write outbox row says its attempt failed: the
+            /// row waits until `next_attempt_at`, or is given up (`give_up`). `false` when
+            /// `owner` no longer holds the lease.
+            #[allow(clippy::too_many_arguments)]
+            async fn record_write_failed(
+                &self,
+                table: &'static str,
+                key: &'static str,
+                id: &str,
+                owner: &str,
+                error: &str,
+                at: Millis,
+                next_attempt_at: Millis,
+                give_up: bool,
+            ) -> Result<bool, DurableError> {
+                use $crate::durable::record_writes::{FAILED, MAX_ERROR_CHARS, PENDING};
+                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+                let sql = format!(
+                    "UPDATE {table} SET attempts = attempts + 1, last_error = $3, \
+                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, \
+                     lease_until = NULL, state = $7 \
+                     WHERE {key} = $1 AND lease_owner = $2 AND state = $6"
+                );
+                let done = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(error)
+                    .bind(at)
+                    .bind(next_attempt_at)
+                    .bind(PENDING)
+                    .bind(if give_up { FAILED } else { PENDING })
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             /// Runs `q`, an UPDATE of one row by its key; `NotFound{what}` when no row
             /// has that key.
             async fn update_one<'q>(

@@ -33,6 +33,7 @@ pub mod directory;
 mod links;
 mod methods;
 mod postgres;
+mod record_writes;
 pub mod referrals;
 mod rooms;
 mod sql;

@@ -316,11 +316,7 @@ pub(crate) fn decode_claim(
     })
 }
 
-pub(crate) const PENDING_WRITE: &str = "pending";
-pub(crate) const WRITTEN: &str = "written";
-pub(crate) const FAILED: &str = "failed";
-/// Longest `last_error` kept, characters.
-pub(crate) const MAX_ERROR_CHARS: usize = 500;
+pub(crate) use super::record_writes::{FAILED, PENDING as PENDING_WRITE, WRITTEN};
 
 // The store methods, expanded once per store type (`sqlite.rs`, `postgres.rs`); see `sql.rs`
 // for why one body fits both databases.
@@ -413,13 +409,12 @@ macro_rules! impl_referral_store {
                      ORDER BY created_at DESC, id LIMIT 500",
                     $crate::durable::referrals::REFERRAL_COLUMNS
                 );
-                let rows: Vec<$crate::durable::referrals::ReferralRow> = sqlx::query_as(&sql)
-                    .bind(staff.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter()
-                    .map($crate::durable::referrals::decode_referral)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::referrals::ReferralRow>(&sql)
+                        .bind(staff.as_str()),
+                    $crate::durable::referrals::decode_referral,
+                )
+                .await
             }
 
             async fn referrals_for_visit(
@@ -430,13 +425,12 @@ macro_rules! impl_referral_store {
                     "SELECT {} FROM referrals WHERE visit_id = $1 ORDER BY created_at, id",
                     $crate::durable::referrals::REFERRAL_COLUMNS
                 );
-                let rows: Vec<$crate::durable::referrals::ReferralRow> = sqlx::query_as(&sql)
-                    .bind(visit.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter()
-                    .map($crate::durable::referrals::decode_referral)
-                    .collect()
+                self.find_all(
+                    sqlx::query_as::<_, $crate::durable::referrals::ReferralRow>(&sql)
+                        .bind(visit.as_str()),
+                    $crate::durable::referrals::decode_referral,
+                )
+                .await
             }
 
             async fn answer_referral(
@@ -529,23 +523,17 @@ macro_rules! impl_referral_store {
                 limit: i64,
             ) -> Result<Vec<$crate::durable::referrals::ClaimedReferralWrite>, DurableError> {
                 use $crate::durable::referrals::*;
-                // One statement, as the notes' claim (`visit_notes.rs`).
-                let claimed: Vec<(String,)> = sqlx::query_as(
-                    "UPDATE referral_writes SET lease_owner = $1, lease_until = $2 \
-                     WHERE referral_id IN (SELECT referral_id FROM referral_writes \
-                        WHERE state = $3 AND next_attempt_at <= $4 \
-                        AND (lease_until IS NULL OR lease_until < $4) \
-                        ORDER BY next_attempt_at, referral_id LIMIT $5) \
-                     AND state = $3 AND (lease_until IS NULL OR lease_until < $4) \
-                     RETURNING referral_id",
-                )
-                .bind(owner)
-                .bind(lease_until)
-                .bind(PENDING_WRITE)
-                .bind(now)
-                .bind(limit.clamp(0, 1000))
-                .fetch_all(&self.pool)
-                .await?;
+                let claimed: Vec<(String,)> = self
+                    .claim_record_writes(
+                        "referral_writes",
+                        "referral_id",
+                        "referral_id",
+                        owner,
+                        now,
+                        lease_until,
+                        limit,
+                    )
+                    .await?;
                 let mut out = Vec::with_capacity(claimed.len());
                 for (id,) in claimed {
                     // The version first, then the referral: an answer in between makes the
@@ -616,24 +604,17 @@ macro_rules! impl_referral_store {
                 next_attempt_at: Millis,
                 give_up: bool,
             ) -> Result<bool, DurableError> {
-                use $crate::durable::referrals::*;
-                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-                let done = sqlx::query(
-                    "UPDATE referral_writes SET attempts = attempts + 1, last_error = $3, \
-                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, \
-                     lease_until = NULL, state = $7 \
-                     WHERE referral_id = $1 AND lease_owner = $2 AND state = $6",
+                self.record_write_failed(
+                    "referral_writes",
+                    "referral_id",
+                    id.as_str(),
+                    owner,
+                    error,
+                    at,
+                    next_attempt_at,
+                    give_up,
                 )
-                .bind(id.as_str())
-                .bind(owner)
-                .bind(error)
-                .bind(at)
-                .bind(next_attempt_at)
-                .bind(PENDING_WRITE)
-                .bind(if give_up { FAILED } else { PENDING_WRITE })
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                .await
             }
 
             async fn pending_referral_writes(

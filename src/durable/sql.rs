@@ -94,6 +94,16 @@ pub(super) fn is_foreign_key(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
+/// A write that names a staff member the store does not know: `Invalid{staff}`; any
+/// other failure as it is.
+pub(super) fn unknown_staff(err: sqlx::Error) -> DurableError {
+    if is_foreign_key(&err) {
+        DurableError::invalid("staff", "unknown staff member")
+    } else {
+        err.into()
+    }
+}
+
 /// Names the sqlx database behind a store type (used by the shared method bodies).
 pub(super) trait StoreDb {
     type Db: sqlx::Database;

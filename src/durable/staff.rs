@@ -282,14 +282,13 @@ macro_rules! impl_staff_store {
             }
 
             async fn list_staff(&self) -> Result<Vec<Staff>, DurableError> {
-                sqlx::query_as::<_, StaffRow>(&format!(
-                    "SELECT {STAFF_COLS} FROM staff ORDER BY name, id"
-                ))
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(StaffRow::into_staff)
-                .collect()
+                self.find_all(
+                    sqlx::query_as::<_, StaffRow>(&format!(
+                        "SELECT {STAFF_COLS} FROM staff ORDER BY name, id"
+                    )),
+                    StaffRow::into_staff,
+                )
+                .await
             }
 
             async fn update_staff(

@@ -190,9 +190,6 @@ pub(super) fn failed_state() -> &'static str {
     NoteDelivery::Failed.as_str()
 }
 
-/// Longest `last_error` kept, characters.
-pub(super) const MAX_ERROR_CHARS: usize = 500;
-
 // The store methods, expanded once per store type (`sqlite.rs`, `postgres.rs`); see `sql.rs`
 // for why one body fits both databases.
 
@@ -220,13 +217,7 @@ macro_rules! impl_visit_note_store {
                 .bind(pending_state())
                 .execute(&self.pool)
                 .await
-                .map_err(|err| {
-                    if is_foreign_key(&err) {
-                        DurableError::invalid("staff", "unknown staff member")
-                    } else {
-                        err.into()
-                    }
-                })?;
+                .map_err(unknown_staff)?;
                 let kept = self
                     .visit_note(&w.visit)
                     .await?
@@ -272,25 +263,16 @@ macro_rules! impl_visit_note_store {
                 limit: i64,
             ) -> Result<Vec<$crate::durable::StoredVisitNote>, DurableError> {
                 use $crate::durable::visit_notes::*;
-                // One statement: PostgreSQL re-checks the WHERE of a row another claim
-                // updated meanwhile (and skips it, its lease now running); SQLite runs
-                // one writer at a time.
-                let sql = format!(
-                    "UPDATE visit_notes SET lease_owner = $1, lease_until = $2 \
-                     WHERE visit_id IN (SELECT visit_id FROM visit_notes \
-                        WHERE state = $3 AND next_attempt_at <= $4 \
-                        AND (lease_until IS NULL OR lease_until < $4) \
-                        ORDER BY next_attempt_at, visit_id LIMIT $5) \
-                     AND state = $3 AND (lease_until IS NULL OR lease_until < $4) \
-                     RETURNING {NOTE_COLS}"
-                );
-                let rows: Vec<NoteRow> = sqlx::query_as(&sql)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(pending_state())
-                    .bind(now)
-                    .bind(limit.clamp(0, 1000))
-                    .fetch_all(&self.pool)
+                let rows: Vec<NoteRow> = self
+                    .claim_record_writes(
+                        "visit_notes",
+                        "visit_id",
+                        NOTE_COLS,
+                        owner,
+                        now,
+                        lease_until,
+                        limit,
+                    )
                     .await?;
                 let mut notes = rows
                     .into_iter()
@@ -334,25 +316,17 @@ macro_rules! impl_visit_note_store {
                 next_attempt_at: Millis,
                 give_up: bool,
             ) -> Result<bool, DurableError> {
-                use $crate::durable::visit_notes::*;
-                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-                let state = if give_up { failed_state() } else { pending_state() };
-                let done = sqlx::query(
-                    "UPDATE visit_notes SET attempts = attempts + 1, last_error = $3, \
-                     last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, lease_until = NULL, \
-                     state = $7 \
-                     WHERE visit_id = $1 AND lease_owner = $2 AND state = $6",
+                self.record_write_failed(
+                    "visit_notes",
+                    "visit_id",
+                    visit.as_str(),
+                    owner,
+                    error,
+                    at,
+                    next_attempt_at,
+                    give_up,
                 )
-                .bind(visit.as_str())
-                .bind(owner)
-                .bind(error)
-                .bind(at)
-                .bind(next_attempt_at)
-                .bind(pending_state())
-                .bind(state)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                .await
             }
 
             async fn pending_note_writes(

@@ -300,14 +300,11 @@ async fn read(state: &AppState, id: &StaffId) -> Result<axum::Json<ProfileBody>,
         .ok_or_else(|| ApiError::not_found("profile"))
 }
 
-async fn write(
-    state: &AppState,
-    id: StaffId,
-    body: ProfileBody,
-) -> Result<axum::Json<ProfileBody>, ApiError> {
+/// Refuses a directory profile (or photo) for `id` unless it is a physician's.
+async fn physician_of_profile(state: &AppState, id: &StaffId) -> Result<(), ApiError> {
     let staff = state
         .durable
-        .staff(&id)
+        .staff(id)
         .await?
         .ok_or_else(|| ApiError::not_found("staff"))?;
     if !staff.has_role(crate::ids::Role::Physician) {
@@ -316,6 +313,15 @@ async fn write(
             "only physicians have a directory profile",
         ));
     }
+    Ok(())
+}
+
+async fn write(
+    state: &AppState,
+    id: StaffId,
+    body: ProfileBody,
+) -> Result<axum::Json<ProfileBody>, ApiError> {
+    physician_of_profile(state, &id).await?;
     let input = ProfileInput {
         display_name: body.display_name,
         specialties: body.specialties,
@@ -438,17 +444,7 @@ async fn store_photo(
             ApiError::invalid(e.field, e.message)
         }
     })?;
-    let staff = state
-        .durable
-        .staff(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("staff"))?;
-    if !staff.has_role(crate::ids::Role::Physician) {
-        return Err(ApiError::invalid(
-            "id",
-            "only physicians have a directory profile",
-        ));
-    }
+    physician_of_profile(state, &id).await?;
     let photo = crate::durable::directory::Photo {
         content_type: content_type.to_owned(),
         bytes: bytes.to_vec(),

@@ -178,22 +178,19 @@ impl FhirSource {
             .connect_timeout(cfg.timeout)
             .build()
             .map_err(|e| RecordsError::Config(format!("HTTP client: {e}")))?;
-        let tokens = TokenSource::new(
-            http.clone(),
-            cfg.token_url.clone(),
-            cfg.client_id.clone(),
-            cfg.scopes.clone(),
-            key,
-            cfg.timeout,
-        );
-        let writes = TokenSource::new(
-            http.clone(),
-            cfg.token_url.clone(),
-            cfg.client_id.clone(),
-            cfg.write_scopes.clone(),
-            write_key,
-            cfg.timeout,
-        );
+        // One token endpoint and client, two scope sets, each with its own key.
+        let source = |scopes: &str, key| {
+            TokenSource::new(
+                http.clone(),
+                cfg.token_url.clone(),
+                cfg.client_id.clone(),
+                scopes.to_owned(),
+                key,
+                cfg.timeout,
+            )
+        };
+        let tokens = source(&cfg.scopes, key);
+        let writes = source(&cfg.write_scopes, write_key);
         Ok(Self {
             http,
             base,
@@ -365,39 +362,17 @@ impl FhirSource {
             ("identifier", system.as_str()),
             ("_count", n.as_str()),
         ];
-        let mut next = Some(self.url(what, &query)?);
-        let (mut notes, mut pages) = (Vec::new(), 0);
-        while let Some(url) = next.take() {
-            pages += 1;
-            let resp = self.get_with(&self.writes, url, what).await?;
-            let page = self.body(resp, what).await?;
-            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
-                return Err(RecordsError::BadData(format!(
-                    "{what} search: the answer was not a search result"
-                )));
+        let mut notes = Vec::new();
+        self.search_with_write_token(what, &query, "DocumentReference search", |r| {
+            let names_this_patient = r["subject"]["reference"]
+                .as_str()
+                .and_then(super::record::relative_ref)
+                == Some(("Patient", id));
+            if names_this_patient && let Some(doc) = visit_note::read_note_doc(r) {
+                notes.push(doc);
             }
-            for e in page["entry"].as_array().into_iter().flatten() {
-                let r = &e["resource"];
-                let names_this_patient = r["subject"]["reference"]
-                    .as_str()
-                    .and_then(super::record::relative_ref)
-                    == Some(("Patient", id));
-                if names_this_patient && let Some(doc) = visit_note::read_note_doc(r) {
-                    notes.push(doc);
-                }
-            }
-            let link = page["link"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|l| l["relation"] == "next")
-                .and_then(|l| l["url"].as_str());
-            if let Some(link) = link
-                && pages < self.cfg.max_pages
-            {
-                next = Some(self.same_origin(link)?);
-            }
-        }
+        })
+        .await?;
         Ok(notes)
     }
 
@@ -726,6 +701,47 @@ impl FhirSource {
 // --- the write-back (issue 22) ------------------------------------------------------------
 
 impl FhirSource {
+    /// Pages through the `rtype` search `query` with the write-back's token (the scopes
+    /// that let it read back what it wrote), handing `each` every entry's resource; at most
+    /// [`FhirConfig::max_pages`] pages. `Ok(true)` when the server had more than that.
+    /// `context` names the search in the error of an answer that is not a search result.
+    async fn search_with_write_token(
+        &self,
+        rtype: &str,
+        query: &[(&str, &str)],
+        context: &str,
+        mut each: impl FnMut(&serde_json::Value) + Send,
+    ) -> Result<bool, RecordsError> {
+        let mut next = Some(self.url(rtype, query)?);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            let resp = self.get_with(&self.writes, url, rtype).await?;
+            let page = self.body(resp, rtype).await?;
+            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
+                return Err(RecordsError::BadData(format!(
+                    "{context}: the answer was not a search result"
+                )));
+            }
+            for e in page["entry"].as_array().into_iter().flatten() {
+                each(&e["resource"]);
+            }
+            let link = page["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str());
+            if let Some(link) = link {
+                if pages >= self.cfg.max_pages {
+                    return Ok(true);
+                }
+                next = Some(self.same_origin(link)?);
+            }
+        }
+        Ok(false)
+    }
+
     /// The id of the `rtype` resource carrying `system|value`, when the server holds one.
     /// The identifier is checked here on every resource returned: a server may ignore the
     /// `identifier` parameter (fhirsnake answers every resource of the type), and a
@@ -739,44 +755,24 @@ impl FhirSource {
         let token = format!("{system}|{value}");
         let n = self.cfg.page_size.to_string();
         let query = [("identifier", token.as_str()), ("_count", n.as_str())];
-        let mut next = Some(self.url(rtype, &query)?);
         let mut found = Vec::new();
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            pages += 1;
-            let resp = self.get_with(&self.writes, url, rtype).await?;
-            let page = self.body(resp, rtype).await?;
-            if page["resourceType"] != "Bundle" || page["type"] != "searchset" {
-                return Err(RecordsError::BadData(format!(
-                    "{rtype} search by identifier: the answer was not a search result"
-                )));
-            }
-            for e in page["entry"].as_array().into_iter().flatten() {
-                let r = &e["resource"];
+        let context = format!("{rtype} search by identifier");
+        let truncated = self
+            .search_with_write_token(rtype, &query, &context, |r| {
                 if r["resourceType"] == rtype
                     && visit_note::has_identifier(r, system, value)
                     && let Some(id) = r["id"].as_str()
                 {
                     found.push(id.to_owned());
                 }
-            }
-            let link = page["link"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|l| l["relation"] == "next")
-                .and_then(|l| l["url"].as_str());
-            if let Some(link) = link {
-                if pages >= self.cfg.max_pages {
-                    tracing::warn!(
-                        resource = rtype,
-                        pages,
-                        "search by identifier has more pages than we read"
-                    );
-                    break;
-                }
-                next = Some(self.same_origin(link)?);
-            }
+            })
+            .await?;
+        if truncated {
+            tracing::warn!(
+                resource = rtype,
+                pages = self.cfg.max_pages,
+                "search by identifier has more pages than we read"
+            );
         }
         found.sort();
         found.dedup();

@@ -87,6 +87,28 @@ impl RetryPolicy {
     pub fn gives_up(&self, failures: u32, since: Millis, at: Millis) -> bool {
         failures >= self.max_attempts || at.saturating_sub(since) >= self.max_age.as_millis() as i64
     }
+
+    /// What follows a failed attempt at `at` of a write that had failed `attempts` times
+    /// before and waits since `since`.
+    fn after_failure(&self, attempts: u32, since: Millis, at: Millis) -> Failure {
+        let failures = attempts + 1;
+        let wait = next_attempt_in(failures, self.first_retry, self.max_retry);
+        Failure {
+            failures,
+            wait,
+            next_attempt_at: at + wait.as_millis() as i64,
+            give_up: self.gives_up(failures, since, at),
+        }
+    }
+}
+
+/// A failed attempt's consequences (see [`RetryPolicy::after_failure`]).
+struct Failure {
+    /// Failed attempts so far, this one included.
+    failures: u32,
+    wait: Duration,
+    next_attempt_at: Millis,
+    give_up: bool,
 }
 
 /// The wait before the next attempt after `failures` failed ones (1 or more): `first`,
@@ -184,13 +206,14 @@ impl NoteOutbox {
                     tracing::info!(visit = %visit, kept, "visit note written to the record");
                 }
                 Err(e) => {
-                    let failures = note.attempts + 1;
-                    let wait =
-                        next_attempt_in(failures, self.policy.first_retry, self.policy.max_retry);
-                    let next = at + wait.as_millis() as i64;
+                    let Failure {
+                        failures,
+                        wait,
+                        next_attempt_at: next,
+                        give_up,
+                    } = self.policy.after_failure(note.attempts, note.saved_at, at);
                     // Errors of the record adapters carry no patient data.
                     let cause = e.to_string();
-                    let give_up = self.policy.gives_up(failures, note.saved_at, at);
                     self.durable
                         .note_write_failed(&visit, &self.owner, &cause, at, next, give_up)
                         .await?;
@@ -243,12 +266,15 @@ impl NoteOutbox {
                     tracing::info!(referral = %id, kept, "referral written to the record");
                 }
                 Err(e) => {
-                    let failures = claim.attempts + 1;
-                    let wait =
-                        next_attempt_in(failures, self.policy.first_retry, self.policy.max_retry);
-                    let next = at + wait.as_millis() as i64;
+                    let Failure {
+                        failures,
+                        wait,
+                        next_attempt_at: next,
+                        give_up,
+                    } = self
+                        .policy
+                        .after_failure(claim.attempts, claim.pending_since, at);
                     let cause = e.to_string();
-                    let give_up = self.policy.gives_up(failures, claim.pending_since, at);
                     self.durable
                         .referral_write_failed(&id, &self.owner, &cause, at, next, give_up)
                         .await?;

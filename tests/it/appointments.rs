@@ -80,14 +80,7 @@ struct Booking {
 async fn clinic(f: impl FnOnce(&mut Settings)) -> Booking {
     let courier = Arc::new(Recording::default());
     let app = TestApp::spawn_with_courier(courier.clone(), f).await;
-    let doc = app
-        .staff(
-            "Dr Vega",
-            vec![Role::Physician],
-            vec!["es".into(), "en".into()],
-            Some("f".into()),
-        )
-        .await;
+    let doc = app.physician_speaking("Dr Vega", &["es", "en"], "f").await;
     let room = app
         .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
         .await;
@@ -123,19 +116,24 @@ fn now_ms() -> i64 {
 }
 
 impl Booking {
-    /// Free slot starts of Dr Vega over the next two days, as the booking page lists them.
-    async fn slots(&self, query: &str) -> Vec<i64> {
-        let from = now_ms();
-        let to = from + 2 * 86_400_000;
-        let (s, body) = self
-            .app
+    /// The booking page's answer for the slots from `from` to `to` (unix ms), `query`
+    /// appended.
+    async fn slots_between(&self, from: i64, to: i64, query: &str) -> (u16, Value) {
+        self.app
             .call_json(
                 "GET",
                 &format!("/api/booking/slots?from={from}&to={to}{query}"),
                 None,
                 None,
             )
-            .await;
+            .await
+    }
+
+    /// Free slot starts of Dr Vega over the next two days, as the booking page lists them.
+    async fn slots(&self, query: &str) -> Vec<i64> {
+        let from = now_ms();
+        let to = from + 2 * 86_400_000;
+        let (s, body) = self.slots_between(from, to, query).await;
         assert_eq!(s, 200, "{body}");
         body.as_array()
             .unwrap()
@@ -630,15 +628,7 @@ async fn hours_follow_the_physicians_clock_across_the_spring_change() {
             .timestamp_millis()
     };
     let (from, to) = (at("2027-03-13T00:00:00Z"), at("2027-03-15T00:00:00Z"));
-    let (s, body) = b
-        .app
-        .call_json(
-            "GET",
-            &format!("/api/booking/slots?from={from}&to={to}"),
-            None,
-            None,
-        )
-        .await;
+    let (s, body) = b.slots_between(from, to, "").await;
     assert_eq!(s, 200, "{body}");
     let starts: Vec<i64> = body[0]["slots"]
         .as_array()
@@ -821,15 +811,7 @@ async fn visit_types_are_set_listed_and_booked_with_their_own_lengths() {
         let b = &b;
         async move {
             let (from, to) = (now_ms(), now_ms() + 86_400_000);
-            let (s, body) = b
-                .app
-                .call_json(
-                    "GET",
-                    &format!("/api/booking/slots?from={from}&to={to}{query}"),
-                    None,
-                    None,
-                )
-                .await;
+            let (s, body) = b.slots_between(from, to, query).await;
             assert_eq!(s, 200, "{body}");
             let slot = &body[0]["slots"][2];
             (
@@ -844,17 +826,7 @@ async fn visit_types_are_set_listed_and_booked_with_their_own_lengths() {
     let (kind, _, mins) = length("&visit_type=follow-up").await;
     assert_eq!((kind.as_str(), mins), ("follow-up", 20 * 60_000));
     let (s, refused) = b
-        .app
-        .call_json(
-            "GET",
-            &format!(
-                "/api/booking/slots?from={}&to={}&visit_type=Nope!",
-                now_ms(),
-                now_ms() + 86_400_000
-            ),
-            None,
-            None,
-        )
+        .slots_between(now_ms(), now_ms() + 86_400_000, "&visit_type=Nope!")
         .await;
     assert_eq!((s, refused["field"].as_str()), (422, Some("visit_type")));
 
@@ -863,15 +835,7 @@ async fn visit_types_are_set_listed_and_booked_with_their_own_lengths() {
         let b = &b;
         async move {
             let (from, to) = (now_ms(), now_ms() + 86_400_000);
-            let (_, body) = b
-                .app
-                .call_json(
-                    "GET",
-                    &format!("/api/booking/slots?from={from}&to={to}{query}"),
-                    None,
-                    None,
-                )
-                .await;
+            let (_, body) = b.slots_between(from, to, query).await;
             body[0]["slots"]
                 .as_array()
                 .unwrap()

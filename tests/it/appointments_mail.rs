@@ -36,14 +36,7 @@ async fn a_patient_books_in_spanish_and_the_code_and_confirmation_arrive_by_mail
         s.clinic.name = "Clínica Sol".into();
     })
     .await;
-    let doc = app
-        .staff(
-            "Dra. Vega",
-            vec![Role::Physician],
-            vec!["es".into()],
-            Some("f".into()),
-        )
-        .await;
+    let doc = app.physician_speaking("Dra. Vega", &["es"], "f").await;
     let room = app
         .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
         .await;

@@ -4,8 +4,8 @@
 //! makes them stale. Same shape as `durable_contract`: each check runs on a fresh SQLite
 //! file and a fresh PostgreSQL database.
 
-use crate::kit::services::TestDatabase;
-use examroom::config::{Secret, Settings};
+use crate::kit::services::on_fresh_postgres;
+use examroom::config::Settings;
 use examroom::durable::appointments::*;
 use examroom::durable::{DurableStore, LinkKind, NewLink, NewRoom, NewStaff, open};
 use examroom::ids::{AppointmentId, LinkId, NoticeId, Role, StaffId, VisitId};
@@ -25,17 +25,10 @@ async fn run_sqlite(check: Check) {
 }
 
 async fn run_postgres(check: Check) {
-    let db = TestDatabase::create().await;
-    let mut settings = Settings::default();
-    settings.database.url = Secret::new(db.url.clone());
-    let outcome = tokio::spawn(async move {
+    on_fresh_postgres(|settings| async move {
         check(open(&settings).await.unwrap()).await;
     })
     .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 macro_rules! contract {

@@ -20,6 +20,12 @@ fn profile(name: &str, listed: bool, publish: Value) -> Value {
 
 const ALL: &str = r#"{"gender": true, "languages": true, "sites": true, "bio": true}"#;
 
+/// `token`'s PUT of `body` as their own profile.
+async fn put_profile(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    app.call_json("PUT", "/api/my/profile", Some(token), Some(body))
+        .await
+}
+
 fn names(list: &Value) -> Vec<&str> {
     list.as_array()
         .unwrap()
@@ -36,39 +42,17 @@ async fn the_public_finds_listed_physicians_by_language_gender_specialty_and_dis
 /// The same search against a server whose durable store is PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_search_on_postgresql() {
-    let db = crate::kit::services::TestDatabase::create().await;
-    let url = db.url.clone();
-    // Its own task, so a failing assertion still lets the database be dropped.
-    let outcome = tokio::spawn(async move {
-        let app =
-            TestApp::spawn_with(|s| s.database.url = examroom::config::Secret::new(url)).await;
+    crate::kit::services::on_fresh_postgres(|pg| async move {
+        let app = TestApp::spawn_with(|s| s.database.url = pg.database.url).await;
         search_by_every_filter(app).await;
     })
     .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn search_by_every_filter(app: TestApp) {
     let (_, admin) = app.admin().await;
-    let ana = app
-        .staff(
-            "Ana",
-            vec![Role::Physician],
-            vec!["es".into(), "en".into()],
-            Some("female".into()),
-        )
-        .await;
-    let ben = app
-        .staff(
-            "Ben",
-            vec![Role::Physician],
-            vec!["en".into()],
-            Some("male".into()),
-        )
-        .await;
+    let ana = app.physician_speaking("Ana", &["es", "en"], "female").await;
+    let ben = app.physician_speaking("Ben", &["en"], "male").await;
     let all: Value = serde_json::from_str(ALL).unwrap();
     let (s, _) = app
         .call_json(
@@ -84,9 +68,7 @@ async fn search_by_every_filter(app: TestApp) {
     let mut own = profile("Dr Ben Cole", true, all);
     own["sites"] = json!([{"name": "Eixample", "address": "", "lat": 41.3874, "lon": 2.1686}]);
     own["specialties"] = json!(["Cardiology"]);
-    let (s, body) = app
-        .call_json("PUT", "/api/my/profile", Some(&ben_token), Some(own))
-        .await;
+    let (s, body) = put_profile(&app, &ben_token, own).await;
     assert_eq!(s, 200, "{body}");
 
     let search = |q: &'static str| {
@@ -165,14 +147,7 @@ async fn search_by_every_filter(app: TestApp) {
 async fn unpublished_fields_never_leave_the_server() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.admin().await;
-    let quiet = app
-        .staff(
-            "Quinn",
-            vec![Role::Physician],
-            vec!["eu".into()],
-            Some("nonbinary".into()),
-        )
-        .await;
+    let quiet = app.physician_speaking("Quinn", &["eu"], "nonbinary").await;
     let hidden = app.physician("Hidden").await;
     let nothing = json!({"gender": false, "languages": false, "sites": false, "bio": false});
     for (id, name, listed) in [(&quiet, "Dr Quinn", true), (&hidden, "Dr Hidden", false)] {
@@ -307,9 +282,7 @@ async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_wr
     assert_eq!(s, 401, "{e}");
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
     // An admin without the physician role has no own profile.
-    let (s, _) = app
-        .call_json("PUT", "/api/my/profile", Some(&admin), Some(body.clone()))
-        .await;
+    let (s, _) = put_profile(&app, &admin, body.clone()).await;
     assert_eq!(s, 403);
     // Bad input names the field and writes nothing.
     let cases = [
@@ -328,19 +301,15 @@ async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_wr
         ),
     ];
     for (field, bad) in cases {
-        let (s, e) = app
-            .call_json("PUT", "/api/my/profile", Some(&doc_token), Some(bad))
-            .await;
+        let (s, e) = put_profile(&app, &doc_token, bad).await;
         assert_eq!((s, e["field"].as_str()), (422, Some(field)), "{e}");
     }
-    let (s, e) = app
-        .call_json(
-            "PUT",
-            "/api/my/profile",
-            Some(&doc_token),
-            Some(json!({"display_name": "Dr Doc", "shoe_size": 44})),
-        )
-        .await;
+    let (s, e) = put_profile(
+        &app,
+        &doc_token,
+        json!({"display_name": "Dr Doc", "shoe_size": 44}),
+    )
+    .await;
     assert_eq!(s, 422, "unknown fields are refused: {e}");
     let (s, _) = app
         .call_json("GET", "/api/my/profile", Some(&doc_token), None)
@@ -358,9 +327,7 @@ async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_wr
         assert_eq!((s, e["field"].as_str()), (422, Some(field)), "{q}: {e}");
     }
     // And the right one works.
-    let (s, _) = app
-        .call_json("PUT", "/api/my/profile", Some(&doc_token), Some(body))
-        .await;
+    let (s, _) = put_profile(&app, &doc_token, body).await;
     assert_eq!(s, 200);
     let (s, mine) = app
         .call_json("GET", "/api/my/profile", Some(&doc_token), None)
@@ -548,14 +515,7 @@ async fn a_published_photo_is_served_and_nothing_but_an_image_is_taken() {
     let ana = app.physician("Ana").await;
     let token = app.staff_token(&ana, vec![Role::Physician]).await;
     let mut publish: Value = serde_json::from_str(ALL).unwrap();
-    let (s, _) = app
-        .call_json(
-            "PUT",
-            "/api/my/profile",
-            Some(&token),
-            Some(profile("Dr Ana Ruiz", true, publish.clone())),
-        )
-        .await;
+    let (s, _) = put_profile(&app, &token, profile("Dr Ana Ruiz", true, publish.clone())).await;
     assert_eq!(s, 200);
     let put = |who: &str, path: String, bytes: Vec<u8>| {
         let req = app
@@ -592,14 +552,7 @@ async fn a_published_photo_is_served_and_nothing_but_an_image_is_taken() {
     assert_eq!(res.status(), 404);
     // Published: linked and served as the image it is.
     publish["photo"] = json!(true);
-    let (s, _) = app
-        .call_json(
-            "PUT",
-            "/api/my/profile",
-            Some(&token),
-            Some(profile("Dr Ana Ruiz", true, publish.clone())),
-        )
-        .await;
+    let (s, _) = put_profile(&app, &token, profile("Dr Ana Ruiz", true, publish.clone())).await;
     assert_eq!(s, 200);
     let (_, one) = app
         .call_json("GET", &format!("/api/directory/{ana}"), None, None)
@@ -611,14 +564,7 @@ async fn a_published_photo_is_served_and_nothing_but_an_image_is_taken() {
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.bytes().await.unwrap().to_vec(), png);
     // Unlisted: the photo goes with the listing.
-    let (s, _) = app
-        .call_json(
-            "PUT",
-            "/api/my/profile",
-            Some(&token),
-            Some(profile("Dr Ana Ruiz", false, publish.clone())),
-        )
-        .await;
+    let (s, _) = put_profile(&app, &token, profile("Dr Ana Ruiz", false, publish.clone())).await;
     assert_eq!(s, 200);
     assert_eq!(app.get(&url).await.status(), 404);
     // An admin removes it; a second removal says there is none.

@@ -6,7 +6,7 @@
 //! `examroom_test_<random>` database there and drops it afterwards. If PostgreSQL cannot be
 //! reached the PostgreSQL tests fail, naming that variable: they never skip.
 
-use crate::kit::services::TestDatabase;
+use crate::kit::services::on_fresh_postgres;
 use examroom::audit::AuditOutcome;
 use examroom::config::{Secret, Settings};
 use examroom::durable::*;
@@ -84,18 +84,7 @@ async fn run_sqlite(check: Check) {
 }
 
 async fn run_postgres(check: Check) {
-    let db = TestDatabase::create().await;
-    let mut settings = Settings::default();
-    settings.database.url = Secret::new(db.url.clone());
-    // Run the check as its own task so a failing assertion still lets us drop the database.
-    let outcome = tokio::spawn(async move {
-        open_and_check(check, settings, Backend::Postgres).await;
-    })
-    .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    on_fresh_postgres(|settings| open_and_check(check, settings, Backend::Postgres)).await;
 }
 
 macro_rules! contract {

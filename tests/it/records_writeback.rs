@@ -2,11 +2,11 @@
 //! the embedded store, and the durable outbox on SQLite and PostgreSQL. The real FHIR
 //! servers: `records_writeback_servers.rs`.
 
-use crate::kit::services::TestDatabase;
+use crate::kit::services::on_fresh_postgres;
 use crate::kit::*;
 use examroom::audit::AuditOutcome;
-use examroom::config::{Secret, Settings};
-use examroom::durable::{DurableError, DurableStore, NewStaff, NoteDelivery};
+use examroom::config::Settings;
+use examroom::durable::{DurableError, DurableStore, NoteDelivery};
 use examroom::identity::Role;
 use examroom::ids::{PatientRef, RoomId, StaffId, VisitId};
 use examroom::records::visit_note::{VISIT_SYSTEM, VisitNote, VisitWrite, WriteReceipt};
@@ -32,16 +32,7 @@ pub(crate) async fn confirmed_visit(
     p.expect("waiting").await;
     let (s, body) = app.confirm_identity(&t, "1968-04-17").await;
     assert_eq!(s, 200, "{body}");
-    let doc_id = admit(doc, &mut p, room, &visit).await;
-    doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
-        .await;
-    p.expect("offer").await;
-    p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
-        .await;
-    doc.expect("answer").await;
-    doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
-        .await;
-    p.expect("visit_ended").await;
+    call_and_end(doc, &mut p, room, &visit).await;
     app.wait_for_outcome(&visit).await;
     visit
 }
@@ -287,9 +278,20 @@ async fn wrong_askers_and_bad_notes_get_a_clear_error_and_write_nothing() {
     let _ = admin;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admins_see_notes_the_record_has_not_taken() {
-    // A FHIR source that does not answer: the note stays pending, listed for admins.
+/// A note Dr Grey saved in a visit of `pat-1` while the FHIR source does not answer (its
+/// token endpoint does), so it waits in the outbox; `tune` says how the outbox retries.
+struct UnwrittenNote {
+    app: TestApp,
+    visit: VisitId,
+    /// The note's API path.
+    path: String,
+    grey_t: String,
+    admin_t: String,
+    /// The token endpoint and the visit's two connections, kept open.
+    _held: (crate::kit::records::scripted::ScriptedFhir, Client, Client),
+}
+
+async fn note_the_record_does_not_take(tune: impl FnOnce(&mut Settings)) -> UnwrittenNote {
     let tokens = crate::kit::records::scripted::ScriptedFhir::start(
         vec![],
         crate::kit::records::scripted::Behaviour::default(),
@@ -304,8 +306,8 @@ async fn admins_see_notes_the_record_has_not_taken() {
         s.records.fhir_base_url = dead;
         s.records.fhir_token_url = tokens.token_url.clone();
         s.records.fhir_client_id = "examroom".into();
-        s.records.note_retry_secs = 60;
         s.links.identity_factor = examroom::config::IdentityFactor::None;
+        tune(s);
     })
     .await;
     let grey = app.physician("Dr Grey").await;
@@ -318,12 +320,32 @@ async fn admins_see_notes_the_record_has_not_taken() {
     p.expect("waiting").await;
     let mut doc = app.join(&grey_t).await;
     admit(&mut doc, &mut p, &room.id, &visit).await;
-
     let path = format!("/api/visits/{visit}/note");
     let (s, saved) = app
         .call_json("POST", &path, Some(&grey_t), Some(note("Sore throat")))
         .await;
     assert_eq!(s, 201, "{saved}");
+    UnwrittenNote {
+        app,
+        visit,
+        path,
+        grey_t,
+        admin_t,
+        _held: (tokens, p, doc),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_notes_the_record_has_not_taken() {
+    // A FHIR source that does not answer: the note stays pending, listed for admins.
+    let UnwrittenNote {
+        app,
+        visit,
+        path,
+        grey_t,
+        admin_t,
+        ..
+    } = note_the_record_does_not_take(|s| s.records.note_retry_secs = 60).await;
     let mut listed = Value::Null;
     for _ in 0..100 {
         let (s, body) = app
@@ -377,32 +399,15 @@ async fn sqlite_store() -> (Arc<dyn DurableStore>, tempfile::TempDir) {
 async fn with_postgres(
     check: fn(Arc<dyn DurableStore>) -> futures_util::future::BoxFuture<'static, ()>,
 ) {
-    let db = TestDatabase::create().await;
-    let mut settings = Settings::default();
-    settings.database.url = Secret::new(db.url.clone());
-    let outcome = tokio::spawn(async move {
+    on_fresh_postgres(|settings| async move {
         let store = examroom::durable::open(&settings).await.unwrap();
         check(store).await;
     })
     .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn grey(s: &Arc<dyn DurableStore>) -> StaffId {
-    s.create_staff(NewStaff {
-        email: "grey@clinic.example".into(),
-        name: "Dr Grey".into(),
-        roles: vec![Role::Physician],
-        password_hash: None,
-        languages: vec![],
-        gender: None,
-    })
-    .await
-    .unwrap()
-    .id
+    crate::kit::seed::physician_in(s.as_ref(), "grey@clinic.example", "Dr Grey").await
 }
 
 fn write(physician: &StaffId, reason: &str, at: i64) -> VisitWrite {
@@ -588,18 +593,8 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
 ) {
     use examroom::durable::referrals::{NewReferral, RecordCopy, ReferralStatus, Urgency};
     let doc = grey(&s).await;
-    let other = s
-        .create_staff(NewStaff {
-            email: "shepherd@clinic.example".into(),
-            name: "Dr Shepherd".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap()
-        .id;
+    let other =
+        crate::kit::seed::physician_in(s.as_ref(), "shepherd@clinic.example", "Dr Shepherd").await;
     let copy = RecordCopy {
         requester_name: "Dr Grey".into(),
         performer_name: "Dr Shepherd".into(),
@@ -780,40 +775,18 @@ async fn referral_outbox_contract_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_keeps_failing_is_given_up_and_listed_as_failed() {
     // A FHIR source that does not answer, and an outbox that gives up after two attempts.
-    let tokens = crate::kit::records::scripted::ScriptedFhir::start(
-        vec![],
-        crate::kit::records::scripted::Behaviour::default(),
-    )
-    .await;
-    let dead = format!(
-        "http://127.0.0.1:{}/fhir",
-        crate::kit::services::free_port()
-    );
-    let app = TestApp::spawn_with(|s| {
-        s.records.source = examroom::config::RecordsBackend::Fhir;
-        s.records.fhir_base_url = dead;
-        s.records.fhir_token_url = tokens.token_url.clone();
-        s.records.fhir_client_id = "examroom".into();
+    let UnwrittenNote {
+        app,
+        visit,
+        path,
+        grey_t,
+        admin_t,
+        ..
+    } = note_the_record_does_not_take(|s| {
         s.records.note_retry_secs = 1;
         s.records.write_max_attempts = 2;
-        s.links.identity_factor = examroom::config::IdentityFactor::None;
     })
     .await;
-    let grey = app.physician("Dr Grey").await;
-    let room = app.room("GP", RoomKind::Physician, &[&grey]).await;
-    let grey_t = app.staff_token(&grey, vec![Role::Physician]).await;
-    let (_, admin_t) = app.admin().await;
-    let patient = PatientRef::parse("pat-1").unwrap();
-    let (t, _, visit) = app.patient_token_with(&room.id, "Ana", Some(patient), None);
-    let mut p = app.join(&t).await;
-    p.expect("waiting").await;
-    let mut doc = app.join(&grey_t).await;
-    admit(&mut doc, &mut p, &room.id, &visit).await;
-    let path = format!("/api/visits/{visit}/note");
-    let (s, saved) = app
-        .call_json("POST", &path, Some(&grey_t), Some(note("Sore throat")))
-        .await;
-    assert_eq!(s, 201, "{saved}");
 
     let mut listed = Value::Null;
     for _ in 0..100 {

@@ -16,8 +16,7 @@ use crate::kit::records::scripted::{Behaviour, ScriptedFhir};
 use crate::kit::records::servers::{FhirProcess, start_fhirsnake, start_medplum, start_sekmet};
 use crate::kit::records::{client_jwks, fhir_client, fhir_panel};
 use examroom::config::Settings;
-use examroom::durable::{DurableStore, NewStaff, NoteDelivery};
-use examroom::identity::Role;
+use examroom::durable::{DurableStore, NoteDelivery};
 use examroom::ids::{PatientRef, StaffId, VisitId};
 use examroom::records::visit_note::{
     NOTE_SYSTEM, VISIT_SYSTEM, VisitNote, VisitWrite, has_identifier,
@@ -130,18 +129,9 @@ async fn store_with_grey(dir: &std::path::Path) -> (Arc<dyn DurableStore>, Staff
     let mut settings = Settings::default();
     settings.server.data_dir = dir.to_owned();
     let store = examroom::durable::open(&settings).await.unwrap();
-    let grey = store
-        .create_staff(NewStaff {
-            email: "grey@clinic.example".into(),
-            name: "Dr Grey".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap();
-    (store, grey.id)
+    let grey =
+        crate::kit::seed::physician_in(store.as_ref(), "grey@clinic.example", "Dr Grey").await;
+    (store, grey)
 }
 
 fn policy() -> RetryPolicy {
@@ -159,6 +149,26 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Sekmet in `dir` for `clients`, holding the demo patient, and a source that writes to
+/// it with `write_scopes` (its keys in `keys`).
+async fn sekmet_writer(
+    dir: &std::path::Path,
+    keys: &std::path::Path,
+    clients: &Value,
+    write_scopes: &str,
+) -> (FhirProcess, Arc<FhirSource>) {
+    let sekmet = start_sekmet(dir, clients.clone(), None).await;
+    sekmet.put_all(&[patient()]).await;
+    let src: Arc<FhirSource> = Arc::new(
+        fhir_client(&sekmet.base, &sekmet.token_url, keys, |c| {
+            c.write_scopes = write_scopes.into();
+            c.timeout = Duration::from_secs(10);
+        })
+        .await,
+    );
+    (sekmet, src)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,16 +178,8 @@ async fn sekmet_holds_the_visit_once_after_a_retry_a_lost_answer_and_an_outage()
         {"client_id": "examroom", "jwks": client_jwks(&keys), "scopes": format!("{read} {V2_WRITE}")},
         {"client_id": "read-only", "jwks": client_jwks(&keys), "scopes": read},
     ]);
-    let sekmet = start_sekmet(dir.path(), clients.clone(), None).await;
+    let (sekmet, src) = sekmet_writer(dir.path(), &keys, &clients, V2_WRITE).await;
     let port = sekmet.port();
-    sekmet.put_all(&[patient()]).await;
-    let src: Arc<FhirSource> = Arc::new(
-        fhir_client(&sekmet.base, &sekmet.token_url, &keys, |c| {
-            c.write_scopes = V2_WRITE.into();
-            c.timeout = Duration::from_secs(10);
-        })
-        .await,
-    );
     let (durable, grey) = store_with_grey(&dir.path().join("examroom")).await;
     let outbox = NoteOutbox::new(durable.clone(), src.clone(), policy());
 
@@ -386,18 +388,7 @@ async fn a_referral(
 }
 
 async fn shepherd_in(durable: &Arc<dyn DurableStore>) -> StaffId {
-    durable
-        .create_staff(NewStaff {
-            email: "shepherd@clinic.example".into(),
-            name: "Dr Shepherd".into(),
-            roles: vec![Role::Physician],
-            password_hash: None,
-            languages: vec![],
-            gender: None,
-        })
-        .await
-        .unwrap()
-        .id
+    crate::kit::seed::physician_in(durable.as_ref(), "shepherd@clinic.example", "Dr Shepherd").await
 }
 
 /// The referral's ServiceRequest as the server holds it: exactly one (whatever the
@@ -541,16 +532,8 @@ async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_ou
     let clients = json!([
         {"client_id": "examroom", "jwks": client_jwks(&keys), "scopes": format!("{read} {V2_WRITE_REFERRALS}")},
     ]);
-    let sekmet = start_sekmet(dir.path(), clients.clone(), None).await;
+    let (sekmet, src) = sekmet_writer(dir.path(), &keys, &clients, V2_WRITE_REFERRALS).await;
     let port = sekmet.port();
-    sekmet.put_all(&[patient()]).await;
-    let src: Arc<FhirSource> = Arc::new(
-        fhir_client(&sekmet.base, &sekmet.token_url, &keys, |c| {
-            c.write_scopes = V2_WRITE_REFERRALS.into();
-            c.timeout = Duration::from_secs(10);
-        })
-        .await,
-    );
     referral_written_once_and_answered(&sekmet, src.clone(), &dir.path().join("a")).await;
 
     // A second store and outbox against the same server: a referral written, then the

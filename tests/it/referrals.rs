@@ -39,10 +39,18 @@ impl Clinic {
             .await
     }
 
+    /// A POST of `body` to `path` with `token`.
+    async fn post(&self, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.app.call_json("POST", path, Some(token), body).await
+    }
+
+    /// A GET of `path` with `token`.
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.app.call_json("GET", path, Some(token), None).await
+    }
+
     async fn refer(&self, token: &str, body: Value) -> (u16, Value) {
-        self.app
-            .call_json("POST", "/api/referrals", Some(token), Some(body))
-            .await
+        self.post(token, "/api/referrals", Some(body)).await
     }
 }
 
@@ -61,37 +69,21 @@ async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() 
     let id = made["id"].as_str().unwrap().to_owned();
 
     // The receiver's inbox and the sender's sent list.
-    let (_, inbox) = c
-        .app
-        .call_json(
-            "GET",
-            "/api/referrals?box=inbox",
-            Some(&c.shepherd_token),
-            None,
-        )
-        .await;
+    let (_, inbox) = c.get(&c.shepherd_token, "/api/referrals?box=inbox").await;
     assert_eq!(inbox.as_array().unwrap().len(), 1);
     assert_eq!(inbox[0]["reason"], "Murmur on auscultation; echo please.");
     assert_eq!(inbox[0]["from_name"], "Dr Grey");
-    let (_, sent) = c
-        .app
-        .call_json("GET", "/api/referrals?box=sent", Some(&c.grey_token), None)
-        .await;
+    let (_, sent) = c.get(&c.grey_token, "/api/referrals?box=sent").await;
     assert_eq!(sent[0]["id"], json!(id));
-    let (_, none) = c
-        .app
-        .call_json("GET", "/api/referrals", Some(&c.grey_token), None)
-        .await;
+    let (_, none) = c.get(&c.grey_token, "/api/referrals").await;
     assert_eq!(none, json!([]), "nothing was referred to Dr Grey");
 
     // Accepted once; a second answer is refused and changes nothing.
     let path = format!("/api/referrals/{id}/accept");
     let (s, done) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &path,
-            Some(&c.shepherd_token),
             Some(json!({"note": "Booked for Tuesday."})),
         )
         .await;
@@ -101,11 +93,9 @@ async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() 
         "{done}"
     );
     let (s, again) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &format!("/api/referrals/{id}/decline"),
-            Some(&c.shepherd_token),
             None,
         )
         .await;
@@ -120,13 +110,7 @@ async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() 
         .app
         .participant_token_for(&c.room, &visit, "Ana", Role::Patient);
     let (s, hers) = c
-        .app
-        .call_json(
-            "GET",
-            &format!("/api/visits/{visit}/referrals"),
-            Some(&patient),
-            None,
-        )
+        .get(&patient, &format!("/api/visits/{visit}/referrals"))
         .await;
     assert_eq!(s, 200, "{hers}");
     assert_eq!(
@@ -155,13 +139,7 @@ async fn a_physician_refers_the_receiver_accepts_once_and_the_patient_sees_it() 
         .await;
     assert_eq!(s, 200, "{body}");
     let (_, hers) = c
-        .app
-        .call_json(
-            "GET",
-            &format!("/api/visits/{visit}/referrals"),
-            Some(&patient),
-            None,
-        )
+        .get(&patient, &format!("/api/visits/{visit}/referrals"))
         .await;
     let url = hers[0]["book_url"].as_str().unwrap_or_default();
     assert!(
@@ -261,33 +239,18 @@ async fn bad_referrals_get_a_clear_error_and_write_nothing() {
             "{body}: {e}"
         );
     }
-    let (_, sent) = c
-        .app
-        .call_json("GET", "/api/referrals?box=sent", Some(&c.grey_token), None)
-        .await;
+    let (_, sent) = c.get(&c.grey_token, "/api/referrals?box=sent").await;
     assert_eq!(sent, json!([]), "nothing was written");
 
     // One good referral; only its receiver may answer it.
     let (_, made) = c.refer(&c.grey_token, ok).await;
     let id = made["id"].as_str().unwrap();
     let (s, e) = c
-        .app
-        .call_json(
-            "POST",
-            &format!("/api/referrals/{id}/accept"),
-            Some(&c.grey_token),
-            None,
-        )
+        .post(&c.grey_token, &format!("/api/referrals/{id}/accept"), None)
         .await;
     assert_eq!((s, e["error"].as_str()), (403, Some("not_your_referral")));
     let (s, _) = c
-        .app
-        .call_json(
-            "POST",
-            "/api/referrals/f_nosuch/accept",
-            Some(&c.shepherd_token),
-            None,
-        )
+        .post(&c.shepherd_token, "/api/referrals/f_nosuch/accept", None)
         .await;
     assert_eq!(s, 404);
     // Another visit's patient, and a guest of this one, see nothing of it.
@@ -301,13 +264,7 @@ async fn bad_referrals_get_a_clear_error_and_write_nothing() {
         .participant_token_for(&c.room, &visit, "Interpreter", Role::Guest);
     for (token, code) in [(&other, "not_your_visit"), (&guest, "not_patient")] {
         let (s, e) = c
-            .app
-            .call_json(
-                "GET",
-                &format!("/api/visits/{visit}/referrals"),
-                Some(token),
-                None,
-            )
+            .get(token, &format!("/api/visits/{visit}/referrals"))
             .await;
         assert_eq!((s, e["error"].as_str()), (403, Some(code)), "{e}");
     }
@@ -450,11 +407,9 @@ async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_q
 
     // Dr Shepherd has no waiting room yet: refused, and nothing is answered.
     let (s, e) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &accept,
-            Some(&c.shepherd_token),
             Some(json!({"waiting_room": true})),
         )
         .await;
@@ -465,22 +420,18 @@ async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_q
     );
     // Declining into a waiting room makes no sense.
     let (s, e) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &format!("/api/referrals/{id}/decline"),
-            Some(&c.shepherd_token),
             Some(json!({"waiting_room": true})),
         )
         .await;
     assert_eq!((s, e["field"].as_str()), (422, Some("waiting_room")), "{e}");
     // Dr Grey's room is not Dr Shepherd's to open.
     let (s, e) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &accept,
-            Some(&c.shepherd_token),
             Some(json!({"waiting_room": true, "room": c.room})),
         )
         .await;
@@ -493,7 +444,7 @@ async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_q
         .app
         .participant_token_for(&c.room, &visit, "Ana", Role::Patient);
     let hers = format!("/api/visits/{visit}/referrals");
-    let (_, before) = c.app.call_json("GET", &hers, Some(&patient), None).await;
+    let (_, before) = c.get(&patient, &hers).await;
     assert_eq!(before[0]["status"], "pending", "{before}");
 
     let cardio = c
@@ -501,11 +452,9 @@ async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_q
         .room("Cardiology", RoomKind::Physician, &[&c.shepherd])
         .await;
     let (s, done) = c
-        .app
-        .call_json(
-            "POST",
+        .post(
+            &c.shepherd_token,
             &accept,
-            Some(&c.shepherd_token),
             Some(json!({"waiting_room": true})),
         )
         .await;
@@ -517,7 +466,7 @@ async fn accepted_into_the_waiting_room_the_patient_follows_the_link_into_that_q
     assert_eq!(done["join_room"], json!(cardio.id));
 
     // Ana's view carries the link; she follows it and waits in Dr Shepherd's room.
-    let (_, view) = c.app.call_json("GET", &hers, Some(&patient), None).await;
+    let (_, view) = c.get(&patient, &hers).await;
     let url = view[0]["join_url"]
         .as_str()
         .unwrap_or_else(|| panic!("{view}"));

@@ -76,8 +76,17 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind(settings.server.addr)
             .await
             .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = examroom::app::build(settings).await.expect("server builds");
+        Self::serve(dir, listener, state)
+    }
+
+    /// Runs the server of `state` on `listener`, bound before the state was built.
+    fn serve(
+        dir: tempfile::TempDir,
+        listener: tokio::net::TcpListener,
+        state: examroom::app::AppState,
+    ) -> TestApp {
+        let addr = listener.local_addr().unwrap();
         let s = state.clone();
         let server = tokio::spawn(async move {
             examroom::app::run(listener, s).await.expect("server runs");
@@ -112,6 +121,18 @@ impl TestApp {
 
     pub async fn physician(&self, name: &str) -> StaffId {
         self.staff(name, vec![Role::Physician], vec!["en".into()], None)
+            .await
+    }
+
+    /// A physician who speaks `languages` and gives `gender` (what the directory filters on).
+    pub async fn physician_speaking(
+        &self,
+        name: &str,
+        languages: &[&str],
+        gender: &str,
+    ) -> StaffId {
+        let languages = languages.iter().map(|l| (*l).to_owned()).collect();
+        self.staff(name, vec![Role::Physician], languages, Some(gender.into()))
             .await
     }
 
@@ -573,16 +594,7 @@ impl TestApp {
         let (t, _, visit) = self.patient_token(room, patient);
         let mut p = self.join(&t).await;
         p.expect("waiting").await;
-        let doc_id = admit(doc, &mut p, room, &visit).await;
-        doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
-            .await;
-        p.expect("offer").await;
-        p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
-            .await;
-        doc.expect("answer").await;
-        doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
-            .await;
-        p.expect("visit_ended").await;
+        call_and_end(doc, &mut p, room, &visit).await;
         doc.expect_where("visit_ended", |m| m["visit"] == json!(visit))
             .await;
         self.wait_for_outcome(&visit).await;
@@ -608,6 +620,21 @@ pub async fn admit(doc: &mut Client, p: &mut Client, room: &RoomId, visit: &Visi
     doc.expect_where("admitted", |m| m["visit"] == json!(visit))
         .await;
     doc_id
+}
+
+/// `doc` admits the waiting `p`, an offer and an answer put them in a call, and `doc` ends
+/// the visit; returns once the patient is told.
+pub async fn call_and_end(doc: &mut Client, p: &mut Client, room: &RoomId, visit: &VisitId) {
+    let doc_id = admit(doc, p, room, visit).await;
+    doc.send(json!({"type": "offer", "to": p.participant, "sdp": "v=0 offer"}))
+        .await;
+    p.expect("offer").await;
+    p.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
+        .await;
+    doc.expect("answer").await;
+    doc.send(json!({"type": "end_visit", "room": room, "visit": visit}))
+        .await;
+    p.expect("visit_ended").await;
 }
 
 // --- Socket limits and close codes (issue 17: sockets) -----------------------------------
@@ -719,19 +746,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind(settings.server.addr)
             .await
             .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = examroom::app::build_with_courier(settings, Some(courier))
             .await
             .expect("server builds");
-        let s = state.clone();
-        let server = tokio::spawn(async move {
-            examroom::app::run(listener, s).await.expect("server runs");
-        });
-        TestApp {
-            addr,
-            state,
-            dir,
-            server: Some(server),
-        }
+        Self::serve(dir, listener, state)
     }
 }

@@ -28,6 +28,16 @@ pub fn new_staff(name: &str, roles: Vec<Role>) -> NewStaff {
     }
 }
 
+/// A physician account as the store tests make it: `name` at `email`, no languages.
+pub async fn physician_in(store: &dyn DurableStore, email: &str, name: &str) -> StaffId {
+    let staff = NewStaff {
+        email: email.into(),
+        languages: vec![],
+        ..new_staff(name, vec![Role::Physician])
+    };
+    create_staff(store, staff).await
+}
+
 pub async fn create_staff(store: &dyn DurableStore, staff: NewStaff) -> StaffId {
     store.create_staff(staff).await.unwrap().id
 }

@@ -71,6 +71,23 @@ impl TestDatabase {
     }
 }
 
+/// Runs `check` with settings whose durable store is a fresh PostgreSQL database, as its
+/// own task so that a failing assertion still lets the database be dropped; then fails as
+/// `check` did.
+pub async fn on_fresh_postgres<F>(check: impl FnOnce(Settings) -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let db = TestDatabase::create().await;
+    let mut settings = Settings::default();
+    settings.database.url = Secret::new(db.url.clone());
+    let outcome = tokio::spawn(check(settings)).await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// Replace the database name (the path) of a postgres URL.
 pub fn url_with_db(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
