@@ -16,7 +16,7 @@
 //!
 //! Pure apart from [`Gazetteer::load_file`]: resolving is a lookup in maps built once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use unicode_normalization::UnicodeNormalization;
 
@@ -66,10 +66,11 @@ pub enum PlaceError {
 #[derive(Debug, Default)]
 pub struct Gazetteer {
     places: Vec<Place>,
-    names: HashMap<String, Vec<u32>>,
-    postcodes: HashMap<String, Vec<u32>>,
+    // Ordered, so a search box's prefix is a range rather than a scan of every name.
+    names: BTreeMap<String, Vec<u32>>,
+    postcodes: BTreeMap<String, Vec<u32>>,
     /// Folded country names and codes seen, so "Madrid, Spain" can split off the country.
-    countries: HashMap<String, ()>,
+    countries: HashSet<String>,
 }
 
 /// Lower case, accents dropped, anything but letters and digits made one space.
@@ -143,14 +144,14 @@ impl Gazetteer {
 
     fn add(&mut self, place: Place) {
         let i = self.places.len() as u32;
-        self.countries.insert(fold(&place.country), ());
+        self.countries.insert(fold(&place.country));
         self.names.entry(fold(&place.name)).or_default().push(i);
         self.places.push(place);
     }
 
     fn add_postcode(&mut self, code: &str, place: Place) {
         let i = self.places.len() as u32;
-        self.countries.insert(fold(&place.country), ());
+        self.countries.insert(fold(&place.country));
         self.postcodes
             .entry(fold_postcode(code))
             .or_default()
@@ -272,7 +273,7 @@ impl Gazetteer {
         // "Madrid, Spain" / "Madrid, ES": the part after the last comma names a country
         // when some place has that country; else the comma is part of the name.
         let (place, country) = match query.rsplit_once(',') {
-            Some((p, c)) if self.countries.contains_key(&fold(c)) && !fold(p).is_empty() => {
+            Some((p, c)) if self.countries.contains(&fold(c)) && !fold(p).is_empty() => {
                 (p, Some(fold(c)))
             }
             _ => (query, None),
@@ -301,22 +302,26 @@ impl Gazetteer {
 
     /// Up to `limit` places whose name starts with `prefix` (folded), for a search box's
     /// suggestions: nearest to the clinic first, then larger.
-    pub fn suggest(&self, prefix: &str, clinic: &[(f64, f64)], limit: usize) -> Vec<&Place> {
+    pub fn suggest<'a>(
+        &'a self,
+        prefix: &str,
+        clinic: &[(f64, f64)],
+        limit: usize,
+    ) -> Vec<&'a Place> {
         let want = fold(prefix);
         if want.chars().count() < 2 {
             return vec![];
         }
         let want_code = fold_postcode(prefix);
-        let mut found: Vec<&Place> = self
-            .names
-            .iter()
-            .filter(|(k, _)| k.starts_with(&want))
-            .chain(
-                self.postcodes
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&want_code)),
-            )
-            .flat_map(|(_, is)| is.iter().map(|&i| &self.places[i as usize]))
+        let starting = |index: &'a BTreeMap<String, Vec<u32>>, start: String| {
+            index
+                .range(start.clone()..)
+                .take_while(move |(k, _)| k.starts_with(&start))
+                .flat_map(|(_, is)| is.iter())
+        };
+        let mut found: Vec<&Place> = starting(&self.names, want)
+            .chain(starting(&self.postcodes, want_code))
+            .map(|&i| &self.places[i as usize])
             .collect();
         found.sort_by(|a, b| {
             nearest_site(clinic, a)
