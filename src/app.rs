@@ -271,7 +271,7 @@ pub async fn build_with_courier(
         sig.max_unauthenticated,
         sig.max_unauthenticated_per_ip,
     ));
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Services {
         guards,
         connection_slots: slots,
         connection_limit: limit,
@@ -293,7 +293,7 @@ pub async fn build_with_courier(
         appointments,
         places,
         referral_key,
-    })
+    }))
 }
 
 /// The bundled cities plus the clinic's GeoNames files (`directory.places_files`).

@@ -185,8 +185,14 @@ pub struct SignallingSettings {
     /// Most connections that have not said `hello` yet from one client address (the
     /// peer, or the `X-Forwarded-For` entry when the peer is a trusted proxy). Default 10.
     pub max_unauthenticated_per_ip: usize,
-    /// WebSocket read buffer per connection, bytes. Default 4096 (tungstenite's own is 128 KiB).
+    /// Most bytes one read takes from a WebSocket, 1024 to 8192. Default 8192. The read
+    /// lands on the stack: a connection keeps no buffer between messages.
     pub read_buffer_bytes: usize,
+}
+
+impl SignallingSettings {
+    /// The most `read_buffer_bytes` may be: a read lands in a buffer this large on the stack.
+    pub const MAX_READ_BUFFER_BYTES: usize = 8 * 1024;
 }
 
 impl Default for SignallingSettings {
@@ -203,7 +209,7 @@ impl Default for SignallingSettings {
             reserved_percent: 10,
             max_unauthenticated: 1000,
             max_unauthenticated_per_ip: 10,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 8192,
         }
     }
 }
@@ -1067,10 +1073,10 @@ impl Settings {
                 "must be at most 30 so a dead peer is noticed within 30 s",
             ));
         }
-        if s.read_buffer_bytes < 1024 {
+        if !(1024..=SignallingSettings::MAX_READ_BUFFER_BYTES).contains(&s.read_buffer_bytes) {
             return Err(invalid(
                 "signalling.read_buffer_bytes",
-                "must be at least 1024",
+                "must be from 1024 to 8192",
             ));
         }
         if s.hello_timeout_secs == 0 {

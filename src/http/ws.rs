@@ -8,19 +8,14 @@
 
 use crate::http::auth::Client;
 use crate::protocol::ApiErrorCode;
+use crate::signalling::socket::{HandshakeError, Upgrade};
 use crate::state::AppState;
 use crate::state::admission::Refused;
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-
-/// Hard cap on one WebSocket message: above it the connection is closed (1009).
-/// Between `signalling.max_message_bytes` and this, the message is refused with
-/// `too_large` and the connection stays up.
-pub const HARD_MESSAGE_LIMIT: usize = 1 << 20;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
@@ -30,8 +25,18 @@ async fn upgrade(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<Upgrade, HandshakeError>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            let code = match e {
+                HandshakeError::NotGet => ApiErrorCode::MethodNotAllowed,
+                _ => ApiErrorCode::BadRequest,
+            };
+            return super::error::ApiError::new(e.status(), code, e.to_string()).into_response();
+        }
+    };
     // Cross-site WebSocket hijacking: a page elsewhere cannot ride the staff cookie.
     // Checked before a place is taken, so refused upgrades cost nothing.
     if let Err(e) = super::headers::check_origin(&state.settings, &headers) {
@@ -51,12 +56,15 @@ async fn upgrade(
         )
         .into_response();
     }
-    let cfg = &state.settings.signalling;
-    ws.read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.read_buffer_bytes)
-        .max_message_size(HARD_MESSAGE_LIMIT)
-        .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| crate::signalling::session::run(socket, state, slot, cookie))
+    let response = ws.response();
+    tokio::spawn(async move {
+        // The place is given back when `slot` drops, whether or not the switch happens.
+        match ws.on.await {
+            Ok(io) => crate::signalling::session::run(io, state, slot, cookie).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
+        }
+    });
+    response
 }
 
 fn refusal(refused: Refused) -> Response {

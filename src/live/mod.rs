@@ -37,6 +37,8 @@ pub enum Outgoing {
     Msg(Box<ServerMsg>),
     /// Send this, then close the connection.
     Close(Box<ServerMsg>),
+    /// Answer a client's WebSocket ping with these bytes.
+    Pong(Box<[u8]>),
 }
 
 /// Where one connection's messages go. Bounded: a client that cannot keep up is

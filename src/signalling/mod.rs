@@ -3,6 +3,7 @@
 //! room state machine does. Who gets a socket at all is [`crate::state::admission`]'s.
 
 pub mod session;
+pub mod socket;
 mod throttle;
 
 use crate::ids::{ParticipantId, StaffId};

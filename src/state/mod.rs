@@ -20,9 +20,28 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Everything a request handler or a session needs. Cheap to clone.
+/// Everything a request handler or a session needs: a pointer to the [`Services`], so a
+/// clone is one reference count and a session's futures hold 8 bytes of it, not every
+/// service's handle (issue 20: memory per connection).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services built once at start-up.
+pub struct Services {
     pub settings: Arc<Settings>,
     pub keys: TokenKeys,
     pub durable: Arc<dyn DurableStore>,
@@ -66,7 +85,7 @@ pub struct AppState {
     pub referral_key: crate::referrals::ReferralKey,
 }
 
-impl AppState {
+impl Services {
     /// ICE servers for one participant (STUN as configured; TURN with fresh credentials),
     /// and when the TURN credentials expire (unix seconds).
     pub fn ice_servers(&self, participant: &ParticipantId) -> (Vec<IceServerInfo>, Option<i64>) {

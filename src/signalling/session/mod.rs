@@ -19,6 +19,7 @@
 //! The parts: [`hello`] (who the connection is), [`dispatch`] (what each message does),
 //! [`writer`] (the writer half and close codes); the reader half is here.
 
+use super::socket::{self, Incoming, ReadError};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::{ParticipantId, RoomId, VisitId};
 use crate::live::{Outbox, Outgoing};
@@ -28,13 +29,11 @@ use crate::protocol::{self, Candidate, ClientMsg, ErrorCode, ServerMsg};
 use crate::state::AppState;
 use crate::state::admission::{Established, Pending};
 use crate::visit::room::{Act, Input, Member};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 mod dispatch;
@@ -68,7 +67,7 @@ struct Identity {
 /// Serve one WebSocket until either half ends.
 /// `cookie`: the staff session token the upgrade request carried (Origin already
 /// checked); a `hello` without a token uses it.
-pub async fn run(socket: WebSocket, state: AppState, slot: Pending, cookie: Option<String>) {
+pub async fn run(io: Upgraded, state: AppState, slot: Pending, cookie: Option<String>) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
     let cfg = &state.settings.signalling;
@@ -79,7 +78,7 @@ pub async fn run(socket: WebSocket, state: AppState, slot: Pending, cookie: Opti
         kill: CancellationToken::new(),
     };
     let view = Arc::new(Mutex::new(View::default()));
-    let (sink, mut stream) = socket.split();
+    let (mut stream, sink) = socket::split(io, cfg.read_buffer_bytes, socket::HARD_MESSAGE_LIMIT);
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         sink,
@@ -125,7 +124,7 @@ pub async fn run(socket: WebSocket, state: AppState, slot: Pending, cookie: Opti
     // and the client would lose the close frame that says why.
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         while let Some(Ok(m)) = stream.next().await {
-            if matches!(m, Message::Close(_)) {
+            if matches!(m, Incoming::Close(_)) {
                 break;
             }
         }
@@ -145,7 +144,7 @@ fn close(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
 /// Reads until the connection ends. Returns who it was (if the hello succeeded) and
 /// whether they left on purpose.
 async fn read_loop(
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut Stream,
     state: &AppState,
     outbox: &Outbox,
     view: &Arc<Mutex<View>>,
@@ -313,16 +312,14 @@ async fn read_loop(
     Some((id, left))
 }
 
-/// The next text message, answering oversized and binary ones with an error.
-/// `None` when the connection is closed.
-async fn next_text(
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    outbox: &Outbox,
-    max: usize,
-) -> Option<Utf8Bytes> {
+type Stream = socket::Reader<tokio::io::ReadHalf<socket::Io>>;
+
+/// The next text message, answering oversized and binary ones with an error and pings
+/// with a pong. `None` when the connection is closed.
+async fn next_text(stream: &mut Stream, outbox: &Outbox, max: usize) -> Option<String> {
     loop {
         match stream.next().await? {
-            Ok(Message::Text(t)) if t.len() >= max => {
+            Ok(Incoming::Text(t)) if t.len() >= max => {
                 push(
                     outbox,
                     ServerMsg::error(
@@ -331,8 +328,8 @@ async fn next_text(
                     ),
                 );
             }
-            Ok(Message::Text(t)) => return Some(t),
-            Ok(Message::Binary(_)) => {
+            Ok(Incoming::Text(t)) => return Some(t),
+            Ok(Incoming::Binary(_)) => {
                 push(
                     outbox,
                     ServerMsg::error(
@@ -341,16 +338,21 @@ async fn next_text(
                     ),
                 );
             }
-            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
-            Ok(Message::Close(_)) => return None,
-            Err(e) => {
-                // Over the hard limit the socket stops reading; say so before closing.
-                let inner = e.into_inner();
-                if let Some(tungstenite::Error::Capacity(c)) = inner.downcast_ref() {
-                    close(outbox, ErrorCode::TooLarge, format!("message refused: {c}"));
-                }
+            Ok(Incoming::Ping(bytes)) => {
+                outbox.push(Outgoing::Pong(bytes.into()));
+            }
+            Ok(Incoming::Pong) => {}
+            Ok(Incoming::Close(_)) => return None,
+            // Over the hard limit the socket stops reading; say so before closing.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                close(outbox, ErrorCode::TooLarge, format!("message refused: {e}"));
                 return None;
             }
+            Err(e @ (ReadError::Protocol(_) | ReadError::NotUtf8)) => {
+                close(outbox, ErrorCode::BadMessage, e.to_string());
+                return None;
+            }
+            Err(ReadError::Io(_)) => return None,
         }
     }
 }

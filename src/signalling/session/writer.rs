@@ -32,8 +32,17 @@ pub(super) fn close_reason(msg: &ServerMsg) -> &'static str {
     }
 }
 
+type Sink = socket::Writer<tokio::io::WriteHalf<socket::Io>>;
+
+/// `msg` as one text frame, serialised once, straight into the bytes that are written.
+fn frame(msg: &ServerMsg) -> socket::OutFrame {
+    let mut f = socket::OutFrame::text(256);
+    serde_json::to_writer(f.payload(), msg).expect("server messages serialise");
+    f
+}
+
 pub(super) async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut sink: Sink,
     mut rx: mpsc::Receiver<Outgoing>,
     kill: CancellationToken,
     view: Arc<Mutex<View>>,
@@ -42,13 +51,6 @@ pub(super) async fn write_loop(
 ) {
     let every = Duration::from_secs(state.settings.signalling.heartbeat_interval_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let send = |msg: &ServerMsg| {
-        Message::Text(
-            serde_json::to_string(msg)
-                .expect("server messages serialise")
-                .into(),
-        )
-    };
     loop {
         tokio::select! {
             biased;
@@ -56,29 +58,32 @@ pub(super) async fn write_loop(
                 state.metrics.error(ErrorCode::SlowConsumer);
                 let msg = ServerMsg::error(ErrorCode::SlowConsumer, "you fell too far behind; reconnect");
                 done.cancel();
-                send_close(&mut sink, &msg, &send).await;
+                send_close(&mut sink, &msg).await;
                 break;
             }
             out = rx.recv() => match out {
                 Some(Outgoing::Msg(msg)) => {
                     observe(&view, &msg);
                     state.metrics.sent(&msg);
-                    if sink.send(send(&msg)).await.is_err() { break; }
+                    if sink.send(frame(&msg)).await.is_err() { break; }
+                }
+                Some(Outgoing::Pong(bytes)) => {
+                    if sink.pong(&bytes).await.is_err() { break; }
                 }
                 Some(Outgoing::Close(msg)) => {
                     state.metrics.sent(&msg);
                     // The reader stops acting on messages now, not once the close is out.
                     done.cancel();
-                    send_close(&mut sink, &msg, &send).await;
+                    send_close(&mut sink, &msg).await;
                     break;
                 }
                 None => {
-                    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(None))).await;
+                    let _ = tokio::time::timeout(CLOSE_WAIT, sink.close(None)).await;
                     break;
                 }
             },
             _ = ping.tick() => {
-                if sink.send(send(&ServerMsg::Ping {})).await.is_err() { break; }
+                if sink.send(frame(&ServerMsg::Ping {})).await.is_err() { break; }
             }
         }
     }
@@ -90,18 +95,10 @@ pub(super) async fn write_loop(
 pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Send `msg`, then the close frame its code calls for, each bounded by [`CLOSE_WAIT`].
-pub(super) async fn send_close(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    msg: &ServerMsg,
-    send: &impl Fn(&ServerMsg) -> Message,
-) {
-    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(send(msg))).await;
-    let frame = CloseFrame {
-        code: close_code(msg),
-        reason: close_reason(msg).into(),
-    };
-    let code = frame.code;
-    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+pub(super) async fn send_close(sink: &mut Sink, msg: &ServerMsg) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(frame(msg))).await;
+    let code = close_code(msg);
+    let _ = tokio::time::timeout(CLOSE_WAIT, sink.close(Some((code, close_reason(msg))))).await;
     if code == 1009 {
         // The rest of the oversized frame cannot be read, and a socket closed with unread
         // data is reset, which loses this close frame on its way: hold the socket (this
