@@ -208,13 +208,9 @@ impl NoteOutbox {
                     tracing::info!(visit = %visit, kept, "visit note written to the record");
                 }
                 Err(e) => {
-                    let tried = Attempt {
-                        row: OutboxRow::Note(&visit),
-                        attempts: note.attempts,
-                        since: note.saved_at,
-                        at,
-                    };
-                    self.attempt_failed(tried, e).await?;
+                    let (attempts, since) = (note.attempts, note.saved_at);
+                    self.attempt_failed(OutboxRow::Note(&visit), attempts, since, at, e)
+                        .await?
                 }
             }
         }
@@ -245,24 +241,24 @@ impl NoteOutbox {
                     tracing::info!(referral = %id, kept, "referral written to the record");
                 }
                 Err(e) => {
-                    let tried = Attempt {
-                        row: OutboxRow::Referral(&id),
-                        attempts: row.attempts,
-                        since: row.pending_since,
-                        at,
-                    };
-                    self.attempt_failed(tried, e).await?;
+                    let (attempts, since) = (row.attempts, row.pending_since);
+                    self.attempt_failed(OutboxRow::Referral(&id), attempts, since, at, e)
+                        .await?
                 }
             }
         }
         Ok(claimed)
     }
 
-    /// Counts a failed attempt with the store: the row is due again after the backoff, or
-    /// given up (listed for admins).
+    /// Counts the attempt made at `at` to write `row` as failed; the row had failed
+    /// `attempts` times before and waits since `since`. It is due again after the backoff,
+    /// or given up (listed for admins).
     async fn attempt_failed(
         &self,
-        tried: Attempt<'_>,
+        row: OutboxRow<'_>,
+        attempts: u32,
+        since: Millis,
+        at: Millis,
         error: super::RecordsError,
     ) -> Result<(), DurableError> {
         let Failure {
@@ -270,19 +266,17 @@ impl NoteOutbox {
             wait,
             next_attempt_at,
             give_up,
-        } = self
-            .policy
-            .after_failure(tried.attempts, tried.since, tried.at);
+        } = self.policy.after_failure(attempts, since, at);
         // Errors of the record adapters carry no patient data.
         let cause = error.to_string();
         let failed = FailedAttempt {
             owner: &self.owner,
             error: &cause,
-            at: tried.at,
+            at,
             next_attempt_at,
             give_up,
         };
-        let (visit, referral, what) = match tried.row {
+        let (visit, referral, what) = match row {
             OutboxRow::Note(visit) => {
                 self.durable.note_write_failed(visit, failed).await?;
                 (Some(visit), None, "visit note")
@@ -317,15 +311,6 @@ impl NoteOutbox {
 enum OutboxRow<'a> {
     Note(&'a VisitId),
     Referral(&'a ReferralId),
-}
-
-/// A failed attempt at `at` of a write that had failed `attempts` times before and waits
-/// since `since`.
-struct Attempt<'a> {
-    row: OutboxRow<'a>,
-    attempts: u32,
-    since: Millis,
-    at: Millis,
 }
 
 fn now_millis() -> Millis {
