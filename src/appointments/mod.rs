@@ -28,8 +28,8 @@ use crate::durable::appointments::{
     Appointment, AppointmentChange, AppointmentStatus, JoinWindow, NewAppointment, NewNotice,
     NoticeKind, StoredSchedule,
 };
-use crate::durable::{DurableError, DurableStore, LinkKind, NewLink, Staff};
-use crate::ids::{AppointmentId, LinkId, NoticeId, Role, StaffId, VisitId};
+use crate::durable::{DurableError, DurableStore, Staff};
+use crate::ids::{AppointmentId, NoticeId, Role, StaffId, VisitId};
 use crate::live::Counters;
 use crate::notify::{Channel, Courier};
 use crate::protocol::ApiErrorCode;
@@ -657,21 +657,7 @@ impl Appointments {
             let left = (self.rules.code_attempts - a.code_attempts - 1).max(0);
             return Err(AppointmentError::WrongCode { left });
         }
-        let link = NewLink {
-            id: LinkId::new(),
-            code_hash: stored_hash(&self.key.join_code(id)),
-            kind: LinkKind::Patient,
-            room: a.room.clone(),
-            visit: VisitId::new(),
-            patient_name: Some(a.patient_name.clone()),
-            patient_ref: None,
-            reason: Some(a.reason.clone()),
-            lang: Some(a.lang.clone()),
-            not_before: Some(a.starts_at - self.rules.join.before_ms),
-            expires_at: a.starts_at + self.rules.join.after_ms,
-            created_by: a.physician.clone(),
-            created_at: now,
-        };
+        let link = a.join_link(stored_hash(&self.key.join_code(id)), self.rules.join, now);
         let mut notices = self.now_notices(&a, NoticeKind::Booked, now);
         notices.extend(self.reminders(&a, a.starts_at, now));
         let change = AppointmentChange {

@@ -16,8 +16,8 @@
 //!   nodes) never hold the same notice; only the holder of the lease may finish it.
 //! - Secrets arrive hashed (the manage token); the store never sees the plain values.
 
-use super::{DurableError, NewLink};
-use crate::ids::{AppointmentId, LinkId, NoticeId, RoomId, StaffId};
+use super::{DurableError, LinkKind, NewLink};
+use crate::ids::{AppointmentId, LinkId, NoticeId, RoomId, StaffId, VisitId};
 use crate::scheduling::{Exception, Schedule, Span, VisitType, VisitTypeKey};
 use crate::visit::Millis;
 
@@ -120,6 +120,28 @@ pub struct Appointment {
     pub sequence: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+impl Appointment {
+    /// The patient's join link into the physician's room, open `window` around the start;
+    /// made at confirmation, moved with the appointment by the store.
+    pub fn join_link(&self, code_hash: String, window: JoinWindow, now: Millis) -> NewLink {
+        NewLink {
+            id: LinkId::new(),
+            code_hash,
+            kind: LinkKind::Patient,
+            room: self.room.clone(),
+            visit: VisitId::new(),
+            patient_name: Some(self.patient_name.clone()),
+            patient_ref: None,
+            reason: Some(self.reason.clone()),
+            lang: Some(self.lang.clone()),
+            not_before: Some(self.starts_at - window.before_ms),
+            expires_at: self.starts_at + window.after_ms,
+            created_by: self.physician.clone(),
+            created_at: now,
+        }
+    }
 }
 
 // Patient data (name, contacts, birth date, reason) stays out of every Debug line.

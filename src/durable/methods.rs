@@ -60,23 +60,18 @@ macro_rules! impl_durable_store {
                     .collect()
             }
 
-            /// Takes the lease on up to `limit` pending rows of a record-write outbox
-            /// (`table`, keyed by `key`) due at `now` and not leased by a node whose lease
-            /// still runs, until `lease_until`, as `owner`; the claimed rows' `returning`.
+            /// Takes the lease `claim` asks for on the due rows of a record-write outbox
+            /// (`table`, keyed by `key`); the claimed rows' `returning`.
             ///
             /// One statement: PostgreSQL re-checks the WHERE of a row another claim
             /// updated meanwhile (and skips it, its lease now running); SQLite runs one
             /// writer at a time.
-            #[allow(clippy::too_many_arguments)]
             async fn claim_record_writes<R>(
                 &self,
                 table: &'static str,
                 key: &'static str,
                 returning: &str,
-                owner: &str,
-                now: Millis,
-                lease_until: Millis,
-                limit: i64,
+                claim: $crate::durable::Claim<'_>,
             ) -> Result<Vec<R>, DurableError>
             where
                 R: Send
@@ -93,32 +88,26 @@ macro_rules! impl_durable_store {
                      RETURNING {returning}"
                 );
                 Ok(sqlx::query_as::<<$store as StoreDb>::Db, R>(&sql)
-                    .bind(owner)
-                    .bind(lease_until)
+                    .bind(claim.owner)
+                    .bind(claim.lease_until)
                     .bind($crate::durable::record_writes::PENDING)
-                    .bind(now)
-                    .bind(limit.clamp(0, 1000))
+                    .bind(claim.now)
+                    .bind(claim.limit.clamp(0, 1000))
                     .fetch_all(&self.pool)
                     .await?)
             }
 
-            /// The lease holder of a record-write outbox row says its attempt failed: the
-            /// row waits until `next_attempt_at`, or is given up (`give_up`). `false` when
-            /// `owner` no longer holds the lease.
-            #[allow(clippy::too_many_arguments)]
+            /// Marks `attempt` on the row `id` of a record-write outbox (`table`, keyed by
+            /// `key`). `false` when `attempt.owner` no longer holds the lease.
             async fn record_write_failed(
                 &self,
                 table: &'static str,
                 key: &'static str,
                 id: &str,
-                owner: &str,
-                error: &str,
-                at: Millis,
-                next_attempt_at: Millis,
-                give_up: bool,
+                attempt: $crate::durable::FailedAttempt<'_>,
             ) -> Result<bool, DurableError> {
                 use $crate::durable::record_writes::{FAILED, MAX_ERROR_CHARS, PENDING};
-                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+                let error: String = attempt.error.chars().take(MAX_ERROR_CHARS).collect();
                 let sql = format!(
                     "UPDATE {table} SET attempts = attempts + 1, last_error = $3, \
                      last_attempt_at = $4, next_attempt_at = $5, lease_owner = NULL, \
@@ -127,12 +116,12 @@ macro_rules! impl_durable_store {
                 );
                 let done = sqlx::query(&sql)
                     .bind(id)
-                    .bind(owner)
+                    .bind(attempt.owner)
                     .bind(error)
-                    .bind(at)
-                    .bind(next_attempt_at)
+                    .bind(attempt.at)
+                    .bind(attempt.next_attempt_at)
                     .bind(PENDING)
-                    .bind(if give_up { FAILED } else { PENDING })
+                    .bind(if attempt.give_up { FAILED } else { PENDING })
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)

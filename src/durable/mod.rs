@@ -49,6 +49,7 @@ pub use audit_log::AuditStore;
 pub use chart_access::*;
 pub use directory::DirectoryStore;
 pub use links::*;
+pub use record_writes::{Claim, FailedAttempt};
 pub use referrals::ReferralStore;
 pub use rooms::*;
 pub use staff::*;

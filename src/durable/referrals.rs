@@ -9,7 +9,7 @@
 //! of the older version that ends meanwhile does not count as this one). Rows are claimed
 //! with a lease, like the visit notes' (`visit_notes.rs`).
 
-use super::{DurableError, NewLink};
+use super::{Claim, DurableError, FailedAttempt, NewLink};
 use crate::ids::{LinkId, PatientRef, ReferralId, RoomId, StaffId, VisitId};
 use crate::records::service_request::{ReferralWrite, RequestAnswer};
 use crate::visit::Millis;
@@ -176,14 +176,11 @@ pub trait ReferralStore: Send + Sync {
         join: Option<NewLink>,
     ) -> Result<Referral, DurableError>;
 
-    /// Take the lease on up to `limit` referral writes due at `now`, until `lease_until`,
-    /// as `owner`, in one statement. Oldest due first.
+    /// Take the lease `claim` asks for on the referral writes due, in one statement.
+    /// Oldest due first.
     async fn claim_referral_writes(
         &self,
-        owner: &str,
-        now: Millis,
-        lease_until: Millis,
-        limit: i64,
+        claim: Claim<'_>,
     ) -> Result<Vec<ClaimedReferralWrite>, DurableError>;
 
     /// The lease holder says the record took `version`; the row is `written` unless an
@@ -198,16 +195,12 @@ pub trait ReferralStore: Send + Sync {
         at: Millis,
     ) -> Result<bool, DurableError>;
 
-    /// The lease holder says the attempt failed: count it, keep `error`, release the lease,
-    /// try again at `next_attempt_at` — or, with `give_up`, mark it failed.
+    /// The lease holder says its attempt failed (see [`FailedAttempt`]). `false` when it
+    /// no longer holds the lease.
     async fn referral_write_failed(
         &self,
         id: &ReferralId,
-        owner: &str,
-        error: &str,
-        at: Millis,
-        next_attempt_at: Millis,
-        give_up: bool,
+        attempt: FailedAttempt<'_>,
     ) -> Result<bool, DurableError>;
 
     /// Referral writes pending or given up, oldest first, at most `limit` (capped at 1000).
@@ -517,22 +510,11 @@ macro_rules! impl_referral_store {
 
             async fn claim_referral_writes(
                 &self,
-                owner: &str,
-                now: Millis,
-                lease_until: Millis,
-                limit: i64,
+                claim: $crate::durable::Claim<'_>,
             ) -> Result<Vec<$crate::durable::referrals::ClaimedReferralWrite>, DurableError> {
                 use $crate::durable::referrals::*;
                 let claimed: Vec<(String,)> = self
-                    .claim_record_writes(
-                        "referral_writes",
-                        "referral_id",
-                        "referral_id",
-                        owner,
-                        now,
-                        lease_until,
-                        limit,
-                    )
+                    .claim_record_writes("referral_writes", "referral_id", "referral_id", claim)
                     .await?;
                 let mut out = Vec::with_capacity(claimed.len());
                 for (id,) in claimed {
@@ -545,7 +527,7 @@ macro_rules! impl_referral_store {
                          WHERE referral_id = $1 AND lease_owner = $2",
                     )
                     .bind(&id)
-                    .bind(owner)
+                    .bind(claim.owner)
                     .fetch_optional(&self.pool)
                     .await?;
                     let Some((requester, performer, version, attempts, since, due)) = row else {
@@ -598,23 +580,10 @@ macro_rules! impl_referral_store {
             async fn referral_write_failed(
                 &self,
                 id: &$crate::ids::ReferralId,
-                owner: &str,
-                error: &str,
-                at: Millis,
-                next_attempt_at: Millis,
-                give_up: bool,
+                attempt: $crate::durable::FailedAttempt<'_>,
             ) -> Result<bool, DurableError> {
-                self.record_write_failed(
-                    "referral_writes",
-                    "referral_id",
-                    id.as_str(),
-                    owner,
-                    error,
-                    at,
-                    next_attempt_at,
-                    give_up,
-                )
-                .await
+                self.record_write_failed("referral_writes", "referral_id", id.as_str(), attempt)
+                    .await
             }
 
             async fn pending_referral_writes(

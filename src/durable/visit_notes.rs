@@ -11,7 +11,7 @@
 //! - Nothing here logs the note or the patient; `last_error` holds causes without patient
 //!   data (the record adapters' errors never carry any).
 
-use super::DurableError;
+use super::{Claim, DurableError, FailedAttempt};
 use crate::ids::{StaffId, VisitId};
 use crate::records::visit_note::{VisitWrite, WriteReceipt};
 use crate::visit::Millis;
@@ -99,15 +99,11 @@ pub trait VisitNoteStore: Send + Sync {
 
     async fn visit_note(&self, visit: &VisitId) -> Result<Option<StoredVisitNote>, DurableError>;
 
-    /// Take the lease on up to `limit` pending notes due at `now` (and not leased by a
-    /// node whose lease still runs) until `lease_until`, as `owner`, in one statement:
-    /// two nodes never hold the same row. Oldest due first.
+    /// Take the lease `claim` asks for on the pending notes due, in one statement: two
+    /// nodes never hold the same row. Oldest due first.
     async fn claim_note_writes(
         &self,
-        owner: &str,
-        now: Millis,
-        lease_until: Millis,
-        limit: i64,
+        claim: Claim<'_>,
     ) -> Result<Vec<StoredVisitNote>, DurableError>;
 
     /// The lease holder says the record took the note. `false` when `owner` no longer
@@ -120,17 +116,12 @@ pub trait VisitNoteStore: Send + Sync {
         at: Millis,
     ) -> Result<bool, DurableError>;
 
-    /// The lease holder says the attempt failed: count it, keep `error`, release the
-    /// lease, try again at `next_attempt_at` — or, with `give_up`, mark it failed: no
-    /// more attempts.
+    /// The lease holder says its attempt failed (see [`FailedAttempt`]). `false` when it
+    /// no longer holds the lease.
     async fn note_write_failed(
         &self,
         visit: &VisitId,
-        owner: &str,
-        error: &str,
-        at: Millis,
-        next_attempt_at: Millis,
-        give_up: bool,
+        attempt: FailedAttempt<'_>,
     ) -> Result<bool, DurableError>;
 
     /// Pending and failed note writes, oldest first, at most `limit` (capped at 1000).
@@ -257,22 +248,11 @@ macro_rules! impl_visit_note_store {
 
             async fn claim_note_writes(
                 &self,
-                owner: &str,
-                now: Millis,
-                lease_until: Millis,
-                limit: i64,
+                claim: $crate::durable::Claim<'_>,
             ) -> Result<Vec<$crate::durable::StoredVisitNote>, DurableError> {
                 use $crate::durable::visit_notes::*;
                 let rows: Vec<NoteRow> = self
-                    .claim_record_writes(
-                        "visit_notes",
-                        "visit_id",
-                        NOTE_COLS,
-                        owner,
-                        now,
-                        lease_until,
-                        limit,
-                    )
+                    .claim_record_writes("visit_notes", "visit_id", NOTE_COLS, claim)
                     .await?;
                 let mut notes = rows
                     .into_iter()
@@ -310,23 +290,10 @@ macro_rules! impl_visit_note_store {
             async fn note_write_failed(
                 &self,
                 visit: &$crate::ids::VisitId,
-                owner: &str,
-                error: &str,
-                at: Millis,
-                next_attempt_at: Millis,
-                give_up: bool,
+                attempt: $crate::durable::FailedAttempt<'_>,
             ) -> Result<bool, DurableError> {
-                self.record_write_failed(
-                    "visit_notes",
-                    "visit_id",
-                    visit.as_str(),
-                    owner,
-                    error,
-                    at,
-                    next_attempt_at,
-                    give_up,
-                )
-                .await
+                self.record_write_failed("visit_notes", "visit_id", visit.as_str(), attempt)
+                    .await
             }
 
             async fn pending_note_writes(

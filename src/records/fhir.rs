@@ -14,7 +14,9 @@
 use super::model::{Bundle, Resource};
 use super::record::{Part, PartStatus, PatientRecord, names_patient};
 use super::service_request::{self, REFERRAL_SYSTEM, ReferralWrite};
-use super::smart::{ClientKey, SCOPES, SigningAlg, TokenSource, WRITE_SCOPES, transport_error};
+use super::smart::{
+    ClientKey, SCOPES, SigningAlg, TokenClient, TokenSource, WRITE_SCOPES, transport_error,
+};
 use super::summary::{LOINC, PanelSummary, VitalKind, assemble};
 use super::visit_note::{self, NOTE_SYSTEM, VISIT_SYSTEM, VisitWrite, WriteReceipt};
 use super::{RecordSource, RecordWriter, RecordsError, today};
@@ -180,14 +182,13 @@ impl FhirSource {
             .map_err(|e| RecordsError::Config(format!("HTTP client: {e}")))?;
         // One token endpoint and client, two scope sets, each with its own key.
         let source = |scopes: &str, key| {
-            TokenSource::new(
-                http.clone(),
-                cfg.token_url.clone(),
-                cfg.client_id.clone(),
-                scopes.to_owned(),
+            let client = TokenClient {
+                token_url: cfg.token_url.clone(),
+                client_id: cfg.client_id.clone(),
+                scope: scopes.to_owned(),
                 key,
-                cfg.timeout,
-            )
+            };
+            TokenSource::new(http.clone(), client, cfg.timeout)
         };
         let tokens = source(&cfg.scopes, key);
         let writes = source(&cfg.write_scopes, write_key);
@@ -742,16 +743,19 @@ impl FhirSource {
         Ok(false)
     }
 
-    /// The id of the `rtype` resource carrying `system|value`, when the server holds one.
-    /// The identifier is checked here on every resource returned: a server may ignore the
-    /// `identifier` parameter (fhirsnake answers every resource of the type), and a
-    /// resource without our identifier is never ours.
+    /// The id of the resource `ours` names, when the server holds one. The identifier is
+    /// checked here on every resource returned: a server may ignore the `identifier`
+    /// parameter (fhirsnake answers every resource of the type), and a resource without
+    /// our identifier is never ours.
     async fn find_by_identifier(
         &self,
-        rtype: &str,
-        system: &str,
-        value: &str,
+        ours: OurResource<'_>,
     ) -> Result<Option<String>, RecordsError> {
+        let OurResource {
+            rtype,
+            system,
+            value,
+        } = ours;
         let token = format!("{system}|{value}");
         let n = self.cfg.page_size.to_string();
         let query = [("identifier", token.as_str()), ("_count", n.as_str())];
@@ -786,31 +790,32 @@ impl FhirSource {
         Ok(found.into_iter().next())
     }
 
-    /// Create `resource` unless the server holds one with `system|value`: search first
-    /// (whatever the server does with `If-None-Exist`), then a conditional create (which
-    /// a server that supports it makes safe against any other writer in between).
-    /// `Type/id` of what the server holds.
+    /// Create `resource` as `ours` unless the server holds it: search first (whatever the
+    /// server does with `If-None-Exist`), then a conditional create (which a server that
+    /// supports it makes safe against any other writer in between). `Type/id` of what
+    /// the server holds.
     async fn create_once(
         &self,
-        rtype: &str,
-        system: &str,
-        value: &str,
+        ours: OurResource<'_>,
         resource: serde_json::Value,
     ) -> Result<String, RecordsError> {
-        if let Some(id) = self.find_by_identifier(rtype, system, value).await? {
-            return Ok(format!("{rtype}/{id}"));
+        match self.find_by_identifier(ours).await? {
+            Some(id) => Ok(format!("{}/{id}", ours.rtype)),
+            None => self.create_new(ours, resource).await,
         }
-        self.create_new(rtype, system, value, resource).await
     }
 
     /// The conditional create of [`Self::create_once`], without the search before it.
     async fn create_new(
         &self,
-        rtype: &str,
-        system: &str,
-        value: &str,
+        ours: OurResource<'_>,
         resource: serde_json::Value,
     ) -> Result<String, RecordsError> {
+        let OurResource {
+            rtype,
+            system,
+            value,
+        } = ours;
         let mut condition = Url::parse("http://condition.invalid/").expect("static url");
         condition
             .query_pairs_mut()
@@ -987,6 +992,25 @@ impl RecordSource for FhirSource {
     }
 }
 
+/// A resource examroom writes, as the record source knows it: its type and our identifier
+/// on it (`system|value`), by which a retry finds what an earlier attempt made.
+#[derive(Debug, Clone, Copy)]
+struct OurResource<'a> {
+    rtype: &'a str,
+    system: &'a str,
+    value: &'a str,
+}
+
+impl<'a> OurResource<'a> {
+    fn new(rtype: &'a str, system: &'a str, value: &'a str) -> Self {
+        Self {
+            rtype,
+            system,
+            value,
+        }
+    }
+}
+
 /// The visit's Encounter, then its DocumentReference pointing at it; each created once
 /// ([`FhirSource::create_once`]), so a retry after any failure finishes what is missing.
 #[async_trait]
@@ -996,11 +1020,17 @@ impl RecordWriter for FhirSource {
         let value = w.visit.as_str();
         let encounter = visit_note::encounter(w);
         let encounter = self
-            .create_once("Encounter", VISIT_SYSTEM, value, encounter)
+            .create_once(
+                OurResource::new("Encounter", VISIT_SYSTEM, value),
+                encounter,
+            )
             .await?;
         let document = visit_note::document_reference(w, &encounter);
         let document = self
-            .create_once("DocumentReference", NOTE_SYSTEM, value, document)
+            .create_once(
+                OurResource::new("DocumentReference", NOTE_SYSTEM, value),
+                document,
+            )
             .await?;
         Ok(WriteReceipt {
             encounter,
@@ -1014,15 +1044,10 @@ impl RecordWriter for FhirSource {
     #[tracing::instrument(skip_all)]
     async fn write_referral(&self, w: &ReferralWrite) -> Result<String, RecordsError> {
         const RTYPE: &str = "ServiceRequest";
-        let value = w.referral.as_str();
+        let ours = OurResource::new(RTYPE, REFERRAL_SYSTEM, w.referral.as_str());
         let mut resource = service_request::service_request(w);
-        let Some(id) = self
-            .find_by_identifier(RTYPE, REFERRAL_SYSTEM, value)
-            .await?
-        else {
-            return self
-                .create_new(RTYPE, REFERRAL_SYSTEM, value, resource)
-                .await;
+        let Some(id) = self.find_by_identifier(ours).await? else {
+            return self.create_new(ours, resource).await;
         };
         // The id goes into a URL path: only what FHIR allows in an id.
         let fhir_id = (1..=64).contains(&id.len())

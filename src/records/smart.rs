@@ -233,13 +233,20 @@ struct Token {
     renew_at: Instant,
 }
 
+/// What a token request asks for and as whom: examroom's client registration at the
+/// SMART token endpoint (its id and key) and the scopes asked for.
+pub struct TokenClient {
+    pub token_url: String,
+    pub client_id: String,
+    /// Space-separated SMART scopes.
+    pub scope: String,
+    pub key: ClientKey,
+}
+
 /// Gets and caches access tokens from the SMART token endpoint.
 pub struct TokenSource {
     http: reqwest::Client,
-    token_url: String,
-    client_id: String,
-    scope: String,
-    key: ClientKey,
+    client: TokenClient,
     timeout: Duration,
     /// An async mutex, held across the token request on purpose: concurrent panel
     /// fetches then share one token request instead of each signing their own.
@@ -253,27 +260,17 @@ struct TokenResponse {
 }
 
 impl TokenSource {
-    pub fn new(
-        http: reqwest::Client,
-        token_url: String,
-        client_id: String,
-        scope: String,
-        key: ClientKey,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(http: reqwest::Client, client: TokenClient, timeout: Duration) -> Self {
         Self {
             http,
-            token_url,
-            client_id,
-            scope,
-            key,
+            client,
             timeout,
             cached: tokio::sync::Mutex::new(None),
         }
     }
 
     pub fn key(&self) -> &ClientKey {
-        &self.key
+        &self.client.key
     }
 
     /// A valid access token, from cache or a new token request.
@@ -296,19 +293,23 @@ impl TokenSource {
     }
 
     async fn request(&self) -> Result<Token, RecordsError> {
-        let assertion = self
-            .key
-            .client_assertion(&self.client_id, &self.token_url)?;
+        let TokenClient {
+            token_url,
+            client_id,
+            scope,
+            key,
+        } = &self.client;
+        let assertion = key.client_assertion(client_id, token_url)?;
         let mut form = reqwest::Url::parse("http://form.invalid/").expect("static url");
         form.query_pairs_mut()
             .append_pair("grant_type", "client_credentials")
-            .append_pair("scope", &self.scope)
+            .append_pair("scope", scope)
             .append_pair("client_assertion_type", ASSERTION_TYPE)
             .append_pair("client_assertion", &assertion);
         let body = form.query().unwrap_or_default().to_owned();
         let resp = self
             .http
-            .post(&self.token_url)
+            .post(token_url)
             .timeout(self.timeout)
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")

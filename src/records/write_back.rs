@@ -12,8 +12,8 @@
 
 use super::RecordWriter;
 use super::visit_note::{NoteError, VisitNote, VisitWrite};
-use crate::durable::{DurableError, DurableStore, SavedNote, VisitRecord};
-use crate::ids::{PatientRef, StaffId};
+use crate::durable::{Claim, DurableError, DurableStore, FailedAttempt, SavedNote, VisitRecord};
+use crate::ids::{PatientRef, ReferralId, StaffId, VisitId};
 use crate::visit::Millis;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,11 +187,13 @@ impl NoteOutbox {
 
     /// One round: claim what is due, write it, record how it went. How many were claimed.
     pub async fn round(&self, now: Millis) -> Result<usize, DurableError> {
-        let lease_until = now + self.policy.lease.as_millis() as i64;
-        let due = self
-            .durable
-            .claim_note_writes(&self.owner, now, lease_until, CLAIM_BATCH)
-            .await?;
+        let claim = Claim {
+            owner: &self.owner,
+            now,
+            lease_until: now + self.policy.lease.as_millis() as i64,
+            limit: CLAIM_BATCH,
+        };
+        let due = self.durable.claim_note_writes(claim).await?;
         let mut claimed = due.len();
         for note in due {
             let visit = note.write.visit.clone();
@@ -206,95 +208,109 @@ impl NoteOutbox {
                     tracing::info!(visit = %visit, kept, "visit note written to the record");
                 }
                 Err(e) => {
-                    let Failure {
-                        failures,
-                        wait,
-                        next_attempt_at: next,
-                        give_up,
-                    } = self.policy.after_failure(note.attempts, note.saved_at, at);
-                    // Errors of the record adapters carry no patient data.
-                    let cause = e.to_string();
-                    self.durable
-                        .note_write_failed(&visit, &self.owner, &cause, at, next, give_up)
-                        .await?;
-                    if give_up {
-                        tracing::error!(visit = %visit, failures, error = %cause,
-                            "visit note not written to the record; given up (listed for admins)");
-                    } else {
-                        tracing::warn!(
-                            visit = %visit,
-                            failures,
-                            retry_in_secs = wait.as_secs(),
-                            error = %cause,
-                            "visit note not written to the record yet; will retry"
-                        );
-                    }
+                    let (attempts, since) = (note.attempts, note.saved_at);
+                    self.attempt_failed(OutboxRow::Note(&visit), attempts, since, at, e)
+                        .await?
                 }
             }
         }
-        claimed += self.referral_round(now, lease_until).await?;
+        claimed += self.referral_round(claim).await?;
         Ok(claimed)
     }
 
     /// The referrals' part of a round.
-    async fn referral_round(
-        &self,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<usize, DurableError> {
-        let due = self
-            .durable
-            .claim_referral_writes(&self.owner, now, lease_until, CLAIM_BATCH)
-            .await?;
+    async fn referral_round(&self, claim: Claim<'_>) -> Result<usize, DurableError> {
+        let due = self.durable.claim_referral_writes(claim).await?;
         let claimed = due.len();
-        for mut claim in due {
-            let id = claim.write.referral.clone();
-            claim.write.encounter = self
+        for mut row in due {
+            let id = row.write.referral.clone();
+            row.write.encounter = self
                 .durable
-                .visit_note(&claim.write.visit)
+                .visit_note(&row.write.visit)
                 .await?
                 .and_then(|n| n.receipt)
                 .map(|r| r.encounter);
-            let outcome = self.writer.write_referral(&claim.write).await;
+            let outcome = self.writer.write_referral(&row.write).await;
             let at = now_millis();
             match outcome {
                 Ok(reference) => {
                     let kept = self
                         .durable
-                        .referral_written(&id, &self.owner, claim.version, &reference, at)
+                        .referral_written(&id, &self.owner, row.version, &reference, at)
                         .await?;
                     tracing::info!(referral = %id, kept, "referral written to the record");
                 }
                 Err(e) => {
-                    let Failure {
-                        failures,
-                        wait,
-                        next_attempt_at: next,
-                        give_up,
-                    } = self
-                        .policy
-                        .after_failure(claim.attempts, claim.pending_since, at);
-                    let cause = e.to_string();
-                    self.durable
-                        .referral_write_failed(&id, &self.owner, &cause, at, next, give_up)
-                        .await?;
-                    if give_up {
-                        tracing::error!(referral = %id, failures, error = %cause,
-                            "referral not written to the record; given up (listed for admins)");
-                    } else {
-                        tracing::warn!(
-                            referral = %id,
-                            failures,
-                            retry_in_secs = wait.as_secs(),
-                            error = %cause,
-                            "referral not written to the record yet; will retry"
-                        );
-                    }
+                    let (attempts, since) = (row.attempts, row.pending_since);
+                    self.attempt_failed(OutboxRow::Referral(&id), attempts, since, at, e)
+                        .await?
                 }
             }
         }
         Ok(claimed)
     }
+
+    /// Counts the attempt made at `at` to write `row` as failed; the row had failed
+    /// `attempts` times before and waits since `since`. It is due again after the backoff,
+    /// or given up (listed for admins).
+    async fn attempt_failed(
+        &self,
+        row: OutboxRow<'_>,
+        attempts: u32,
+        since: Millis,
+        at: Millis,
+        error: super::RecordsError,
+    ) -> Result<(), DurableError> {
+        let Failure {
+            failures,
+            wait,
+            next_attempt_at,
+            give_up,
+        } = self.policy.after_failure(attempts, since, at);
+        // Errors of the record adapters carry no patient data.
+        let cause = error.to_string();
+        let failed = FailedAttempt {
+            owner: &self.owner,
+            error: &cause,
+            at,
+            next_attempt_at,
+            give_up,
+        };
+        let (visit, referral, what) = match row {
+            OutboxRow::Note(visit) => {
+                self.durable.note_write_failed(visit, failed).await?;
+                (Some(visit), None, "visit note")
+            }
+            OutboxRow::Referral(id) => {
+                self.durable.referral_write_failed(id, failed).await?;
+                (None, Some(id), "referral")
+            }
+        };
+        // One of the two is recorded: the note's visit, or the referral.
+        let visit = visit.map(tracing::field::display);
+        let referral = referral.map(tracing::field::display);
+        if give_up {
+            tracing::error!(visit, referral, failures, error = %cause,
+                "{what} not written to the record; given up (listed for admins)");
+        } else {
+            tracing::warn!(
+                visit,
+                referral,
+                failures,
+                retry_in_secs = wait.as_secs(),
+                error = %cause,
+                "{what} not written to the record yet; will retry"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The outbox row an attempt was for.
+#[derive(Clone, Copy)]
+enum OutboxRow<'a> {
+    Note(&'a VisitId),
+    Referral(&'a ReferralId),
 }
 
 fn now_millis() -> Millis {

@@ -7,7 +7,7 @@
 //! `notify` (a real SMTP server process in its tests); until they are wired in, this is the
 //! edge of what these tests can run. Everything else is the real server on SQLite.
 
-use crate::kit::{Client, TestApp, admit};
+use crate::kit::{Client, EVERY_DAY, TestApp, admit, open_all_day};
 use examroom::config::Settings;
 use examroom::ids::{Role, RoomId, StaffId, VisitId};
 use examroom::notify::{Channel, Courier, CourierError, Notice, NoticeKind, Recipient};
@@ -85,23 +85,8 @@ async fn clinic(f: impl FnOnce(&mut Settings)) -> Booking {
         .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
         .await;
     let doc_token = app.staff_token(&doc, vec![Role::Physician]).await;
-    let all_day: Vec<&str> = vec!["00:00-23:59"];
-    let weekly: serde_json::Map<String, Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| ((*d).to_owned(), json!(all_day)))
-        .collect();
-    let (s, body) = app
-        .call_json(
-            "PUT",
-            "/api/my/schedule",
-            Some(&doc_token),
-            Some(
-                json!({"room": room.id, "zone": "Europe/Madrid", "weekly": weekly,
-                        "visit_mins": 30}),
-            ),
-        )
+    app.bookable_all_day(&doc_token, &room.id, "Europe/Madrid")
         .await;
-    assert_eq!(s, 200, "{body}");
     Booking {
         app,
         courier,
@@ -750,9 +735,7 @@ async fn visit_types_are_set_listed_and_booked_with_their_own_lengths() {
                 .await
         }
     };
-    let weekly = json!({"mon": ["00:00-23:59"], "tue": ["00:00-23:59"], "wed": ["00:00-23:59"],
-        "thu": ["00:00-23:59"], "fri": ["00:00-23:59"], "sat": ["00:00-23:59"],
-        "sun": ["00:00-23:59"]});
+    let weekly = open_all_day(&EVERY_DAY);
     let types = json!([{"key": "first", "name": "Primera visita", "mins": 40},
                        {"key": "follow-up", "name": "Seguimiento", "mins": 20}]);
     // Off the 5-minute grid, duplicate keys, a bad key, a start at 09:07: refused, named,

@@ -7,7 +7,7 @@
 use crate::kit::TestApp;
 use crate::kit::mail::{SmtpOptions, SmtpServer};
 use examroom::ids::Role;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The six-digit code in a message's text.
 fn code_in(text: &str) -> String {
@@ -41,22 +41,8 @@ async fn a_patient_books_in_spanish_and_the_code_and_confirmation_arrive_by_mail
         .room("Vega", examroom::visit::RoomKind::Physician, &[&doc])
         .await;
     let token = app.staff_token(&doc, vec![Role::Physician]).await;
-    let all_day: serde_json::Map<String, Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| ((*d).to_owned(), json!(["00:00-23:59"])))
-        .collect();
-    let (s, body) = app
-        .call_json(
-            "PUT",
-            "/api/my/schedule",
-            Some(&token),
-            Some(
-                json!({"room": room.id, "zone": "Europe/Madrid", "weekly": all_day,
-                        "visit_mins": 30}),
-            ),
-        )
+    app.bookable_all_day(&token, &room.id, "Europe/Madrid")
         .await;
-    assert_eq!(s, 200, "{body}");
     let (_, info) = app.call_json("GET", "/api/booking", None, None).await;
     assert_eq!(
         info["channels"],

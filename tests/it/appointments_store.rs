@@ -7,8 +7,8 @@
 use crate::kit::services::on_fresh_postgres;
 use examroom::config::Settings;
 use examroom::durable::appointments::*;
-use examroom::durable::{DurableStore, LinkKind, NewLink, NewRoom, NewStaff, open};
-use examroom::ids::{AppointmentId, LinkId, NoticeId, Role, StaffId, VisitId};
+use examroom::durable::{DurableStore, NewLink, NewRoom, NewStaff, open};
+use examroom::ids::{AppointmentId, NoticeId, Role, StaffId};
 use examroom::scheduling::{Schedule, Span, VisitType, VisitTypeKey};
 use examroom::visit::{RoomConfig, RoomKind};
 use std::future::Future;
@@ -136,21 +136,12 @@ fn notice(kind: NoticeKind, due_at: i64) -> NewNotice {
 }
 
 fn join_link(a: &Appointment, now: i64) -> NewLink {
-    NewLink {
-        id: LinkId::new(),
-        code_hash: examroom::ids::random_id() + &examroom::ids::random_id(),
-        kind: LinkKind::Patient,
-        room: a.room.clone(),
-        visit: VisitId::new(),
-        patient_name: Some(a.patient_name.clone()),
-        patient_ref: None,
-        reason: Some(a.reason.clone()),
-        lang: Some(a.lang.clone()),
-        not_before: Some(a.starts_at - 15 * MIN),
-        expires_at: a.starts_at + 30 * MIN,
-        created_by: a.physician.clone(),
-        created_at: now,
-    }
+    let code_hash = examroom::ids::random_id() + &examroom::ids::random_id();
+    let window = JoinWindow {
+        before_ms: 15 * MIN,
+        after_ms: 30 * MIN,
+    };
+    a.join_link(code_hash, window, now)
 }
 
 /// Books and confirms an appointment at `starts_at` with a reminder notice.

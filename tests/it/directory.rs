@@ -1,8 +1,9 @@
 //! The physician directory (issue 22): admins and physicians write profiles; the public
 //! searches them and sees only what each physician published.
 
-use crate::kit::TestApp;
+use crate::kit::{EVERY_DAY, TestApp, open_all_day};
 use examroom::identity::Role;
+use examroom::ids::StaffId;
 use serde_json::{Value, json};
 
 fn profile(name: &str, listed: bool, publish: Value) -> Value {
@@ -24,6 +25,12 @@ const ALL: &str = r#"{"gender": true, "languages": true, "sites": true, "bio": t
 async fn put_profile(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     app.call_json("PUT", "/api/my/profile", Some(token), Some(body))
         .await
+}
+
+/// The holder of `token` (an admin, to succeed) writes `staff`'s profile.
+async fn put_profile_of(app: &TestApp, token: &str, staff: &StaffId, body: Value) -> (u16, Value) {
+    let path = format!("/api/staff/{staff}/profile");
+    app.call_json("PUT", &path, Some(token), Some(body)).await
 }
 
 fn names(list: &Value) -> Vec<&str> {
@@ -54,14 +61,13 @@ async fn search_by_every_filter(app: TestApp) {
     let ana = app.physician_speaking("Ana", &["es", "en"], "female").await;
     let ben = app.physician_speaking("Ben", &["en"], "male").await;
     let all: Value = serde_json::from_str(ALL).unwrap();
-    let (s, _) = app
-        .call_json(
-            "PUT",
-            &format!("/api/staff/{ana}/profile"),
-            Some(&admin),
-            Some(profile("Dr Ana Ruiz", true, all.clone())),
-        )
-        .await;
+    let (s, _) = put_profile_of(
+        &app,
+        &admin,
+        &ana,
+        profile("Dr Ana Ruiz", true, all.clone()),
+    )
+    .await;
     assert_eq!(s, 200);
     // Ben writes his own, with a site in Barcelona.
     let ben_token = app.staff_token(&ben, vec![Role::Physician]).await;
@@ -151,14 +157,7 @@ async fn unpublished_fields_never_leave_the_server() {
     let hidden = app.physician("Hidden").await;
     let nothing = json!({"gender": false, "languages": false, "sites": false, "bio": false});
     for (id, name, listed) in [(&quiet, "Dr Quinn", true), (&hidden, "Dr Hidden", false)] {
-        let (s, _) = app
-            .call_json(
-                "PUT",
-                &format!("/api/staff/{id}/profile"),
-                Some(&admin),
-                Some(profile(name, listed, nothing.clone())),
-            )
-            .await;
+        let (s, _) = put_profile_of(&app, &admin, id, profile(name, listed, nothing.clone())).await;
         assert_eq!(s, 200);
     }
     // Dr Quinn also takes appointments online: the booking list follows the same choice.
@@ -266,14 +265,7 @@ async fn profiles_are_edited_only_by_admins_and_their_physician_and_bad_input_wr
     let doc_token = app.staff_token(&doc, vec![Role::Physician]).await;
     let body = profile("Dr Doc", true, json!({}));
     // A physician cannot write another physician's profile through the admin route.
-    let (s, e) = app
-        .call_json(
-            "PUT",
-            &format!("/api/staff/{other}/profile"),
-            Some(&doc_token),
-            Some(body.clone()),
-        )
-        .await;
+    let (s, e) = put_profile_of(&app, &doc_token, &other, body.clone()).await;
     assert_eq!((s, e["error"].as_str()), (403, Some("not_admin")));
     // No credentials: 401 with a reason.
     let (s, e) = app
@@ -343,14 +335,7 @@ async fn physicians_who_take_appointments_show_their_next_free_slot_and_sort_ear
     let busy = app.physician("Busy").await;
     let none = app.physician("None").await;
     for (id, name) in [(&open, "Dr Open"), (&busy, "Dr Busy"), (&none, "Dr None")] {
-        let (s, _) = app
-            .call_json(
-                "PUT",
-                &format!("/api/staff/{id}/profile"),
-                Some(&admin),
-                Some(profile(name, true, json!({}))),
-            )
-            .await;
+        let (s, _) = put_profile_of(&app, &admin, id, profile(name, true, json!({}))).await;
         assert_eq!(s, 200);
     }
     // Dr Open works every day, all day; Dr Busy only on the weekday
@@ -360,7 +345,7 @@ async fn physicians_who_take_appointments_show_their_next_free_slot_and_sort_ear
         .to_string()
         .to_lowercase();
     for (id, days) in [
-        (&open, vec!["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+        (&open, EVERY_DAY.to_vec()),
         (&busy, vec![&in_three_days[..3]]),
     ] {
         let room = app
@@ -370,10 +355,7 @@ async fn physicians_who_take_appointments_show_their_next_free_slot_and_sort_ear
                 &[id],
             )
             .await;
-        let weekly: serde_json::Map<String, Value> = days
-            .iter()
-            .map(|d| ((*d).to_owned(), json!(["00:00-23:59"])))
-            .collect();
+        let weekly = open_all_day(&days);
         let (s, body) = app
             .call_json(
                 "PUT",
@@ -438,14 +420,7 @@ async fn a_postcode_from_the_clinics_geonames_file_is_searched_from() {
     let (_, admin) = app.admin().await;
     let ana = app.physician("Ana").await;
     let all: Value = serde_json::from_str(ALL).unwrap();
-    let (s, _) = app
-        .call_json(
-            "PUT",
-            &format!("/api/staff/{ana}/profile"),
-            Some(&admin),
-            Some(profile("Dr Ana Ruiz", true, all)),
-        )
-        .await;
+    let (s, _) = put_profile_of(&app, &admin, &ana, profile("Dr Ana Ruiz", true, all)).await;
     assert_eq!(s, 200);
     // 08001 is central Barcelona: Madrid is about 505 km away.
     let (s, found) = app

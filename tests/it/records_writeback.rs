@@ -6,7 +6,7 @@ use crate::kit::services::on_fresh_postgres;
 use crate::kit::*;
 use examroom::audit::AuditOutcome;
 use examroom::config::Settings;
-use examroom::durable::{DurableError, DurableStore, NoteDelivery};
+use examroom::durable::{Claim, DurableError, DurableStore, FailedAttempt, NoteDelivery};
 use examroom::identity::Role;
 use examroom::ids::{PatientRef, RoomId, StaffId, VisitId};
 use examroom::records::visit_note::{VISIT_SYSTEM, VisitNote, VisitWrite, WriteReceipt};
@@ -429,6 +429,16 @@ fn write(physician: &StaffId, reason: &str, at: i64) -> VisitWrite {
 
 const T0: i64 = 1_765_000_000_000;
 
+/// `owner`'s claim at `now` on up to ten due rows, its lease running until `until`.
+fn claim_by(owner: &str, now: i64, until: i64) -> Claim<'_> {
+    Claim {
+        owner,
+        now,
+        lease_until: until,
+        limit: 10,
+    }
+}
+
 /// One note per visit; the same again is no change; another is a conflict; a claim is one
 /// node's until its lease runs out; failures count and wait; a written note is done.
 async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn DurableStore>) {
@@ -457,8 +467,8 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
 
     // Two nodes claim at once: exactly one gets the note.
     let (a, b) = tokio::join!(
-        s.claim_note_writes("node-a", T0, T0 + 60_000, 10),
-        s.claim_note_writes("node-b", T0, T0 + 60_000, 10)
+        s.claim_note_writes(claim_by("node-a", T0, T0 + 60_000)),
+        s.claim_note_writes(claim_by("node-b", T0, T0 + 60_000))
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
@@ -478,7 +488,7 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
             .unwrap()
     );
     assert!(
-        s.claim_note_writes(other_node, T0 + 1, T0 + 60_000, 10)
+        s.claim_note_writes(claim_by(other_node, T0 + 1, T0 + 60_000))
             .await
             .unwrap()
             .is_empty()
@@ -487,11 +497,13 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
     assert!(
         s.note_write_failed(
             &w.visit,
-            holder,
-            "Encounter create: server answered 503",
-            T0 + 10,
-            T0 + 10_000,
-            false
+            FailedAttempt {
+                owner: holder,
+                error: "Encounter create: server answered 503",
+                at: T0 + 10,
+                next_attempt_at: T0 + 10_000,
+                give_up: false,
+            },
         )
         .await
         .unwrap()
@@ -501,20 +513,20 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
     assert_eq!(pending[0].attempts, 1);
     assert_eq!(pending[0].leased_until, None);
     assert!(
-        s.claim_note_writes(other_node, T0 + 9_999, T0 + 70_000, 10)
+        s.claim_note_writes(claim_by(other_node, T0 + 9_999, T0 + 70_000))
             .await
             .unwrap()
             .is_empty()
     );
     // A lease that ran out (its node died) is taken over.
     let taken = s
-        .claim_note_writes(other_node, T0 + 10_000, T0 + 20_000, 10)
+        .claim_note_writes(claim_by(other_node, T0 + 10_000, T0 + 20_000))
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].attempts, 1);
     let over = s
-        .claim_note_writes(holder, T0 + 20_001, T0 + 80_000, 10)
+        .claim_note_writes(claim_by(holder, T0 + 20_001, T0 + 80_000))
         .await
         .unwrap();
     assert_eq!(over.len(), 1, "the expired lease is taken over");
@@ -534,7 +546,7 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
     assert_eq!(done.written_at, Some(T0 + 20_003));
     assert!(s.pending_note_writes(10).await.unwrap().is_empty());
     assert!(
-        s.claim_note_writes(holder, T0 + 999_999, T0 + 1_999_999, 10)
+        s.claim_note_writes(claim_by(holder, T0 + 999_999, T0 + 1_999_999))
             .await
             .unwrap()
             .is_empty()
@@ -544,23 +556,32 @@ async fn the_outbox_keeps_one_note_per_visit_and_one_writer_per_note(s: Arc<dyn 
     let doomed = write(&doc, "Earache", T0);
     s.save_visit_note(doomed.clone()).await.unwrap();
     assert_eq!(
-        s.claim_note_writes("node-a", T0, T0 + 60_000, 10)
+        s.claim_note_writes(claim_by("node-a", T0, T0 + 60_000))
             .await
             .unwrap()
             .len(),
         1
     );
     assert!(
-        s.note_write_failed(&doomed.visit, "node-a", "gave up", T0 + 1, T0 + 2, true)
-            .await
-            .unwrap()
+        s.note_write_failed(
+            &doomed.visit,
+            FailedAttempt {
+                owner: "node-a",
+                error: "gave up",
+                at: T0 + 1,
+                next_attempt_at: T0 + 2,
+                give_up: true,
+            },
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(
         s.visit_note(&doomed.visit).await.unwrap().unwrap().state,
         NoteDelivery::Failed
     );
     assert!(
-        s.claim_note_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+        s.claim_note_writes(claim_by("node-a", T0 + 999_999, T0 + 1_999_999))
             .await
             .unwrap()
             .is_empty()
@@ -617,8 +638,8 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     assert_eq!(s.referral_record_state(&anonymous.id).await.unwrap(), None);
 
     let (a, b) = tokio::join!(
-        s.claim_referral_writes("node-a", T0, T0 + 60_000, 10),
-        s.claim_referral_writes("node-b", T0, T0 + 60_000, 10)
+        s.claim_referral_writes(claim_by("node-a", T0, T0 + 60_000)),
+        s.claim_referral_writes(claim_by("node-b", T0, T0 + 60_000))
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
@@ -653,7 +674,7 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     );
     assert_eq!(state.service_request.as_deref(), Some("ServiceRequest/sr1"));
     let next = s
-        .claim_referral_writes("node-c", T0 + 300, T0 + 60_000, 10)
+        .claim_referral_writes(claim_by("node-c", T0 + 300, T0 + 60_000))
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
@@ -662,11 +683,13 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     assert!(
         s.referral_write_failed(
             &r.id,
-            "node-c",
-            "ServiceRequest update: server answered 503",
-            T0 + 400,
-            T0 + 10_000,
-            false
+            FailedAttempt {
+                owner: "node-c",
+                error: "ServiceRequest update: server answered 503",
+                at: T0 + 400,
+                next_attempt_at: T0 + 10_000,
+                give_up: false,
+            },
         )
         .await
         .unwrap()
@@ -674,13 +697,13 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     let pending = s.pending_referral_writes(10).await.unwrap();
     assert_eq!((pending.len(), pending[0].attempts), (1, 1));
     assert!(
-        s.claim_referral_writes("node-c", T0 + 9_999, T0 + 60_000, 10)
+        s.claim_referral_writes(claim_by("node-c", T0 + 9_999, T0 + 60_000))
             .await
             .unwrap()
             .is_empty()
     );
     let last = s
-        .claim_referral_writes("node-c", T0 + 10_000, T0 + 60_000, 10)
+        .claim_referral_writes(claim_by("node-c", T0 + 10_000, T0 + 60_000))
         .await
         .unwrap();
     assert!(
@@ -715,18 +738,20 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
         .await
         .unwrap();
     let claimed = s
-        .claim_referral_writes("node-a", T0 + 20_000, T0 + 80_000, 10)
+        .claim_referral_writes(claim_by("node-a", T0 + 20_000, T0 + 80_000))
         .await
         .unwrap();
     assert_eq!((claimed.len(), claimed[0].pending_since), (1, T0));
     assert!(
         s.referral_write_failed(
             &doomed.id,
-            "node-a",
-            "gave up",
-            T0 + 20_001,
-            T0 + 20_002,
-            true
+            FailedAttempt {
+                owner: "node-a",
+                error: "gave up",
+                at: T0 + 20_001,
+                next_attempt_at: T0 + 20_002,
+                give_up: true,
+            },
         )
         .await
         .unwrap()
@@ -734,7 +759,7 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     let listed = s.pending_referral_writes(10).await.unwrap();
     assert_eq!((listed.len(), listed[0].failed), (1, true), "{listed:?}");
     assert!(
-        s.claim_referral_writes("node-a", T0 + 999_999, T0 + 1_999_999, 10)
+        s.claim_referral_writes(claim_by("node-a", T0 + 999_999, T0 + 1_999_999))
             .await
             .unwrap()
             .is_empty()
@@ -749,7 +774,7 @@ async fn the_outbox_keeps_each_referral_until_its_latest_answer_is_written(
     .await
     .unwrap();
     let again = s
-        .claim_referral_writes("node-a", T0 + 30_000, T0 + 90_000, 10)
+        .claim_referral_writes(claim_by("node-a", T0 + 30_000, T0 + 90_000))
         .await
         .unwrap();
     assert_eq!(

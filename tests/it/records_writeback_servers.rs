@@ -436,6 +436,39 @@ async fn request_held_once(server: &FhirProcess, referral: &examroom::ids::Refer
 
 /// The outbox writes the referral (after the visit's note: it points at its Encounter),
 /// a second write changes nothing, and the accepted answer updates the same resource.
+/// The receiving physician answers the referral now, with `note`.
+async fn answer(
+    durable: &Arc<dyn DurableStore>,
+    referral: &examroom::ids::ReferralId,
+    status: examroom::durable::referrals::ReferralStatus,
+    note: &str,
+) {
+    durable
+        .answer_referral(referral, status, Some(note.into()), now(), None)
+        .await
+        .unwrap();
+}
+
+/// The server holds the referral's ServiceRequest once, with the answer: its `status`
+/// and the note that says it. The resource.
+async fn answer_held(
+    server: &FhirProcess,
+    referral: &examroom::ids::ReferralId,
+    status: &str,
+    note: &str,
+) -> Value {
+    let held = request_held_once(server, referral).await;
+    assert_eq!(held["status"], status);
+    assert_eq!(held["note"][1]["text"], note);
+    held
+}
+
+/// No referral write is left pending or given up.
+async fn assert_no_referral_write_left(durable: &Arc<dyn DurableStore>) {
+    let left = durable.pending_referral_writes(10).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 async fn referral_written_once_and_answered(
     server: &FhirProcess,
     src: Arc<FhirSource>,
@@ -491,31 +524,20 @@ async fn referral_written_once_and_answered(
     request_held_once(server, &referral.id).await;
 
     // Accepted: due again, written over the same resource.
-    durable
-        .answer_referral(
-            &referral.id,
-            ReferralStatus::Accepted,
-            Some("Tuesday 10:00.".into()),
-            now(),
-            None,
-        )
-        .await
-        .unwrap();
+    answer(
+        &durable,
+        &referral.id,
+        ReferralStatus::Accepted,
+        "Tuesday 10:00.",
+    )
+    .await;
     assert_eq!(outbox.round(now()).await.unwrap(), 1);
-    let held = request_held_once(server, &referral.id).await;
+    let held = answer_held(server, &referral.id, "active", "Accepted: Tuesday 10:00.").await;
     assert_eq!(
         format!("ServiceRequest/{}", held["id"].as_str().unwrap()),
         reference
     );
-    assert_eq!(held["status"], "active");
-    assert_eq!(held["note"][1]["text"], "Accepted: Tuesday 10:00.");
-    assert!(
-        durable
-            .pending_referral_writes(10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_referral_write_left(&durable).await;
     assert_eq!(
         outbox.round(now()).await.unwrap(),
         0,
@@ -549,16 +571,13 @@ async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_ou
         "no note, no Encounter: {first}"
     );
     drop(sekmet);
-    durable
-        .answer_referral(
-            &referral.id,
-            ReferralStatus::Declined,
-            Some("Not my field.".into()),
-            now(),
-            None,
-        )
-        .await
-        .unwrap();
+    answer(
+        &durable,
+        &referral.id,
+        ReferralStatus::Declined,
+        "Not my field.",
+    )
+    .await;
     assert_eq!(outbox.round(now()).await.unwrap(), 1);
     let pending = durable.pending_referral_writes(10).await.unwrap();
     assert_eq!(pending.len(), 1, "{pending:?}");
@@ -578,17 +597,9 @@ async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_ou
     // Back on the same data and port: the answer lands on the same resource, once.
     let sekmet = start_sekmet(dir.path(), clients, Some(port)).await;
     assert_eq!(outbox.round(now() + 5_000).await.unwrap(), 1);
-    let held = request_held_once(&sekmet, &referral.id).await;
+    let held = answer_held(&sekmet, &referral.id, "revoked", "Declined: Not my field.").await;
     assert_eq!(held["id"], first["id"]);
-    assert_eq!(held["status"], "revoked");
-    assert_eq!(held["note"][1]["text"], "Declined: Not my field.");
-    assert!(
-        durable
-            .pending_referral_writes(10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_referral_write_left(&durable).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use examroom::durable::{DurableError, DurableStore, NewRoom, NewSession, NewStaff};
 use examroom::identity::token::NewToken;
 use examroom::identity::{Role, TokenKeys};
-use examroom::ids::{ParticipantId, RoomId, VisitId};
+use examroom::ids::{ParticipantId, RoomId, StaffId, VisitId};
 use examroom::visit::RoomKind;
 use std::sync::Arc;
 
@@ -68,6 +68,39 @@ fn patient_token(keys: &TokenKeys, room: &RoomId, name: String) -> (String, Stri
     (token, who.to_string(), visit)
 }
 
+/// A dashboard token for the physician `staff` (`name` on the token), signed in: a staff
+/// session in the store and a token bound to it, both good for `ttl_secs`.
+pub async fn signed_in_physician(
+    store: &dyn DurableStore,
+    keys: &TokenKeys,
+    staff: &StaffId,
+    name: &str,
+    ttl_secs: u64,
+) -> Result<String, DurableError> {
+    let sid = examroom::ids::random_id();
+    let now = now();
+    store
+        .create_session(NewSession {
+            id: examroom::identity::hash_secret(&sid),
+            staff: staff.clone(),
+            created_at: now * 1000,
+            expires_at: (now + ttl_secs as i64) * 1000,
+        })
+        .await?;
+    let token = NewToken {
+        sub: staff.to_string(),
+        name: name.to_owned(),
+        roles: vec![Role::Physician],
+        room: None,
+        visit: None,
+        patient: None,
+        sid: Some(sid),
+        lang: None,
+        ttl_secs,
+    };
+    Ok(keys.issue(token, now))
+}
+
 /// Create `visits` physicians (each with their own room and a signed-in session) and
 /// `idle` waiting patients, `idle_per_room` to a room. `tag` keeps names unique per run.
 pub async fn prepare(
@@ -93,29 +126,8 @@ pub async fn prepare(
         let room = store
             .create_room(new_room(format!("load {tag} {i}"), vec![staff.id.clone()]))
             .await?;
-        let sid = examroom::ids::random_id();
-        store
-            .create_session(NewSession {
-                id: examroom::identity::hash_secret(&sid),
-                staff: staff.id.clone(),
-                created_at: now() * 1000,
-                expires_at: (now() + TTL as i64) * 1000,
-            })
-            .await?;
-        let physician_token = keys.issue(
-            NewToken {
-                sub: staff.id.to_string(),
-                name: staff.name.clone(),
-                roles: vec![Role::Physician],
-                room: None,
-                visit: None,
-                patient: None,
-                sid: Some(sid),
-                lang: None,
-                ttl_secs: TTL,
-            },
-            now(),
-        );
+        let physician_token =
+            signed_in_physician(store.as_ref(), keys, &staff.id, &staff.name, TTL).await?;
         let (patient_token, patient, visit) = patient_token(keys, &room.id, format!("Patient {i}"));
         out.visits.push(VisitFixture {
             room: room.id,

@@ -6,7 +6,9 @@
 //!
 //! Each test prints what it measured (`--nocapture`) for docs/deploy.md.
 
-use super::faults::{Owner, Side, a_split_visit_in_call_as, history_is_exact, relayed};
+use super::faults::{
+    Owner, Side, a_split_visit_in_call_as, admitted_into_call, history_is_exact, relayed,
+};
 use crate::kit::cluster::*;
 use examroom::ids::VisitId;
 use examroom::visit::{RoomKind, VisitState};
@@ -208,16 +210,7 @@ async fn a_whole_visit_on_node_a_during(
     assert_eq!(history_of(cluster, &visit, 1).await, [VisitState::Waiting]);
 
     outage().await;
-    let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, &visit).await;
-    // What is left unread came before the admission (queue positions): not a state now.
-    ana.client.backlog.clear();
-    ana.told.push("admitted".into());
-    doc.send(json!({"type": "offer", "to": ana.client.participant, "sdp": "v=0 offer"}))
-        .await;
-    ana.client.expect("offer").await;
-    ana.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
-        .await;
-    doc.client.expect("answer").await;
+    admitted_into_call(&mut ana, &mut doc, room, &visit).await;
     doc.send(json!({"type": "end_visit", "room": room.id, "visit": visit}))
         .await;
     assert!(doc.until("visit_ended", WITHIN, |_| true).await.is_some());

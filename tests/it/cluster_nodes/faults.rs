@@ -205,7 +205,19 @@ pub(super) async fn a_split_visit_in_call_as(
     doc.client
         .expect_where("queue", |q| q["entries"].as_array().unwrap().len() == 1)
         .await;
-    let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, &visit).await;
+    let doc_id = admitted_into_call(&mut ana, &mut doc, room, &visit).await;
+    (ana, doc, doc_id, visit)
+}
+
+/// Dr Grey admits Ana, who waits in `room`, and their pages exchange an offer and an
+/// answer: the call is on. Dr Grey's participant id.
+pub(super) async fn admitted_into_call(
+    ana: &mut Side,
+    doc: &mut Side,
+    room: &RoomConfig,
+    visit: &examroom::ids::VisitId,
+) -> String {
+    let doc_id = crate::kit::admit(&mut doc.client, &mut ana.client, &room.id, visit).await;
     // What is left unread came before the admission (queue positions): not a state now.
     ana.client.backlog.clear();
     doc.client.backlog.clear();
@@ -216,7 +228,7 @@ pub(super) async fn a_split_visit_in_call_as(
     ana.send(json!({"type": "answer", "to": doc_id, "sdp": "v=0 answer"}))
         .await;
     doc.client.expect("answer").await;
-    (ana, doc, doc_id, visit)
+    doc_id
 }
 
 /// The visit's history is exactly the one call, and what each side was told is in it, in

@@ -607,6 +607,32 @@ impl TestApp {
     }
 }
 
+// --- Appointments -------------------------------------------------------------------------
+
+/// Every day of the week, as a schedule's `weekly` names them.
+pub const EVERY_DAY: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A schedule's `weekly` open around the clock on `days`.
+pub fn open_all_day(days: &[&str]) -> Value {
+    days.iter()
+        .map(|d| ((*d).to_owned(), json!(["00:00-23:59"])))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+impl TestApp {
+    /// The physician of `token` takes 30-minute appointments in `room`, every day around
+    /// the clock in `zone`.
+    pub async fn bookable_all_day(&self, token: &str, room: &RoomId, zone: &str) {
+        let schedule = json!({"room": room, "zone": zone, "weekly": open_all_day(&EVERY_DAY),
+            "visit_mins": 30});
+        let (s, body) = self
+            .call_json("PUT", "/api/my/schedule", Some(token), Some(schedule))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+}
+
 /// `doc` admits the waiting patient `p` to `visit`: both hear `admitted`. Returns the
 /// physician's participant id as the patient sees it.
 pub async fn admit(doc: &mut Client, p: &mut Client, room: &RoomId, visit: &VisitId) -> String {

@@ -9,7 +9,7 @@
 //! ```
 
 use examroom::config::{Secret, Settings};
-use examroom::durable::{NewRoom, NewSession, NewStaff};
+use examroom::durable::{NewRoom, NewStaff};
 use examroom::identity::Role;
 use examroom::identity::token::NewToken;
 use examroom::ids::{ParticipantId, VisitId};
@@ -135,32 +135,15 @@ async fn physician(state: &examroom::app::AppState) -> (examroom::ids::RoomId, S
         })
         .await
         .unwrap();
-    let sid = examroom::ids::random_id();
-    let now = chrono::Utc::now().timestamp();
-    state
-        .durable
-        .create_session(NewSession {
-            id: examroom::identity::hash_secret(&sid),
-            staff: doc.id.clone(),
-            created_at: now * 1000,
-            expires_at: (now + 7200) * 1000,
-        })
-        .await
-        .unwrap();
-    let token = state.keys.issue(
-        NewToken {
-            sub: doc.id.to_string(),
-            name: "Dr Bench".into(),
-            roles: vec![Role::Physician],
-            room: None,
-            visit: None,
-            patient: None,
-            sid: Some(sid),
-            lang: None,
-            ttl_secs: 7200,
-        },
-        now,
-    );
+    let token = examroom_load::fixture::signed_in_physician(
+        state.durable.as_ref(),
+        &state.keys,
+        &doc.id,
+        "Dr Bench",
+        7200,
+    )
+    .await
+    .unwrap();
     (room.id, token)
 }
 

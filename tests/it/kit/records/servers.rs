@@ -121,14 +121,12 @@ pub async fn start_fhirsnake(dir: &Path) -> FhirProcess {
             loader_token: None,
             name: "fhirsnake",
         };
-        for _ in 0..150 {
-            if let Ok(Some(_)) = p.child.try_wait() {
-                break; // port taken between picking and binding: try another
-            }
-            if answers(&http, &format!("{}/", p.base)).await {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // A child that exited lost the port between picking and binding: try another.
+        let probe = format!("{}/", p.base);
+        if p.answers_within(&http, &probe, 150, Duration::from_millis(100))
+            .await
+        {
+            return p;
         }
     }
     panic!(
@@ -177,19 +175,18 @@ pub async fn start_sekmet(dir: &Path, clients: Value, port: Option<u16>) -> Fhir
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start sekmet");
-    let p = FhirProcess {
+    let mut p = FhirProcess {
         child,
         base: format!("{root}/fhir"),
         token_url: format!("{root}/auth/token"),
         loader_token: Some("loader-secret".into()),
         name: "sekmet",
     };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if answers(&http, &format!("{}/metadata", p.base)).await {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (http, probe) = (reqwest::Client::new(), format!("{root}/fhir/metadata"));
+    if p.answers_within(&http, &probe, 300, Duration::from_millis(200))
+        .await
+    {
+        return p;
     }
     panic!(
         "sekmet did not start in 60 s; see {}",
@@ -198,6 +195,43 @@ pub async fn start_sekmet(dir: &Path, clients: Value, port: Option<u16>) -> Fhir
 }
 
 impl FhirProcess {
+    /// Whether the server answers `probe` within `tries` looks, `every` apart; `false` at
+    /// once when its process has exited.
+    async fn answers_within(
+        &mut self,
+        http: &reqwest::Client,
+        probe: &str,
+        tries: u32,
+        every: Duration,
+    ) -> bool {
+        for _ in 0..tries {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if answers(http, probe).await {
+                return true;
+            }
+            tokio::time::sleep(every).await;
+        }
+        false
+    }
+
+    /// Sends `rb` as the loader: the status and the JSON body (`null` without one).
+    async fn send_as_loader(&self, rb: reqwest::RequestBuilder) -> (reqwest::StatusCode, Value) {
+        let r = self.loader(rb).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Panics, naming the server and `what` was asked, unless `status` is a success.
+    fn assert_took(&self, what: &str, status: reqwest::StatusCode, body: &Value) {
+        assert!(
+            status.is_success(),
+            "{}: {what}: {status} {body}",
+            self.name
+        );
+    }
+
     fn loader(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let rb = rb.header("content-type", "application/fhir+json");
         match &self.loader_token {
@@ -218,18 +252,8 @@ impl FhirProcess {
         let mut q = query.to_vec();
         q.push(("_count", "1000"));
         let url = reqwest::Url::parse_with_params(&format!("{}/{rtype}", self.base), &q).unwrap();
-        let r = self
-            .loader(reqwest::Client::new().get(url))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{}: search {rtype}: {status} {body}",
-            self.name
-        );
+        let (status, body) = self.send_as_loader(reqwest::Client::new().get(url)).await;
+        self.assert_took(&format!("search {rtype}"), status, &body);
         body["entry"]
             .as_array()
             .into_iter()
@@ -243,54 +267,33 @@ impl FhirProcess {
     /// on 404.
     pub async fn read(&self, rtype: &str, id: &str) -> Option<Value> {
         let url = format!("{}/{rtype}/{id}", self.base);
-        let r = self
-            .loader(reqwest::Client::new().get(url))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
+        let (status, body) = self.send_as_loader(reqwest::Client::new().get(url)).await;
         if status == reqwest::StatusCode::NOT_FOUND {
             return None;
         }
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{}: read {rtype}: {status} {body}",
-            self.name
-        );
+        self.assert_took(&format!("read {rtype}"), status, &body);
         Some(body)
     }
 
     /// POST one resource with `If-None-Exist: condition`, as the loader; status and body.
     pub async fn create_if_none_exist(&self, resource: &Value, condition: &str) -> (u16, Value) {
         let rtype = resource["resourceType"].as_str().unwrap();
-        let r = self
-            .loader(reqwest::Client::new().post(format!("{}/{rtype}", self.base)))
+        let post = reqwest::Client::new()
+            .post(format!("{}/{rtype}", self.base))
             .header("if-none-exist", condition)
-            .body(serde_json::to_vec(resource).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .body(serde_json::to_vec(resource).unwrap());
+        let (status, body) = self.send_as_loader(post).await;
+        (status.as_u16(), body)
     }
 
     /// POST a transaction (or batch) bundle to the base, as it is. Returns the response
     /// bundle; panics when the server refuses it or any entry failed.
     pub async fn post_bundle(&self, bundle: &Value) -> Value {
-        let r = self
-            .loader(reqwest::Client::new().post(&self.base))
-            .body(serde_json::to_vec(bundle).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{}: loading a bundle failed: {status} {body}",
-            self.name
-        );
+        let post = reqwest::Client::new()
+            .post(&self.base)
+            .body(serde_json::to_vec(bundle).unwrap());
+        let (status, body) = self.send_as_loader(post).await;
+        self.assert_took("loading a bundle failed", status, &body);
         for e in body["entry"].as_array().into_iter().flatten() {
             let s = e["response"]["status"].as_str().unwrap_or("");
             assert!(
