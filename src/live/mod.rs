@@ -18,8 +18,6 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -42,25 +40,135 @@ pub enum Outgoing {
 }
 
 /// Where one connection's messages go. Bounded: a client that cannot keep up is
-/// dropped (its `kill` token fires) rather than stalling anyone else.
-#[derive(Debug, Clone)]
+/// dropped (its session is told, [`Next::Killed`]) rather than stalling anyone else.
+///
+/// Not a tokio channel: that allocates its shared state and a block of 32 slots up front,
+/// ≈ 1.3 KiB for every connection, most of which sit idle (issue 20). Here an idle
+/// connection's queue holds nothing; a push takes a lock for the push alone (never across
+/// an await), and wakes the session.
+#[derive(Clone)]
 pub struct Outbox {
     pub conn: u64,
-    pub tx: mpsc::Sender<Outgoing>,
-    pub kill: CancellationToken,
+    queue: Arc<Queue>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("conn", &self.conn).finish()
+    }
+}
+
+/// The session's end of its [`Outbox`]. Dropping it closes the outbox: later pushes are
+/// refused.
+pub struct Inbox {
+    queue: Arc<Queue>,
+}
+
+struct Queue {
+    // std Mutex: held for one push or pop, never across an await.
+    state: std::sync::Mutex<QueueState>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: std::collections::VecDeque<Outgoing>,
+    waker: Option<std::task::Waker>,
+    killed: bool,
+    closed: bool,
+}
+
+/// What the session takes from its inbox next.
+pub enum Next {
+    Out(Outgoing),
+    /// The client fell `capacity` messages behind: drop it.
+    Killed,
 }
 
 impl Outbox {
-    /// Never blocks. Returns false when the client was too slow and is being dropped.
+    /// A connection's outbox holding at most `capacity` messages, and its session's end.
+    pub fn new(conn: u64, capacity: usize) -> (Outbox, Inbox) {
+        let queue = Arc::new(Queue {
+            state: std::sync::Mutex::new(QueueState::default()),
+            capacity: capacity.max(1),
+        });
+        (
+            Outbox {
+                conn,
+                queue: queue.clone(),
+            },
+            Inbox { queue },
+        )
+    }
+
+    /// Never blocks. Returns false when the client was too slow and is being dropped, or
+    /// its session has ended.
     pub fn push(&self, msg: Outgoing) -> bool {
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.cancel();
-                false
+        let (taken, waker) = {
+            let mut q = self.queue.state.lock().expect("poisoned");
+            if q.closed || q.killed {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            let taken = q.items.len() < self.queue.capacity;
+            if taken {
+                q.items.push_back(msg);
+            } else {
+                q.killed = true;
+                q.items.clear();
+            }
+            (taken, q.waker.take())
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
+        taken
+    }
+}
+
+impl Inbox {
+    /// The next message, or [`Next::Killed`] once the client fell too far behind.
+    /// Cancel-safe: a message is taken only in the poll that returns it.
+    pub fn poll_next(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Next> {
+        let mut q = self.queue.state.lock().expect("poisoned");
+        if q.killed {
+            return std::task::Poll::Ready(Next::Killed);
+        }
+        match q.items.pop_front() {
+            Some(m) => {
+                if q.items.is_empty() && q.items.capacity() > 4 {
+                    // A burst is over: do not keep its room for the connection's life.
+                    q.items = Default::default();
+                }
+                std::task::Poll::Ready(Next::Out(m))
+            }
+            None => {
+                if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    q.waker = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    pub async fn next(&self) -> Next {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next message, `None` once killed (for tests and tools).
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        match self.next().await {
+            Next::Out(m) => Some(m),
+            Next::Killed => None,
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut q = self.queue.state.lock().expect("poisoned");
+        q.closed = true;
+        q.items.clear();
+        q.waker = None;
     }
 }
 

@@ -436,12 +436,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let (tx, rx) = mpsc::channel(64);
-            let outbox = Outbox {
-                conn: conn as u64,
-                tx,
-                kill: CancellationToken::new(),
-            };
+            let (outbox, rx) = Outbox::new(conn as u64, 64);
             live.attach(&m.id, outbox);
             live.submit(&id, first_connect(m)).await.unwrap();
             inboxes.push(rx);
@@ -454,7 +449,7 @@ mod tests {
         };
         /// The first message `want` accepts, skipping others; `None` after 5 s.
         async fn next(
-            rx: &mut mpsc::Receiver<Outgoing>,
+            rx: &mut crate::live::Inbox,
             want: impl Fn(&Outgoing) -> bool,
         ) -> Option<Outgoing> {
             loop {

@@ -8,15 +8,13 @@ use examroom::identity::Role;
 use examroom::ids::{ParticipantId, PatientRef, RoomId, StaffId, VisitId};
 use examroom::live::memory::MemoryLive;
 use examroom::live::redis::{RedisConnection, RedisLive};
-use examroom::live::{Effects, Live, LiveError, Outbox, Outgoing, RoomLoader};
+use examroom::live::{Effects, Inbox, Live, LiveError, Outbox, Outgoing, RoomLoader};
 use examroom::protocol::ServerMsg;
 use examroom::visit::room::{Input, Member, Timing, Transition};
 use examroom::visit::{RoomConfig, RoomKind, VisitState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -108,19 +106,12 @@ contract!(
 
 struct Conn {
     outbox: Outbox,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: Inbox,
 }
 
 fn conn(n: u64) -> Conn {
-    let (tx, rx) = mpsc::channel(64);
-    Conn {
-        outbox: Outbox {
-            conn: n,
-            tx,
-            kill: CancellationToken::new(),
-        },
-        rx,
-    }
+    let (outbox, rx) = Outbox::new(n, 64);
+    Conn { outbox, rx }
 }
 
 impl Conn {

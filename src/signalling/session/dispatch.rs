@@ -13,17 +13,11 @@ pub(super) async fn dispatch(
     id: &Identity,
     state: &AppState,
     outbox: &Outbox,
-    view: &Arc<Mutex<View>>,
+    view: &View,
 ) -> Flow {
     let me = &id.participant;
     let own_room = || id.rooms.first().cloned();
-    let active_room = || {
-        view.lock()
-            .expect("poisoned")
-            .active
-            .as_ref()
-            .map(|(r, _)| r.clone())
-    };
+    let active_room = || view.active.as_ref().map(|(r, _)| r.clone());
     let about = msg.type_name();
     let (room, act): (Option<RoomId>, Act) = match msg {
         ClientMsg::Ping {} => {
@@ -196,7 +190,7 @@ pub(super) async fn dispatch(
 /// Start this connection's connection check: the server's own peer answers, and its
 /// candidates trickle back over the outbox. One check per connection.
 pub(super) async fn connection_check_offer(
-    check: &mut Option<CheckHandle>,
+    check: &mut Option<Box<CheckHandle>>,
     sdp: String,
     id: &Identity,
     state: &AppState,
@@ -229,7 +223,7 @@ pub(super) async fn connection_check_offer(
                     }
                 });
             }
-            *check = Some(handle);
+            *check = Some(Box::new(handle));
         }
         Err(CheckError::TooManyChecks) => push(
             outbox,

@@ -1,4 +1,5 @@
-//! One WebSocket connection: a reader and a writer task around a bounded outbox.
+//! One WebSocket connection: one task that reads the client's messages, writes its
+//! bounded outbox, and keeps one timer for the hello deadline, heartbeats and refreshes.
 //!
 //! - The first message must be `hello` with a valid token, within `hello_timeout_secs`.
 //! - Until then it holds an unauthenticated place ([`super::admission`]); the hello
@@ -12,17 +13,22 @@
 //!   `heartbeat_timeout_secs` is dropped.
 //! - A client that cannot keep up with its outbox is dropped (`slow_consumer`); it never
 //!   stalls a visit.
-//! - When either half ends, both end, and cleanup runs in one place.
+//! - When the connection ends, for any reason, cleanup runs in one place.
+//!
+//! One task, not a reader and a writer: every connection pays for its task and futures for
+//! its whole life, and two tasks with their channels, tokens and shared view cost ≈ 6 KiB
+//! more per connection than this one (issue 20, docs/benchmarks.md). What is written
+//! still never waits on what is read: others only push to the outbox, which never blocks.
 //!
 //! Tokens are never logged.
 //!
 //! The parts: [`hello`] (who the connection is), [`dispatch`] (what each message does),
-//! [`writer`] (the writer half and close codes); the reader half is here.
+//! [`writer`] (framing what is sent, and close codes); the loop is here.
 
 use super::socket::{self, Incoming, ReadError};
 use crate::identity::{Claims, Role, TokenError};
 use crate::ids::{ParticipantId, RoomId, VisitId};
-use crate::live::{Outbox, Outgoing};
+use crate::live::{Inbox, Next, Outbox, Outgoing};
 use crate::media::check::CheckHandle;
 use crate::media::peer::LocalCandidate;
 use crate::protocol::{self, Candidate, ClientMsg, ErrorCode, ServerMsg};
@@ -31,10 +37,7 @@ use crate::state::admission::{Established, Pending};
 use crate::visit::room::{Act, Input, Member};
 use hyper::upgrade::Upgraded;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 mod dispatch;
 mod hello;
@@ -43,9 +46,11 @@ mod writer;
 use dispatch::{Flow, connection_check_offer, dispatch};
 use hello::{fresh_token, hello};
 pub use writer::close_code;
-use writer::{CLOSE_WAIT, write_loop};
+use writer::{CLOSE_WAIT, Sink, frame, observe, send_close};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+type Stream = socket::Reader<tokio::io::ReadHalf<socket::Io>>;
 
 /// Which visit this connection is in, learned from what the rooms send it; used only
 /// to route relays to the right room (the room itself checks membership).
@@ -64,43 +69,26 @@ struct Identity {
     _slot: Established,
 }
 
-/// Serve one WebSocket until either half ends.
+/// Serve one WebSocket until it ends.
 /// `cookie`: the staff session token the upgrade request carried (Origin already
 /// checked); a `hello` without a token uses it.
 pub async fn run(io: Upgraded, state: AppState, slot: Pending, cookie: Option<String>) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     state.metrics.connections.inc();
     let cfg = &state.settings.signalling;
-    let (tx, rx) = mpsc::channel(cfg.outbox_capacity);
-    let outbox = Outbox {
-        conn,
-        tx,
-        kill: CancellationToken::new(),
-    };
-    let view = Arc::new(Mutex::new(View::default()));
-    let (mut stream, sink) = socket::split(io, cfg.read_buffer_bytes, socket::HARD_MESSAGE_LIMIT);
-    let writer_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
+    let (outbox, inbox) = Outbox::new(conn, cfg.outbox_capacity);
+    let (stream, sink) = socket::split(io, cfg.read_buffer_bytes, socket::HARD_MESSAGE_LIMIT);
+    let mut s = Session {
+        stream,
         sink,
-        rx,
-        outbox.kill.clone(),
-        view.clone(),
-        state.clone(),
-        writer_done.clone(),
-    ));
+        inbox,
+        outbox,
+        view: View::default(),
+        closing: false,
+    };
+    let identity = s.serve(&state, slot, cookie).await;
 
-    let identity = read_loop(
-        &mut stream,
-        &state,
-        &outbox,
-        &view,
-        &writer_done,
-        slot,
-        cookie,
-    )
-    .await;
-
-    // Cleanup, in one place: forget the outbox, tell the rooms, stop the writer.
+    // Cleanup, in one place: forget the outbox, tell the rooms, say goodbye.
     if let Some((id, left)) = identity {
         state.live.detach(&id.participant, conn);
         if !left && !state.live.is_connected(&id.participant).await {
@@ -117,20 +105,325 @@ pub async fn run(io: Upgraded, state: AppState, slot: Pending, cookie: Option<St
             }
         }
     }
-    drop(outbox);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    // The closing handshake: read (and drop) what the client still sends until it answers
-    // our close. Closing the socket with unread data in it would reset the connection,
-    // and the client would lose the close frame that says why.
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = stream.next().await {
-            if matches!(m, Incoming::Close(_)) {
-                break;
+    // Boxed: it runs once, at the end; inline, every connection would carry its size.
+    Box::pin(s.finish(&state)).await;
+    state.metrics.connections.dec();
+}
+
+/// One connection's parts. `closing`: a close is queued; nothing more read is acted on.
+struct Session {
+    stream: Stream,
+    sink: Sink,
+    inbox: Inbox,
+    outbox: Outbox,
+    view: View,
+    closing: bool,
+}
+
+/// What woke the session.
+enum Event {
+    Out(Next),
+    In(Option<String>),
+    Timer,
+    Shutdown,
+}
+
+/// When the timer is due next, for what.
+struct Clock {
+    /// The hello deadline, then the heartbeat timeout counted from the last message.
+    silence: Duration,
+    last_heard: tokio::time::Instant,
+    ping_at: tokio::time::Instant,
+    ping_every: Duration,
+    /// A patient's or guest's fresh token (their tokens are short-lived).
+    refresh_at: Option<tokio::time::Instant>,
+    refresh_every: Duration,
+    /// Fresh TURN credentials, well before they expire.
+    ice_at: Option<tokio::time::Instant>,
+    ice_every: Duration,
+}
+
+impl Clock {
+    fn next(&self) -> tokio::time::Instant {
+        let mut at = (self.last_heard + self.silence).min(self.ping_at);
+        for t in [self.refresh_at, self.ice_at].into_iter().flatten() {
+            at = at.min(t);
+        }
+        at
+    }
+}
+
+impl Session {
+    /// Until the connection is done: returns who it was (if the hello succeeded) and
+    /// whether they left on purpose.
+    async fn serve(
+        &mut self,
+        state: &AppState,
+        slot: Pending,
+        cookie: Option<String>,
+    ) -> Option<(Box<Identity>, bool)> {
+        let cfg = &state.settings.signalling;
+        let max = cfg.max_message_bytes;
+        let now = tokio::time::Instant::now();
+        let ping_every = Duration::from_secs(cfg.heartbeat_interval_secs);
+        let mut clock = Clock {
+            silence: Duration::from_secs(cfg.hello_timeout_secs),
+            last_heard: now,
+            ping_at: now + ping_every,
+            ping_every,
+            refresh_at: None,
+            refresh_every: Duration::from_secs(
+                (state.settings.identity.patient_token_secs / 2).max(30),
+            ),
+            ice_at: None,
+            ice_every: Duration::from_secs(
+                (state.settings.ice.turn_credential_secs * 4 / 5).max(30),
+            ),
+        };
+        let timer = tokio::time::sleep_until(clock.next());
+        tokio::pin!(timer);
+        let mut slot = Some(slot);
+        let mut cookie = cookie;
+        // Boxed, like `check`: held for the connection's life, used per message by
+        // reference, so the future keeps a pointer instead of ≈ 600 bytes.
+        let mut id: Option<Box<Identity>> = None;
+        let mut throttle = super::throttle::Throttle::new(cfg.rate_per_sec, cfg.rate_burst);
+        let mut check: Option<Box<CheckHandle>> = None;
+        let mut left = false;
+        // Messages dropped in a row for the rate: the first gets `rate_limited`, and a client
+        // that goes on past a whole burst is flooding and is closed.
+        let mut dropped: u32 = 0;
+        let mut shutting_down = false;
+        loop {
+            let event = tokio::select! {
+                biased;
+                next = self.inbox.next() => Event::Out(next),
+                text = next_text(&mut self.stream, &self.outbox, max), if !self.closing => Event::In(text),
+                _ = &mut timer, if !self.closing => Event::Timer,
+                _ = state.shutdown.cancelled(), if !shutting_down => Event::Shutdown,
+            };
+            match event {
+                Event::Out(Next::Killed) => {
+                    state.metrics.error(ErrorCode::SlowConsumer);
+                    let msg = ServerMsg::error(
+                        ErrorCode::SlowConsumer,
+                        "you fell too far behind; reconnect",
+                    );
+                    Box::pin(send_close(&mut self.sink, &msg)).await;
+                    break;
+                }
+                Event::Out(Next::Out(Outgoing::Msg(msg))) => {
+                    observe(&mut self.view, &msg);
+                    state.metrics.sent(&msg);
+                    if self.sink.send(frame(&msg)).await.is_err() {
+                        break;
+                    }
+                }
+                Event::Out(Next::Out(Outgoing::Close(msg))) => {
+                    state.metrics.sent(&msg);
+                    Box::pin(send_close(&mut self.sink, &msg)).await;
+                    break;
+                }
+                Event::Out(Next::Out(Outgoing::Pong(bytes))) => {
+                    if self.sink.pong(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Event::Shutdown => {
+                    shutting_down = true;
+                    self.close_with(ServerMsg::GoingAway {
+                        reason: "server restarting".into(),
+                        reconnect_after_ms: 1000,
+                    });
+                }
+                Event::Timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= clock.last_heard + clock.silence {
+                        match id {
+                            None => self
+                                .close(ErrorCode::HelloTimeout, "no hello within the time allowed"),
+                            Some(_) => self.close(
+                                ErrorCode::HeartbeatTimeout,
+                                "no message within the heartbeat timeout",
+                            ),
+                        }
+                        continue;
+                    }
+                    if now >= clock.ping_at {
+                        clock.ping_at = now + clock.ping_every;
+                        push(&self.outbox, ServerMsg::Ping {});
+                    }
+                    if let (Some(at), Some(who)) = (clock.refresh_at, &id)
+                        && now >= at
+                    {
+                        clock.refresh_at = Some(now + clock.refresh_every);
+                        push(&self.outbox, fresh_token(state, &who.claims));
+                    }
+                    if let (Some(at), Some(who)) = (clock.ice_at, &id)
+                        && now >= at
+                    {
+                        clock.ice_at = Some(now + clock.ice_every);
+                        let (ice_servers, _) = state.ice_servers(&who.participant);
+                        push(&self.outbox, ServerMsg::IceServers { ice_servers });
+                    }
+                    timer.as_mut().reset(clock.next());
+                }
+                Event::In(None) => break,
+                Event::In(Some(text)) => {
+                    let now = tokio::time::Instant::now();
+                    clock.last_heard = now;
+                    let Some(who) = &id else {
+                        // ---- hello ----
+                        let Some(slot) = slot.take() else { break };
+                        // Boxed, like the connection check below: a future is as large as its
+                        // largest await, and every connection would otherwise carry these
+                        // once-only ones for its lifetime.
+                        match Box::pin(hello(&text, state, &self.outbox, slot, cookie.take())).await
+                        {
+                            Ok(who) => {
+                                tracing::debug!(participant = %who.participant, role = who.member.role.as_str(), "connected");
+                                clock.silence = Duration::from_secs(cfg.heartbeat_timeout_secs);
+                                if matches!(who.member.role, Role::Patient | Role::Guest) {
+                                    clock.refresh_at = Some(now + clock.refresh_every);
+                                }
+                                if state.ice.has_turn() {
+                                    clock.ice_at = Some(now + clock.ice_every);
+                                }
+                                id = Some(Box::new(who));
+                            }
+                            Err((code, message)) => self.close(code, message),
+                        }
+                        timer.as_mut().reset(clock.next());
+                        continue;
+                    };
+                    // ---- messages ----
+                    if !throttle.allow(Instant::now()) {
+                        dropped += 1;
+                        if dropped == 1 {
+                            push(
+                                &self.outbox,
+                                ServerMsg::error(
+                                    ErrorCode::RateLimited,
+                                    "too many messages; this one was dropped",
+                                ),
+                            );
+                        } else if dropped > cfg.rate_burst.max(1) {
+                            self.close(
+                                ErrorCode::RateLimited,
+                                "too many messages; the connection is closed",
+                            );
+                        }
+                        continue;
+                    }
+                    dropped = 0;
+                    let msg = match protocol::parse_client(&text) {
+                        Ok(m) => m,
+                        Err((code, message, about)) => {
+                            push(
+                                &self.outbox,
+                                ServerMsg::Error {
+                                    code,
+                                    message,
+                                    about,
+                                },
+                            );
+                            continue;
+                        }
+                    };
+                    let outbox = &self.outbox;
+                    match msg {
+                        ClientMsg::CheckOffer { sdp } => {
+                            Box::pin(connection_check_offer(&mut check, sdp, who, state, outbox))
+                                .await;
+                        }
+                        ClientMsg::CheckCandidate { candidate } => match &check {
+                            Some(h) => {
+                                // Refused or unparsable candidates are dropped; the check goes on.
+                                let _ = h.add_remote_candidate(candidate).await;
+                            }
+                            None => push(
+                                outbox,
+                                ServerMsg::error_about(
+                                    ErrorCode::BadMessage,
+                                    "no connection check is running",
+                                    "check_candidate",
+                                ),
+                            ),
+                        },
+                        other => {
+                            if let Flow::Left =
+                                dispatch(other, who, state, outbox, &self.view).await
+                            {
+                                left = true;
+                                break;
+                            }
+                        }
+                    }
+                }
             }
         }
-    })
-    .await;
-    state.metrics.connections.dec();
+        if let Some(h) = check {
+            h.close().await;
+        }
+        id.map(|id| (id, left))
+    }
+
+    /// Queue `msg` as the last words: what is queued before it is still sent, nothing
+    /// read after it is acted on.
+    fn close_with(&mut self, msg: ServerMsg) {
+        self.closing = true;
+        self.outbox.push(Outgoing::Close(Box::new(msg)));
+    }
+
+    fn close(&mut self, code: ErrorCode, message: impl Into<String>) {
+        self.close_with(ServerMsg::error(code, message));
+    }
+
+    /// The end of the connection: send what is still queued and a close frame (each step
+    /// bounded, a client that does not read cannot hold its place), then read (and drop)
+    /// what the client still sends until it answers our close. Closing the socket with
+    /// unread data in it would reset the connection, and the client would lose the close
+    /// frame that says why.
+    async fn finish(mut self, state: &AppState) {
+        let flushed = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let next = std::future::poll_fn(|cx| match self.inbox.poll_next(cx) {
+                    std::task::Poll::Pending => std::task::Poll::Ready(None),
+                    ready => ready.map(Some),
+                })
+                .await;
+                match next {
+                    Some(Next::Out(Outgoing::Msg(msg))) => {
+                        state.metrics.sent(&msg);
+                        if self.sink.send(frame(&msg)).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Some(Next::Out(Outgoing::Close(msg))) => {
+                        state.metrics.sent(&msg);
+                        send_close(&mut self.sink, &msg).await;
+                        return true;
+                    }
+                    Some(Next::Out(Outgoing::Pong(_))) => {}
+                    Some(Next::Killed) | None => {
+                        let _ = self.sink.close(None).await;
+                        return true;
+                    }
+                }
+            }
+        })
+        .await;
+        if flushed == Ok(true) {
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(m)) = self.stream.next().await {
+                    if matches!(m, Incoming::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
 }
 
 fn push(outbox: &Outbox, msg: ServerMsg) {
@@ -140,179 +433,6 @@ fn push(outbox: &Outbox, msg: ServerMsg) {
 fn close(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
     outbox.push(Outgoing::Close(Box::new(ServerMsg::error(code, message))));
 }
-
-/// Reads until the connection ends. Returns who it was (if the hello succeeded) and
-/// whether they left on purpose.
-async fn read_loop(
-    stream: &mut Stream,
-    state: &AppState,
-    outbox: &Outbox,
-    view: &Arc<Mutex<View>>,
-    writer_done: &CancellationToken,
-    slot: Pending,
-    cookie: Option<String>,
-) -> Option<(Identity, bool)> {
-    let cfg = &state.settings.signalling;
-    let max = cfg.max_message_bytes;
-    let hello_timeout = Duration::from_secs(cfg.hello_timeout_secs);
-    let silence = Duration::from_secs(cfg.heartbeat_timeout_secs);
-
-    // ---- hello ----
-    let first = tokio::select! {
-        r = tokio::time::timeout(hello_timeout, next_text(stream, outbox, max)) => r,
-        _ = writer_done.cancelled() => return None,
-    };
-    let text = match first {
-        Err(_) => {
-            close(
-                outbox,
-                ErrorCode::HelloTimeout,
-                "no hello within the time allowed",
-            );
-            return None;
-        }
-        Ok(None) => return None,
-        Ok(Some(t)) => t,
-    };
-    // Boxed, like the connection check below: a future is as large as its largest await,
-    // and every connection would otherwise carry these once-only ones for its lifetime.
-    let id = match Box::pin(hello(&text, state, outbox, slot, cookie)).await {
-        Ok(id) => id,
-        Err((code, message)) => {
-            close(outbox, code, message);
-            return None;
-        }
-    };
-    tracing::debug!(participant = %id.participant, role = id.member.role.as_str(), "connected");
-
-    // ---- messages ----
-    let mut throttle = super::throttle::Throttle::new(cfg.rate_per_sec, cfg.rate_burst);
-    let refresh_every =
-        Duration::from_secs((state.settings.identity.patient_token_secs / 2).max(30));
-    let mut refresh =
-        tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
-    let needs_refresh = matches!(id.member.role, Role::Patient | Role::Guest);
-    // TURN credentials are re-minted well before they expire.
-    let ice_every = Duration::from_secs((state.settings.ice.turn_credential_secs * 4 / 5).max(30));
-    let mut ice_refresh =
-        tokio::time::interval_at(tokio::time::Instant::now() + ice_every, ice_every);
-    let has_turn = state.ice.has_turn();
-    let mut check: Option<CheckHandle> = None;
-    let mut left = false;
-    // Messages dropped in a row for the rate: the first gets `rate_limited`, and a client
-    // that goes on past a whole burst is flooding and is closed.
-    let mut dropped: u32 = 0;
-    loop {
-        let next = tokio::select! {
-            r = tokio::time::timeout(silence, next_text(stream, outbox, max)) => r,
-            _ = refresh.tick(), if needs_refresh => {
-                push(outbox, fresh_token(state, &id.claims));
-                continue;
-            }
-            _ = ice_refresh.tick(), if has_turn => {
-                let (ice_servers, _) = state.ice_servers(&id.participant);
-                push(outbox, ServerMsg::IceServers { ice_servers });
-                continue;
-            }
-            _ = state.shutdown.cancelled() => {
-                outbox.push(Outgoing::Close(Box::new(ServerMsg::GoingAway {
-                    reason: "server restarting".into(),
-                    reconnect_after_ms: 1000,
-                })));
-                break;
-            }
-            _ = writer_done.cancelled() => break,
-        };
-        let text = match next {
-            Err(_) => {
-                close(
-                    outbox,
-                    ErrorCode::HeartbeatTimeout,
-                    "no message within the heartbeat timeout",
-                );
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(t)) => t,
-        };
-        // A close is on its way (access revoked, superseded): nothing more is acted on.
-        if writer_done.is_cancelled() {
-            break;
-        }
-        if !throttle.allow(Instant::now()) {
-            dropped += 1;
-            if dropped == 1 {
-                push(
-                    outbox,
-                    ServerMsg::error(
-                        ErrorCode::RateLimited,
-                        "too many messages; this one was dropped",
-                    ),
-                );
-            } else if dropped > cfg.rate_burst.max(1) {
-                close(
-                    outbox,
-                    ErrorCode::RateLimited,
-                    "too many messages; the connection is closed",
-                );
-                break;
-            }
-            continue;
-        }
-        dropped = 0;
-        let msg = match protocol::parse_client(&text) {
-            Ok(m) => m,
-            Err((code, message, about)) => {
-                push(
-                    outbox,
-                    ServerMsg::Error {
-                        code,
-                        message,
-                        about,
-                    },
-                );
-                continue;
-            }
-        };
-        let msg = match msg {
-            ClientMsg::CheckOffer { sdp } => {
-                Box::pin(connection_check_offer(&mut check, sdp, &id, state, outbox)).await;
-                continue;
-            }
-            ClientMsg::CheckCandidate { candidate } => {
-                match &check {
-                    Some(h) => {
-                        // Refused or unparsable candidates are dropped; the check goes on.
-                        let _ = h.add_remote_candidate(candidate).await;
-                    }
-                    None => push(
-                        outbox,
-                        ServerMsg::error_about(
-                            ErrorCode::BadMessage,
-                            "no connection check is running",
-                            "check_candidate",
-                        ),
-                    ),
-                }
-                continue;
-            }
-            other => other,
-        };
-        match dispatch(msg, &id, state, outbox, view).await {
-            Flow::Continue => {}
-            Flow::Left => {
-                left = true;
-                break;
-            }
-        }
-    }
-    if let Some(h) = check {
-        h.close().await;
-    }
-    Some((id, left))
-}
-
-type Stream = socket::Reader<tokio::io::ReadHalf<socket::Io>>;
 
 /// The next text message, answering oversized and binary ones with an error and pings
 /// with a pong. `None` when the connection is closed.

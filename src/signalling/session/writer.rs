@@ -1,4 +1,4 @@
-//! The writer half: drains the outbox onto the socket, and how a connection is closed.
+//! What is written: messages framed once, and how a connection is closed.
 
 use super::*;
 
@@ -32,62 +32,13 @@ pub(super) fn close_reason(msg: &ServerMsg) -> &'static str {
     }
 }
 
-type Sink = socket::Writer<tokio::io::WriteHalf<socket::Io>>;
+pub(super) type Sink = socket::Writer<tokio::io::WriteHalf<socket::Io>>;
 
 /// `msg` as one text frame, serialised once, straight into the bytes that are written.
-fn frame(msg: &ServerMsg) -> socket::OutFrame {
+pub(super) fn frame(msg: &ServerMsg) -> socket::OutFrame {
     let mut f = socket::OutFrame::text(256);
     serde_json::to_writer(f.payload(), msg).expect("server messages serialise");
     f
-}
-
-pub(super) async fn write_loop(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<Outgoing>,
-    kill: CancellationToken,
-    view: Arc<Mutex<View>>,
-    state: AppState,
-    done: CancellationToken,
-) {
-    let every = Duration::from_secs(state.settings.signalling.heartbeat_interval_secs);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            biased;
-            _ = kill.cancelled() => {
-                state.metrics.error(ErrorCode::SlowConsumer);
-                let msg = ServerMsg::error(ErrorCode::SlowConsumer, "you fell too far behind; reconnect");
-                done.cancel();
-                send_close(&mut sink, &msg).await;
-                break;
-            }
-            out = rx.recv() => match out {
-                Some(Outgoing::Msg(msg)) => {
-                    observe(&view, &msg);
-                    state.metrics.sent(&msg);
-                    if sink.send(frame(&msg)).await.is_err() { break; }
-                }
-                Some(Outgoing::Pong(bytes)) => {
-                    if sink.pong(&bytes).await.is_err() { break; }
-                }
-                Some(Outgoing::Close(msg)) => {
-                    state.metrics.sent(&msg);
-                    // The reader stops acting on messages now, not once the close is out.
-                    done.cancel();
-                    send_close(&mut sink, &msg).await;
-                    break;
-                }
-                None => {
-                    let _ = tokio::time::timeout(CLOSE_WAIT, sink.close(None)).await;
-                    break;
-                }
-            },
-            _ = ping.tick() => {
-                if sink.send(frame(&ServerMsg::Ping {})).await.is_err() { break; }
-            }
-        }
-    }
-    done.cancel();
 }
 
 /// Longest the last words to a closing client may take: one that does not read (a flood)
@@ -107,8 +58,8 @@ pub(super) async fn send_close(sink: &mut Sink, msg: &ServerMsg) {
     }
 }
 
-pub(super) fn observe(view: &Arc<Mutex<View>>, msg: &ServerMsg) {
-    let mut v = view.lock().expect("poisoned");
+/// What the rooms told this connection about its visit, as it is sent.
+pub(super) fn observe(v: &mut View, msg: &ServerMsg) {
     match msg {
         ServerMsg::Admitted { room, visit, .. } => v.active = Some((room.clone(), visit.clone())),
         ServerMsg::VisitEnded { visit, .. }
