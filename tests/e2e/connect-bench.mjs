@@ -7,6 +7,7 @@
 import { launch, startServer, setUpClinic, patientWaits, rtcReport } from './support.mjs';
 
 const N = Number(process.env.CONNECT_N || 10);
+const SETTLE_MS = Number(process.env.CONNECT_SETTLE_MS ?? 1000);
 
 // Every page: the wall clock (ms, sub-ms resolution) of each step of each peer connection,
 // of getUserMedia, and of every signalling message received. Pages of one browser on one
@@ -100,6 +101,9 @@ try {
   await doc.reload();
   for (let i = 0; i < N; i++) {
     const { patient, visit } = await patientWaits(browser, server, doc, log, { name: `Bench Patient ${i}`, onPage: (pg) => pg.addInitScript(recorder) });
+    // A physician admits a second or more after the patient appears, not within the same
+    // few milliseconds: the pages settle first (CONNECT_SETTLE_MS, default 1000).
+    await doc.waitForTimeout(SETTLE_MS);
     // t0: the click as the page sees it (Playwright's own checks before clicking do not count).
     await doc.evaluate(() => {
       window.__click = null;
