@@ -46,6 +46,7 @@ try {
       const resumed = Date.now() - r0;
       stage = 'end';
       await doc.click('#end-visit');
+      await doc.getByRole('dialog').getByRole('button', { name: /End visit|Terminar/ }).click();
       await doc.waitForSelector('#lobby:not([hidden])');
       pass += 1;
       console.log(`loop ${i}: ok (media again ${resumed} ms after the reload; ${Date.now() - t0} ms in all)`);
@@ -54,6 +55,7 @@ try {
       if (patient) console.log(await callDiagnostics({ physician: doc, patient }, signalling));
       if (await doc.isVisible('#end-visit')) {
         await doc.click('#end-visit');
+        await doc.getByRole('dialog').getByRole('button', { name: /End visit|Terminar/ }).click().catch(() => {});
         await doc.waitForSelector('#lobby:not([hidden])', { timeout: 10000 }).catch(() => {});
       }
     }

@@ -406,7 +406,8 @@ export async function patientWaits(browser, server, doc, log, { name, gives, ref
   const joinUrl = (await minter.textContent('#link-url')).trim();
   const ctx = await newContext(browser, 'patient', log, { baseURL: server.url, ...context });
   const patient = await ctx.newPage();
-  onPage?.(patient);
+  // Awaited: an init script (a recorder) added after `goto` started may miss the page.
+  await onPage?.(patient);
   await patient.goto(new URL(new URL(joinUrl).pathname, server.url).href);
   if (ref) await (onIdentity ? onIdentity(patient) : confirmBirthDate(patient, born));
   await patient.click('#start-check');

@@ -18,9 +18,26 @@
 // - `peer_reconnecting`      show it; keep the connection
 // - `media_state`            the peer's microphone/camera are on or off (badges on its tile);
 //                            ours goes to each peer when it connects and when we toggle
+//
+// A connection can be made before its peer is known (`Mesh.prepare`, issue 20): creating the
+// RTCPeerConnection, its transceivers and an offer takes Chromium most of the time from the
+// physician's Admit to connected. The physician's dashboard keeps one *spare* that has made
+// its offer (and gathered its candidates) while patients wait; on `admitted` it is adopted
+// for the patient and its offer goes out at once, the camera joining by replaceTrack. The
+// rule above holds: a spare that offered is adopted only for a peer towards which we are
+// impolite (the side that offers first anyway); otherwise the usual connection is built.
+// The waiting patient's page keeps a spare that has not offered (tracks added, certificate
+// made), adopted for whichever peer comes first and then negotiated as a fresh one. What a
+// spare would send is held until it is adopted; one that is not adopted is closed.
 
 /** How long the polite side waits for the first offer before making one itself. */
 export const FIRST_OFFER_WAIT_MS = 4000;
+
+/**
+ * How long a spare connection is kept before it is replaced: its candidates and the TURN
+ * credential it was made with age (a changed network, an expired credential).
+ */
+export const SPARE_MAX_AGE_MS = 120000;
 
 export class Mesh {
   /**
@@ -32,6 +49,8 @@ export class Mesh {
     this.signal = signal;
     this.hooks = hooks;
     this.peers = new Map();
+    /** A connection made before its peer is known (see the top of this file), or null. */
+    this.spare = null;
     this.localStream = null;
     this.media = { audio: true, video: true };
     signal.on('media_state', (m) => this.hooks.onMediaState?.(m.from, { audio: !!m.audio, video: !!m.video }));
@@ -50,6 +69,49 @@ export class Mesh {
   setLocalStream(stream) {
     this.localStream = stream;
     for (const p of this.peers.values()) p.replaceLocal(stream);
+    this.spare?.replaceLocal(stream);
+  }
+
+  /**
+   * Keep a spare connection ready for the next peer; `offer`: make its offer (and gather)
+   * now. `onExpired()` runs when it is closed after SPARE_MAX_AGE_MS unused, so the page can
+   * make another if it still wants one.
+   */
+  prepare({ offer = false, onExpired } = {}) {
+    const have = this.spare;
+    if (have && !have.closed && have.offerEarly === offer) return;
+    this.dropSpare();
+    const spare = new Peer(this, null, { offerEarly: offer });
+    this.spare = spare;
+    spare.expiry = setTimeout(() => {
+      if (this.spare !== spare) return;
+      this.dropSpare();
+      onExpired?.();
+    }, SPARE_MAX_AGE_MS);
+  }
+
+  dropSpare() {
+    const spare = this.spare;
+    this.spare = null;
+    if (spare) { clearTimeout(spare.expiry); spare.close(); }
+  }
+
+  /**
+   * The spare for the first of `peers` we hold no connection to, if it may be theirs; null
+   * otherwise. A spare that offered is only for a peer we are impolite towards.
+   */
+  adoptSpare(peers) {
+    const spare = this.spare;
+    if (!spare || spare.closed) return null;
+    const info = peers.find((p) => { const have = this.peers.get(p.participant); return !have || have.closed; });
+    if (!info || (spare.offerEarly && info.polite)) return null;
+    this.spare = null;
+    clearTimeout(spare.expiry);
+    this.remove(info.participant, true);
+    spare.adopt(info);
+    this.peers.set(info.participant, spare);
+    this.tellMedia(info.participant);
+    return spare;
   }
 
   /** `admitted`: connect to every peer we do not hold yet (after a resume we hold them). */
@@ -63,6 +125,8 @@ export class Mesh {
   }
 
   rebuild(info) {
+    const spare = this.adoptSpare([info]);
+    if (spare) return spare;
     this.remove(info.participant, true);
     const p = new Peer(this, info);
     this.peers.set(info.participant, p);
@@ -88,8 +152,10 @@ export class Mesh {
     if (!quiet) this.hooks.onRemoved?.(id);
   }
 
+  /** Every connection, the spare too. */
   closeAll() {
     for (const id of [...this.peers.keys()]) this.remove(id);
+    this.dropSpare();
   }
 
   /** A rough quality level 0–3 from every peer's stats, plus the numbers it came from. */
@@ -104,11 +170,20 @@ export class Mesh {
 }
 
 class Peer {
-  constructor(mesh, info) {
+  /**
+   * `info` null: a spare, for a peer not known yet (`adopt` names it); `offerEarly`: it makes
+   * its offer before that.
+   */
+  constructor(mesh, info, { offerEarly = false } = {}) {
     this.mesh = mesh;
     this.info = info;
-    this.id = info.participant;
-    this.polite = !!info.polite;
+    this.id = info ? info.participant : null;
+    this.polite = !!info?.polite;
+    this.offerEarly = offerEarly;
+    // What a spare would send, in order, until it is adopted.
+    this.held = info ? null : [];
+    // A spare that needs negotiating but does not offer early: done on adoption.
+    this.negotiationPending = false;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.settingRemoteAnswer = false;
@@ -122,36 +197,64 @@ class Peer {
     this.senders = [];
     const pc = new RTCPeerConnection({ iceServers: mesh.signal.iceServers || [] });
     this.pc = pc;
-    this.send = (msg) => mesh.signal.send({ ...msg, to: this.id });
-
-    pc.onnegotiationneeded = () => {
-      if (this.polite && !this.negotiated) {
-        // The impolite side's first offer is on its way (see the top of this file).
-        if (!this.firstOfferTimer) {
-          this.firstOfferTimer = setTimeout(() => {
-            if (!this.closed && !this.negotiated && pc.signalingState === 'stable') this.offer();
-          }, FIRST_OFFER_WAIT_MS);
-        }
-        return;
-      }
-      this.offer();
+    this.send = (msg) => {
+      if (this.closed) return;
+      if (this.held) this.held.push(msg);
+      else mesh.signal.send({ ...msg, to: this.id });
     };
+
+    pc.onnegotiationneeded = () => this.negotiationNeeded();
     pc.onicecandidate = ({ candidate }) => {
       if (candidate && candidate.candidate) this.send({ type: 'candidate', candidate: candidateInit(candidate) });
       else if (!candidate) this.send({ type: 'end_of_candidates' });
     };
     pc.ontrack = ({ track }) => {
+      if (!this.id) return;
       if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
       track.onunmute = () => mesh.hooks.onRemote?.(this.id, this.remoteStream, this.info);
       mesh.hooks.onRemote?.(this.id, this.remoteStream, this.info);
     };
     pc.oniceconnectionstatechange = () => {
+      if (!this.id) return;
       const s = pc.iceConnectionState;
       mesh.hooks.onState?.(this.id, s);
       // A failed path: the impolite side restarts ICE; the polite side waits for its offer.
       if (s === 'failed' && !this.polite) pc.restartIce();
     };
     this.replaceLocal(mesh.localStream);
+  }
+
+  negotiationNeeded() {
+    if (this.closed) return;
+    if (!this.id) {
+      if (this.offerEarly) this.offer();
+      else this.negotiationPending = true;
+      return;
+    }
+    if (this.polite && !this.negotiated) {
+      // The impolite side's first offer is on its way (see the top of this file).
+      if (!this.firstOfferTimer) {
+        this.firstOfferTimer = setTimeout(() => {
+          if (!this.closed && !this.negotiated && this.pc.signalingState === 'stable') this.offer();
+        }, FIRST_OFFER_WAIT_MS);
+      }
+      return;
+    }
+    this.offer();
+  }
+
+  /** A spare becomes the connection to `info`: what it held goes out, then negotiation as usual. */
+  adopt(info) {
+    this.info = info;
+    this.id = info.participant;
+    this.polite = !!info.polite;
+    const held = this.held || [];
+    this.held = null;
+    for (const msg of held) this.send(msg);
+    if (this.negotiationPending) {
+      this.negotiationPending = false;
+      this.negotiationNeeded();
+    }
   }
 
   async offer() {
@@ -178,6 +281,11 @@ class Peer {
         sender.sender.replaceTrack(track).catch(() => {});
       } else if (track) {
         this.senders.push({ kind, sender: this.pc.addTrack(track, stream) });
+      } else if (this.offerEarly && !this.id) {
+        // A spare that offers before the camera is ready: its track comes by replaceTrack,
+        // without another offer.
+        const t = this.pc.addTransceiver(kind, { direction: 'sendrecv' });
+        this.senders.push({ kind, sender: t.sender, transceiver: t });
       } else {
         // No local device of this kind: still receive the other side's.
         const t = this.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -225,6 +333,7 @@ class Peer {
 
   close() {
     this.closed = true;
+    this.held = null;
     clearTimeout(this.firstOfferTimer);
     try { this.pc.close(); } catch { /* closed */ }
   }

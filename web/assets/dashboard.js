@@ -61,6 +61,7 @@ function connect() {
   const signal = new Signal(() => undefined, {
     onState: (s) => {
       state.conn = s;
+      if (s !== 'connected') state.mesh?.dropSpare();
       renderConn();
       $('#conn').className = `badge ${s === 'connected' ? 'ok' : 'warn'}`;
       if (state.visit) { $('#call-banner').hidden = s === 'connected'; $('#call-banner').textContent = t('dash.reconnecting'); }
@@ -95,9 +96,10 @@ function connect() {
     learnLinkNames(m.room, m.entries || []);
     renderRoomSelect();
     renderQueues();
+    keepSpare();
   });
   signal.on('walk_in_offer', walkInOffer);
-  signal.on('walk_in_withdrawn', (m) => document.getElementById(`offer-${m.visit}`)?.remove());
+  signal.on('walk_in_withdrawn', (m) => { document.getElementById(`offer-${m.visit}`)?.remove(); keepSpare(); });
   signal.on('admitted', (m) => enterVisit(m));
   signal.on('peer_joined', (m) => { state.names.set(m.peer.participant, m.peer.name); toast(t('dash.peer_joined', { name: m.peer.name })); });
   signal.on('peer_left', (m) => toast(t('dash.peer_left', { name: state.names.get(m.participant) || t('dash.a_participant') })));
@@ -254,7 +256,7 @@ function queueEntry(room, e, prefix = '') {
     e.reason ? h('p', {}, e.reason) : null,
     h('p', { class: 'muted' }, h('span', { class: 'wait', dataset: { since: String(e.waiting_since) } }, waitText(e.waiting_since)), ' ', device),
     side ? null : h('div', { class: 'row' },
-      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => { warmLocalMedia(); state.signal.send({ type: 'admit', room: room.id, visit: e.visit }); } }, e.name ? t('dash.admit_name', { name: e.name }) : t('dash.admit')),
+      h('button', { type: 'button', id: `admit-${e.visit}`, onclick: () => { warmCall(); state.signal.send({ type: 'admit', room: room.id, visit: e.visit }); } }, e.name ? t('dash.admit_name', { name: e.name }) : t('dash.admit')),
       h('button', { type: 'button', class: 'secondary', id: `deny-${e.visit}`, onclick: () => deny(room, e) }, t('dash.deny'))),
     h('form', { class: 'row', onsubmit: (ev) => {
       ev.preventDefault();
@@ -287,13 +289,36 @@ function walkInOffer(m) {
   const card = h('div', { class: 'notice warn', id: `offer-${m.visit}`, role: 'alert' },
     h('strong', {}, t('dash.walk_in', { name: m.name || t('dash.unnamed') })), m.reason ? ` — ${m.reason}` : '',
     h('div', { class: 'row' },
-      h('button', { type: 'button', onclick: () => { warmLocalMedia(); state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.accept')),
-      h('button', { type: 'button', class: 'secondary', onclick: () => { state.signal.send({ type: 'walk_in_pass', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.pass'))));
+      h('button', { type: 'button', onclick: () => { warmCall(); state.signal.send({ type: 'walk_in_accept', room: m.room, visit: m.visit }); card.remove(); } }, t('dash.accept')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => { state.signal.send({ type: 'walk_in_pass', room: m.room, visit: m.visit }); card.remove(); keepSpare(); } }, t('dash.pass'))));
   $('#walk-in-offers').append(card);
-  setTimeout(() => card.remove(), Math.max(0, m.expires_at - Date.now()));
+  keepSpare();
+  setTimeout(() => { card.remove(); keepSpare(); }, Math.max(0, m.expires_at - Date.now()));
 }
 
 // --- the visit --------------------------------------------------------------------------
+
+// While someone waits and the physician is in the lobby, a spare peer connection with its
+// offer made is kept ready (Mesh.prepare, issue 20): on `admitted` the offer goes out at
+// once instead of after Chromium's ~90 ms of making it. It holds no camera (the camera
+// joins it by replaceTrack) and is closed when nobody waits, in a visit, and when unused
+// for Mesh's SPARE_MAX_AGE_MS (then made again if still wanted).
+function spareWanted() {
+  if (state.visit || !state.mesh || state.conn !== 'connected') return false;
+  const waiting = [...state.queues.values()].some((entries) => entries.length > 0);
+  return waiting || !!$('#walk-in-offers').children.length;
+}
+
+function keepSpare() {
+  if (spareWanted()) state.mesh.prepare({ offer: true, onExpired: keepSpare });
+  else state.mesh?.dropSpare();
+}
+
+/** Admit or Accept clicked: the camera, and the connection if none is ready yet. */
+function warmCall() {
+  warmLocalMedia();
+  if (!state.visit) state.mesh.prepare({ offer: true, onExpired: keepSpare });
+}
 
 // The camera starts as the physician clicks Admit, while the server answers: asked for only
 // once `admitted` came, its start-up was added to the time until the call connects (issue 20).
@@ -328,6 +353,10 @@ async function enterVisit(m) {
   const linked = known.slice(1);
   state.heading = { given: given || m.peers.map((p) => p.name).join(', '), linked };
   renderHeading();
+  // The spare's offer goes out now, before the camera is ready; a spare this visit cannot
+  // take (we are the polite side) is closed. Everyone else is connected below.
+  state.mesh.adoptSpare(m.peers);
+  state.mesh.dropSpare();
   if (!state.local) {
     const { stream, error } = await (state.localPending || getLocalMedia());
     state.localPending = null;
@@ -393,6 +422,7 @@ function leaveVisit(text) {
   $('#lobby').hidden = false;
   if (text) toast(text);
   figures();
+  keepSpare();
 }
 
 async function qualityLoop() {

@@ -288,8 +288,16 @@ async function toWaiting(ev) {
   save();
   state.stopMeter?.();
   show('waiting');
+  prepareCall();
   renderWaiting(state.lastWaiting);
   $('#waiting-h').focus?.();
+}
+
+// While the patient waits, their side of the call is made ready (Mesh.prepare, issue 20): the
+// peer connection with the camera's tracks, adopted for the physician on `admitted`, so the
+// answer to the physician's offer is quicker. Closed when they leave the waiting room.
+function prepareCall() {
+  if (state.checked && state.stage === 'waiting') state.mesh?.prepare({ onExpired: prepareCall });
 }
 
 // --- signalling ------------------------------------------------------------------------
@@ -329,7 +337,7 @@ function connect() {
   signal.on('waiting', (m) => {
     state.lastWaiting = m;
     if (state.stage === 'call') { mesh.closeAll(); view.clearRemotes(); }
-    if (state.checked && !['survey', 'done'].includes(state.stage)) { show('waiting'); }
+    if (state.checked && !['survey', 'done'].includes(state.stage)) { show('waiting'); prepareCall(); }
     renderWaiting(m);
   });
   signal.on('physician_message', (m) => {
@@ -337,7 +345,7 @@ function connect() {
     $('#physician-messages').append(h('li', {}, m.text));
   });
   signal.on('preference_unavailable', () => notice(t('waiting.preference_unavailable')));
-  signal.on('sent_back', () => { mesh.closeAll(); view.clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); });
+  signal.on('sent_back', () => { mesh.closeAll(); view.clearRemotes(); notice(t('waiting.sent_back')); show('waiting'); prepareCall(); });
   signal.on('admitted', async (m) => {
     state.checked = true; save();
     for (const p of m.peers) state.names.set(p.participant, p.name);
