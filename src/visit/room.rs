@@ -294,8 +294,8 @@ impl Visit {
 pub struct Room {
     config: RoomConfig,
     timing: Timing,
-    visits: BTreeMap<VisitId, Visit>,
-    presence: HashMap<ParticipantId, Presence>,
+    visits: BTreeMap<VisitId, Box<Visit>>,
+    presence: HashMap<ParticipantId, Box<Presence>>,
     next_seq: u64,
     out: Vec<Output>,
     queue_dirty: bool,

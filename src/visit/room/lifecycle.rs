@@ -52,7 +52,7 @@ impl Room {
                 }
                 self.presence.insert(
                     id.clone(),
-                    Presence {
+                    Box::new(Presence {
                         member: member.clone(),
                         connected: true,
                         dropped_at: None,
@@ -60,7 +60,7 @@ impl Room {
                         replay: VecDeque::new(),
                         available: true,
                         free_since: now,
-                    },
+                    }),
                 );
                 (false, VecDeque::new())
             }
@@ -163,7 +163,7 @@ impl Room {
             self.next_seq += 1;
             self.visits.insert(
                 vid.clone(),
-                Visit {
+                Box::new(Visit {
                     id: vid.clone(),
                     state: VisitState::Waiting,
                     patient: m.id.clone(),
@@ -182,7 +182,7 @@ impl Room {
                     passed: BTreeSet::new(),
                     preference_told: false,
                     chat: VecDeque::new(),
-                },
+                }),
             );
             self.record(&vid, m.id.as_str(), now);
             if let Some(p) = &m.patient_ref {
@@ -207,7 +207,7 @@ impl Room {
             });
             return;
         }
-        if self.visits.get(&vid).is_some_and(Visit::active) {
+        if self.visits.get(&vid).is_some_and(|v| v.active()) {
             self.rejoin_call(&vid, &m.id, resumed);
         }
         // Waiting: position is sent by flush_queue.

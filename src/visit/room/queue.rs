@@ -11,6 +11,7 @@ impl Room {
         let mut w: Vec<&Visit> = self
             .visits
             .values()
+            .map(|v| &**v)
             .filter(|v| v.state == VisitState::Waiting)
             .collect();
         w.sort_by_key(|v| (v.queued_at, v.seq));

@@ -26,8 +26,8 @@ pub struct RoomSnapshot {
     version: u32,
     config: RoomConfig,
     timing: Timing,
-    visits: BTreeMap<VisitId, Visit>,
-    presence: HashMap<ParticipantId, Presence>,
+    visits: BTreeMap<VisitId, Box<Visit>>,
+    presence: HashMap<ParticipantId, Box<Presence>>,
     next_seq: u64,
     /// Nodes from before the versioned format read a snapshot as the `Room` itself and
     /// require these two; they are written (always empty / false) so a rolling upgrade
