@@ -78,6 +78,20 @@ struct QueueState {
     closed: bool,
 }
 
+impl QueueState {
+    fn take(&mut self) -> Option<Next> {
+        if self.killed {
+            return Some(Next::Killed);
+        }
+        let m = self.items.pop_front()?;
+        if self.items.is_empty() && self.items.capacity() > 4 {
+            // A burst is over: do not keep its room for the connection's life.
+            self.items = Default::default();
+        }
+        Some(Next::Out(m))
+    }
+}
+
 /// What the session takes from its inbox next.
 pub enum Next {
     Out(Outgoing),
@@ -130,17 +144,8 @@ impl Inbox {
     /// Cancel-safe: a message is taken only in the poll that returns it.
     pub fn poll_next(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Next> {
         let mut q = self.queue.state.lock().expect("poisoned");
-        if q.killed {
-            return std::task::Poll::Ready(Next::Killed);
-        }
-        match q.items.pop_front() {
-            Some(m) => {
-                if q.items.is_empty() && q.items.capacity() > 4 {
-                    // A burst is over: do not keep its room for the connection's life.
-                    q.items = Default::default();
-                }
-                std::task::Poll::Ready(Next::Out(m))
-            }
+        match q.take() {
+            Some(next) => std::task::Poll::Ready(next),
             None => {
                 if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     q.waker = Some(cx.waker().clone());
@@ -148,6 +153,11 @@ impl Inbox {
                 std::task::Poll::Pending
             }
         }
+    }
+
+    /// What is queued now, without waiting.
+    pub fn try_next(&self) -> Option<Next> {
+        self.queue.state.lock().expect("poisoned").take()
     }
 
     pub async fn next(&self) -> Next {

@@ -203,29 +203,8 @@ impl Session {
                 _ = state.shutdown.cancelled(), if !shutting_down => Event::Shutdown,
             };
             match event {
-                Event::Out(Next::Killed) => {
-                    state.metrics.error(ErrorCode::SlowConsumer);
-                    let msg = ServerMsg::error(
-                        ErrorCode::SlowConsumer,
-                        "you fell too far behind; reconnect",
-                    );
-                    Box::pin(send_close(&mut self.sink, &msg)).await;
-                    break;
-                }
-                Event::Out(Next::Out(Outgoing::Msg(msg))) => {
-                    observe(&mut self.view, &msg);
-                    state.metrics.sent(&msg);
-                    if self.sink.send(frame(&msg)).await.is_err() {
-                        break;
-                    }
-                }
-                Event::Out(Next::Out(Outgoing::Close(msg))) => {
-                    state.metrics.sent(&msg);
-                    Box::pin(send_close(&mut self.sink, &msg)).await;
-                    break;
-                }
-                Event::Out(Next::Out(Outgoing::Pong(bytes))) => {
-                    if self.sink.pong(&bytes).await.is_err() {
+                Event::Out(next) => {
+                    if !self.deliver(next, state).await {
                         break;
                     }
                 }
@@ -385,43 +364,49 @@ impl Session {
     /// unread data in it would reset the connection, and the client would lose the close
     /// frame that says why.
     async fn finish(mut self, state: &AppState) {
-        let flushed = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let next = std::future::poll_fn(|cx| match self.inbox.poll_next(cx) {
-                    std::task::Poll::Pending => std::task::Poll::Ready(None),
-                    ready => ready.map(Some),
-                })
-                .await;
-                match next {
-                    Some(Next::Out(Outgoing::Msg(msg))) => {
-                        state.metrics.sent(&msg);
-                        if self.sink.send(frame(&msg)).await.is_err() {
-                            return false;
-                        }
-                    }
-                    Some(Next::Out(Outgoing::Close(msg))) => {
-                        state.metrics.sent(&msg);
-                        send_close(&mut self.sink, &msg).await;
-                        return true;
-                    }
-                    Some(Next::Out(Outgoing::Pong(_))) => {}
-                    Some(Next::Killed) | None => {
-                        let _ = self.sink.close(None).await;
-                        return true;
-                    }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(next) = self.inbox.try_next() {
+                if !self.deliver(next, state).await {
+                    return;
+                }
+            }
+            let _ = self.sink.close(None).await;
+        })
+        .await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(m)) = self.stream.next().await {
+                if matches!(m, Incoming::Close(_)) {
+                    break;
                 }
             }
         })
         .await;
-        if flushed == Ok(true) {
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(m)) = self.stream.next().await {
-                    if matches!(m, Incoming::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
+    }
+
+    /// Write what the outbox gave. False once the connection is done: a close was sent
+    /// (queued, or the client fell too far behind) or the socket failed.
+    async fn deliver(&mut self, next: Next, state: &AppState) -> bool {
+        match next {
+            Next::Killed => {
+                state.metrics.error(ErrorCode::SlowConsumer);
+                let msg = ServerMsg::error(
+                    ErrorCode::SlowConsumer,
+                    "you fell too far behind; reconnect",
+                );
+                Box::pin(send_close(&mut self.sink, &msg)).await;
+                false
+            }
+            Next::Out(Outgoing::Msg(msg)) => {
+                observe(&mut self.view, &msg);
+                state.metrics.sent(&msg);
+                self.sink.send(frame(&msg)).await.is_ok()
+            }
+            Next::Out(Outgoing::Close(msg)) => {
+                state.metrics.sent(&msg);
+                Box::pin(send_close(&mut self.sink, &msg)).await;
+                false
+            }
+            Next::Out(Outgoing::Pong(bytes)) => self.sink.pong(&bytes).await.is_ok(),
         }
     }
 }
