@@ -2,6 +2,7 @@
 //! a map from participant to outbox delivers what it says.
 
 use super::counters::LocalCounters;
+use super::mailbox;
 use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
@@ -12,7 +13,6 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// The memory store has no mail of its own for its room tasks.
 type RoomMail = Mail<Infallible>;
@@ -20,7 +20,7 @@ type RoomMail = Mail<Infallible>;
 struct Inner {
     // std Mutex: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
-    rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomMail>>>,
+    rooms: Mutex<HashMap<RoomId, mailbox::Sender<RoomMail>>>,
     visit_counts: super::VisitCounts,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
@@ -36,7 +36,7 @@ impl Inner {
     async fn room_sender(
         self: &Arc<Self>,
         room: &RoomId,
-    ) -> Result<mpsc::Sender<RoomMail>, LiveError> {
+    ) -> Result<mailbox::Sender<RoomMail>, LiveError> {
         if let Some(tx) = self
             .rooms
             .lock()
@@ -56,7 +56,7 @@ impl Inner {
         if let Some(tx) = rooms.get(room).filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
         }
-        let (tx, rx) = mpsc::channel(ROOM_INBOX);
+        let (tx, rx) = mailbox::channel(ROOM_INBOX);
         rooms.insert(room.clone(), tx.clone());
         let machine = Room::new(config, self.timing.clone());
         let host = MemoryRoom {
@@ -73,8 +73,8 @@ impl Inner {
             match tx.send(Mail::cmd(cmd)).await {
                 Ok(()) => return Ok(()),
                 // The room task just exited (idle): start a new one.
-                Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = *c,
-                Err(mpsc::error::SendError(Mail::Host(never))) => match never {},
+                Err(Mail::Cmd(c)) => cmd = *c,
+                Err(Mail::Host(never)) => match never {},
             }
         }
         Err(LiveError::Unavailable(

@@ -5,6 +5,7 @@
 //! The signalling code only sees [`Live`].
 
 pub mod counters;
+mod mailbox;
 pub mod memo;
 pub mod memory;
 pub mod redis;

@@ -43,6 +43,7 @@ pub use memo::RedisMemo;
 use ownership::{Drain, Local};
 pub use parking::RedisParking;
 
+use super::mailbox;
 use super::runtime::{Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
@@ -122,7 +123,7 @@ struct Inner {
     scripts: Scripts,
     // std Mutexes: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
-    rooms: Mutex<HashMap<RoomId, mpsc::Sender<Local>>>,
+    rooms: Mutex<HashMap<RoomId, mailbox::Sender<Local>>>,
     visit_counts: crate::live::VisitCounts,
     /// tokio Mutex, held across the lease acquisition so this node starts a room once.
     starting: tokio::sync::Mutex<()>,
@@ -317,7 +318,7 @@ impl Inner {
             .await
     }
 
-    fn local_room(&self, room: &RoomId) -> Option<mpsc::Sender<Local>> {
+    fn local_room(&self, room: &RoomId) -> Option<mailbox::Sender<Local>> {
         self.rooms
             .lock()
             .expect("poisoned")
@@ -493,7 +494,7 @@ impl Live for RedisLive {
 
     async fn drain(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
-        let rooms: Vec<mpsc::Sender<Local>> = self
+        let rooms: Vec<mailbox::Sender<Local>> = self
             .inner
             .rooms
             .lock()

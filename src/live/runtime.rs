@@ -9,6 +9,7 @@
 //! last good snapshot, and its connected participants told to resume (`going_away`), so
 //! a bug cannot take a room's waiting patients down with it.
 
+use super::mailbox;
 use crate::ids::ParticipantId;
 use crate::protocol::ServerMsg;
 use crate::visit::room::{Act, Input, Output, Room};
@@ -17,7 +18,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Inputs queued to one room before submitters wait.
@@ -41,9 +41,8 @@ pub(crate) enum RoomCmd {
 
 /// A room task's inbox: commands for the room, and the store's own.
 ///
-/// Boxed: a tokio channel allocates its first block of 32 slots when it is made, and a
-/// `RoomCmd` is ≈ 300 bytes (a `Member`, or a relayed `ServerMsg`), so unboxed every
-/// room held ≈ 10 KiB of empty inbox — per visit, in a room of one physician.
+/// Boxed: a `RoomCmd` is ≈ 300 bytes (a `Member`, or a relayed `ServerMsg`), and a
+/// burst grows the inbox's queue to its largest length.
 pub(crate) enum Mail<H> {
     Cmd(Box<RoomCmd>),
     Host(H),
@@ -98,7 +97,7 @@ pub(crate) trait RoomHost: Send + 'static {
 /// The room task: `first` are inputs to handle before any from the inbox.
 pub(crate) async fn run_room<H: RoomHost>(
     room: Room,
-    mut rx: mpsc::Receiver<Mail<H::Mail>>,
+    mut rx: mailbox::Receiver<Mail<H::Mail>>,
     mut host: H,
     first: Vec<Input>,
 ) {
@@ -165,7 +164,7 @@ pub(crate) async fn run_room<H: RoomHost>(
     // Stop taking inputs first: whatever arrives later goes to the room's next task.
     rx.close();
     let mut leftovers = Vec::new();
-    while let Ok(mail) = rx.try_recv() {
+    while let Some(mail) = rx.try_recv() {
         match mail {
             Mail::Cmd(c) => leftovers.push(*c),
             Mail::Host(m) => {

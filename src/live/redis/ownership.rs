@@ -35,7 +35,7 @@ impl Inner {
                 match tx.send(Mail::cmd(cmd)).await {
                     Ok(()) => return Ok(()),
                     // The room task just stopped (idle, drained or deposed).
-                    Err(mpsc::error::SendError(Mail::Cmd(c))) => cmd = *c,
+                    Err(Mail::Cmd(c)) => cmd = *c,
                     // Invariant: what we sent comes back; it was a command.
                     Err(_) => unreachable!("we sent a command"),
                 }
@@ -130,7 +130,7 @@ impl Inner {
             token: format!("{}/{epoch}", self.node),
             epoch,
         }));
-        let (tx, rx) = mpsc::channel(ROOM_INBOX);
+        let (tx, rx) = mailbox::channel(ROOM_INBOX);
         self.rooms
             .lock()
             .expect("poisoned")
