@@ -438,6 +438,9 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> Result<(
         tokio::spawn(server.serve(make))
     };
     shutdown.cancelled().await;
+    state
+        .live
+        .close_all(crate::signalling::session::server_restarting());
     let deadline = tokio::time::Instant::now() + grace;
     // WebSockets are upgraded out of the HTTP server's sight: wait for sessions to close.
     while state.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {

@@ -8,6 +8,7 @@
 //! await), and a waiting sender waits on a [`Notify`], which allocates nothing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
@@ -17,12 +18,12 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
-            senders: 1,
             waiting: 0,
             closed: false,
             receiver: None,
         }),
         capacity: capacity.max(1),
+        senders: AtomicUsize::new(1),
         room_made: Notify::new(),
     });
     (
@@ -36,13 +37,14 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
+    /// Not under the lock: cloning a sender is an increment.
+    senders: AtomicUsize,
     /// Wakes a sender waiting for the inbox to have room, or to close.
     room_made: Notify,
 }
 
 struct State<T> {
     items: VecDeque<T>,
-    senders: usize,
     /// Senders waiting for room: each pop wakes one.
     waiting: usize,
     /// The receiver closed or dropped the inbox: sends are refused.
@@ -64,6 +66,24 @@ pub(crate) struct Sender<T> {
 }
 
 impl<T> Sender<T> {
+    /// Queues `item` if the inbox has room for it now.
+    pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        let mut s = self.shared.lock();
+        if s.closed {
+            return Err(TrySendError::Closed(item));
+        }
+        if s.items.len() >= self.shared.capacity {
+            return Err(TrySendError::Full(item));
+        }
+        s.items.push_back(item);
+        let receiver = s.receiver.take();
+        drop(s);
+        if let Some(w) = receiver {
+            w.wake();
+        }
+        Ok(())
+    }
+
     /// Queues `item`, waiting while the inbox is full. Gives it back once the receiver
     /// has closed the inbox.
     pub(crate) async fn send(&self, item: T) -> Result<(), T> {
@@ -112,9 +132,16 @@ impl<T> Drop for Waiting<'_, T> {
     }
 }
 
+/// Why [`Sender::try_send`] gave the item back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TrySendError<T> {
+    Full(T),
+    Closed(T),
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        self.shared.lock().senders += 1;
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Sender {
             shared: self.shared.clone(),
         }
@@ -123,14 +150,12 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let receiver = {
-            let mut s = self.shared.lock();
-            s.senders -= 1;
-            if s.senders > 0 {
-                return;
-            }
-            s.receiver.take()
-        };
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last one: the receiver, if waiting, learns the inbox has ended. Taken
+        // under the lock, so a receiver that saw a sender left has registered by now.
+        let receiver = self.shared.lock().receiver.take();
         if let Some(w) = receiver {
             w.wake();
         }
@@ -153,7 +178,7 @@ impl<T> Receiver<T> {
         if let Some(item) = self.take(&mut s) {
             return Poll::Ready(Some(item));
         }
-        if s.senders == 0 || s.closed {
+        if s.closed || self.shared.senders.load(Ordering::Acquire) == 0 {
             return Poll::Ready(None);
         }
         if !s.receiver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -252,6 +277,18 @@ mod tests {
         }
         got.sort();
         assert_eq!(got, (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn try_send_says_full_or_closed_and_gives_the_item_back() {
+        let (tx, mut rx) = channel(1);
+        assert_eq!(tx.try_send(1), Ok(()));
+        assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(tx.try_send(3), Ok(()));
+        rx.close();
+        assert_eq!(tx.try_send(4), Err(TrySendError::Closed(4)));
+        assert_eq!(rx.try_recv(), Some(3));
     }
 
     #[tokio::test]

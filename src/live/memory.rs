@@ -3,7 +3,7 @@
 
 use super::counters::LocalCounters;
 use super::mailbox;
-use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
+use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, hand_over, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
@@ -67,14 +67,23 @@ impl Inner {
     }
 
     async fn submit(self: &Arc<Self>, room: &RoomId, cmd: RoomCmd) -> Result<(), LiveError> {
-        let mut cmd = cmd;
+        let mut mail = Mail::cmd(cmd);
         for _ in 0..3 {
-            let tx = self.room_sender(room).await?;
-            match tx.send(Mail::cmd(cmd)).await {
+            let tx = match hand_over(&self.rooms, room, mail) {
+                Ok(()) => return Ok(()),
+                Err((m, Some(full))) => {
+                    mail = m;
+                    full
+                }
+                Err((m, None)) => {
+                    mail = m;
+                    self.room_sender(room).await?
+                }
+            };
+            match tx.send(mail).await {
                 Ok(()) => return Ok(()),
                 // The room task just exited (idle): start a new one.
-                Err(Mail::Cmd(c)) => cmd = *c,
-                Err(Mail::Host(never)) => match never {},
+                Err(m) => mail = m,
             }
         }
         Err(LiveError::Unavailable(
@@ -175,6 +184,10 @@ impl Live for MemoryLive {
             .lock()
             .expect("poisoned")
             .insert(who.clone(), outbox)
+    }
+
+    fn close_all(&self, msg: ServerMsg) {
+        super::close_all(&self.inner.outboxes, &msg);
     }
 
     fn detach(&self, who: &ParticipantId, conn: u64) {

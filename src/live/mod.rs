@@ -183,6 +183,19 @@ impl Drop for Inbox {
     }
 }
 
+/// Push `msg` and a close to each of `outboxes` (both stores' [`Live::close_all`]).
+fn close_all(outboxes: &std::sync::Mutex<HashMap<ParticipantId, Outbox>>, msg: &ServerMsg) {
+    let all: Vec<Outbox> = outboxes
+        .lock()
+        .expect("poisoned")
+        .values()
+        .cloned()
+        .collect();
+    for outbox in all {
+        outbox.push(Outgoing::Close(Box::new(msg.clone())));
+    }
+}
+
 /// Side effects of room outputs that are not deliveries: history and prefetch.
 #[async_trait]
 pub trait Effects: Send + Sync + 'static {
@@ -236,6 +249,10 @@ pub trait Live: Send + Sync + 'static {
     fn attach(&self, who: &ParticipantId, outbox: Outbox) -> Option<Outbox>;
     /// Forget `who`'s outbox if it is still connection `conn`.
     fn detach(&self, who: &ParticipantId, conn: u64);
+    /// The server is stopping: close every connection attached to this node, sending
+    /// `msg` first. (Sessions do not each wait on the shutdown token: that is a waiter
+    /// registered and dropped on every message they handle.)
+    fn close_all(&self, msg: ServerMsg);
     /// Close `who`'s connection on whichever node holds it, sending `msg` first: an admin
     /// changed their account (deactivated, roles changed, signed out everywhere), so what
     /// their socket was allowed at `hello` no longer holds. Every node is told, not only

@@ -44,7 +44,9 @@ use ownership::{Drain, Local};
 pub use parking::RedisParking;
 
 use super::mailbox;
-use super::runtime::{Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, run_room};
+use super::runtime::{
+    Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, hand_over, run_room,
+};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
 use crate::ids::{ParticipantId, RoomId};
@@ -378,6 +380,10 @@ impl Live for RedisLive {
             }
         });
         old
+    }
+
+    fn close_all(&self, msg: ServerMsg) {
+        super::close_all(&self.inner.outboxes, &msg);
     }
 
     fn detach(&self, who: &ParticipantId, conn: u64) {

@@ -10,7 +10,7 @@
 //! a bug cannot take a room's waiting patients down with it.
 
 use super::mailbox;
-use crate::ids::ParticipantId;
+use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
 use crate::visit::room::{Act, Input, Output, Room};
 use crate::visit::{Millis, RoomConfig, RoomSnapshot};
@@ -51,6 +51,27 @@ pub(crate) enum Mail<H> {
 impl<H> Mail<H> {
     pub(crate) fn cmd(cmd: RoomCmd) -> Self {
         Mail::Cmd(Box::new(cmd))
+    }
+}
+
+/// Hand `mail` to `room`'s task on this node without waiting. Most inputs find the task
+/// running with room in its inbox and go over under the map's lock alone, no sender
+/// cloned (this is every relayed message's path). Otherwise the mail comes back, with
+/// the room's sender when its inbox is only full (wait on that), `None` when no task runs.
+#[allow(clippy::type_complexity)]
+pub(crate) fn hand_over<M>(
+    rooms: &std::sync::Mutex<std::collections::HashMap<RoomId, mailbox::Sender<M>>>,
+    room: &RoomId,
+    mail: M,
+) -> Result<(), (M, Option<mailbox::Sender<M>>)> {
+    let rooms = rooms.lock().expect("poisoned");
+    let Some(tx) = rooms.get(room) else {
+        return Err((mail, None));
+    };
+    match tx.try_send(mail) {
+        Ok(()) => Ok(()),
+        Err(mailbox::TrySendError::Full(mail)) => Err((mail, Some(tx.clone()))),
+        Err(mailbox::TrySendError::Closed(mail)) => Err((mail, None)),
     }
 }
 
@@ -125,7 +146,10 @@ pub(crate) async fn run_room<H: RoomHost>(
                 Some(Mail::Cmd(cmd)) => match *cmd {
                     RoomCmd::Input(input) => match host.refuse(room.room(), &input) {
                         Some(answer) => (answer, true, false),
-                        None => (room.handle(input, now_ms()), false, false),
+                        None => {
+                            let out = room.handle(input, now_ms());
+                            (out, !room.changed(), false)
+                        }
                     },
                     RoomCmd::Reconfigure(cfg) => (room.reconfigure(cfg, now_ms()), false, false),
                 },
@@ -209,12 +233,23 @@ pub(crate) struct Supervised {
     /// Kept as its JSON (the versioned form the Redis store hands between nodes): read
     /// only after a panic, and a third of a cloned room's size (issue 20).
     last_good: Box<str>,
+    /// Whether the last input handled may have changed the room's state; a relay that
+    /// was only passed on did not, and its batch publishes nothing (most of the traffic).
+    changed: bool,
 }
 
 impl Supervised {
     pub(crate) fn new(room: Room) -> Self {
         let last_good = Self::keep(&room);
-        Self { room, last_good }
+        Self {
+            room,
+            last_good,
+            changed: true,
+        }
+    }
+
+    pub(crate) fn changed(&self) -> bool {
+        self.changed
     }
 
     fn keep(room: &Room) -> Box<str> {
@@ -245,8 +280,19 @@ impl Supervised {
                 ..
             }
         );
+        let passed_on = matches!(
+            input,
+            Input::Act {
+                act: Act::Relay { .. },
+                ..
+            }
+        );
         match catch_unwind(AssertUnwindSafe(|| self.room.handle(input, now))) {
             Ok(out) => {
+                // Sent on, or refused to its sender: nothing held, no visit moved on.
+                self.changed = !(passed_on
+                    && !out.is_empty()
+                    && out.iter().all(|o| matches!(o, Output::Send { .. })));
                 let keep = if tick {
                     !out.is_empty()
                 } else if relay {
@@ -259,7 +305,10 @@ impl Supervised {
                 }
                 out
             }
-            Err(_) => self.recover(kind, who),
+            Err(_) => {
+                self.changed = true;
+                self.recover(kind, who)
+            }
         }
     }
 
@@ -390,6 +439,46 @@ mod tests {
                 .any(|o| matches!(o, Output::Record(t) if t.state == VisitState::Admitted))
         );
         assert_eq!(r.room().visit_state(&v1), Some(VisitState::Admitted));
+    }
+
+    #[test]
+    fn only_a_relay_passed_on_counts_as_no_change() {
+        let mut r = Supervised::new(room("r_relays"));
+        connect(&mut r, member("s_doc", Role::Physician), 0);
+        connect(&mut r, member("p_pat", Role::Patient), 1000);
+        admit(&mut r, 2000);
+        assert!(r.changed());
+        let (doc, pat) = (
+            ParticipantId::parse("s_doc").unwrap(),
+            ParticipantId::parse("p_pat").unwrap(),
+        );
+        let relay = |from: &ParticipantId, to: &ParticipantId, msg: ServerMsg| Input::Act {
+            who: from.clone(),
+            act: Act::Relay {
+                to: to.clone(),
+                msg,
+            },
+        };
+        let eoc = |from: &ParticipantId| ServerMsg::EndOfCandidates { from: from.clone() };
+        let out = r.handle(relay(&doc, &pat, eoc(&doc)), 3000);
+        assert!(matches!(&out[..], [Output::Send { to, .. }] if *to == pat));
+        assert!(!r.changed(), "passed on: the room is as it was");
+        // Refused to its sender: still nothing changed.
+        let out = r.handle(relay(&doc, &doc, eoc(&doc)), 3100);
+        assert!(matches!(&out[..], [Output::Send { to, .. }] if *to == doc));
+        assert!(!r.changed());
+        // The answer moves the visit in call.
+        let answer = ServerMsg::Answer {
+            from: pat.clone(),
+            sdp: "v=0".into(),
+        };
+        r.handle(relay(&pat, &doc, answer), 3200);
+        assert!(r.changed());
+        // Held for a participant who dropped: the room holds more than before.
+        r.handle(Input::Disconnect { who: doc.clone() }, 4000);
+        let out = r.handle(relay(&pat, &doc, eoc(&pat)), 4100);
+        assert!(out.is_empty());
+        assert!(r.changed(), "a message kept for replay is state");
     }
 
     #[test]

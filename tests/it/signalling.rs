@@ -328,12 +328,16 @@ async fn shutdown_tells_clients_to_reconnect_and_finishes_in_bounded_time() {
     let app = TestApp::spawn().await;
     let (room, mut doc) = clinic(&app).await;
     let mut ana = app.waiting_patient(&room.id, "Ana").await;
+    // Connected, not yet said hello: told too, not left to its hello deadline.
+    let mut early = app.ws().await;
     let started = std::time::Instant::now();
     let state = app.state.clone();
     let stop = tokio::spawn(app.shutdown());
     assert_eq!(ana.expect("going_away").await["type"], "going_away");
     doc.expect("going_away").await;
+    early.expect("going_away").await;
     assert!(ana.closed_within(WAIT).await);
+    assert!(early.closed_within(WAIT).await);
     stop.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(state.settings.server.shutdown_grace_secs + 2));
 }

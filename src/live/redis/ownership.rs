@@ -31,14 +31,17 @@ impl Inner {
             tokio::time::Instant::now() + Duration::from_millis(self.lease_ms * 2) + self.timeout;
         let mut cmd = cmd;
         loop {
-            if let Some(tx) = self.local_room(room) {
-                match tx.send(Mail::cmd(cmd)).await {
-                    Ok(()) => return Ok(()),
-                    // The room task just stopped (idle, drained or deposed).
-                    Err(Mail::Cmd(c)) => cmd = *c,
-                    // Invariant: what we sent comes back; it was a command.
-                    Err(_) => unreachable!("we sent a command"),
-                }
+            let sent = match hand_over(&self.rooms, room, Mail::cmd(cmd)) {
+                Ok(()) => return Ok(()),
+                Err((mail, Some(full))) => full.send(mail).await,
+                Err((mail, None)) => Err(mail),
+            };
+            match sent {
+                Ok(()) => return Ok(()),
+                // No task here, or it just stopped (idle, drained or deposed).
+                Err(Mail::Cmd(c)) => cmd = *c,
+                // Invariant: what we sent comes back; it was a command.
+                Err(_) => unreachable!("we sent a command"),
             }
             let mut c = self.redis.clone();
             let holder: Option<String> =

@@ -110,6 +110,14 @@ pub async fn run(io: Upgraded, state: AppState, slot: Pending, cookie: Option<St
     state.metrics.connections.dec();
 }
 
+/// What every connection is told when this server stops.
+pub fn server_restarting() -> ServerMsg {
+    ServerMsg::GoingAway {
+        reason: "server restarting".into(),
+        reconnect_after_ms: 1000,
+    }
+}
+
 /// One connection's parts. `closing`: a close is queued; nothing more read is acted on.
 struct Session {
     stream: Stream,
@@ -200,7 +208,10 @@ impl Session {
                 next = self.inbox.next() => Event::Out(next),
                 text = next_text(&mut self.stream, &self.outbox, max), if !self.closing => Event::In(text),
                 _ = &mut timer, if !self.closing => Event::Timer,
-                _ = state.shutdown.cancelled(), if !shutting_down => Event::Shutdown,
+                // Once the hello is through, the live store tells this connection of a
+                // shutdown (`Live::close_all`): waiting on the token here too would
+                // register and unregister a waiter on every message.
+                _ = state.shutdown.cancelled(), if !shutting_down && id.is_none() => Event::Shutdown,
             };
             match event {
                 Event::Out(next) => {
@@ -210,10 +221,7 @@ impl Session {
                 }
                 Event::Shutdown => {
                     shutting_down = true;
-                    self.close_with(ServerMsg::GoingAway {
-                        reason: "server restarting".into(),
-                        reconnect_after_ms: 1000,
-                    });
+                    self.close_with(server_restarting());
                 }
                 Event::Timer => {
                     let now = tokio::time::Instant::now();
@@ -269,6 +277,11 @@ impl Session {
                                     clock.ice_at = Some(now + clock.ice_every);
                                 }
                                 id = Some(Box::new(who));
+                                // Attached after the live store closed everyone.
+                                if state.shutdown.is_cancelled() {
+                                    shutting_down = true;
+                                    self.close_with(server_restarting());
+                                }
                             }
                             Err((code, message)) => self.close(code, message),
                         }
