@@ -9,7 +9,7 @@
 //! of the older version that ends meanwhile does not count as this one). Rows are claimed
 //! with a lease, like the visit notes' (`visit_notes.rs`).
 
-use super::{Claim, DurableError, FailedAttempt, NewLink};
+use super::{Claim, DurableError, FailedAttempt, NewLink, PendingWrite};
 use crate::ids::{LinkId, PatientRef, ReferralId, RoomId, StaffId, VisitId};
 use crate::records::service_request::{ReferralWrite, RequestAnswer};
 use crate::visit::Millis;
@@ -114,24 +114,6 @@ pub struct ClaimedReferralWrite {
     pub pending_since: Millis,
 }
 
-/// A referral write the record source has not taken yet, for the admins' list: no
-/// reason, no patient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingReferralWrite {
-    pub referral: ReferralId,
-    pub visit: VisitId,
-    /// The referring physician.
-    pub staff: StaffId,
-    pub created_at: Millis,
-    pub attempts: u32,
-    pub next_attempt_at: Millis,
-    pub last_attempt_at: Option<Millis>,
-    pub last_error: Option<String>,
-    pub leased_until: Option<Millis>,
-    /// Given up: no more attempts (an answer makes it due again).
-    pub failed: bool,
-}
-
 /// Where a referral stands with the record source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferralRecordState {
@@ -207,7 +189,7 @@ pub trait ReferralStore: Send + Sync {
     async fn pending_referral_writes(
         &self,
         limit: i64,
-    ) -> Result<Vec<PendingReferralWrite>, DurableError>;
+    ) -> Result<Vec<PendingWrite>, DurableError>;
 
     /// Where the referral stands with the record source; `None` when it is not written
     /// there (no patient record).
@@ -589,23 +571,12 @@ macro_rules! impl_referral_store {
             async fn pending_referral_writes(
                 &self,
                 limit: i64,
-            ) -> Result<Vec<$crate::durable::referrals::PendingReferralWrite>, DurableError> {
+            ) -> Result<Vec<$crate::durable::PendingWrite>, DurableError> {
                 use $crate::durable::referrals::*;
-                #[allow(clippy::type_complexity)]
-                let rows: Vec<(
-                    String,
-                    String,
-                    String,
-                    i64,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<String>,
-                    Option<i64>,
-                    String,
-                )> = sqlx::query_as(
-                    "SELECT r.id, r.visit_id, r.from_staff, w.created_at, w.attempts, \
-                     w.next_attempt_at, w.last_attempt_at, w.last_error, w.lease_until, w.state \
+                let rows: Vec<PendingRow> = sqlx::query_as(
+                    "SELECT r.id AS referral_id, r.visit_id, r.from_staff AS staff_id, \
+                     w.created_at AS saved_at, w.attempts, w.next_attempt_at, w.last_attempt_at, \
+                     w.last_error, w.lease_until, w.state \
                      FROM referral_writes w JOIN referrals r ON r.id = w.referral_id \
                      WHERE w.state IN ($1, $3) ORDER BY w.created_at, r.id LIMIT $2",
                 )
@@ -614,22 +585,7 @@ macro_rules! impl_referral_store {
                 .bind(FAILED)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(|(id, visit, staff, created_at, attempts, next, last, error, lease, state)| {
-                        Ok(PendingReferralWrite {
-                            referral: parse_id(&id, "referrals.id")?,
-                            visit: parse_id(&visit, "referrals.visit_id")?,
-                            staff: parse_id(&staff, "referrals.from_staff")?,
-                            created_at,
-                            attempts: attempts.clamp(0, u32::MAX as i64) as u32,
-                            next_attempt_at: next,
-                            last_attempt_at: last,
-                            last_error: error,
-                            leased_until: lease,
-                            failed: state == FAILED,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(|r| r.decode()).collect()
             }
 
             async fn referral_record_state(

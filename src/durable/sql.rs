@@ -573,6 +573,41 @@ impl AuditRow {
     }
 }
 
+/// A row of either record-write outbox for the admins' list, its columns under these names.
+#[derive(sqlx::FromRow)]
+pub(super) struct PendingRow {
+    referral_id: Option<String>,
+    visit_id: String,
+    staff_id: String,
+    saved_at: i64,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    lease_until: Option<i64>,
+    state: String,
+}
+
+impl PendingRow {
+    pub(super) fn decode(self) -> Result<super::PendingWrite, DurableError> {
+        Ok(super::PendingWrite {
+            referral: match self.referral_id {
+                Some(r) => Some(parse_id(&r, "referrals.id")?),
+                None => None,
+            },
+            visit: parse_id(&self.visit_id, "visit_id")?,
+            staff: parse_id(&self.staff_id, "staff_id")?,
+            saved_at: self.saved_at,
+            attempts: self.attempts.clamp(0, u32::MAX as i64) as u32,
+            next_attempt_at: self.next_attempt_at,
+            last_attempt_at: self.last_attempt_at,
+            last_error: self.last_error,
+            leased_until: self.lease_until,
+            failed: self.state == super::record_writes::FAILED,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
