@@ -186,10 +186,7 @@ pub trait ReferralStore: Send + Sync {
     ) -> Result<bool, DurableError>;
 
     /// Referral writes pending or given up, oldest first, at most `limit` (capped at 1000).
-    async fn pending_referral_writes(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<PendingWrite>, DurableError>;
+    async fn pending_referral_writes(&self, limit: i64) -> Result<Vec<PendingWrite>, DurableError>;
 
     /// Where the referral stands with the record source; `None` when it is not written
     /// there (no patient record).
@@ -435,36 +432,8 @@ macro_rules! impl_referral_store {
                 .await?;
                 if done.rows_affected() == 1 {
                     if let Some(link) = &join {
-                        let room: Option<(bool,)> =
-                            sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
-                                .bind(link.room.as_str())
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                        if !matches!(room, Some((false,))) {
-                            return Err(DurableError::invalid("room", "no such room in use"));
-                        }
-                        sqlx::query(
-                            "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
-                             patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
-                             revoked, first_used_at, use_count) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                             FALSE, NULL, 0)",
-                        )
-                        .bind(link.id.as_str())
-                        .bind(&link.code_hash)
-                        .bind(link.kind.as_str())
-                        .bind(link.room.as_str())
-                        .bind(link.visit.as_str())
-                        .bind(&link.patient_name)
-                        .bind(link.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
-                        .bind(&link.reason)
-                        .bind(&link.lang)
-                        .bind(link.not_before)
-                        .bind(link.expires_at)
-                        .bind(link.created_by.as_str())
-                        .bind(link.created_at)
-                        .execute(&mut *tx)
-                        .await?;
+                        Self::room_in_use(&mut *tx, &link.room).await?;
+                        Self::insert_link(link).execute(&mut *tx).await?;
                     }
                     sqlx::query(
                         "UPDATE referral_writes SET version = version + 1, state = $2, \
