@@ -47,21 +47,10 @@ pub struct NewLink {
     pub created_at: Millis,
 }
 
+/// A stored link: the link as it was made, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    pub id: LinkId,
-    pub code_hash: String,
-    pub kind: LinkKind,
-    pub room: RoomId,
-    pub visit: VisitId,
-    pub patient_name: Option<String>,
-    pub patient_ref: Option<PatientRef>,
-    pub reason: Option<String>,
-    pub lang: Option<String>,
-    pub not_before: Option<Millis>,
-    pub expires_at: Millis,
-    pub created_by: StaffId,
-    pub created_at: Millis,
+    pub new: NewLink,
     pub revoked: bool,
     pub first_used_at: Option<Millis>,
     pub use_count: i64,

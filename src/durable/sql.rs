@@ -11,7 +11,7 @@
 //! database) and turned into domain types by plain functions, so decoding is shared too.
 
 use super::{
-    DurableError, IdpIdentity, Link, LinkKind, NewRoom, NewStaff, Session, SetupPurpose,
+    DurableError, IdpIdentity, Link, LinkKind, NewLink, NewRoom, NewStaff, Session, SetupPurpose,
     SetupToken, Staff, VisitRecord, VisitTransition,
 };
 use crate::audit::{AuditEntry, AuditOutcome, NewAuditEntry};
@@ -359,20 +359,22 @@ pub(super) struct LinkRow {
 impl LinkRow {
     pub(super) fn into_link(self) -> Result<Link, DurableError> {
         Ok(Link {
-            id: parse_id(&self.id, "links.id")?,
-            code_hash: self.code_hash,
-            kind: LinkKind::parse(&self.kind)
-                .ok_or_else(|| DurableError::Internal("unknown link kind in store".into()))?,
-            room: parse_id(&self.room_id, "links.room_id")?,
-            visit: parse_id(&self.visit_id, "links.visit_id")?,
-            patient_name: self.patient_name,
-            patient_ref: parse_opt_id(self.patient_ref.as_deref(), "links.patient_ref")?,
-            reason: self.reason,
-            lang: self.lang,
-            not_before: self.not_before,
-            expires_at: self.expires_at,
-            created_by: parse_id(&self.created_by, "links.created_by")?,
-            created_at: self.created_at,
+            new: NewLink {
+                id: parse_id(&self.id, "links.id")?,
+                code_hash: self.code_hash,
+                kind: LinkKind::parse(&self.kind)
+                    .ok_or_else(|| DurableError::Internal("unknown link kind in store".into()))?,
+                room: parse_id(&self.room_id, "links.room_id")?,
+                visit: parse_id(&self.visit_id, "links.visit_id")?,
+                patient_name: self.patient_name,
+                patient_ref: parse_opt_id(self.patient_ref.as_deref(), "links.patient_ref")?,
+                reason: self.reason,
+                lang: self.lang,
+                not_before: self.not_before,
+                expires_at: self.expires_at,
+                created_by: parse_id(&self.created_by, "links.created_by")?,
+                created_at: self.created_at,
+            },
             revoked: self.revoked,
             first_used_at: self.first_used_at,
             use_count: self.use_count,
