@@ -269,7 +269,7 @@ async fn link_create(
         })
         .await
         .map_err(|e| bad(format!("link: {e}")))?;
-    tracing::info!(link = %link.id, room = %link.room, staff = %admin.id, "join link minted (command line)");
+    tracing::info!(link = %link.new.id, room = %link.new.room, staff = %admin.id, "join link minted (command line)");
     println!("{}/join/{code}", settings.public_url());
     Ok(())
 }

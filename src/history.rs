@@ -507,21 +507,24 @@ pub async fn sweep_no_shows(durable: &dyn DurableStore, now: i64) -> Result<usiz
     let mut marked = 0;
     for link in durable.list_links(None).await? {
         let unused = link.first_used_at.is_none() && !link.revoked;
-        if link.kind != crate::durable::LinkKind::Patient || !unused || link.expires_at > now {
+        if link.new.kind != crate::durable::LinkKind::Patient
+            || !unused
+            || link.new.expires_at > now
+        {
             continue;
         }
-        if durable.visit(&link.visit).await?.is_some() {
+        if durable.visit(&link.new.visit).await?.is_some() {
             continue;
         }
         durable
             .record_visit_event(VisitEvent {
-                visit: link.visit.clone(),
-                room: link.room.clone(),
+                visit: link.new.visit.clone(),
+                room: link.new.room.clone(),
                 state: crate::visit::VisitState::NoShow,
-                at: link.expires_at,
+                at: link.new.expires_at,
                 actor: Some("system".into()),
                 physician: None,
-                patient_ref: link.patient_ref.clone(),
+                patient_ref: link.new.patient_ref.clone(),
             })
             .await?;
         marked += 1;

@@ -833,7 +833,7 @@ impl Appointments {
         for appointment in self.durable.list_appointments(physician, from, to).await? {
             // One lookup per appointment: a day's or a month's list is tens of rows.
             let visit = match &appointment.link {
-                Some(l) => self.durable.link(l).await?.map(|l| l.visit),
+                Some(l) => self.durable.link(l).await?.map(|l| l.new.visit),
                 None => None,
             };
             out.push(Listed { appointment, visit });

@@ -755,14 +755,7 @@ macro_rules! impl_appointment_store {
                 if staff.is_none() {
                     return Err(DurableError::invalid("staff", "no such staff account"));
                 }
-                let room: Option<(bool,)> =
-                    sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
-                        .bind(s.room.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if !matches!(room, Some((false,))) {
-                    return Err(DurableError::invalid("room", "no such room in use"));
-                }
+                Self::room_in_use(&mut *tx, &s.room).await?;
                 sqlx::query(
                     "INSERT INTO schedules (staff_id, room_id, zone, weekly, exceptions, \
                      visit_mins, buffer_mins, updated_at, visit_types) \
@@ -965,27 +958,12 @@ macro_rules! impl_appointment_store {
                 if a.hold_until <= change.now {
                     return Err(DurableError::Expired);
                 }
-                sqlx::query(
-                    "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
-                     patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
-                     revoked, first_used_at, use_count) \
-                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10, $11, $12, \
-                     FALSE, NULL, 0)",
-                )
-                .bind(link.id.as_str())
-                .bind(&link.code_hash)
-                .bind(link.kind.as_str())
-                .bind(link.room.as_str())
-                .bind(link.visit.as_str())
-                .bind(&link.patient_name)
-                .bind(&link.reason)
-                .bind(&link.lang)
-                .bind(link.not_before)
-                .bind(link.expires_at)
-                .bind(link.created_by.as_str())
-                .bind(link.created_at)
-                .execute(&mut *tx)
-                .await?;
+                // An appointment's link names no patient record (the booking has none).
+                let link = NewLink {
+                    patient_ref: None,
+                    ..link
+                };
+                Self::insert_link(&link).execute(&mut *tx).await?;
                 sqlx::query(
                     "UPDATE appointments SET status = 'confirmed', manage_hash = $2, \
                      link_id = $3, updated_at = $4 WHERE id = $1",

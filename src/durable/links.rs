@@ -47,21 +47,10 @@ pub struct NewLink {
     pub created_at: Millis,
 }
 
+/// A stored link: the link as it was made, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    pub id: LinkId,
-    pub code_hash: String,
-    pub kind: LinkKind,
-    pub room: RoomId,
-    pub visit: VisitId,
-    pub patient_name: Option<String>,
-    pub patient_ref: Option<PatientRef>,
-    pub reason: Option<String>,
-    pub lang: Option<String>,
-    pub not_before: Option<Millis>,
-    pub expires_at: Millis,
-    pub created_by: StaffId,
-    pub created_at: Millis,
+    pub new: NewLink,
     pub revoked: bool,
     pub first_used_at: Option<Millis>,
     pub use_count: i64,
@@ -120,36 +109,8 @@ macro_rules! impl_link_store {
                         "must be before expires_at",
                     ));
                 }
-                let room: Option<(bool,)> =
-                    sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
-                        .bind(new.room.as_str())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                if !matches!(room, Some((false,))) {
-                    return Err(DurableError::invalid("room", "no such room in use"));
-                }
-                let r = sqlx::query(
-                    "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
-                     patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
-                     revoked, first_used_at, use_count) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                     FALSE, NULL, 0)",
-                )
-                .bind(new.id.as_str())
-                .bind(&new.code_hash)
-                .bind(new.kind.as_str())
-                .bind(new.room.as_str())
-                .bind(new.visit.as_str())
-                .bind(&new.patient_name)
-                .bind(new.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
-                .bind(&new.reason)
-                .bind(&new.lang)
-                .bind(new.not_before)
-                .bind(new.expires_at)
-                .bind(new.created_by.as_str())
-                .bind(new.created_at)
-                .execute(&self.pool)
-                .await;
+                Self::room_in_use(&self.pool, &new.room).await?;
+                let r = Self::insert_link(&new).execute(&self.pool).await;
                 match r {
                     Ok(_) => {}
                     Err(e) if is_unique(&e, "code_hash") => {

@@ -127,6 +127,54 @@ macro_rules! impl_durable_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            /// `Invalid{room}` unless `room` exists and is not archived: what a join link or a
+            /// schedule may name. `e` is the pool, or the transaction the write is in.
+            async fn room_in_use<'e, E>(e: E, room: &'e $crate::ids::RoomId) -> Result<(), DurableError>
+            where
+                E: sqlx::Executor<'e, Database = <$store as StoreDb>::Db>,
+            {
+                let row: Option<(bool,)> =
+                    sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
+                        .bind(room.as_str())
+                        .fetch_optional(e)
+                        .await?;
+                if !matches!(row, Some((false,))) {
+                    return Err(DurableError::invalid("room", "no such room in use"));
+                }
+                Ok(())
+            }
+
+            /// The one statement that writes a join link, unused and not revoked (a link
+            /// made by hand, at an appointment's confirmation, at a referral's acceptance).
+            fn insert_link(
+                link: &$crate::durable::NewLink,
+            ) -> sqlx::query::Query<
+                '_,
+                <$store as StoreDb>::Db,
+                <<$store as StoreDb>::Db as sqlx::Database>::Arguments<'_>,
+            > {
+                sqlx::query(
+                    "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
+                     patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
+                     revoked, first_used_at, use_count) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                     FALSE, NULL, 0)",
+                )
+                .bind(link.id.as_str())
+                .bind(&link.code_hash)
+                .bind(link.kind.as_str())
+                .bind(link.room.as_str())
+                .bind(link.visit.as_str())
+                .bind(&link.patient_name)
+                .bind(link.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
+                .bind(&link.reason)
+                .bind(&link.lang)
+                .bind(link.not_before)
+                .bind(link.expires_at)
+                .bind(link.created_by.as_str())
+                .bind(link.created_at)
+            }
+
             /// Runs `q`, an UPDATE of one row by its key; `NotFound{what}` when no row
             /// has that key.
             async fn update_one<'q>(

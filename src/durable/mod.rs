@@ -49,12 +49,12 @@ pub use audit_log::AuditStore;
 pub use chart_access::*;
 pub use directory::DirectoryStore;
 pub use links::*;
-pub use record_writes::{Claim, FailedAttempt};
+pub use record_writes::{Claim, FailedAttempt, PendingWrite};
 pub use referrals::ReferralStore;
 pub use rooms::*;
 pub use staff::*;
 pub use stats::ExperienceStats;
-pub use visit_notes::{NoteDelivery, PendingNoteWrite, SavedNote, StoredVisitNote, VisitNoteStore};
+pub use visit_notes::{NoteDelivery, SavedNote, StoredVisitNote, VisitNoteStore};
 pub use visits::*;
 
 use crate::config::Settings;

@@ -4,6 +4,7 @@
 //! the outcome ([`FailedAttempt`]; the statements are `claim_record_writes` and
 //! `record_write_failed` in `methods.rs`).
 
+use crate::ids::{ReferralId, StaffId, VisitId};
 use crate::visit::Millis;
 
 pub(crate) const PENDING: &str = "pending";
@@ -34,4 +35,27 @@ pub struct FailedAttempt<'a> {
     pub at: Millis,
     pub next_attempt_at: Millis,
     pub give_up: bool,
+}
+
+/// A write the record source has not taken yet (a visit note, or a referral's
+/// `ServiceRequest`), for the admins' list: no text, no patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    /// The referral, for a referral's write; `None` for a visit note.
+    pub referral: Option<ReferralId>,
+    pub visit: VisitId,
+    /// Who wrote the note, or made the referral.
+    pub staff: StaffId,
+    /// When the note was saved, or the referral made.
+    pub saved_at: Millis,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub last_attempt_at: Option<Millis>,
+    /// Why the last attempt failed (no patient data).
+    pub last_error: Option<String>,
+    /// A node is writing it now (its lease runs until then).
+    pub leased_until: Option<Millis>,
+    /// Given up: no more attempts (an answer to a referral makes it due again).
+    pub failed: bool,
 }

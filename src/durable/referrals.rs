@@ -9,7 +9,7 @@
 //! of the older version that ends meanwhile does not count as this one). Rows are claimed
 //! with a lease, like the visit notes' (`visit_notes.rs`).
 
-use super::{Claim, DurableError, FailedAttempt, NewLink};
+use super::{Claim, DurableError, FailedAttempt, NewLink, PendingWrite};
 use crate::ids::{LinkId, PatientRef, ReferralId, RoomId, StaffId, VisitId};
 use crate::records::service_request::{ReferralWrite, RequestAnswer};
 use crate::visit::Millis;
@@ -114,24 +114,6 @@ pub struct ClaimedReferralWrite {
     pub pending_since: Millis,
 }
 
-/// A referral write the record source has not taken yet, for the admins' list: no
-/// reason, no patient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingReferralWrite {
-    pub referral: ReferralId,
-    pub visit: VisitId,
-    /// The referring physician.
-    pub staff: StaffId,
-    pub created_at: Millis,
-    pub attempts: u32,
-    pub next_attempt_at: Millis,
-    pub last_attempt_at: Option<Millis>,
-    pub last_error: Option<String>,
-    pub leased_until: Option<Millis>,
-    /// Given up: no more attempts (an answer makes it due again).
-    pub failed: bool,
-}
-
 /// Where a referral stands with the record source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferralRecordState {
@@ -204,10 +186,7 @@ pub trait ReferralStore: Send + Sync {
     ) -> Result<bool, DurableError>;
 
     /// Referral writes pending or given up, oldest first, at most `limit` (capped at 1000).
-    async fn pending_referral_writes(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<PendingReferralWrite>, DurableError>;
+    async fn pending_referral_writes(&self, limit: i64) -> Result<Vec<PendingWrite>, DurableError>;
 
     /// Where the referral stands with the record source; `None` when it is not written
     /// there (no patient record).
@@ -453,36 +432,8 @@ macro_rules! impl_referral_store {
                 .await?;
                 if done.rows_affected() == 1 {
                     if let Some(link) = &join {
-                        let room: Option<(bool,)> =
-                            sqlx::query_as("SELECT archived FROM rooms WHERE id = $1")
-                                .bind(link.room.as_str())
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                        if !matches!(room, Some((false,))) {
-                            return Err(DurableError::invalid("room", "no such room in use"));
-                        }
-                        sqlx::query(
-                            "INSERT INTO links (id, code_hash, kind, room_id, visit_id, patient_name, \
-                             patient_ref, reason, lang, not_before, expires_at, created_by, created_at, \
-                             revoked, first_used_at, use_count) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                             FALSE, NULL, 0)",
-                        )
-                        .bind(link.id.as_str())
-                        .bind(&link.code_hash)
-                        .bind(link.kind.as_str())
-                        .bind(link.room.as_str())
-                        .bind(link.visit.as_str())
-                        .bind(&link.patient_name)
-                        .bind(link.patient_ref.as_ref().map(|p| p.as_str().to_owned()))
-                        .bind(&link.reason)
-                        .bind(&link.lang)
-                        .bind(link.not_before)
-                        .bind(link.expires_at)
-                        .bind(link.created_by.as_str())
-                        .bind(link.created_at)
-                        .execute(&mut *tx)
-                        .await?;
+                        Self::room_in_use(&mut *tx, &link.room).await?;
+                        Self::insert_link(link).execute(&mut *tx).await?;
                     }
                     sqlx::query(
                         "UPDATE referral_writes SET version = version + 1, state = $2, \
@@ -589,23 +540,12 @@ macro_rules! impl_referral_store {
             async fn pending_referral_writes(
                 &self,
                 limit: i64,
-            ) -> Result<Vec<$crate::durable::referrals::PendingReferralWrite>, DurableError> {
+            ) -> Result<Vec<$crate::durable::PendingWrite>, DurableError> {
                 use $crate::durable::referrals::*;
-                #[allow(clippy::type_complexity)]
-                let rows: Vec<(
-                    String,
-                    String,
-                    String,
-                    i64,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<String>,
-                    Option<i64>,
-                    String,
-                )> = sqlx::query_as(
-                    "SELECT r.id, r.visit_id, r.from_staff, w.created_at, w.attempts, \
-                     w.next_attempt_at, w.last_attempt_at, w.last_error, w.lease_until, w.state \
+                let rows: Vec<PendingRow> = sqlx::query_as(
+                    "SELECT r.id AS referral_id, r.visit_id, r.from_staff AS staff_id, \
+                     w.created_at AS saved_at, w.attempts, w.next_attempt_at, w.last_attempt_at, \
+                     w.last_error, w.lease_until, w.state \
                      FROM referral_writes w JOIN referrals r ON r.id = w.referral_id \
                      WHERE w.state IN ($1, $3) ORDER BY w.created_at, r.id LIMIT $2",
                 )
@@ -614,22 +554,7 @@ macro_rules! impl_referral_store {
                 .bind(FAILED)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(|(id, visit, staff, created_at, attempts, next, last, error, lease, state)| {
-                        Ok(PendingReferralWrite {
-                            referral: parse_id(&id, "referrals.id")?,
-                            visit: parse_id(&visit, "referrals.visit_id")?,
-                            staff: parse_id(&staff, "referrals.from_staff")?,
-                            created_at,
-                            attempts: attempts.clamp(0, u32::MAX as i64) as u32,
-                            next_attempt_at: next,
-                            last_attempt_at: last,
-                            last_error: error,
-                            leased_until: lease,
-                            failed: state == FAILED,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(|r| r.decode()).collect()
             }
 
             async fn referral_record_state(

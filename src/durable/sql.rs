@@ -11,7 +11,7 @@
 //! database) and turned into domain types by plain functions, so decoding is shared too.
 
 use super::{
-    DurableError, IdpIdentity, Link, LinkKind, NewRoom, NewStaff, Session, SetupPurpose,
+    DurableError, IdpIdentity, Link, LinkKind, NewLink, NewRoom, NewStaff, Session, SetupPurpose,
     SetupToken, Staff, VisitRecord, VisitTransition,
 };
 use crate::audit::{AuditEntry, AuditOutcome, NewAuditEntry};
@@ -359,20 +359,22 @@ pub(super) struct LinkRow {
 impl LinkRow {
     pub(super) fn into_link(self) -> Result<Link, DurableError> {
         Ok(Link {
-            id: parse_id(&self.id, "links.id")?,
-            code_hash: self.code_hash,
-            kind: LinkKind::parse(&self.kind)
-                .ok_or_else(|| DurableError::Internal("unknown link kind in store".into()))?,
-            room: parse_id(&self.room_id, "links.room_id")?,
-            visit: parse_id(&self.visit_id, "links.visit_id")?,
-            patient_name: self.patient_name,
-            patient_ref: parse_opt_id(self.patient_ref.as_deref(), "links.patient_ref")?,
-            reason: self.reason,
-            lang: self.lang,
-            not_before: self.not_before,
-            expires_at: self.expires_at,
-            created_by: parse_id(&self.created_by, "links.created_by")?,
-            created_at: self.created_at,
+            new: NewLink {
+                id: parse_id(&self.id, "links.id")?,
+                code_hash: self.code_hash,
+                kind: LinkKind::parse(&self.kind)
+                    .ok_or_else(|| DurableError::Internal("unknown link kind in store".into()))?,
+                room: parse_id(&self.room_id, "links.room_id")?,
+                visit: parse_id(&self.visit_id, "links.visit_id")?,
+                patient_name: self.patient_name,
+                patient_ref: parse_opt_id(self.patient_ref.as_deref(), "links.patient_ref")?,
+                reason: self.reason,
+                lang: self.lang,
+                not_before: self.not_before,
+                expires_at: self.expires_at,
+                created_by: parse_id(&self.created_by, "links.created_by")?,
+                created_at: self.created_at,
+            },
             revoked: self.revoked,
             first_used_at: self.first_used_at,
             use_count: self.use_count,
@@ -569,6 +571,41 @@ impl AuditRow {
             entry,
             prev_hash: self.prev_hash,
             hash: self.hash,
+        })
+    }
+}
+
+/// A row of either record-write outbox for the admins' list, its columns under these names.
+#[derive(sqlx::FromRow)]
+pub(super) struct PendingRow {
+    referral_id: Option<String>,
+    visit_id: String,
+    staff_id: String,
+    saved_at: i64,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    lease_until: Option<i64>,
+    state: String,
+}
+
+impl PendingRow {
+    pub(super) fn decode(self) -> Result<super::PendingWrite, DurableError> {
+        Ok(super::PendingWrite {
+            referral: match self.referral_id {
+                Some(r) => Some(parse_id(&r, "referrals.id")?),
+                None => None,
+            },
+            visit: parse_id(&self.visit_id, "visit_id")?,
+            staff: parse_id(&self.staff_id, "staff_id")?,
+            saved_at: self.saved_at,
+            attempts: self.attempts.clamp(0, u32::MAX as i64) as u32,
+            next_attempt_at: self.next_attempt_at,
+            last_attempt_at: self.last_attempt_at,
+            last_error: self.last_error,
+            leased_until: self.lease_until,
+            failed: self.state == super::record_writes::FAILED,
         })
     }
 }

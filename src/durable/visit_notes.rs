@@ -11,8 +11,8 @@
 //! - Nothing here logs the note or the patient; `last_error` holds causes without patient
 //!   data (the record adapters' errors never carry any).
 
-use super::{Claim, DurableError, FailedAttempt};
-use crate::ids::{StaffId, VisitId};
+use super::{Claim, DurableError, FailedAttempt, PendingWrite};
+use crate::ids::VisitId;
 use crate::records::visit_note::{VisitWrite, WriteReceipt};
 use crate::visit::Millis;
 use serde::Serialize;
@@ -65,23 +65,6 @@ pub struct StoredVisitNote {
     pub written_at: Option<Millis>,
 }
 
-/// A note write that has not reached the record yet, for the admins' list: no note text,
-/// no patient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PendingNoteWrite {
-    pub visit: VisitId,
-    pub staff: StaffId,
-    pub saved_at: Millis,
-    pub attempts: u32,
-    pub next_attempt_at: Millis,
-    pub last_attempt_at: Option<Millis>,
-    pub last_error: Option<String>,
-    /// A node is writing it now (its lease runs until then).
-    pub leased_until: Option<Millis>,
-    /// Given up: no more attempts.
-    pub failed: bool,
-}
-
 /// Whether [`VisitNoteStore::save_visit_note`] kept a new note or found the same one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedNote {
@@ -125,7 +108,7 @@ pub trait VisitNoteStore: Send + Sync {
     ) -> Result<bool, DurableError>;
 
     /// Pending and failed note writes, oldest first, at most `limit` (capped at 1000).
-    async fn pending_note_writes(&self, limit: i64) -> Result<Vec<PendingNoteWrite>, DurableError>;
+    async fn pending_note_writes(&self, limit: i64) -> Result<Vec<PendingWrite>, DurableError>;
 }
 
 /// One row as stored.
@@ -299,46 +282,19 @@ macro_rules! impl_visit_note_store {
             async fn pending_note_writes(
                 &self,
                 limit: i64,
-            ) -> Result<Vec<$crate::durable::PendingNoteWrite>, DurableError> {
+            ) -> Result<Vec<$crate::durable::PendingWrite>, DurableError> {
                 use $crate::durable::visit_notes::*;
-                #[allow(clippy::type_complexity)]
-                let rows: Vec<(
-                    String,
-                    String,
-                    i64,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<String>,
-                    Option<i64>,
-                    String,
-                )> = sqlx::query_as(
-                    "SELECT visit_id, staff_id, saved_at, attempts, next_attempt_at, \
-                     last_attempt_at, last_error, lease_until, state FROM visit_notes \
-                     WHERE state IN ($1, $3) ORDER BY saved_at, visit_id LIMIT $2",
+                let rows: Vec<PendingRow> = sqlx::query_as(
+                    "SELECT CAST(NULL AS TEXT) AS referral_id, visit_id, staff_id, saved_at, \
+                     attempts, next_attempt_at, last_attempt_at, last_error, lease_until, state \
+                     FROM visit_notes WHERE state IN ($1, $3) ORDER BY saved_at, visit_id LIMIT $2",
                 )
                 .bind(pending_state())
                 .bind(limit.clamp(0, 1000))
                 .bind(failed_state())
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(
-                        |(visit, staff, saved_at, attempts, next, last, error, lease, state)| {
-                            Ok($crate::durable::PendingNoteWrite {
-                                visit: parse_id(&visit, "visit_notes.visit_id")?,
-                                staff: parse_id(&staff, "visit_notes.staff_id")?,
-                                saved_at,
-                                attempts: attempts.clamp(0, u32::MAX as i64) as u32,
-                                next_attempt_at: next,
-                                last_attempt_at: last,
-                                last_error: error,
-                                leased_until: lease,
-                                failed: state == failed_state(),
-                            })
-                        },
-                    )
-                    .collect()
+                rows.into_iter().map(|r| r.decode()).collect()
             }
         }
     };

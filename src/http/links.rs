@@ -131,11 +131,11 @@ struct LinkMade {
 fn minted(state: &AppState, m: Minted) -> (StatusCode, Json<LinkMade>) {
     let url = format!("{}/join/{}", state.settings.public_url(), m.code);
     let made = LinkMade {
-        id: m.link.id,
+        id: m.link.new.id,
         code: m.code,
         url,
-        visit: m.link.visit,
-        expires_at: m.link.expires_at,
+        visit: m.link.new.visit,
+        expires_at: m.link.new.expires_at,
     };
     (StatusCode::CREATED, Json(made))
 }
@@ -328,7 +328,7 @@ async fn redeem(
         Ok(j) => j,
         Err(e) => return redeem_error(e),
     };
-    let kind = match j.link.kind {
+    let kind = match j.link.new.kind {
         LinkKind::Patient => "patient",
         LinkKind::Guest => "guest",
     };
@@ -345,10 +345,10 @@ async fn redeem(
             waiting_message: room.waiting_message.clone(),
             waiting_messages: room.waiting_messages.clone(),
         },
-        visit: j.link.visit,
+        visit: j.link.new.visit,
         name: j.name,
-        linked_name: j.link.patient_name,
-        lang: j.link.lang,
+        linked_name: j.link.new.patient_name,
+        lang: j.link.new.lang,
         kind: kind.into(),
         identity,
         physician_name,
@@ -460,8 +460,8 @@ async fn physician_name(state: &AppState, room: &RoomConfig) -> Result<Option<St
 
 async fn identity_status(state: &AppState, link: &Link) -> Result<IdentityStatus, ApiError> {
     let factor = state.settings.links.identity_factor;
-    let required = link.kind == LinkKind::Patient
-        && link.patient_ref.is_some()
+    let required = link.new.kind == LinkKind::Patient
+        && link.new.patient_ref.is_some()
         && factor != IdentityFactor::None;
     if !required {
         return Ok(IdentityStatus {
@@ -471,7 +471,7 @@ async fn identity_status(state: &AppState, link: &Link) -> Result<IdentityStatus
             attempts_left: None,
         });
     }
-    let check = state.durable.identity_check(&link.visit).await?;
+    let check = state.durable.identity_check(&link.new.visit).await?;
     let confirmed = check.as_ref().is_some_and(|c| c.confirmed_at.is_some());
     let max = state.settings.links.identity_attempts;
     let used = check.map_or(0, |c| c.attempts);

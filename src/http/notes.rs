@@ -13,8 +13,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::records::{Who, audit, chart_refusal, chart_request};
 use crate::audit::{AuditOutcome, NewAuditEntry};
-use crate::durable::referrals::PendingReferralWrite;
-use crate::durable::{NoteDelivery, PendingNoteWrite, StoredVisitNote};
+use crate::durable::{NoteDelivery, PendingWrite, StoredVisitNote};
 use crate::identity::chart::{self, ChartGate, ChartRules};
 use crate::ids::{ReferralId, StaffId, VisitId};
 use crate::records::visit_note::VisitNote;
@@ -284,32 +283,19 @@ pub struct PendingWriteView {
     pub failed: bool,
 }
 
-impl From<PendingNoteWrite> for PendingWriteView {
-    fn from(p: PendingNoteWrite) -> Self {
+impl From<PendingWrite> for PendingWriteView {
+    fn from(p: PendingWrite) -> Self {
+        let kind = if p.referral.is_some() {
+            "referral"
+        } else {
+            "visit_note"
+        };
         PendingWriteView {
-            kind: "visit_note".into(),
-            referral: None,
+            kind: kind.into(),
+            referral: p.referral,
             visit: p.visit,
             staff: p.staff,
             saved_at: p.saved_at,
-            attempts: p.attempts,
-            next_attempt_at: p.next_attempt_at,
-            last_attempt_at: p.last_attempt_at,
-            last_error: p.last_error,
-            leased_until: p.leased_until,
-            failed: p.failed,
-        }
-    }
-}
-
-impl From<PendingReferralWrite> for PendingWriteView {
-    fn from(p: PendingReferralWrite) -> Self {
-        PendingWriteView {
-            kind: "referral".into(),
-            referral: Some(p.referral),
-            visit: p.visit,
-            staff: p.staff,
-            saved_at: p.created_at,
             attempts: p.attempts,
             next_attempt_at: p.next_attempt_at,
             last_attempt_at: p.last_attempt_at,
@@ -340,15 +326,9 @@ async fn pending_writes(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "between 1 and 1000"));
     }
-    let mut pending: Vec<PendingWriteView> = state
-        .durable
-        .pending_note_writes(limit)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    let referrals = state.durable.pending_referral_writes(limit).await?;
-    pending.extend(referrals.into_iter().map(PendingWriteView::from));
+    let mut pending = state.durable.pending_note_writes(limit).await?;
+    pending.extend(state.durable.pending_referral_writes(limit).await?);
+    let mut pending: Vec<PendingWriteView> = pending.into_iter().map(Into::into).collect();
     pending.sort_by_key(|p| p.saved_at);
     pending.truncate(limit as usize);
     Ok(Json(pending))

@@ -1,5 +1,7 @@
 //! The pages from `web/`: embedded in the binary (release builds), read from disk in
-//! debug builds so editing a page needs no rebuild.
+//! debug builds so editing a page needs no rebuild. What several pages share (the head,
+//! the headers, the staff sign-in that `staff.js` drives) is written once in `web/parts/`
+//! and put in where a page has a line `<!--#include parts/NAME.html -->`.
 
 use crate::state::AppState;
 use axum::Router;
@@ -42,7 +44,31 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn page(name: &str) -> Response {
-    serve(name)
+    match Web::get(name) {
+        Some(file) => with_headers(
+            name,
+            expand(&String::from_utf8_lossy(&file.data)).into_bytes(),
+        ),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// The page with each include line replaced by the part it names. One level: parts hold
+/// no includes. An unknown part stays a comment (the unit test below names none).
+fn expand(page: &str) -> String {
+    let mut out = String::with_capacity(page.len() * 2);
+    for line in page.split_inclusive('\n') {
+        let part = line
+            .trim()
+            .strip_prefix("<!--#include ")
+            .and_then(|rest| rest.strip_suffix("-->"))
+            .and_then(|path| Web::get(path.trim()));
+        match part {
+            Some(part) => out.push_str(&String::from_utf8_lossy(&part.data)),
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
@@ -54,19 +80,37 @@ async fn asset(Path(path): Path<String>) -> Response {
 
 fn serve(path: &str) -> Response {
     match Web::get(path) {
-        Some(file) => {
-            let mime = mime_guess::from_path(path).first_or_octet_stream();
-            (
-                [
-                    (header::CONTENT_TYPE, mime.as_ref().to_owned()),
-                    (header::CACHE_CONTROL, "no-cache".to_owned()),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-                    (header::REFERRER_POLICY, "no-referrer".to_owned()),
-                ],
-                file.data.into_owned(),
-            )
-                .into_response()
-        }
+        Some(file) => with_headers(path, file.data.into_owned()),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+fn with_headers(path: &str, body: Vec<u8>) -> Response {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    (
+        [
+            (header::CONTENT_TYPE, mime.as_ref().to_owned()),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_has_all_its_parts() {
+        let pages: Vec<_> = Web::iter().filter(|f| !f.contains('/')).collect();
+        assert!(pages.iter().any(|p| p == "join.html"), "{pages:?}");
+        for name in pages {
+            let page = expand(&String::from_utf8_lossy(&Web::get(&name).unwrap().data));
+            assert!(!page.contains("<!--#include"), "{name}: a part is missing");
+            assert!(page.starts_with("<!doctype html>"), "{name}");
+        }
     }
 }

@@ -351,7 +351,7 @@ pub async fn member_for(
             Ok(Some(l)) if l.revoked => {
                 return Err(AccessError::LinkRevoked);
             }
-            Ok(Some(l)) => reason = l.reason,
+            Ok(Some(l)) => reason = l.new.reason,
             Ok(None) => {}
             // Revoked before the outage: the note says so (a link cannot be revoked during
             // it). A note that cannot be read leaves the room's resume check alone.

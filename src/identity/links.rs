@@ -65,10 +65,10 @@ pub fn check_usable(link: &Link, now: Millis) -> Result<(), LinkRefusal> {
     if link.revoked {
         return Err(LinkRefusal::Revoked);
     }
-    if link.expires_at <= now {
+    if link.new.expires_at <= now {
         return Err(LinkRefusal::Expired);
     }
-    match link.not_before {
+    match link.new.not_before {
         Some(at) if now < at => Err(LinkRefusal::NotYetValid { at }),
         _ => Ok(()),
     }
@@ -180,10 +180,10 @@ pub async fn redeem(
         }
     };
     if let Err(e) = check_usable(&link, now) {
-        tracing::info!(link = %link.id, reason = e.code().as_str(), "join refused");
+        tracing::info!(link = %link.new.id, reason = e.code().as_str(), "join refused");
         return Err(e.into());
     }
-    if link.kind == LinkKind::Patient
+    if link.new.kind == LinkKind::Patient
         && let Some(staff) = r.staff
     {
         with.durable
@@ -191,40 +191,41 @@ pub async fn redeem(
                 at: now,
                 actor: staff.clone(),
                 action: "links.redeem".into(),
-                patient_ref: link.patient_ref.clone(),
-                visit: Some(link.visit.clone()),
+                patient_ref: link.new.patient_ref.clone(),
+                visit: Some(link.new.visit.clone()),
                 sections: Vec::new(),
                 outcome: crate::audit::AuditOutcome::Refused,
                 reason: Some("staff_cannot_join_as_patient".into()),
             })
             .await?;
-        tracing::warn!(link = %link.id, staff = %staff, "join refused: staff redeeming a patient link");
+        tracing::warn!(link = %link.new.id, staff = %staff, "join refused: staff redeeming a patient link");
         return Err(RedeemError::StaffCannotJoinAsPatient);
     }
-    let participant = participant_for(with.keys.fingerprint(), &link.id);
+    let participant = participant_for(with.keys.fingerprint(), &link.new.id);
     let device_hash = hash_secret(&format!("device:{device}"));
-    let bound = with.durable.link_device(&link.id).await?;
+    let bound = with.durable.link_device(&link.new.id).await?;
     let connected = with.live.is_connected(&participant).await;
     if let Err(e) = check_device(bound.as_deref(), &device_hash, connected) {
-        tracing::info!(link = %link.id, reason = e.code().as_str(), "join refused");
+        tracing::info!(link = %link.new.id, reason = e.code().as_str(), "join refused");
         return Err(e.into());
     }
     if bound.as_deref() != Some(device_hash.as_str()) {
         with.durable
-            .bind_link_device(&link.id, &device_hash, now)
+            .bind_link_device(&link.new.id, &device_hash, now)
             .await?;
     }
-    with.durable.mark_link_used(&link.id, now).await?;
+    with.durable.mark_link_used(&link.new.id, now).await?;
     let room = with
         .durable
-        .room(&link.room)
+        .room(&link.new.room)
         .await?
         .ok_or(RedeemError::RoomGone)?;
-    let (role, default_name) = match link.kind {
+    let (role, default_name) = match link.new.kind {
         LinkKind::Patient => (Role::Patient, "Patient"),
         LinkKind::Guest => (Role::Guest, "Guest"),
     };
     let name = link
+        .new
         .patient_name
         .clone()
         .unwrap_or_else(|| default_name.to_owned());
@@ -234,16 +235,16 @@ pub async fn redeem(
             sub: participant.to_string(),
             name: name.clone(),
             roles: vec![role],
-            room: Some(link.room.clone()),
-            visit: Some(link.visit.clone()),
-            patient: link.patient_ref.clone(),
-            sid: Some(link.id.to_string()),
-            lang: link.lang.clone(),
+            room: Some(link.new.room.clone()),
+            visit: Some(link.new.visit.clone()),
+            patient: link.new.patient_ref.clone(),
+            sid: Some(link.new.id.to_string()),
+            lang: link.new.lang.clone(),
             ttl_secs: with.token_secs,
         },
         issued,
     );
-    tracing::info!(link = %link.id, participant = %participant, "join link redeemed");
+    tracing::info!(link = %link.new.id, participant = %participant, "join link redeemed");
     Ok(Redeemed {
         token,
         expires_at: (issued + with.token_secs as i64) * 1000,

@@ -5,7 +5,7 @@
 // two speakers, and a fake screen for getDisplayMedia.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newContext, axe, shoot, startServer, setUpClinic, browserFor, steps, receivesMedia, signallingLog, callDiagnostics, PHONE } from './support.mjs';
+import { newContext, axe, shoot, setUpClinic, receivesMedia, signallingLog, callDiagnostics, PHONE, browserTest } from './support.mjs';
 
 /** What a page sends: the label of the track on each of its senders, by kind. */
 const sending = (page) => page.evaluate(() => {
@@ -47,12 +47,8 @@ const looksLike = (page) => page.evaluate(() => {
 });
 
 test('device pickers before and during the call, screen sharing, unread chat on a phone', { timeout: 240000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
+  const { log, server, browser, step: run } = await browserTest(t);
   const signalling = [];
-  const run = steps(t);
   // A failed step prints both sides' peer connections and the last signalling messages.
   const step = (name, fn) => run(name, async () => {
     try { await fn(); } catch (e) {

@@ -7,15 +7,10 @@
 // without coordinates, or out of range, is refused on the profile form and changes nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, shoot, widthAt320, newContext, startServer, setUpClinic, addPhysician, listInDirectory, openAllDay, browserFor, steps } from './support.mjs';
+import { axe, shoot, widthAt320, newContext, setUpClinic, addPhysician, listInDirectory, openAllDay, browserTest } from './support.mjs';
 
 test('a patient finds a physician who speaks Spanish in the directory and opens her booking page', { timeout: 240000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
+  const { log, server, browser, step, violations } = await browserTest(t);
   let page; let vegaId; let grey;
 
   await step('two physicians list themselves in the directory', async () => {

@@ -4,7 +4,7 @@
 // and during a call still sees, and can message, who is waiting, in a list they can fold.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps } from './support.mjs';
+import { axe, shoot, setUpClinic, patientWaits, browserTest } from './support.mjs';
 
 // What the page played and showed: oscillators started (the chime) and notifications made.
 function listen() {
@@ -25,13 +25,8 @@ function listen() {
 }
 
 test('the physician notices arrivals and keeps the queue in sight during a call', { timeout: 180000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
+  const { log, server, browser, step, violations } = await browserTest(t);
   let doc; let lee; let kim;
-  const step = steps(t);
-  const violations = [];
   const heard = () => doc.evaluate(() => window.__chimes);
   const notes = () => doc.evaluate(() => window.__notes);
 

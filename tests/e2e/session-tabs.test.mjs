@@ -4,14 +4,10 @@
 // out in one tab signs the others out on their next request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, setUpClinic, browserFor, steps } from './support.mjs';
+import { setUpClinic, browserTest } from './support.mjs';
 
 test('a second tab joins the staff session and can change things', { timeout: 180000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
+  const { log, server, browser, step } = await browserTest(t);
   let admin; let adminCtx; let second;
 
   await step('the admin is signed in on one tab', async () => {

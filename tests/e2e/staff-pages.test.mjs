@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { newContext, axe, shoot, startServer, setUpClinic, patientWaits, browserFor, steps, signInIfAsked, PASSWORD, PHONE, DESKTOP } from './support.mjs';
+import { newContext, axe, shoot, setUpClinic, patientWaits, browserFor, signInIfAsked, PASSWORD, PHONE, DESKTOP, browserTest } from './support.mjs';
 
 const file = (name) => JSON.parse(readFileSync(new URL(`../../web/assets/i18n/${name}.json`, import.meta.url), 'utf8'));
 // What a staff page loads: the patient page's catalogue and the staff pages' own.
@@ -41,12 +41,7 @@ async function englishLeft(page, selectors, data) {
 const DATA = ['Ada Admin', 'Dr Meredith Grey', 'Dr Gregory House', 'Family medicine', 'admin@clinic.test', 'grey@clinic.test', 'house@clinic.test', 'Lee Park', 'Rash', 'examroom'];
 
 test('staff pages in two languages, with dialogs, invitations and a staff table an admin can run', { timeout: 300000 }, async (t) => {
-  const log = [];
-  const server = await startServer();
-  t.after(() => server.stop());
-  const browser = await browserFor(t, log);
-  const step = steps(t);
-  const violations = [];
+  const { log, server, browser, step, violations } = await browserTest(t);
   const failed = [];
   let admin; let adminCtx; let doc; let invitation;
 

@@ -761,28 +761,36 @@ async fn links_are_listed_without_their_codes_and_physicians_see_their_rooms_onl
     c.app
         .state
         .durable
-        .mark_link_used(&ids[0].id, now)
+        .mark_link_used(&ids[0].new.id, now)
         .await
         .unwrap();
     c.app
         .state
         .durable
-        .mark_link_used(&ids[0].id, now + 5)
+        .mark_link_used(&ids[0].new.id, now + 5)
         .await
         .unwrap();
-    c.app.state.durable.revoke_link(&ids[2].id).await.unwrap();
+    c.app
+        .state
+        .durable
+        .revoke_link(&ids[2].new.id)
+        .await
+        .unwrap();
 
     let (s, all) = c.get("/api/links", &c.admin).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(all.as_array().unwrap().len(), 3);
     let text = all.to_string();
     for l in &ids {
-        assert!(!text.contains(&l.code_hash), "a code hash leaked");
+        assert!(!text.contains(&l.new.code_hash), "a code hash leaked");
     }
     assert!(!text.contains("rash"), "the reason is not listed");
     let listed = |i: usize| {
         let links = all.as_array().unwrap();
-        links.iter().find(|l| l["id"] == json!(ids[i].id)).unwrap()
+        links
+            .iter()
+            .find(|l| l["id"] == json!(ids[i].new.id))
+            .unwrap()
     };
     let ana = listed(0);
     assert_eq!(

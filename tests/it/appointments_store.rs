@@ -398,8 +398,8 @@ async fn a_move_frees_the_old_slot_and_drops_the_old_notices_in_one_transaction(
         ]
     );
     let link = s.link(moved.link.as_ref().unwrap()).await.unwrap().unwrap();
-    assert_eq!(link.not_before, Some(ten - 15 * MIN));
-    assert_eq!(link.expires_at, ten + 30 * MIN);
+    assert_eq!(link.new.not_before, Some(ten - 15 * MIN));
+    assert_eq!(link.new.expires_at, ten + 30 * MIN);
     // And someone else may book the old time now.
     s.book(booking(&doc, &room, nine, T0 + 4), vec![])
         .await

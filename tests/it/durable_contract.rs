@@ -805,22 +805,22 @@ async fn join_link_lifecycle(ctx: Ctx) {
     };
     let n = new_link(&room.id, "code-a");
     let l = s.create_link(n.clone()).await.unwrap();
-    assert_eq!(l.id, n.id);
-    assert_eq!(l.visit, n.visit);
-    assert_eq!(l.kind, LinkKind::Patient);
-    assert_eq!(l.patient_name.as_deref(), Some("Jane Roe"));
-    assert_eq!(l.patient_ref, n.patient_ref);
+    assert_eq!(l.new.id, n.id);
+    assert_eq!(l.new.visit, n.visit);
+    assert_eq!(l.new.kind, LinkKind::Patient);
+    assert_eq!(l.new.patient_name.as_deref(), Some("Jane Roe"));
+    assert_eq!(l.new.patient_ref, n.patient_ref);
     assert_eq!(
-        (l.reason.as_deref(), l.lang.as_deref()),
+        (l.new.reason.as_deref(), l.new.lang.as_deref()),
         (Some("follow-up"), Some("de"))
     );
     assert_eq!(
-        (l.not_before, l.expires_at, l.created_at),
+        (l.new.not_before, l.new.expires_at, l.new.created_at),
         (Some(T0), T0 + 86_400_000, T0 - 1000)
     );
     assert!(!l.revoked);
     assert_eq!((l.first_used_at, l.use_count), (None, 0));
-    assert_eq!(s.link(&l.id).await.unwrap(), Some(l.clone()));
+    assert_eq!(s.link(&l.new.id).await.unwrap(), Some(l.clone()));
     assert_eq!(
         s.link_by_code_hash("code-a").await.unwrap(),
         Some(l.clone())
@@ -831,14 +831,14 @@ async fn join_link_lifecycle(ctx: Ctx) {
     g.kind = LinkKind::Guest;
     g.created_at = T0;
     let g = s.create_link(g).await.unwrap();
-    assert_eq!(g.kind, LinkKind::Guest);
+    assert_eq!(g.new.kind, LinkKind::Guest);
 
     assert_conflict(
         s.create_link(new_link(&room.id, "code-a")).await,
         "code_hash",
     );
     let mut dup = new_link(&room.id, "code-c");
-    dup.id = l.id.clone();
+    dup.id = l.new.id.clone();
     assert_conflict(s.create_link(dup).await, "id");
     assert_invalid(
         s.create_link(new_link(&RoomId::new(), "code-d")).await,
@@ -853,20 +853,20 @@ async fn join_link_lifecycle(ctx: Ctx) {
 
     // Newest first; filtered by room.
     let all = s.list_links(None).await.unwrap();
-    let all: Vec<_> = all.into_iter().map(|l| l.id).collect();
-    assert_eq!(all, vec![g.id.clone(), l.id.clone()]);
+    let all: Vec<_> = all.into_iter().map(|l| l.new.id).collect();
+    assert_eq!(all, vec![g.new.id.clone(), l.new.id.clone()]);
     let in_room = s.list_links(Some(&room.id)).await.unwrap();
     assert_eq!(in_room, vec![l.clone()]);
 
-    s.mark_link_used(&l.id, T0 + 10).await.unwrap();
-    s.mark_link_used(&l.id, T0 + 20).await.unwrap();
-    let used = s.link(&l.id).await.unwrap().unwrap();
+    s.mark_link_used(&l.new.id, T0 + 10).await.unwrap();
+    s.mark_link_used(&l.new.id, T0 + 20).await.unwrap();
+    let used = s.link(&l.new.id).await.unwrap().unwrap();
     assert_eq!((used.first_used_at, used.use_count), (Some(T0 + 10), 2));
 
-    s.revoke_link(&l.id).await.unwrap();
-    s.revoke_link(&l.id).await.unwrap();
-    assert!(s.link(&l.id).await.unwrap().unwrap().revoked);
-    assert!(!s.link(&g.id).await.unwrap().unwrap().revoked);
+    s.revoke_link(&l.new.id).await.unwrap();
+    s.revoke_link(&l.new.id).await.unwrap();
+    assert!(s.link(&l.new.id).await.unwrap().unwrap().revoked);
+    assert!(!s.link(&g.new.id).await.unwrap().unwrap().revoked);
     assert!(matches!(
         s.revoke_link(&LinkId::new()).await,
         Err(DurableError::NotFound { what: "link" })

@@ -127,7 +127,7 @@ async fn admin_from_setup_link_to_patient_in_the_waiting_room() {
         .unwrap()
         .unwrap();
     assert!(stored.use_count >= 3 && stored.first_used_at.is_some());
-    assert_ne!(stored.code_hash, code, "only the hash is stored");
+    assert_ne!(stored.new.code_hash, code, "only the hash is stored");
 }
 
 async fn physician_and_room(app: &TestApp) -> (String, examroom::visit::RoomConfig) {

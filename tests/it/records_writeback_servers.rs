@@ -583,7 +583,7 @@ async fn sekmet_holds_one_service_request_per_referral_through_a_retry_and_an_ou
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(
         (pending[0].referral.clone(), pending[0].attempts),
-        (referral.id.clone(), 1)
+        (Some(referral.id.clone()), 1)
     );
     let why = pending[0].last_error.clone().unwrap();
     assert!(why.contains("unavailable"), "{why}");

@@ -50,17 +50,17 @@ pub struct LinkView {
 impl LinkView {
     fn new(l: Link, now: Millis) -> Self {
         LinkView {
-            id: l.id,
-            kind: l.kind,
-            room: l.room,
-            visit: l.visit,
-            patient_name: l.patient_name,
-            lang: l.lang,
-            not_before: l.not_before,
-            expired: l.expires_at <= now,
-            expires_at: l.expires_at,
-            created_by: l.created_by,
-            created_at: l.created_at,
+            id: l.new.id,
+            kind: l.new.kind,
+            room: l.new.room,
+            visit: l.new.visit,
+            patient_name: l.new.patient_name,
+            lang: l.new.lang,
+            not_before: l.new.not_before,
+            expired: l.new.expires_at <= now,
+            expires_at: l.new.expires_at,
+            created_by: l.new.created_by,
+            created_at: l.new.created_at,
             revoked: l.revoked,
             used: l.first_used_at.is_some(),
             first_used_at: l.first_used_at,
@@ -107,7 +107,7 @@ async fn list_links(
         }
         links
             .into_iter()
-            .filter(|l| mine.contains(&l.room))
+            .filter(|l| mine.contains(&l.new.room))
             .collect()
     };
     let now = now_millis();

@@ -223,7 +223,7 @@ async fn store(
     kind: &str,
 ) -> Result<Minted, MintError> {
     let link = durable.create_link(new).await?;
-    tracing::info!(link = %link.id, room = %link.room, staff = %maker.staff, "{kind} link minted");
+    tracing::info!(link = %link.new.id, room = %link.new.room, staff = %maker.staff, "{kind} link minted");
     Ok(Minted { link, code })
 }
 
@@ -247,7 +247,7 @@ pub async fn mint_guest_link(
     let links = durable.list_links(Some(&room.id)).await?;
     let known = links
         .iter()
-        .any(|l| l.visit == visit && l.kind == LinkKind::Patient)
+        .any(|l| l.new.visit == visit && l.new.kind == LinkKind::Patient)
         || durable
             .visit(&visit)
             .await?
@@ -281,7 +281,7 @@ pub async fn revoke_link(
 ) -> Result<(), MintError> {
     let link = durable.link(id).await?.ok_or(MintError::UnknownLink)?;
     if !maker.is_admin() {
-        let room = durable.room(&link.room).await?;
+        let room = durable.room(&link.new.room).await?;
         if !room.is_some_and(|r| maker.is_physician_of(&r)) {
             return Err(MintError::NotYourRoom);
         }

@@ -357,9 +357,12 @@ async fn a_link_revoked_before_a_database_outage_does_not_let_its_patient_resume
     let (ana, _doc, _, visit) =
         a_split_visit_in_call_as(&cluster, &grey, &room, Owner::PhysiciansNode, &pt, visit).await;
     let links = cluster.store.list_links(Some(&room.id)).await.unwrap();
-    let link = links.iter().find(|l| l.visit == visit).expect("her link");
+    let link = links
+        .iter()
+        .find(|l| l.new.visit == visit)
+        .expect("her link");
     let staff = cluster.staff_token(&grey).await;
-    let path = format!("/api/links/{}", link.id);
+    let path = format!("/api/links/{}", link.new.id);
     assert_eq!(delete_as(&cluster.nodes[1], &path, &staff).await, 204);
 
     gate.cut();

@@ -439,7 +439,7 @@ impl Cluster {
         let now = chrono::Utc::now().timestamp_millis();
         let link = seed::new_patient_link(room, by, &code, "Ana", now);
         let link = self.store.create_link(link).await.unwrap();
-        (code, link.visit)
+        (code, link.new.visit)
     }
 
     pub fn patient_token(&self, room: &RoomId, name: &str) -> (String, ParticipantId, VisitId) {
