@@ -17,8 +17,9 @@ use crate::visit::{Millis, RoomConfig, RoomSnapshot};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Inputs queued to one room before submitters wait.
 pub(crate) const ROOM_INBOX: usize = 4096;
@@ -106,9 +107,9 @@ pub(crate) trait RoomHost: Send + 'static {
     /// The store's own mail, also for mail left in the inbox after the room stopped.
     /// `true` stops the room.
     fn mail(&mut self, mail: Self::Mail) -> bool;
-    /// Fires when the room must stop at once; never, for a store without rivals.
-    fn deposed(&self) -> CancellationToken {
-        CancellationToken::new()
+    /// Fires when the room must stop at once; `None` for a store without rivals.
+    fn deposed(&self) -> Option<CancellationToken> {
+        None
     }
     /// The task stopped taking inputs; `leftovers` slipped in before its inbox closed
     /// and must go to the room's next task.
@@ -123,7 +124,9 @@ pub(crate) async fn run_room<H: RoomHost>(
     first: Vec<Input>,
 ) {
     let mut room = Supervised::new(room);
-    let deposed = host.deposed();
+    // Made once and kept: waiting on a fresh `cancelled()` in every turn of the loop
+    // registered and dropped a waiter per input.
+    let mut deposed = host.deposed().map(|t| Box::pin(t.cancelled_owned()));
     for input in first {
         let out = room.handle(input, now_ms());
         host.commit(room.room(), out).await;
@@ -141,7 +144,7 @@ pub(crate) async fn run_room<H: RoomHost>(
         // second was most of a busy node's CPU.
         let (outputs, quiet, ticked) = tokio::select! {
             biased;
-            _ = deposed.cancelled() => break Stop::Deposed,
+            _ = until_deposed(&mut deposed) => break Stop::Deposed,
             mail = rx.recv() => match mail {
                 Some(Mail::Cmd(cmd)) => match *cmd {
                     RoomCmd::Input(input) => match host.refuse(room.room(), &input) {
@@ -197,6 +200,13 @@ pub(crate) async fn run_room<H: RoomHost>(
         }
     }
     host.stopped(room.into_room(), why, leftovers).await;
+}
+
+async fn until_deposed(deposed: &mut Option<Pin<Box<WaitForCancellationFutureOwned>>>) {
+    match deposed {
+        Some(fired) => fired.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Longest a room sleeps without an input: a backstop for a wall clock that jumped.

@@ -285,14 +285,18 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             self.pending.reserve(end - self.pending.len());
             return Ok(None);
         }
-        let mut payload = self.pending[start..end].to_vec();
-        unmask(&mut payload, mask);
-        if end == self.pending.len() {
-            // Nothing left over: give the buffer back while the connection waits.
-            self.pending = Vec::new();
+        let mut payload = if end == self.pending.len() {
+            // The frame is all there is (the usual case): its bytes become the payload,
+            // no second copy, and nothing is left held while the connection waits.
+            let mut all = std::mem::take(&mut self.pending);
+            all.drain(..start);
+            all
         } else {
+            let payload = self.pending[start..end].to_vec();
             self.pending.drain(..end);
-        }
+            payload
+        };
+        unmask(&mut payload, mask);
         Ok(Some(Frame {
             is_final: header.is_final,
             opcode: header.opcode,

@@ -27,6 +27,35 @@ pub fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// Reads an identifier straight from the text: one allocation (none copied when the
+/// deserializer already owns the string), and checked before it is kept. Every relayed
+/// message carries one.
+struct IdVisitor<T>(fn(String) -> T);
+
+impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an identifier")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        if valid(s) {
+            Ok((self.0)(s.to_owned()))
+        } else {
+            Err(E::custom(InvalidId))
+        }
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<T, E> {
+        if valid(&s) {
+            Ok((self.0)(s))
+        } else {
+            Err(E::custom(InvalidId))
+        }
+    }
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -68,8 +97,7 @@ macro_rules! id_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
+                d.deserialize_str(IdVisitor(Self))
             }
         }
 

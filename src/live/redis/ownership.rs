@@ -549,8 +549,8 @@ impl RoomHost for RedisRoom {
         true
     }
 
-    fn deposed(&self) -> CancellationToken {
-        self.lost.clone()
+    fn deposed(&self) -> Option<CancellationToken> {
+        Some(self.lost.clone())
     }
 
     async fn stopped(self, room: Room, why: Stop, leftovers: Vec<RoomCmd>) {

@@ -37,7 +37,7 @@ use crate::state::admission::{Established, Pending};
 use crate::visit::room::{Act, Input, Member};
 use hyper::upgrade::Upgraded;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod dispatch;
 mod hello;
@@ -289,7 +289,7 @@ impl Session {
                         continue;
                     };
                     // ---- messages ----
-                    if !throttle.allow(Instant::now()) {
+                    if !throttle.allow(now.into_std()) {
                         dropped += 1;
                         if dropped == 1 {
                             push(
