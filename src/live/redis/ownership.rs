@@ -324,7 +324,7 @@ pub(super) async fn keep_lease(
     inner: Arc<Inner>,
     room: RoomId,
     lease: Arc<tokio::sync::Mutex<Lease>>,
-    mut snaps: watch::Receiver<Snapshot>,
+    mut snaps: watch::Receiver<Arc<Snapshot>>,
     redis_ok: Arc<AtomicBool>,
     lost: CancellationToken,
     stop: CancellationToken,
@@ -332,7 +332,9 @@ pub(super) async fn keep_lease(
     let every = Duration::from_millis((inner.lease_ms / 3).max(100));
     let mut renew = tokio::time::interval(every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut written = Snapshot::default();
+    // Shares the watch channel's value once it is written: a room keeps one copy of its
+    // snapshot, not two.
+    let mut written: Arc<Snapshot> = Arc::default();
     let mut wake = inner.wake.subscribe();
     // Participants found without presence at the last check: gone at the second.
     let mut absent: HashSet<ParticipantId> = HashSet::new();
@@ -359,7 +361,7 @@ pub(super) async fn keep_lease(
                         // (A plain renewal rewrites nothing: at thousands of rooms per node,
                         // rewriting every snapshot each renewal cost more than the visits.)
                         if matches!(kept, Kept::Retaken) {
-                            written = Snapshot::default();
+                            written = Arc::default();
                         }
                         drop(l);
                         let remote = snaps.borrow().remote.clone();
@@ -449,7 +451,7 @@ pub(super) struct RedisRoom {
     id: RoomId,
     lease: Arc<tokio::sync::Mutex<Lease>>,
     redis_ok: Arc<AtomicBool>,
-    snaps: watch::Sender<Snapshot>,
+    snaps: watch::Sender<Arc<Snapshot>>,
     /// What the last commit wrote to Redis, to publish without serialising twice.
     written: Option<Snapshot>,
     lost: CancellationToken,
@@ -466,7 +468,7 @@ impl RedisRoom {
     ) -> Self {
         let lost = CancellationToken::new();
         let stop = CancellationToken::new();
-        let (snaps, snap_rx) = watch::channel(Snapshot::default());
+        let (snaps, snap_rx) = watch::channel(Arc::<Snapshot>::default());
         let redis_ok = Arc::new(AtomicBool::new(true));
         tokio::spawn(keep_lease(
             inner.clone(),
@@ -541,7 +543,7 @@ impl RoomHost for RedisRoom {
             .written
             .take()
             .unwrap_or_else(|| snapshot(room, &self.inner));
-        let _ = self.snaps.send(snap);
+        let _ = self.snaps.send(Arc::new(snap));
     }
 
     fn mail(&mut self, Drain(done): Drain) -> bool {
