@@ -68,19 +68,14 @@ pub(crate) struct Sender<T> {
 impl<T> Sender<T> {
     /// Queues `item` if the inbox has room for it now.
     pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        let mut s = self.shared.lock();
+        let s = self.shared.lock();
         if s.closed {
             return Err(TrySendError::Closed(item));
         }
         if s.items.len() >= self.shared.capacity {
             return Err(TrySendError::Full(item));
         }
-        s.items.push_back(item);
-        let receiver = s.receiver.take();
-        drop(s);
-        if let Some(w) = receiver {
-            w.wake();
-        }
+        push(s, item);
         Ok(())
     }
 
@@ -99,12 +94,7 @@ impl<T> Sender<T> {
                     return Err(item);
                 }
                 if s.items.len() < self.shared.capacity {
-                    s.items.push_back(item);
-                    let receiver = s.receiver.take();
-                    drop(s);
-                    if let Some(w) = receiver {
-                        w.wake();
-                    }
+                    push(s, item);
                     return Ok(());
                 }
                 if waiting.is_none() {
@@ -121,6 +111,16 @@ impl<T> Sender<T> {
     /// Whether the receiver has closed the inbox.
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.lock().closed
+    }
+}
+
+/// Queue `item` and wake the receiver, once the lock is let go.
+fn push<T>(mut s: std::sync::MutexGuard<'_, State<T>>, item: T) {
+    s.items.push_back(item);
+    let receiver = s.receiver.take();
+    drop(s);
+    if let Some(w) = receiver {
+        w.wake();
     }
 }
 

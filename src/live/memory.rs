@@ -3,7 +3,7 @@
 
 use super::counters::LocalCounters;
 use super::mailbox;
-use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, Stop, hand_over, run_room};
+use super::runtime::{Mail, ROOM_INBOX, RoomCmd, RoomHost, RoomInboxes, Stop, hand_over, run_room};
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
@@ -20,7 +20,7 @@ type RoomMail = Mail<Infallible>;
 struct Inner {
     // std Mutex: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
-    rooms: Mutex<HashMap<RoomId, mailbox::Sender<RoomMail>>>,
+    rooms: RoomInboxes<RoomMail>,
     visit_counts: super::VisitCounts,
     loader: Arc<dyn RoomLoader>,
     effects: Arc<dyn Effects>,
@@ -37,15 +37,7 @@ impl Inner {
         self: &Arc<Self>,
         room: &RoomId,
     ) -> Result<mailbox::Sender<RoomMail>, LiveError> {
-        if let Some(tx) = self
-            .rooms
-            .lock()
-            .expect("poisoned")
-            .get(room)
-            .filter(|tx| !tx.is_closed())
-        {
-            return Ok(tx.clone());
-        }
+        // Called when `hand_over` found no running task: load the room, then look again.
         let config = self
             .loader
             .load(room)

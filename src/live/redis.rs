@@ -45,7 +45,7 @@ pub use parking::RedisParking;
 
 use super::mailbox;
 use super::runtime::{
-    Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, Stop, hand_over, run_room,
+    Mail, RESUME_AFTER_MS, ROOM_INBOX, RoomCmd, RoomHost, RoomInboxes, Stop, hand_over, run_room,
 };
 use super::{Counters, Effects, Live, LiveError, LiveStats, Outbox, Outgoing, RoomLoader};
 use crate::config::Settings;
@@ -125,7 +125,7 @@ struct Inner {
     scripts: Scripts,
     // std Mutexes: held only for map look-ups, never across an await.
     outboxes: Mutex<HashMap<ParticipantId, Outbox>>,
-    rooms: Mutex<HashMap<RoomId, mailbox::Sender<Local>>>,
+    rooms: RoomInboxes<Local>,
     visit_counts: crate::live::VisitCounts,
     /// tokio Mutex, held across the lease acquisition so this node starts a room once.
     starting: tokio::sync::Mutex<()>,

@@ -55,13 +55,17 @@ impl<H> Mail<H> {
     }
 }
 
+/// Each room task on this node, by room: where its inputs go. std Mutex: held only for
+/// a look-up (and a push), never across an await.
+pub(crate) type RoomInboxes<M> =
+    std::sync::Mutex<std::collections::HashMap<RoomId, mailbox::Sender<M>>>;
+
 /// Hand `mail` to `room`'s task on this node without waiting. Most inputs find the task
 /// running with room in its inbox and go over under the map's lock alone, no sender
 /// cloned (this is every relayed message's path). Otherwise the mail comes back, with
 /// the room's sender when its inbox is only full (wait on that), `None` when no task runs.
-#[allow(clippy::type_complexity)]
 pub(crate) fn hand_over<M>(
-    rooms: &std::sync::Mutex<std::collections::HashMap<RoomId, mailbox::Sender<M>>>,
+    rooms: &RoomInboxes<M>,
     room: &RoomId,
     mail: M,
 ) -> Result<(), (M, Option<mailbox::Sender<M>>)> {
@@ -283,20 +287,18 @@ impl Supervised {
         let kind = input.kind();
         let who = input.participant().cloned();
         let tick = matches!(input, Input::Tick);
-        let relay = matches!(
-            input,
-            Input::Act {
-                act: Act::Relay { .. } | Act::Chat { .. },
-                ..
-            }
-        );
-        let passed_on = matches!(
-            input,
+        // `relay`: relayed or chat (the bulk of the traffic); `passed_on`: relayed only.
+        let (relay, passed_on) = match &input {
             Input::Act {
                 act: Act::Relay { .. },
                 ..
-            }
-        );
+            } => (true, true),
+            Input::Act {
+                act: Act::Chat { .. },
+                ..
+            } => (true, false),
+            _ => (false, false),
+        };
         match catch_unwind(AssertUnwindSafe(|| self.room.handle(input, now))) {
             Ok(out) => {
                 // Sent on, or refused to its sender: nothing held, no visit moved on.

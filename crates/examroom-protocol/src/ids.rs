@@ -40,11 +40,7 @@ impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
     }
 
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
-        if valid(s) {
-            Ok((self.0)(s.to_owned()))
-        } else {
-            Err(E::custom(InvalidId))
-        }
+        self.visit_string(s.to_owned())
     }
 
     fn visit_string<E: serde::de::Error>(self, s: String) -> Result<T, E> {
