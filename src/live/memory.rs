@@ -53,13 +53,13 @@ impl Inner {
         let machine = Room::new(config, self.timing.clone());
         let host = MemoryRoom {
             inner: self.clone(),
+            ways: Ways::default(),
         };
         tokio::spawn(run_room(machine, rx, host, Vec::new()));
         Ok(tx)
     }
 
-    async fn submit(self: &Arc<Self>, room: &RoomId, cmd: RoomCmd) -> Result<(), LiveError> {
-        let mut mail = Mail::cmd(cmd);
+    async fn submit(self: &Arc<Self>, room: &RoomId, mut mail: RoomMail) -> Result<(), LiveError> {
         for _ in 0..3 {
             let tx = match hand_over(&self.rooms, room, mail) {
                 Ok(()) => return Ok(()),
@@ -103,14 +103,99 @@ impl MemoryLive {
 /// Around each of this node's room tasks: outputs go to this node's outboxes.
 struct MemoryRoom {
     inner: Arc<Inner>,
+    ways: Ways,
+}
+
+/// The direct ways a room has open between its participants' connections
+/// (`live::outbox`, "Direct ways"): what [`Room::direct_ways`] wants, on this node's
+/// outboxes. Changed only when the room's state may have changed; closed before the room's
+/// outputs go out, opened after.
+#[derive(Default)]
+struct Ways(Vec<OpenWay>);
+
+struct OpenWay {
+    from: Outbox,
+    to: ParticipantId,
+    target: Outbox,
+}
+
+impl OpenWay {
+    fn same(&self, other: &OpenWay) -> bool {
+        self.from.same(&other.from) && self.to == other.to && self.target.same(&other.target)
+    }
+}
+
+/// What the room wants open after its outputs, and the connections every way into which
+/// was closed before them.
+struct Wanted {
+    ways: Vec<OpenWay>,
+    closed_into: Vec<Outbox>,
+}
+
+impl Ways {
+    /// Close every open way the room no longer wants; says what it wants now.
+    fn close_unwanted(&mut self, inner: &Inner, room: &Room) -> Wanted {
+        let pairs = room.direct_ways();
+        let ways: Vec<OpenWay> = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            let outboxes = inner.outboxes.lock().expect("poisoned");
+            pairs
+                .into_iter()
+                .filter_map(|(from, to)| {
+                    Some(OpenWay {
+                        from: outboxes.get(from)?.clone(),
+                        to: to.clone(),
+                        target: outboxes.get(to)?.clone(),
+                    })
+                })
+                .collect()
+        };
+        let mut closed_into = Vec::new();
+        for old in std::mem::take(&mut self.0) {
+            if ways.iter().any(|w| w.same(&old)) {
+                self.0.push(old);
+            } else {
+                old.target.close_ways_in();
+                old.from.forget_way(room.id(), &old.to);
+                closed_into.push(old.target);
+            }
+        }
+        Wanted { ways, closed_into }
+    }
+
+    /// Open what the room wants that is not open: new ways, and ways into a connection
+    /// whose ways were all closed just now.
+    fn open(&mut self, room: &RoomId, wanted: Wanted) {
+        let kept = std::mem::take(&mut self.0);
+        for w in &wanted.ways {
+            let still_open = kept.iter().any(|k| k.same(w))
+                && !wanted.closed_into.iter().any(|c| c.same(&w.target));
+            if !still_open {
+                w.from.open_way(room, &w.to, &w.target);
+            }
+        }
+        self.0 = wanted.ways;
+    }
+
+    fn close_all(&mut self, room: &RoomId) {
+        for old in self.0.drain(..) {
+            old.target.close_ways_in();
+            old.from.forget_way(room, &old.to);
+        }
+    }
 }
 
 #[async_trait]
 impl RoomHost for MemoryRoom {
     type Mail = Infallible;
 
-    async fn commit(&mut self, _room: &Room, outputs: Vec<Output>) {
+    async fn commit(&mut self, room: &Room, outputs: Vec<Output>, changed: bool) {
+        let wanted = changed.then(|| self.ways.close_unwanted(&self.inner, room));
         dispatch(&self.inner, outputs).await;
+        if let Some(wanted) = wanted {
+            self.ways.open(room.id(), wanted);
+        }
     }
 
     fn changed(&mut self, room: &Room) {
@@ -128,6 +213,8 @@ impl RoomHost for MemoryRoom {
     async fn stopped(self, room: Room, _why: Stop, leftovers: Vec<RoomCmd>) {
         // Forget the room. Anything that slipped in between the idle check and the
         // close goes to a fresh task, so no input is ever lost.
+        let mut ways = self.ways;
+        ways.close_all(room.id());
         let inner = self.inner;
         let id = room.id().clone();
         {
@@ -138,7 +225,7 @@ impl RoomHost for MemoryRoom {
         }
         inner.visit_counts.lock().expect("poisoned").remove(&id);
         for cmd in leftovers {
-            if let Err(e) = inner.submit(&id, cmd).await {
+            if let Err(e) = inner.submit(&id, Mail::cmd(cmd)).await {
                 tracing::warn!(room = %id, error = %e, "input lost while restarting an idle room");
             }
         }
@@ -212,7 +299,34 @@ impl Live for MemoryLive {
     }
 
     async fn submit(&self, room: &RoomId, input: Input) -> Result<(), LiveError> {
-        self.inner.submit(room, RoomCmd::Input(input)).await
+        self.inner
+            .submit(room, Mail::cmd(RoomCmd::Input(input)))
+            .await
+    }
+
+    async fn submit_from(
+        &self,
+        from: &Outbox,
+        room: &RoomId,
+        input: Input,
+    ) -> Result<(), LiveError> {
+        from.hold();
+        let mail = Mail::From(Box::new((input, from.clone())));
+        let sent = self.inner.submit(room, mail).await;
+        if sent.is_err() {
+            from.handled();
+        }
+        sent
+    }
+
+    fn relay(
+        &self,
+        from: &Outbox,
+        room: &RoomId,
+        to: &ParticipantId,
+        msg: Box<ServerMsg>,
+    ) -> Result<(), Box<ServerMsg>> {
+        from.relay(room, to, msg)
     }
 
     async fn reconfigure(&self, config: RoomConfig) -> Result<(), LiveError> {

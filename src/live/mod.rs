@@ -8,8 +8,11 @@ pub mod counters;
 mod mailbox;
 pub mod memo;
 pub mod memory;
+mod outbox;
 pub mod redis;
 mod runtime;
+
+pub use outbox::{Inbox, Next, Outbox, Outgoing};
 
 use crate::ids::{ParticipantId, PatientRef, RoomId, VisitId};
 use crate::protocol::ServerMsg;
@@ -26,161 +29,6 @@ pub enum LiveError {
     RoomNotFound,
     #[error("live store unavailable: {0}")]
     Unavailable(String),
-}
-
-/// What the writer half of a connection receives.
-#[derive(Debug)]
-/// Boxed: a channel allocates room for 32 entries up front, and a `ServerMsg` is 160
-/// bytes, so unboxed that is 5 KiB per idle connection.
-pub enum Outgoing {
-    Msg(Box<ServerMsg>),
-    /// Send this, then close the connection.
-    Close(Box<ServerMsg>),
-    /// Answer a client's WebSocket ping with these bytes.
-    Pong(Box<[u8]>),
-}
-
-/// Where one connection's messages go. Bounded: a client that cannot keep up is
-/// dropped (its session is told, [`Next::Killed`]) rather than stalling anyone else.
-///
-/// Not a tokio channel: that allocates its shared state and a block of 32 slots up front,
-/// ≈ 1.3 KiB for every connection, most of which sit idle (issue 20). Here an idle
-/// connection's queue holds nothing; a push takes a lock for the push alone (never across
-/// an await), and wakes the session.
-#[derive(Clone)]
-pub struct Outbox {
-    pub conn: u64,
-    queue: Arc<Queue>,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("conn", &self.conn).finish()
-    }
-}
-
-/// The session's end of its [`Outbox`]. Dropping it closes the outbox: later pushes are
-/// refused.
-pub struct Inbox {
-    queue: Arc<Queue>,
-}
-
-struct Queue {
-    // std Mutex: held for one push or pop, never across an await.
-    state: std::sync::Mutex<QueueState>,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct QueueState {
-    items: std::collections::VecDeque<Outgoing>,
-    waker: Option<std::task::Waker>,
-    killed: bool,
-    closed: bool,
-}
-
-impl QueueState {
-    fn take(&mut self) -> Option<Next> {
-        if self.killed {
-            return Some(Next::Killed);
-        }
-        let m = self.items.pop_front()?;
-        if self.items.is_empty() && self.items.capacity() > 4 {
-            // A burst is over: do not keep its room for the connection's life.
-            self.items = Default::default();
-        }
-        Some(Next::Out(m))
-    }
-}
-
-/// What the session takes from its inbox next.
-pub enum Next {
-    Out(Outgoing),
-    /// The client fell `capacity` messages behind: drop it.
-    Killed,
-}
-
-impl Outbox {
-    /// A connection's outbox holding at most `capacity` messages, and its session's end.
-    pub fn new(conn: u64, capacity: usize) -> (Outbox, Inbox) {
-        let queue = Arc::new(Queue {
-            state: std::sync::Mutex::new(QueueState::default()),
-            capacity: capacity.max(1),
-        });
-        (
-            Outbox {
-                conn,
-                queue: queue.clone(),
-            },
-            Inbox { queue },
-        )
-    }
-
-    /// Never blocks. Returns false when the client was too slow and is being dropped, or
-    /// its session has ended.
-    pub fn push(&self, msg: Outgoing) -> bool {
-        let (taken, waker) = {
-            let mut q = self.queue.state.lock().expect("poisoned");
-            if q.closed || q.killed {
-                return false;
-            }
-            let taken = q.items.len() < self.queue.capacity;
-            if taken {
-                q.items.push_back(msg);
-            } else {
-                q.killed = true;
-                q.items.clear();
-            }
-            (taken, q.waker.take())
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        taken
-    }
-}
-
-impl Inbox {
-    /// The next message, or [`Next::Killed`] once the client fell too far behind.
-    /// Cancel-safe: a message is taken only in the poll that returns it.
-    pub fn poll_next(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Next> {
-        let mut q = self.queue.state.lock().expect("poisoned");
-        match q.take() {
-            Some(next) => std::task::Poll::Ready(next),
-            None => {
-                if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    q.waker = Some(cx.waker().clone());
-                }
-                std::task::Poll::Pending
-            }
-        }
-    }
-
-    /// What is queued now, without waiting.
-    pub fn try_next(&self) -> Option<Next> {
-        self.queue.state.lock().expect("poisoned").take()
-    }
-
-    pub async fn next(&self) -> Next {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
-
-    /// The next message, `None` once killed (for tests and tools).
-    pub async fn recv(&mut self) -> Option<Outgoing> {
-        match self.next().await {
-            Next::Out(m) => Some(m),
-            Next::Killed => None,
-        }
-    }
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        let mut q = self.queue.state.lock().expect("poisoned");
-        q.closed = true;
-        q.items.clear();
-        q.waker = None;
-    }
 }
 
 /// Push `msg` and a close to each of `outboxes` (both stores' [`Live::close_all`]).
@@ -262,6 +110,30 @@ pub trait Live: Send + Sync + 'static {
     async fn is_connected(&self, who: &ParticipantId) -> bool;
     /// Hand an input to the task that owns the room, starting it if needed.
     async fn submit(&self, room: &RoomId, input: Input) -> Result<(), LiveError>;
+    /// [`Live::submit`] an input from the connection `from`: a store that lets that
+    /// connection relay without the room ([`Live::relay`]) keeps its relays behind it.
+    async fn submit_from(
+        &self,
+        from: &Outbox,
+        room: &RoomId,
+        input: Input,
+    ) -> Result<(), LiveError> {
+        let _ = from;
+        self.submit(room, input).await
+    }
+    /// Pass a relayed message from the connection `from` (in `room`) straight to `to`'s,
+    /// where the room opened that way (one node: `live::outbox`, "Direct ways"). Gives
+    /// the message back otherwise, and the caller submits it to the room.
+    fn relay(
+        &self,
+        from: &Outbox,
+        room: &RoomId,
+        to: &ParticipantId,
+        msg: Box<ServerMsg>,
+    ) -> Result<(), Box<ServerMsg>> {
+        let _ = (from, room, to);
+        Err(msg)
+    }
     /// An admin changed the room: the owner applies it.
     async fn reconfigure(&self, config: RoomConfig) -> Result<(), LiveError>;
     /// Ready to take visits (its backing store reachable).

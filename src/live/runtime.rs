@@ -10,6 +10,7 @@
 //! a bug cannot take a room's waiting patients down with it.
 
 use super::mailbox;
+use super::outbox::Outbox;
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
 use crate::visit::room::{Act, Input, Output, Room};
@@ -46,6 +47,9 @@ pub(crate) enum RoomCmd {
 /// burst grows the inbox's queue to its largest length.
 pub(crate) enum Mail<H> {
     Cmd(Box<RoomCmd>),
+    /// An input from one connection on this node, which keeps its direct relays behind
+    /// it until the room has handled it and sent what it said ([`Outbox::hold`]).
+    From(Box<(Input, Outbox)>),
     Host(H),
 }
 
@@ -98,8 +102,9 @@ pub(crate) enum Stop {
 pub(crate) trait RoomHost: Send + 'static {
     type Mail: Send + 'static;
     /// Send one batch of outputs; its transitions are recorded before anything is sent
-    /// ([`super::record_first`]).
-    async fn commit(&mut self, room: &Room, outputs: Vec<Output>);
+    /// ([`super::record_first`]). `changed`: the input may have changed the room's state
+    /// (see [`Supervised::changed`]), so what depends on it may have to change first.
+    async fn commit(&mut self, room: &Room, outputs: Vec<Output>, changed: bool);
     /// Whether to refuse `input` without handling it: `Some(answer)` is sent instead.
     /// A store refuses what it could not tell everyone concerned (`docs/deploy.md`,
     /// "Redis outage").
@@ -133,7 +138,7 @@ pub(crate) async fn run_room<H: RoomHost>(
     let mut deposed = host.deposed().map(|t| Box::pin(t.cancelled_owned()));
     for input in first {
         let out = room.handle(input, now_ms());
-        host.commit(room.room(), out).await;
+        host.commit(room.room(), out, true).await;
     }
     host.changed(room.room());
     // No ticking every second: the room sleeps until time alone would change it (its next
@@ -142,6 +147,8 @@ pub(crate) async fn run_room<H: RoomHost>(
     let mut wake = next_wake(room.room(), &mut idle_since);
     let sleep = tokio::time::sleep_until(wake);
     tokio::pin!(sleep);
+    // The connection whose input is being handled, told once what it said is sent.
+    let mut sender: Option<Outbox> = None;
     let why = loop {
         // A tick that says nothing changed nothing worth publishing (and whatever time
         // alone changes, a successor's own ticks redo): serialising every room every
@@ -151,15 +158,14 @@ pub(crate) async fn run_room<H: RoomHost>(
             _ = until_deposed(&mut deposed) => break Stop::Deposed,
             mail = rx.recv() => match mail {
                 Some(Mail::Cmd(cmd)) => match *cmd {
-                    RoomCmd::Input(input) => match host.refuse(room.room(), &input) {
-                        Some(answer) => (answer, true, false),
-                        None => {
-                            let out = room.handle(input, now_ms());
-                            (out, !room.changed(), false)
-                        }
-                    },
+                    RoomCmd::Input(input) => handle(&mut room, &host, input),
                     RoomCmd::Reconfigure(cfg) => (room.reconfigure(cfg, now_ms()), false, false),
                 },
+                Some(Mail::From(from)) => {
+                    let (input, outbox) = *from;
+                    sender = Some(outbox);
+                    handle(&mut room, &host, input)
+                }
                 Some(Mail::Host(m)) => {
                     if host.mail(m) {
                         break Stop::Asked;
@@ -172,16 +178,19 @@ pub(crate) async fn run_room<H: RoomHost>(
                 let out = room.handle(Input::Tick, now_ms());
                 let idle_for = idle_since.map(|since| since.elapsed());
                 if room.room().is_idle() && idle_for.is_some_and(|d| d >= IDLE_ROOM) && rx.is_empty() {
-                    host.commit(room.room(), out).await;
+                    host.commit(room.room(), out, false).await;
                     break Stop::Idle;
                 }
                 let quiet = out.is_empty();
                 (out, quiet, true)
             }
         };
-        host.commit(room.room(), outputs).await;
+        host.commit(room.room(), outputs, !quiet).await;
         if !quiet {
             host.changed(room.room());
+        }
+        if let Some(from) = sender.take() {
+            from.handled();
         }
         // Re-arm after a tick, or when an input brought a deadline closer. A deadline an
         // input removed is left armed: one tick that finds nothing is cheaper than moving
@@ -198,12 +207,31 @@ pub(crate) async fn run_room<H: RoomHost>(
     while let Some(mail) = rx.try_recv() {
         match mail {
             Mail::Cmd(c) => leftovers.push(*c),
+            // Its next task handles it; relays from other rooms never waited on another
+            // room's inputs, and this room has no way open for the connection.
+            Mail::From(from) => {
+                let (input, outbox) = *from;
+                outbox.handled();
+                leftovers.push(RoomCmd::Input(input));
+            }
             Mail::Host(m) => {
                 host.mail(m);
             }
         }
     }
     host.stopped(room.into_room(), why, leftovers).await;
+}
+
+/// One input: refused by the host, or handled. Returns the outputs, whether the room is
+/// unchanged, and that it was no tick.
+fn handle<H: RoomHost>(room: &mut Supervised, host: &H, input: Input) -> (Vec<Output>, bool, bool) {
+    match host.refuse(room.room(), &input) {
+        Some(answer) => (answer, true, false),
+        None => {
+            let out = room.handle(input, now_ms());
+            (out, !room.changed(), false)
+        }
+    }
 }
 
 async fn until_deposed(deposed: &mut Option<Pin<Box<WaitForCancellationFutureOwned>>>) {
@@ -503,12 +531,13 @@ mod tests {
         assert_eq!(r.room().visit_state(&VisitId::parse("v_1").unwrap()), None);
     }
 
-    /// The whole memory store: a room task whose handling panics keeps serving.
-    #[tokio::test]
-    async fn a_room_task_survives_a_panic_and_its_participants_resume() {
+    use crate::live::memory::MemoryLive;
+    use crate::live::{Inbox, Live, LiveError, Outbox, Outgoing, RoomLoader};
+
+    /// The whole memory store, serving the one room `r`.
+    fn memory_live(r: &Room) -> MemoryLive {
         use crate::ids::PatientRef;
-        use crate::live::memory::MemoryLive;
-        use crate::live::{Effects, Live, LiveError, Outbox, Outgoing, RoomLoader};
+        use crate::live::Effects;
         use crate::visit::room::Transition;
         use std::sync::Arc;
 
@@ -526,10 +555,7 @@ mod tests {
             fn prefetch(&self, _visit: VisitId, _patient: PatientRef) {}
             fn delivered(&self, _msg: &ServerMsg) {}
         }
-
-        let r = room("r_task_panics");
-        let id = r.id().clone();
-        let live = MemoryLive::new(
+        MemoryLive::new(
             Arc::new(OneRoom(r.config().clone())),
             Arc::new(NoEffects),
             Timing {
@@ -537,7 +563,46 @@ mod tests {
                 offer_ms: 30_000,
                 replay_buffer: 8,
             },
-        );
+        )
+    }
+
+    /// The first message `want` accepts, skipping others; `None` after 5 s.
+    async fn next(rx: &mut Inbox, want: impl Fn(&ServerMsg) -> bool) -> Option<ServerMsg> {
+        loop {
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            match got.ok()?? {
+                Outgoing::Msg(m) | Outgoing::Close(m) if want(&m) => return Some(*m),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whatever is queued for `rx` now, without waiting.
+    fn queued(rx: &Inbox) -> Vec<ServerMsg> {
+        let mut all = Vec::new();
+        while let Some(crate::live::Next::Out(Outgoing::Msg(m) | Outgoing::Close(m))) =
+            rx.try_next()
+        {
+            all.push(*m);
+        }
+        all
+    }
+
+    fn admit_input() -> Input {
+        Input::Act {
+            who: ParticipantId::parse("s_doc").unwrap(),
+            act: Act::Admit {
+                visit: VisitId::parse("v_1").unwrap(),
+            },
+        }
+    }
+
+    /// The whole memory store: a room task whose handling panics keeps serving.
+    #[tokio::test]
+    async fn a_room_task_survives_a_panic_and_its_participants_resume() {
+        let r = room("r_task_panics");
+        let id = r.id().clone();
+        let live = memory_live(&r);
         let mut inboxes = Vec::new();
         for (conn, m) in [
             member("s_doc", Role::Physician),
@@ -551,41 +616,219 @@ mod tests {
             live.submit(&id, first_connect(m)).await.unwrap();
             inboxes.push(rx);
         }
-        let admit = || Input::Act {
-            who: ParticipantId::parse("s_doc").unwrap(),
-            act: Act::Admit {
-                visit: VisitId::parse("v_1").unwrap(),
-            },
-        };
-        /// The first message `want` accepts, skipping others; `None` after 5 s.
-        async fn next(
-            rx: &mut crate::live::Inbox,
-            want: impl Fn(&Outgoing) -> bool,
-        ) -> Option<Outgoing> {
-            loop {
-                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
-                match got.ok()?? {
-                    o if want(&o) => return Some(o),
-                    _ => {}
-                }
-            }
-        }
-        let going_away = |o: &Outgoing| matches!(o, Outgoing::Close(m) if matches!(**m, ServerMsg::GoingAway { .. }));
-        let admitted = |o: &Outgoing| matches!(o, Outgoing::Msg(m) if matches!(**m, ServerMsg::Admitted { .. }));
+        let going_away = |m: &ServerMsg| matches!(m, ServerMsg::GoingAway { .. });
+        let admitted = |m: &ServerMsg| matches!(m, ServerMsg::Admitted { .. });
         // Both are in the room before the fault is armed.
-        let waiting = |o: &Outgoing| matches!(o, Outgoing::Msg(m) if matches!(**m, ServerMsg::Waiting { .. }));
+        let waiting = |m: &ServerMsg| matches!(m, ServerMsg::Waiting { .. });
         assert!(next(&mut inboxes[1], waiting).await.is_some());
 
         fault::panic_next(&id);
-        live.submit(&id, admit()).await.unwrap();
+        live.submit(&id, admit_input()).await.unwrap();
         for rx in &mut inboxes {
             assert!(next(rx, going_away).await.is_some(), "told to resume");
         }
         // The same task takes the next input and admits.
-        live.submit(&id, admit()).await.unwrap();
+        live.submit(&id, admit_input()).await.unwrap();
         for rx in &mut inboxes {
             assert!(next(rx, admitted).await.is_some(), "the room kept serving");
         }
         assert_eq!(live.stats().rooms, 1);
+    }
+
+    /// The memory store lets a call's relays skip the room's task, only while that changes
+    /// nothing anyone sees: not before the call, not past an input the room has yet to
+    /// handle, not once the room has ended the call or a side has dropped.
+    #[tokio::test]
+    async fn a_call_relays_directly_only_while_the_room_would_pass_it_on() {
+        let r = room("r_direct");
+        let id = r.id().clone();
+        let live = memory_live(&r);
+        let (doc, pat) = (
+            ParticipantId::parse("s_doc").unwrap(),
+            ParticipantId::parse("p_pat").unwrap(),
+        );
+        let (doc_out, mut doc_rx) = Outbox::new(1, 64);
+        let (pat_out, mut pat_rx) = Outbox::new(2, 64);
+        live.attach(&doc, doc_out.clone());
+        live.attach(&pat, pat_out.clone());
+        let m = member("s_doc", Role::Physician);
+        live.submit_from(&doc_out, &id, first_connect(m))
+            .await
+            .unwrap();
+        let m = member("p_pat", Role::Patient);
+        live.submit_from(&pat_out, &id, first_connect(m))
+            .await
+            .unwrap();
+        live.submit_from(&doc_out, &id, admit_input())
+            .await
+            .unwrap();
+        let is = |want: &'static str| {
+            move |m: &ServerMsg| serde_json::to_value(m).unwrap()["type"] == want
+        };
+        next(&mut pat_rx, is("admitted")).await.unwrap();
+        let cand = |from: &ParticipantId, n: u32| ServerMsg::Candidate {
+            from: from.clone(),
+            candidate: crate::protocol::Candidate {
+                candidate: format!("candidate:{n}"),
+                sdp_mid: None,
+                sdp_m_line_index: None,
+                username_fragment: None,
+            },
+        };
+
+        // Admitted, not yet in call: the answer that starts the call is the room's.
+        assert!(
+            live.relay(&doc_out, &id, &pat, Box::new(cand(&doc, 1)))
+                .is_err()
+        );
+        let answer = ServerMsg::Answer {
+            from: pat.clone(),
+            sdp: "v=0".into(),
+        };
+        let relay = |who: &ParticipantId, to: &ParticipantId, msg| Input::Act {
+            who: who.clone(),
+            act: Act::Relay {
+                to: to.clone(),
+                msg,
+            },
+        };
+        live.submit_from(&pat_out, &id, relay(&pat, &doc, answer))
+            .await
+            .unwrap();
+        next(&mut doc_rx, is("answer")).await.unwrap();
+
+        // In call: straight through, in order, to the addressee only.
+        for n in 2..5 {
+            assert!(
+                live.relay(&doc_out, &id, &pat, Box::new(cand(&doc, n)))
+                    .is_ok()
+            );
+        }
+        let got: Vec<String> = queued(&pat_rx)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMsg::Candidate { candidate, .. } => Some(candidate.candidate),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, ["candidate:2", "candidate:3", "candidate:4"]);
+        assert!(
+            live.relay(&pat_out, &id, &pat, Box::new(cand(&pat, 5)))
+                .is_err(),
+            "not to oneself"
+        );
+        let other_room = RoomId::parse("r_other").unwrap();
+        let elsewhere = live.relay(&doc_out, &other_room, &pat, Box::new(cand(&doc, 5)));
+        assert!(elsewhere.is_err(), "a way is for its own room");
+
+        // The physician ends the visit and sends on at once: the candidate waits behind
+        // the end, so the room refuses it, and the patient hears only the end.
+        let end = Input::Act {
+            who: doc.clone(),
+            act: Act::EndVisit {
+                visit: VisitId::parse("v_1").unwrap(),
+            },
+        };
+        live.submit_from(&doc_out, &id, end).await.unwrap();
+        let late = live.relay(&doc_out, &id, &pat, Box::new(cand(&doc, 6)));
+        let late = late.expect_err("an input is still with the room");
+        live.submit_from(&doc_out, &id, relay(&doc, &pat, *late))
+            .await
+            .unwrap();
+        next(&mut pat_rx, is("visit_ended")).await.unwrap();
+        let refused = next(&mut doc_rx, is("error")).await.unwrap();
+        assert!(
+            matches!(&refused, ServerMsg::Error { about: Some(a), .. } if a == "candidate"),
+            "{refused:?}"
+        );
+        assert!(queued(&pat_rx).is_empty(), "nothing after the end");
+        assert!(
+            live.relay(&doc_out, &id, &pat, Box::new(cand(&doc, 7)))
+                .is_err(),
+            "way closed"
+        );
+    }
+
+    /// A side that drops mid-call: what is sent to it meanwhile is held for replay (the
+    /// way into it closed), and once it is back the way opens into its new connection.
+    #[tokio::test]
+    async fn a_dropped_side_gets_its_relays_replayed_and_direct_again_after() {
+        let r = room("r_direct_drop");
+        let id = r.id().clone();
+        let live = memory_live(&r);
+        let (doc, pat) = (
+            ParticipantId::parse("s_doc").unwrap(),
+            ParticipantId::parse("p_pat").unwrap(),
+        );
+        let (doc_out, mut doc_rx) = Outbox::new(1, 64);
+        let (pat_out, mut pat_rx) = Outbox::new(2, 64);
+        live.attach(&doc, doc_out.clone());
+        live.attach(&pat, pat_out.clone());
+        let m = member("s_doc", Role::Physician);
+        live.submit_from(&doc_out, &id, first_connect(m))
+            .await
+            .unwrap();
+        let m = member("p_pat", Role::Patient);
+        live.submit_from(&pat_out, &id, first_connect(m))
+            .await
+            .unwrap();
+        live.submit_from(&doc_out, &id, admit_input())
+            .await
+            .unwrap();
+        let is = |want: &'static str| {
+            move |m: &ServerMsg| serde_json::to_value(m).unwrap()["type"] == want
+        };
+        next(&mut pat_rx, is("admitted")).await.unwrap();
+        let relay = |who: &ParticipantId, to: &ParticipantId, msg| Input::Act {
+            who: who.clone(),
+            act: Act::Relay {
+                to: to.clone(),
+                msg,
+            },
+        };
+        let answer = ServerMsg::Answer {
+            from: pat.clone(),
+            sdp: "v=0".into(),
+        };
+        live.submit_from(&pat_out, &id, relay(&pat, &doc, answer))
+            .await
+            .unwrap();
+        next(&mut doc_rx, is("answer")).await.unwrap();
+        let offer = |n: u32| ServerMsg::Offer {
+            from: doc.clone(),
+            sdp: format!("restart {n}"),
+        };
+        assert!(live.relay(&doc_out, &id, &pat, Box::new(offer(1))).is_ok());
+
+        // The patient's connection drops; the room hears of it.
+        drop(pat_rx);
+        live.detach(&pat, 2);
+        live.submit(&id, Input::Disconnect { who: pat.clone() })
+            .await
+            .unwrap();
+        next(&mut doc_rx, is("peer_reconnecting")).await.unwrap();
+        let held = live
+            .relay(&doc_out, &id, &pat, Box::new(offer(2)))
+            .unwrap_err();
+        live.submit_from(&doc_out, &id, relay(&doc, &pat, *held))
+            .await
+            .unwrap();
+
+        // Back on a new connection with its resume token: the held offer first.
+        let (pat_out, mut pat_rx) = Outbox::new(3, 64);
+        live.attach(&pat, pat_out.clone());
+        let back = Input::Connect {
+            member: member("p_pat", Role::Patient),
+            resume: Some("t0".into()),
+            new_resume_token: "t1".into(),
+            resume_only: false,
+        };
+        live.submit_from(&pat_out, &id, back).await.unwrap();
+        let replayed = next(&mut pat_rx, is("offer")).await.unwrap();
+        assert_eq!(replayed, offer(2));
+        next(&mut doc_rx, is("peer_resumed")).await.unwrap();
+        // The room has handled the reconnect: straight through to the new connection.
+        assert!(live.relay(&doc_out, &id, &pat, Box::new(offer(3))).is_ok());
+        assert_eq!(next(&mut pat_rx, is("offer")).await.unwrap(), offer(3));
     }
 }

@@ -370,6 +370,39 @@ impl Room {
             .collect()
     }
 
+    /// Who may pass relayed messages straight to whom, `(from, to)`: what a relay from
+    /// `from` to `to` would do here now is exactly "send it to `to`". That holds when both
+    /// are connected (nothing is held for replay) and in a visit already in call (the
+    /// answer that starts the call is the room's to see), and that visit is the one the
+    /// room would relay `from`'s messages in (its first active visit).
+    pub fn direct_ways(&self) -> Vec<(&ParticipantId, &ParticipantId)> {
+        if !self.visits.values().any(|v| v.state == VisitState::InCall) {
+            return Vec::new();
+        }
+        let connected = |p: &ParticipantId| self.presence.get(p).is_some_and(|p| p.connected);
+        let mut first_active: HashMap<&ParticipantId, &VisitId> = HashMap::new();
+        for v in self.visits.values().filter(|v| v.active()) {
+            for p in &v.participants {
+                first_active.entry(p).or_insert(&v.id);
+            }
+        }
+        let mut ways = Vec::new();
+        for v in self.visits.values() {
+            if v.state != VisitState::InCall {
+                continue;
+            }
+            for from in v.participants.iter().filter(|p| connected(p)) {
+                if first_active.get(from) != Some(&&v.id) {
+                    continue;
+                }
+                for to in v.participants.iter().filter(|p| *p != from && connected(p)) {
+                    ways.push((from, to));
+                }
+            }
+        }
+        ways
+    }
+
     /// Nobody connected, nothing waiting or in a call: the host may drop this room.
     pub fn is_idle(&self) -> bool {
         self.presence.is_empty() && self.visits.values().all(|v| v.state.is_final())

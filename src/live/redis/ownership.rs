@@ -497,7 +497,7 @@ impl RedisRoom {
 impl RoomHost for RedisRoom {
     type Mail = Drain;
 
-    async fn commit(&mut self, room: &Room, outputs: Vec<Output>) {
+    async fn commit(&mut self, room: &Room, outputs: Vec<Output>, _changed: bool) {
         self.written = self
             .inner
             .commit(room, &self.lease, &self.redis_ok, outputs)

@@ -40,7 +40,7 @@ pub(super) async fn dispatch(
                     who: me.clone(),
                     act: Act::Availability { available },
                 };
-                let _ = state.live.submit(room, input).await;
+                let _ = state.live.submit_from(outbox, room, input).await;
             }
             if id.rooms.is_empty() {
                 push(
@@ -79,7 +79,8 @@ pub(super) async fn dispatch(
             for room in rooms {
                 let _ = state
                     .live
-                    .submit(
+                    .submit_from(
+                        outbox,
                         &room,
                         Input::Act {
                             who: me.clone(),
@@ -163,9 +164,18 @@ pub(super) async fn dispatch(
         );
         return Flow::Continue;
     }
+    // A relay in a call goes straight to its peer where the room opened that way.
+    let act = match act {
+        Act::Relay { to, msg } => match state.live.relay(outbox, &room, &to, Box::new(msg)) {
+            Ok(()) => return Flow::Continue,
+            Err(msg) => Act::Relay { to, msg: *msg },
+        },
+        other => other,
+    };
     if let Err(e) = state
         .live
-        .submit(
+        .submit_from(
+            outbox,
             &room,
             Input::Act {
                 who: me.clone(),

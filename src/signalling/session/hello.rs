@@ -152,16 +152,20 @@ pub(super) async fn hello(
             new_resume_token: resume_token.clone(),
             resume_only,
         };
-        state.live.submit(room, input).await.map_err(|e| match e {
-            crate::live::LiveError::RoomNotFound => (
-                ErrorCode::RoomNotFound,
-                "this room does not exist".to_owned(),
-            ),
-            crate::live::LiveError::Unavailable(_) => (
-                ErrorCode::Unavailable,
-                "visits are unavailable right now; try again shortly".to_owned(),
-            ),
-        })?;
+        state
+            .live
+            .submit_from(outbox, room, input)
+            .await
+            .map_err(|e| match e {
+                crate::live::LiveError::RoomNotFound => (
+                    ErrorCode::RoomNotFound,
+                    "this room does not exist".to_owned(),
+                ),
+                crate::live::LiveError::Unavailable(_) => (
+                    ErrorCode::Unavailable,
+                    "visits are unavailable right now; try again shortly".to_owned(),
+                ),
+            })?;
     }
     Ok(Identity {
         participant,
