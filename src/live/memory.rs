@@ -113,22 +113,28 @@ struct MemoryRoom {
 #[derive(Default)]
 struct Ways(Vec<OpenWay>);
 
+/// One open way: relays from `from`'s connection go straight into `target`. (Who `target`
+/// is, the sender's own table says; kept here only as the outbox, to stay small.)
 struct OpenWay {
     from: Outbox,
-    to: ParticipantId,
     target: Outbox,
 }
 
 impl OpenWay {
     fn same(&self, other: &OpenWay) -> bool {
-        self.from.same(&other.from) && self.to == other.to && self.target.same(&other.target)
+        self.from.same(&other.from) && self.target.same(&other.target)
+    }
+
+    fn close(&self, room: &RoomId) {
+        self.target.close_ways_in();
+        self.from.forget_way(room, &self.target);
     }
 }
 
-/// What the room wants open after its outputs, and the connections every way into which
-/// was closed before them.
+/// What the room wants open after its outputs (each with whom it reaches), and the
+/// connections every way into which was closed before them.
 struct Wanted {
-    ways: Vec<OpenWay>,
+    ways: Vec<(OpenWay, ParticipantId)>,
     closed_into: Vec<Outbox>,
 }
 
@@ -136,28 +142,27 @@ impl Ways {
     /// Close every open way the room no longer wants; says what it wants now.
     fn close_unwanted(&mut self, inner: &Inner, room: &Room) -> Wanted {
         let pairs = room.direct_ways();
-        let ways: Vec<OpenWay> = if pairs.is_empty() {
+        let ways: Vec<(OpenWay, ParticipantId)> = if pairs.is_empty() {
             Vec::new()
         } else {
             let outboxes = inner.outboxes.lock().expect("poisoned");
             pairs
                 .into_iter()
                 .filter_map(|(from, to)| {
-                    Some(OpenWay {
+                    let way = OpenWay {
                         from: outboxes.get(from)?.clone(),
-                        to: to.clone(),
                         target: outboxes.get(to)?.clone(),
-                    })
+                    };
+                    Some((way, to.clone()))
                 })
                 .collect()
         };
         let mut closed_into = Vec::new();
         for old in std::mem::take(&mut self.0) {
-            if ways.iter().any(|w| w.same(&old)) {
+            if ways.iter().any(|(w, _)| w.same(&old)) {
                 self.0.push(old);
             } else {
-                old.target.close_ways_in();
-                old.from.forget_way(room.id(), &old.to);
+                old.close(room.id());
                 closed_into.push(old.target);
             }
         }
@@ -168,20 +173,21 @@ impl Ways {
     /// whose ways were all closed just now.
     fn open(&mut self, room: &RoomId, wanted: Wanted) {
         let kept = std::mem::take(&mut self.0);
-        for w in &wanted.ways {
-            let still_open = kept.iter().any(|k| k.same(w))
+        let mut open = Vec::with_capacity(wanted.ways.len());
+        for (w, to) in wanted.ways {
+            let still_open = kept.iter().any(|k| k.same(&w))
                 && !wanted.closed_into.iter().any(|c| c.same(&w.target));
             if !still_open {
-                w.from.open_way(room, &w.to, &w.target);
+                w.from.open_way(room, &to, &w.target);
             }
+            open.push(w);
         }
-        self.0 = wanted.ways;
+        self.0 = open;
     }
 
     fn close_all(&mut self, room: &RoomId) {
         for old in self.0.drain(..) {
-            old.target.close_ways_in();
-            old.from.forget_way(room, &old.to);
+            old.close(room);
         }
     }
 }
@@ -258,11 +264,18 @@ async fn dispatch(inner: &Inner, outputs: Vec<Output>) {
 #[async_trait]
 impl Live for MemoryLive {
     fn attach(&self, who: &ParticipantId, outbox: Outbox) -> Option<Outbox> {
-        self.inner
+        let old = self
+            .inner
             .outboxes
             .lock()
             .expect("poisoned")
-            .insert(who.clone(), outbox)
+            .insert(who.clone(), outbox);
+        // Relays for `who` go to its new connection from now on: through the room (which
+        // sends to whoever is attached) until the room opens ways into the new one.
+        if let Some(old) = &old {
+            old.close_ways_in();
+        }
+        old
     }
 
     fn close_all(&self, msg: ServerMsg) {

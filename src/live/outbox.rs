@@ -278,10 +278,10 @@ impl Outbox {
         q.ways = ways.into_boxed_slice();
     }
 
-    /// Forget this connection's way to `to` (it is closed at the other end already).
-    pub(crate) fn forget_way(&self, room: &RoomId, to: &ParticipantId) {
+    /// Forget this connection's way in `room` into `target` (closed at that end already).
+    pub(crate) fn forget_way(&self, room: &RoomId, target: &Outbox) {
         let mut q = self.queue.state.lock().expect("poisoned");
-        let this = |w: &Way| w.to == *to && w.room == *room;
+        let this = |w: &Way| w.outbox.same(target) && w.room == *room;
         if q.ways.iter().any(this) {
             let mut ways: Vec<Way> = std::mem::take(&mut q.ways).into_vec();
             ways.retain(|w| !this(w));
@@ -357,7 +357,7 @@ mod tests {
         // Opened again at the new epoch, it delivers.
         a.open_way(&room, &pid("p_b"), &b);
         assert!(a.relay(&room, &pid("p_b"), eoc("p_a")).is_ok());
-        a.forget_way(&room, &pid("p_b"));
+        a.forget_way(&room, &b);
         assert!(a.relay(&room, &pid("p_b"), eoc("p_a")).is_err());
     }
 

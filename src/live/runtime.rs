@@ -14,7 +14,7 @@ use super::outbox::Outbox;
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::ServerMsg;
 use crate::visit::room::{Act, Input, Output, Room};
-use crate::visit::{Millis, RoomConfig, RoomSnapshot};
+use crate::visit::{Millis, RoomConfig};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -272,8 +272,9 @@ pub(crate) struct Supervised {
     /// Taken after every input that may change the room, except relays and chat (the
     /// bulk of the traffic) that changed no visit's state, and ticks that said nothing.
     /// Restoring loses at most such messages held for a reconnecting participant.
-    /// Kept as its JSON (the versioned form the Redis store hands between nodes): read
-    /// only after a panic, and a third of a cloned room's size (issue 20).
+    /// Kept as the JSON of its visits and presences ([`Room::state_json`]; configuration
+    /// and timing are the room's own and do not change while handling): read only after
+    /// a panic, and a fraction of a cloned room's size (issue 20).
     last_good: Box<str>,
     /// Whether the last input handled may have changed the room's state; a relay that
     /// was only passed on did not, and its batch publishes nothing (most of the traffic).
@@ -295,7 +296,7 @@ impl Supervised {
     }
 
     fn keep(room: &Room) -> Box<str> {
-        room.snapshot().to_json().into_boxed_str()
+        room.state_json().into_boxed_str()
     }
 
     pub(crate) fn room(&self) -> &Room {
@@ -358,16 +359,11 @@ impl Supervised {
     fn recover(&mut self, kind: &'static str, who: Option<ParticipantId>) -> Vec<Output> {
         let id = self.room.id().clone();
         tracing::error!(room = %id, input = kind, "handling an input panicked; restoring the room from its last good snapshot");
-        let mut told: Vec<ParticipantId> = Vec::new();
-        let restored = RoomSnapshot::from_json(&self.last_good).and_then(|snapshot| {
-            told = snapshot.connected().cloned().collect();
-            Room::restore(snapshot, self.room.config().clone())
-        });
-        match restored {
-            Ok(room) => self.room = room,
-            // Cannot happen (our own snapshot, our own config); serve what is there.
-            Err(e) => tracing::error!(room = %id, error = %e, "room not restored"),
+        if let Err(e) = self.room.put_back(&self.last_good) {
+            // Cannot happen (our own state, written by this process); serve what is there.
+            tracing::error!(room = %id, error = %e, "room not restored");
         }
+        let mut told: Vec<ParticipantId> = self.room.connected().cloned().collect();
         if let Some(w) = who
             && !told.contains(&w)
         {

@@ -33,24 +33,34 @@ pub const CHAT_KEEP_LINES: usize = 200;
 pub const CHAT_KEEP_BYTES: usize = 64 * 1024;
 
 /// Who is connecting, as their token and account say.
+/// Absent optional fields are left out of snapshots and Redis messages (a reader of any
+/// version takes a missing `Option` as `None`): a room's snapshot is held in memory as its
+/// last good state, and nulls were a third of it (issue 20).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: ParticipantId,
     pub role: Role,
     pub name: String,
     /// Staff account (physicians).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<StaffId>,
     /// The visit a patient or guest token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit: Option<VisitId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_ref: Option<PatientRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Patient's preferred language (BCP 47), from the link, page or record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     /// Patient's stated preference for the physician's gender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefers_gender: Option<String>,
     /// Physician: languages spoken.
     pub languages: Vec<String>,
     /// Physician: gender, for patients who state a preference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<String>,
 }
 
@@ -233,6 +243,7 @@ pub struct Timing {
 struct Presence {
     member: Member,
     connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     dropped_at: Option<Millis>,
     resume_token: String,
     replay: VecDeque<ServerMsg>,
@@ -247,18 +258,24 @@ struct Visit {
     patient: ParticipantId,
     name: String,
     reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     prefers_gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     patient_ref: Option<PatientRef>,
     /// Queue order: earliest first; sent-back patients keep their original place.
     queued_at: Millis,
     seq: u64,
     /// Physician in charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     admitted_by: Option<ParticipantId>,
     /// Everyone in the call (admitted/in_call only).
     participants: Vec<ParticipantId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     device_ok: Option<bool>,
     device_summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     offer: Option<(ParticipantId, Millis)>,
     passed: BTreeSet<ParticipantId>,
     preference_told: bool,

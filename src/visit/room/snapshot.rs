@@ -138,6 +138,55 @@ impl Room {
     }
 }
 
+/// A room's own state without its configuration and timing, which the room keeps: the
+/// form of the last good copy a room task holds in memory ([`Room::state_json`]). Never
+/// leaves the process, so it has no version.
+#[derive(Serialize)]
+struct StateRef<'a> {
+    visits: &'a BTreeMap<VisitId, Box<Visit>>,
+    presence: &'a HashMap<ParticipantId, Box<Presence>>,
+    next_seq: u64,
+}
+
+#[derive(Deserialize)]
+struct State {
+    visits: BTreeMap<VisitId, Box<Visit>>,
+    presence: HashMap<ParticipantId, Box<Presence>>,
+    next_seq: u64,
+}
+
+impl Room {
+    /// Visits, presences and the queue counter as JSON, for [`Room::put_back`].
+    pub fn state_json(&self) -> String {
+        let state = StateRef {
+            visits: &self.visits,
+            presence: &self.presence,
+            next_seq: self.next_seq,
+        };
+        // Invariant: as `RoomSnapshot::to_json`.
+        serde_json::to_string(&state).expect("room state serialises")
+    }
+
+    /// Go back to a state [`Room::state_json`] wrote, keeping configuration and timing.
+    pub fn put_back(&mut self, json: &str) -> Result<(), SnapshotError> {
+        let state: State = serde_json::from_str(json)?;
+        self.visits = state.visits;
+        self.presence = state.presence;
+        self.next_seq = state.next_seq;
+        self.out.clear();
+        self.queue_dirty = true;
+        Ok(())
+    }
+
+    /// Participants the room believes connected.
+    pub fn connected(&self) -> impl Iterator<Item = &ParticipantId> {
+        self.presence
+            .iter()
+            .filter(|(_, p)| p.connected)
+            .map(|(id, _)| id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
