@@ -631,37 +631,77 @@ mod tests {
         assert_eq!(live.stats().rooms, 1);
     }
 
+    /// A memory store with one room in which the physician `s_doc` (connection 1) has
+    /// admitted the patient `p_pat` (connection 2), both having said hello through it.
+    struct Visit {
+        live: MemoryLive,
+        id: RoomId,
+        doc: ParticipantId,
+        pat: ParticipantId,
+        doc_out: Outbox,
+        doc_rx: Inbox,
+        pat_out: Outbox,
+        pat_rx: Inbox,
+    }
+
+    async fn admitted_visit(room_id: &str) -> Visit {
+        let r = room(room_id);
+        let (doc_out, doc_rx) = Outbox::new(1, 64);
+        let (pat_out, pat_rx) = Outbox::new(2, 64);
+        let mut v = Visit {
+            live: memory_live(&r),
+            id: r.id().clone(),
+            doc: ParticipantId::parse("s_doc").unwrap(),
+            pat: ParticipantId::parse("p_pat").unwrap(),
+            doc_out,
+            doc_rx,
+            pat_out,
+            pat_rx,
+        };
+        v.live.attach(&v.doc, v.doc_out.clone());
+        v.live.attach(&v.pat, v.pat_out.clone());
+        let doc = first_connect(member("s_doc", Role::Physician));
+        v.live.submit_from(&v.doc_out, &v.id, doc).await.unwrap();
+        let pat = first_connect(member("p_pat", Role::Patient));
+        v.live.submit_from(&v.pat_out, &v.id, pat).await.unwrap();
+        v.live
+            .submit_from(&v.doc_out, &v.id, admit_input())
+            .await
+            .unwrap();
+        next(&mut v.pat_rx, is("admitted")).await.unwrap();
+        v
+    }
+
+    /// Accepts a server message of the wire type `want`.
+    fn is(want: &'static str) -> impl Fn(&ServerMsg) -> bool {
+        move |m: &ServerMsg| serde_json::to_value(m).unwrap()["type"] == want
+    }
+
+    fn relay(who: &ParticipantId, to: &ParticipantId, msg: ServerMsg) -> Input {
+        Input::Act {
+            who: who.clone(),
+            act: Act::Relay {
+                to: to.clone(),
+                msg,
+            },
+        }
+    }
+
     /// The memory store lets a call's relays skip the room's task, only while that changes
     /// nothing anyone sees: not before the call, not past an input the room has yet to
     /// handle, not once the room has ended the call or a side has dropped.
     #[tokio::test]
     async fn a_call_relays_directly_only_while_the_room_would_pass_it_on() {
-        let r = room("r_direct");
-        let id = r.id().clone();
-        let live = memory_live(&r);
-        let (doc, pat) = (
-            ParticipantId::parse("s_doc").unwrap(),
-            ParticipantId::parse("p_pat").unwrap(),
-        );
-        let (doc_out, mut doc_rx) = Outbox::new(1, 64);
-        let (pat_out, mut pat_rx) = Outbox::new(2, 64);
-        live.attach(&doc, doc_out.clone());
-        live.attach(&pat, pat_out.clone());
-        let m = member("s_doc", Role::Physician);
-        live.submit_from(&doc_out, &id, first_connect(m))
-            .await
-            .unwrap();
-        let m = member("p_pat", Role::Patient);
-        live.submit_from(&pat_out, &id, first_connect(m))
-            .await
-            .unwrap();
-        live.submit_from(&doc_out, &id, admit_input())
-            .await
-            .unwrap();
-        let is = |want: &'static str| {
-            move |m: &ServerMsg| serde_json::to_value(m).unwrap()["type"] == want
-        };
-        next(&mut pat_rx, is("admitted")).await.unwrap();
+        let Visit {
+            live,
+            id,
+            doc,
+            pat,
+            doc_out,
+            mut doc_rx,
+            pat_out,
+            mut pat_rx,
+        } = admitted_visit("r_direct").await;
         let cand = |from: &ParticipantId, n: u32| ServerMsg::Candidate {
             from: from.clone(),
             candidate: crate::protocol::Candidate {
@@ -680,13 +720,6 @@ mod tests {
         let answer = ServerMsg::Answer {
             from: pat.clone(),
             sdp: "v=0".into(),
-        };
-        let relay = |who: &ParticipantId, to: &ParticipantId, msg| Input::Act {
-            who: who.clone(),
-            act: Act::Relay {
-                to: to.clone(),
-                msg,
-            },
         };
         live.submit_from(&pat_out, &id, relay(&pat, &doc, answer))
             .await
@@ -749,39 +782,16 @@ mod tests {
     /// way into it closed), and once it is back the way opens into its new connection.
     #[tokio::test]
     async fn a_dropped_side_gets_its_relays_replayed_and_direct_again_after() {
-        let r = room("r_direct_drop");
-        let id = r.id().clone();
-        let live = memory_live(&r);
-        let (doc, pat) = (
-            ParticipantId::parse("s_doc").unwrap(),
-            ParticipantId::parse("p_pat").unwrap(),
-        );
-        let (doc_out, mut doc_rx) = Outbox::new(1, 64);
-        let (pat_out, mut pat_rx) = Outbox::new(2, 64);
-        live.attach(&doc, doc_out.clone());
-        live.attach(&pat, pat_out.clone());
-        let m = member("s_doc", Role::Physician);
-        live.submit_from(&doc_out, &id, first_connect(m))
-            .await
-            .unwrap();
-        let m = member("p_pat", Role::Patient);
-        live.submit_from(&pat_out, &id, first_connect(m))
-            .await
-            .unwrap();
-        live.submit_from(&doc_out, &id, admit_input())
-            .await
-            .unwrap();
-        let is = |want: &'static str| {
-            move |m: &ServerMsg| serde_json::to_value(m).unwrap()["type"] == want
-        };
-        next(&mut pat_rx, is("admitted")).await.unwrap();
-        let relay = |who: &ParticipantId, to: &ParticipantId, msg| Input::Act {
-            who: who.clone(),
-            act: Act::Relay {
-                to: to.clone(),
-                msg,
-            },
-        };
+        let Visit {
+            live,
+            id,
+            doc,
+            pat,
+            doc_out,
+            mut doc_rx,
+            pat_out,
+            pat_rx,
+        } = admitted_visit("r_direct_drop").await;
         let answer = ServerMsg::Answer {
             from: pat.clone(),
             sdp: "v=0".into(),
