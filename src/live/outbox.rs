@@ -134,10 +134,18 @@ impl Outbox {
     /// Never blocks. Returns false when the client was too slow and is being dropped, or
     /// its session has ended.
     pub fn push(&self, msg: Outgoing) -> bool {
+        self.offer(None, msg).unwrap_or(false)
+    }
+
+    /// The one way into the queue. Refused (the message given back) once the session has
+    /// ended or the client was dropped, or, with `epoch`, when a way into this connection
+    /// was closed since that epoch. Otherwise `Ok(taken)`: false when this message found
+    /// the queue full, so the client is dropped and the message with it.
+    fn offer(&self, epoch: Option<u32>, msg: Outgoing) -> Result<bool, Outgoing> {
         let (taken, waker) = {
             let mut q = self.queue.state.lock().expect("poisoned");
-            if q.closed || q.killed {
-                return false;
+            if q.closed || q.killed || epoch.is_some_and(|e| e != q.epoch) {
+                return Err(msg);
             }
             let taken = q.items.len() < self.queue.capacity;
             if taken {
@@ -151,7 +159,7 @@ impl Outbox {
         if let Some(w) = waker {
             w.wake();
         }
-        taken
+        Ok(taken)
     }
 }
 
@@ -227,24 +235,11 @@ impl Outbox {
 
     /// Push `msg` if this queue is still at `epoch` (no way into it closed since).
     fn push_at(&self, epoch: u32, msg: Box<ServerMsg>) -> Result<(), Box<ServerMsg>> {
-        let waker = {
-            let mut q = self.queue.state.lock().expect("poisoned");
-            if q.epoch != epoch || q.closed || q.killed {
-                return Err(msg);
-            }
-            if q.items.len() < self.queue.capacity {
-                q.items.push_back(Outgoing::Msg(msg));
-            } else {
-                // Too slow: dropped, as any push would (the message goes with it).
-                q.killed = true;
-                q.items.clear();
-            }
-            q.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+        match self.offer(Some(epoch), Outgoing::Msg(msg)) {
+            Ok(_) => Ok(()),
+            Err(Outgoing::Msg(msg)) => Err(msg),
+            Err(_) => unreachable!("offer gives back what it was given"),
         }
-        Ok(())
     }
 
     /// This connection handed an input to a room: its relays wait behind it.
@@ -263,30 +258,31 @@ impl Outbox {
     /// way into `target` is closed after this.
     pub(crate) fn open_way(&self, room: &RoomId, to: &ParticipantId, target: &Outbox) {
         let epoch = target.queue.state.lock().expect("poisoned").epoch;
-        let mut q = self.queue.state.lock().expect("poisoned");
-        if q.closed {
-            return;
-        }
-        let mut ways: Vec<Way> = std::mem::take(&mut q.ways).into_vec();
-        ways.retain(|w| w.to != *to || w.room != *room);
-        ways.push(Way {
+        let way = Way {
             room: room.clone(),
             to: to.clone(),
             outbox: target.clone(),
             epoch,
-        });
-        q.ways = ways.into_boxed_slice();
+        };
+        self.edit_ways(|w| w.to == *to && w.room == *room, Some(way));
     }
 
     /// Forget this connection's way in `room` into `target` (closed at that end already).
     pub(crate) fn forget_way(&self, room: &RoomId, target: &Outbox) {
+        self.edit_ways(|w| w.outbox.same(target) && w.room == *room, None);
+    }
+
+    /// Drop the ways `old` picks and add `new`. The table is a boxed slice (no spare
+    /// capacity, nothing for a connection outside a call), rebuilt only when it changes.
+    fn edit_ways(&self, old: impl Fn(&Way) -> bool, new: Option<Way>) {
         let mut q = self.queue.state.lock().expect("poisoned");
-        let this = |w: &Way| w.outbox.same(target) && w.room == *room;
-        if q.ways.iter().any(this) {
-            let mut ways: Vec<Way> = std::mem::take(&mut q.ways).into_vec();
-            ways.retain(|w| !this(w));
-            q.ways = ways.into_boxed_slice();
+        if q.closed || (new.is_none() && !q.ways.iter().any(&old)) {
+            return;
         }
+        let mut ways: Vec<Way> = std::mem::take(&mut q.ways).into_vec();
+        ways.retain(|w| !old(w));
+        ways.extend(new);
+        q.ways = ways.into_boxed_slice();
     }
 
     /// Close every way into this connection: from now on a direct push here is refused
